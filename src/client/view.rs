@@ -1,0 +1,137 @@
+//! The client's picture of the world: its own entity and every entity its AoI
+//! holds, kept up to date by applying the server's messages in order.
+
+use crate::defs::TypeId;
+use crate::ids::EntityId;
+use crate::proto::client::{PosUpdate, PropValue, ServerDatagram, ServerMsg};
+use crate::proto::Pos;
+use crate::value::Value;
+use std::collections::BTreeMap;
+
+/// Another entity as the client sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seen {
+    /// Its type.
+    pub type_id: TypeId,
+    /// Last known position.
+    pub pos: Pos,
+    /// Last known facing.
+    pub yaw: f32,
+    /// Properties visible to other clients, by index.
+    pub props: BTreeMap<u16, Value>,
+    /// Server time of the last position applied, microseconds.
+    pub stamp_us: u64,
+}
+
+/// What a client knows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct View {
+    /// The client's own entity.
+    pub me: EntityId,
+    /// Its type.
+    pub my_type: TypeId,
+    /// Where the server last put it (the client's own moves update this too).
+    pub my_pos: Pos,
+    /// Own properties, by index.
+    pub my_props: BTreeMap<u16, Value>,
+    /// The space's bounds: min x, min z, max x, max z.
+    pub bounds: [f32; 4],
+    /// Everything in the AoI.
+    pub others: BTreeMap<EntityId, Seen>,
+}
+
+fn merge(into: &mut BTreeMap<u16, Value>, props: &[PropValue]) {
+    for (i, v) in props {
+        into.insert(*i, v.clone());
+    }
+}
+
+impl View {
+    /// A view of a client that was just welcomed.
+    pub fn new(me: EntityId, my_type: TypeId, my_pos: Pos, props: &[PropValue], bounds: [f32; 4]) -> View {
+        let mut my_props = BTreeMap::new();
+        merge(&mut my_props, props);
+        View {
+            me,
+            my_type,
+            my_pos,
+            my_props,
+            bounds,
+            others: BTreeMap::new(),
+        }
+    }
+
+    fn place(&mut self, u: &PosUpdate, sent_us: u64) {
+        if let Some(s) = self.others.get_mut(&u.entity) {
+            // Datagrams may arrive out of order: never go back in time.
+            if sent_us >= s.stamp_us {
+                s.pos = u.pos;
+                s.yaw = u.yaw;
+                s.stamp_us = sent_us;
+            }
+        }
+    }
+
+    /// Applies a stream message.
+    pub fn apply(&mut self, msg: &ServerMsg) {
+        match msg {
+            ServerMsg::Enter {
+                entity,
+                type_id,
+                pos,
+                yaw,
+                props,
+                sent_us,
+            } => {
+                let mut p = BTreeMap::new();
+                merge(&mut p, props);
+                self.others.insert(
+                    *entity,
+                    Seen {
+                        type_id: *type_id,
+                        pos: *pos,
+                        yaw: *yaw,
+                        props: p,
+                        stamp_us: *sent_us,
+                    },
+                );
+            }
+            ServerMsg::Leave { entity } => {
+                self.others.remove(entity);
+            }
+            ServerMsg::Props { entity, props } => {
+                if *entity == self.me {
+                    merge(&mut self.my_props, props);
+                } else if let Some(s) = self.others.get_mut(entity) {
+                    merge(&mut s.props, props);
+                }
+            }
+            ServerMsg::Corrected { pos, .. } => self.my_pos = *pos,
+            ServerMsg::Rest {
+                entity,
+                pos,
+                yaw,
+                sent_us,
+            } => self.place(
+                &PosUpdate {
+                    entity: *entity,
+                    pos: *pos,
+                    yaw: *yaw,
+                },
+                *sent_us,
+            ),
+            ServerMsg::Welcome { .. } | ServerMsg::Refused { .. } | ServerMsg::Call { .. } => {}
+        }
+    }
+
+    /// Applies a datagram.
+    pub fn apply_datagram(&mut self, d: &ServerDatagram) {
+        match d {
+            ServerDatagram::Positions { sent_us, updates } => {
+                for u in updates {
+                    self.place(u, *sent_us);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! Entity definitions: the types of a world, their properties (with
+//! BigWorld's flags), methods, AoI radius and speed limit, loaded from a TOML
+//! file that every role and every client reads. The definitions' digest is
+//! checked whenever a client or an app connects, so two sides never disagree
+//! on what a property index means.
+//!
+//! Properties and methods are indexed by name order within their type, and
+//! types by name order, so the same file always gives the same indices.
+
+use crate::value::{Value, ValueType};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The largest definitions file accepted, in bytes.
+pub const MAX_DEFS_BYTES: u64 = 1 << 20;
+
+/// The index of an entity type in the definitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TypeId(pub u16);
+
+/// Where a property lives and who sees it: BigWorld's flags, with their meanings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+pub enum PropFlags {
+    /// On the cell only.
+    CELL_PRIVATE,
+    /// On the cell and its ghosts.
+    CELL_PUBLIC,
+    /// On the cell and ghosts, sent to other clients.
+    OTHER_CLIENTS,
+    /// On the cell, sent to the entity's own client.
+    OWN_CLIENT,
+    /// On the cell and ghosts, sent to the own client and other clients.
+    ALL_CLIENTS,
+    /// On the cell and ghosts, sent to the own client.
+    CELL_PUBLIC_AND_OWN,
+    /// On the base only.
+    BASE,
+    /// On the base, sent to the own client.
+    BASE_AND_CLIENT,
+}
+
+impl PropFlags {
+    /// The property lives on the cell half.
+    pub fn on_cell(self) -> bool {
+        !self.on_base()
+    }
+    /// The property lives on the base half.
+    pub fn on_base(self) -> bool {
+        matches!(self, PropFlags::BASE | PropFlags::BASE_AND_CLIENT)
+    }
+    /// The property is copied to ghosts.
+    pub fn on_ghosts(self) -> bool {
+        matches!(
+            self,
+            PropFlags::CELL_PUBLIC
+                | PropFlags::OTHER_CLIENTS
+                | PropFlags::ALL_CLIENTS
+                | PropFlags::CELL_PUBLIC_AND_OWN
+        )
+    }
+    /// The entity's own client sees the property.
+    pub fn own_client(self) -> bool {
+        matches!(
+            self,
+            PropFlags::OWN_CLIENT
+                | PropFlags::ALL_CLIENTS
+                | PropFlags::CELL_PUBLIC_AND_OWN
+                | PropFlags::BASE_AND_CLIENT
+        )
+    }
+    /// Other clients (whose AoI holds the entity) see the property.
+    pub fn other_clients(self) -> bool {
+        matches!(self, PropFlags::OTHER_CLIENTS | PropFlags::ALL_CLIENTS)
+    }
+}
+
+/// Which half of an entity a method runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// Runs on the base (baseapp).
+    Base,
+    /// Runs on the real (cellapp).
+    Cell,
+    /// Runs on the entity's own client; called by the server.
+    Client,
+}
+
+/// One property of a type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PropDef {
+    /// Index within the type (name order).
+    pub index: u16,
+    /// The name.
+    pub name: String,
+    /// The value type.
+    pub ty: ValueType,
+    /// Where it lives and who sees it.
+    pub flags: PropFlags,
+    /// The value a new entity starts with.
+    pub default: Value,
+    /// Saved to the database.
+    pub persistent: bool,
+}
+
+/// One method of a type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MethodDef {
+    /// Index within the type (name order).
+    pub index: u16,
+    /// The name.
+    pub name: String,
+    /// Where it runs.
+    pub side: Side,
+    /// Argument types, in order.
+    pub args: Vec<ValueType>,
+    /// A client may call it (on its own entity).
+    pub exposed: bool,
+}
+
+/// One entity type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TypeDef {
+    /// Index in the definitions (name order).
+    pub id: TypeId,
+    /// The name, which also selects the type's behaviour in Rust.
+    pub name: String,
+    /// Controlled by a client (has a proxy and a witness).
+    pub has_client: bool,
+    /// Radius of its area of interest, in metres (if it has a client).
+    pub aoi_radius: f32,
+    /// The fastest it may move, in metres per second.
+    pub max_speed: f32,
+    /// Properties in index order.
+    pub properties: Vec<PropDef>,
+    /// Methods in index order.
+    pub methods: Vec<MethodDef>,
+}
+
+impl TypeDef {
+    /// A property by name.
+    pub fn prop(&self, name: &str) -> Option<&PropDef> {
+        self.properties.iter().find(|p| p.name == name)
+    }
+    /// A method by name.
+    pub fn method(&self, name: &str) -> Option<&MethodDef> {
+        self.methods.iter().find(|m| m.name == name)
+    }
+    /// Default values of every property, in index order.
+    pub fn defaults(&self) -> Vec<Value> {
+        self.properties.iter().map(|p| p.default.clone()).collect()
+    }
+}
+
+/// All the entity types of a world, and the digest that identifies them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Definitions {
+    /// Types in id order.
+    pub types: Vec<TypeDef>,
+    /// SHA-256 of the canonical encoding of `types`.
+    pub digest: [u8; 32],
+}
+
+/// A definitions file that cannot be used; the message names the file, the
+/// type and the property or method at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct DefError {
+    /// The file.
+    pub file: PathBuf,
+    /// The type at fault, if any.
+    pub type_name: Option<String>,
+    /// The property or method at fault, if any.
+    pub item: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for DefError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(t) = &self.type_name {
+            write!(f, ": type {t}")?;
+        }
+        if let Some(i) = &self.item {
+            write!(f, ", {i}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    types: BTreeMap<String, RawType>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawType {
+    #[serde(default)]
+    has_client: bool,
+    #[serde(default)]
+    aoi_radius: f32,
+    max_speed: f32,
+    #[serde(default)]
+    properties: BTreeMap<String, RawProp>,
+    #[serde(default)]
+    methods: BTreeMap<String, RawMethod>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProp {
+    #[serde(rename = "type")]
+    ty: ValueType,
+    flags: PropFlags,
+    #[serde(default)]
+    persistent: bool,
+    default: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMethod {
+    side: Side,
+    #[serde(default)]
+    args: Vec<ValueType>,
+    #[serde(default)]
+    exposed: bool,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+impl Definitions {
+    /// Reads and checks a definitions file.
+    pub fn load(path: &Path) -> Result<Definitions, DefError> {
+        let err = |message: String| DefError {
+            file: path.to_path_buf(),
+            type_name: None,
+            item: None,
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        if meta.len() > MAX_DEFS_BYTES {
+            return Err(err(format!(
+                "file is {} bytes, more than the limit of {MAX_DEFS_BYTES}",
+                meta.len()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        Definitions::parse(&text, path)
+    }
+
+    /// Parses and checks definitions from text; `file` names the source in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Definitions, DefError> {
+        let at = |t: Option<&str>, item: Option<String>, message: String| DefError {
+            file: file.to_path_buf(),
+            type_name: t.map(str::to_string),
+            item,
+            message,
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| at(None, None, e.to_string()))?;
+        if raw.types.is_empty() {
+            return Err(at(None, None, "no entity types are defined".into()));
+        }
+        if raw.types.len() > u16::MAX as usize {
+            return Err(at(None, None, "too many types".into()));
+        }
+        let mut types = Vec::new();
+        for (i, (name, rt)) in raw.types.into_iter().enumerate() {
+            let t = Some(name.as_str());
+            if !valid_name(&name) {
+                return Err(at(t, None, "type names are letters, digits and _".into()));
+            }
+            if !(rt.max_speed.is_finite() && rt.max_speed > 0.0) {
+                return Err(at(t, None, "max_speed must be a positive number".into()));
+            }
+            if !(rt.aoi_radius.is_finite() && rt.aoi_radius >= 0.0) {
+                return Err(at(t, None, "aoi_radius must be zero or positive".into()));
+            }
+            if rt.has_client && rt.aoi_radius <= 0.0 {
+                return Err(at(
+                    t,
+                    None,
+                    "a type with a client needs a positive aoi_radius".into(),
+                ));
+            }
+            let mut properties = Vec::new();
+            for (j, (pname, rp)) in rt.properties.into_iter().enumerate() {
+                let item = Some(format!("property {pname}"));
+                if !valid_name(&pname) {
+                    return Err(at(t, item, "names are letters, digits and _".into()));
+                }
+                let default = match &rp.default {
+                    None => Value::zero(rp.ty),
+                    Some(v) => Value::from_toml(v, rp.ty).ok_or_else(|| {
+                        at(t, item.clone(), format!("default {v} is not a valid {}", rp.ty))
+                    })?,
+                };
+                properties.push(PropDef {
+                    index: j as u16,
+                    name: pname,
+                    ty: rp.ty,
+                    flags: rp.flags,
+                    default,
+                    persistent: rp.persistent,
+                });
+            }
+            let mut methods = Vec::new();
+            for (j, (mname, rm)) in rt.methods.into_iter().enumerate() {
+                let item = Some(format!("method {mname}"));
+                if !valid_name(&mname) {
+                    return Err(at(t, item, "names are letters, digits and _".into()));
+                }
+                if rm.exposed && rm.side == Side::Client {
+                    return Err(at(
+                        t,
+                        item,
+                        "client methods are called by the server; they cannot be exposed".into(),
+                    ));
+                }
+                if rm.args.len() > 16 {
+                    return Err(at(t, item, "at most 16 arguments".into()));
+                }
+                methods.push(MethodDef {
+                    index: j as u16,
+                    name: mname,
+                    side: rm.side,
+                    args: rm.args,
+                    exposed: rm.exposed,
+                });
+            }
+            if properties.len() > 256 || methods.len() > 256 {
+                return Err(at(t, None, "at most 256 properties and 256 methods".into()));
+            }
+            types.push(TypeDef {
+                id: TypeId(i as u16),
+                name,
+                has_client: rt.has_client,
+                aoi_radius: rt.aoi_radius,
+                max_speed: rt.max_speed,
+                properties,
+                methods,
+            });
+        }
+        let canonical = postcard::to_stdvec(&types).map_err(|e| at(None, None, e.to_string()))?;
+        let digest: [u8; 32] = Sha256::digest(&canonical).into();
+        Ok(Definitions { types, digest })
+    }
+
+    /// A type by id.
+    pub fn get(&self, id: TypeId) -> Option<&TypeDef> {
+        self.types.get(id.0 as usize)
+    }
+
+    /// A type by name.
+    pub fn by_name(&self, name: &str) -> Option<&TypeDef> {
+        self.types.iter().find(|t| t.name == name)
+    }
+
+    /// The digest as hex, for messages and logs.
+    pub fn digest_hex(&self) -> String {
+        hex::encode(self.digest)
+    }
+
+    /// The largest AoI radius of any type.
+    pub fn max_aoi_radius(&self) -> f32 {
+        self.types.iter().map(|t| t.aoi_radius).fold(0.0, f32::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Definitions, DefError> {
+        Definitions::parse(text, Path::new("defs.toml"))
+    }
+
+    #[test]
+    fn demo_definitions_load() {
+        let d = crate::demo::definitions();
+        let avatar = d.by_name("Avatar").expect("Avatar");
+        assert!(avatar.has_client);
+        assert!(d.by_name("Npc").is_some());
+        assert_eq!(d.get(avatar.id).map(|t| &t.name), Some(&avatar.name));
+    }
+
+    #[test]
+    fn errors_name_file_type_and_property() {
+        let e = parse(
+            r#"
+            [types.Avatar]
+            max_speed = 5.0
+            [types.Avatar.properties]
+            level = { type = "int", flags = "ALL_CLIENTS", default = "high" }
+            "#,
+        )
+        .expect_err("bad default");
+        let msg = e.to_string();
+        assert!(msg.contains("defs.toml"), "{msg}");
+        assert!(msg.contains("type Avatar"), "{msg}");
+        assert!(msg.contains("property level"), "{msg}");
+
+        let e = parse(
+            r#"
+            [types.Avatar]
+            max_speed = 5.0
+            [types.Avatar.properties]
+            level = { type = "int", flags = "EVERYWHERE" }
+            "#,
+        )
+        .expect_err("bad flag");
+        assert!(e.to_string().contains("EVERYWHERE"), "{e}");
+    }
+
+    #[test]
+    fn digest_follows_content_not_layout() {
+        let a = parse("[types.A]\nmax_speed = 1.0\n").expect("a");
+        let b = parse("# comment\n[types.A]\n\nmax_speed = 1.0\n").expect("b");
+        let c = parse("[types.A]\nmax_speed = 2.0\n").expect("c");
+        assert_eq!(a.digest, b.digest);
+        assert_ne!(a.digest, c.digest);
+    }
+
+    #[test]
+    fn flags_keep_bigworld_meanings() {
+        use PropFlags::*;
+        assert!(!CELL_PRIVATE.on_ghosts() && !CELL_PRIVATE.own_client());
+        assert!(OTHER_CLIENTS.on_ghosts() && OTHER_CLIENTS.other_clients());
+        assert!(!OTHER_CLIENTS.own_client());
+        assert!(OWN_CLIENT.own_client() && !OWN_CLIENT.on_ghosts());
+        assert!(ALL_CLIENTS.own_client() && ALL_CLIENTS.other_clients());
+        assert!(BASE.on_base() && !BASE.on_cell());
+        assert!(BASE_AND_CLIENT.own_client() && BASE_AND_CLIENT.on_base());
+        assert!(CELL_PUBLIC_AND_OWN.on_ghosts() && !CELL_PUBLIC_AND_OWN.other_clients());
+    }
+}

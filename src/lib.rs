@@ -1,0 +1,26 @@
+//! # Tessera
+//!
+//! What every role of a Tessera world shares: ids, entity definitions and
+//! property values, the wire protocol, the QUIC transport, time, and the
+//! client library that bots and game clients use.
+//!
+//! The roles themselves live in their own crates (`tessera-cellapp`,
+//! `tessera-baseapp`, `tessera-manager`); `docs/architecture.md` explains how
+//! the pieces fit together.
+
+pub mod client;
+pub mod defs;
+pub mod demo;
+pub mod frame;
+pub mod ids;
+pub mod net;
+pub mod proto;
+#[cfg(feature = "storage")]
+pub mod storage;
+pub mod time;
+pub mod value;
+
+pub use defs::{Definitions, PropFlags, Side, TypeDef, TypeId};
+pub use ids::{AppId, EntityId, IdBlock};
+pub use time::Time;
+pub use value::{Value, ValueType};

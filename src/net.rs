@@ -1,0 +1,229 @@
+//! QUIC plumbing shared by every role and the client: certificates, endpoint
+//! and transport settings, and connecting with a given ALPN.
+//!
+//! Servers present a self-signed certificate generated into the data
+//! directory on first start and reused after; clients trust that certificate
+//! (pinned). Keep-alive is on and the idle timeout is set on purpose, so a
+//! dead peer is noticed within [`IDLE_TIMEOUT`].
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The name servers present and clients expect.
+pub const SERVER_NAME: &str = "localhost";
+/// A connection with no traffic for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Keep-alive interval: well under the idle timeout.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+/// Errors setting up QUIC.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// Reading or writing certificate files failed.
+    #[error("certificate file {path}: {source}")]
+    CertFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Generating a certificate failed.
+    #[error("cannot generate a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// TLS configuration was refused.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// QUIC refused the TLS configuration.
+    #[error("QUIC TLS configuration: {0}")]
+    QuicTls(String),
+    /// Binding a UDP socket failed.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Connecting failed.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A server certificate and its key.
+pub struct Identity {
+    /// DER certificate.
+    pub cert: CertificateDer<'static>,
+    /// DER PKCS#8 key.
+    pub key: PrivatePkcs8KeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity {
+            cert: self.cert.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+/// Where the certificate lives in a data directory.
+pub fn cert_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("tls").join("cert.der")
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, NetError> {
+    std::fs::read(path).map_err(|source| NetError::CertFile {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NetError> {
+    let err = |source| NetError::CertFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Loads the server identity from `data_dir/tls/`, generating a self-signed
+/// one on first use.
+pub fn load_or_create_identity(data_dir: &Path) -> Result<Identity, NetError> {
+    let cert_file = cert_path(data_dir);
+    let key_file = data_dir.join("tls").join("key.der");
+    if cert_file.exists() && key_file.exists() {
+        return Ok(Identity {
+            cert: CertificateDer::from(read(&cert_file)?),
+            key: PrivatePkcs8KeyDer::from(read(&key_file)?),
+        });
+    }
+    let generated =
+        rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string(), "127.0.0.1".into()])?;
+    let key = generated.key_pair.serialize_der();
+    let cert = generated.cert.der().to_vec();
+    write_atomic(&key_file, &key)?;
+    write_atomic(&cert_file, &cert)?;
+    Ok(Identity {
+        cert: CertificateDer::from(cert),
+        key: PrivatePkcs8KeyDer::from(key),
+    })
+}
+
+/// Loads the certificate a client should trust.
+pub fn load_trusted_cert(path: &Path) -> Result<CertificateDer<'static>, NetError> {
+    Ok(CertificateDer::from(read(path)?))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Transport settings every connection uses.
+pub fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    // IDLE_TIMEOUT is small enough to always convert.
+    if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t.datagram_receive_buffer_size(Some(1 << 20));
+    t.datagram_send_buffer_size(1 << 20);
+    t.max_concurrent_bidi_streams(4u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    Arc::new(t)
+}
+
+/// A server configuration that accepts the given ALPNs.
+pub fn server_config(id: &Identity, alpns: &[&[u8]]) -> Result<quinn::ServerConfig, NetError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![id.cert.clone()],
+            PrivateKeyDer::Pkcs8(id.key.clone_key()),
+        )?;
+    tls.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
+    let quic =
+        QuicServerConfig::try_from(tls).map_err(|e| NetError::QuicTls(e.to_string()))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    cfg.transport_config(transport());
+    Ok(cfg)
+}
+
+/// A client configuration that trusts `cert` and speaks `alpn`.
+pub fn client_config(
+    cert: &CertificateDer<'static>,
+    alpn: &[u8],
+) -> Result<quinn::ClientConfig, NetError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone())?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let quic =
+        QuicClientConfig::try_from(tls).map_err(|e| NetError::QuicTls(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    cfg.transport_config(transport());
+    Ok(cfg)
+}
+
+/// Binds an endpoint; with a server configuration it also accepts connections.
+/// Must be called inside a tokio runtime.
+pub fn endpoint(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> Result<quinn::Endpoint, NetError> {
+    let result = match server {
+        Some(cfg) => quinn::Endpoint::server(cfg, addr),
+        None => quinn::Endpoint::client(addr),
+    };
+    result.map_err(|source| NetError::Bind { addr, source })
+}
+
+/// Connects to `addr` with the given client configuration.
+pub async fn connect(
+    endpoint: &quinn::Endpoint,
+    cfg: quinn::ClientConfig,
+    addr: SocketAddr,
+) -> Result<quinn::Connection, NetError> {
+    let connecting = endpoint
+        .connect_with(cfg, addr, SERVER_NAME)
+        .map_err(|e| NetError::Connect {
+            addr,
+            reason: e.to_string(),
+        })?;
+    connecting.await.map_err(|e| NetError::Connect {
+        addr,
+        reason: e.to_string(),
+    })
+}
+
+/// Close codes an application uses when it closes a connection on purpose.
+pub mod close {
+    /// Normal end (logout, shutdown).
+    pub const DONE: u32 = 0;
+    /// The peer broke the protocol (bad frame, bad value, forbidden call).
+    pub const PROTOCOL: u32 = 1;
+    /// The peer was refused (ticket, definitions, version).
+    pub const REFUSED: u32 = 2;
+    /// The peer could not keep up.
+    pub const SLOW: u32 = 3;
+    /// The server is going away.
+    pub const SHUTDOWN: u32 = 4;
+}

@@ -1,0 +1,207 @@
+//! Messages between the processes of a cluster, over links with ALPN
+//! [`super::ALPN_APP`]: one bidirectional stream per link, [`AppMsg`] frames
+//! both ways. Cellapps and baseapps dial the manager; baseapps dial cellapps.
+
+use super::client::PropValue;
+use super::{Pos, Ticket};
+use crate::defs::TypeId;
+use crate::ids::{AppId, EntityId, IdBlock};
+use crate::value::Value;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// What a process does in the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Simulates cells.
+    Cellapp,
+    /// Holds bases and client proxies.
+    Baseapp,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Cellapp => "cellapp",
+            Role::Baseapp => "baseapp",
+        })
+    }
+}
+
+/// The space's geometry and settings, as the manager hands it out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpaceInfo {
+    /// Min x, min z, max x, max z.
+    pub bounds: [f32; 4],
+    /// Cell ticks per second.
+    pub tick_hz: u16,
+}
+
+/// Where one cell is simulated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CellInfo {
+    /// The cellapp.
+    pub app: AppId,
+    /// Its internal address.
+    pub addr: SocketAddr,
+}
+
+/// The cell half of an entity as the base keeps it: position and cell-side
+/// properties (those the type persists).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CellState {
+    /// Position.
+    pub pos: Pos,
+    /// Facing.
+    pub yaw: f32,
+    /// Cell-side properties.
+    pub props: Vec<PropValue>,
+}
+
+/// How the proxy sends a client packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Delivery {
+    /// As a frame on the client's stream.
+    Reliable,
+    /// As a datagram.
+    Datagram,
+}
+
+/// Bytes for one client, encoded by the cell; the proxy forwards them as they are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientPacket {
+    /// The client's entity.
+    pub entity: EntityId,
+    /// Stream frame or datagram.
+    pub delivery: Delivery,
+    /// An encoded `ServerMsg` or `ServerDatagram`.
+    pub bytes: Vec<u8>,
+}
+
+/// A load report from an app.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    /// Share of the tick period spent working, smoothed (cellapps).
+    pub busy: f32,
+    /// Entities held (reals on a cellapp, bases on a baseapp).
+    pub entities: u32,
+    /// Clients connected (baseapps).
+    pub clients: u32,
+}
+
+/// A message on an app link. Append variants; never reorder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AppMsg {
+    /// App → manager, first message: join the cluster.
+    Register {
+        /// What the app is.
+        role: Role,
+        /// Protocol major version.
+        protocol: u16,
+        /// Digest of its definitions.
+        defs_digest: [u8; 32],
+        /// Where other apps reach it.
+        internal_addr: SocketAddr,
+        /// Where clients reach it (baseapps).
+        public_addr: Option<SocketAddr>,
+        /// Where its admin HTTP listens, if anywhere.
+        admin_addr: Option<SocketAddr>,
+    },
+    /// Manager → app: welcome.
+    Registered {
+        /// The app's id.
+        app: AppId,
+        /// Entity ids it may hand out.
+        ids: IdBlock,
+        /// The space.
+        space: SpaceInfo,
+    },
+    /// Manager → app: not welcome; the link closes.
+    RegisterRefused {
+        /// Why.
+        reason: String,
+    },
+    /// App → manager, once a second.
+    Heartbeat(Load),
+    /// App → manager: its id block is running low.
+    NeedIds,
+    /// Manager → app: more ids.
+    Ids(IdBlock),
+    /// Manager → baseapps: where the cells are.
+    Cells(Vec<CellInfo>),
+    /// Manager → baseapp: make a login ticket.
+    IssueTicket {
+        /// Request id, echoed back.
+        req: u64,
+        /// Database id of the account.
+        account: i64,
+        /// Account name.
+        name: String,
+    },
+    /// Baseapp → manager: the ticket.
+    TicketIssued {
+        /// The request.
+        req: u64,
+        /// The ticket.
+        ticket: Ticket,
+    },
+    /// Baseapp → cellapp, first message on their link.
+    LinkHello {
+        /// The baseapp.
+        app: AppId,
+        /// Its definitions digest.
+        defs_digest: [u8; 32],
+    },
+    /// Base → cell: create the cell half of an entity.
+    CreateEntity {
+        /// The entity.
+        entity: EntityId,
+        /// Its type.
+        type_id: TypeId,
+        /// Its state.
+        state: CellState,
+    },
+    /// Base → cell: destroy the cell half and send back its final state.
+    DestroyEntity {
+        /// The entity.
+        entity: EntityId,
+    },
+    /// Base → cell: the client moved its entity.
+    ClientMove {
+        /// The entity.
+        entity: EntityId,
+        /// The client's sequence number.
+        seq: u32,
+        /// Where.
+        pos: Pos,
+        /// Facing.
+        yaw: f32,
+    },
+    /// Base → cell: call a cell method (already checked by the base).
+    CellCall {
+        /// The entity.
+        entity: EntityId,
+        /// Method index.
+        method: u16,
+        /// Arguments.
+        args: Vec<Value>,
+    },
+    /// Cell → base: the cell half is gone; this is its final state.
+    EntityDestroyed {
+        /// The entity.
+        entity: EntityId,
+        /// Final cell state.
+        state: CellState,
+    },
+    /// Cell → base: periodic copy of the cell half.
+    Backup {
+        /// The entity.
+        entity: EntityId,
+        /// Its cell state now.
+        state: CellState,
+    },
+    /// Cell → base: packets for clients of this baseapp.
+    ToClients(Vec<ClientPacket>),
+    /// App → manager: the app is leaving on purpose.
+    Goodbye,
+}

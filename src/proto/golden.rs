@@ -1,0 +1,152 @@
+//! Golden bytes: the encoding of representative messages, written out by hand
+//! from postcard's rules (varint integers and lengths, variant index first,
+//! little-endian floats). A change that breaks one of these breaks every
+//! client in the field.
+
+use super::app::{AppMsg, Load};
+use super::client::{ClientDatagram, ClientMsg, PosUpdate, ServerDatagram, ServerMsg};
+use super::login::{LoginReply, LoginRequest, RefuseReason};
+use super::Ticket;
+use crate::defs::TypeId;
+use crate::frame::{decode, encode, encode_body};
+use crate::ids::EntityId;
+use crate::value::Value;
+
+fn roundtrip<T>(msg: &T, bytes: &[u8])
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    assert_eq!(encode_body(msg), bytes, "encoding of {msg:?}");
+    assert_eq!(&decode::<T>(bytes).expect("decodes"), msg);
+}
+
+#[test]
+fn client_move_datagram() {
+    roundtrip(
+        &ClientDatagram::Move {
+            seq: 300,
+            pos: [1.0, 0.0, -2.0],
+            yaw: 0.5,
+        },
+        &[
+            0x00, // variant Move
+            0xac, 0x02, // seq 300 as varint
+            0x00, 0x00, 0x80, 0x3f, // 1.0
+            0x00, 0x00, 0x00, 0x00, // 0.0
+            0x00, 0x00, 0x00, 0xc0, // -2.0
+            0x00, 0x00, 0x00, 0x3f, // 0.5
+        ],
+    );
+}
+
+#[test]
+fn client_call_frame() {
+    let msg = ClientMsg::Call {
+        method: 2,
+        args: vec![Value::Int(-1), Value::String("hi".into())],
+    };
+    roundtrip(
+        &msg,
+        &[
+            0x01, // variant Call
+            0x02, // method 2
+            0x02, // two args
+            0x01, 0x01, // Value::Int, zigzag(-1) = 1
+            0x03, 0x02, b'h', b'i', // Value::String, length 2
+        ],
+    );
+    // On a stream the same bytes follow a 4-byte little-endian length.
+    assert_eq!(&encode(&msg)[..4], &[9, 0, 0, 0]);
+}
+
+#[test]
+fn hello_frame() {
+    let mut bytes = vec![0x00, 0x01]; // variant Hello, protocol 1
+    bytes.extend([7u8; 32]); // digest: 32 raw bytes, no length
+    bytes.extend([9u8; 16]); // ticket: 16 raw bytes
+    roundtrip(
+        &ClientMsg::Hello {
+            protocol: 1,
+            defs_digest: [7; 32],
+            ticket: Ticket([9; 16]),
+        },
+        &bytes,
+    );
+}
+
+#[test]
+fn enter_and_positions() {
+    roundtrip(
+        &ServerMsg::Enter {
+            entity: EntityId(5),
+            type_id: TypeId(1),
+            pos: [0.0, 0.0, 0.0],
+            yaw: 0.0,
+            props: vec![(0, Value::Bool(true))],
+            sent_us: 1,
+        },
+        &[
+            0x02, // variant Enter
+            0x05, // entity 5
+            0x01, // type 1
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // pos
+            0, 0, 0, 0, // yaw
+            0x01, 0x00, 0x00, 0x01, // one prop: index 0, Value::Bool(true)
+            0x01, // sent_us
+        ],
+    );
+    roundtrip(
+        &ServerDatagram::Positions {
+            sent_us: 128,
+            updates: vec![PosUpdate {
+                entity: EntityId(1),
+                pos: [1.0, 0.0, 0.0],
+                yaw: 0.0,
+            }],
+        },
+        &[
+            0x00, // variant Positions
+            0x80, 0x01, // 128
+            0x01, // one update
+            0x01, // entity 1
+            0x00, 0x00, 0x80, 0x3f, 0, 0, 0, 0, 0, 0, 0, 0, // pos
+            0, 0, 0, 0, // yaw
+        ],
+    );
+}
+
+#[test]
+fn login_messages() {
+    let mut bytes = vec![0x01]; // protocol 1
+    bytes.extend([0u8; 32]);
+    bytes.extend([0x01, b'a', 0x02, b'p', b'w', 0x01]); // name, password, create
+    roundtrip(
+        &LoginRequest {
+            protocol: 1,
+            defs_digest: [0; 32],
+            name: "a".into(),
+            password: "pw".into(),
+            create: true,
+        },
+        &bytes,
+    );
+    roundtrip(
+        &LoginReply::Refused {
+            reason: RefuseReason::BadCredentials,
+            message: "x".into(),
+        },
+        &[0x01, 0x02, 0x01, b'x'],
+    );
+}
+
+#[test]
+fn app_heartbeat() {
+    roundtrip(
+        &AppMsg::Heartbeat(Load {
+            busy: 0.5,
+            entities: 3,
+            clients: 1,
+        }),
+        &[0x03, 0x00, 0x00, 0x00, 0x3f, 0x03, 0x01],
+    );
+}

@@ -1,0 +1,45 @@
+//! The wire protocol: every message that crosses a process boundary.
+//!
+//! Messages are postcard-encoded. On a QUIC stream each message is a frame:
+//! a 4-byte little-endian length, then that many bytes (see [`crate::frame`]).
+//! Datagrams carry one message each, unframed. postcard has no field tags, so
+//! messages change only by appending enum variants; golden tests in this
+//! module pin the bytes. `docs/protocol.md` describes the encoding for
+//! implementers in other languages.
+//!
+//! - [`login`]: client ↔ manager login endpoint.
+//! - [`client`]: client ↔ proxy on a baseapp.
+//! - [`app`]: between the processes of a cluster.
+
+pub mod app;
+pub mod client;
+pub mod login;
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol's major version. ALPN names carry it; a peer speaking another
+/// major version cannot connect.
+pub const PROTOCOL_MAJOR: u16 = 1;
+
+/// ALPN of a game client's connection to a baseapp.
+pub const ALPN_CLIENT: &[u8] = b"tessera-client/1";
+/// ALPN of a login connection to the manager.
+pub const ALPN_LOGIN: &[u8] = b"tessera-login/1";
+/// ALPN of a link between two processes of a cluster.
+pub const ALPN_APP: &[u8] = b"tessera-app/1";
+
+/// A one-time login ticket: the manager gets it from a baseapp and gives it to
+/// the client, which presents it to that baseapp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ticket(pub [u8; 16]);
+
+/// A position on the wire: x, y (height), z in metres.
+pub type Pos = [f32; 3];
+
+/// True if every coordinate is a finite number.
+pub fn finite(pos: &Pos) -> bool {
+    pos.iter().all(|c| c.is_finite())
+}
+
+#[cfg(test)]
+mod golden;
