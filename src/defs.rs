@@ -370,7 +370,12 @@ impl Definitions {
 
     /// The digest as hex, for messages and logs.
     pub fn digest_hex(&self) -> String {
-        hex::encode(self.digest)
+        Definitions::hex(&self.digest)
+    }
+
+    /// Any digest as hex.
+    pub fn hex(digest: &[u8; 32]) -> String {
+        hex::encode(digest)
     }
 
     /// The largest AoI radius of any type.

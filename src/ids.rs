@@ -24,6 +24,9 @@ impl fmt::Display for AppId {
     }
 }
 
+/// The manager's app id: apps address it as app 0.
+pub const MANAGER: AppId = AppId(0);
+
 /// A half-open block `[next, end)` of entity ids granted to one app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdBlock {
@@ -54,6 +57,55 @@ impl IdBlock {
     }
 }
 
+/// The ids an app hands out: the current block, a spare one, and whether it
+/// has asked the manager for more.
+#[derive(Clone, Debug)]
+pub struct IdPool {
+    current: IdBlock,
+    spare: Option<IdBlock>,
+    asked: bool,
+}
+
+impl IdPool {
+    /// Ask for more when fewer than this many are left.
+    pub const LOW_WATER: u64 = 1024;
+
+    /// A pool starting with one block.
+    pub fn new(block: IdBlock) -> IdPool {
+        IdPool {
+            current: block,
+            spare: None,
+            asked: false,
+        }
+    }
+
+    /// Takes an id, moving to the spare block when the current one runs out.
+    pub fn take(&mut self) -> Option<EntityId> {
+        if let Some(id) = self.current.take() {
+            return Some(id);
+        }
+        self.current = self.spare.take()?;
+        self.current.take()
+    }
+
+    /// Adds a block granted by the manager.
+    pub fn grant(&mut self, block: IdBlock) {
+        self.spare = Some(block);
+        self.asked = false;
+    }
+
+    /// True once when the pool runs low and no request is outstanding; the
+    /// caller then asks the manager.
+    pub fn should_ask(&mut self) -> bool {
+        if self.current.remaining() < Self::LOW_WATER && self.spare.is_none() && !self.asked {
+            self.asked = true;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +117,17 @@ mod tests {
         assert_eq!(b.remaining(), 1);
         assert_eq!(b.take(), Some(EntityId(11)));
         assert_eq!(b.take(), None);
+    }
+
+    #[test]
+    fn pool_moves_to_the_granted_block_and_asks_once() {
+        let mut p = IdPool::new(IdBlock { next: 0, end: 1 });
+        assert!(p.should_ask());
+        assert!(!p.should_ask());
+        assert_eq!(p.take(), Some(EntityId(0)));
+        assert_eq!(p.take(), None);
+        p.grant(IdBlock { next: 100, end: 5000 });
+        assert_eq!(p.take(), Some(EntityId(100)));
+        assert!(!p.should_ask());
     }
 }

@@ -13,6 +13,7 @@ pub mod defs;
 pub mod demo;
 pub mod frame;
 pub mod ids;
+pub mod link;
 pub mod net;
 pub mod proto;
 #[cfg(feature = "storage")]
@@ -21,6 +22,6 @@ pub mod time;
 pub mod value;
 
 pub use defs::{Definitions, PropFlags, Side, TypeDef, TypeId};
-pub use ids::{AppId, EntityId, IdBlock};
+pub use ids::{AppId, EntityId, IdBlock, IdPool, MANAGER};
 pub use time::Time;
 pub use value::{Value, ValueType};

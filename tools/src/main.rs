@@ -1,1 +1,63 @@
-fn main() {}
+//! `tessera`: run a whole world on one machine (`up`), one role of it
+//! (`manager`, `cellapp`, `baseapp`), or bot clients (`bots`).
+
+mod bots;
+mod roles;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+/// Tessera: a seamless-world spatial server for MMO games.
+#[derive(Parser)]
+#[command(name = "tessera", version, about)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "TESSERA_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a whole world on this machine: manager, cellapps, baseapps (and bots).
+    Up(up::UpArgs),
+    /// Run the manager.
+    Manager(roles::ManagerArgs),
+    /// Run a cellapp.
+    Cellapp(roles::CellappArgs),
+    /// Run a baseapp.
+    Baseapp(roles::BaseappArgs),
+    /// Run bot clients against a world.
+    Bots(bots::BotsArgs),
+}
+
+fn init_logs(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Up(a) => up::run(a).await,
+            Command::Manager(a) => roles::manager(a).await,
+            Command::Cellapp(a) => roles::cellapp(a).await,
+            Command::Baseapp(a) => roles::baseapp(a).await,
+            Command::Bots(a) => bots::run(a).await,
+        }
+    })
+}

@@ -1,0 +1,759 @@
+//! The baseapp core: a sans-IO state machine that owns the bases (the
+//! location-free, persistent half of entities), the proxies' protocol state
+//! (one per connected client), login tickets, and when entities are saved.
+//!
+//! It checks everything a client sends before anything else sees it: the
+//! hello (protocol, definitions digest, ticket), each method call (exists,
+//! exposed, arguments of the declared types) and each move (finite numbers).
+//! A client that breaks a rule costs only its own connection, with a reason.
+//!
+//! Storage is I/O, so the core asks for it with [`StoreOp`] outputs and hears
+//! back through [`Baseapp::store_done`].
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tessera::defs::{Definitions, Side, TypeDef};
+use tessera::frame::encode_body;
+use tessera::net::close;
+use tessera::proto::app::{AppMsg, CellInfo, CellState, Delivery, Load, SpaceInfo};
+use tessera::proto::client::{ClientDatagram, ClientMsg, ServerMsg};
+use tessera::proto::{finite, Pos, Ticket, PROTOCOL_MAJOR};
+use tessera::storage::{DbId, StoredEntity};
+use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
+
+use crate::persist;
+
+/// A connection's id on this baseapp.
+pub type ClientId = u64;
+
+/// Settings of a baseapp.
+#[derive(Clone, Debug)]
+pub struct BaseConfig {
+    /// How often dirty persistent entities are written.
+    pub save_period: Duration,
+    /// How long a login ticket stays valid.
+    pub ticket_ttl: Duration,
+    /// The entity type players get.
+    pub player_type: String,
+    /// Where new players appear: min x, min z, max x, max z (the whole space if `None`).
+    pub spawn_area: Option<[f32; 4]>,
+}
+
+impl Default for BaseConfig {
+    fn default() -> Self {
+        BaseConfig {
+            save_period: Duration::from_secs(10),
+            ticket_ttl: Duration::from_secs(30),
+            player_type: "Avatar".into(),
+            spawn_area: None,
+        }
+    }
+}
+
+/// What a client sent, decoded by the driver.
+#[derive(Debug)]
+pub enum ClientInput {
+    /// A stream message.
+    Msg(ClientMsg),
+    /// A datagram.
+    Datagram(ClientDatagram),
+    /// The connection is gone.
+    Gone(String),
+}
+
+/// What to do with a client connection.
+#[derive(Debug, PartialEq)]
+pub enum ClientOut {
+    /// Send an encoded `ServerMsg` as a frame.
+    Reliable(Vec<u8>),
+    /// Send an encoded `ServerDatagram`.
+    Datagram(Vec<u8>),
+    /// Close the connection with a code and a reason (logged by the driver).
+    Close {
+        /// One of [`tessera::net::close`].
+        code: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A storage request.
+#[derive(Debug)]
+pub enum StoreOp {
+    /// Load (or create) the player entity of an account.
+    LoadPlayer {
+        /// For which client.
+        client: ClientId,
+        /// The account.
+        account: i64,
+        /// Type of a new player entity.
+        type_name: String,
+        /// Encoded state of a new player entity.
+        fresh: Vec<u8>,
+    },
+    /// Write entities in one transaction.
+    Save(Vec<StoredEntity>),
+}
+
+/// A storage answer.
+#[derive(Debug)]
+pub enum StoreDone {
+    /// The player entity of a client.
+    Player {
+        /// For which client.
+        client: ClientId,
+        /// Its row, or why it could not be had.
+        result: Result<StoredEntity, String>,
+    },
+    /// A save finished.
+    Saved {
+        /// How many entities.
+        count: usize,
+        /// Whether it worked.
+        result: Result<(), String>,
+    },
+}
+
+/// Everything the core asks its driver to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Send to another app.
+    App(AppId, AppMsg),
+    /// Act on a client connection.
+    Client(ClientId, ClientOut),
+    /// Use storage.
+    Store(StoreOp),
+}
+
+enum Phase {
+    Loading,
+    Playing(EntityId),
+}
+
+struct Proxy {
+    account: i64,
+    phase: Phase,
+}
+
+/// The base half of an entity.
+struct Base {
+    db_id: Option<DbId>,
+    account: Option<i64>,
+    ty: usize,
+    pos: Pos,
+    yaw: f32,
+    props: Vec<Value>,
+    client: Option<ClientId>,
+    cell: Option<AppId>,
+    dirty: bool,
+    leaving: bool,
+}
+
+/// The baseapp core.
+pub struct Baseapp {
+    app: AppId,
+    defs: Arc<Definitions>,
+    cfg: BaseConfig,
+    space: SpaceInfo,
+    ids: IdPool,
+    rng: ChaCha20Rng,
+    tickets: HashMap<Ticket, (i64, Time)>,
+    proxies: HashMap<ClientId, Proxy>,
+    bases: BTreeMap<EntityId, Base>,
+    online: HashMap<i64, EntityId>,
+    cells: Vec<CellInfo>,
+    linked: BTreeSet<AppId>,
+    last_save: Option<Time>,
+    stopping: bool,
+    out: Vec<Output>,
+}
+
+impl Baseapp {
+    /// A baseapp core. `seed` makes tickets unpredictable; drivers pass OS entropy.
+    pub fn new(
+        app: AppId,
+        defs: Arc<Definitions>,
+        cfg: BaseConfig,
+        space: SpaceInfo,
+        ids: IdBlock,
+        seed: [u8; 32],
+    ) -> Baseapp {
+        Baseapp {
+            app,
+            defs,
+            cfg,
+            space,
+            ids: IdPool::new(ids),
+            rng: ChaCha20Rng::from_seed(seed),
+            tickets: HashMap::new(),
+            proxies: HashMap::new(),
+            bases: BTreeMap::new(),
+            online: HashMap::new(),
+            cells: Vec::new(),
+            linked: BTreeSet::new(),
+            last_save: None,
+            stopping: false,
+            out: Vec::new(),
+        }
+    }
+
+    /// Takes what the core has to do.
+    pub fn drain(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Load figures for the heartbeat.
+    pub fn load(&self) -> Load {
+        Load {
+            busy: 0.0,
+            entities: self.bases.len() as u32,
+            clients: self.proxies.len() as u32,
+        }
+    }
+
+    /// The cellapps the manager announced.
+    pub fn cells(&self) -> &[CellInfo] {
+        &self.cells
+    }
+
+    /// True once a stop has saved every entity.
+    pub fn drained(&self) -> bool {
+        self.stopping && self.bases.is_empty()
+    }
+
+    fn ty(&self, i: usize) -> Option<&TypeDef> {
+        self.defs.types.get(i)
+    }
+
+    fn close(&mut self, client: ClientId, code: u32, reason: String) {
+        self.out.push(Output::Client(client, ClientOut::Close { code, reason }));
+    }
+
+    fn send(&mut self, client: ClientId, msg: &ServerMsg) {
+        self.out
+            .push(Output::Client(client, ClientOut::Reliable(encode_body(msg))));
+    }
+
+    fn cell_for(&self, _pos: Pos) -> Option<AppId> {
+        // One cell covers the space for now: the first linked cellapp.
+        self.cells
+            .iter()
+            .map(|c| c.app)
+            .find(|a| self.linked.contains(a))
+    }
+
+    /// A client connected and said hello.
+    pub fn hello(
+        &mut self,
+        client: ClientId,
+        protocol: u16,
+        digest: [u8; 32],
+        ticket: Ticket,
+        now: Time,
+    ) {
+        if protocol != PROTOCOL_MAJOR {
+            return self.refuse(
+                client,
+                format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_MAJOR}"),
+            );
+        }
+        if digest != self.defs.digest {
+            return self.refuse(
+                client,
+                format!(
+                    "entity definitions digest mismatch: client has {}, server has {}",
+                    Definitions::hex(&digest),
+                    self.defs.digest_hex()
+                ),
+            );
+        }
+        let account = match self.tickets.remove(&ticket) {
+            Some((account, expires)) if expires >= now => account,
+            _ => return self.refuse(client, "unknown or expired ticket".into()),
+        };
+        if self.online.contains_key(&account) || self.proxies.values().any(|p| p.account == account) {
+            return self.refuse(client, "this account is already in the world".into());
+        }
+        let Some(ty) = self.defs.by_name(&self.cfg.player_type) else {
+            return self.refuse(client, "the server has no player type".into());
+        };
+        let [x0, z0, x1, z1] = self.cfg.spawn_area.unwrap_or(self.space.bounds);
+        let u = (self.rng.next_u32() as f32) / (u32::MAX as f32);
+        let v = (self.rng.next_u32() as f32) / (u32::MAX as f32);
+        let spawn = [x0 + (x1 - x0) * u, 0.0, z0 + (z1 - z0) * v];
+        let fresh = persist::encode(ty, spawn, 0.0, &ty.defaults());
+        let type_name = ty.name.clone();
+        self.proxies.insert(
+            client,
+            Proxy {
+                account,
+                phase: Phase::Loading,
+            },
+        );
+        self.out.push(Output::Store(StoreOp::LoadPlayer {
+            client,
+            account,
+            type_name,
+            fresh,
+        }));
+    }
+
+    fn refuse(&mut self, client: ClientId, reason: String) {
+        self.send(
+            client,
+            &ServerMsg::Refused {
+                reason: reason.clone(),
+            },
+        );
+        self.close(client, close::REFUSED, reason);
+    }
+
+    /// Something from a client that already said hello.
+    pub fn client_input(&mut self, _now: Time, client: ClientId, input: ClientInput) {
+        let entity = match self.proxies.get(&client).map(|p| &p.phase) {
+            Some(Phase::Playing(e)) => Some(*e),
+            Some(Phase::Loading) => None,
+            None => return,
+        };
+        match input {
+            ClientInput::Gone(_) => {
+                self.proxies.remove(&client);
+                if let Some(e) = entity {
+                    self.leave(e);
+                }
+            }
+            ClientInput::Msg(ClientMsg::Logout) => {
+                self.proxies.remove(&client);
+                match entity {
+                    Some(e) => self.leave(e),
+                    None => self.close(client, close::DONE, "logged out".into()),
+                }
+            }
+            ClientInput::Msg(ClientMsg::Hello { .. }) => {
+                self.violation(client, "a second hello".into());
+            }
+            ClientInput::Msg(ClientMsg::Call { method, args }) => {
+                let Some(e) = entity else {
+                    return self.violation(client, "a call before the welcome".into());
+                };
+                if let Err(reason) = self.client_call(e, method, args) {
+                    self.violation(client, reason);
+                }
+            }
+            ClientInput::Datagram(ClientDatagram::Move { seq, pos, yaw }) => {
+                let Some(e) = entity else { return };
+                if !finite(&pos) || !yaw.is_finite() {
+                    return self.violation(client, "a move to a non-finite position".into());
+                }
+                if let Some(cell) = self.bases.get(&e).and_then(|b| b.cell) {
+                    self.out.push(Output::App(
+                        cell,
+                        AppMsg::ClientMove {
+                            entity: e,
+                            seq,
+                            pos,
+                            yaw,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
+    /// A client broke the protocol: it loses its connection, nothing else.
+    pub fn violation(&mut self, client: ClientId, reason: String) {
+        let Some(proxy) = self.proxies.remove(&client) else { return };
+        self.close(client, close::PROTOCOL, reason);
+        if let Phase::Playing(e) = proxy.phase {
+            self.leave(e);
+        }
+    }
+
+    fn client_call(&mut self, e: EntityId, method: u16, args: Vec<Value>) -> Result<(), String> {
+        let base = self.bases.get(&e).ok_or("entity is gone")?;
+        let ty = self.ty(base.ty).ok_or("entity type is unknown")?;
+        let m = ty
+            .methods
+            .get(method as usize)
+            .ok_or_else(|| format!("{} has no method #{method}", ty.name))?;
+        if !m.exposed {
+            return Err(format!("method {}.{} may not be called by clients", ty.name, m.name));
+        }
+        if m.args.len() != args.len() {
+            return Err(format!(
+                "method {}.{} takes {} arguments, got {}",
+                ty.name,
+                m.name,
+                m.args.len(),
+                args.len()
+            ));
+        }
+        for (i, (t, v)) in m.args.iter().zip(&args).enumerate() {
+            v.check(*t)
+                .map_err(|err| format!("method {}.{} argument {i}: {err}", ty.name, m.name))?;
+        }
+        match m.side {
+            Side::Cell => {
+                if let Some(cell) = base.cell {
+                    self.out.push(Output::App(
+                        cell,
+                        AppMsg::CellCall {
+                            entity: e,
+                            method,
+                            args,
+                        },
+                    ));
+                }
+            }
+            Side::Base => {
+                let name = m.name.clone();
+                self.base_call(e, &name, &args);
+            }
+            Side::Client => return Err("client methods cannot be called by clients".into()),
+        }
+        Ok(())
+    }
+
+    /// The demo world's base methods.
+    fn base_call(&mut self, e: EntityId, method: &str, args: &[Value]) {
+        if method != "add_gold" {
+            return;
+        }
+        let Some(base) = self.bases.get_mut(&e) else { return };
+        let Some(ty) = self.defs.types.get(base.ty) else { return };
+        let (Some(gold), Some(n)) = (ty.prop("gold"), args.first().and_then(Value::as_int)) else {
+            return;
+        };
+        let i = gold.index;
+        let now = base.props[i as usize].as_int().unwrap_or(0);
+        let value = Value::Int(now.saturating_add(n));
+        base.props[i as usize] = value.clone();
+        base.dirty = true;
+        if let Some(client) = base.client {
+            self.send(
+                client,
+                &ServerMsg::Props {
+                    entity: e,
+                    props: vec![(i, value)],
+                },
+            );
+        }
+    }
+
+    /// Starts the end of an entity's session: the cell half is destroyed and
+    /// sends its final state; then the base is saved and dropped.
+    fn leave(&mut self, e: EntityId) {
+        let Some(base) = self.bases.get_mut(&e) else { return };
+        if let Some(client) = base.client.take() {
+            self.out.push(Output::Client(
+                client,
+                ClientOut::Close {
+                    code: close::DONE,
+                    reason: "logged out".into(),
+                },
+            ));
+        }
+        base.leaving = true;
+        match base.cell {
+            Some(cell) => self
+                .out
+                .push(Output::App(cell, AppMsg::DestroyEntity { entity: e })),
+            None => self.finish(e),
+        }
+    }
+
+    fn finish(&mut self, e: EntityId) {
+        let Some(base) = self.bases.remove(&e) else { return };
+        if let Some(account) = base.account {
+            self.online.remove(&account);
+        }
+        if let Some(row) = self.row(&base) {
+            self.out.push(Output::Store(StoreOp::Save(vec![row])));
+        }
+    }
+
+    fn row(&self, base: &Base) -> Option<StoredEntity> {
+        let ty = self.ty(base.ty)?;
+        Some(StoredEntity {
+            db_id: base.db_id?,
+            type_name: ty.name.clone(),
+            format_version: persist::FORMAT_VERSION,
+            data: persist::encode(ty, base.pos, base.yaw, &base.props),
+        })
+    }
+
+    /// Storage answered.
+    pub fn store_done(&mut self, _now: Time, done: StoreDone) {
+        match done {
+            StoreDone::Player { client, result } => self.player_loaded(client, result),
+            StoreDone::Saved { count, result } => match result {
+                Ok(()) => tracing::debug!(count, "entities saved"),
+                Err(e) => tracing::error!(count, error = %e, "saving entities failed"),
+            },
+        }
+    }
+
+    fn player_loaded(&mut self, client: ClientId, result: Result<StoredEntity, String>) {
+        let Some(proxy) = self.proxies.get(&client) else { return };
+        let account = proxy.account;
+        let row = match result {
+            Ok(row) => row,
+            Err(e) => {
+                self.proxies.remove(&client);
+                return self.refuse(client, format!("cannot load the player: {e}"));
+            }
+        };
+        let Some(ty) = self.defs.by_name(&row.type_name) else {
+            self.proxies.remove(&client);
+            return self.refuse(client, format!("stored player type {} is not defined", row.type_name));
+        };
+        let loaded = match persist::decode(ty, row.format_version, &row.data) {
+            Ok(l) => l,
+            Err(e) => {
+                self.proxies.remove(&client);
+                return self.refuse(client, format!("cannot read the stored player: {e}"));
+            }
+        };
+        let Some(entity) = self.ids.take() else {
+            self.proxies.remove(&client);
+            return self.refuse(client, "the server is out of entity ids; try again".into());
+        };
+        if self.ids.should_ask() {
+            self.out.push(Output::App(MANAGER, AppMsg::NeedIds));
+        }
+        let welcome = ServerMsg::Welcome {
+            entity,
+            type_id: ty.id,
+            pos: loaded.pos,
+            yaw: loaded.yaw,
+            props: persist::pick(
+                &loaded.props,
+                ty.properties.iter().filter(|p| p.flags.own_client()).map(|p| p.index),
+            ),
+            tick_hz: self.space.tick_hz,
+            bounds: self.space.bounds,
+        };
+        let ty_index = ty.id.0 as usize;
+        if let Some(p) = self.proxies.get_mut(&client) {
+            p.phase = Phase::Playing(entity);
+        }
+        self.online.insert(account, entity);
+        self.bases.insert(
+            entity,
+            Base {
+                db_id: Some(row.db_id),
+                account: Some(account),
+                ty: ty_index,
+                pos: loaded.pos,
+                yaw: loaded.yaw,
+                props: loaded.props,
+                client: Some(client),
+                cell: None,
+                dirty: false,
+                leaving: false,
+            },
+        );
+        self.send(client, &welcome);
+        self.place_in_cell(entity);
+    }
+
+    fn place_in_cell(&mut self, e: EntityId) {
+        let Some(base) = self.bases.get(&e) else { return };
+        if base.cell.is_some() || base.leaving {
+            return;
+        }
+        let Some(cell) = self.cell_for(base.pos) else { return };
+        let Some(ty) = self.ty(base.ty) else { return };
+        let state = CellState {
+            pos: base.pos,
+            yaw: base.yaw,
+            props: persist::pick(
+                &base.props,
+                ty.properties.iter().filter(|p| p.flags.on_cell()).map(|p| p.index),
+            ),
+        };
+        let type_id = ty.id;
+        if let Some(b) = self.bases.get_mut(&e) {
+            b.cell = Some(cell);
+        }
+        self.out.push(Output::App(
+            cell,
+            AppMsg::CreateEntity {
+                entity: e,
+                type_id,
+                state,
+            },
+        ));
+    }
+
+    /// A link to another app came up.
+    pub fn link_up(&mut self, app: AppId) {
+        self.linked.insert(app);
+        let waiting: Vec<EntityId> = self
+            .bases
+            .iter()
+            .filter(|(_, b)| b.cell.is_none() && !b.leaving)
+            .map(|(e, _)| *e)
+            .collect();
+        for e in waiting {
+            self.place_in_cell(e);
+        }
+    }
+
+    /// A link to another app went down.
+    pub fn link_down(&mut self, app: AppId) {
+        self.linked.remove(&app);
+        let lost: Vec<EntityId> = self
+            .bases
+            .iter()
+            .filter(|(_, b)| b.cell == Some(app))
+            .map(|(e, _)| *e)
+            .collect();
+        for e in lost {
+            let leaving = self.bases.get_mut(&e).map(|b| {
+                b.cell = None;
+                b.leaving
+            });
+            if leaving == Some(true) {
+                // Its cell half is gone with the cellapp: save the last backup.
+                self.finish(e);
+            }
+        }
+    }
+
+    /// A message from another app.
+    pub fn handle(&mut self, now: Time, from: AppId, msg: AppMsg) {
+        match msg {
+            AppMsg::IssueTicket { req, account, .. } => {
+                let mut bytes = [0u8; 16];
+                self.rng.fill_bytes(&mut bytes);
+                let ticket = Ticket(bytes);
+                self.tickets
+                    .insert(ticket, (account, now.add(self.cfg.ticket_ttl)));
+                self.out
+                    .push(Output::App(MANAGER, AppMsg::TicketIssued { req, ticket }));
+            }
+            AppMsg::Cells(cells) => self.cells = cells,
+            AppMsg::Ids(block) => self.ids.grant(block),
+            AppMsg::ToClients(packets) => {
+                for p in packets {
+                    let Some(client) = self.bases.get(&p.entity).and_then(|b| b.client) else {
+                        continue;
+                    };
+                    let out = match p.delivery {
+                        Delivery::Reliable => ClientOut::Reliable(p.bytes),
+                        Delivery::Datagram => ClientOut::Datagram(p.bytes),
+                    };
+                    self.out.push(Output::Client(client, out));
+                }
+            }
+            AppMsg::Backup { entity, state } => self.absorb(entity, state),
+            AppMsg::EntityDestroyed { entity, state } => {
+                self.absorb(entity, state);
+                if let Some(b) = self.bases.get_mut(&entity) {
+                    b.cell = None;
+                    if b.leaving {
+                        self.finish(entity);
+                    }
+                }
+            }
+            other => {
+                tracing::debug!(%from, msg = ?std::mem::discriminant(&other), "baseapp ignores message");
+            }
+        }
+    }
+
+    /// Takes a cell half's state into the base.
+    fn absorb(&mut self, e: EntityId, state: CellState) {
+        let Some(base) = self.bases.get_mut(&e) else { return };
+        let Some(ty) = self.defs.types.get(base.ty) else { return };
+        if finite(&state.pos) {
+            base.pos = state.pos;
+        }
+        if state.yaw.is_finite() {
+            base.yaw = state.yaw;
+        }
+        for (i, v) in state.props {
+            if let (Some(p), Some(slot)) = (ty.properties.get(i as usize), base.props.get_mut(i as usize)) {
+                if p.flags.on_cell() && v.check(p.ty).is_ok() {
+                    *slot = v;
+                }
+            }
+        }
+        base.dirty = true;
+    }
+
+    /// Periodic work: expire tickets, save dirty entities.
+    pub fn tick(&mut self, now: Time) {
+        self.tickets.retain(|_, (_, expires)| *expires >= now);
+        let due = match self.last_save {
+            None => {
+                self.last_save = Some(now);
+                false
+            }
+            Some(t) => now.since(t) >= self.cfg.save_period,
+        };
+        if due {
+            self.last_save = Some(now);
+            self.save_dirty();
+        }
+    }
+
+    fn save_dirty(&mut self) {
+        let dirty: Vec<EntityId> = self
+            .bases
+            .iter()
+            .filter(|(_, b)| b.dirty && b.db_id.is_some())
+            .map(|(e, _)| *e)
+            .collect();
+        let mut batch = Vec::new();
+        for e in dirty {
+            if let Some(row) = self.bases.get(&e).and_then(|b| self.row(b)) {
+                batch.push(row);
+            }
+            if let Some(b) = self.bases.get_mut(&e) {
+                b.dirty = false;
+            }
+        }
+        if !batch.is_empty() {
+            self.out.push(Output::Store(StoreOp::Save(batch)));
+        }
+    }
+
+    /// Begins a clean stop: every entity leaves (cell halves send their final
+    /// state) and is saved. [`Baseapp::drained`] says when it is done.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+        let all: Vec<EntityId> = self.bases.keys().copied().collect();
+        for e in all {
+            if let Some(client) = self.bases.get(&e).and_then(|b| b.client) {
+                self.proxies.remove(&client);
+                self.out.push(Output::Client(
+                    client,
+                    ClientOut::Close {
+                        code: close::SHUTDOWN,
+                        reason: "server shutting down".into(),
+                    },
+                ));
+            }
+            self.leave(e);
+        }
+    }
+
+    /// Gives up on cell halves that did not answer a stop, saving what the
+    /// bases have (their last backups).
+    pub fn force_drain(&mut self) {
+        let all: Vec<EntityId> = self.bases.keys().copied().collect();
+        for e in all {
+            self.finish(e);
+        }
+    }
+
+    /// This baseapp's id.
+    pub fn app(&self) -> AppId {
+        self.app
+    }
+}

@@ -1,0 +1,496 @@
+//! The baseapp driver: tokio tasks that accept client connections (one QUIC
+//! connection per client: a stream for the handshake, calls and events,
+//! datagrams for movement), link to the manager and the cellapps, run the
+//! storage thread, and feed the [`Baseapp`] core. Decoding is bounded here;
+//! every rule about what a client may do is in the core.
+
+use rand::RngCore;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tessera::frame::{self, frame_bytes};
+use tessera::link::{self, LinkEvent, LinkSender};
+use tessera::net::{self, close};
+use tessera::proto::app::{AppMsg, Role};
+use tessera::proto::client::{ClientDatagram, ClientMsg};
+use tessera::proto::{ALPN_APP, ALPN_CLIENT, PROTOCOL_MAJOR};
+use tessera::{AppId, Definitions, Time, MANAGER};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::bases::{BaseConfig, Baseapp, ClientId, ClientInput, ClientOut, Output};
+use crate::store::Store;
+
+/// The largest frame a client may send.
+pub const MAX_CLIENT_FRAME: usize = 8 * 1024;
+/// Frames queued for one client before it counts as too slow.
+const CLIENT_QUEUE: usize = 4096;
+
+/// How to run a baseapp.
+#[derive(Clone)]
+pub struct Options {
+    /// The manager's internal address.
+    pub manager: SocketAddr,
+    /// Where to listen for other apps.
+    pub bind_internal: SocketAddr,
+    /// Where to listen for clients.
+    pub bind_public: SocketAddr,
+    /// Data directory (certificate, database).
+    pub data_dir: PathBuf,
+    /// Entity definitions.
+    pub defs: Arc<Definitions>,
+    /// Core settings.
+    pub config: BaseConfig,
+}
+
+/// Why the baseapp could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseappError {
+    /// QUIC setup failed.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// Joining the cluster failed.
+    #[error(transparent)]
+    Link(#[from] link::LinkError),
+    /// The database could not be opened.
+    #[error("database: {0}")]
+    Storage(#[from] tessera::storage::StorageError),
+}
+
+/// A running baseapp.
+pub struct BaseappHandle {
+    /// Its id in the cluster.
+    pub app: AppId,
+    /// Where clients connect.
+    pub public_addr: SocketAddr,
+    stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BaseappHandle {
+    /// Stops cleanly: every entity is saved first.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let (tx, rx) = oneshot::channel();
+            if stop.send(tx).is_ok() {
+                let _ = rx.await;
+            }
+        }
+        let _ = self.task.await;
+    }
+}
+
+enum ClientEvent {
+    Hello {
+        conn: quinn::Connection,
+        writer: mpsc::Sender<Vec<u8>>,
+        protocol: u16,
+        digest: [u8; 32],
+        ticket: tessera::proto::Ticket,
+    },
+    Input(ClientInput),
+    Bad(String),
+}
+
+struct Conn {
+    conn: quinn::Connection,
+    writer: mpsc::Sender<Vec<u8>>,
+}
+
+/// Starts a baseapp.
+pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
+    let identity = net::load_or_create_identity(&opts.data_dir)?;
+    let internal = net::endpoint(
+        opts.bind_internal,
+        Some(net::server_config(&identity, &[ALPN_APP])?),
+    )?;
+    let public = net::endpoint(
+        opts.bind_public,
+        Some(net::server_config(&identity, &[ALPN_CLIENT])?),
+    )?;
+    let local = |ep: &quinn::Endpoint, addr: SocketAddr| {
+        ep.local_addr()
+            .map_err(|source| net::NetError::Bind { addr, source })
+    };
+    let internal_addr = local(&internal, opts.bind_internal)?;
+    let public_addr = local(&public, opts.bind_public)?;
+    let (links_tx, links) = mpsc::unbounded_channel();
+    let joined = link::join(
+        &internal,
+        &identity.cert,
+        opts.manager,
+        &AppMsg::Register {
+            role: Role::Baseapp,
+            protocol: PROTOCOL_MAJOR,
+            defs_digest: opts.defs.digest,
+            internal_addr,
+            public_addr: Some(public_addr),
+            admin_addr: None,
+        },
+        links_tx.clone(),
+    )
+    .await?;
+    let (store_tx, store_rx) = mpsc::unbounded_channel();
+    let store = Store::open(&opts.data_dir.join("world.db"), store_tx)?;
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let app = joined.app;
+    let core = Baseapp::new(
+        app,
+        opts.defs.clone(),
+        opts.config.clone(),
+        joined.space,
+        joined.ids,
+        seed,
+    );
+    let (clients_tx, clients) = mpsc::unbounded_channel();
+    tokio::spawn(accept_clients(public.clone(), clients_tx));
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let span = tracing::info_span!("baseapp", %app);
+    tracing::info!(parent: &span, %public_addr, %internal_addr, "baseapp joined the cluster");
+    let driver = Driver {
+        core,
+        manager: joined.manager,
+        links: HashMap::new(),
+        dialing: HashSet::new(),
+        conns: HashMap::new(),
+        store,
+        internal,
+        public,
+        trust: identity.cert,
+        links_tx,
+        digest: opts.defs.digest,
+    };
+    let task = tokio::spawn(driver.run(links, clients, store_rx, stop_rx).instrument(span));
+    Ok(BaseappHandle {
+        app,
+        public_addr,
+        stop: Some(stop_tx),
+        task,
+    })
+}
+
+async fn accept_clients(
+    endpoint: quinn::Endpoint,
+    events: mpsc::UnboundedSender<(ClientId, ClientEvent)>,
+) {
+    let mut next: ClientId = 1;
+    while let Some(incoming) = endpoint.accept().await {
+        let id = next;
+        next += 1;
+        let events = events.clone();
+        tokio::spawn(async move {
+            let peer = incoming.remote_address();
+            let span = tracing::info_span!("client", id, %peer);
+            client_conn(incoming, id, events).instrument(span).await;
+        });
+    }
+}
+
+async fn client_conn(
+    incoming: quinn::Incoming,
+    id: ClientId,
+    events: mpsc::UnboundedSender<(ClientId, ClientEvent)>,
+) {
+    let Ok(conn) = incoming.await else { return };
+    let handshake = async {
+        let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        match frame::read_msg::<ClientMsg>(&mut recv, MAX_CLIENT_FRAME, &mut buf).await {
+            Ok(Some(ClientMsg::Hello {
+                protocol,
+                defs_digest,
+                ticket,
+            })) => Ok((send, recv, protocol, defs_digest, ticket)),
+            Ok(Some(_)) => Err("first message is not a hello".to_string()),
+            Ok(None) => Err("stream closed before the hello".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let (mut send, mut recv, protocol, digest, ticket) =
+        match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(reason)) => {
+                tracing::warn!(%reason, "client refused at handshake");
+                conn.close(close::PROTOCOL.into(), reason.as_bytes());
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("client sent no hello in time");
+                conn.close(close::PROTOCOL.into(), b"no hello in time");
+                return;
+            }
+        };
+    let (writer, mut queue) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE);
+    tokio::spawn(async move {
+        while let Some(first) = queue.recv().await {
+            let mut buf = first;
+            while buf.len() < 64 * 1024 {
+                match queue.try_recv() {
+                    Ok(more) => buf.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if send.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+    });
+    let hello = ClientEvent::Hello {
+        conn: conn.clone(),
+        writer,
+        protocol,
+        digest,
+        ticket,
+    };
+    if events.send((id, hello)).is_err() {
+        return;
+    }
+    let frames = async {
+        let mut buf = Vec::new();
+        loop {
+            match frame::read_frame(&mut recv, MAX_CLIENT_FRAME, &mut buf).await {
+                Ok(true) => match frame::decode::<ClientMsg>(&buf) {
+                    Ok(msg) => {
+                        if events.send((id, ClientEvent::Input(ClientInput::Msg(msg)))).is_err() {
+                            return None;
+                        }
+                    }
+                    Err(e) => return Some(ClientEvent::Bad(format!("undecodable frame: {e}"))),
+                },
+                Ok(false) => return Some(ClientEvent::Input(ClientInput::Gone("stream finished".into()))),
+                Err(tessera::frame::FrameError::Read(e)) => {
+                    return Some(ClientEvent::Input(ClientInput::Gone(e.to_string())))
+                }
+                Err(e) => return Some(ClientEvent::Bad(e.to_string())),
+            }
+        }
+    };
+    let datagrams = async {
+        loop {
+            match conn.read_datagram().await {
+                Ok(bytes) => match frame::decode::<ClientDatagram>(&bytes) {
+                    Ok(d) => {
+                        if events.send((id, ClientEvent::Input(ClientInput::Datagram(d)))).is_err() {
+                            return None;
+                        }
+                    }
+                    Err(e) => return Some(ClientEvent::Bad(format!("undecodable datagram: {e}"))),
+                },
+                Err(e) => return Some(ClientEvent::Input(ClientInput::Gone(e.to_string()))),
+            }
+        }
+    };
+    let last = tokio::select! {
+        e = frames => e,
+        e = datagrams => e,
+    };
+    if let Some(e) = last {
+        let _ = events.send((id, e));
+    }
+    // After a violation the core closes the connection; wait for that so a
+    // final message gets through before the task ends.
+    let _ = conn.closed().await;
+    let _ = events.send((
+        id,
+        ClientEvent::Input(ClientInput::Gone("connection closed".into())),
+    ));
+}
+
+struct Driver {
+    core: Baseapp,
+    manager: LinkSender,
+    links: HashMap<AppId, LinkSender>,
+    dialing: HashSet<AppId>,
+    conns: HashMap<ClientId, Conn>,
+    store: Store,
+    internal: quinn::Endpoint,
+    public: quinn::Endpoint,
+    trust: rustls::pki_types::CertificateDer<'static>,
+    links_tx: mpsc::UnboundedSender<(AppId, LinkEvent)>,
+    digest: [u8; 32],
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut links: mpsc::UnboundedReceiver<(AppId, LinkEvent)>,
+        mut clients: mpsc::UnboundedReceiver<(ClientId, ClientEvent)>,
+        mut stored: mpsc::UnboundedReceiver<crate::bases::StoreDone>,
+        mut stop: oneshot::Receiver<oneshot::Sender<()>>,
+    ) {
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+        let done = loop {
+            tokio::select! {
+                Some((from, ev)) = links.recv() => self.link_event(from, ev),
+                Some((id, ev)) = clients.recv() => self.client_event(id, ev),
+                Some(done) = stored.recv() => self.core.store_done(Time::now(), done),
+                _ = ticker.tick() => self.core.tick(Time::now()),
+                _ = heartbeat.tick() => {
+                    self.manager.send(&AppMsg::Heartbeat(self.core.load()));
+                }
+                reply = &mut stop => break reply.ok(),
+            }
+            self.flush();
+        };
+        // A clean stop: every entity leaves its cell and is saved.
+        tracing::info!("baseapp stopping: saving every entity");
+        self.core.stop();
+        self.flush();
+        let deadline = tokio::time::sleep(Duration::from_secs(5));
+        tokio::pin!(deadline);
+        while !self.core.drained() {
+            tokio::select! {
+                Some((from, ev)) = links.recv() => self.link_event(from, ev),
+                Some(done) = stored.recv() => self.core.store_done(Time::now(), done),
+                _ = &mut deadline => {
+                    tracing::warn!("cells did not answer in time; saving the last backups");
+                    self.core.force_drain();
+                }
+            }
+            self.flush();
+        }
+        self.manager.send(&AppMsg::Goodbye);
+        self.store.close();
+        self.public.close(close::SHUTDOWN.into(), b"server shutting down");
+        self.internal.close(close::SHUTDOWN.into(), b"baseapp stopping");
+        tracing::info!("baseapp stopped; everything saved");
+        if let Some(reply) = done {
+            let _ = reply.send(());
+        }
+    }
+
+    fn link_event(&mut self, from: AppId, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Opened(sender) => {
+                if from != MANAGER {
+                    tracing::info!(peer = %from, "linked to cellapp");
+                    self.dialing.remove(&from);
+                    self.links.insert(from, sender);
+                    self.core.link_up(from);
+                }
+            }
+            LinkEvent::Msg(msg) => {
+                let is_cells = matches!(msg, AppMsg::Cells(_));
+                self.core.handle(Time::now(), from, msg);
+                if is_cells {
+                    self.dial_cells();
+                }
+            }
+            LinkEvent::Closed(reason) => {
+                if from == MANAGER {
+                    tracing::warn!(%reason, "manager link closed; clients carry on");
+                } else {
+                    tracing::warn!(peer = %from, %reason, "cellapp link closed");
+                    self.links.remove(&from);
+                    self.core.link_down(from);
+                }
+            }
+        }
+    }
+
+    fn dial_cells(&mut self) {
+        let hello = AppMsg::LinkHello {
+            app: self.core.app(),
+            defs_digest: self.digest,
+        };
+        for cell in self.core.cells().to_vec() {
+            if self.links.contains_key(&cell.app) || !self.dialing.insert(cell.app) {
+                continue;
+            }
+            let (endpoint, trust, events, hello) = (
+                self.internal.clone(),
+                self.trust.clone(),
+                self.links_tx.clone(),
+                hello.clone(),
+            );
+            tokio::spawn(async move {
+                match link::dial(&endpoint, &trust, cell.addr, &hello).await {
+                    Ok((send, recv)) => {
+                        link::spawn(cell.app, send, recv, events);
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %cell.app, error = %e, "cannot link to cellapp");
+                        let _ = events.send((cell.app, LinkEvent::Closed(e.to_string())));
+                    }
+                }
+            });
+        }
+    }
+
+    fn client_event(&mut self, id: ClientId, ev: ClientEvent) {
+        let now = Time::now();
+        match ev {
+            ClientEvent::Hello {
+                conn,
+                writer,
+                protocol,
+                digest,
+                ticket,
+            } => {
+                self.conns.insert(id, Conn { conn, writer });
+                self.core.hello(id, protocol, digest, ticket, now);
+            }
+            ClientEvent::Input(input) => {
+                if let ClientInput::Gone(_) = &input {
+                    self.conns.remove(&id);
+                }
+                self.core.client_input(now, id, input);
+            }
+            ClientEvent::Bad(reason) => self.core.violation(id, reason),
+        }
+    }
+
+    fn flush(&mut self) {
+        for out in self.core.drain() {
+            match out {
+                Output::App(to, msg) => {
+                    let link = if to == MANAGER {
+                        Some(&self.manager)
+                    } else {
+                        self.links.get(&to)
+                    };
+                    if let Some(l) = link {
+                        l.send(&msg);
+                    }
+                }
+                Output::Store(op) => self.store.submit(op),
+                Output::Client(id, out) => self.to_client(id, out),
+            }
+        }
+    }
+
+    fn to_client(&mut self, id: ClientId, out: ClientOut) {
+        let Some(c) = self.conns.get(&id) else { return };
+        match out {
+            ClientOut::Reliable(bytes) => {
+                if c.writer.try_send(frame_bytes(&bytes)).is_err() {
+                    tracing::warn!(client = id, "client cannot keep up; disconnecting");
+                    c.conn.close(close::SLOW.into(), b"client cannot keep up");
+                    self.conns.remove(&id);
+                    self.core
+                        .client_input(Time::now(), id, ClientInput::Gone("too slow".into()));
+                }
+            }
+            ClientOut::Datagram(bytes) => {
+                // Latest wins: a datagram that does not fit is dropped.
+                let _ = c.conn.send_datagram(bytes.into());
+            }
+            ClientOut::Close { code, reason } => {
+                if code == close::PROTOCOL || code == close::REFUSED {
+                    tracing::warn!(client = id, %reason, "client disconnected");
+                }
+                let conn = c.conn.clone();
+                // Give the writer a moment to deliver a final refusal message.
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    conn.close(code.into(), reason.as_bytes());
+                });
+                self.conns.remove(&id);
+            }
+        }
+    }
+}

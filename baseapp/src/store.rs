@@ -1,0 +1,115 @@
+//! The storage thread: owns the database handle, runs the core's
+//! [`StoreOp`]s in order and reports back. Saves queued together are written
+//! in one transaction. Dropping the handle lets the thread finish what is
+//! queued; [`Store::close`] waits for that, so nothing acknowledged is lost on
+//! a clean stop.
+
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use tessera::storage::{AccountId, HashCost, SqliteStorage, Storage, StorageError, StoredEntity};
+use tokio::sync::mpsc;
+
+use crate::bases::{StoreDone, StoreOp};
+use crate::persist::FORMAT_VERSION;
+
+/// A handle to the storage thread.
+pub struct Store {
+    tx: Option<std_mpsc::Sender<StoreOp>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Store {
+    /// Opens the database and starts the thread.
+    pub fn open(path: &Path, done: mpsc::UnboundedSender<StoreDone>) -> Result<Store, StorageError> {
+        let storage = SqliteStorage::open(path, HashCost::default())?;
+        let (tx, rx) = std_mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("tessera-store".into())
+            .spawn(move || run(storage, rx, done))
+            .map_err(|e| StorageError::Hash(format!("cannot start the storage thread: {e}")))?;
+        Ok(Store {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues an operation.
+    pub fn submit(&self, op: StoreOp) {
+        if let Some(tx) = &self.tx {
+            if tx.send(op).is_err() {
+                tracing::error!("storage thread is gone; operation dropped");
+            }
+        }
+    }
+
+    /// Lets the thread finish everything queued, then waits for it.
+    pub fn close(mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(mut db: SqliteStorage, rx: std_mpsc::Receiver<StoreOp>, done: mpsc::UnboundedSender<StoreDone>) {
+    let mut pending = std::collections::VecDeque::new();
+    loop {
+        let op = match pending.pop_front() {
+            Some(op) => op,
+            None => match rx.recv() {
+                Ok(op) => op,
+                Err(_) => return,
+            },
+        };
+        match op {
+            StoreOp::LoadPlayer {
+                client,
+                account,
+                type_name,
+                fresh,
+            } => {
+                let result =
+                    load_player(&mut db, account, &type_name, &fresh).map_err(|e| e.to_string());
+                let _ = done.send(StoreDone::Player { client, result });
+            }
+            StoreOp::Save(mut batch) => {
+                // Coalesce saves already queued into the same transaction.
+                while let Ok(next) = rx.try_recv() {
+                    match next {
+                        StoreOp::Save(more) => batch.extend(more),
+                        other => {
+                            pending.push_back(other);
+                            break;
+                        }
+                    }
+                }
+                let count = batch.len();
+                let result = db.save_entities(&batch).map_err(|e| e.to_string());
+                let _ = done.send(StoreDone::Saved { count, result });
+            }
+        }
+    }
+}
+
+fn load_player(
+    db: &mut SqliteStorage,
+    account: i64,
+    type_name: &str,
+    fresh: &[u8],
+) -> Result<StoredEntity, StorageError> {
+    let acc = db.account(AccountId(account))?;
+    if let Some(id) = acc.entity {
+        if let Some(row) = db.load_entity(id)? {
+            return Ok(row);
+        }
+    }
+    let id = db.create_entity(type_name, FORMAT_VERSION, fresh)?;
+    db.set_account_entity(acc.id, id)?;
+    Ok(StoredEntity {
+        db_id: id,
+        type_name: type_name.to_string(),
+        format_version: FORMAT_VERSION,
+        data: fresh.to_vec(),
+    })
+}

@@ -1,0 +1,597 @@
+//! The cell core: a sans-IO state machine that owns the real entities of one
+//! cell, applies inputs in arrival order, runs behaviours, keeps the spatial
+//! index current, runs every witness, and backs reals up to their bases.
+//!
+//! It takes `handle(now, from, msg)` and `tick(now)` and leaves what it has to
+//! send in an outbox; it owns no socket, task or clock, so tests and the
+//! simulator drive it directly.
+
+use glam::{Vec2, Vec3};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+use tessera::defs::{Definitions, Side, TypeDef, TypeId};
+use tessera::frame::encode_body;
+use tessera::proto::app::{AppMsg, CellState, ClientPacket, Delivery};
+use tessera::proto::client::{PropValue, ServerMsg};
+use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
+
+use crate::behavior::{Behaviors, Ctx};
+use crate::index::{new_index, IndexKind, SpatialIndex};
+use crate::real::Real;
+use crate::witness::{Budget, Visible, Witness, WitnessOut};
+
+/// Settings of a cell.
+#[derive(Clone, Debug)]
+pub struct CellConfig {
+    /// The space's bounds: min x, min z, max x, max z.
+    pub bounds: [f32; 4],
+    /// Ticks per second.
+    pub tick_hz: u16,
+    /// Which spatial index to use.
+    pub index: IndexKind,
+    /// What each witness may send per tick.
+    pub budget: Budget,
+    /// Ticks between two backups of the same real to its base.
+    pub backup_ticks: u32,
+    /// Seed of the cell's random source (NPC behaviour).
+    pub seed: u64,
+}
+
+impl Default for CellConfig {
+    fn default() -> Self {
+        CellConfig {
+            bounds: [0.0, 0.0, 1000.0, 1000.0],
+            tick_hz: 10,
+            index: IndexKind::RTree,
+            budget: Budget::default(),
+            backup_ticks: 50,
+            seed: 1,
+        }
+    }
+}
+
+/// Counts a cell reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CellStats {
+    /// Real entities.
+    pub reals: usize,
+    /// Reals with a witness.
+    pub witnesses: usize,
+    /// Ticks run.
+    pub ticks: u64,
+    /// Client moves refused.
+    pub moves_refused: u64,
+}
+
+/// One entity as the cell sees it, for tests and tools.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntitySnapshot {
+    /// Id.
+    pub id: EntityId,
+    /// Type.
+    pub type_id: TypeId,
+    /// Position.
+    pub pos: Vec3,
+    /// Facing.
+    pub yaw: f32,
+    /// AoI radius if it has a witness.
+    pub aoi: Option<f32>,
+    /// Properties.
+    pub props: Vec<Value>,
+}
+
+/// Per-type data computed once from the definitions.
+struct TypeInfo {
+    def: TypeDef,
+    /// Properties other clients see.
+    public: Vec<u16>,
+    /// Cell-side properties the own client sees.
+    own: Vec<u16>,
+    /// Cell-side properties.
+    cell: Vec<u16>,
+}
+
+/// The cell core.
+pub struct Cell {
+    cfg: CellConfig,
+    types: Vec<TypeInfo>,
+    behaviors: Behaviors,
+    reals: Vec<Real>,
+    slot: FxHashMap<EntityId, usize>,
+    index: Box<dyn SpatialIndex>,
+    ids: IdPool,
+    rng: ChaCha8Rng,
+    tick: u64,
+    frozen: bool,
+    outbox: Vec<(AppId, AppMsg)>,
+    to_clients: BTreeMap<AppId, Vec<ClientPacket>>,
+    scratch_ids: Vec<EntityId>,
+    scratch_out: WitnessOut,
+    stats: CellStats,
+}
+
+impl Cell {
+    /// A cell with no entities.
+    pub fn new(defs: &Definitions, behaviors: Behaviors, cfg: CellConfig, ids: IdBlock) -> Cell {
+        let types = defs
+            .types
+            .iter()
+            .map(|t| {
+                let pick = |f: &dyn Fn(&tessera::defs::PropDef) -> bool| -> Vec<u16> {
+                    t.properties.iter().filter(|p| f(p)).map(|p| p.index).collect()
+                };
+                TypeInfo {
+                    public: pick(&|p| p.flags.other_clients()),
+                    own: pick(&|p| p.flags.own_client() && p.flags.on_cell()),
+                    cell: pick(&|p| p.flags.on_cell()),
+                    def: t.clone(),
+                }
+            })
+            .collect();
+        let [x0, z0, x1, z1] = cfg.bounds;
+        let hint = defs.max_aoi_radius().max(10.0);
+        Cell {
+            index: new_index(cfg.index, (Vec2::new(x0, z0), Vec2::new(x1, z1)), hint),
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            cfg,
+            types,
+            behaviors,
+            reals: Vec::new(),
+            slot: FxHashMap::default(),
+            ids: IdPool::new(ids),
+            tick: 0,
+            frozen: false,
+            outbox: Vec::new(),
+            to_clients: BTreeMap::new(),
+            scratch_ids: Vec::new(),
+            scratch_out: WitnessOut::default(),
+            stats: CellStats::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CellConfig {
+        &self.cfg
+    }
+
+    /// Counts for load reports.
+    pub fn stats(&self) -> CellStats {
+        CellStats {
+            reals: self.reals.len(),
+            witnesses: self.reals.iter().filter(|r| r.witness.is_some()).count(),
+            ..self.stats
+        }
+    }
+
+    /// Stops (or restarts) server-driven behaviour; client input still applies.
+    pub fn set_frozen(&mut self, frozen: bool) {
+        self.frozen = frozen;
+    }
+
+    /// Gives the cell more entity ids.
+    pub fn add_ids(&mut self, ids: IdBlock) {
+        self.ids.grant(ids);
+    }
+
+    /// Every real, as it is now.
+    pub fn snapshot(&self) -> Vec<EntitySnapshot> {
+        let mut all: Vec<_> = self
+            .reals
+            .iter()
+            .map(|r| EntitySnapshot {
+                id: r.id,
+                type_id: r.type_id,
+                pos: r.pos,
+                yaw: r.yaw,
+                aoi: r.witness.as_ref().map(|w| w.radius),
+                props: r.props.clone(),
+            })
+            .collect();
+        all.sort_by_key(|s| s.id);
+        all
+    }
+
+    /// Whether the witness of `viewer` has told its client about `seen`.
+    pub fn knows(&self, viewer: EntityId, seen: EntityId) -> bool {
+        self.get(viewer)
+            .and_then(|r| r.witness.as_ref())
+            .is_some_and(|w| w.knows(seen))
+    }
+
+    /// Takes what the cell has to send.
+    pub fn drain(&mut self) -> Vec<(AppId, AppMsg)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    fn get(&self, id: EntityId) -> Option<&Real> {
+        self.slot.get(&id).map(|&i| &self.reals[i])
+    }
+
+    fn get_mut(&mut self, id: EntityId) -> Option<&mut Real> {
+        match self.slot.get(&id) {
+            Some(&i) => self.reals.get_mut(i),
+            None => None,
+        }
+    }
+
+    fn clamp(&self, mut pos: Vec3) -> Vec3 {
+        let [x0, z0, x1, z1] = self.cfg.bounds;
+        if !pos.is_finite() {
+            pos = Vec3::new((x0 + x1) / 2.0, 0.0, (z0 + z1) / 2.0);
+        }
+        Vec3::new(pos.x.clamp(x0, x1), pos.y, pos.z.clamp(z0, z1))
+    }
+
+    fn add_real(&mut self, mut real: Real) {
+        real.pos = self.clamp(real.pos);
+        self.index.insert(real.id, Vec2::new(real.pos.x, real.pos.z));
+        self.slot.insert(real.id, self.reals.len());
+        self.reals.push(real);
+    }
+
+    fn remove_real(&mut self, id: EntityId) -> Option<Real> {
+        let i = self.slot.remove(&id)?;
+        let real = self.reals.swap_remove(i);
+        if let Some(moved) = self.reals.get(i) {
+            self.slot.insert(moved.id, i);
+        }
+        self.index.remove(id);
+        Some(real)
+    }
+
+    /// Creates `n` server-driven entities of type `type_name` at random places.
+    /// Returns how many were made (fewer if ids ran out).
+    pub fn spawn(&mut self, type_name: &str, n: usize) -> usize {
+        let Some(info) = self.types.iter().find(|t| t.def.name == type_name) else {
+            return 0;
+        };
+        let (type_id, props) = (info.def.id, info.def.defaults());
+        let [x0, z0, x1, z1] = self.cfg.bounds;
+        let mut made = 0;
+        for _ in 0..n {
+            let Some(id) = self.ids.take() else { break };
+            let pos = Vec3::new(
+                self.rng.gen_range(x0..=x1),
+                0.0,
+                self.rng.gen_range(z0..=z1),
+            );
+            self.add_real(Real {
+                id,
+                type_id,
+                pos,
+                yaw: 0.0,
+                props: props.clone(),
+                dirty: Vec::new(),
+                base: None,
+                witness: None,
+                moved_tick: self.tick,
+                move_seq: 0,
+                allowance: 0.0,
+                goal: None,
+                to_own_client: Vec::new(),
+            });
+            made += 1;
+        }
+        made
+    }
+
+    fn cell_state(&self, real: &Real) -> CellState {
+        let cell = self
+            .types
+            .get(real.type_id.0 as usize)
+            .map(|t| t.cell.as_slice())
+            .unwrap_or(&[]);
+        CellState {
+            pos: real.pos.to_array(),
+            yaw: real.yaw,
+            props: cell
+                .iter()
+                .filter_map(|&i| real.props.get(i as usize).map(|v| (i, v.clone())))
+                .collect(),
+        }
+    }
+
+    fn to_client(&mut self, base: AppId, entity: EntityId, delivery: Delivery, bytes: Vec<u8>) {
+        self.to_clients.entry(base).or_default().push(ClientPacket {
+            entity,
+            delivery,
+            bytes,
+        });
+    }
+
+    /// Applies one message from another app.
+    pub fn handle(&mut self, _now: Time, from: AppId, msg: AppMsg) {
+        match msg {
+            AppMsg::CreateEntity {
+                entity,
+                type_id,
+                state,
+            } => self.create_from_base(from, entity, type_id, state),
+            AppMsg::DestroyEntity { entity } => {
+                if let Some(real) = self.remove_real(entity) {
+                    let state = self.cell_state(&real);
+                    self.outbox
+                        .push((from, AppMsg::EntityDestroyed { entity, state }));
+                }
+            }
+            AppMsg::ClientMove {
+                entity,
+                seq,
+                pos,
+                yaw,
+            } => self.client_move(entity, seq, Vec3::from_array(pos), yaw),
+            AppMsg::CellCall {
+                entity,
+                method,
+                args,
+            } => self.call(entity, method, &args),
+            AppMsg::Ids(block) => self.add_ids(block),
+            other => {
+                tracing::debug!(?from, msg = ?std::mem::discriminant(&other), "cell ignores message");
+            }
+        }
+    }
+
+    fn create_from_base(&mut self, base: AppId, entity: EntityId, type_id: TypeId, state: CellState) {
+        let Some(info) = self.types.get(type_id.0 as usize) else {
+            tracing::warn!(%entity, ?type_id, "create for an unknown type refused");
+            return;
+        };
+        if self.slot.contains_key(&entity) {
+            tracing::warn!(%entity, "create for an entity that is already real here refused");
+            return;
+        }
+        let mut props = info.def.defaults();
+        for (i, v) in state.props {
+            if let (Some(slot), Some(def)) = (props.get_mut(i as usize), info.def.properties.get(i as usize)) {
+                if def.flags.on_cell() && v.check(def.ty).is_ok() {
+                    *slot = v;
+                }
+            }
+        }
+        let witness = info.def.has_client.then(|| Witness::new(info.def.aoi_radius));
+        let max_speed = info.def.max_speed;
+        let own = info.own.clone();
+        let real = Real {
+            id: entity,
+            type_id,
+            pos: Vec3::from_array(state.pos),
+            yaw: if state.yaw.is_finite() { state.yaw } else { 0.0 },
+            props,
+            dirty: Vec::new(),
+            base: Some(base),
+            witness,
+            moved_tick: self.tick,
+            move_seq: 0,
+            allowance: max_speed,
+            goal: None,
+            to_own_client: Vec::new(),
+        };
+        // The own client learns its cell-side properties.
+        let own_props: Vec<PropValue> = own
+            .iter()
+            .filter_map(|&i| real.props.get(i as usize).map(|v| (i, v.clone())))
+            .collect();
+        let placed = self.clamp(real.pos);
+        if real.witness.is_some() {
+            self.to_client(
+                base,
+                entity,
+                Delivery::Reliable,
+                encode_body(&ServerMsg::Props {
+                    entity,
+                    props: own_props,
+                }),
+            );
+            if placed != real.pos {
+                self.to_client(
+                    base,
+                    entity,
+                    Delivery::Reliable,
+                    encode_body(&ServerMsg::Corrected {
+                        pos: placed.to_array(),
+                        yaw: real.yaw,
+                        reason: "saved position is outside the space".into(),
+                    }),
+                );
+            }
+        }
+        self.add_real(real);
+    }
+
+    fn client_move(&mut self, entity: EntityId, seq: u32, pos: Vec3, yaw: f32) {
+        let bounds = self.cfg.bounds;
+        let tick = self.tick;
+        let Some(real) = self.get_mut(entity) else { return };
+        if real.witness.is_none() {
+            return;
+        }
+        // Latest wins: drop anything not newer than what was applied.
+        if real.move_seq != 0 && (seq.wrapping_sub(real.move_seq) as i32) <= 0 {
+            return;
+        }
+        real.move_seq = seq;
+        if let Err(e) = real.client_move(pos, yaw, bounds, tick) {
+            let (at, yaw, base) = (real.pos, real.yaw, real.base);
+            self.stats.moves_refused += 1;
+            tracing::debug!(%entity, reason = %e, "client move refused");
+            if let Some(base) = base {
+                self.to_client(
+                    base,
+                    entity,
+                    Delivery::Reliable,
+                    encode_body(&ServerMsg::Corrected {
+                        pos: at.to_array(),
+                        yaw,
+                        reason: e.to_string(),
+                    }),
+                );
+            }
+        }
+    }
+
+    fn call(&mut self, entity: EntityId, method: u16, args: &[Value]) {
+        let Some(&i) = self.slot.get(&entity) else { return };
+        let real = &mut self.reals[i];
+        let Some(info) = self.types.get(real.type_id.0 as usize) else { return };
+        let Some(m) = info.def.methods.get(method as usize) else { return };
+        if m.side != Side::Cell
+            || m.args.len() != args.len()
+            || m.args.iter().zip(args).any(|(t, v)| v.check(*t).is_err())
+        {
+            tracing::warn!(%entity, method = %m.name, "cell call with bad arguments dropped");
+            return;
+        }
+        if let Some(b) = self.behaviors.get(&info.def.name) {
+            let mut ctx = Ctx {
+                ty: &info.def,
+                rng: &mut self.rng,
+                bounds: self.cfg.bounds,
+                dt: 1.0 / self.cfg.tick_hz.max(1) as f32,
+                tick: self.tick,
+            };
+            b.call(&mut ctx, real, m, args);
+        }
+    }
+
+    /// Runs one tick: behaviours, index, witnesses, backups.
+    pub fn tick(&mut self, now: Time) {
+        self.tick += 1;
+        let tick = self.tick;
+        let dt = 1.0 / self.cfg.tick_hz.max(1) as f32;
+        // Behaviours and movement allowances.
+        for real in self.reals.iter_mut() {
+            let Some(info) = self.types.get(real.type_id.0 as usize) else { continue };
+            if real.witness.is_some() {
+                real.refill(info.def.max_speed, dt);
+            }
+            if self.frozen && real.witness.is_none() {
+                continue;
+            }
+            if let Some(b) = self.behaviors.get(&info.def.name) {
+                let mut ctx = Ctx {
+                    ty: &info.def,
+                    rng: &mut self.rng,
+                    bounds: self.cfg.bounds,
+                    dt,
+                    tick,
+                };
+                b.tick(&mut ctx, real);
+            }
+        }
+        // The index follows everything that moved since the last tick.
+        for real in &self.reals {
+            if real.moved_tick + 1 >= tick {
+                self.index.update(real.id, Vec2::new(real.pos.x, real.pos.z));
+            }
+        }
+        self.run_witnesses(tick, now);
+        self.run_backups(tick);
+        for real in self.reals.iter_mut() {
+            real.dirty.clear();
+        }
+        for (base, packets) in std::mem::take(&mut self.to_clients) {
+            self.outbox.push((base, AppMsg::ToClients(packets)));
+        }
+        if self.ids.should_ask() {
+            self.outbox.push((MANAGER, AppMsg::NeedIds));
+        }
+        self.stats.ticks = tick;
+    }
+
+    fn run_witnesses(&mut self, tick: u64, now: Time) {
+        let budget = self.cfg.budget;
+        let mut out = std::mem::take(&mut self.scratch_out);
+        let mut ids = std::mem::take(&mut self.scratch_ids);
+        for i in 0..self.reals.len() {
+            let (id, center, base) = {
+                let r = &self.reals[i];
+                (r.id, r.pos, r.base)
+            };
+            let Some(mut witness) = self.reals[i].witness.take() else { continue };
+            out.clear();
+            // Own-client messages first: they were queued during the tick.
+            out.reliable.append(&mut self.reals[i].to_own_client);
+            let own_dirty: Vec<PropValue> = {
+                let r = &self.reals[i];
+                let own = self
+                    .types
+                    .get(r.type_id.0 as usize)
+                    .map(|t| t.own.as_slice())
+                    .unwrap_or(&[]);
+                r.dirty
+                    .iter()
+                    .filter(|d| own.contains(d))
+                    .filter_map(|&d| r.props.get(d as usize).map(|v| (d, v.clone())))
+                    .collect()
+            };
+            if !own_dirty.is_empty() {
+                out.reliable.push(encode_body(&ServerMsg::Props {
+                    entity: id,
+                    props: own_dirty,
+                }));
+            }
+            ids.clear();
+            self.index
+                .within(Vec2::new(center.x, center.z), witness.query_radius(&budget), &mut ids);
+            let reals = &self.reals;
+            let slot = &self.slot;
+            let types = &self.types;
+            let lookup = |e: EntityId| -> Option<Visible<'_>> {
+                let r = &reals[*slot.get(&e)?];
+                Some(Visible {
+                    type_id: r.type_id,
+                    pos: r.pos,
+                    yaw: r.yaw,
+                    props: &r.props,
+                    public: types.get(r.type_id.0 as usize).map(|t| t.public.as_slice()).unwrap_or(&[]),
+                    dirty: &r.dirty,
+                    moved_tick: r.moved_tick,
+                })
+            };
+            witness.update(id, center, tick, now.0, &ids, lookup, &budget, &mut out);
+            self.reals[i].witness = Some(witness);
+            if let Some(base) = base {
+                let packets = self.to_clients.entry(base).or_default();
+                for bytes in out.reliable.drain(..) {
+                    packets.push(ClientPacket {
+                        entity: id,
+                        delivery: Delivery::Reliable,
+                        bytes,
+                    });
+                }
+                for bytes in out.datagrams.drain(..) {
+                    packets.push(ClientPacket {
+                        entity: id,
+                        delivery: Delivery::Datagram,
+                        bytes,
+                    });
+                }
+            }
+        }
+        self.scratch_out = out;
+        self.scratch_ids = ids;
+    }
+
+    fn run_backups(&mut self, tick: u64) {
+        let period = u64::from(self.cfg.backup_ticks.max(1));
+        for i in 0..self.reals.len() {
+            let r = &self.reals[i];
+            // Spread over the period: each real has its own phase.
+            if let Some(base) = r.base {
+                if (r.id.0.wrapping_add(tick)) % period == 0 {
+                    let state = self.cell_state(r);
+                    self.outbox.push((
+                        base,
+                        AppMsg::Backup {
+                            entity: r.id,
+                            state,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+}

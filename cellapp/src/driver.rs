@@ -1,0 +1,280 @@
+//! The cellapp driver: a tokio task that registers with the manager, accepts
+//! links from baseapps, feeds the [`Cell`] core with messages and ticks, and
+//! writes what it returns. It holds no game logic.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tessera::link::{self, LinkEvent, LinkSender};
+use tessera::net;
+use tessera::proto::app::{AppMsg, Load, Role};
+use tessera::{AppId, Definitions, Time, MANAGER};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::behavior::Behaviors;
+use crate::cell::{Cell, CellConfig, CellStats, EntitySnapshot};
+use crate::index::IndexKind;
+use crate::witness::Budget;
+
+/// How to run a cellapp.
+#[derive(Clone)]
+pub struct Options {
+    /// The manager's internal address.
+    pub manager: SocketAddr,
+    /// Where to listen for other apps.
+    pub bind: SocketAddr,
+    /// Data directory (holds the cluster certificate).
+    pub data_dir: PathBuf,
+    /// Entity definitions.
+    pub defs: Arc<Definitions>,
+    /// Server-driven entities to create at start.
+    pub npcs: usize,
+    /// Spatial index.
+    pub index: IndexKind,
+    /// Witness limits.
+    pub budget: Budget,
+    /// Random seed.
+    pub seed: u64,
+}
+
+/// Why the cellapp could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CellappError {
+    /// QUIC setup failed.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// Joining the cluster failed.
+    #[error(transparent)]
+    Link(#[from] link::LinkError),
+}
+
+enum Control {
+    Snapshot(oneshot::Sender<Vec<EntitySnapshot>>),
+    Stats(oneshot::Sender<CellStats>),
+    Freeze(bool),
+    Stop(oneshot::Sender<()>),
+}
+
+/// A running cellapp.
+pub struct Cellapp {
+    /// Its id in the cluster.
+    pub app: AppId,
+    /// Its internal address.
+    pub addr: SocketAddr,
+    control: mpsc::UnboundedSender<Control>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Cellapp {
+    /// Every real entity, as the cell has it now.
+    pub async fn snapshot(&self) -> Vec<EntitySnapshot> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.control.send(Control::Snapshot(tx));
+        rx.await.unwrap_or_default()
+    }
+
+    /// Counts of the cell.
+    pub async fn stats(&self) -> CellStats {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.control.send(Control::Stats(tx));
+        rx.await.unwrap_or_default()
+    }
+
+    /// Stops or restarts server-driven behaviour.
+    pub fn freeze(&self, frozen: bool) {
+        let _ = self.control.send(Control::Freeze(frozen));
+    }
+
+    /// Leaves the cluster and stops.
+    pub async fn stop(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Stop(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        let _ = self.task.await;
+    }
+
+    /// Waits until the cellapp stops on its own (the manager went away).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Starts a cellapp: binds, registers with the manager, and runs until stopped.
+pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
+    let identity = net::load_or_create_identity(&opts.data_dir)?;
+    let endpoint = net::endpoint(
+        opts.bind,
+        Some(net::server_config(&identity, &[tessera::proto::ALPN_APP])?),
+    )?;
+    let addr = endpoint.local_addr().map_err(|source| net::NetError::Bind {
+        addr: opts.bind,
+        source,
+    })?;
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let joined = link::join(
+        &endpoint,
+        &identity.cert,
+        opts.manager,
+        &AppMsg::Register {
+            role: Role::Cellapp,
+            protocol: tessera::proto::PROTOCOL_MAJOR,
+            defs_digest: opts.defs.digest,
+            internal_addr: addr,
+            public_addr: None,
+            admin_addr: None,
+        },
+        events_tx.clone(),
+    )
+    .await?;
+    let app = joined.app;
+    let cfg = CellConfig {
+        bounds: joined.space.bounds,
+        tick_hz: joined.space.tick_hz,
+        index: opts.index,
+        budget: opts.budget,
+        backup_ticks: u32::from(joined.space.tick_hz) * 5,
+        seed: opts.seed ^ u64::from(app.0),
+    };
+    let mut cell = Cell::new(&opts.defs, Behaviors::demo(), cfg, joined.ids);
+    cell.spawn("Npc", opts.npcs);
+    tokio::spawn(accept(endpoint.clone(), opts.defs.digest, events_tx));
+    let (control, control_rx) = mpsc::unbounded_channel();
+    let span = tracing::info_span!("cellapp", %app);
+    tracing::info!(parent: &span, %addr, npcs = opts.npcs, "cellapp joined the cluster");
+    let task = tokio::spawn(
+        run(cell, joined.manager, events, control_rx, endpoint).instrument(span),
+    );
+    Ok(Cellapp {
+        app,
+        addr,
+        control,
+        task,
+    })
+}
+
+async fn accept(
+    endpoint: quinn::Endpoint,
+    digest: [u8; 32],
+    events: mpsc::UnboundedSender<(AppId, LinkEvent)>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let events = events.clone();
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            match link::accept_first(&conn).await {
+                Ok((AppMsg::LinkHello { app, defs_digest }, send, recv)) => {
+                    if defs_digest != digest {
+                        tracing::warn!(%app, "baseapp with other definitions refused");
+                        conn.close(net::close::REFUSED.into(), b"definitions digest mismatch");
+                        return;
+                    }
+                    link::spawn(app, send, recv, events);
+                    // Keep the connection alive as long as the link is.
+                    let _ = conn.closed().await;
+                }
+                Ok((other, _, _)) => {
+                    tracing::warn!(peer = %conn.remote_address(), ?other, "link without hello refused");
+                    conn.close(net::close::PROTOCOL.into(), b"expected LinkHello");
+                }
+                Err(e) => tracing::warn!(error = %e, "incoming link failed"),
+            }
+        });
+    }
+}
+
+struct Busy {
+    work: Duration,
+    since: Instant,
+    smoothed: f32,
+}
+
+async fn run(
+    mut cell: Cell,
+    manager: LinkSender,
+    mut events: mpsc::UnboundedReceiver<(AppId, LinkEvent)>,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    endpoint: quinn::Endpoint,
+) {
+    let hz = cell.config().tick_hz.max(1);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / u32::from(hz));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+    let mut peers: HashMap<AppId, LinkSender> = HashMap::new();
+    let mut busy = Busy {
+        work: Duration::ZERO,
+        since: Instant::now(),
+        smoothed: 0.0,
+    };
+    let flush = |cell: &mut Cell, peers: &HashMap<AppId, LinkSender>| {
+        for (to, msg) in cell.drain() {
+            let link = if to == MANAGER { Some(&manager) } else { peers.get(&to) };
+            match link {
+                Some(l) => {
+                    l.send(&msg);
+                }
+                None => tracing::debug!(%to, "no link; message dropped"),
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            Some(c) = control.recv() => match c {
+                Control::Snapshot(tx) => { let _ = tx.send(cell.snapshot()); }
+                Control::Stats(tx) => { let _ = tx.send(cell.stats()); }
+                Control::Freeze(f) => cell.set_frozen(f),
+                Control::Stop(done) => {
+                    manager.send(&AppMsg::Goodbye);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    endpoint.close(net::close::SHUTDOWN.into(), b"cellapp stopping");
+                    let _ = done.send(());
+                    return;
+                }
+            },
+            _ = ticker.tick() => {
+                let t0 = Instant::now();
+                cell.tick(Time::now());
+                flush(&mut cell, &peers);
+                busy.work += t0.elapsed();
+            }
+            Some((from, ev)) = events.recv() => match ev {
+                LinkEvent::Msg(msg) => {
+                    let t0 = Instant::now();
+                    cell.handle(Time::now(), from, msg);
+                    busy.work += t0.elapsed();
+                }
+                LinkEvent::Opened(sender) => {
+                    if from != MANAGER {
+                        tracing::info!(peer = %from, "baseapp linked");
+                        peers.insert(from, sender);
+                    }
+                }
+                LinkEvent::Closed(reason) if from == MANAGER => {
+                    tracing::warn!(%reason, "manager link closed; cellapp stopping");
+                    endpoint.close(net::close::SHUTDOWN.into(), b"manager gone");
+                    return;
+                }
+                LinkEvent::Closed(reason) => {
+                    tracing::info!(peer = %from, %reason, "baseapp link closed");
+                    peers.remove(&from);
+                }
+            },
+            _ = heartbeat.tick() => {
+                let elapsed = busy.since.elapsed().as_secs_f32().max(1e-3);
+                let share = (busy.work.as_secs_f32() / elapsed).min(1.0);
+                busy.smoothed = 0.7 * busy.smoothed + 0.3 * share;
+                busy.work = Duration::ZERO;
+                busy.since = Instant::now();
+                let stats = cell.stats();
+                manager.send(&AppMsg::Heartbeat(Load {
+                    busy: busy.smoothed,
+                    entities: stats.reals as u32,
+                    clients: stats.witnesses as u32,
+                }));
+            }
+        }
+    }
+}

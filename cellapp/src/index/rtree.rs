@@ -1,0 +1,298 @@
+//! [`RTreeIndex`]: an R-tree (rstar) of loose boxes around entity positions.
+//!
+//! rstar cannot move an entry, only remove and reinsert it, which is costly
+//! when every entity moves every tick. So each entity is indexed by a loose
+//! box: its position when last (re)inserted, grown by a slack on each side.
+//! Moving within that box only records the new exact position; leaving it
+//! reinserts a fresh box. A query collects the boxes that meet the query's
+//! bounding square and keeps the entities whose exact current position is
+//! within the radius. Each entity remembers its indexed box, because rstar's
+//! `remove` matches entries exactly.
+//!
+//! Exact positions live in a slab of stable slots (the tree's entries carry
+//! the slot number), so a query reads positions by index, without hashing.
+
+use super::{is_within, query_box, query_is_valid, IdMap, SpatialIndex};
+use tessera::EntityId;
+use glam::Vec2;
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{RTree, RTreeParams, RStarInsertionStrategy, AABB};
+use std::ops::ControlFlow;
+
+/// The slack, in metres, that [`RTreeIndex::new`] grows loose boxes by.
+pub const DEFAULT_SLACK: f32 = 4.0;
+
+/// Node sizes tuned for queries (see the bench).
+#[derive(Clone, Copy, Debug)]
+struct Params;
+
+impl RTreeParams for Params {
+    const MIN_SIZE: usize = 6;
+    const MAX_SIZE: usize = 16;
+    const REINSERTION_COUNT: usize = 4;
+    type DefaultInsertionStrategy = RStarInsertionStrategy;
+}
+
+/// One tree entry: an entity's loose box and its slot in the slab.
+type Entry = GeomWithData<Rectangle<[f32; 2]>, usize>;
+
+/// What the index knows of one entity.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    /// The entity in this slot.
+    id: EntityId,
+    /// The current exact position.
+    pos: Vec2,
+    /// The box it is indexed with in the tree; `None` while the position is
+    /// not finite (such entities are never found, so not in the tree).
+    indexed: Option<AABB<[f32; 2]>>,
+}
+
+/// A [`SpatialIndex`] over an rstar R-tree of loose boxes.
+#[derive(Debug)]
+pub struct RTreeIndex {
+    /// The loose boxes of all entities with a finite position.
+    tree: RTree<Entry, Params>,
+    /// Entity data by slot; freed slots hold stale data until reused.
+    slots: Vec<Slot>,
+    /// Slots free for reuse.
+    free: Vec<usize>,
+    /// The slot of each entity.
+    by_id: IdMap<usize>,
+    /// How far a loose box extends beyond the indexed position on each side.
+    slack: f32,
+}
+
+impl Default for RTreeIndex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RTreeIndex {
+    /// An empty index with the [`DEFAULT_SLACK`].
+    pub fn new() -> Self {
+        Self::with_slack(DEFAULT_SLACK)
+    }
+
+    /// An empty index whose loose boxes extend `slack` metres beyond the
+    /// indexed position on each side. A larger slack means fewer reinsertions
+    /// but more candidates per query; 0 reinserts on every move. A negative
+    /// or non-finite slack is replaced by [`DEFAULT_SLACK`].
+    pub fn with_slack(slack: f32) -> Self {
+        let slack = if slack.is_finite() && slack >= 0.0 {
+            slack
+        } else {
+            DEFAULT_SLACK
+        };
+        RTreeIndex {
+            tree: RTree::new_with_params(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_id: IdMap::default(),
+            slack,
+        }
+    }
+
+    /// The slack this index grows loose boxes by, in metres.
+    pub fn slack(&self) -> f32 {
+        self.slack
+    }
+
+    /// The loose box around `pos`, or `None` if `pos` is not finite.
+    fn loose_box(&self, pos: Vec2) -> Option<AABB<[f32; 2]>> {
+        if !pos.is_finite() {
+            return None;
+        }
+        let s = self.slack;
+        Some(AABB::from_corners(
+            [pos.x - s, pos.y - s],
+            [pos.x + s, pos.y + s],
+        ))
+    }
+
+    /// Takes the entry of `slot` out of the tree, if it is in it.
+    fn unindex(&mut self, slot: usize, indexed: Option<AABB<[f32; 2]>>) {
+        if let Some(aabb) = indexed {
+            self.tree
+                .remove(&Entry::new(Rectangle::from_aabb(aabb), slot));
+        }
+    }
+
+    /// Puts `slot` into the tree with a loose box around `pos`, if finite,
+    /// and returns the box used.
+    fn index(&mut self, slot: usize, pos: Vec2) -> Option<AABB<[f32; 2]>> {
+        let aabb = self.loose_box(pos)?;
+        self.tree
+            .insert(Entry::new(Rectangle::from_aabb(aabb), slot));
+        Some(aabb)
+    }
+
+    /// Adds an entity that is not in the index yet.
+    fn add(&mut self, id: EntityId, pos: Vec2) {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot {
+                    id,
+                    pos,
+                    indexed: None,
+                });
+                self.slots.len() - 1
+            }
+        };
+        let indexed = self.index(slot, pos);
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Slot { id, pos, indexed };
+        }
+        self.by_id.insert(id, slot);
+    }
+
+    /// Moves the entity in `slot` to `pos`, reinserting it only when `pos`
+    /// leaves its loose box.
+    fn relocate(&mut self, slot: usize, pos: Vec2) {
+        let Some(current) = self.slots.get_mut(slot) else {
+            return;
+        };
+        current.pos = pos;
+        let indexed = current.indexed;
+        let still_inside = pos.is_finite()
+            && indexed.is_some_and(|b| {
+                let (lo, hi) = (b.lower(), b.upper());
+                lo[0] <= pos.x && pos.x <= hi[0] && lo[1] <= pos.y && pos.y <= hi[1]
+            });
+        if still_inside {
+            return;
+        }
+        self.unindex(slot, indexed);
+        let indexed = self.index(slot, pos);
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.indexed = indexed;
+        }
+    }
+}
+
+impl SpatialIndex for RTreeIndex {
+    fn insert(&mut self, id: EntityId, pos: Vec2) {
+        self.update(id, pos);
+    }
+
+    fn update(&mut self, id: EntityId, pos: Vec2) {
+        match self.by_id.get(&id) {
+            Some(&slot) => self.relocate(slot, pos),
+            None => self.add(id, pos),
+        }
+    }
+
+    fn remove(&mut self, id: EntityId) {
+        let Some(slot) = self.by_id.remove(&id) else {
+            return;
+        };
+        if let Some(s) = self.slots.get_mut(slot) {
+            let indexed = s.indexed.take();
+            self.unindex(slot, indexed);
+        }
+        self.free.push(slot);
+    }
+
+    fn within(&self, center: Vec2, radius: f32, out: &mut Vec<EntityId>) {
+        if !query_is_valid(center, radius) {
+            return;
+        }
+        let (lo, hi) = query_box(center, radius);
+        let envelope = AABB::from_corners([lo.x, lo.y], [hi.x, hi.y]);
+        let _: ControlFlow<()> =
+            self.tree
+                .locate_in_envelope_intersecting_int(&envelope, |entry| {
+                    if let Some(s) = self.slots.get(entry.data) {
+                        if is_within(s.pos, center, radius) {
+                            out.push(s.id);
+                        }
+                    }
+                    ControlFlow::Continue(())
+                });
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(index: &RTreeIndex, center: Vec2, radius: f32) -> Vec<EntityId> {
+        let mut out = Vec::new();
+        index.within(center, radius, &mut out);
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn small_moves_stay_in_the_loose_box() {
+        let mut index = RTreeIndex::with_slack(4.0);
+        index.insert(EntityId(7), Vec2::new(10.0, 10.0));
+        let boxed = index.slots[0].indexed;
+        index.update(EntityId(7), Vec2::new(13.5, 6.5));
+        assert_eq!(
+            index.slots[0].indexed, boxed,
+            "no reinsertion inside the box"
+        );
+        assert_eq!(index.tree.size(), 1);
+        // The query uses the exact position, not the indexed one.
+        assert_eq!(found(&index, Vec2::new(13.5, 6.5), 0.0), vec![EntityId(7)]);
+        assert!(found(&index, Vec2::new(10.0, 10.0), 4.0).is_empty());
+    }
+
+    #[test]
+    fn leaving_the_box_reinserts() {
+        let mut index = RTreeIndex::with_slack(4.0);
+        index.insert(EntityId(7), Vec2::new(10.0, 10.0));
+        index.update(EntityId(7), Vec2::new(14.5, 10.0));
+        let expected = AABB::from_corners([10.5, 6.0], [18.5, 14.0]);
+        assert_eq!(index.slots[0].indexed, Some(expected));
+        assert_eq!(index.tree.size(), 1);
+        assert_eq!(found(&index, Vec2::new(20.0, 10.0), 5.5), vec![EntityId(7)]);
+    }
+
+    #[test]
+    fn remove_finds_the_stale_box_and_slots_are_reused() {
+        let mut index = RTreeIndex::new();
+        index.insert(EntityId(1), Vec2::new(0.0, 0.0));
+        index.insert(EntityId(2), Vec2::new(1.0, 0.0));
+        index.update(EntityId(1), Vec2::new(3.0, -3.0));
+        index.remove(EntityId(1));
+        assert_eq!(index.tree.size(), 1);
+        assert_eq!(index.len(), 1);
+        index.insert(EntityId(3), Vec2::new(2.0, 2.0));
+        assert_eq!(index.slots.len(), 2, "the freed slot is reused");
+        assert_eq!(
+            found(&index, Vec2::ZERO, 10.0),
+            vec![EntityId(2), EntityId(3)]
+        );
+    }
+
+    #[test]
+    fn non_finite_positions_leave_the_tree() {
+        let mut index = RTreeIndex::new();
+        index.insert(EntityId(1), Vec2::new(0.0, 0.0));
+        index.update(EntityId(1), Vec2::new(f32::NAN, 0.0));
+        assert_eq!(index.tree.size(), 0);
+        assert_eq!(index.len(), 1);
+        index.update(EntityId(1), Vec2::new(1.0, 0.0));
+        assert_eq!(index.tree.size(), 1);
+        assert_eq!(found(&index, Vec2::ZERO, 1.0), vec![EntityId(1)]);
+        index.update(EntityId(1), Vec2::splat(f32::INFINITY));
+        index.remove(EntityId(1));
+        assert!(index.is_empty());
+        assert_eq!(index.tree.size(), 0);
+    }
+
+    #[test]
+    fn bad_slack_falls_back_to_default() {
+        assert_eq!(RTreeIndex::with_slack(f32::NAN).slack(), DEFAULT_SLACK);
+        assert_eq!(RTreeIndex::with_slack(-1.0).slack(), DEFAULT_SLACK);
+        assert_eq!(RTreeIndex::with_slack(0.0).slack(), 0.0);
+    }
+}

@@ -1,0 +1,124 @@
+//! A real entity: the authoritative cell half of an entity, with its
+//! position, properties, the changes made this tick, and the movement
+//! allowance that validates a client's moves.
+
+use glam::Vec3;
+use tessera::defs::TypeId;
+use tessera::{AppId, EntityId, Value};
+
+use crate::witness::Witness;
+
+/// Why a client's move was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MoveError {
+    /// A coordinate is NaN or infinite.
+    #[error("position is not finite")]
+    NotFinite,
+    /// The position is outside the space.
+    #[error("position ({x}, {z}) is outside the space")]
+    OutOfBounds {
+        /// x.
+        x: f32,
+        /// z.
+        z: f32,
+    },
+    /// The move is longer than the speed limit allows.
+    #[error("moved {distance:.1} m with only {allowed:.1} m allowed at {max_speed} m/s")]
+    TooFast {
+        /// How far it tried to move.
+        distance: f32,
+        /// How far it could.
+        allowed: f32,
+        /// The type's limit.
+        max_speed: f32,
+    },
+}
+
+/// The cell half of one entity.
+#[derive(Debug)]
+pub struct Real {
+    /// Its id.
+    pub id: EntityId,
+    /// Its type.
+    pub type_id: TypeId,
+    /// Position.
+    pub pos: Vec3,
+    /// Facing.
+    pub yaw: f32,
+    /// Every property by index (base-side ones hold their defaults, unused).
+    pub props: Vec<Value>,
+    /// Properties changed this tick.
+    pub dirty: Vec<u16>,
+    /// The baseapp holding its base, if it has one.
+    pub base: Option<AppId>,
+    /// Its AoI, if a client controls it.
+    pub witness: Option<Witness>,
+    /// The tick it last moved.
+    pub moved_tick: u64,
+    /// The last client move sequence applied.
+    pub move_seq: u32,
+    /// Metres the client may still move (refills at the speed limit).
+    pub allowance: f32,
+    /// Where a server-driven entity is heading.
+    pub goal: Option<Vec3>,
+    /// Messages for its own client, flushed at the end of the tick.
+    pub to_own_client: Vec<Vec<u8>>,
+}
+
+impl Real {
+    /// Sets a property and marks it changed this tick.
+    pub fn set_prop(&mut self, index: u16, value: Value) {
+        if let Some(slot) = self.props.get_mut(index as usize) {
+            if *slot != value {
+                *slot = value;
+                if !self.dirty.contains(&index) {
+                    self.dirty.push(index);
+                }
+            }
+        }
+    }
+
+    /// Moves the entity (server-side moves are trusted).
+    pub fn move_to(&mut self, pos: Vec3, yaw: f32, tick: u64) {
+        if pos != self.pos || yaw != self.yaw {
+            self.pos = pos;
+            self.yaw = yaw;
+            self.moved_tick = tick;
+        }
+    }
+
+    /// Checks a client's move against the space and the speed limit, and
+    /// applies it if it is allowed.
+    pub fn client_move(
+        &mut self,
+        pos: Vec3,
+        yaw: f32,
+        bounds: [f32; 4],
+        tick: u64,
+    ) -> Result<(), MoveError> {
+        if !(pos.is_finite() && yaw.is_finite()) {
+            return Err(MoveError::NotFinite);
+        }
+        if pos.x < bounds[0] || pos.z < bounds[1] || pos.x > bounds[2] || pos.z > bounds[3] {
+            return Err(MoveError::OutOfBounds { x: pos.x, z: pos.z });
+        }
+        let distance = (pos - self.pos).length();
+        if distance > self.allowance {
+            return Err(MoveError::TooFast {
+                distance,
+                allowed: self.allowance,
+                max_speed: 0.0,
+            });
+        }
+        self.allowance -= distance;
+        self.move_to(pos, yaw, tick);
+        Ok(())
+    }
+
+    /// Refills the movement allowance by one tick's worth, up to one second's.
+    pub fn refill(&mut self, max_speed: f32, dt: f32) {
+        // A little slack for clients whose clocks and packets jitter.
+        let cap = max_speed * 1.25;
+        self.allowance = (self.allowance + max_speed * 1.1 * dt).min(cap);
+    }
+}

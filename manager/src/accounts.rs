@@ -1,0 +1,67 @@
+//! Account checks off the async runtime: a small pool of threads, each with
+//! its own database handle, hashing and verifying passwords (argon2 is
+//! deliberately slow) without stalling the manager.
+
+use std::path::Path;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use tessera::storage::{Account, HashCost, SqliteStorage, Storage, StorageError};
+use tokio::sync::mpsc;
+
+use crate::cluster::LoginId;
+
+/// A check to run.
+pub struct Check {
+    /// The login.
+    pub login: LoginId,
+    /// Name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+    /// Create if free.
+    pub create: bool,
+}
+
+/// The pool.
+pub struct Accounts {
+    tx: std_mpsc::Sender<Check>,
+}
+
+impl Accounts {
+    /// Opens `threads` database handles and starts the threads.
+    pub fn open(
+        path: &Path,
+        cost: HashCost,
+        threads: usize,
+        done: mpsc::UnboundedSender<(LoginId, Result<Account, StorageError>)>,
+    ) -> Result<Accounts, StorageError> {
+        let (tx, rx) = std_mpsc::channel::<Check>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let mut db = SqliteStorage::open(path, cost)?;
+            let rx = rx.clone();
+            let done = done.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("tessera-accounts-{i}"))
+                .spawn(move || loop {
+                    let next = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(c) = next else { return };
+                    let result = db.login(&c.name, &c.password, c.create);
+                    if done.send((c.login, result)).is_err() {
+                        return;
+                    }
+                });
+            if let Err(e) = spawned {
+                return Err(StorageError::Hash(format!("cannot start an account thread: {e}")));
+            }
+        }
+        Ok(Accounts { tx })
+    }
+
+    /// Queues a check.
+    pub fn check(&self, c: Check) {
+        let _ = self.tx.send(c);
+    }
+}

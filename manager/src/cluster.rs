@@ -1,0 +1,381 @@
+//! The manager core: membership of the cluster (apps register, heartbeat and
+//! leave), entity-id blocks, where the cells are, and the login flow (check
+//! the account, pick the baseapp with the fewest clients, get a ticket from
+//! it, answer the client). A sans-IO state machine: account checks go out as
+//! [`Output::CheckAccount`] and come back through [`Manager::account_checked`].
+
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tessera::proto::app::{AppMsg, CellInfo, Load, Role, SpaceInfo};
+use tessera::proto::login::{LoginReply, LoginRequest, RefuseReason, MAX_NAME_BYTES, MAX_PASSWORD_BYTES};
+use tessera::proto::PROTOCOL_MAJOR;
+use tessera::storage::{Account, StorageError};
+use tessera::{AppId, Definitions, IdBlock, Time};
+
+/// A login connection's id.
+pub type LoginId = u64;
+
+/// How many entity ids one block holds.
+pub const ID_BLOCK: u64 = 1 << 20;
+/// A login waiting longer than this for a ticket is refused.
+pub const TICKET_WAIT: Duration = Duration::from_secs(5);
+/// An app silent for this long is dropped from the cluster.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One app as the manager knows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppInfo {
+    /// Its id.
+    pub id: u32,
+    /// What it does.
+    pub role: String,
+    /// Where other apps reach it.
+    pub internal_addr: SocketAddr,
+    /// Where clients reach it (baseapps).
+    pub public_addr: Option<SocketAddr>,
+    /// Its admin HTTP address, if any.
+    pub admin_addr: Option<SocketAddr>,
+    /// Its last load report.
+    pub load: f32,
+    /// Entities it holds.
+    pub entities: u32,
+    /// Clients connected to it.
+    pub clients: u32,
+    #[serde(skip)]
+    last_seen: Time,
+    #[serde(skip)]
+    kind: Role,
+}
+
+/// Everything the core asks its driver to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Send to an app.
+    App(AppId, AppMsg),
+    /// Answer a login.
+    Login(LoginId, LoginReply),
+    /// Check (or create) an account.
+    CheckAccount {
+        /// The login.
+        login: LoginId,
+        /// Account name.
+        name: String,
+        /// Password.
+        password: String,
+        /// Create if free.
+        create: bool,
+    },
+    /// Close the link of an app that is no longer a member.
+    Drop(AppId),
+}
+
+struct Pending {
+    login: LoginId,
+    baseapp: AppId,
+    since: Time,
+}
+
+/// The manager core.
+pub struct Manager {
+    digest: [u8; 32],
+    space: SpaceInfo,
+    apps: BTreeMap<AppId, AppInfo>,
+    next_app: u32,
+    next_id: u64,
+    next_req: u64,
+    pending: HashMap<u64, Pending>,
+    out: Vec<Output>,
+}
+
+impl Manager {
+    /// A manager for a world with these definitions and this space.
+    pub fn new(defs: &Definitions, space: SpaceInfo) -> Manager {
+        Manager {
+            digest: defs.digest,
+            space,
+            apps: BTreeMap::new(),
+            next_app: 1,
+            next_id: 1,
+            next_req: 1,
+            pending: HashMap::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Takes what the core has to do.
+    pub fn drain(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Every member, for the admin API.
+    pub fn apps(&self) -> Vec<AppInfo> {
+        self.apps.values().cloned().collect()
+    }
+
+    fn grant_ids(&mut self) -> IdBlock {
+        let block = IdBlock {
+            next: self.next_id,
+            end: self.next_id + ID_BLOCK,
+        };
+        self.next_id += ID_BLOCK;
+        block
+    }
+
+    fn cells(&self) -> Vec<CellInfo> {
+        self.apps
+            .iter()
+            .filter(|(_, a)| a.kind == Role::Cellapp)
+            .map(|(id, a)| CellInfo {
+                app: *id,
+                addr: a.internal_addr,
+            })
+            .collect()
+    }
+
+    fn tell_baseapps_about_cells(&mut self) {
+        let cells = self.cells();
+        let baseapps: Vec<AppId> = self
+            .apps
+            .iter()
+            .filter(|(_, a)| a.kind == Role::Baseapp)
+            .map(|(id, _)| *id)
+            .collect();
+        for b in baseapps {
+            self.out.push(Output::App(b, AppMsg::Cells(cells.clone())));
+        }
+    }
+
+    /// An app asks to join. Returns its new id, or why it is refused.
+    pub fn register(&mut self, now: Time, msg: &AppMsg) -> Result<AppId, String> {
+        let AppMsg::Register {
+            role,
+            protocol,
+            defs_digest,
+            internal_addr,
+            public_addr,
+            admin_addr,
+        } = msg
+        else {
+            return Err("the first message must be Register".into());
+        };
+        if *protocol != PROTOCOL_MAJOR {
+            return Err(format!(
+                "protocol {protocol} is not supported; the manager speaks {PROTOCOL_MAJOR}"
+            ));
+        }
+        if *defs_digest != self.digest {
+            return Err(format!(
+                "entity definitions digest mismatch: app has {}, manager has {}",
+                Definitions::hex(defs_digest),
+                Definitions::hex(&self.digest)
+            ));
+        }
+        if *role == Role::Baseapp && public_addr.is_none() {
+            return Err("a baseapp must give its client address".into());
+        }
+        let app = AppId(self.next_app);
+        self.next_app += 1;
+        self.apps.insert(
+            app,
+            AppInfo {
+                id: app.0,
+                role: role.to_string(),
+                internal_addr: *internal_addr,
+                public_addr: *public_addr,
+                admin_addr: *admin_addr,
+                load: 0.0,
+                entities: 0,
+                clients: 0,
+                last_seen: now,
+                kind: *role,
+            },
+        );
+        let ids = self.grant_ids();
+        self.out.push(Output::App(
+            app,
+            AppMsg::Registered {
+                app,
+                ids,
+                space: self.space.clone(),
+            },
+        ));
+        tracing::info!(%app, %role, %internal_addr, "app registered");
+        match role {
+            Role::Cellapp => self.tell_baseapps_about_cells(),
+            Role::Baseapp => {
+                let cells = self.cells();
+                self.out.push(Output::App(app, AppMsg::Cells(cells)));
+            }
+        }
+        Ok(app)
+    }
+
+    /// An app's link closed, or it said goodbye.
+    pub fn app_gone(&mut self, app: AppId, reason: &str) {
+        let Some(info) = self.apps.remove(&app) else { return };
+        tracing::warn!(%app, role = %info.role, %reason, "app left the cluster");
+        if info.kind == Role::Cellapp {
+            self.tell_baseapps_about_cells();
+        }
+        let waiting: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.baseapp == app)
+            .map(|(r, _)| *r)
+            .collect();
+        for req in waiting {
+            if let Some(p) = self.pending.remove(&req) {
+                self.refuse(p.login, RefuseReason::Unavailable, "the baseapp went away; try again");
+            }
+        }
+    }
+
+    /// A message from a member.
+    pub fn handle(&mut self, now: Time, from: AppId, msg: AppMsg) {
+        let Some(info) = self.apps.get_mut(&from) else { return };
+        info.last_seen = now;
+        match msg {
+            AppMsg::Heartbeat(Load {
+                busy,
+                entities,
+                clients,
+            }) => {
+                info.load = if busy.is_finite() { busy.clamp(0.0, 1.0) } else { 0.0 };
+                info.entities = entities;
+                info.clients = clients;
+            }
+            AppMsg::NeedIds => {
+                let block = self.grant_ids();
+                self.out.push(Output::App(from, AppMsg::Ids(block)));
+            }
+            AppMsg::TicketIssued { req, ticket } => {
+                let Some(p) = self.pending.remove(&req) else { return };
+                match self.apps.get_mut(&p.baseapp).and_then(|a| {
+                    a.clients += 1;
+                    a.public_addr
+                }) {
+                    Some(baseapp) => self
+                        .out
+                        .push(Output::Login(p.login, LoginReply::Granted { baseapp, ticket })),
+                    None => self.refuse(p.login, RefuseReason::Unavailable, "the baseapp went away"),
+                }
+            }
+            AppMsg::Goodbye => self.app_gone(from, "said goodbye"),
+            other => {
+                tracing::debug!(%from, msg = ?std::mem::discriminant(&other), "manager ignores message");
+            }
+        }
+    }
+
+    fn refuse(&mut self, login: LoginId, reason: RefuseReason, message: &str) {
+        self.out.push(Output::Login(
+            login,
+            LoginReply::Refused {
+                reason,
+                message: message.to_string(),
+            },
+        ));
+    }
+
+    /// A client asks to log in.
+    pub fn login(&mut self, _now: Time, login: LoginId, req: LoginRequest) {
+        if req.protocol != PROTOCOL_MAJOR {
+            let m = format!(
+                "protocol {} is not supported; this server speaks {PROTOCOL_MAJOR}",
+                req.protocol
+            );
+            return self.refuse(login, RefuseReason::ProtocolVersion, &m);
+        }
+        if req.defs_digest != self.digest {
+            let m = format!(
+                "entity definitions digest mismatch: client has {}, server has {}",
+                Definitions::hex(&req.defs_digest),
+                Definitions::hex(&self.digest)
+            );
+            return self.refuse(login, RefuseReason::DefinitionsMismatch, &m);
+        }
+        if req.name.is_empty() || req.name.len() > MAX_NAME_BYTES || req.password.len() > MAX_PASSWORD_BYTES {
+            return self.refuse(login, RefuseReason::InvalidRequest, "name or password has a bad length");
+        }
+        self.out.push(Output::CheckAccount {
+            login,
+            name: req.name,
+            password: req.password,
+            create: req.create,
+        });
+    }
+
+    /// The account check finished.
+    pub fn account_checked(&mut self, now: Time, login: LoginId, result: Result<Account, StorageError>) {
+        let account = match result {
+            Ok(a) => a,
+            Err(StorageError::WrongPassword) | Err(StorageError::NoSuchAccount(_)) => {
+                return self.refuse(login, RefuseReason::BadCredentials, "unknown account or wrong password")
+            }
+            Err(e @ (StorageError::InvalidName(_)
+            | StorageError::EmptyPassword
+            | StorageError::PasswordTooLong { .. })) => {
+                return self.refuse(login, RefuseReason::InvalidRequest, &e.to_string())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "account check failed");
+                return self.refuse(login, RefuseReason::Internal, "account check failed");
+            }
+        };
+        let has_cell = self.apps.values().any(|a| a.kind == Role::Cellapp);
+        let baseapp = self
+            .apps
+            .iter()
+            .filter(|(_, a)| a.kind == Role::Baseapp)
+            .min_by_key(|(id, a)| (a.clients, **id))
+            .map(|(id, _)| *id);
+        let Some(baseapp) = baseapp.filter(|_| has_cell) else {
+            return self.refuse(login, RefuseReason::Unavailable, "the world is not up yet; try again");
+        };
+        let req = self.next_req;
+        self.next_req += 1;
+        self.pending.insert(
+            req,
+            Pending {
+                login,
+                baseapp,
+                since: now,
+            },
+        );
+        self.out.push(Output::App(
+            baseapp,
+            AppMsg::IssueTicket {
+                req,
+                account: account.id.0,
+                name: account.name,
+            },
+        ));
+    }
+
+    /// Periodic work: time out logins and silent apps.
+    pub fn tick(&mut self, now: Time) {
+        let late: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.since(p.since) > TICKET_WAIT)
+            .map(|(r, _)| *r)
+            .collect();
+        for req in late {
+            if let Some(p) = self.pending.remove(&req) {
+                self.refuse(p.login, RefuseReason::Unavailable, "the baseapp did not answer; try again");
+            }
+        }
+        let silent: Vec<AppId> = self
+            .apps
+            .iter()
+            .filter(|(_, a)| now.since(a.last_seen) > HEARTBEAT_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for app in silent {
+            self.app_gone(app, "missed heartbeats");
+            self.out.push(Output::Drop(app));
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The manager driver: accepts app links and login connections over QUIC,
+//! serves admin HTTP, runs account checks on a thread pool, and feeds the
+//! [`Manager`] core.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tessera::frame;
+use tessera::link::{self, LinkEvent, LinkSender};
+use tessera::net::{self, close};
+use tessera::proto::app::{AppMsg, Role, SpaceInfo};
+use tessera::proto::login::{LoginReply, LoginRequest};
+use tessera::proto::{ALPN_APP, ALPN_LOGIN};
+use tessera::storage::{HashCost, StorageError};
+use tessera::{AppId, Definitions, Time};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::accounts::{Accounts, Check};
+use crate::admin::{self, ClusterView};
+use crate::cluster::{LoginId, Manager, Output};
+
+/// The largest login frame.
+const MAX_LOGIN_FRAME: usize = 1024;
+
+/// How to run a manager.
+#[derive(Clone)]
+pub struct Options {
+    /// Where apps connect.
+    pub bind_internal: SocketAddr,
+    /// Where clients log in.
+    pub bind_login: SocketAddr,
+    /// Admin HTTP.
+    pub bind_admin: SocketAddr,
+    /// Data directory (certificate, database).
+    pub data_dir: PathBuf,
+    /// Entity definitions.
+    pub defs: Arc<Definitions>,
+    /// The space.
+    pub space: SpaceInfo,
+    /// Password hashing cost.
+    pub hash_cost: HashCost,
+}
+
+/// Why the manager could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// QUIC setup failed.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// The database could not be opened.
+    #[error("database: {0}")]
+    Storage(#[from] StorageError),
+    /// The admin port could not be bound.
+    #[error("admin HTTP on {addr}: {source}")]
+    Admin {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A running manager.
+pub struct ManagerHandle {
+    /// Where apps connect.
+    pub internal_addr: SocketAddr,
+    /// Where clients log in.
+    pub login_addr: SocketAddr,
+    /// Admin HTTP.
+    pub admin_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ManagerHandle {
+    /// Stops the manager.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+struct LoginAsk {
+    id: LoginId,
+    req: LoginRequest,
+    reply: oneshot::Sender<LoginReply>,
+}
+
+/// Starts a manager.
+pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
+    let identity = net::load_or_create_identity(&opts.data_dir)?;
+    let internal = net::endpoint(opts.bind_internal, Some(net::server_config(&identity, &[ALPN_APP])?))?;
+    let login = net::endpoint(opts.bind_login, Some(net::server_config(&identity, &[ALPN_LOGIN])?))?;
+    let local = |ep: &quinn::Endpoint, addr: SocketAddr| {
+        ep.local_addr().map_err(|source| net::NetError::Bind { addr, source })
+    };
+    let internal_addr = local(&internal, opts.bind_internal)?;
+    let login_addr = local(&login, opts.bind_login)?;
+    let listener = tokio::net::TcpListener::bind(opts.bind_admin)
+        .await
+        .map_err(|source| ManagerError::Admin {
+            addr: opts.bind_admin,
+            source,
+        })?;
+    let admin_addr = listener.local_addr().map_err(|source| ManagerError::Admin {
+        addr: opts.bind_admin,
+        source,
+    })?;
+    let view = Arc::new(RwLock::new(ClusterView {
+        login_addr: Some(login_addr),
+        ..ClusterView::default()
+    }));
+    tokio::spawn(admin::serve(listener, view.clone()));
+    let (checked_tx, checked) = mpsc::unbounded_channel();
+    let accounts = Accounts::open(&opts.data_dir.join("world.db"), opts.hash_cost, 2, checked_tx)?;
+    let (joins_tx, joins) = mpsc::unbounded_channel();
+    tokio::spawn(accept_apps(internal.clone(), joins_tx));
+    let (logins_tx, logins) = mpsc::unbounded_channel();
+    tokio::spawn(accept_logins(login.clone(), logins_tx));
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let core = Manager::new(&opts.defs, opts.space.clone());
+    let span = tracing::info_span!("manager");
+    tracing::info!(parent: &span, %internal_addr, %login_addr, %admin_addr, "manager up");
+    let task = tokio::spawn(
+        run(core, accounts, view, joins, logins, checked, stop_rx, internal, login).instrument(span),
+    );
+    Ok(ManagerHandle {
+        internal_addr,
+        login_addr,
+        admin_addr,
+        stop: Some(stop_tx),
+        task,
+    })
+}
+
+type Join = (quinn::Connection, AppMsg, quinn::SendStream, quinn::RecvStream);
+
+async fn accept_apps(endpoint: quinn::Endpoint, joins: mpsc::UnboundedSender<Join>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let joins = joins.clone();
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            match link::accept_first(&conn).await {
+                Ok((first, send, recv)) => {
+                    let _ = joins.send((conn, first, send, recv));
+                }
+                Err(e) => tracing::warn!(error = %e, "app link failed at handshake"),
+            }
+        });
+    }
+}
+
+async fn accept_logins(endpoint: quinn::Endpoint, asks: mpsc::UnboundedSender<LoginAsk>) {
+    let mut next: LoginId = 1;
+    while let Some(incoming) = endpoint.accept().await {
+        let id = next;
+        next += 1;
+        let asks = asks.clone();
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            let exchange = async {
+                let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+                let mut buf = Vec::new();
+                let req = frame::read_msg::<LoginRequest>(&mut recv, MAX_LOGIN_FRAME, &mut buf)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("no login request")?;
+                let (tx, rx) = oneshot::channel();
+                asks.send(LoginAsk { id, req, reply: tx })
+                    .map_err(|_| "manager stopping".to_string())?;
+                let reply = rx.await.map_err(|_| "manager stopping".to_string())?;
+                send.write_all(&frame::encode(&reply))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = send.finish();
+                Ok::<(), String>(())
+            };
+            match tokio::time::timeout(Duration::from_secs(30), exchange).await {
+                Ok(Ok(())) => {
+                    // The client closes once it has read the reply.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+                }
+                Ok(Err(reason)) => {
+                    tracing::warn!(peer = %conn.remote_address(), %reason, "login failed");
+                    conn.close(close::PROTOCOL.into(), reason.as_bytes());
+                }
+                Err(_) => conn.close(close::PROTOCOL.into(), b"login timed out"),
+            }
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    mut core: Manager,
+    accounts: Accounts,
+    view: admin::Shared,
+    mut joins: mpsc::UnboundedReceiver<Join>,
+    mut logins: mpsc::UnboundedReceiver<LoginAsk>,
+    mut checked: mpsc::UnboundedReceiver<(LoginId, Result<tessera::storage::Account, StorageError>)>,
+    mut stop: oneshot::Receiver<()>,
+    internal: quinn::Endpoint,
+    login: quinn::Endpoint,
+) {
+    let (events_tx, mut events) = mpsc::unbounded_channel::<(AppId, LinkEvent)>();
+    let mut links: HashMap<AppId, (LinkSender, quinn::Connection)> = HashMap::new();
+    let mut replies: HashMap<LoginId, oneshot::Sender<LoginReply>> = HashMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            Some((conn, first, send, recv)) = joins.recv() => {
+                match core.register(Time::now(), &first) {
+                    Ok(app) => {
+                        let sender = link::spawn(app, send, recv, events_tx.clone());
+                        links.insert(app, (sender, conn));
+                    }
+                    Err(reason) => {
+                        tracing::warn!(peer = %conn.remote_address(), %reason, "app refused");
+                        let mut send = send;
+                        let _ = send.write_all(&frame::encode(&AppMsg::RegisterRefused { reason: reason.clone() })).await;
+                        let _ = send.finish();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            conn.close(close::REFUSED.into(), reason.as_bytes());
+                        });
+                    }
+                }
+            }
+            Some((from, ev)) = events.recv() => match ev {
+                LinkEvent::Opened(_) => {}
+                LinkEvent::Msg(msg) => core.handle(Time::now(), from, msg),
+                LinkEvent::Closed(reason) => {
+                    links.remove(&from);
+                    core.app_gone(from, &reason);
+                }
+            },
+            Some(ask) = logins.recv() => {
+                replies.insert(ask.id, ask.reply);
+                core.login(Time::now(), ask.id, ask.req);
+            }
+            Some((id, result)) = checked.recv() => core.account_checked(Time::now(), id, result),
+            _ = ticker.tick() => {
+                core.tick(Time::now());
+                publish(&core, &view);
+            }
+            _ = &mut stop => break,
+        }
+        for out in core.drain() {
+            match out {
+                Output::App(to, msg) => {
+                    if let Some((l, _)) = links.get(&to) {
+                        l.send(&msg);
+                    }
+                }
+                Output::Login(id, reply) => {
+                    if let Some(tx) = replies.remove(&id) {
+                        let _ = tx.send(reply);
+                    }
+                }
+                Output::CheckAccount { login, name, password, create } => {
+                    accounts.check(Check { login, name, password, create });
+                }
+                Output::Drop(app) => {
+                    if let Some((_, conn)) = links.remove(&app) {
+                        conn.close(close::SHUTDOWN.into(), b"missed heartbeats");
+                    }
+                }
+            }
+        }
+    }
+    login.close(close::SHUTDOWN.into(), b"manager stopping");
+    internal.close(close::SHUTDOWN.into(), b"manager stopping");
+}
+
+fn publish(core: &Manager, view: &admin::Shared) {
+    let apps = core.apps();
+    let clients = apps.iter().filter(|a| a.role == Role::Baseapp.to_string()).map(|a| a.clients).sum();
+    let entities = apps.iter().filter(|a| a.role == Role::Cellapp.to_string()).map(|a| a.entities).sum();
+    if let Ok(mut v) = view.write() {
+        v.apps = apps;
+        v.clients = clients;
+        v.entities = entities;
+    }
+}

@@ -1,0 +1,258 @@
+//! The SQLite backend of [`Storage`].
+//!
+//! One database file is shared by several local processes (the manager for
+//! accounts, each baseapp for entities), each with its own
+//! [`SqliteStorage`]. The file runs in WAL mode so readers do not block the
+//! writer, with `synchronous=FULL` so that a write acknowledged to the caller
+//! survives the process being killed (or the machine losing power), and a busy
+//! timeout so processes wait for each other's write lock instead of failing.
+//! Write transactions take the lock up front (`BEGIN IMMEDIATE`), which lets
+//! the busy timeout apply rather than failing when a read lock cannot be
+//! upgraded.
+
+use std::ffi::c_int;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{ffi, params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+
+use super::password::{validate_name, validate_password, HashCost, PasswordHashing};
+use super::{schema, Account, AccountId, DbId, Storage, StorageError, StoredEntity};
+
+/// How long to wait for another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`Storage`] in one SQLite file, shareable between processes.
+#[derive(Debug)]
+pub struct SqliteStorage {
+    conn: Connection,
+    hashing: PasswordHashing,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database at `path` and brings its schema
+    /// up to date.
+    ///
+    /// Creates missing parent directories. New passwords are hashed at `cost`.
+    /// Fails with [`StorageError::Schema`] if the database was written by a
+    /// newer build, and with [`StorageError::Hash`] if `cost` is invalid.
+    pub fn open(path: &Path, cost: HashCost) -> Result<Self, StorageError> {
+        let hashing = PasswordHashing::new(cost)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "SQLite refused WAL journal mode");
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        schema::migrate(&mut conn)?;
+        Ok(Self { conn, hashing })
+    }
+
+    /// Looks an account up by name, returning it with its stored password hash.
+    fn find_account(&self, name: &str) -> Result<Option<(Account, String)>, StorageError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, name, entity_id, password_hash FROM accounts WHERE name = ?1",
+        )?;
+        let found = stmt
+            .query_row([name], |row| {
+                let account = Account {
+                    id: AccountId(row.get(0)?),
+                    name: row.get(1)?,
+                    entity: row.get::<_, Option<i64>>(2)?.map(DbId),
+                };
+                Ok((account, row.get(3)?))
+            })
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Checks `password` against an account found by name.
+    fn verify(
+        &self,
+        account: Account,
+        hash: &str,
+        password: &str,
+    ) -> Result<Account, StorageError> {
+        match self.hashing.verify(password, hash) {
+            Ok(()) => Ok(account),
+            Err(e) => {
+                tracing::debug!(account = account.id.0, "login refused: {e}");
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Storage for SqliteStorage {
+    fn login(&mut self, name: &str, password: &str, create: bool) -> Result<Account, StorageError> {
+        validate_name(name)?;
+        validate_password(password)?;
+        if let Some((account, hash)) = self.find_account(name)? {
+            return self.verify(account, &hash, password);
+        }
+        if !create {
+            return Err(StorageError::NoSuchAccount(name.to_owned()));
+        }
+        let hash = self.hashing.hash(password)?;
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO accounts (name, password_hash, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![name, hash, unix_time()]);
+        match inserted {
+            Ok(_) => {
+                let id = AccountId(self.conn.last_insert_rowid());
+                tracing::info!(account = id.0, name, "created account");
+                Ok(Account {
+                    id,
+                    name: name.to_owned(),
+                    entity: None,
+                })
+            }
+            // Another process created the name since the lookup above.
+            Err(e) if constraint(&e) == Some(ffi::SQLITE_CONSTRAINT_UNIQUE) => {
+                let (account, hash) = self
+                    .find_account(name)?
+                    .ok_or_else(|| StorageError::NoSuchAccount(name.to_owned()))?;
+                self.verify(account, &hash, password)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn account(&mut self, id: AccountId) -> Result<Account, StorageError> {
+        self.conn
+            .prepare_cached("SELECT name, entity_id FROM accounts WHERE id = ?1")?
+            .query_row([id.0], |row| {
+                Ok(Account {
+                    id,
+                    name: row.get(0)?,
+                    entity: row.get::<_, Option<i64>>(1)?.map(DbId),
+                })
+            })
+            .optional()?
+            .ok_or(StorageError::NoSuchAccountId(id))
+    }
+
+    fn set_account_entity(&mut self, account: AccountId, entity: DbId) -> Result<(), StorageError> {
+        let updated = self
+            .conn
+            .prepare_cached("UPDATE accounts SET entity_id = ?1 WHERE id = ?2")?
+            .execute(params![entity.0, account.0]);
+        match updated {
+            Ok(0) => Err(StorageError::NoSuchAccountId(account)),
+            Ok(_) => Ok(()),
+            Err(e) if constraint(&e) == Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => {
+                Err(StorageError::NoSuchEntity(entity))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn create_entity(
+        &mut self,
+        type_name: &str,
+        format_version: u32,
+        data: &[u8],
+    ) -> Result<DbId, StorageError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO entities (type_name, format_version, data, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![type_name, format_version, data, unix_time()])?;
+        Ok(DbId(self.conn.last_insert_rowid()))
+    }
+
+    fn load_entity(&mut self, id: DbId) -> Result<Option<StoredEntity>, StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT type_name, format_version, data FROM entities WHERE id = ?1")?;
+        let entity = stmt
+            .query_row([id.0], |row| {
+                Ok(StoredEntity {
+                    db_id: id,
+                    type_name: row.get(0)?,
+                    format_version: row.get(1)?,
+                    data: row.get(2)?,
+                })
+            })
+            .optional()?;
+        Ok(entity)
+    }
+
+    fn save_entities(&mut self, batch: &[StoredEntity]) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = unix_time();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE entities SET type_name = ?1, format_version = ?2, data = ?3,
+                 updated_at = ?4 WHERE id = ?5",
+            )?;
+            for entity in batch {
+                let changed = stmt.execute(params![
+                    entity.type_name,
+                    entity.format_version,
+                    entity.data,
+                    now,
+                    entity.db_id.0
+                ])?;
+                if changed == 0 {
+                    // Dropping `tx` rolls the whole batch back.
+                    return Err(StorageError::NoSuchEntity(entity.db_id));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_entity(&mut self, id: DbId) -> Result<(), StorageError> {
+        let deleted = self
+            .conn
+            .prepare_cached("DELETE FROM entities WHERE id = ?1")?
+            .execute([id.0]);
+        match deleted {
+            Ok(0) => Err(StorageError::NoSuchEntity(id)),
+            Ok(_) => Ok(()),
+            Err(e) if constraint(&e) == Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => {
+                Err(StorageError::EntityInUse(id))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The extended result code of a constraint violation, if `e` is one.
+fn constraint(e: &rusqlite::Error) -> Option<c_int> {
+    e.sqlite_error()
+        .filter(|f| f.code == ErrorCode::ConstraintViolation)
+        .map(|f| f.extended_code)
+}
+
+/// Seconds since the Unix epoch, or 0 if the clock is before it.
+fn unix_time() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+//! Running one role as its own process: parse its flags, start it, and stop
+//! it cleanly on Ctrl-C, SIGTERM, or (under `tessera up`) when standard input
+//! closes.
+
+use anyhow::Context;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tessera::proto::app::SpaceInfo;
+use tessera::storage::HashCost;
+use tessera::Definitions;
+use tessera_cellapp::index::IndexKind;
+
+/// Flags every role shares.
+#[derive(Args, Clone, Debug)]
+pub struct Common {
+    /// Data directory: TLS certificate and the SQLite database.
+    #[arg(long, default_value = "data", env = "TESSERA_DATA")]
+    pub data: PathBuf,
+    /// Entity definitions file (the demo world's if not given).
+    #[arg(long, env = "TESSERA_DEFS")]
+    pub defs: Option<PathBuf>,
+    /// Stop cleanly when standard input closes (used by `tessera up`).
+    #[arg(long, hide = true)]
+    pub stop_on_eof: bool,
+}
+
+impl Common {
+    /// Loads the definitions.
+    pub fn definitions(&self) -> anyhow::Result<Arc<Definitions>> {
+        Ok(Arc::new(match &self.defs {
+            Some(path) => Definitions::load(path)?,
+            None => tessera::demo::definitions(),
+        }))
+    }
+}
+
+/// `tessera manager`.
+#[derive(Args, Clone, Debug)]
+pub struct ManagerArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Where apps connect (QUIC).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub internal: SocketAddr,
+    /// Where clients log in (QUIC).
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    pub login: SocketAddr,
+    /// Admin HTTP.
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    pub admin: SocketAddr,
+    /// Space size in metres (x and z).
+    #[arg(long, default_value_t = 1000.0)]
+    pub size: f32,
+    /// Cell ticks per second.
+    #[arg(long, default_value_t = 10)]
+    pub tick_hz: u16,
+}
+
+/// `tessera cellapp`.
+#[derive(Args, Clone, Debug)]
+pub struct CellappArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The manager's internal address.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub manager: SocketAddr,
+    /// Where to listen for other apps.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub bind: SocketAddr,
+    /// Server-driven entities (NPCs) to create.
+    #[arg(long, default_value_t = 0)]
+    pub npcs: usize,
+    /// Spatial index: rtree or grid.
+    #[arg(long, default_value = "rtree")]
+    pub index: IndexKind,
+    /// Random seed for NPC behaviour.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `tessera baseapp`.
+#[derive(Args, Clone, Debug)]
+pub struct BaseappArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The manager's internal address.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub manager: SocketAddr,
+    /// Where to listen for other apps.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub bind: SocketAddr,
+    /// Where to listen for clients.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub public: SocketAddr,
+    /// Seconds between periodic saves of changed entities.
+    #[arg(long, default_value_t = 10)]
+    pub save_secs: u64,
+}
+
+/// Waits for Ctrl-C, SIGTERM, or (with `stop_on_eof`) the end of standard input.
+pub async fn stop_requested(stop_on_eof: bool) {
+    let eof = async {
+        if stop_on_eof {
+            use tokio::io::AsyncReadExt;
+            let mut stdin = tokio::io::stdin();
+            let mut buf = [0u8; 64];
+            while let Ok(n) = stdin.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+        _ = eof => {}
+    }
+}
+
+fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))
+}
+
+/// Runs the manager until asked to stop.
+pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
+    ensure_dir(&a.common.data)?;
+    anyhow::ensure!(a.size.is_finite() && a.size > 0.0, "--size must be a positive number of metres");
+    anyhow::ensure!(a.tick_hz > 0 && a.tick_hz <= 100, "--tick-hz must be between 1 and 100");
+    let handle = tessera_manager::driver::start(tessera_manager::driver::Options {
+        bind_internal: a.internal,
+        bind_login: a.login,
+        bind_admin: a.admin,
+        data_dir: a.common.data.clone(),
+        defs: a.common.definitions()?,
+        space: SpaceInfo {
+            bounds: [0.0, 0.0, a.size, a.size],
+            tick_hz: a.tick_hz,
+        },
+        hash_cost: HashCost::default(),
+    })
+    .await?;
+    println!("login: {}", handle.login_addr);
+    println!("admin: http://{}", handle.admin_addr);
+    stop_requested(a.common.stop_on_eof).await;
+    handle.stop().await;
+    Ok(())
+}
+
+/// Runs a cellapp until asked to stop.
+pub async fn cellapp(a: CellappArgs) -> anyhow::Result<()> {
+    ensure_dir(&a.common.data)?;
+    let app = tessera_cellapp::driver::start(tessera_cellapp::driver::Options {
+        manager: a.manager,
+        bind: a.bind,
+        data_dir: a.common.data.clone(),
+        defs: a.common.definitions()?,
+        npcs: a.npcs,
+        index: a.index,
+        budget: Default::default(),
+        seed: a.seed,
+    })
+    .await
+    .context("cellapp could not join the cluster")?;
+    println!("cellapp {} on {}", app.app, app.addr);
+    stop_requested(a.common.stop_on_eof).await;
+    app.stop().await;
+    Ok(())
+}
+
+/// Runs a baseapp until asked to stop; every entity is saved before it exits.
+pub async fn baseapp(a: BaseappArgs) -> anyhow::Result<()> {
+    ensure_dir(&a.common.data)?;
+    let handle = tessera_baseapp::driver::start(tessera_baseapp::driver::Options {
+        manager: a.manager,
+        bind_internal: a.bind,
+        bind_public: a.public,
+        data_dir: a.common.data.clone(),
+        defs: a.common.definitions()?,
+        config: tessera_baseapp::BaseConfig {
+            save_period: std::time::Duration::from_secs(a.save_secs.max(1)),
+            ..Default::default()
+        },
+    })
+    .await
+    .context("baseapp could not join the cluster")?;
+    println!("baseapp {} serving clients on {}", handle.app, handle.public_addr);
+    stop_requested(a.common.stop_on_eof).await;
+    handle.stop().await;
+    Ok(())
+}

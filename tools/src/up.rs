@@ -1,0 +1,217 @@
+//! `tessera up`: a whole world on one machine. Starts the manager, cellapps,
+//! baseapps (and bots) as child processes of this binary, prints where to log
+//! in and where the admin API is, and on Ctrl-C stops them in order — bots,
+//! then baseapps (which save every entity), then cellapps, then the manager.
+//!
+//! Children run in their own process group so Ctrl-C reaches only this
+//! process; each child stops cleanly when its standard input closes, which
+//! also happens if this process dies.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// `tessera up`.
+#[derive(Args, Clone, Debug)]
+pub struct UpArgs {
+    /// Cellapp processes.
+    #[arg(long, default_value_t = 1)]
+    pub cellapps: usize,
+    /// Baseapp processes.
+    #[arg(long, default_value_t = 1)]
+    pub baseapps: usize,
+    /// Server-driven entities (spread over the cellapps).
+    #[arg(long, default_value_t = 200)]
+    pub npcs: usize,
+    /// Bot clients to start once the world is up.
+    #[arg(long, default_value_t = 0)]
+    pub bots: usize,
+    /// Bot behaviour.
+    #[arg(long, default_value = "wander")]
+    pub behavior: String,
+    /// Data directory: certificate and SQLite database.
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Where apps reach the manager.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub internal: SocketAddr,
+    /// Where clients log in.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    pub login: SocketAddr,
+    /// Admin HTTP.
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    pub admin: SocketAddr,
+    /// Space size in metres.
+    #[arg(long, default_value_t = 1000.0)]
+    pub size: f32,
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+fn command(args: &[String]) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("cannot find the tessera binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    // Own process group: the terminal's Ctrl-C reaches only `tessera up`.
+    cmd.as_std_mut().process_group(0);
+    Ok(cmd)
+}
+
+/// Starts a child and waits until it prints a line starting with `ready`.
+async fn spawn(name: &str, args: Vec<String>, ready: &str) -> anyhow::Result<(Proc, Vec<String>)> {
+    let mut child = command(&args)?
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    let stdout = child.stdout.take().context("child has no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let wait = async {
+        while let Some(line) = lines.next_line().await? {
+            let done = line.starts_with(ready);
+            seen.push(line);
+            if done {
+                return Ok::<bool, std::io::Error>(true);
+            }
+        }
+        Ok(false)
+    };
+    match tokio::time::timeout(Duration::from_secs(30), wait).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) | Ok(Err(_)) => bail!("{name} exited before it was ready"),
+        Err(_) => bail!("{name} was not ready within 30 s"),
+    }
+    // Keep draining its output so it never blocks on a full pipe.
+    let tag = name.to_string();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("[{tag}] {line}");
+        }
+    });
+    Ok((
+        Proc {
+            name: name.to_string(),
+            child,
+        },
+        seen,
+    ))
+}
+
+async fn stop(procs: &mut Vec<Proc>) {
+    for p in procs.iter_mut() {
+        // Closing stdin asks the child to stop cleanly.
+        drop(p.child.stdin.take());
+    }
+    for p in procs.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(15), p.child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => eprintln!("{} exited with {status}", p.name),
+            _ => {
+                eprintln!("{} did not stop in time; killing it", p.name);
+                let _ = p.child.kill().await;
+            }
+        }
+    }
+    procs.clear();
+}
+
+/// Runs `tessera up`.
+pub async fn run(a: UpArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.cellapps >= 1, "--cellapps must be at least 1");
+    anyhow::ensure!(a.baseapps >= 1, "--baseapps must be at least 1");
+    std::fs::create_dir_all(&a.data)
+        .with_context(|| format!("cannot create data directory {}", a.data.display()))?;
+    // Create the certificate once, before children race to do it.
+    tessera::net::load_or_create_identity(&a.data)?;
+    let data = a.data.display().to_string();
+    let common = |role: &str| -> Vec<String> {
+        vec![role.into(), "--data".into(), data.clone(), "--stop-on-eof".into()]
+    };
+    let mut manager = common("manager");
+    manager.extend([
+        "--internal".into(),
+        a.internal.to_string(),
+        "--login".into(),
+        a.login.to_string(),
+        "--admin".into(),
+        a.admin.to_string(),
+        "--size".into(),
+        a.size.to_string(),
+    ]);
+    let (manager, lines) = spawn("manager", manager, "admin:").await?;
+    let mut managers = vec![manager];
+    for l in lines {
+        println!("{l}");
+    }
+    let mut cellapps = Vec::new();
+    let mut baseapps = Vec::new();
+    let mut bots = Vec::new();
+    let started = async {
+        for i in 0..a.cellapps {
+            let share = a.npcs / a.cellapps + usize::from(i < a.npcs % a.cellapps);
+            let mut args = common("cellapp");
+            args.extend([
+                "--manager".into(),
+                a.internal.to_string(),
+                "--npcs".into(),
+                share.to_string(),
+                "--seed".into(),
+                (i + 1).to_string(),
+            ]);
+            cellapps.push(spawn(&format!("cellapp-{}", i + 1), args, "cellapp").await?.0);
+        }
+        for i in 0..a.baseapps {
+            let mut args = common("baseapp");
+            args.extend(["--manager".into(), a.internal.to_string()]);
+            baseapps.push(spawn(&format!("baseapp-{}", i + 1), args, "baseapp").await?.0);
+        }
+        println!(
+            "world up: {} cellapp(s), {} baseapp(s), {} NPCs; Ctrl-C stops it",
+            a.cellapps, a.baseapps, a.npcs
+        );
+        if a.bots > 0 {
+            let args = vec![
+                "bots".into(),
+                "--login".into(),
+                a.login.to_string(),
+                "--count".into(),
+                a.bots.to_string(),
+                "--duration".into(),
+                "0".into(),
+                "--behavior".into(),
+                a.behavior.clone(),
+                "--cert".into(),
+                tessera::net::cert_path(&a.data).display().to_string(),
+                "--stop-on-eof".into(),
+            ];
+            bots.push(spawn("bots", args, "bots").await?.0);
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    let result = tokio::select! {
+        r = started => r.map(|_| true),
+        _ = tokio::signal::ctrl_c() => Ok(false),
+    };
+    if matches!(result, Ok(true)) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    println!("stopping the world...");
+    stop(&mut bots).await;
+    stop(&mut baseapps).await;
+    stop(&mut cellapps).await;
+    stop(&mut managers).await;
+    println!("world stopped; everything saved");
+    result.map(|_| ())
+}
