@@ -254,6 +254,8 @@ impl Baseapp {
         ticket: Ticket,
         now: Time,
     ) {
+        // A ticket is spent by any attempt to use it.
+        let ticket = self.tickets.remove(&ticket);
         if protocol != PROTOCOL_MAJOR {
             return self.refuse(
                 client,
@@ -270,7 +272,7 @@ impl Baseapp {
                 ),
             );
         }
-        let account = match self.tickets.remove(&ticket) {
+        let account = match ticket {
             Some((account, expires)) if expires >= now => account,
             _ => return self.refuse(client, "unknown or expired ticket".into()),
         };

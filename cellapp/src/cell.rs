@@ -404,7 +404,12 @@ impl Cell {
     fn client_move(&mut self, entity: EntityId, seq: u32, pos: Vec3, yaw: f32) {
         let bounds = self.cfg.bounds;
         let tick = self.tick;
-        let Some(real) = self.get_mut(entity) else { return };
+        let Some(&i) = self.slot.get(&entity) else { return };
+        let max_speed = self
+            .types
+            .get(self.reals[i].type_id.0 as usize)
+            .map_or(0.0, |t| t.def.max_speed);
+        let real = &mut self.reals[i];
         if real.witness.is_none() {
             return;
         }
@@ -413,7 +418,7 @@ impl Cell {
             return;
         }
         real.move_seq = seq;
-        if let Err(e) = real.client_move(pos, yaw, bounds, tick) {
+        if let Err(e) = real.client_move(pos, yaw, bounds, max_speed, tick) {
             let (at, yaw, base) = (real.pos, real.yaw, real.base);
             self.stats.moves_refused += 1;
             tracing::debug!(%entity, reason = %e, "client move refused");

@@ -94,6 +94,7 @@ impl Real {
         pos: Vec3,
         yaw: f32,
         bounds: [f32; 4],
+        max_speed: f32,
         tick: u64,
     ) -> Result<(), MoveError> {
         if !(pos.is_finite() && yaw.is_finite()) {
@@ -107,7 +108,7 @@ impl Real {
             return Err(MoveError::TooFast {
                 distance,
                 allowed: self.allowance,
-                max_speed: 0.0,
+                max_speed,
             });
         }
         self.allowance -= distance;

@@ -450,6 +450,11 @@ async fn pump(
         r = frames => r,
         r = datagrams => r,
     };
+    // A server that closes the connection ends the stream first; wait briefly
+    // for the close itself, which carries the reason.
+    if conn.close_reason().is_none() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), conn.closed()).await;
+    }
     let reason = conn.close_reason().map(|r| r.to_string()).unwrap_or(reason);
     let _ = tx.send(Inbound::Closed(reason)).await;
 }

@@ -1,1 +1,205 @@
-//! End-to-end tests live in `tests/`.
+//! The end-to-end harness: a whole cluster (manager, cellapps, baseapps) in
+//! one process, talking real QUIC over loopback and storing to a real SQLite
+//! file, plus helpers to log clients in and to read what the servers log.
+//!
+//! The tests themselves live in `tests/`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use tessera::client::{Client, ClientError, Setup};
+use tessera::proto::app::SpaceInfo;
+use tessera::storage::HashCost;
+use tessera_baseapp::driver::BaseappHandle;
+use tessera_cellapp::driver::Cellapp;
+use tessera_manager::driver::ManagerHandle;
+
+/// How to build a test cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    /// NPCs per cellapp.
+    pub npcs: usize,
+    /// Space size in metres.
+    pub size: f32,
+    /// Cellapps.
+    pub cellapps: usize,
+    /// Baseapps.
+    pub baseapps: usize,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            npcs: 0,
+            size: 400.0,
+            cellapps: 1,
+            baseapps: 1,
+        }
+    }
+}
+
+/// A running cluster.
+pub struct Cluster {
+    /// The manager.
+    pub manager: ManagerHandle,
+    /// Its cellapps.
+    pub cellapps: Vec<Cellapp>,
+    /// Its baseapps.
+    pub baseapps: Vec<BaseappHandle>,
+    /// What clients need to connect.
+    pub setup: Setup,
+    /// A client endpoint.
+    pub endpoint: quinn::Endpoint,
+    /// The data directory.
+    pub data: PathBuf,
+}
+
+fn loopback() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+impl Cluster {
+    /// Starts a cluster storing into `data`.
+    pub async fn start(data: &Path, spec: ClusterSpec) -> Cluster {
+        let defs = Arc::new(tessera::demo::definitions());
+        let manager = tessera_manager::driver::start(tessera_manager::driver::Options {
+            bind_internal: loopback(),
+            bind_login: loopback(),
+            bind_admin: loopback(),
+            data_dir: data.to_path_buf(),
+            defs: defs.clone(),
+            space: SpaceInfo {
+                bounds: [0.0, 0.0, spec.size, spec.size],
+                tick_hz: 10,
+            },
+            // Cheap hashing: these tests are about the world, not about argon2's cost.
+            hash_cost: HashCost {
+                memory_kib: 256,
+                iterations: 1,
+                parallelism: 1,
+            },
+        })
+        .await
+        .expect("manager starts");
+        let mut cellapps = Vec::new();
+        for i in 0..spec.cellapps {
+            cellapps.push(
+                tessera_cellapp::driver::start(tessera_cellapp::driver::Options {
+                    manager: manager.internal_addr,
+                    bind: loopback(),
+                    data_dir: data.to_path_buf(),
+                    defs: defs.clone(),
+                    npcs: spec.npcs,
+                    index: tessera_cellapp::index::IndexKind::RTree,
+                    budget: Default::default(),
+                    seed: 7 + i as u64,
+                })
+                .await
+                .expect("cellapp starts"),
+            );
+        }
+        let mut baseapps = Vec::new();
+        for _ in 0..spec.baseapps {
+            baseapps.push(
+                tessera_baseapp::driver::start(tessera_baseapp::driver::Options {
+                    manager: manager.internal_addr,
+                    bind_internal: loopback(),
+                    bind_public: loopback(),
+                    data_dir: data.to_path_buf(),
+                    defs: defs.clone(),
+                    config: Default::default(),
+                })
+                .await
+                .expect("baseapp starts"),
+            );
+        }
+        let trust = tessera::net::load_trusted_cert(&tessera::net::cert_path(data))
+            .expect("certificate exists");
+        Cluster {
+            manager,
+            cellapps,
+            baseapps,
+            setup: Setup {
+                defs,
+                trust,
+                max_frame: tessera::frame::DEFAULT_MAX_FRAME,
+            },
+            endpoint: tessera::client::endpoint().expect("client endpoint"),
+            data: data.to_path_buf(),
+        }
+    }
+
+    /// Logs a client in (creating the account if asked).
+    pub async fn login(&self, name: &str, password: &str, create: bool) -> Result<Client, ClientError> {
+        let mut last = None;
+        // The baseapp links to the cellapp just after it registers; retry while the world comes up.
+        for _ in 0..50 {
+            match Client::login_and_connect(
+                &self.endpoint,
+                &self.setup,
+                self.manager.login_addr,
+                name,
+                password,
+                create,
+            )
+            .await
+            {
+                Err(ClientError::LoginRefused {
+                    reason: tessera::proto::login::RefuseReason::Unavailable,
+                    message,
+                }) => {
+                    last = Some(message);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+        Err(ClientError::Protocol(format!("world never came up: {last:?}")))
+    }
+
+    /// Stops everything in order: baseapps (saving every entity), cellapps, manager.
+    pub async fn stop(self) {
+        for b in self.baseapps {
+            b.stop().await;
+        }
+        for c in self.cellapps {
+            c.stop().await;
+        }
+        self.manager.stop().await;
+    }
+}
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+/// Starts capturing this process's logs (warnings and above) and returns
+/// everything captured so far as text on each call.
+pub fn logs() -> String {
+    let buf = LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(buf.clone());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        buf
+    });
+    buf.lock()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}

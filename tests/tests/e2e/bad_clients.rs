@@ -1,0 +1,107 @@
+//! Clients that misbehave lose their own connection, with a reason that is
+//! logged and sent to them; a well-behaved client beside them carries on.
+
+use std::time::Duration;
+use tessera::client::{ClientError, Event};
+use tessera::frame::frame_bytes;
+use tessera::Value;
+use tessera_tests::{logs, Cluster, ClusterSpec};
+
+use crate::{wait_closed, wait_for};
+
+fn reason(e: Option<ClientError>) -> String {
+    match e {
+        Some(e) => e.to_string(),
+        None => panic!("the offender was not disconnected"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offenders_are_disconnected_and_others_carry_on() {
+    logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(
+        dir.path(),
+        ClusterSpec {
+            npcs: 50,
+            size: 200.0,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut good = cluster.login("good", "pw", true).await.expect("good client");
+
+    let mut garbage = cluster.login("garbage", "pw", true).await.expect("login");
+    garbage.send_raw(&frame_bytes(&[0xff, 0xff, 0xff, 0xff, 0xff])).await.expect("sent");
+    let why = reason(wait_closed(&mut garbage, 5).await);
+    assert!(why.contains("undecodable frame"), "{why}");
+
+    let mut oversize = cluster.login("oversize", "pw", true).await.expect("login");
+    oversize.send_raw(&(10_000_000u32).to_le_bytes()).await.expect("sent");
+    let why = reason(wait_closed(&mut oversize, 5).await);
+    assert!(why.contains("exceeds the limit"), "{why}");
+
+    let mut bad_datagram = cluster.login("baddgram", "pw", true).await.expect("login");
+    bad_datagram.send_raw_datagram(vec![7; 12]).expect("sent");
+    let why = reason(wait_closed(&mut bad_datagram, 5).await);
+    assert!(why.contains("undecodable datagram"), "{why}");
+
+    let mut nan = cluster.login("nan", "pw", true).await.expect("login");
+    nan.send_move([f32::NAN, 0.0, 1.0], 0.0).expect("sent");
+    let why = reason(wait_closed(&mut nan, 5).await);
+    assert!(why.contains("non-finite"), "{why}");
+
+    let mut forbidden = cluster.login("forbidden", "pw", true).await.expect("login");
+    forbidden.call("set_health", vec![Value::Int(1_000_000)]).await.expect("sent");
+    let why = reason(wait_closed(&mut forbidden, 5).await);
+    assert!(why.contains("may not be called by clients"), "{why}");
+
+    let mut wrong_args = cluster.login("wrongargs", "pw", true).await.expect("login");
+    wrong_args.call("set_title", vec![Value::Int(3)]).await.expect("sent");
+    let why = reason(wait_closed(&mut wrong_args, 5).await);
+    assert!(why.contains("argument 0"), "{why}");
+
+    // Too fast: the move is refused and the client is put back, but keeps its connection.
+    let mut speeder = cluster.login("speeder", "pw", true).await.expect("login");
+    let start = speeder.view.my_pos;
+    let far = [(start[0] + 150.0) % 200.0, start[1], (start[2] + 150.0) % 200.0];
+    speeder.send_move(far, 0.0).expect("sent");
+    let ev = wait_for(&mut speeder, 5, |_, e| matches!(e, Event::Corrected { .. }))
+        .await
+        .expect("corrected");
+    match ev {
+        Event::Corrected { reason } => assert!(reason.contains("allowed"), "{reason}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(speeder.view.my_pos, start, "the client is put back where it was");
+    let truth = cluster.cellapps[0].snapshot().await;
+    let real = truth.iter().find(|s| s.id == speeder.view.me).expect("speeder is real");
+    assert_eq!(real.pos.to_array(), start, "the server did not move it");
+    assert!(speeder.close_reason().is_none(), "a refused move costs no connection");
+
+    // Every disconnection was logged with its reason.
+    let log = logs();
+    for needle in [
+        "undecodable frame",
+        "exceeds the limit",
+        "undecodable datagram",
+        "non-finite",
+        "may not be called by clients",
+    ] {
+        assert!(log.contains(needle), "no log line says {needle:?}");
+    }
+
+    // The good client is still connected and still gets updates.
+    let mut updates = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while updates < 5 {
+        match tokio::time::timeout_at(deadline, good.next_event()).await {
+            Ok(Ok(Event::Positions { count, .. })) => updates += count,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("the good client lost its connection: {e}"),
+            Err(_) => panic!("the good client stopped getting updates"),
+        }
+    }
+    assert!(good.close_reason().is_none());
+    cluster.stop().await;
+}

@@ -1,0 +1,146 @@
+//! What a player saves comes back: after logging out and in, and after the
+//! whole world is stopped and started again on the same data directory. Also:
+//! wrong passwords and mismatched definitions are refused with a reason.
+
+use tessera::client::{Client, ClientError, Setup};
+use tessera::proto::login::RefuseReason;
+use tessera::Value;
+use tessera_tests::{Cluster, ClusterSpec};
+
+use crate::{wait_for, walk_to};
+
+fn prop(client: &Client, setup: &Setup, name: &str) -> Option<Value> {
+    let ty = setup.defs.get(client.view.my_type)?;
+    client.view.my_props.get(&ty.prop(name)?.index).cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn position_and_properties_survive_logout_and_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
+    let mut alice = cluster.login("alice", "secret", true).await.expect("alice logs in");
+    let [x, y, z] = alice.view.my_pos;
+    let target = [
+        (x + 6.0).clamp(1.0, 399.0),
+        y,
+        (z - 4.0).clamp(1.0, 399.0),
+    ];
+    walk_to(&mut alice, target).await;
+    alice
+        .call("set_title", vec![Value::String("explorer".into())])
+        .await
+        .expect("call");
+    alice.call("add_gold", vec![Value::Int(42)]).await.expect("call");
+    let setup = cluster.setup.clone();
+    wait_for(&mut alice, 5, |c, _| {
+        prop(c, &setup, "title") == Some(Value::String("explorer".into()))
+            && prop(c, &setup, "gold") == Some(Value::Int(42))
+    })
+    .await
+    .expect("own client sees its new title and gold");
+    alice.logout().await.expect("logout");
+
+    let check = |c: &Client| {
+        assert_eq!(c.view.my_pos, target, "saved position comes back");
+        assert_eq!(prop(c, &setup, "title"), Some(Value::String("explorer".into())));
+        assert_eq!(prop(c, &setup, "gold"), Some(Value::Int(42)));
+    };
+    let again = cluster.login("alice", "secret", false).await.expect("alice logs in again");
+    check(&again);
+    again.logout().await.expect("logout");
+
+    // The whole world stops and starts again on the same files.
+    cluster.stop().await;
+    let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
+    let back = cluster.login("alice", "secret", false).await.expect("alice after restart");
+    check(&back);
+    back.logout().await.expect("logout");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsaved_session_is_saved_on_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
+    let mut bob = cluster.login("bob", "pw", true).await.expect("bob logs in");
+    bob.call("set_title", vec![Value::String("stayed".into())])
+        .await
+        .expect("call");
+    let setup = cluster.setup.clone();
+    wait_for(&mut bob, 5, |c, _| prop(c, &setup, "title") == Some(Value::String("stayed".into())))
+        .await
+        .expect("title set");
+    // No logout: the world stops under the player.
+    cluster.stop().await;
+    drop(bob);
+    let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
+    let back = cluster.login("bob", "pw", false).await.expect("bob after restart");
+    assert_eq!(prop(&back, &setup, "title"), Some(Value::String("stayed".into())));
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_other_definitions_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
+    let carol = cluster.login("carol", "right", true).await.expect("carol created");
+    carol.logout().await.expect("logout");
+    match cluster.login("carol", "wrong", false).await {
+        Err(ClientError::LoginRefused {
+            reason: RefuseReason::BadCredentials,
+            ..
+        }) => {}
+        Err(e) => panic!("wrong password refused for the wrong reason: {e}"),
+        Ok(_) => panic!("wrong password accepted"),
+    }
+
+    // A client built with other definitions.
+    let mut other = cluster.setup.clone();
+    let mut text = tessera::demo::DEFINITIONS_TOML.to_string();
+    text.push_str("\n[types.Extra]\nmax_speed = 1.0\n");
+    other.defs = std::sync::Arc::new(
+        tessera::Definitions::parse(&text, std::path::Path::new("client.toml")).expect("defs"),
+    );
+    let refused = Client::login_and_connect(
+        &cluster.endpoint,
+        &other,
+        cluster.manager.login_addr,
+        "carol",
+        "right",
+        false,
+    )
+    .await;
+    match refused {
+        Err(ClientError::LoginRefused {
+            reason: RefuseReason::DefinitionsMismatch,
+            message,
+        }) => assert!(message.contains("definitions digest mismatch"), "{message}"),
+        Err(e) => panic!("refused for the wrong reason: {e}"),
+        Ok(_) => panic!("mismatched definitions accepted at login"),
+    }
+    // The baseapp checks too: a valid ticket with another digest.
+    let (baseapp, ticket) = tessera::client::login(
+        &cluster.endpoint,
+        &cluster.setup,
+        cluster.manager.login_addr,
+        "carol",
+        "right",
+        false,
+    )
+    .await
+    .expect("login");
+    match Client::connect_with_digest(&cluster.endpoint, &cluster.setup, baseapp, ticket, other.defs.digest).await {
+        Err(ClientError::Refused(reason)) => {
+            assert!(reason.contains("definitions digest mismatch"), "{reason}")
+        }
+        Err(e) => panic!("refused for the wrong reason: {e}"),
+        Ok(_) => panic!("mismatched definitions accepted by the baseapp"),
+    }
+    // A ticket is good for one connection only.
+    match Client::connect(&cluster.endpoint, &cluster.setup, baseapp, ticket).await {
+        Err(ClientError::Refused(reason)) => assert!(reason.contains("ticket"), "{reason}"),
+        Err(e) => panic!("reused ticket refused for the wrong reason: {e}"),
+        Ok(_) => panic!("a ticket was used twice"),
+    }
+    cluster.stop().await;
+}
