@@ -20,7 +20,7 @@ use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 use crate::behavior::{Behaviors, Ctx};
 use crate::index::{new_index, IndexKind, SpatialIndex};
 use crate::real::Real;
-use crate::witness::{Budget, Visible, Witness, WitnessOut};
+use crate::witness::{Brief, Budget, PropsView, Scene, Witness, WitnessOut};
 
 /// Settings of a cell.
 #[derive(Clone, Debug)]
@@ -82,6 +82,16 @@ pub struct EntitySnapshot {
     pub props: Vec<Value>,
 }
 
+/// The spatial index is keyed by slot in `reals`, not by entity id, so a
+/// query leads straight to the compact per-tick copy of each candidate.
+fn key(slot: usize) -> EntityId {
+    EntityId(slot as u64)
+}
+
+fn xz(p: Vec3) -> Vec2 {
+    Vec2::new(p.x, p.z)
+}
+
 /// Per-type data computed once from the definitions.
 struct TypeInfo {
     def: TypeDef,
@@ -91,6 +101,34 @@ struct TypeInfo {
     own: Vec<u16>,
     /// Cell-side properties.
     cell: Vec<u16>,
+}
+
+/// The witnesses' view of the cell's reals: hot fields from a compact copy
+/// made once per tick, properties from the reals themselves.
+#[derive(Clone, Copy)]
+struct CellScene<'a> {
+    reals: &'a [Real],
+    briefs: &'a [Brief],
+    slot: &'a FxHashMap<EntityId, usize>,
+    types: &'a [TypeInfo],
+}
+
+impl<'a> Scene<'a> for CellScene<'a> {
+    fn brief(&self, id: EntityId) -> Option<Brief> {
+        self.briefs.get(*self.slot.get(&id)?).copied()
+    }
+
+    fn props(&self, id: EntityId) -> Option<PropsView<'a>> {
+        let r = self.reals.get(*self.slot.get(&id)?)?;
+        Some(PropsView {
+            props: &r.props,
+            public: self
+                .types
+                .get(r.type_id.0 as usize)
+                .map_or(&[][..], |t| t.public.as_slice()),
+            dirty: &r.dirty,
+        })
+    }
 }
 
 /// The cell core.
@@ -109,6 +147,8 @@ pub struct Cell {
     to_clients: BTreeMap<AppId, Vec<ClientPacket>>,
     scratch_ids: Vec<EntityId>,
     scratch_out: WitnessOut,
+    briefs: Vec<Brief>,
+    scratch_cands: Vec<Brief>,
     stats: CellStats,
 }
 
@@ -147,6 +187,8 @@ impl Cell {
             to_clients: BTreeMap::new(),
             scratch_ids: Vec::new(),
             scratch_out: WitnessOut::default(),
+            briefs: Vec::new(),
+            scratch_cands: Vec::new(),
             stats: CellStats::default(),
         }
     }
@@ -209,13 +251,6 @@ impl Cell {
         self.slot.get(&id).map(|&i| &self.reals[i])
     }
 
-    fn get_mut(&mut self, id: EntityId) -> Option<&mut Real> {
-        match self.slot.get(&id) {
-            Some(&i) => self.reals.get_mut(i),
-            None => None,
-        }
-    }
-
     fn clamp(&self, mut pos: Vec3) -> Vec3 {
         let [x0, z0, x1, z1] = self.cfg.bounds;
         if !pos.is_finite() {
@@ -226,18 +261,23 @@ impl Cell {
 
     fn add_real(&mut self, mut real: Real) {
         real.pos = self.clamp(real.pos);
-        self.index.insert(real.id, Vec2::new(real.pos.x, real.pos.z));
-        self.slot.insert(real.id, self.reals.len());
+        let i = self.reals.len();
+        self.index.insert(key(i), xz(real.pos));
+        self.slot.insert(real.id, i);
         self.reals.push(real);
     }
 
     fn remove_real(&mut self, id: EntityId) -> Option<Real> {
         let i = self.slot.remove(&id)?;
+        let last = self.reals.len() - 1;
         let real = self.reals.swap_remove(i);
+        self.index.remove(key(last));
         if let Some(moved) = self.reals.get(i) {
+            // The last real took slot i: re-key it in the index.
             self.slot.insert(moved.id, i);
+            self.index.remove(key(i));
+            self.index.insert(key(i), xz(moved.pos));
         }
-        self.index.remove(id);
         Some(real)
     }
 
@@ -487,9 +527,9 @@ impl Cell {
             }
         }
         // The index follows everything that moved since the last tick.
-        for real in &self.reals {
+        for (i, real) in self.reals.iter().enumerate() {
             if real.moved_tick + 1 >= tick {
-                self.index.update(real.id, Vec2::new(real.pos.x, real.pos.z));
+                self.index.update(key(i), xz(real.pos));
             }
         }
         self.run_witnesses(tick, now);
@@ -510,6 +550,16 @@ impl Cell {
         let budget = self.cfg.budget;
         let mut out = std::mem::take(&mut self.scratch_out);
         let mut ids = std::mem::take(&mut self.scratch_ids);
+        let mut cands = std::mem::take(&mut self.scratch_cands);
+        self.briefs.clear();
+        self.briefs.extend(self.reals.iter().map(|r| Brief {
+            id: r.id,
+            type_id: r.type_id,
+            pos: r.pos,
+            yaw: r.yaw,
+            moved_tick: r.moved_tick,
+            dirty: !r.dirty.is_empty(),
+        }));
         for i in 0..self.reals.len() {
             let (id, center, base) = {
                 let r = &self.reals[i];
@@ -540,23 +590,16 @@ impl Cell {
             }
             ids.clear();
             self.index
-                .within(Vec2::new(center.x, center.z), witness.query_radius(&budget), &mut ids);
-            let reals = &self.reals;
-            let slot = &self.slot;
-            let types = &self.types;
-            let lookup = |e: EntityId| -> Option<Visible<'_>> {
-                let r = &reals[*slot.get(&e)?];
-                Some(Visible {
-                    type_id: r.type_id,
-                    pos: r.pos,
-                    yaw: r.yaw,
-                    props: &r.props,
-                    public: types.get(r.type_id.0 as usize).map(|t| t.public.as_slice()).unwrap_or(&[]),
-                    dirty: &r.dirty,
-                    moved_tick: r.moved_tick,
-                })
+                .within(xz(center), witness.query_radius(&budget), &mut ids);
+            cands.clear();
+            cands.extend(ids.iter().filter_map(|k| self.briefs.get(k.0 as usize)).copied());
+            let scene = CellScene {
+                reals: &self.reals,
+                briefs: &self.briefs,
+                slot: &self.slot,
+                types: &self.types,
             };
-            witness.update(id, center, tick, now.0, &ids, lookup, &budget, &mut out);
+            witness.update_briefs(id, center, tick, now.0, &cands, scene, &budget, &mut out);
             self.reals[i].witness = Some(witness);
             if let Some(base) = base {
                 let packets = self.to_clients.entry(base).or_default();
@@ -578,6 +621,7 @@ impl Cell {
         }
         self.scratch_out = out;
         self.scratch_ids = ids;
+        self.scratch_cands = cands;
     }
 
     fn run_backups(&mut self, tick: u64) {

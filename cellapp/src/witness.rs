@@ -9,7 +9,6 @@
 //! leaves a stale position behind.
 
 use glam::Vec3;
-use rustc_hash::FxHashMap;
 use tessera::defs::TypeId;
 use tessera::frame::encode_body;
 use tessera::proto::client::{PosUpdate, PropValue, ServerDatagram, ServerMsg};
@@ -58,13 +57,70 @@ pub struct Visible<'a> {
     pub moved_tick: u64,
 }
 
+/// The hot part of an entity's state: what the witness reads for every
+/// candidate every tick. Kept small so a tick's reads stay in cache.
+#[derive(Clone, Copy, Debug)]
+pub struct Brief {
+    /// Its id.
+    pub id: EntityId,
+    /// Its type.
+    pub type_id: TypeId,
+    /// Position.
+    pub pos: Vec3,
+    /// Facing.
+    pub yaw: f32,
+    /// The tick it last moved.
+    pub moved_tick: u64,
+    /// Whether any property changed this tick.
+    pub dirty: bool,
+}
+
+/// Property data of an entity, read only when the witness has to send it.
+#[derive(Clone, Copy, Debug)]
+pub struct PropsView<'a> {
+    /// All its properties, by index.
+    pub props: &'a [Value],
+    /// Indices of properties other clients see.
+    pub public: &'a [u16],
+    /// Indices of properties changed this tick.
+    pub dirty: &'a [u16],
+}
+
+/// Where a witness looks entities up.
+pub trait Scene<'a> {
+    /// The hot fields of an entity, if it exists.
+    fn brief(&self, id: EntityId) -> Option<Brief>;
+    /// Its properties, if it exists.
+    fn props(&self, id: EntityId) -> Option<PropsView<'a>>;
+}
+
+/// Any function from id to [`Visible`] is a scene (handy in tests).
+impl<'a, F: Fn(EntityId) -> Option<Visible<'a>>> Scene<'a> for F {
+    fn brief(&self, id: EntityId) -> Option<Brief> {
+        self(id).map(|v| Brief {
+            id,
+            type_id: v.type_id,
+            pos: v.pos,
+            yaw: v.yaw,
+            moved_tick: v.moved_tick,
+            dirty: !v.dirty.is_empty(),
+        })
+    }
+    fn props(&self, id: EntityId) -> Option<PropsView<'a>> {
+        self(id).map(|v| PropsView {
+            props: v.props,
+            public: v.public,
+            dirty: v.dirty,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Known {
     sent: Vec3,
     sent_yaw: f32,
     sent_tick: u64,
     unconfirmed: bool,
-    seen: u64,
 }
 
 /// Client-ready bytes from one witness update.
@@ -85,16 +141,21 @@ impl WitnessOut {
 }
 
 /// The AoI state of one client-controlled entity.
+///
+/// What the client knows is a list sorted by entity id; each tick it is
+/// merged with the sorted candidates, so the work is two sequential passes
+/// rather than a hash probe per visible entity.
 #[derive(Debug)]
 pub struct Witness {
     /// AoI radius in metres.
     pub radius: f32,
-    known: FxHashMap<EntityId, Known>,
-    leaving: Vec<EntityId>,
-    moving: Vec<(f32, EntityId)>,
+    known: Vec<(EntityId, Known)>,
+    next: Vec<(EntityId, Known)>,
+    cands: Vec<Brief>,
+    moving: Vec<(f32, u32, u32)>,
 }
 
-fn public_props(v: &Visible<'_>, only: Option<&[u16]>) -> Vec<PropValue> {
+fn public_props(v: &PropsView<'_>, only: Option<&[u16]>) -> Vec<PropValue> {
     let pick = |i: &u16| v.props.get(*i as usize).map(|p| (*i, p.clone()));
     match only {
         None => v.public.iter().filter_map(pick).collect(),
@@ -111,8 +172,9 @@ impl Witness {
     pub fn new(radius: f32) -> Witness {
         Witness {
             radius,
-            known: FxHashMap::default(),
-            leaving: Vec::new(),
+            known: Vec::new(),
+            next: Vec::new(),
+            cands: Vec::new(),
             moving: Vec::new(),
         }
     }
@@ -124,7 +186,7 @@ impl Witness {
 
     /// Whether the client knows an entity.
     pub fn knows(&self, id: EntityId) -> bool {
-        self.known.contains_key(&id)
+        self.known.binary_search_by_key(&id, |(k, _)| *k).is_ok()
     }
 
     /// The radius to query the index with: the AoI plus the leave hysteresis.
@@ -134,7 +196,7 @@ impl Witness {
 
     /// One tick. `candidates` holds every entity within
     /// [`Witness::query_radius`] of `center` (it may hold `me` and more);
-    /// `lookup` finds an entity's state.
+    /// `scene` finds an entity's state.
     #[allow(clippy::too_many_arguments)]
     pub fn update<'a>(
         &mut self,
@@ -143,7 +205,26 @@ impl Witness {
         tick: u64,
         now_us: u64,
         candidates: &[EntityId],
-        lookup: impl Fn(EntityId) -> Option<Visible<'a>>,
+        scene: impl Scene<'a>,
+        budget: &Budget,
+        out: &mut WitnessOut,
+    ) {
+        let briefs: Vec<Brief> = candidates.iter().filter_map(|&id| scene.brief(id)).collect();
+        self.update_briefs(me, center, tick, now_us, &briefs, scene, budget, out);
+    }
+
+    /// One tick, with the candidates' hot state already at hand (the cell's
+    /// fast path: no lookup per candidate). `scene` is asked only for
+    /// properties, when an entity enters or changes them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_briefs<'a>(
+        &mut self,
+        me: EntityId,
+        center: Vec3,
+        tick: u64,
+        now_us: u64,
+        candidates: &[Brief],
+        scene: impl Scene<'a>,
         budget: &Budget,
         out: &mut WitnessOut,
     ) {
@@ -151,38 +232,70 @@ impl Witness {
         let outer = self.radius + budget.hysteresis;
         let outer2 = outer * outer;
         self.moving.clear();
-        for &id in candidates {
-            if id == me {
+        self.next.clear();
+        self.cands.clear();
+        self.cands
+            .extend(candidates.iter().copied().filter(|b| b.id != me));
+        self.cands.sort_unstable_by_key(|b| b.id);
+        self.cands.dedup_by_key(|b| b.id);
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let k = self.known.get(i).map(|(id, _)| *id);
+            let c = self.cands.get(j).map(|b| b.id);
+            let (id, old, cand) = match (k, c) {
+                (None, None) => break,
+                (Some(k), Some(c)) if k == c => {
+                    i += 1;
+                    j += 1;
+                    (k, Some(self.known[i - 1].1), Some(j - 1))
+                }
+                (Some(k), Some(c)) if k < c => {
+                    i += 1;
+                    (k, Some(self.known[i - 1].1), None)
+                }
+                (Some(k), None) => {
+                    i += 1;
+                    (k, Some(self.known[i - 1].1), None)
+                }
+                (_, Some(c)) => {
+                    j += 1;
+                    (c, None, Some(j - 1))
+                }
+            };
+            // An id the candidates lack (known only) has left the outer radius.
+            let Some(cand) = cand else {
+                out.reliable.push(encode_body(&ServerMsg::Leave { entity: id }));
                 continue;
-            }
-            let Some(v) = lookup(id) else { continue };
+            };
+            let v = self.cands[cand];
             let d2 = (v.pos.x - center.x).powi(2) + (v.pos.z - center.z).powi(2);
-            match self.known.get_mut(&id) {
+            match old {
                 None if d2 <= r2 => {
-                    self.known.insert(
+                    self.next.push((
                         id,
                         Known {
                             sent: v.pos,
                             sent_yaw: v.yaw,
                             sent_tick: tick,
                             unconfirmed: false,
-                            seen: tick,
                         },
-                    );
+                    ));
                     out.reliable.push(encode_body(&ServerMsg::Enter {
                         entity: id,
                         type_id: v.type_id,
                         pos: v.pos.to_array(),
                         yaw: v.yaw,
-                        props: public_props(&v, None),
+                        props: scene
+                            .props(id)
+                            .map(|p| public_props(&p, None))
+                            .unwrap_or_default(),
                         sent_us: now_us,
                     }));
                 }
                 None => {}
-                Some(k) if d2 <= outer2 => {
-                    k.seen = tick;
-                    if !v.dirty.is_empty() {
-                        let props = public_props(&v, Some(v.dirty));
+                Some(mut k) if d2 <= outer2 => {
+                    if let Some(p) = v.dirty.then(|| scene.props(id)).flatten() {
+                        let props = public_props(&p, Some(p.dirty));
                         if !props.is_empty() {
                             out.reliable
                                 .push(encode_body(&ServerMsg::Props { entity: id, props }));
@@ -191,7 +304,11 @@ impl Witness {
                     if k.sent != v.pos || k.sent_yaw != v.yaw {
                         // Nearest first, but an update that waited gets closer to the front.
                         let age = (tick - k.sent_tick) as f32;
-                        self.moving.push((d2.sqrt() / (1.0 + age), id));
+                        self.moving.push((
+                            d2.sqrt() / (1.0 + age),
+                            self.next.len() as u32,
+                            cand as u32,
+                        ));
                     } else if k.unconfirmed && v.moved_tick + 1 < tick {
                         k.unconfirmed = false;
                         out.reliable.push(encode_body(&ServerMsg::Rest {
@@ -201,47 +318,34 @@ impl Witness {
                             sent_us: now_us,
                         }));
                     }
+                    self.next.push((id, k));
                 }
-                Some(_) => {}
+                Some(_) => out.reliable.push(encode_body(&ServerMsg::Leave { entity: id })),
             }
         }
-        // Whatever was not seen within the outer radius leaves.
-        self.leaving.clear();
-        self.leaving.extend(
-            self.known
-                .iter()
-                .filter(|(_, k)| k.seen != tick)
-                .map(|(id, _)| *id),
-        );
-        self.leaving.sort_unstable();
-        for id in &self.leaving {
-            self.known.remove(id);
-            out.reliable
-                .push(encode_body(&ServerMsg::Leave { entity: *id }));
-        }
-        self.send_positions(tick, now_us, &lookup, budget, out);
+        std::mem::swap(&mut self.known, &mut self.next);
+        self.send_positions(tick, now_us, budget, out);
     }
 
-    fn send_positions<'a>(
-        &mut self,
-        tick: u64,
-        now_us: u64,
-        lookup: &impl Fn(EntityId) -> Option<Visible<'a>>,
-        budget: &Budget,
-        out: &mut WitnessOut,
-    ) {
-        if self.moving.is_empty() {
+    fn send_positions(&mut self, tick: u64, now_us: u64, budget: &Budget, out: &mut WitnessOut) {
+        if self.moving.is_empty() || budget.updates == 0 {
             return;
         }
-        self.moving
-            .sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let by_priority =
+            |a: &(f32, u32, u32), b: &(f32, u32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        if self.moving.len() > budget.updates {
+            self.moving.select_nth_unstable_by(budget.updates - 1, by_priority);
+            self.moving.truncate(budget.updates);
+        }
+        self.moving.sort_unstable_by(by_priority);
         // Variant, timestamp and count.
         const HEADER: usize = 1 + 10 + 3;
         let mut spent = 0usize;
         let mut batch: Vec<PosUpdate> = Vec::new();
         let mut batch_bytes = HEADER;
-        for &(_, id) in self.moving.iter().take(budget.updates) {
-            let Some(v) = lookup(id) else { continue };
+        for &(_, slot, cand) in &self.moving {
+            let Some((id, k)) = self.known.get_mut(slot as usize) else { continue };
+            let Some(v) = self.cands.get(cand as usize) else { continue };
             let size = varint_len(id.0) + 16;
             if spent + size > budget.bytes {
                 break;
@@ -256,16 +360,14 @@ impl Witness {
             spent += size;
             batch_bytes += size;
             batch.push(PosUpdate {
-                entity: id,
+                entity: *id,
                 pos: v.pos.to_array(),
                 yaw: v.yaw,
             });
-            if let Some(k) = self.known.get_mut(&id) {
-                k.sent = v.pos;
-                k.sent_yaw = v.yaw;
-                k.sent_tick = tick;
-                k.unconfirmed = true;
-            }
+            k.sent = v.pos;
+            k.sent_yaw = v.yaw;
+            k.sent_tick = tick;
+            k.unconfirmed = true;
         }
         if !batch.is_empty() {
             out.datagrams.push(encode_body(&ServerDatagram::Positions {

@@ -15,7 +15,7 @@ use super::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::f32::consts::TAU;
@@ -257,6 +257,7 @@ impl Client {
         self.tick + 1
     }
 
+    /// The server time of the last tick run.
     fn now_us(&self) -> u64 {
         1_700_000_000_000_000 + self.tick * 50_000
     }
@@ -285,7 +286,7 @@ impl Client {
     /// One tick with the given candidates: updates the witness, checks and
     /// applies every message in order, and checks the budget.
     fn step_with(&mut self, world: &World, cands: Vec<EntityId>) -> Sent {
-        let now = self.now_us();
+        let now = self.now_us() + 50_000;
         self.step_at(world, cands, now)
     }
 
@@ -548,6 +549,9 @@ struct TickOps {
     extra: Vec<usize>,
     /// Add the witness's own id and an unknown id to the candidates.
     noise: bool,
+    /// Everything takes a small step (a crowd moving at once).
+    crowd: bool,
+    /// Seeds the crowd's steps and the order of the candidates.
     shuffle: u64,
 }
 
@@ -560,9 +564,10 @@ fn tick_ops() -> impl Strategy<Value = TickOps> {
         vec((any::<usize>(), any::<usize>(), 0i64..4), 0..6),
         vec(any::<usize>(), 0..4),
         any::<bool>(),
+        prop::bool::weighted(0.2),
         any::<u64>(),
     )
-        .prop_map(|(moves, me, spawn, despawn, props, extra, noise, shuffle)| TickOps {
+        .prop_map(|(moves, me, spawn, despawn, props, extra, noise, crowd, shuffle)| TickOps {
             moves,
             me,
             spawn,
@@ -570,6 +575,7 @@ fn tick_ops() -> impl Strategy<Value = TickOps> {
             props,
             extra,
             noise,
+            crowd,
             shuffle,
         })
 }
@@ -631,6 +637,15 @@ fn run_case(case: &Case, budget: Budget, exact: bool) -> (World, Client) {
     for ops in &case.ticks {
         let tick = client.next_tick();
         let ids = world.other_ids();
+        let mut rng = ChaCha8Rng::seed_from_u64(ops.shuffle);
+        if ops.crowd {
+            for id in &ids {
+                let e = &world.ents[id];
+                let step = Vec3::new(rng.gen_range(-2.0..2.0), 0.0, rng.gen_range(-2.0..2.0));
+                let (pos, yaw) = (e.pos + step, e.yaw + rng.gen_range(-0.2..0.2));
+                world.move_to(*id, pos, yaw, tick);
+            }
+        }
         if !ids.is_empty() {
             for (pick, m) in &ops.moves {
                 let id = ids[pick % ids.len()];
@@ -673,7 +688,7 @@ fn run_case(case: &Case, budget: Budget, exact: bool) -> (World, Client) {
             cands.push(ME);
             cands.push(NOBODY);
         }
-        cands.shuffle(&mut ChaCha8Rng::seed_from_u64(ops.shuffle));
+        cands.shuffle(&mut rng);
         let sent = client.step_with(&world, cands);
         check(&client, &world, &sent, &before);
         before = client.in_view();
@@ -1125,6 +1140,38 @@ fn props_of_unseen_entities_are_not_sent() {
     assert_eq!(sent.reliable.len(), 1);
     client.check_state(&world, true);
     assert_eq!(client.view.others[&EntityId(7)].props[&prop_index("Npc", "mood")], Value::Int(3));
+}
+
+#[test]
+fn far_mover_is_not_starved_by_a_near_one() {
+    // Room for one update a tick, and both move every tick: waiting brings
+    // the far one to the front within a few ticks.
+    let mut world = World::new(Vec3::ZERO);
+    let (near, far) = (EntityId(1), EntityId(2));
+    world.spawn(near, TypeId(1), Vec3::new(10.0, 0.0, 0.0), 0.0, 0, 0);
+    world.spawn(far, TypeId(1), Vec3::new(0.0, 0.0, 40.0), 0.0, 0, 0);
+    let budget = Budget {
+        updates: 1,
+        ..unlimited(5.0)
+    };
+    let mut client = Client::new(50.0, budget);
+    client.step(&world);
+    let mut far_sent_at = None;
+    for _ in 0..12 {
+        let tick = client.next_tick();
+        for id in [near, far] {
+            let e = &world.ents[&id];
+            world.move_to(id, e.pos, e.yaw + 0.1, tick);
+        }
+        let sent = client.step(&world);
+        assert_eq!(sent.updated().len(), 1);
+        if sent.updated().contains(&far) {
+            far_sent_at = Some(tick);
+            break;
+        }
+    }
+    let at = far_sent_at.expect("the far mover was never sent");
+    assert!(at > 2, "the far mover went first at tick {at}");
 }
 
 /// The priority of a position update is its distance divided by one plus the
