@@ -304,7 +304,11 @@ impl Definitions {
                 let default = match &rp.default {
                     None => Value::zero(rp.ty),
                     Some(v) => Value::from_toml(v, rp.ty).ok_or_else(|| {
-                        at(t, item.clone(), format!("default {v} is not a valid {}", rp.ty))
+                        at(
+                            t,
+                            item.clone(),
+                            format!("default {v} is not a valid {}", rp.ty),
+                        )
                     })?,
                 };
                 properties.push(PropDef {

@@ -126,7 +126,10 @@ mod tests {
         assert!(!p.should_ask());
         assert_eq!(p.take(), Some(EntityId(0)));
         assert_eq!(p.take(), None);
-        p.grant(IdBlock { next: 100, end: 5000 });
+        p.grant(IdBlock {
+            next: 100,
+            end: 5000,
+        });
         assert_eq!(p.take(), Some(EntityId(100)));
         assert!(!p.should_ask());
     }

@@ -157,8 +157,7 @@ pub fn server_config(id: &Identity, alpns: &[&[u8]]) -> Result<quinn::ServerConf
             PrivateKeyDer::Pkcs8(id.key.clone_key()),
         )?;
     tls.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
-    let quic =
-        QuicServerConfig::try_from(tls).map_err(|e| NetError::QuicTls(e.to_string()))?;
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::QuicTls(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
     cfg.transport_config(transport());
     Ok(cfg)
@@ -176,8 +175,7 @@ pub fn client_config(
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![alpn.to_vec()];
-    let quic =
-        QuicClientConfig::try_from(tls).map_err(|e| NetError::QuicTls(e.to_string()))?;
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| NetError::QuicTls(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
     cfg.transport_config(transport());
     Ok(cfg)
@@ -202,12 +200,13 @@ pub async fn connect(
     cfg: quinn::ClientConfig,
     addr: SocketAddr,
 ) -> Result<quinn::Connection, NetError> {
-    let connecting = endpoint
-        .connect_with(cfg, addr, SERVER_NAME)
-        .map_err(|e| NetError::Connect {
-            addr,
-            reason: e.to_string(),
-        })?;
+    let connecting =
+        endpoint
+            .connect_with(cfg, addr, SERVER_NAME)
+            .map_err(|e| NetError::Connect {
+                addr,
+                reason: e.to_string(),
+            })?;
     connecting.await.map_err(|e| NetError::Connect {
         addr,
         reason: e.to_string(),

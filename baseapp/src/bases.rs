@@ -229,12 +229,15 @@ impl Baseapp {
     }
 
     fn close(&mut self, client: ClientId, code: u32, reason: String) {
-        self.out.push(Output::Client(client, ClientOut::Close { code, reason }));
+        self.out
+            .push(Output::Client(client, ClientOut::Close { code, reason }));
     }
 
     fn send(&mut self, client: ClientId, msg: &ServerMsg) {
-        self.out
-            .push(Output::Client(client, ClientOut::Reliable(encode_body(msg))));
+        self.out.push(Output::Client(
+            client,
+            ClientOut::Reliable(encode_body(msg)),
+        ));
     }
 
     fn cell_for(&self, _pos: Pos) -> Option<AppId> {
@@ -259,7 +262,9 @@ impl Baseapp {
         if protocol != PROTOCOL_MAJOR {
             return self.refuse(
                 client,
-                format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_MAJOR}"),
+                format!(
+                    "protocol {protocol} is not supported; this server speaks {PROTOCOL_MAJOR}"
+                ),
             );
         }
         if digest != self.defs.digest {
@@ -276,7 +281,8 @@ impl Baseapp {
             Some((account, expires)) if expires >= now => account,
             _ => return self.refuse(client, "unknown or expired ticket".into()),
         };
-        if self.online.contains_key(&account) || self.proxies.values().any(|p| p.account == account) {
+        if self.online.contains_key(&account) || self.proxies.values().any(|p| p.account == account)
+        {
             return self.refuse(client, "this account is already in the world".into());
         }
         let Some(ty) = self.defs.by_name(&self.cfg.player_type) else {
@@ -367,7 +373,9 @@ impl Baseapp {
 
     /// A client broke the protocol: it loses its connection, nothing else.
     pub fn violation(&mut self, client: ClientId, reason: String) {
-        let Some(proxy) = self.proxies.remove(&client) else { return };
+        let Some(proxy) = self.proxies.remove(&client) else {
+            return;
+        };
         self.close(client, close::PROTOCOL, reason);
         if let Phase::Playing(e) = proxy.phase {
             self.leave(e);
@@ -382,7 +390,10 @@ impl Baseapp {
             .get(method as usize)
             .ok_or_else(|| format!("{} has no method #{method}", ty.name))?;
         if !m.exposed {
-            return Err(format!("method {}.{} may not be called by clients", ty.name, m.name));
+            return Err(format!(
+                "method {}.{} may not be called by clients",
+                ty.name, m.name
+            ));
         }
         if m.args.len() != args.len() {
             return Err(format!(
@@ -424,8 +435,12 @@ impl Baseapp {
         if method != "add_gold" {
             return;
         }
-        let Some(base) = self.bases.get_mut(&e) else { return };
-        let Some(ty) = self.defs.types.get(base.ty) else { return };
+        let Some(base) = self.bases.get_mut(&e) else {
+            return;
+        };
+        let Some(ty) = self.defs.types.get(base.ty) else {
+            return;
+        };
         let (Some(gold), Some(n)) = (ty.prop("gold"), args.first().and_then(Value::as_int)) else {
             return;
         };
@@ -448,7 +463,9 @@ impl Baseapp {
     /// Starts the end of an entity's session: the cell half is destroyed and
     /// sends its final state; then the base is saved and dropped.
     fn leave(&mut self, e: EntityId) {
-        let Some(base) = self.bases.get_mut(&e) else { return };
+        let Some(base) = self.bases.get_mut(&e) else {
+            return;
+        };
         if let Some(client) = base.client.take() {
             self.out.push(Output::Client(
                 client,
@@ -468,7 +485,9 @@ impl Baseapp {
     }
 
     fn finish(&mut self, e: EntityId) {
-        let Some(base) = self.bases.remove(&e) else { return };
+        let Some(base) = self.bases.remove(&e) else {
+            return;
+        };
         if let Some(account) = base.account {
             self.online.remove(&account);
         }
@@ -499,7 +518,9 @@ impl Baseapp {
     }
 
     fn player_loaded(&mut self, client: ClientId, result: Result<StoredEntity, String>) {
-        let Some(proxy) = self.proxies.get(&client) else { return };
+        let Some(proxy) = self.proxies.get(&client) else {
+            return;
+        };
         let account = proxy.account;
         let row = match result {
             Ok(row) => row,
@@ -510,7 +531,10 @@ impl Baseapp {
         };
         let Some(ty) = self.defs.by_name(&row.type_name) else {
             self.proxies.remove(&client);
-            return self.refuse(client, format!("stored player type {} is not defined", row.type_name));
+            return self.refuse(
+                client,
+                format!("stored player type {} is not defined", row.type_name),
+            );
         };
         let loaded = match persist::decode(ty, row.format_version, &row.data) {
             Ok(l) => l,
@@ -533,7 +557,10 @@ impl Baseapp {
             yaw: loaded.yaw,
             props: persist::pick(
                 &loaded.props,
-                ty.properties.iter().filter(|p| p.flags.own_client()).map(|p| p.index),
+                ty.properties
+                    .iter()
+                    .filter(|p| p.flags.own_client())
+                    .map(|p| p.index),
             ),
             tick_hz: self.space.tick_hz,
             bounds: self.space.bounds,
@@ -563,18 +590,25 @@ impl Baseapp {
     }
 
     fn place_in_cell(&mut self, e: EntityId) {
-        let Some(base) = self.bases.get(&e) else { return };
+        let Some(base) = self.bases.get(&e) else {
+            return;
+        };
         if base.cell.is_some() || base.leaving {
             return;
         }
-        let Some(cell) = self.cell_for(base.pos) else { return };
+        let Some(cell) = self.cell_for(base.pos) else {
+            return;
+        };
         let Some(ty) = self.ty(base.ty) else { return };
         let state = CellState {
             pos: base.pos,
             yaw: base.yaw,
             props: persist::pick(
                 &base.props,
-                ty.properties.iter().filter(|p| p.flags.on_cell()).map(|p| p.index),
+                ty.properties
+                    .iter()
+                    .filter(|p| p.flags.on_cell())
+                    .map(|p| p.index),
             ),
         };
         let type_id = ty.id;
@@ -670,8 +704,12 @@ impl Baseapp {
 
     /// Takes a cell half's state into the base.
     fn absorb(&mut self, e: EntityId, state: CellState) {
-        let Some(base) = self.bases.get_mut(&e) else { return };
-        let Some(ty) = self.defs.types.get(base.ty) else { return };
+        let Some(base) = self.bases.get_mut(&e) else {
+            return;
+        };
+        let Some(ty) = self.defs.types.get(base.ty) else {
+            return;
+        };
         if finite(&state.pos) {
             base.pos = state.pos;
         }
@@ -679,7 +717,10 @@ impl Baseapp {
             base.yaw = state.yaw;
         }
         for (i, v) in state.props {
-            if let (Some(p), Some(slot)) = (ty.properties.get(i as usize), base.props.get_mut(i as usize)) {
+            if let (Some(p), Some(slot)) = (
+                ty.properties.get(i as usize),
+                base.props.get_mut(i as usize),
+            ) {
                 if p.flags.on_cell() && v.check(p.ty).is_ok() {
                     *slot = v;
                 }

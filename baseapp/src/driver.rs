@@ -163,7 +163,11 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
         links_tx,
         digest: opts.defs.digest,
     };
-    let task = tokio::spawn(driver.run(links, clients, store_rx, stop_rx).instrument(span));
+    let task = tokio::spawn(
+        driver
+            .run(links, clients, store_rx, stop_rx)
+            .instrument(span),
+    );
     Ok(BaseappHandle {
         app,
         public_addr,
@@ -254,13 +258,20 @@ async fn client_conn(
             match frame::read_frame(&mut recv, MAX_CLIENT_FRAME, &mut buf).await {
                 Ok(true) => match frame::decode::<ClientMsg>(&buf) {
                     Ok(msg) => {
-                        if events.send((id, ClientEvent::Input(ClientInput::Msg(msg)))).is_err() {
+                        if events
+                            .send((id, ClientEvent::Input(ClientInput::Msg(msg))))
+                            .is_err()
+                        {
                             return None;
                         }
                     }
                     Err(e) => return Some(ClientEvent::Bad(format!("undecodable frame: {e}"))),
                 },
-                Ok(false) => return Some(ClientEvent::Input(ClientInput::Gone("stream finished".into()))),
+                Ok(false) => {
+                    return Some(ClientEvent::Input(ClientInput::Gone(
+                        "stream finished".into(),
+                    )))
+                }
                 Err(tessera::frame::FrameError::Read(e)) => {
                     return Some(ClientEvent::Input(ClientInput::Gone(e.to_string())))
                 }
@@ -273,7 +284,10 @@ async fn client_conn(
             match conn.read_datagram().await {
                 Ok(bytes) => match frame::decode::<ClientDatagram>(&bytes) {
                     Ok(d) => {
-                        if events.send((id, ClientEvent::Input(ClientInput::Datagram(d)))).is_err() {
+                        if events
+                            .send((id, ClientEvent::Input(ClientInput::Datagram(d))))
+                            .is_err()
+                        {
                             return None;
                         }
                     }
@@ -355,8 +369,10 @@ impl Driver {
         }
         self.manager.send(&AppMsg::Goodbye);
         self.store.close();
-        self.public.close(close::SHUTDOWN.into(), b"server shutting down");
-        self.internal.close(close::SHUTDOWN.into(), b"baseapp stopping");
+        self.public
+            .close(close::SHUTDOWN.into(), b"server shutting down");
+        self.internal
+            .close(close::SHUTDOWN.into(), b"baseapp stopping");
         tracing::info!("baseapp stopped; everything saved");
         if let Some(reply) = done {
             let _ = reply.send(());

@@ -61,7 +61,11 @@ pub fn encode(ty: &TypeDef, pos: Pos, yaw: f32, props: &[Value]) -> Vec<u8> {
             .properties
             .iter()
             .filter(|p| p.persistent)
-            .filter_map(|p| props.get(p.index as usize).map(|v| (p.name.clone(), v.clone())))
+            .filter_map(|p| {
+                props
+                    .get(p.index as usize)
+                    .map(|v| (p.name.clone(), v.clone()))
+            })
             .collect(),
     };
     postcard::to_stdvec(&saved).unwrap_or_default()
@@ -92,7 +96,11 @@ pub fn decode(ty: &TypeDef, format: u32, data: &[u8]) -> Result<Loaded, PersistE
     };
     Ok(Loaded {
         pos,
-        yaw: if saved.yaw.is_finite() { saved.yaw } else { 0.0 },
+        yaw: if saved.yaw.is_finite() {
+            saved.yaw
+        } else {
+            0.0
+        },
         props,
     })
 }
@@ -140,7 +148,10 @@ mod tests {
         let bytes = postcard::to_stdvec(&saved).expect("encodes");
         let back = decode(ty, 1, &bytes).expect("decodes");
         assert_eq!(back.props, ty.defaults());
-        assert!(matches!(decode(ty, 2, &bytes), Err(PersistError::FutureFormat(2))));
+        assert!(matches!(
+            decode(ty, 2, &bytes),
+            Err(PersistError::FutureFormat(2))
+        ));
         assert!(decode(ty, 1, &[0xff]).is_err());
     }
 }

@@ -21,7 +21,10 @@ pub struct Store {
 
 impl Store {
     /// Opens the database and starts the thread.
-    pub fn open(path: &Path, done: mpsc::UnboundedSender<StoreDone>) -> Result<Store, StorageError> {
+    pub fn open(
+        path: &Path,
+        done: mpsc::UnboundedSender<StoreDone>,
+    ) -> Result<Store, StorageError> {
         let storage = SqliteStorage::open(path, HashCost::default())?;
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -52,7 +55,11 @@ impl Store {
     }
 }
 
-fn run(mut db: SqliteStorage, rx: std_mpsc::Receiver<StoreOp>, done: mpsc::UnboundedSender<StoreDone>) {
+fn run(
+    mut db: SqliteStorage,
+    rx: std_mpsc::Receiver<StoreOp>,
+    done: mpsc::UnboundedSender<StoreDone>,
+) {
     let mut pending = std::collections::VecDeque::new();
     loop {
         let op = match pending.pop_front() {

@@ -90,7 +90,15 @@ fn cell(w: &Workload, index: IndexKind) -> Cell {
         backup_ticks: 50,
         seed: 3,
     };
-    let mut cell = Cell::new(&defs, behaviors, cfg, IdBlock { next: 1, end: 1 << 40 });
+    let mut cell = Cell::new(
+        &defs,
+        behaviors,
+        cfg,
+        IdBlock {
+            next: 1,
+            end: 1 << 40,
+        },
+    );
     cell.spawn("Walker", w.entities - w.witnesses);
     let watcher = defs.by_name("Watcher").map_or(tessera::TypeId(1), |t| t.id);
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);

@@ -160,7 +160,11 @@ impl Cell {
             .iter()
             .map(|t| {
                 let pick = |f: &dyn Fn(&tessera::defs::PropDef) -> bool| -> Vec<u16> {
-                    t.properties.iter().filter(|p| f(p)).map(|p| p.index).collect()
+                    t.properties
+                        .iter()
+                        .filter(|p| f(p))
+                        .map(|p| p.index)
+                        .collect()
                 };
                 TypeInfo {
                     public: pick(&|p| p.flags.other_clients()),
@@ -374,7 +378,13 @@ impl Cell {
         }
     }
 
-    fn create_from_base(&mut self, base: AppId, entity: EntityId, type_id: TypeId, state: CellState) {
+    fn create_from_base(
+        &mut self,
+        base: AppId,
+        entity: EntityId,
+        type_id: TypeId,
+        state: CellState,
+    ) {
         let Some(info) = self.types.get(type_id.0 as usize) else {
             tracing::warn!(%entity, ?type_id, "create for an unknown type refused");
             return;
@@ -385,20 +395,30 @@ impl Cell {
         }
         let mut props = info.def.defaults();
         for (i, v) in state.props {
-            if let (Some(slot), Some(def)) = (props.get_mut(i as usize), info.def.properties.get(i as usize)) {
+            if let (Some(slot), Some(def)) = (
+                props.get_mut(i as usize),
+                info.def.properties.get(i as usize),
+            ) {
                 if def.flags.on_cell() && v.check(def.ty).is_ok() {
                     *slot = v;
                 }
             }
         }
-        let witness = info.def.has_client.then(|| Witness::new(info.def.aoi_radius));
+        let witness = info
+            .def
+            .has_client
+            .then(|| Witness::new(info.def.aoi_radius));
         let max_speed = info.def.max_speed;
         let own = info.own.clone();
         let real = Real {
             id: entity,
             type_id,
             pos: Vec3::from_array(state.pos),
-            yaw: if state.yaw.is_finite() { state.yaw } else { 0.0 },
+            yaw: if state.yaw.is_finite() {
+                state.yaw
+            } else {
+                0.0
+            },
             props,
             dirty: Vec::new(),
             base: Some(base),
@@ -444,7 +464,9 @@ impl Cell {
     fn client_move(&mut self, entity: EntityId, seq: u32, pos: Vec3, yaw: f32) {
         let bounds = self.cfg.bounds;
         let tick = self.tick;
-        let Some(&i) = self.slot.get(&entity) else { return };
+        let Some(&i) = self.slot.get(&entity) else {
+            return;
+        };
         let max_speed = self
             .types
             .get(self.reals[i].type_id.0 as usize)
@@ -478,10 +500,16 @@ impl Cell {
     }
 
     fn call(&mut self, entity: EntityId, method: u16, args: &[Value]) {
-        let Some(&i) = self.slot.get(&entity) else { return };
+        let Some(&i) = self.slot.get(&entity) else {
+            return;
+        };
         let real = &mut self.reals[i];
-        let Some(info) = self.types.get(real.type_id.0 as usize) else { return };
-        let Some(m) = info.def.methods.get(method as usize) else { return };
+        let Some(info) = self.types.get(real.type_id.0 as usize) else {
+            return;
+        };
+        let Some(m) = info.def.methods.get(method as usize) else {
+            return;
+        };
         if m.side != Side::Cell
             || m.args.len() != args.len()
             || m.args.iter().zip(args).any(|(t, v)| v.check(*t).is_err())
@@ -508,7 +536,9 @@ impl Cell {
         let dt = 1.0 / self.cfg.tick_hz.max(1) as f32;
         // Behaviours and movement allowances.
         for real in self.reals.iter_mut() {
-            let Some(info) = self.types.get(real.type_id.0 as usize) else { continue };
+            let Some(info) = self.types.get(real.type_id.0 as usize) else {
+                continue;
+            };
             if real.witness.is_some() {
                 real.refill(info.def.max_speed, dt);
             }
@@ -565,7 +595,9 @@ impl Cell {
                 let r = &self.reals[i];
                 (r.id, r.pos, r.base)
             };
-            let Some(mut witness) = self.reals[i].witness.take() else { continue };
+            let Some(mut witness) = self.reals[i].witness.take() else {
+                continue;
+            };
             out.clear();
             // Own-client messages first: they were queued during the tick.
             out.reliable.append(&mut self.reals[i].to_own_client);
@@ -592,7 +624,11 @@ impl Cell {
             self.index
                 .within(xz(center), witness.query_radius(&budget), &mut ids);
             cands.clear();
-            cands.extend(ids.iter().filter_map(|k| self.briefs.get(k.0 as usize)).copied());
+            cands.extend(
+                ids.iter()
+                    .filter_map(|k| self.briefs.get(k.0 as usize))
+                    .copied(),
+            );
             let scene = CellScene {
                 reals: &self.reals,
                 briefs: &self.briefs,

@@ -110,10 +110,12 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
         opts.bind,
         Some(net::server_config(&identity, &[tessera::proto::ALPN_APP])?),
     )?;
-    let addr = endpoint.local_addr().map_err(|source| net::NetError::Bind {
-        addr: opts.bind,
-        source,
-    })?;
+    let addr = endpoint
+        .local_addr()
+        .map_err(|source| net::NetError::Bind {
+            addr: opts.bind,
+            source,
+        })?;
     let (events_tx, events) = mpsc::unbounded_channel();
     let joined = link::join(
         &endpoint,
@@ -145,9 +147,8 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
     let (control, control_rx) = mpsc::unbounded_channel();
     let span = tracing::info_span!("cellapp", %app);
     tracing::info!(parent: &span, %addr, npcs = opts.npcs, "cellapp joined the cluster");
-    let task = tokio::spawn(
-        run(cell, joined.manager, events, control_rx, endpoint).instrument(span),
-    );
+    let task =
+        tokio::spawn(run(cell, joined.manager, events, control_rx, endpoint).instrument(span));
     Ok(Cellapp {
         app,
         addr,
@@ -211,7 +212,11 @@ async fn run(
     };
     let flush = |cell: &mut Cell, peers: &HashMap<AppId, LinkSender>| {
         for (to, msg) in cell.drain() {
-            let link = if to == MANAGER { Some(&manager) } else { peers.get(&to) };
+            let link = if to == MANAGER {
+                Some(&manager)
+            } else {
+                peers.get(&to)
+            };
             match link {
                 Some(l) => {
                     l.send(&msg);

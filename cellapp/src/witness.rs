@@ -209,7 +209,10 @@ impl Witness {
         budget: &Budget,
         out: &mut WitnessOut,
     ) {
-        let briefs: Vec<Brief> = candidates.iter().filter_map(|&id| scene.brief(id)).collect();
+        let briefs: Vec<Brief> = candidates
+            .iter()
+            .filter_map(|&id| scene.brief(id))
+            .collect();
         self.update_briefs(me, center, tick, now_us, &briefs, scene, budget, out);
     }
 
@@ -264,7 +267,8 @@ impl Witness {
             };
             // An id the candidates lack (known only) has left the outer radius.
             let Some(cand) = cand else {
-                out.reliable.push(encode_body(&ServerMsg::Leave { entity: id }));
+                out.reliable
+                    .push(encode_body(&ServerMsg::Leave { entity: id }));
                 continue;
             };
             let v = self.cands[cand];
@@ -309,18 +313,24 @@ impl Witness {
                             self.next.len() as u32,
                             cand as u32,
                         ));
-                    } else if k.unconfirmed && v.moved_tick + 1 < tick {
-                        k.unconfirmed = false;
-                        out.reliable.push(encode_body(&ServerMsg::Rest {
-                            entity: id,
-                            pos: v.pos.to_array(),
-                            yaw: v.yaw,
-                            sent_us: now_us,
-                        }));
+                    } else {
+                        // The client is current: an update it needs later waits from now.
+                        k.sent_tick = tick;
+                        if k.unconfirmed && v.moved_tick + 1 < tick {
+                            k.unconfirmed = false;
+                            out.reliable.push(encode_body(&ServerMsg::Rest {
+                                entity: id,
+                                pos: v.pos.to_array(),
+                                yaw: v.yaw,
+                                sent_us: now_us,
+                            }));
+                        }
                     }
                     self.next.push((id, k));
                 }
-                Some(_) => out.reliable.push(encode_body(&ServerMsg::Leave { entity: id })),
+                Some(_) => out
+                    .reliable
+                    .push(encode_body(&ServerMsg::Leave { entity: id })),
             }
         }
         std::mem::swap(&mut self.known, &mut self.next);
@@ -334,7 +344,8 @@ impl Witness {
         let by_priority =
             |a: &(f32, u32, u32), b: &(f32, u32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
         if self.moving.len() > budget.updates {
-            self.moving.select_nth_unstable_by(budget.updates - 1, by_priority);
+            self.moving
+                .select_nth_unstable_by(budget.updates - 1, by_priority);
             self.moving.truncate(budget.updates);
         }
         self.moving.sort_unstable_by(by_priority);
@@ -344,8 +355,12 @@ impl Witness {
         let mut batch: Vec<PosUpdate> = Vec::new();
         let mut batch_bytes = HEADER;
         for &(_, slot, cand) in &self.moving {
-            let Some((id, k)) = self.known.get_mut(slot as usize) else { continue };
-            let Some(v) = self.cands.get(cand as usize) else { continue };
+            let Some((id, k)) = self.known.get_mut(slot as usize) else {
+                continue;
+            };
+            let Some(v) = self.cands.get(cand as usize) else {
+                continue;
+            };
             let size = varint_len(id.0) + 16;
             if spent + size > budget.bytes {
                 break;

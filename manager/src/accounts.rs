@@ -54,7 +54,9 @@ impl Accounts {
                     }
                 });
             if let Err(e) = spawned {
-                return Err(StorageError::Hash(format!("cannot start an account thread: {e}")));
+                return Err(StorageError::Hash(format!(
+                    "cannot start an account thread: {e}"
+                )));
             }
         }
         Ok(Accounts { tx })

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tessera::proto::app::{AppMsg, CellInfo, Load, Role, SpaceInfo};
-use tessera::proto::login::{LoginReply, LoginRequest, RefuseReason, MAX_NAME_BYTES, MAX_PASSWORD_BYTES};
+use tessera::proto::login::{
+    LoginReply, LoginRequest, RefuseReason, MAX_NAME_BYTES, MAX_PASSWORD_BYTES,
+};
 use tessera::proto::PROTOCOL_MAJOR;
 use tessera::storage::{Account, StorageError};
 use tessera::{AppId, Definitions, IdBlock, Time};
@@ -214,7 +216,9 @@ impl Manager {
 
     /// An app's link closed, or it said goodbye.
     pub fn app_gone(&mut self, app: AppId, reason: &str) {
-        let Some(info) = self.apps.remove(&app) else { return };
+        let Some(info) = self.apps.remove(&app) else {
+            return;
+        };
         tracing::warn!(%app, role = %info.role, %reason, "app left the cluster");
         if info.kind == Role::Cellapp {
             self.tell_baseapps_about_cells();
@@ -227,14 +231,20 @@ impl Manager {
             .collect();
         for req in waiting {
             if let Some(p) = self.pending.remove(&req) {
-                self.refuse(p.login, RefuseReason::Unavailable, "the baseapp went away; try again");
+                self.refuse(
+                    p.login,
+                    RefuseReason::Unavailable,
+                    "the baseapp went away; try again",
+                );
             }
         }
     }
 
     /// A message from a member.
     pub fn handle(&mut self, now: Time, from: AppId, msg: AppMsg) {
-        let Some(info) = self.apps.get_mut(&from) else { return };
+        let Some(info) = self.apps.get_mut(&from) else {
+            return;
+        };
         info.last_seen = now;
         match msg {
             AppMsg::Heartbeat(Load {
@@ -242,7 +252,11 @@ impl Manager {
                 entities,
                 clients,
             }) => {
-                info.load = if busy.is_finite() { busy.clamp(0.0, 1.0) } else { 0.0 };
+                info.load = if busy.is_finite() {
+                    busy.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
                 info.entities = entities;
                 info.clients = clients;
             }
@@ -251,15 +265,20 @@ impl Manager {
                 self.out.push(Output::App(from, AppMsg::Ids(block)));
             }
             AppMsg::TicketIssued { req, ticket } => {
-                let Some(p) = self.pending.remove(&req) else { return };
+                let Some(p) = self.pending.remove(&req) else {
+                    return;
+                };
                 match self.apps.get_mut(&p.baseapp).and_then(|a| {
                     a.clients += 1;
                     a.public_addr
                 }) {
-                    Some(baseapp) => self
-                        .out
-                        .push(Output::Login(p.login, LoginReply::Granted { baseapp, ticket })),
-                    None => self.refuse(p.login, RefuseReason::Unavailable, "the baseapp went away"),
+                    Some(baseapp) => self.out.push(Output::Login(
+                        p.login,
+                        LoginReply::Granted { baseapp, ticket },
+                    )),
+                    None => {
+                        self.refuse(p.login, RefuseReason::Unavailable, "the baseapp went away")
+                    }
                 }
             }
             AppMsg::Goodbye => self.app_gone(from, "said goodbye"),
@@ -296,8 +315,15 @@ impl Manager {
             );
             return self.refuse(login, RefuseReason::DefinitionsMismatch, &m);
         }
-        if req.name.is_empty() || req.name.len() > MAX_NAME_BYTES || req.password.len() > MAX_PASSWORD_BYTES {
-            return self.refuse(login, RefuseReason::InvalidRequest, "name or password has a bad length");
+        if req.name.is_empty()
+            || req.name.len() > MAX_NAME_BYTES
+            || req.password.len() > MAX_PASSWORD_BYTES
+        {
+            return self.refuse(
+                login,
+                RefuseReason::InvalidRequest,
+                "name or password has a bad length",
+            );
         }
         self.out.push(Output::CheckAccount {
             login,
@@ -308,17 +334,26 @@ impl Manager {
     }
 
     /// The account check finished.
-    pub fn account_checked(&mut self, now: Time, login: LoginId, result: Result<Account, StorageError>) {
+    pub fn account_checked(
+        &mut self,
+        now: Time,
+        login: LoginId,
+        result: Result<Account, StorageError>,
+    ) {
         let account = match result {
             Ok(a) => a,
             Err(StorageError::WrongPassword) | Err(StorageError::NoSuchAccount(_)) => {
-                return self.refuse(login, RefuseReason::BadCredentials, "unknown account or wrong password")
+                return self.refuse(
+                    login,
+                    RefuseReason::BadCredentials,
+                    "unknown account or wrong password",
+                )
             }
-            Err(e @ (StorageError::InvalidName(_)
-            | StorageError::EmptyPassword
-            | StorageError::PasswordTooLong { .. })) => {
-                return self.refuse(login, RefuseReason::InvalidRequest, &e.to_string())
-            }
+            Err(
+                e @ (StorageError::InvalidName(_)
+                | StorageError::EmptyPassword
+                | StorageError::PasswordTooLong { .. }),
+            ) => return self.refuse(login, RefuseReason::InvalidRequest, &e.to_string()),
             Err(e) => {
                 tracing::error!(error = %e, "account check failed");
                 return self.refuse(login, RefuseReason::Internal, "account check failed");
@@ -332,7 +367,11 @@ impl Manager {
             .min_by_key(|(id, a)| (a.clients, **id))
             .map(|(id, _)| *id);
         let Some(baseapp) = baseapp.filter(|_| has_cell) else {
-            return self.refuse(login, RefuseReason::Unavailable, "the world is not up yet; try again");
+            return self.refuse(
+                login,
+                RefuseReason::Unavailable,
+                "the world is not up yet; try again",
+            );
         };
         let req = self.next_req;
         self.next_req += 1;
@@ -364,7 +403,11 @@ impl Manager {
             .collect();
         for req in late {
             if let Some(p) = self.pending.remove(&req) {
-                self.refuse(p.login, RefuseReason::Unavailable, "the baseapp did not answer; try again");
+                self.refuse(
+                    p.login,
+                    RefuseReason::Unavailable,
+                    "the baseapp did not answer; try again",
+                );
             }
         }
         let silent: Vec<AppId> = self

@@ -94,10 +94,17 @@ struct LoginAsk {
 /// Starts a manager.
 pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     let identity = net::load_or_create_identity(&opts.data_dir)?;
-    let internal = net::endpoint(opts.bind_internal, Some(net::server_config(&identity, &[ALPN_APP])?))?;
-    let login = net::endpoint(opts.bind_login, Some(net::server_config(&identity, &[ALPN_LOGIN])?))?;
+    let internal = net::endpoint(
+        opts.bind_internal,
+        Some(net::server_config(&identity, &[ALPN_APP])?),
+    )?;
+    let login = net::endpoint(
+        opts.bind_login,
+        Some(net::server_config(&identity, &[ALPN_LOGIN])?),
+    )?;
     let local = |ep: &quinn::Endpoint, addr: SocketAddr| {
-        ep.local_addr().map_err(|source| net::NetError::Bind { addr, source })
+        ep.local_addr()
+            .map_err(|source| net::NetError::Bind { addr, source })
     };
     let internal_addr = local(&internal, opts.bind_internal)?;
     let login_addr = local(&login, opts.bind_login)?;
@@ -107,17 +114,24 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
             addr: opts.bind_admin,
             source,
         })?;
-    let admin_addr = listener.local_addr().map_err(|source| ManagerError::Admin {
-        addr: opts.bind_admin,
-        source,
-    })?;
+    let admin_addr = listener
+        .local_addr()
+        .map_err(|source| ManagerError::Admin {
+            addr: opts.bind_admin,
+            source,
+        })?;
     let view = Arc::new(RwLock::new(ClusterView {
         login_addr: Some(login_addr),
         ..ClusterView::default()
     }));
     tokio::spawn(admin::serve(listener, view.clone()));
     let (checked_tx, checked) = mpsc::unbounded_channel();
-    let accounts = Accounts::open(&opts.data_dir.join("world.db"), opts.hash_cost, 2, checked_tx)?;
+    let accounts = Accounts::open(
+        &opts.data_dir.join("world.db"),
+        opts.hash_cost,
+        2,
+        checked_tx,
+    )?;
     let (joins_tx, joins) = mpsc::unbounded_channel();
     tokio::spawn(accept_apps(internal.clone(), joins_tx));
     let (logins_tx, logins) = mpsc::unbounded_channel();
@@ -127,7 +141,10 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     let span = tracing::info_span!("manager");
     tracing::info!(parent: &span, %internal_addr, %login_addr, %admin_addr, "manager up");
     let task = tokio::spawn(
-        run(core, accounts, view, joins, logins, checked, stop_rx, internal, login).instrument(span),
+        run(
+            core, accounts, view, joins, logins, checked, stop_rx, internal, login,
+        )
+        .instrument(span),
     );
     Ok(ManagerHandle {
         internal_addr,
@@ -138,7 +155,12 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     })
 }
 
-type Join = (quinn::Connection, AppMsg, quinn::SendStream, quinn::RecvStream);
+type Join = (
+    quinn::Connection,
+    AppMsg,
+    quinn::SendStream,
+    quinn::RecvStream,
+);
 
 async fn accept_apps(endpoint: quinn::Endpoint, joins: mpsc::UnboundedSender<Join>) {
     while let Some(incoming) = endpoint.accept().await {
@@ -202,7 +224,10 @@ async fn run(
     view: admin::Shared,
     mut joins: mpsc::UnboundedReceiver<Join>,
     mut logins: mpsc::UnboundedReceiver<LoginAsk>,
-    mut checked: mpsc::UnboundedReceiver<(LoginId, Result<tessera::storage::Account, StorageError>)>,
+    mut checked: mpsc::UnboundedReceiver<(
+        LoginId,
+        Result<tessera::storage::Account, StorageError>,
+    )>,
     mut stop: oneshot::Receiver<()>,
     internal: quinn::Endpoint,
     login: quinn::Endpoint,
@@ -262,8 +287,18 @@ async fn run(
                         let _ = tx.send(reply);
                     }
                 }
-                Output::CheckAccount { login, name, password, create } => {
-                    accounts.check(Check { login, name, password, create });
+                Output::CheckAccount {
+                    login,
+                    name,
+                    password,
+                    create,
+                } => {
+                    accounts.check(Check {
+                        login,
+                        name,
+                        password,
+                        create,
+                    });
                 }
                 Output::Drop(app) => {
                     if let Some((_, conn)) = links.remove(&app) {
@@ -279,8 +314,16 @@ async fn run(
 
 fn publish(core: &Manager, view: &admin::Shared) {
     let apps = core.apps();
-    let clients = apps.iter().filter(|a| a.role == Role::Baseapp.to_string()).map(|a| a.clients).sum();
-    let entities = apps.iter().filter(|a| a.role == Role::Cellapp.to_string()).map(|a| a.entities).sum();
+    let clients = apps
+        .iter()
+        .filter(|a| a.role == Role::Baseapp.to_string())
+        .map(|a| a.clients)
+        .sum();
+    let entities = apps
+        .iter()
+        .filter(|a| a.role == Role::Cellapp.to_string())
+        .map(|a| a.entities)
+        .sum();
     if let Ok(mut v) = view.write() {
         v.apps = apps;
         v.clients = clients;

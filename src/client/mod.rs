@@ -421,7 +421,11 @@ async fn pump(
             loop {
                 match frame::read_frame(&mut recv, max_frame, &mut buf).await {
                     Ok(true) => {
-                        if tx.send(Inbound::Frame(std::mem::take(&mut buf))).await.is_err() {
+                        if tx
+                            .send(Inbound::Frame(std::mem::take(&mut buf)))
+                            .await
+                            .is_err()
+                        {
                             return String::from("client dropped");
                         }
                     }

@@ -48,7 +48,13 @@ fn merge(into: &mut BTreeMap<u16, Value>, props: &[PropValue]) {
 
 impl View {
     /// A view of a client that was just welcomed.
-    pub fn new(me: EntityId, my_type: TypeId, my_pos: Pos, props: &[PropValue], bounds: [f32; 4]) -> View {
+    pub fn new(
+        me: EntityId,
+        my_type: TypeId,
+        my_pos: Pos,
+        props: &[PropValue],
+        bounds: [f32; 4],
+    ) -> View {
         let mut my_props = BTreeMap::new();
         merge(&mut my_props, props);
         View {

@@ -130,7 +130,12 @@ impl Cluster {
     }
 
     /// Logs a client in (creating the account if asked).
-    pub async fn login(&self, name: &str, password: &str, create: bool) -> Result<Client, ClientError> {
+    pub async fn login(
+        &self,
+        name: &str,
+        password: &str,
+        create: bool,
+    ) -> Result<Client, ClientError> {
         let mut last = None;
         // The baseapp links to the cellapp just after it registers; retry while the world comes up.
         for _ in 0..50 {
@@ -154,7 +159,9 @@ impl Cluster {
                 other => return other,
             }
         }
-        Err(ClientError::Protocol(format!("world never came up: {last:?}")))
+        Err(ClientError::Protocol(format!(
+            "world never came up: {last:?}"
+        )))
     }
 
     /// Stops everything in order: baseapps (saving every entity), cellapps, manager.

@@ -177,7 +177,10 @@ pub async fn run(a: BotsArgs) -> anyhow::Result<()> {
         let stop = stop_rx.clone();
         let (login, behavior) = (a.login, a.behavior);
         tasks.push(tokio::spawn(async move {
-            bot(i, &prefix, login, behavior, setup, endpoint, shared, ramp, stop).await
+            bot(
+                i, &prefix, login, behavior, setup, endpoint, shared, ramp, stop,
+            )
+            .await
         }));
     }
     let progress = {
@@ -244,13 +247,28 @@ pub async fn run(a: BotsArgs) -> anyhow::Result<()> {
         },
     };
     println!("──────── bots summary ────────");
-    println!("bots            {} ({} connected, {} login failures, {} disconnects)", report.bots, report.connected, report.login_failures, report.disconnects);
+    println!(
+        "bots            {} ({} connected, {} login failures, {} disconnects)",
+        report.bots, report.connected, report.login_failures, report.disconnects
+    );
     println!("duration        {:.1} s", report.duration_secs);
     println!("errors          {:?}", report.errors);
-    println!("AoI enters      {}   leaves {}", report.aoi_enters, report.aoi_leaves);
-    println!("positions       {:.0} updates/s", report.position_updates_per_sec);
-    println!("bytes per bot   {:.0} B/s in, {:.0} B/s out", report.bytes_in_per_bot_per_sec, report.bytes_out_per_bot_per_sec);
-    println!("AoI latency     p50 {:.1} ms, p99 {:.1} ms ({} samples)", report.aoi_latency_ms.p50, report.aoi_latency_ms.p99, report.aoi_latency_ms.samples);
+    println!(
+        "AoI enters      {}   leaves {}",
+        report.aoi_enters, report.aoi_leaves
+    );
+    println!(
+        "positions       {:.0} updates/s",
+        report.position_updates_per_sec
+    );
+    println!(
+        "bytes per bot   {:.0} B/s in, {:.0} B/s out",
+        report.bytes_in_per_bot_per_sec, report.bytes_out_per_bot_per_sec
+    );
+    println!(
+        "AoI latency     p50 {:.1} ms, p99 {:.1} ms ({} samples)",
+        report.aoi_latency_ms.p50, report.aoi_latency_ms.p99, report.aoi_latency_ms.samples
+    );
     if let Some(path) = &a.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write the report {}", path.display()))?;
@@ -280,7 +298,10 @@ async fn bot(
     let mut client = match connected {
         Ok(c) => c,
         Err(e) => {
-            shared.counters.login_failures.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters
+                .login_failures
+                .fetch_add(1, Ordering::Relaxed);
             shared.error(classify(&e));
             tracing::warn!(bot = %name, error = %e, "bot could not log in");
             return;
@@ -342,8 +363,14 @@ async fn bot(
             }
         }
     };
-    shared.counters.bytes_in.fetch_add(client.traffic.bytes_in, Ordering::Relaxed);
-    shared.counters.bytes_out.fetch_add(client.traffic.bytes_out, Ordering::Relaxed);
+    shared
+        .counters
+        .bytes_in
+        .fetch_add(client.traffic.bytes_in, Ordering::Relaxed);
+    shared
+        .counters
+        .bytes_out
+        .fetch_add(client.traffic.bytes_out, Ordering::Relaxed);
     if let Ok(mut l) = shared.latencies_us.lock() {
         l.extend(latencies);
     }

@@ -131,14 +131,21 @@ pub async fn stop_requested(stop_on_eof: bool) {
 }
 
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))
 }
 
 /// Runs the manager until asked to stop.
 pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
     ensure_dir(&a.common.data)?;
-    anyhow::ensure!(a.size.is_finite() && a.size > 0.0, "--size must be a positive number of metres");
-    anyhow::ensure!(a.tick_hz > 0 && a.tick_hz <= 100, "--tick-hz must be between 1 and 100");
+    anyhow::ensure!(
+        a.size.is_finite() && a.size > 0.0,
+        "--size must be a positive number of metres"
+    );
+    anyhow::ensure!(
+        a.tick_hz > 0 && a.tick_hz <= 100,
+        "--tick-hz must be between 1 and 100"
+    );
     let handle = tessera_manager::driver::start(tessera_manager::driver::Options {
         bind_internal: a.internal,
         bind_login: a.login,
@@ -196,7 +203,10 @@ pub async fn baseapp(a: BaseappArgs) -> anyhow::Result<()> {
     })
     .await
     .context("baseapp could not join the cluster")?;
-    println!("baseapp {} serving clients on {}", handle.app, handle.public_addr);
+    println!(
+        "baseapp {} serving clients on {}",
+        handle.app, handle.public_addr
+    );
     stop_requested(a.common.stop_on_eof).await;
     handle.stop().await;
     Ok(())

@@ -137,7 +137,12 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     tessera::net::load_or_create_identity(&a.data)?;
     let data = a.data.display().to_string();
     let common = |role: &str| -> Vec<String> {
-        vec![role.into(), "--data".into(), data.clone(), "--stop-on-eof".into()]
+        vec![
+            role.into(),
+            "--data".into(),
+            data.clone(),
+            "--stop-on-eof".into(),
+        ]
     };
     let mut manager = common("manager");
     manager.extend([
@@ -170,12 +175,20 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
                 "--seed".into(),
                 (i + 1).to_string(),
             ]);
-            cellapps.push(spawn(&format!("cellapp-{}", i + 1), args, "cellapp").await?.0);
+            cellapps.push(
+                spawn(&format!("cellapp-{}", i + 1), args, "cellapp")
+                    .await?
+                    .0,
+            );
         }
         for i in 0..a.baseapps {
             let mut args = common("baseapp");
             args.extend(["--manager".into(), a.internal.to_string()]);
-            baseapps.push(spawn(&format!("baseapp-{}", i + 1), args, "baseapp").await?.0);
+            baseapps.push(
+                spawn(&format!("baseapp-{}", i + 1), args, "baseapp")
+                    .await?
+                    .0,
+            );
         }
         println!(
             "world up: {} cellapp(s), {} baseapp(s), {} NPCs; Ctrl-C stops it",

@@ -12,8 +12,8 @@
 //! land in a border bucket too and are never found.
 
 use super::{is_within, query_box, query_is_valid, IdMap, SpatialIndex};
-use tessera::EntityId;
 use glam::Vec2;
+use tessera::EntityId;
 
 /// The bucket size used when the hint radius is not a positive finite number.
 pub const DEFAULT_CELL_SIZE: f32 = 64.0;

@@ -17,12 +17,12 @@ mod rtree;
 pub use grid::GridIndex;
 pub use rtree::RTreeIndex;
 
-use tessera::EntityId;
 use glam::Vec2;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::str::FromStr;
+use tessera::EntityId;
 
 /// The spatial index of one cell: entity positions on the x/z plane, queried by radius.
 pub trait SpatialIndex: Send {

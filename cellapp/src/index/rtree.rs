@@ -13,11 +13,11 @@
 //! the slot number), so a query reads positions by index, without hashing.
 
 use super::{is_within, query_box, query_is_valid, IdMap, SpatialIndex};
-use tessera::EntityId;
 use glam::Vec2;
 use rstar::primitives::{GeomWithData, Rectangle};
-use rstar::{RTree, RTreeParams, RStarInsertionStrategy, AABB};
+use rstar::{RStarInsertionStrategy, RTree, RTreeParams, AABB};
 use std::ops::ControlFlow;
+use tessera::EntityId;
 
 /// The slack, in metres, that [`RTreeIndex::new`] grows loose boxes by.
 pub const DEFAULT_SLACK: f32 = 4.0;

@@ -336,8 +336,16 @@ impl Client {
             assert!(!updates.is_empty(), "empty datagram");
             for u in updates {
                 assert!(updated.insert(u.entity), "{} updated twice", u.entity);
-                assert!(self.view.others.contains_key(&u.entity), "update of unseen {}", u.entity);
-                assert!(sent.pending.contains(&u.entity), "update of unchanged {}", u.entity);
+                assert!(
+                    self.view.others.contains_key(&u.entity),
+                    "update of unseen {}",
+                    u.entity
+                );
+                assert!(
+                    sent.pending.contains(&u.entity),
+                    "update of unchanged {}",
+                    u.entity
+                );
                 let e = &world.ents[&u.entity];
                 assert_eq!((u.pos, u.yaw), (e.pos.to_array(), e.yaw));
                 bytes_spent += encode_body(u).len();
@@ -347,12 +355,21 @@ impl Client {
             sent.datagrams.push(d);
         }
         assert!(updated.len() <= self.budget.updates);
-        assert!(bytes_spent <= self.budget.bytes, "{bytes_spent} bytes of updates");
+        assert!(
+            bytes_spent <= self.budget.bytes,
+            "{bytes_spent} bytes of updates"
+        );
         sent
     }
 
     /// Each stream message must make sense for the view it is applied to.
-    fn check_reliable(&self, world: &World, msg: &ServerMsg, now: u64, touched: &mut BTreeSet<EntityId>) {
+    fn check_reliable(
+        &self,
+        world: &World,
+        msg: &ServerMsg,
+        now: u64,
+        touched: &mut BTreeSet<EntityId>,
+    ) {
         let c = world.center();
         let r = self.witness.radius;
         let outer = r + self.budget.hysteresis;
@@ -366,10 +383,19 @@ impl Client {
                 sent_us,
             } => {
                 assert_ne!(*entity, ME, "the witness entered itself");
-                assert!(!self.view.others.contains_key(entity), "{entity} entered twice");
-                assert!(touched.insert(*entity), "{entity} entered and left in one tick");
+                assert!(
+                    !self.view.others.contains_key(entity),
+                    "{entity} entered twice"
+                );
+                assert!(
+                    touched.insert(*entity),
+                    "{entity} entered and left in one tick"
+                );
                 let e = world.ents.get(entity).expect("enter of a live entity");
-                assert!(dist2(e.pos, c) <= r * r, "{entity} entered from outside the radius");
+                assert!(
+                    dist2(e.pos, c) <= r * r,
+                    "{entity} entered from outside the radius"
+                );
                 assert_eq!(
                     (*type_id, *pos, *yaw, *sent_us),
                     (e.type_id, e.pos.to_array(), e.yaw, now)
@@ -379,20 +405,35 @@ impl Client {
                 assert_eq!(map, world.public_props(*entity));
             }
             ServerMsg::Leave { entity } => {
-                assert!(self.view.others.contains_key(entity), "{entity} left unseen");
-                assert!(touched.insert(*entity), "{entity} entered and left in one tick");
+                assert!(
+                    self.view.others.contains_key(entity),
+                    "{entity} left unseen"
+                );
+                assert!(
+                    touched.insert(*entity),
+                    "{entity} entered and left in one tick"
+                );
                 if let Some(e) = world.ents.get(entity) {
-                    assert!(dist2(e.pos, c) > outer * outer, "{entity} left from within the band");
+                    assert!(
+                        dist2(e.pos, c) > outer * outer,
+                        "{entity} left from within the band"
+                    );
                 }
             }
             ServerMsg::Props { entity, props } => {
-                assert!(self.view.others.contains_key(entity), "props of unseen {entity}");
+                assert!(
+                    self.view.others.contains_key(entity),
+                    "props of unseen {entity}"
+                );
                 assert!(!props.is_empty(), "empty props");
                 let e = &world.ents[entity];
                 let public = &world.types.public[e.type_id.0 as usize];
                 for (i, v) in props {
                     assert!(public.contains(i), "private property {i} of {entity} sent");
-                    assert!(e.dirty.contains(i), "unchanged property {i} of {entity} sent");
+                    assert!(
+                        e.dirty.contains(i),
+                        "unchanged property {i} of {entity} sent"
+                    );
                     assert_eq!(Some(v), e.props.get(*i as usize));
                 }
             }
@@ -402,10 +443,16 @@ impl Client {
                 yaw,
                 sent_us,
             } => {
-                assert!(self.view.others.contains_key(entity), "rest of unseen {entity}");
+                assert!(
+                    self.view.others.contains_key(entity),
+                    "rest of unseen {entity}"
+                );
                 let e = &world.ents[entity];
                 assert_eq!((*pos, *yaw, *sent_us), (e.pos.to_array(), e.yaw, now));
-                assert!(e.moved_tick + 1 < self.tick, "rest of {entity}, which moved last tick");
+                assert!(
+                    e.moved_tick + 1 < self.tick,
+                    "rest of {entity}, which moved last tick"
+                );
             }
             other => panic!("a witness sent {other:?}"),
         }
@@ -428,7 +475,10 @@ impl Client {
             }
         }
         for id in self.view.others.keys() {
-            assert!(*id != ME && world.ents.contains_key(id), "{id} seen but gone");
+            assert!(
+                *id != ME && world.ents.contains_key(id),
+                "{id} seen but gone"
+            );
             assert!(self.witness.knows(*id));
         }
         assert!(!self.witness.knows(ME));
@@ -442,7 +492,11 @@ impl Client {
             assert_eq!(s.type_id, e.type_id);
             assert_eq!(s.props, world.public_props(*id), "props of {id}");
             if exact {
-                assert_eq!((s.pos, s.yaw), (e.pos.to_array(), e.yaw), "position of {id}");
+                assert_eq!(
+                    (s.pos, s.yaw),
+                    (e.pos.to_array(), e.yaw),
+                    "position of {id}"
+                );
             }
         }
     }
@@ -567,17 +621,19 @@ fn tick_ops() -> impl Strategy<Value = TickOps> {
         prop::bool::weighted(0.2),
         any::<u64>(),
     )
-        .prop_map(|(moves, me, spawn, despawn, props, extra, noise, crowd, shuffle)| TickOps {
-            moves,
-            me,
-            spawn,
-            despawn,
-            props,
-            extra,
-            noise,
-            crowd,
-            shuffle,
-        })
+        .prop_map(
+            |(moves, me, spawn, despawn, props, extra, noise, crowd, shuffle)| TickOps {
+                moves,
+                me,
+                spawn,
+                despawn,
+                props,
+                extra,
+                noise,
+                crowd,
+                shuffle,
+            },
+        )
 }
 
 #[derive(Clone, Debug)]
@@ -707,7 +763,11 @@ fn settle(world: &World, client: &mut Client, ticks: usize) {
         let sent = client.step(world);
         client.check_membership(world, &before);
         client.check_state(world, false);
-        assert_eq!(client.in_view(), before, "membership changed in a still world");
+        assert_eq!(
+            client.in_view(),
+            before,
+            "membership changed in a still world"
+        );
         for m in &sent.reliable {
             match m {
                 ServerMsg::Rest { entity, .. } => {
@@ -859,10 +919,15 @@ fn public_indices_follow_the_flags() {
     let names = |ty: &str, idx: &[u16]| -> BTreeSet<String> {
         let defs = tessera::demo::definitions();
         let t = defs.by_name(ty).unwrap();
-        idx.iter().map(|&i| t.properties[i as usize].name.clone()).collect()
+        idx.iter()
+            .map(|&i| t.properties[i as usize].name.clone())
+            .collect()
     };
     let want = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-    assert_eq!(names("Avatar", &types.public[avatar]), want(&["emote", "name", "title"]));
+    assert_eq!(
+        names("Avatar", &types.public[avatar]),
+        want(&["emote", "name", "title"])
+    );
     assert_eq!(names("Npc", &types.public[npc]), want(&["mood", "name"]));
 }
 
@@ -882,7 +947,10 @@ fn entity_inside_the_radius_enters_once_with_public_props_only() {
         else {
             panic!("want one enter, got {:?}", sent.reliable);
         };
-        assert_eq!((*entity, *type_id, *pos), (EntityId(7), type_named(ty), [30.0, 1.0, -20.0]));
+        assert_eq!(
+            (*entity, *type_id, *pos),
+            (EntityId(7), type_named(ty), [30.0, 1.0, -20.0])
+        );
         let idx: Vec<u16> = props.iter().map(|(i, _)| *i).collect();
         let e = &world.ents[&EntityId(7)];
         assert_eq!(idx, world.types.public[e.type_id.0 as usize]);
@@ -891,10 +959,16 @@ fn entity_inside_the_radius_enters_once_with_public_props_only() {
         }
         if ty == "Avatar" {
             for private in ["health", "pings", "gold", "last_login"] {
-                assert!(!idx.contains(&prop_index("Avatar", private)), "{private} was sent");
+                assert!(
+                    !idx.contains(&prop_index("Avatar", private)),
+                    "{private} was sent"
+                );
             }
         }
-        assert!(client.step(&world).is_empty(), "a known still entity sends nothing");
+        assert!(
+            client.step(&world).is_empty(),
+            "a known still entity sends nothing"
+        );
     }
 }
 
@@ -926,7 +1000,12 @@ fn hysteresis_band_keeps_but_never_adds() {
     walk(&mut world, &client, -15.5);
     let sent = client.step(&world);
     assert!(sent.datagrams.is_empty());
-    assert_eq!(sent.reliable, vec![ServerMsg::Leave { entity: EntityId(7) }]);
+    assert_eq!(
+        sent.reliable,
+        vec![ServerMsg::Leave {
+            entity: EntityId(7)
+        }]
+    );
     assert!(client.step(&world).is_empty());
     // Back into the band: not added.
     walk(&mut world, &client, -12.0);
@@ -935,21 +1014,42 @@ fn hysteresis_band_keeps_but_never_adds() {
     // Exactly on the radius: enters.
     walk(&mut world, &client, -10.0);
     let sent = client.step(&world);
-    assert!(matches!(sent.reliable.as_slice(), [ServerMsg::Enter { entity: EntityId(7), .. }]));
+    assert!(matches!(
+        sent.reliable.as_slice(),
+        [ServerMsg::Enter {
+            entity: EntityId(7),
+            ..
+        }]
+    ));
 }
 
 #[test]
 fn entity_moving_past_the_band_leaves_once() {
     let (mut world, mut client) = one_entity("Avatar", Vec3::new(0.0, 0.0, 45.0));
     client.step(&world);
-    world.move_to(EntityId(7), Vec3::new(0.0, 0.0, 54.0), 0.25, client.next_tick());
+    world.move_to(
+        EntityId(7),
+        Vec3::new(0.0, 0.0, 54.0),
+        0.25,
+        client.next_tick(),
+    );
     let sent = client.step(&world);
     assert!(sent.reliable.is_empty());
     assert_eq!(sent.updated(), BTreeSet::from([EntityId(7)]));
-    world.move_to(EntityId(7), Vec3::new(0.0, 0.0, 56.0), 0.25, client.next_tick());
+    world.move_to(
+        EntityId(7),
+        Vec3::new(0.0, 0.0, 56.0),
+        0.25,
+        client.next_tick(),
+    );
     // The index may still report it: it is filtered all the same.
     let sent = client.step_with(&world, vec![EntityId(7)]);
-    assert_eq!(sent.reliable, vec![ServerMsg::Leave { entity: EntityId(7) }]);
+    assert_eq!(
+        sent.reliable,
+        vec![ServerMsg::Leave {
+            entity: EntityId(7)
+        }]
+    );
     assert!(sent.datagrams.is_empty());
     for _ in 0..3 {
         assert!(client.step(&world).is_empty());
@@ -963,7 +1063,12 @@ fn vanished_entity_leaves_once() {
     world.ents.remove(&EntityId(7));
     // Even if a stale index still names it.
     let sent = client.step_with(&world, vec![EntityId(7)]);
-    assert_eq!(sent.reliable, vec![ServerMsg::Leave { entity: EntityId(7) }]);
+    assert_eq!(
+        sent.reliable,
+        vec![ServerMsg::Leave {
+            entity: EntityId(7)
+        }]
+    );
     assert!(client.step(&world).is_empty());
 }
 
@@ -974,7 +1079,14 @@ fn three_hundred_movers_split_into_datagrams_within_the_limit() {
         for i in 0..300u64 {
             let a = i as f32 * 0.02;
             let d = 5.0 + i as f32 * 0.3;
-            world.spawn(EntityId(base + i), TypeId(1), Vec3::new(d * a.cos(), 0.0, d * a.sin()), 0.0, 0, 0);
+            world.spawn(
+                EntityId(base + i),
+                TypeId(1),
+                Vec3::new(d * a.cos(), 0.0, d * a.sin()),
+                0.0,
+                0,
+                0,
+            );
         }
         let budget = Budget {
             bytes: usize::MAX,
@@ -996,7 +1108,12 @@ fn three_hundred_movers_split_into_datagrams_within_the_limit() {
         // Full datagrams, not one update each.
         let (last, full) = sent.sizes.split_last().unwrap();
         assert!(*last <= budget.datagram);
-        assert!(full.iter().all(|&s| s <= budget.datagram && s > budget.datagram * 9 / 10), "{:?}", sent.sizes);
+        assert!(
+            full.iter()
+                .all(|&s| s <= budget.datagram && s > budget.datagram * 9 / 10),
+            "{:?}",
+            sent.sizes
+        );
         // Nearest first across the datagrams (the entities are by distance in id order).
         let order: Vec<u64> = sent.updates().iter().map(|u| u.entity.0 - base).collect();
         assert_eq!(order, (0..300).collect::<Vec<_>>());
@@ -1008,7 +1125,7 @@ fn three_hundred_movers_split_into_datagrams_within_the_limit() {
 fn entity_stopping_after_a_datagram_rests_once_two_ticks_later() {
     let (mut world, mut client) = one_entity("Npc", Vec3::new(10.0, 0.0, 0.0));
     assert_eq!(client.step(&world).reliable.len(), 1); // tick 1: enter
-    // Tick 2: moves; the datagram may be lost.
+                                                       // Tick 2: moves; the datagram may be lost.
     world.move_to(EntityId(7), Vec3::new(11.0, 0.0, 0.0), 0.5, 2);
     let sent = client.step(&world);
     assert!(sent.reliable.is_empty());
@@ -1119,7 +1236,10 @@ fn changed_public_props_of_a_known_entity_are_sent_alone() {
     let got: BTreeMap<u16, Value> = props.iter().cloned().collect();
     assert_eq!(
         got,
-        BTreeMap::from([(title, Value::String("hero".into())), (emote, Value::Int(43))])
+        BTreeMap::from([
+            (title, Value::String("hero".into())),
+            (emote, Value::Int(43))
+        ])
     );
     assert_eq!(props.len(), 2);
     world.end_tick();
@@ -1135,11 +1255,19 @@ fn props_of_unseen_entities_are_not_sent() {
     assert!(client.step_with(&world, vec![EntityId(7)]).is_empty());
     world.end_tick();
     // It enters later with the current values.
-    world.move_to(EntityId(7), Vec3::new(20.0, 0.0, 0.0), 0.25, client.next_tick());
+    world.move_to(
+        EntityId(7),
+        Vec3::new(20.0, 0.0, 0.0),
+        0.25,
+        client.next_tick(),
+    );
     let sent = client.step(&world);
     assert_eq!(sent.reliable.len(), 1);
     client.check_state(&world, true);
-    assert_eq!(client.view.others[&EntityId(7)].props[&prop_index("Npc", "mood")], Value::Int(3));
+    assert_eq!(
+        client.view.others[&EntityId(7)].props[&prop_index("Npc", "mood")],
+        Value::Int(3)
+    );
 }
 
 #[test]
@@ -1184,13 +1312,19 @@ fn far_mover_is_not_starved_by_a_near_one() {
 /// far one instead (priority 60/20 = 3 beats 10/2 = 5), and keeps the near
 /// one waiting behind far movers for several ticks.
 #[test]
-#[ignore = "witness bug: update age counts ticks since the last send, not ticks waited, so far entities that were at rest jump ahead of near movers"]
 fn equal_wait_sends_the_nearest_mover_whatever_the_history() {
     let mut world = World::new(Vec3::ZERO);
     let near = EntityId(1);
     let far: Vec<EntityId> = (2..8).map(EntityId).collect();
     for (i, id) in far.iter().enumerate() {
-        world.spawn(*id, TypeId(1), Vec3::new(60.0 + 5.0 * i as f32, 0.0, 0.0), 0.0, 0, 0);
+        world.spawn(
+            *id,
+            TypeId(1),
+            Vec3::new(60.0 + 5.0 * i as f32, 0.0, 0.0),
+            0.0,
+            0,
+            0,
+        );
     }
     // The near entity is out of range until tick 19.
     world.spawn(near, TypeId(1), Vec3::new(0.0, 0.0, 500.0), 0.0, 0, 0);
@@ -1204,7 +1338,9 @@ fn equal_wait_sends_the_nearest_mover_whatever_the_history() {
     }
     world.move_to(near, Vec3::new(0.0, 0.0, 10.0), 0.0, 19);
     let sent = client.step(&world);
-    assert!(matches!(sent.reliable.as_slice(), [ServerMsg::Enter { entity, .. }] if *entity == near));
+    assert!(
+        matches!(sent.reliable.as_slice(), [ServerMsg::Enter { entity, .. }] if *entity == near)
+    );
     // Tick 20: everything moves by a metre.
     for id in std::iter::once(near).chain(far.iter().copied()) {
         let e = &world.ents[&id];

@@ -86,7 +86,11 @@ async fn every_bot_sees_the_truth() {
     }
     let truth = cluster.cellapps[0].snapshot().await;
     let by_id: BTreeMap<EntityId, _> = truth.iter().map(|s| (s.id, s)).collect();
-    assert_eq!(truth.len(), 200 + BOTS, "every NPC and bot is real on the cell");
+    assert_eq!(
+        truth.len(),
+        200 + BOTS,
+        "every NPC and bot is real on the cell"
+    );
     let defs = &cluster.setup.defs;
     let mut checked = 0;
     for c in &clients {
@@ -105,7 +109,13 @@ async fn every_bot_sees_the_truth() {
                         me.id,
                         other.id
                     );
-                    assert_eq!(seen.pos, other.pos.to_array(), "{} sees {} at a stale position", me.id, other.id);
+                    assert_eq!(
+                        seen.pos,
+                        other.pos.to_array(),
+                        "{} sees {} at a stale position",
+                        me.id,
+                        other.id
+                    );
                     let ty = defs.get(other.type_id).expect("type");
                     for p in ty.properties.iter().filter(|p| p.flags.other_clients()) {
                         assert_eq!(
@@ -119,13 +129,25 @@ async fn every_bot_sees_the_truth() {
                     }
                     checked += 1;
                 }
-                None => assert!(d > radius, "{} misses {} at {d:.1} m (radius {radius})", me.id, other.id),
+                None => assert!(
+                    d > radius,
+                    "{} misses {} at {d:.1} m (radius {radius})",
+                    me.id,
+                    other.id
+                ),
             }
         }
         for seen in c.view.others.keys() {
-            assert!(by_id.contains_key(seen), "{} sees {seen}, which does not exist", me.id);
+            assert!(
+                by_id.contains_key(seen),
+                "{} sees {seen}, which does not exist",
+                me.id
+            );
         }
     }
-    assert!(checked > BOTS * 10, "the views were not trivially empty ({checked} sightings)");
+    assert!(
+        checked > BOTS * 10,
+        "the views were not trivially empty ({checked} sightings)"
+    );
     cluster.stop().await;
 }

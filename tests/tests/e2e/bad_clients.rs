@@ -29,15 +29,24 @@ async fn offenders_are_disconnected_and_others_carry_on() {
         },
     )
     .await;
-    let mut good = cluster.login("good", "pw", true).await.expect("good client");
+    let mut good = cluster
+        .login("good", "pw", true)
+        .await
+        .expect("good client");
 
     let mut garbage = cluster.login("garbage", "pw", true).await.expect("login");
-    garbage.send_raw(&frame_bytes(&[0xff, 0xff, 0xff, 0xff, 0xff])).await.expect("sent");
+    garbage
+        .send_raw(&frame_bytes(&[0xff, 0xff, 0xff, 0xff, 0xff]))
+        .await
+        .expect("sent");
     let why = reason(wait_closed(&mut garbage, 5).await);
     assert!(why.contains("undecodable frame"), "{why}");
 
     let mut oversize = cluster.login("oversize", "pw", true).await.expect("login");
-    oversize.send_raw(&(10_000_000u32).to_le_bytes()).await.expect("sent");
+    oversize
+        .send_raw(&(10_000_000u32).to_le_bytes())
+        .await
+        .expect("sent");
     let why = reason(wait_closed(&mut oversize, 5).await);
     assert!(why.contains("exceeds the limit"), "{why}");
 
@@ -52,19 +61,29 @@ async fn offenders_are_disconnected_and_others_carry_on() {
     assert!(why.contains("non-finite"), "{why}");
 
     let mut forbidden = cluster.login("forbidden", "pw", true).await.expect("login");
-    forbidden.call("set_health", vec![Value::Int(1_000_000)]).await.expect("sent");
+    forbidden
+        .call("set_health", vec![Value::Int(1_000_000)])
+        .await
+        .expect("sent");
     let why = reason(wait_closed(&mut forbidden, 5).await);
     assert!(why.contains("may not be called by clients"), "{why}");
 
     let mut wrong_args = cluster.login("wrongargs", "pw", true).await.expect("login");
-    wrong_args.call("set_title", vec![Value::Int(3)]).await.expect("sent");
+    wrong_args
+        .call("set_title", vec![Value::Int(3)])
+        .await
+        .expect("sent");
     let why = reason(wait_closed(&mut wrong_args, 5).await);
     assert!(why.contains("argument 0"), "{why}");
 
     // Too fast: the move is refused and the client is put back, but keeps its connection.
     let mut speeder = cluster.login("speeder", "pw", true).await.expect("login");
     let start = speeder.view.my_pos;
-    let far = [(start[0] + 150.0) % 200.0, start[1], (start[2] + 150.0) % 200.0];
+    let far = [
+        (start[0] + 150.0) % 200.0,
+        start[1],
+        (start[2] + 150.0) % 200.0,
+    ];
     speeder.send_move(far, 0.0).expect("sent");
     let ev = wait_for(&mut speeder, 5, |_, e| matches!(e, Event::Corrected { .. }))
         .await
@@ -73,11 +92,20 @@ async fn offenders_are_disconnected_and_others_carry_on() {
         Event::Corrected { reason } => assert!(reason.contains("allowed"), "{reason}"),
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(speeder.view.my_pos, start, "the client is put back where it was");
+    assert_eq!(
+        speeder.view.my_pos, start,
+        "the client is put back where it was"
+    );
     let truth = cluster.cellapps[0].snapshot().await;
-    let real = truth.iter().find(|s| s.id == speeder.view.me).expect("speeder is real");
+    let real = truth
+        .iter()
+        .find(|s| s.id == speeder.view.me)
+        .expect("speeder is real");
     assert_eq!(real.pos.to_array(), start, "the server did not move it");
-    assert!(speeder.close_reason().is_none(), "a refused move costs no connection");
+    assert!(
+        speeder.close_reason().is_none(),
+        "a refused move costs no connection"
+    );
 
     // Every disconnection was logged with its reason.
     let log = logs();

@@ -18,19 +18,21 @@ fn prop(client: &Client, setup: &Setup, name: &str) -> Option<Value> {
 async fn position_and_properties_survive_logout_and_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
-    let mut alice = cluster.login("alice", "secret", true).await.expect("alice logs in");
+    let mut alice = cluster
+        .login("alice", "secret", true)
+        .await
+        .expect("alice logs in");
     let [x, y, z] = alice.view.my_pos;
-    let target = [
-        (x + 6.0).clamp(1.0, 399.0),
-        y,
-        (z - 4.0).clamp(1.0, 399.0),
-    ];
+    let target = [(x + 6.0).clamp(1.0, 399.0), y, (z - 4.0).clamp(1.0, 399.0)];
     walk_to(&mut alice, target).await;
     alice
         .call("set_title", vec![Value::String("explorer".into())])
         .await
         .expect("call");
-    alice.call("add_gold", vec![Value::Int(42)]).await.expect("call");
+    alice
+        .call("add_gold", vec![Value::Int(42)])
+        .await
+        .expect("call");
     let setup = cluster.setup.clone();
     wait_for(&mut alice, 5, |c, _| {
         prop(c, &setup, "title") == Some(Value::String("explorer".into()))
@@ -42,17 +44,26 @@ async fn position_and_properties_survive_logout_and_restart() {
 
     let check = |c: &Client| {
         assert_eq!(c.view.my_pos, target, "saved position comes back");
-        assert_eq!(prop(c, &setup, "title"), Some(Value::String("explorer".into())));
+        assert_eq!(
+            prop(c, &setup, "title"),
+            Some(Value::String("explorer".into()))
+        );
         assert_eq!(prop(c, &setup, "gold"), Some(Value::Int(42)));
     };
-    let again = cluster.login("alice", "secret", false).await.expect("alice logs in again");
+    let again = cluster
+        .login("alice", "secret", false)
+        .await
+        .expect("alice logs in again");
     check(&again);
     again.logout().await.expect("logout");
 
     // The whole world stops and starts again on the same files.
     cluster.stop().await;
     let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
-    let back = cluster.login("alice", "secret", false).await.expect("alice after restart");
+    let back = cluster
+        .login("alice", "secret", false)
+        .await
+        .expect("alice after restart");
     check(&back);
     back.logout().await.expect("logout");
     cluster.stop().await;
@@ -67,15 +78,23 @@ async fn unsaved_session_is_saved_on_shutdown() {
         .await
         .expect("call");
     let setup = cluster.setup.clone();
-    wait_for(&mut bob, 5, |c, _| prop(c, &setup, "title") == Some(Value::String("stayed".into())))
-        .await
-        .expect("title set");
+    wait_for(&mut bob, 5, |c, _| {
+        prop(c, &setup, "title") == Some(Value::String("stayed".into()))
+    })
+    .await
+    .expect("title set");
     // No logout: the world stops under the player.
     cluster.stop().await;
     drop(bob);
     let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
-    let back = cluster.login("bob", "pw", false).await.expect("bob after restart");
-    assert_eq!(prop(&back, &setup, "title"), Some(Value::String("stayed".into())));
+    let back = cluster
+        .login("bob", "pw", false)
+        .await
+        .expect("bob after restart");
+    assert_eq!(
+        prop(&back, &setup, "title"),
+        Some(Value::String("stayed".into()))
+    );
     cluster.stop().await;
 }
 
@@ -83,7 +102,10 @@ async fn unsaved_session_is_saved_on_shutdown() {
 async fn wrong_password_and_other_definitions_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
-    let carol = cluster.login("carol", "right", true).await.expect("carol created");
+    let carol = cluster
+        .login("carol", "right", true)
+        .await
+        .expect("carol created");
     carol.logout().await.expect("logout");
     match cluster.login("carol", "wrong", false).await {
         Err(ClientError::LoginRefused {
@@ -129,7 +151,15 @@ async fn wrong_password_and_other_definitions_are_refused() {
     )
     .await
     .expect("login");
-    match Client::connect_with_digest(&cluster.endpoint, &cluster.setup, baseapp, ticket, other.defs.digest).await {
+    match Client::connect_with_digest(
+        &cluster.endpoint,
+        &cluster.setup,
+        baseapp,
+        ticket,
+        other.defs.digest,
+    )
+    .await
+    {
         Err(ClientError::Refused(reason)) => {
             assert!(reason.contains("definitions digest mismatch"), "{reason}")
         }
