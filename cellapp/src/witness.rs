@@ -151,8 +151,9 @@ pub struct Witness {
     pub radius: f32,
     known: Vec<(EntityId, Known)>,
     next: Vec<(EntityId, Known)>,
-    cands: Vec<Brief>,
-    moving: Vec<(f32, u32, u32)>,
+    order: Vec<(EntityId, u32)>,
+    /// Movers: (priority bits << 32 | slot in `known`, candidate index).
+    moving: Vec<(u64, u32)>,
 }
 
 fn public_props(v: &PropsView<'_>, only: Option<&[u16]>) -> Vec<PropValue> {
@@ -174,7 +175,7 @@ impl Witness {
             radius,
             known: Vec::new(),
             next: Vec::new(),
-            cands: Vec::new(),
+            order: Vec::new(),
             moving: Vec::new(),
         }
     }
@@ -236,21 +237,27 @@ impl Witness {
         let outer2 = outer * outer;
         self.moving.clear();
         self.next.clear();
-        self.cands.clear();
-        self.cands
-            .extend(candidates.iter().copied().filter(|b| b.id != me));
-        self.cands.sort_unstable_by_key(|b| b.id);
-        self.cands.dedup_by_key(|b| b.id);
+        // Sort small (id, position) pairs, not whole briefs.
+        self.order.clear();
+        self.order.extend(
+            candidates
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.id != me)
+                .map(|(i, b)| (b.id, i as u32)),
+        );
+        self.order.sort_unstable();
+        self.order.dedup_by_key(|(id, _)| *id);
         let (mut i, mut j) = (0, 0);
         loop {
             let k = self.known.get(i).map(|(id, _)| *id);
-            let c = self.cands.get(j).map(|b| b.id);
+            let c = self.order.get(j).map(|(id, _)| *id);
             let (id, old, cand) = match (k, c) {
                 (None, None) => break,
                 (Some(k), Some(c)) if k == c => {
                     i += 1;
                     j += 1;
-                    (k, Some(self.known[i - 1].1), Some(j - 1))
+                    (k, Some(self.known[i - 1].1), Some(self.order[j - 1].1))
                 }
                 (Some(k), Some(c)) if k < c => {
                     i += 1;
@@ -262,7 +269,7 @@ impl Witness {
                 }
                 (_, Some(c)) => {
                     j += 1;
-                    (c, None, Some(j - 1))
+                    (c, None, Some(self.order[j - 1].1))
                 }
             };
             // An id the candidates lack (known only) has left the outer radius.
@@ -271,7 +278,7 @@ impl Witness {
                     .push(encode_body(&ServerMsg::Leave { entity: id }));
                 continue;
             };
-            let v = self.cands[cand];
+            let v = candidates[cand as usize];
             let d2 = (v.pos.x - center.x).powi(2) + (v.pos.z - center.z).powi(2);
             match old {
                 None if d2 <= r2 => {
@@ -308,11 +315,10 @@ impl Witness {
                     if k.sent != v.pos || k.sent_yaw != v.yaw {
                         // Nearest first, but an update that waited gets closer to the front.
                         let age = (tick - k.sent_tick) as f32;
-                        self.moving.push((
-                            d2.sqrt() / (1.0 + age),
-                            self.next.len() as u32,
-                            cand as u32,
-                        ));
+                        // A non-negative float's bits order like the float.
+                        let priority = (d2.sqrt() / (1.0 + age)).to_bits();
+                        self.moving
+                            .push(((u64::from(priority) << 32) | self.next.len() as u64, cand));
                     } else {
                         // The client is current: an update it needs later waits from now.
                         k.sent_tick = tick;
@@ -334,31 +340,35 @@ impl Witness {
             }
         }
         std::mem::swap(&mut self.known, &mut self.next);
-        self.send_positions(tick, now_us, budget, out);
+        self.send_positions(tick, now_us, candidates, budget, out);
     }
 
-    fn send_positions(&mut self, tick: u64, now_us: u64, budget: &Budget, out: &mut WitnessOut) {
+    fn send_positions(
+        &mut self,
+        tick: u64,
+        now_us: u64,
+        candidates: &[Brief],
+        budget: &Budget,
+        out: &mut WitnessOut,
+    ) {
         if self.moving.is_empty() || budget.updates == 0 {
             return;
         }
-        let by_priority =
-            |a: &(f32, u32, u32), b: &(f32, u32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
         if self.moving.len() > budget.updates {
-            self.moving
-                .select_nth_unstable_by(budget.updates - 1, by_priority);
+            self.moving.select_nth_unstable(budget.updates - 1);
             self.moving.truncate(budget.updates);
         }
-        self.moving.sort_unstable_by(by_priority);
+        self.moving.sort_unstable();
         // Variant, timestamp and count.
         const HEADER: usize = 1 + 10 + 3;
         let mut spent = 0usize;
         let mut batch: Vec<PosUpdate> = Vec::new();
         let mut batch_bytes = HEADER;
-        for &(_, slot, cand) in &self.moving {
-            let Some((id, k)) = self.known.get_mut(slot as usize) else {
+        for &(key, cand) in &self.moving {
+            let Some((id, k)) = self.known.get_mut((key & 0xffff_ffff) as usize) else {
                 continue;
             };
-            let Some(v) = self.cands.get(cand as usize) else {
+            let Some(v) = candidates.get(cand as usize) else {
                 continue;
             };
             let size = varint_len(id.0) + 16;
@@ -394,7 +404,7 @@ impl Witness {
 }
 
 fn varint_len(v: u64) -> usize {
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 #[cfg(test)]

@@ -5,10 +5,14 @@
 //! the hysteresis band only keeps what was already seen, and what is seen has
 //! the true type, public properties and (with an unlimited budget, or once the
 //! world is still) the true position. With a small budget the nearest movers
-//! go first and the view still converges. Unit tests pin the single messages:
-//! one `Enter` with public properties only, one `Leave`, nothing for an entity
-//! resting in the band, datagrams within their size limit, one `Rest` after a
-//! datagram-only move, and `Props` with only the changed public properties.
+//! go first (an update waits from when its entity moved, not from its last
+//! send), far movers are not starved, and the view still converges. Every
+//! tick also runs a twin witness through [`Witness::update_briefs`] (the
+//! cell's path), whose bytes must equal those of [`Witness::update`]. Unit
+//! tests pin the single messages: one `Enter` with public properties only,
+//! one `Leave`, nothing for an entity resting in the band, datagrams within
+//! their size limit, one `Rest` after a datagram-only move, and `Props` with
+//! only the changed public properties.
 #![allow(clippy::unwrap_used)]
 
 use super::*;
@@ -238,6 +242,9 @@ impl Sent {
 /// A witness and the view of its client.
 struct Client {
     witness: Witness,
+    /// Fed the same ticks through [`Witness::update_briefs`] (the cell's
+    /// path); its output must be byte for byte the same.
+    twin: Option<Witness>,
     view: View,
     budget: Budget,
     tick: u64,
@@ -247,6 +254,7 @@ impl Client {
     fn new(radius: f32, budget: Budget) -> Client {
         Client {
             witness: Witness::new(radius),
+            twin: Some(Witness::new(radius)),
             view: View::new(ME, TypeId(0), [0.0; 3], &[], [0.0, 0.0, 400.0, 400.0]),
             budget,
             tick: 0,
@@ -303,6 +311,35 @@ impl Client {
             &self.budget,
             &mut out,
         );
+        if let Some(twin) = &mut self.twin {
+            let briefs: Vec<Brief> = cands
+                .iter()
+                .filter_map(|id| {
+                    let e = world.ents.get(id)?;
+                    Some(Brief {
+                        id: *id,
+                        type_id: e.type_id,
+                        pos: e.pos,
+                        yaw: e.yaw,
+                        moved_tick: e.moved_tick,
+                        dirty: !e.dirty.is_empty(),
+                    })
+                })
+                .collect();
+            let mut twin_out = WitnessOut::default();
+            twin.update_briefs(
+                ME,
+                world.center(),
+                self.tick,
+                now,
+                &briefs,
+                |id| world.visible(id),
+                &self.budget,
+                &mut twin_out,
+            );
+            assert_eq!(twin_out.reliable, out.reliable, "update_briefs differs");
+            assert_eq!(twin_out.datagrams, out.datagrams, "update_briefs differs");
+        }
         let mut sent = Sent::default();
         let mut touched = BTreeSet::new();
         for bytes in &out.reliable {
@@ -601,7 +638,8 @@ struct TickOps {
     props: Vec<(usize, usize, i64)>,
     /// Entities to add to the candidates if they are not there already.
     extra: Vec<usize>,
-    /// Add the witness's own id and an unknown id to the candidates.
+    /// Add the witness's own id, an unknown id and a repeated id to the
+    /// candidates.
     noise: bool,
     /// Everything takes a small step (a crowd moving at once).
     crowd: bool,
@@ -743,6 +781,9 @@ fn run_case(case: &Case, budget: Budget, exact: bool) -> (World, Client) {
         if ops.noise {
             cands.push(ME);
             cands.push(NOBODY);
+            if let Some(&first) = cands.first() {
+                cands.push(first);
+            }
         }
         cands.shuffle(&mut rng);
         let sent = client.step_with(&world, cands);
@@ -1152,6 +1193,7 @@ fn entity_stopping_after_a_datagram_rests_once_two_ticks_later() {
 #[test]
 fn rest_repairs_a_lost_datagram() {
     let (mut world, mut client) = one_entity("Avatar", Vec3::new(10.0, 0.0, 0.0));
+    client.twin = None;
     client.step(&world);
     world.move_to(EntityId(7), Vec3::new(12.0, 0.0, 3.0), 1.0, 2);
     // The client never gets this tick's datagram.
@@ -1303,14 +1345,13 @@ fn far_mover_is_not_starved_by_a_near_one() {
 }
 
 /// The priority of a position update is its distance divided by one plus the
-/// ticks it waited. An update waits from the tick its entity moved; the
-/// witness instead counts from the last time it sent that entity's position
-/// (or its enter), so time an entity spent at rest counts as waiting. Here a
-/// near entity entered a tick ago and far ones twenty ticks ago; all were
-/// still, then all move at once. Every update has waited equally, so with
-/// room for one update the nearest mover must go first; the witness sends a
-/// far one instead (priority 60/20 = 3 beats 10/2 = 5), and keeps the near
-/// one waiting behind far movers for several ticks.
+/// ticks it waited, and an update waits from the tick its entity moved, not
+/// from the last time its position was sent: time spent at rest is not
+/// waiting. Here a near entity entered a tick ago and far ones twenty ticks
+/// ago; all were still, then all move at once. Every update has waited
+/// equally, so with room for one update the nearest mover goes first.
+/// (Counting from the last send, as the witness once did, sends a far one:
+/// 60/20 = 3 beats 10/2 = 5.)
 #[test]
 fn equal_wait_sends_the_nearest_mover_whatever_the_history() {
     let mut world = World::new(Vec3::ZERO);
