@@ -21,7 +21,7 @@ impl Time {
     }
 
     /// This time plus a duration.
-    pub fn add(self, d: Duration) -> Time {
+    pub fn plus(self, d: Duration) -> Time {
         Time(self.0.saturating_add(d.as_micros() as u64))
     }
 

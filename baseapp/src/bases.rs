@@ -668,7 +668,7 @@ impl Baseapp {
                 self.rng.fill_bytes(&mut bytes);
                 let ticket = Ticket(bytes);
                 self.tickets
-                    .insert(ticket, (account, now.add(self.cfg.ticket_ttl)));
+                    .insert(ticket, (account, now.plus(self.cfg.ticket_ttl)));
                 self.out
                     .push(Output::App(MANAGER, AppMsg::TicketIssued { req, ticket }));
             }

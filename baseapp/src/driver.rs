@@ -474,12 +474,12 @@ impl Driver {
                     }
                 }
                 Output::Store(op) => self.store.submit(op),
-                Output::Client(id, out) => self.to_client(id, out),
+                Output::Client(id, out) => self.deliver(id, out),
             }
         }
     }
 
-    fn to_client(&mut self, id: ClientId, out: ClientOut) {
+    fn deliver(&mut self, id: ClientId, out: ClientOut) {
         let Some(c) = self.conns.get(&id) else { return };
         match out {
             ClientOut::Reliable(bytes) => {

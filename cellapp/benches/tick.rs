@@ -111,7 +111,7 @@ fn cell(w: &Workload, index: IndexKind) -> Cell {
                 type_id: watcher,
                 state: CellState {
                     pos: [rng.gen_range(0.0..w.size), 0.0, rng.gen_range(0.0..w.size)],
-                    yaw: rng.gen_range(0.0..6.28),
+                    yaw: rng.gen_range(0.0..std::f32::consts::TAU),
                     props: vec![],
                 },
             },

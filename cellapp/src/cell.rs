@@ -374,7 +374,13 @@ impl Cell {
         }
     }
 
-    fn to_client(&mut self, base: AppId, entity: EntityId, delivery: Delivery, bytes: Vec<u8>) {
+    fn queue_for_client(
+        &mut self,
+        base: AppId,
+        entity: EntityId,
+        delivery: Delivery,
+        bytes: Vec<u8>,
+    ) {
         self.to_clients.entry(base).or_default().push(ClientPacket {
             entity,
             delivery,
@@ -473,7 +479,7 @@ impl Cell {
             .collect();
         let placed = self.clamp(real.pos);
         if real.witness.is_some() {
-            self.to_client(
+            self.queue_for_client(
                 base,
                 entity,
                 Delivery::Reliable,
@@ -483,7 +489,7 @@ impl Cell {
                 }),
             );
             if placed != real.pos {
-                self.to_client(
+                self.queue_for_client(
                     base,
                     entity,
                     Delivery::Reliable,
@@ -522,7 +528,7 @@ impl Cell {
             self.stats.moves_refused += 1;
             tracing::debug!(%entity, reason = %e, "client move refused");
             if let Some(base) = base {
-                self.to_client(
+                self.queue_for_client(
                     base,
                     entity,
                     Delivery::Reliable,

@@ -325,65 +325,63 @@ impl Client {
 
     /// Waits for the next event and applies it to the view.
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
-        loop {
-            let inbound = self
-                .inbound
-                .recv()
-                .await
-                .ok_or_else(|| ClientError::Lost("connection task ended".into()))?;
-            let now = Time::now().0;
-            match inbound {
-                Inbound::Closed(reason) => return Err(ClientError::Lost(reason)),
-                Inbound::Datagram(bytes) => {
-                    self.traffic.bytes_in += bytes.len() as u64;
-                    let d: ServerDatagram = frame::decode(&bytes)?;
-                    self.view.apply_datagram(&d);
-                    let ServerDatagram::Positions { sent_us, updates } = &d;
-                    return Ok(Event::Positions {
-                        count: updates.len(),
-                        latency_us: now.saturating_sub(*sent_us),
-                    });
-                }
-                Inbound::Frame(bytes) => {
-                    self.traffic.bytes_in += bytes.len() as u64 + 4;
-                    let msg: ServerMsg = frame::decode(&bytes)?;
-                    self.view.apply(&msg);
-                    let event = match msg {
-                        ServerMsg::Enter {
-                            entity, sent_us, ..
-                        } => Event::Entered {
+        let inbound = self
+            .inbound
+            .recv()
+            .await
+            .ok_or_else(|| ClientError::Lost("connection task ended".into()))?;
+        let now = Time::now().0;
+        match inbound {
+            Inbound::Closed(reason) => Err(ClientError::Lost(reason)),
+            Inbound::Datagram(bytes) => {
+                self.traffic.bytes_in += bytes.len() as u64;
+                let d: ServerDatagram = frame::decode(&bytes)?;
+                self.view.apply_datagram(&d);
+                let ServerDatagram::Positions { sent_us, updates } = &d;
+                Ok(Event::Positions {
+                    count: updates.len(),
+                    latency_us: now.saturating_sub(*sent_us),
+                })
+            }
+            Inbound::Frame(bytes) => {
+                self.traffic.bytes_in += bytes.len() as u64 + 4;
+                let msg: ServerMsg = frame::decode(&bytes)?;
+                self.view.apply(&msg);
+                let event = match msg {
+                    ServerMsg::Enter {
+                        entity, sent_us, ..
+                    } => Event::Entered {
+                        entity,
+                        latency_us: now.saturating_sub(sent_us),
+                    },
+                    ServerMsg::Leave { entity } => Event::Left(entity),
+                    ServerMsg::Props { entity, .. } => Event::Props(entity),
+                    ServerMsg::Rest { entity, .. } => Event::Rested(entity),
+                    ServerMsg::Corrected { reason, .. } => Event::Corrected { reason },
+                    ServerMsg::Call {
+                        entity,
+                        method,
+                        args,
+                    } => {
+                        let name = self
+                            .setup
+                            .defs
+                            .get(self.view.my_type)
+                            .and_then(|t| t.methods.get(method as usize))
+                            .map(|m| m.name.clone())
+                            .unwrap_or_else(|| format!("#{method}"));
+                        Event::Called {
                             entity,
-                            latency_us: now.saturating_sub(sent_us),
-                        },
-                        ServerMsg::Leave { entity } => Event::Left(entity),
-                        ServerMsg::Props { entity, .. } => Event::Props(entity),
-                        ServerMsg::Rest { entity, .. } => Event::Rested(entity),
-                        ServerMsg::Corrected { reason, .. } => Event::Corrected { reason },
-                        ServerMsg::Call {
-                            entity,
-                            method,
+                            method: name,
                             args,
-                        } => {
-                            let name = self
-                                .setup
-                                .defs
-                                .get(self.view.my_type)
-                                .and_then(|t| t.methods.get(method as usize))
-                                .map(|m| m.name.clone())
-                                .unwrap_or_else(|| format!("#{method}"));
-                            Event::Called {
-                                entity,
-                                method: name,
-                                args,
-                            }
                         }
-                        ServerMsg::Refused { reason } => return Err(ClientError::Refused(reason)),
-                        ServerMsg::Welcome { .. } => {
-                            return Err(ClientError::Protocol("second welcome".into()))
-                        }
-                    };
-                    return Ok(event);
-                }
+                    }
+                    ServerMsg::Refused { reason } => return Err(ClientError::Refused(reason)),
+                    ServerMsg::Welcome { .. } => {
+                        return Err(ClientError::Protocol("second welcome".into()))
+                    }
+                };
+                Ok(event)
             }
         }
     }
