@@ -159,6 +159,7 @@ pub struct Cell {
     ids: IdPool,
     rng: ChaCha8Rng,
     tick: u64,
+    last_tick: Option<Time>,
     frozen: bool,
     outbox: Vec<(AppId, AppMsg)>,
     to_clients: BTreeMap<AppId, Vec<ClientPacket>>,
@@ -203,6 +204,7 @@ impl Cell {
             slot: FxHashMap::default(),
             ids: IdPool::new(ids),
             tick: 0,
+            last_tick: None,
             frozen: false,
             outbox: Vec::new(),
             to_clients: BTreeMap::new(),
@@ -577,13 +579,20 @@ impl Cell {
         self.tick += 1;
         let tick = self.tick;
         let dt = 1.0 / self.cfg.tick_hz.max(1) as f32;
+        // Movement allowances refill by the time that really passed, so a
+        // late or skipped tick does not turn honest moves into "too fast".
+        let elapsed = self
+            .last_tick
+            .map_or(dt, |t| now.since(t).as_secs_f32())
+            .clamp(0.0, 1.0);
+        self.last_tick = Some(now);
         // Behaviours and movement allowances.
         for real in self.reals.iter_mut() {
             let Some(info) = self.types.get(real.type_id.0 as usize) else {
                 continue;
             };
             if real.witness.is_some() {
-                real.refill(info.def.max_speed, dt);
+                real.refill(info.def.max_speed, elapsed);
             }
             if self.frozen && real.witness.is_none() {
                 continue;

@@ -249,6 +249,7 @@ async fn run(
                 LinkEvent::Msg(msg) => {
                     let t0 = Instant::now();
                     cell.handle(Time::now(), from, msg);
+                    flush(&mut cell, &peers);
                     busy.work += t0.elapsed();
                 }
                 LinkEvent::Opened(sender) => {

@@ -74,7 +74,9 @@ pub struct ClientPacket {
     pub entity: EntityId,
     /// Stream frame or datagram.
     pub delivery: Delivery,
-    /// An encoded `ServerMsg` or `ServerDatagram`.
+    /// An encoded `ServerMsg` or `ServerDatagram`. (Same bytes on the wire as
+    /// a plain `Vec<u8>`, encoded in one copy instead of byte by byte.)
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 

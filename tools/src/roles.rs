@@ -36,11 +36,10 @@ impl Common {
     }
 }
 
-/// `tessera manager`.
+/// Where the manager listens and how big the space is; shared by
+/// `tessera manager` and `tessera up`.
 #[derive(Args, Clone, Debug)]
-pub struct ManagerArgs {
-    #[command(flatten)]
-    pub common: Common,
+pub struct WorldArgs {
     /// Where apps connect (QUIC).
     #[arg(long, default_value = "127.0.0.1:7000")]
     pub internal: SocketAddr,
@@ -53,6 +52,15 @@ pub struct ManagerArgs {
     /// Space size in metres (x and z).
     #[arg(long, default_value_t = 1000.0)]
     pub size: f32,
+}
+
+/// `tessera manager`.
+#[derive(Args, Clone, Debug)]
+pub struct ManagerArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub world: WorldArgs,
     /// Cell ticks per second.
     #[arg(long, default_value_t = 10)]
     pub tick_hz: u16,
@@ -139,7 +147,7 @@ fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
 pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
     ensure_dir(&a.common.data)?;
     anyhow::ensure!(
-        a.size.is_finite() && a.size > 0.0,
+        a.world.size.is_finite() && a.world.size > 0.0,
         "--size must be a positive number of metres"
     );
     anyhow::ensure!(
@@ -147,13 +155,13 @@ pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
         "--tick-hz must be between 1 and 100"
     );
     let handle = tessera_manager::driver::start(tessera_manager::driver::Options {
-        bind_internal: a.internal,
-        bind_login: a.login,
-        bind_admin: a.admin,
+        bind_internal: a.world.internal,
+        bind_login: a.world.login,
+        bind_admin: a.world.admin,
         data_dir: a.common.data.clone(),
         defs: a.common.definitions()?,
         space: SpaceInfo {
-            bounds: [0.0, 0.0, a.size, a.size],
+            bounds: [0.0, 0.0, a.world.size, a.world.size],
             tick_hz: a.tick_hz,
         },
         hash_cost: HashCost::default(),

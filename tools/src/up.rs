@@ -9,7 +9,6 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
-use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -38,18 +37,8 @@ pub struct UpArgs {
     /// Data directory: certificate and SQLite database.
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
-    /// Where apps reach the manager.
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    pub internal: SocketAddr,
-    /// Where clients log in.
-    #[arg(long, default_value = "127.0.0.1:7001")]
-    pub login: SocketAddr,
-    /// Admin HTTP.
-    #[arg(long, default_value = "127.0.0.1:7080")]
-    pub admin: SocketAddr,
-    /// Space size in metres.
-    #[arg(long, default_value_t = 1000.0)]
-    pub size: f32,
+    #[command(flatten)]
+    pub world: crate::roles::WorldArgs,
 }
 
 struct Proc {
@@ -147,13 +136,13 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     let mut manager = common("manager");
     manager.extend([
         "--internal".into(),
-        a.internal.to_string(),
+        a.world.internal.to_string(),
         "--login".into(),
-        a.login.to_string(),
+        a.world.login.to_string(),
         "--admin".into(),
-        a.admin.to_string(),
+        a.world.admin.to_string(),
         "--size".into(),
-        a.size.to_string(),
+        a.world.size.to_string(),
     ]);
     let (manager, lines) = spawn("manager", manager, "admin:").await?;
     let mut managers = vec![manager];
@@ -169,7 +158,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             let mut args = common("cellapp");
             args.extend([
                 "--manager".into(),
-                a.internal.to_string(),
+                a.world.internal.to_string(),
                 "--npcs".into(),
                 share.to_string(),
                 "--seed".into(),
@@ -183,7 +172,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         }
         for i in 0..a.baseapps {
             let mut args = common("baseapp");
-            args.extend(["--manager".into(), a.internal.to_string()]);
+            args.extend(["--manager".into(), a.world.internal.to_string()]);
             baseapps.push(
                 spawn(&format!("baseapp-{}", i + 1), args, "baseapp")
                     .await?
@@ -198,7 +187,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             let args = vec![
                 "bots".into(),
                 "--login".into(),
-                a.login.to_string(),
+                a.world.login.to_string(),
                 "--count".into(),
                 a.bots.to_string(),
                 "--duration".into(),

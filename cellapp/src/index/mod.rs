@@ -14,8 +14,8 @@
 mod grid;
 mod rtree;
 
-pub use grid::GridIndex;
-pub use rtree::RTreeIndex;
+pub use grid::{GridIndex, DEFAULT_CELL_SIZE, MAX_BUCKETS, MIN_CELL_SIZE};
+pub use rtree::{RTreeIndex, DEFAULT_SLACK};
 
 use glam::Vec2;
 use std::collections::HashMap;
@@ -95,7 +95,7 @@ impl FromStr for IndexKind {
 /// Builds an empty index of `kind` for a cell covering `bounds` (min, max).
 ///
 /// `hint_radius` is the typical query radius: the grid uses it as its cell
-/// size. The R-tree ignores both and uses [`rtree::DEFAULT_SLACK`].
+/// size. The R-tree ignores both and uses [`DEFAULT_SLACK`].
 pub fn new_index(kind: IndexKind, bounds: (Vec2, Vec2), hint_radius: f32) -> Box<dyn SpatialIndex> {
     match kind {
         IndexKind::RTree => Box::new(RTreeIndex::new()),
@@ -281,6 +281,8 @@ mod tests {
         /// Query centered on the first id with the radius reaching exactly
         /// (up to f32 rounding) to the second (if both are present).
         WithinReach(u64, u64),
+        /// Bulk-rebuild the R-tree.
+        Rebuild,
     }
 
     fn coord() -> impl Strategy<Value = f32> {
@@ -305,6 +307,7 @@ mod tests {
             3 => (coord(), coord(), radius.clone()).prop_map(|(x, z, r)| Op::Within(x, z, r)),
             2 => (id.clone(), radius).prop_map(|(i, r)| Op::WithinAt(i, r)),
             2 => (id.clone(), id).prop_map(|(a, b)| Op::WithinReach(a, b)),
+            1 => Just(Op::Rebuild),
         ]
     }
 
@@ -330,10 +333,8 @@ mod tests {
             slack in prop::sample::select(vec![0.0f32, 1.0, 4.0, 25.0]),
         ) {
             let bounds = (Vec2::new(-100.0, -100.0), Vec2::new(100.0, 60.0));
-            let mut indexes: Vec<Box<dyn SpatialIndex>> = vec![
-                Box::new(RTreeIndex::with_slack(slack)),
-                Box::new(GridIndex::new(bounds, cell)),
-            ];
+            let mut rtree = RTreeIndex::with_slack(slack);
+            let mut grid = GridIndex::new(bounds, cell);
             let mut truth: BTreeMap<u64, Vec2> = BTreeMap::new();
             for op in ops {
                 let query = match op {
@@ -346,7 +347,7 @@ mod tests {
                             _ => Vec2::new(x, z),
                         };
                         truth.insert(i, pos);
-                        for index in &mut indexes {
+                        for index in [&mut rtree as &mut dyn SpatialIndex, &mut grid] {
                             if matches!(op, Op::Insert(..)) {
                                 index.insert(EntityId(i), pos);
                             } else {
@@ -357,16 +358,20 @@ mod tests {
                     }
                     Op::Poison(i) => {
                         truth.insert(i, Vec2::NAN);
-                        for index in &mut indexes {
+                        for index in [&mut rtree as &mut dyn SpatialIndex, &mut grid] {
                             index.update(EntityId(i), Vec2::NAN);
                         }
                         None
                     }
                     Op::Remove(i) => {
                         truth.remove(&i);
-                        for index in &mut indexes {
+                        for index in [&mut rtree as &mut dyn SpatialIndex, &mut grid] {
                             index.remove(EntityId(i));
                         }
+                        None
+                    }
+                    Op::Rebuild => {
+                        rtree.rebuild();
                         None
                     }
                     Op::Within(x, z, r) => Some((Vec2::new(x, z), r)),
@@ -376,12 +381,11 @@ mod tests {
                         _ => None,
                     },
                 };
-                for index in &indexes {
-                    prop_assert_eq!(index.len(), truth.len());
-                }
+                prop_assert_eq!(rtree.len(), truth.len());
+                prop_assert_eq!(grid.len(), truth.len());
                 if let Some((center, radius)) = query {
                     let expected = reference_within(&truth, center, radius);
-                    for index in &indexes {
+                    for index in [&rtree as &dyn SpatialIndex, &grid] {
                         let mut got = Vec::new();
                         index.within(center, radius, &mut got);
                         got.sort();

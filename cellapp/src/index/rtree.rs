@@ -9,58 +9,50 @@
 //! within the radius. Each entity remembers its indexed box, because rstar's
 //! `remove` matches entries exactly.
 //!
+//! One-by-one reinsertion slowly degrades the tree, so once as many entries
+//! have been reinserted as there are entities, the tree is rebuilt with
+//! rstar's bulk load (also available as [`RTreeIndex::rebuild`]).
+//!
 //! Exact positions live in a slab of stable slots (the tree's entries carry
 //! the slot number), so a query reads positions by index, without hashing.
 
 use super::{is_within, query_box, query_is_valid, IdMap, SpatialIndex};
 use glam::Vec2;
 use rstar::primitives::{GeomWithData, Rectangle};
-use rstar::{RStarInsertionStrategy, RTree, RTreeParams, AABB};
+use rstar::{RTree, AABB};
 use std::ops::ControlFlow;
 use tessera::EntityId;
 
 /// The slack, in metres, that [`RTreeIndex::new`] grows loose boxes by.
 pub const DEFAULT_SLACK: f32 = 4.0;
 
-/// Node sizes tuned for queries (see the bench).
-#[derive(Clone, Copy, Debug)]
-struct Params;
-
-impl RTreeParams for Params {
-    const MIN_SIZE: usize = 6;
-    const MAX_SIZE: usize = 16;
-    const REINSERTION_COUNT: usize = 4;
-    type DefaultInsertionStrategy = RStarInsertionStrategy;
-}
+/// The fewest one-by-one reinsertions that trigger an automatic
+/// [`RTreeIndex::rebuild`], so small indexes are not rebuilt all the time.
+const REBUILD_MIN_CHURN: usize = 1024;
 
 /// One tree entry: an entity's loose box and its slot in the slab.
 type Entry = GeomWithData<Rectangle<[f32; 2]>, usize>;
-
-/// What the index knows of one entity.
-#[derive(Clone, Copy, Debug)]
-struct Slot {
-    /// The entity in this slot.
-    id: EntityId,
-    /// The current exact position.
-    pos: Vec2,
-    /// The box it is indexed with in the tree; `None` while the position is
-    /// not finite (such entities are never found, so not in the tree).
-    indexed: Option<AABB<[f32; 2]>>,
-}
 
 /// A [`SpatialIndex`] over an rstar R-tree of loose boxes.
 #[derive(Debug)]
 pub struct RTreeIndex {
     /// The loose boxes of all entities with a finite position.
-    tree: RTree<Entry, Params>,
-    /// Entity data by slot; freed slots hold stale data until reused.
-    slots: Vec<Slot>,
+    tree: RTree<Entry>,
+    /// The entity and its current exact position, by slot (what queries
+    /// read, kept compact); a freed slot holds a NaN position until reused.
+    slots: Vec<(EntityId, Vec2)>,
+    /// The box each slot is indexed with in the tree; `None` while the
+    /// position is not finite (such entities are never found, so not in the
+    /// tree) and for free slots.
+    boxes: Vec<Option<AABB<[f32; 2]>>>,
     /// Slots free for reuse.
     free: Vec<usize>,
     /// The slot of each entity.
     by_id: IdMap<usize>,
     /// How far a loose box extends beyond the indexed position on each side.
     slack: f32,
+    /// Entries reinserted one by one since the tree was last bulk-loaded.
+    churn: usize,
 }
 
 impl Default for RTreeIndex {
@@ -86,11 +78,13 @@ impl RTreeIndex {
             DEFAULT_SLACK
         };
         RTreeIndex {
-            tree: RTree::new_with_params(),
+            tree: RTree::new(),
             slots: Vec::new(),
+            boxes: Vec::new(),
             free: Vec::new(),
             by_id: IdMap::default(),
             slack,
+            churn: 0,
         }
     }
 
@@ -133,17 +127,15 @@ impl RTreeIndex {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                self.slots.push(Slot {
-                    id,
-                    pos,
-                    indexed: None,
-                });
+                self.slots.push((id, pos));
+                self.boxes.push(None);
                 self.slots.len() - 1
             }
         };
         let indexed = self.index(slot, pos);
-        if let Some(s) = self.slots.get_mut(slot) {
-            *s = Slot { id, pos, indexed };
+        if let (Some(s), Some(b)) = (self.slots.get_mut(slot), self.boxes.get_mut(slot)) {
+            *s = (id, pos);
+            *b = indexed;
         }
         self.by_id.insert(id, slot);
     }
@@ -151,11 +143,11 @@ impl RTreeIndex {
     /// Moves the entity in `slot` to `pos`, reinserting it only when `pos`
     /// leaves its loose box.
     fn relocate(&mut self, slot: usize, pos: Vec2) {
-        let Some(current) = self.slots.get_mut(slot) else {
+        let (Some(current), Some(&indexed)) = (self.slots.get_mut(slot), self.boxes.get(slot))
+        else {
             return;
         };
-        current.pos = pos;
-        let indexed = current.indexed;
+        current.1 = pos;
         let still_inside = pos.is_finite()
             && indexed.is_some_and(|b| {
                 let (lo, hi) = (b.lower(), b.upper());
@@ -166,9 +158,36 @@ impl RTreeIndex {
         }
         self.unindex(slot, indexed);
         let indexed = self.index(slot, pos);
-        if let Some(s) = self.slots.get_mut(slot) {
-            s.indexed = indexed;
+        if let Some(b) = self.boxes.get_mut(slot) {
+            *b = indexed;
         }
+        self.churn += 1;
+        if self.churn > self.by_id.len().max(REBUILD_MIN_CHURN) {
+            self.rebuild();
+        }
+    }
+
+    /// Re-centers every loose box on its entity's current position and
+    /// rebuilds the tree in one bulk load.
+    ///
+    /// One-by-one reinsertion slowly degrades the tree (overlapping nodes make
+    /// queries visit more of it); the index does this by itself once as many
+    /// entries have been reinserted as there are entities. Calling it after
+    /// adding many entities at once (a cell filling up) gives a well-packed
+    /// tree straight away.
+    pub fn rebuild(&mut self) {
+        let mut entries = Vec::with_capacity(self.by_id.len());
+        for (slot, &(_, pos)) in self.slots.iter().enumerate() {
+            let aabb = self.loose_box(pos);
+            if let Some(b) = self.boxes.get_mut(slot) {
+                *b = aabb;
+            }
+            if let Some(aabb) = aabb {
+                entries.push(Entry::new(Rectangle::from_aabb(aabb), slot));
+            }
+        }
+        self.tree = RTree::bulk_load(entries);
+        self.churn = 0;
     }
 }
 
@@ -188,8 +207,9 @@ impl SpatialIndex for RTreeIndex {
         let Some(slot) = self.by_id.remove(&id) else {
             return;
         };
-        if let Some(s) = self.slots.get_mut(slot) {
-            let indexed = s.indexed.take();
+        if let (Some(s), Some(b)) = (self.slots.get_mut(slot), self.boxes.get_mut(slot)) {
+            s.1 = Vec2::NAN;
+            let indexed = b.take();
             self.unindex(slot, indexed);
         }
         self.free.push(slot);
@@ -204,9 +224,9 @@ impl SpatialIndex for RTreeIndex {
         let _: ControlFlow<()> =
             self.tree
                 .locate_in_envelope_intersecting_int(&envelope, |entry| {
-                    if let Some(s) = self.slots.get(entry.data) {
-                        if is_within(s.pos, center, radius) {
-                            out.push(s.id);
+                    if let Some(&(id, pos)) = self.slots.get(entry.data) {
+                        if is_within(pos, center, radius) {
+                            out.push(id);
                         }
                     }
                     ControlFlow::Continue(())
@@ -233,12 +253,9 @@ mod tests {
     fn small_moves_stay_in_the_loose_box() {
         let mut index = RTreeIndex::with_slack(4.0);
         index.insert(EntityId(7), Vec2::new(10.0, 10.0));
-        let boxed = index.slots[0].indexed;
+        let boxed = index.boxes[0];
         index.update(EntityId(7), Vec2::new(13.5, 6.5));
-        assert_eq!(
-            index.slots[0].indexed, boxed,
-            "no reinsertion inside the box"
-        );
+        assert_eq!(index.boxes[0], boxed, "no reinsertion inside the box");
         assert_eq!(index.tree.size(), 1);
         // The query uses the exact position, not the indexed one.
         assert_eq!(found(&index, Vec2::new(13.5, 6.5), 0.0), vec![EntityId(7)]);
@@ -251,7 +268,7 @@ mod tests {
         index.insert(EntityId(7), Vec2::new(10.0, 10.0));
         index.update(EntityId(7), Vec2::new(14.5, 10.0));
         let expected = AABB::from_corners([10.5, 6.0], [18.5, 14.0]);
-        assert_eq!(index.slots[0].indexed, Some(expected));
+        assert_eq!(index.boxes[0], Some(expected));
         assert_eq!(index.tree.size(), 1);
         assert_eq!(found(&index, Vec2::new(20.0, 10.0), 5.5), vec![EntityId(7)]);
     }
@@ -286,6 +303,33 @@ mod tests {
         index.update(EntityId(1), Vec2::splat(f32::INFINITY));
         index.remove(EntityId(1));
         assert!(index.is_empty());
+        assert_eq!(index.tree.size(), 0);
+    }
+
+    #[test]
+    fn churn_triggers_a_rebuild_that_keeps_answers() {
+        let mut index = RTreeIndex::with_slack(1.0);
+        for i in 0..10 {
+            index.insert(EntityId(i), Vec2::new(i as f32 * 10.0, 0.0));
+        }
+        index.update(EntityId(9), Vec2::NAN);
+        index.remove(EntityId(8));
+        let spot =
+            |step: usize| Vec2::new((step % 8) as f32 * 10.0 + (step / 8) as f32 * 0.001, 5.0);
+        let steps = REBUILD_MIN_CHURN + REBUILD_MIN_CHURN / 2;
+        for step in 1..=steps {
+            index.update(EntityId(0), spot(step));
+        }
+        assert!(index.churn < REBUILD_MIN_CHURN, "a rebuild happened");
+        assert_eq!(index.tree.size(), 8);
+        assert_eq!(index.len(), 9);
+        assert_eq!(found(&index, spot(steps), 0.0), vec![EntityId(0)]);
+        let mut all = found(&index, Vec2::ZERO, 1000.0);
+        all.retain(|&id| id != EntityId(0));
+        assert_eq!(all, (1..8).map(EntityId).collect::<Vec<_>>());
+        for i in 0..10 {
+            index.remove(EntityId(i));
+        }
         assert_eq!(index.tree.size(), 0);
     }
 
