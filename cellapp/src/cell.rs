@@ -193,7 +193,8 @@ impl Cell {
             })
             .collect();
         let [x0, z0, x1, z1] = cfg.bounds;
-        let hint = defs.max_aoi_radius().max(10.0);
+        // Grid buckets of a quarter AoI: a query scans few entities outside its circle.
+        let hint = (defs.max_aoi_radius() / 4.0).max(8.0);
         Cell {
             index: new_index(cfg.index, (Vec2::new(x0, z0), Vec2::new(x1, z1)), hint),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),

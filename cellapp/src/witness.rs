@@ -10,7 +10,7 @@
 
 use glam::Vec3;
 use tessera::defs::TypeId;
-use tessera::frame::encode_body;
+use tessera::frame::{encode_body, encode_body_sized};
 use tessera::proto::client::{PosUpdate, PropValue, ServerDatagram, ServerMsg};
 use tessera::{EntityId, Value};
 
@@ -358,11 +358,21 @@ impl Witness {
             self.moving.select_nth_unstable(budget.updates - 1);
             self.moving.truncate(budget.updates);
         }
-        self.moving.sort_unstable();
+        // Order matters only where the byte budget cuts the list; the count
+        // limit was applied by the selection above.
+        let needed: usize = self
+            .moving
+            .iter()
+            .filter_map(|&(key, _)| self.known.get((key & 0xffff_ffff) as usize))
+            .map(|(id, _)| varint_len(id.0) + 16)
+            .sum();
+        if needed > budget.bytes {
+            self.moving.sort_unstable();
+        }
         // Variant, timestamp and count.
         const HEADER: usize = 1 + 10 + 3;
         let mut spent = 0usize;
-        let mut batch: Vec<PosUpdate> = Vec::new();
+        let mut batch: Vec<PosUpdate> = Vec::with_capacity(self.moving.len().min(64));
         let mut batch_bytes = HEADER;
         for &(key, cand) in &self.moving {
             let Some((id, k)) = self.known.get_mut((key & 0xffff_ffff) as usize) else {
@@ -376,10 +386,13 @@ impl Witness {
                 break;
             }
             if batch_bytes + size > budget.datagram && !batch.is_empty() {
-                out.datagrams.push(encode_body(&ServerDatagram::Positions {
-                    sent_us: now_us,
-                    updates: std::mem::take(&mut batch),
-                }));
+                out.datagrams.push(encode_body_sized(
+                    &ServerDatagram::Positions {
+                        sent_us: now_us,
+                        updates: std::mem::take(&mut batch),
+                    },
+                    batch_bytes,
+                ));
                 batch_bytes = HEADER;
             }
             spent += size;
@@ -395,10 +408,13 @@ impl Witness {
             k.unconfirmed = true;
         }
         if !batch.is_empty() {
-            out.datagrams.push(encode_body(&ServerDatagram::Positions {
-                sent_us: now_us,
-                updates: batch,
-            }));
+            out.datagrams.push(encode_body_sized(
+                &ServerDatagram::Positions {
+                    sent_us: now_us,
+                    updates: batch,
+                },
+                batch_bytes,
+            ));
         }
     }
 }

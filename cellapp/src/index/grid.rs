@@ -281,7 +281,7 @@ mod tests {
         assert_eq!(g.by_id[&EntityId(3)], Loc { bucket: 0, slot: 0 });
         g.remove(EntityId(1));
         assert_eq!(g.by_id[&EntityId(2)], Loc { bucket: 0, slot: 1 });
-        for (&id, loc) in &g.by_id {
+        for (id, loc) in g.by_id.iter() {
             assert_eq!(g.buckets[loc.bucket][loc.slot].0, id);
         }
         assert_eq!(

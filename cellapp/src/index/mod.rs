@@ -159,8 +159,100 @@ impl Hasher for IdHasher {
     }
 }
 
-/// A map keyed by entity id with [`IdHasher`].
-type IdMap<V> = HashMap<EntityId, V, BuildHasherDefault<IdHasher>>;
+/// A map keyed by entity id: a plain vector for small ids (a cell keys its
+/// index by dense slot numbers, so lookups are one array access), a hash map
+/// with [`IdHasher`] for the rest.
+#[derive(Debug, Clone)]
+struct IdMap<V> {
+    dense: Vec<Option<V>>,
+    sparse: HashMap<EntityId, V, BuildHasherDefault<IdHasher>>,
+    len: usize,
+}
+
+/// Ids below this live in the vector.
+const DENSE_IDS: u64 = 1 << 22;
+
+impl<V> Default for IdMap<V> {
+    fn default() -> Self {
+        IdMap {
+            dense: Vec::new(),
+            sparse: HashMap::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<V> IdMap<V> {
+    fn get(&self, id: &EntityId) -> Option<&V> {
+        if id.0 < DENSE_IDS {
+            self.dense.get(id.0 as usize).and_then(Option::as_ref)
+        } else {
+            self.sparse.get(id)
+        }
+    }
+
+    fn get_mut(&mut self, id: &EntityId) -> Option<&mut V> {
+        if id.0 < DENSE_IDS {
+            self.dense.get_mut(id.0 as usize).and_then(Option::as_mut)
+        } else {
+            self.sparse.get_mut(id)
+        }
+    }
+
+    fn insert(&mut self, id: EntityId, value: V) -> Option<V> {
+        let old = if id.0 < DENSE_IDS {
+            let i = id.0 as usize;
+            if i >= self.dense.len() {
+                self.dense.resize_with(i + 1, || None);
+            }
+            self.dense[i].replace(value)
+        } else {
+            self.sparse.insert(id, value)
+        };
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    fn remove(&mut self, id: &EntityId) -> Option<V> {
+        let old = if id.0 < DENSE_IDS {
+            self.dense.get_mut(id.0 as usize).and_then(Option::take)
+        } else {
+            self.sparse.remove(id)
+        };
+        if old.is_some() {
+            self.len -= 1;
+        }
+        old
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Every entry, dense ids first.
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = (EntityId, &V)> {
+        self.dense
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|v| (EntityId(i as u64), v)))
+            .chain(self.sparse.iter().map(|(k, v)| (*k, v)))
+    }
+}
+
+#[cfg(test)]
+impl<V> std::ops::Index<&EntityId> for IdMap<V> {
+    type Output = V;
+
+    fn index(&self, id: &EntityId) -> &V {
+        match self.get(id) {
+            Some(v) => v,
+            None => panic!("no entry for {id}"),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -849,8 +849,9 @@ proptest! {
     }
 
     /// Entities that all entered together and then all move at once have
-    /// waited equally: the updates that fit go to the nearest movers, in order
-    /// of distance, tick after tick until the view is exact.
+    /// waited equally: the updates that fit go to the nearest movers (in order
+    /// of distance where the byte budget cuts), tick after tick until the view
+    /// is exact.
     #[test]
     fn small_budget_sends_the_nearest_movers_first(
         radius in 40.0f32..120.0,
@@ -896,8 +897,13 @@ proptest! {
             let dist = |id: &EntityId| dist2(world.ents[id].pos, center).sqrt();
             let ds: Vec<f32> = updates.iter().map(|u| dist(&u.entity)).collect();
             // Equal waits divide every distance alike; allow for the rounding.
+            // Where bytes cut the list, order decides what fits, so it must be
+            // nearest first; where only the count does, the set is what matters
+            // (checked below) and the witness skips sorting.
             let tol = 1.0 + 1e-5;
-            prop_assert!(ds.windows(2).all(|w| w[0] <= w[1] * tol), "not nearest first: {:?}", ds);
+            if by_bytes && left.len() > limit {
+                prop_assert!(ds.windows(2).all(|w| w[0] <= w[1] * tol), "not nearest first: {:?}", ds);
+            }
             for u in &updates {
                 prop_assert!(left.remove(&u.entity));
             }
