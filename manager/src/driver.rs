@@ -126,6 +126,8 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     }));
     tokio::spawn(admin::serve(listener, view.clone()));
     let (checked_tx, checked) = mpsc::unbounded_channel();
+    // One hashing thread: password checks are deliberately slow, and a login
+    // storm must not take every core from the running world.
     let accounts = Accounts::open(
         &opts.data_dir.join("world.db"),
         opts.hash_cost,

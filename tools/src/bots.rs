@@ -74,6 +74,20 @@ struct Shared {
     counters: Counters,
     errors: Mutex<BTreeMap<String, u64>>,
     latencies_us: Mutex<Vec<u32>>,
+    /// Latencies sampled once every bot had logged in (no login storm).
+    steady_us: Mutex<Vec<u32>>,
+    /// Set when the last bot has logged in (or failed to).
+    ramped: std::sync::atomic::AtomicBool,
+    /// Bots done logging in, in or out.
+    settled: AtomicU64,
+}
+
+impl Shared {
+    fn settle(&self, total: usize) {
+        if self.settled.fetch_add(1, Ordering::Relaxed) + 1 >= total as u64 {
+            self.ramped.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Shared {
@@ -122,6 +136,8 @@ pub struct Report {
     pub bytes_out_per_bot_per_sec: f64,
     /// Server send to bot receive.
     pub aoi_latency_ms: Latency,
+    /// The same, counting only samples taken after every bot had logged in.
+    pub aoi_latency_after_logins_ms: Latency,
 }
 
 fn classify(e: &ClientError) -> &'static str {
@@ -175,10 +191,10 @@ pub async fn run(a: BotsArgs) -> anyhow::Result<()> {
             a.prefix.clone(),
         );
         let stop = stop_rx.clone();
-        let (login, behavior) = (a.login, a.behavior);
+        let (login, behavior, count) = (a.login, a.behavior, a.count);
         tasks.push(tokio::spawn(async move {
             bot(
-                i, &prefix, login, behavior, setup, endpoint, shared, ramp, stop,
+                i, count, &prefix, login, behavior, setup, endpoint, shared, ramp, stop,
             )
             .await
         }));
@@ -221,12 +237,13 @@ pub async fn run(a: BotsArgs) -> anyhow::Result<()> {
         let _ = t.await;
     }
     let c = &shared.counters;
-    let mut lat = shared
-        .latencies_us
-        .lock()
-        .map(|l| l.clone())
-        .unwrap_or_default();
-    lat.sort_unstable();
+    let sorted = |m: &Mutex<Vec<u32>>| {
+        let mut v = m.lock().map(|l| l.clone()).unwrap_or_default();
+        v.sort_unstable();
+        v
+    };
+    let lat = sorted(&shared.latencies_us);
+    let steady = sorted(&shared.steady_us);
     let bots = a.count.max(1) as f64;
     let report = Report {
         bots: a.count,
@@ -244,6 +261,11 @@ pub async fn run(a: BotsArgs) -> anyhow::Result<()> {
             p50: percentile(&lat, 0.50),
             p99: percentile(&lat, 0.99),
             samples: lat.len(),
+        },
+        aoi_latency_after_logins_ms: Latency {
+            p50: percentile(&steady, 0.50),
+            p99: percentile(&steady, 0.99),
+            samples: steady.len(),
         },
     };
     println!("──────── bots summary ────────");
@@ -269,6 +291,11 @@ pub async fn run(a: BotsArgs) -> anyhow::Result<()> {
         "AoI latency     p50 {:.1} ms, p99 {:.1} ms ({} samples)",
         report.aoi_latency_ms.p50, report.aoi_latency_ms.p99, report.aoi_latency_ms.samples
     );
+    let s = &report.aoi_latency_after_logins_ms;
+    println!(
+        "  after logins  p50 {:.1} ms, p99 {:.1} ms ({} samples)",
+        s.p50, s.p99, s.samples
+    );
     if let Some(path) = &a.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write the report {}", path.display()))?;
@@ -277,9 +304,18 @@ pub async fn run(a: BotsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn sample(shared: &Shared, all: &mut Vec<u32>, steady: &mut Vec<u32>, latency_us: u64) {
+    let v = latency_us.min(u64::from(u32::MAX)) as u32;
+    all.push(v);
+    if shared.ramped.load(Ordering::Relaxed) {
+        steady.push(v);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn bot(
     i: usize,
+    total: usize,
     prefix: &str,
     login: SocketAddr,
     behavior: Behavior,
@@ -295,6 +331,7 @@ async fn bot(
         let _permit = ramp.acquire().await;
         Client::login_and_connect(&endpoint, &setup, login, &name, &password, true).await
     };
+    shared.settle(total);
     let mut client = match connected {
         Ok(c) => c,
         Err(e) => {
@@ -317,6 +354,7 @@ async fn bot(
     let mut heading: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
     let mut step = tokio::time::interval(Duration::from_millis(100));
     let mut latencies = Vec::new();
+    let mut steady = Vec::new();
     let mut tick = 0u64;
     let outcome: Result<(), ClientError> = loop {
         tokio::select! {
@@ -348,14 +386,14 @@ async fn bot(
             ev = client.next_event() => match ev {
                 Ok(Event::Entered { latency_us, .. }) => {
                     shared.counters.enters.fetch_add(1, Ordering::Relaxed);
-                    latencies.push(latency_us.min(u64::from(u32::MAX)) as u32);
+                    sample(&shared, &mut latencies, &mut steady, latency_us);
                 }
                 Ok(Event::Left(_)) => {
                     shared.counters.leaves.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(Event::Positions { count, latency_us }) => {
                     shared.counters.position_updates.fetch_add(count as u64, Ordering::Relaxed);
-                    latencies.push(latency_us.min(u64::from(u32::MAX)) as u32);
+                    sample(&shared, &mut latencies, &mut steady, latency_us);
                 }
                 Ok(Event::Corrected { .. }) => shared.error("move_corrected"),
                 Ok(_) => {}
@@ -373,6 +411,9 @@ async fn bot(
         .fetch_add(client.traffic.bytes_out, Ordering::Relaxed);
     if let Ok(mut l) = shared.latencies_us.lock() {
         l.extend(latencies);
+    }
+    if let Ok(mut l) = shared.steady_us.lock() {
+        l.extend(steady);
     }
     match outcome {
         Ok(()) => {
