@@ -13,6 +13,7 @@ pub mod defs;
 pub mod demo;
 pub mod frame;
 pub mod ids;
+pub mod layout;
 pub mod link;
 pub mod net;
 pub mod proto;

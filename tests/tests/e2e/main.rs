@@ -1,6 +1,7 @@
 //! End-to-end tests: whole clusters over real QUIC on loopback with a real
 //! SQLite file. One test binary, so the workspace links it once.
 
+mod admin;
 mod aoi;
 mod bad_clients;
 mod persistence;

@@ -1,0 +1,54 @@
+//! The manager's admin HTTP answers `/healthz` and lists the cluster, with
+//! client counts that follow logins.
+
+use std::time::Duration;
+use tessera_tests::{Cluster, ClusterSpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_string(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_and_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
+    let admin = cluster.manager.admin_addr;
+    let (head, body) = get(admin, "/healthz").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body.trim(), "ok");
+
+    let _client = cluster.login("watcher", "pw", true).await.expect("login");
+    // The view is republished twice a second; heartbeats come once a second.
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..40 {
+        let (head, body) = get(admin, "/api/cluster").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        seen = serde_json::from_str(&body).expect("JSON");
+        if seen["clients"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(seen["clients"], 1, "{seen}");
+    let apps = seen["apps"].as_array().expect("apps");
+    let roles: Vec<&str> = apps.iter().filter_map(|a| a["role"].as_str()).collect();
+    assert!(
+        roles.contains(&"cellapp") && roles.contains(&"baseapp"),
+        "{seen}"
+    );
+    let baseapp = apps
+        .iter()
+        .find(|a| a["role"] == "baseapp")
+        .expect("baseapp");
+    assert!(baseapp["public_addr"].is_string(), "{baseapp}");
+    assert_eq!(seen["login_addr"], cluster.manager.login_addr.to_string());
+    cluster.stop().await;
+}
