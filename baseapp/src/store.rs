@@ -62,45 +62,53 @@ fn run(
 ) {
     let mut pending = std::collections::VecDeque::new();
     loop {
-        let op = match pending.pop_front() {
+        let mut op = match pending.pop_front() {
             Some(op) => op,
             None => match rx.recv() {
                 Ok(op) => op,
                 Err(_) => return,
             },
         };
-        match op {
-            StoreOp::LoadPlayer {
-                client,
-                account,
-                type_name,
-                fresh,
-            } => {
-                let result =
-                    load_player(&mut db, account, &type_name, &fresh).map_err(|e| e.to_string());
-                let _ = done.send(StoreDone::Player { client, result });
-            }
-            StoreOp::Save(mut batch) => {
-                // Coalesce saves already queued into the same transaction.
-                while let Ok(next) = rx.try_recv() {
-                    match next {
-                        StoreOp::Save(more) => batch.extend(more),
-                        other => {
-                            pending.push_back(other);
-                            break;
-                        }
+        if let StoreOp::Save(batch) = &mut op {
+            // Coalesce saves already queued into the same transaction.
+            while let Ok(next) = rx.try_recv() {
+                match next {
+                    StoreOp::Save(more) => batch.extend(more),
+                    other => {
+                        pending.push_back(other);
+                        break;
                     }
                 }
-                let count = batch.len();
-                let result = db.save_entities(&batch).map_err(|e| e.to_string());
-                let _ = done.send(StoreDone::Saved { count, result });
             }
+        }
+        if done.send(execute(&mut db, op)).is_err() {
+            return;
         }
     }
 }
 
+/// Runs one storage operation against any [`Storage`] (the storage thread
+/// uses SQLite; the simulator uses memory).
+pub fn execute(db: &mut dyn Storage, op: StoreOp) -> StoreDone {
+    match op {
+        StoreOp::LoadPlayer {
+            client,
+            account,
+            type_name,
+            fresh,
+        } => StoreDone::Player {
+            client,
+            result: load_player(db, account, &type_name, &fresh).map_err(|e| e.to_string()),
+        },
+        StoreOp::Save(batch) => StoreDone::Saved {
+            count: batch.len(),
+            result: db.save_entities(&batch).map_err(|e| e.to_string()),
+        },
+    }
+}
+
 fn load_player(
-    db: &mut SqliteStorage,
+    db: &mut dyn Storage,
     account: i64,
     type_name: &str,
     fresh: &[u8],

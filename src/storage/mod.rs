@@ -13,6 +13,7 @@
 //! The API is synchronous; async callers run it on a blocking thread.
 
 mod error;
+mod memory;
 mod password;
 mod schema;
 mod sqlite;
@@ -20,6 +21,7 @@ mod sqlite;
 use std::fmt;
 
 pub use error::StorageError;
+pub use memory::MemStorage;
 pub use password::{HashCost, MAX_NAME_LEN, MAX_PASSWORD_LEN};
 pub use sqlite::SqliteStorage;
 

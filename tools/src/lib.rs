@@ -1,0 +1,7 @@
+//! The library half of `tessera-tools`: the deterministic simulator that runs
+//! the real cores of manager, cellapps and baseapps in one thread, over an
+//! in-memory network and a virtual clock. The `tessera` binary is a thin shell
+//! over the roles and this library; the test suite drives the simulator
+//! directly.
+
+pub mod sim;

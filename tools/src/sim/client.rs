@@ -1,0 +1,152 @@
+//! A simulated client: logs in, connects with its ticket, walks about, and
+//! keeps a [`View`] from the server's messages exactly as the real client
+//! library does (it uses the same `View`).
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tessera::client::View;
+use tessera::frame::decode;
+use tessera::proto::client::{ClientDatagram, ServerDatagram, ServerMsg};
+use tessera::proto::login::{LoginReply, LoginRequest};
+use tessera::proto::PROTOCOL_MAJOR;
+use tessera::Definitions;
+use tessera_baseapp::bases::ClientOut;
+
+/// Where a client is in its session.
+#[derive(Debug)]
+pub enum Phase {
+    /// Waiting for the login reply.
+    LoggingIn,
+    /// Connected to a baseapp, waiting for the welcome.
+    Connecting,
+    /// In the world.
+    Playing(Box<View>),
+    /// Refused or disconnected, and why.
+    Gone(String),
+}
+
+/// One simulated client.
+#[derive(Debug)]
+pub struct SimClient {
+    /// Its id (also its connection id on the baseapp).
+    pub id: u64,
+    /// Account name.
+    pub name: String,
+    /// Where it is.
+    pub phase: Phase,
+    /// Whether it keeps walking.
+    pub walking: bool,
+    seq: u32,
+    heading: f32,
+}
+
+impl SimClient {
+    /// A client that has not logged in yet.
+    pub fn new(id: u64, heading: f32) -> SimClient {
+        SimClient {
+            id,
+            name: format!("sim{id}"),
+            phase: Phase::LoggingIn,
+            walking: true,
+            seq: 0,
+            heading,
+        }
+    }
+
+    /// Its login request.
+    pub fn login_request(&self, defs: &Definitions) -> LoginRequest {
+        LoginRequest {
+            protocol: PROTOCOL_MAJOR,
+            defs_digest: defs.digest,
+            name: self.name.clone(),
+            password: format!("{}-pw", self.name),
+            create: true,
+        }
+    }
+
+    /// The login answer; returns the ticket on success.
+    pub fn login_reply(&mut self, reply: LoginReply) -> Option<tessera::proto::Ticket> {
+        match reply {
+            LoginReply::Granted { ticket, .. } => {
+                self.phase = Phase::Connecting;
+                Some(ticket)
+            }
+            LoginReply::Refused { message, .. } => {
+                self.phase = Phase::Gone(format!("login refused: {message}"));
+                None
+            }
+        }
+    }
+
+    /// Something from the baseapp.
+    pub fn receive(&mut self, out: ClientOut) {
+        match out {
+            ClientOut::Close { reason, .. } => self.phase = Phase::Gone(reason),
+            ClientOut::Reliable(bytes) => match decode::<ServerMsg>(&bytes) {
+                Ok(ServerMsg::Welcome {
+                    entity,
+                    type_id,
+                    pos,
+                    props,
+                    bounds,
+                    ..
+                }) => {
+                    self.phase =
+                        Phase::Playing(Box::new(View::new(entity, type_id, pos, &props, bounds)));
+                }
+                Ok(ServerMsg::Refused { reason }) => self.phase = Phase::Gone(reason),
+                Ok(msg) => {
+                    if let Phase::Playing(view) = &mut self.phase {
+                        view.apply(&msg);
+                    }
+                }
+                Err(e) => self.phase = Phase::Gone(format!("undecodable message: {e}")),
+            },
+            ClientOut::Datagram(bytes) => {
+                if let (Phase::Playing(view), Ok(d)) =
+                    (&mut self.phase, decode::<ServerDatagram>(&bytes))
+                {
+                    view.apply_datagram(&d);
+                }
+            }
+        }
+    }
+
+    /// The client's view, once it plays.
+    pub fn view(&self) -> Option<&View> {
+        match &self.phase {
+            Phase::Playing(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// One movement step (a tenth of a second at `speed`), or nothing if it
+    /// is not walking.
+    pub fn step(&mut self, rng: &mut ChaCha8Rng, speed: f32) -> Option<ClientDatagram> {
+        if !self.walking {
+            return None;
+        }
+        let Phase::Playing(view) = &mut self.phase else {
+            return None;
+        };
+        if rng.gen_ratio(1, 20) {
+            self.heading += rng.gen_range(-1.5..1.5);
+        }
+        let [x0, z0, x1, z1] = view.bounds;
+        let [x, y, z] = view.my_pos;
+        let d = speed * 0.1;
+        let (mut nx, mut nz) = (x + self.heading.sin() * d, z + self.heading.cos() * d);
+        if nx < x0 + 1.0 || nx > x1 - 1.0 || nz < z0 + 1.0 || nz > z1 - 1.0 {
+            self.heading += std::f32::consts::PI;
+            nx = nx.clamp(x0 + 1.0, x1 - 1.0);
+            nz = nz.clamp(z0 + 1.0, z1 - 1.0);
+        }
+        view.my_pos = [nx, y, nz];
+        self.seq += 1;
+        Some(ClientDatagram::Move {
+            seq: self.seq,
+            pos: [nx, y, nz],
+            yaw: self.heading,
+        })
+    }
+}

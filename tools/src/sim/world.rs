@@ -1,0 +1,572 @@
+//! A whole world in one thread: the manager, cellapp and baseapp cores, a
+//! memory database and simulated clients, driven by the in-memory network and
+//! a virtual clock. Everything that happens is decided by the seed.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tessera::proto::app::{AppMsg, Role, SpaceInfo};
+use tessera::proto::login::LoginReply;
+use tessera::proto::PROTOCOL_MAJOR;
+use tessera::storage::{MemStorage, Storage};
+use tessera::{AppId, Definitions, EntityId, Time, MANAGER};
+use tessera_baseapp::bases::{BaseConfig, Baseapp, ClientInput, ClientOut, Output as BaseOut};
+use tessera_cellapp::behavior::Behaviors;
+use tessera_cellapp::cell::{Cell, CellConfig, EntitySnapshot};
+use tessera_cellapp::index::IndexKind;
+use tessera_manager::cluster::{Manager, Output as ManagerOut};
+
+use super::client::SimClient;
+use super::net::{Conditions, Delivery, Net, Node, Payload};
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Drives everything.
+    pub seed: u64,
+    /// Baseapps.
+    pub baseapps: usize,
+    /// NPCs on the cell.
+    pub npcs: usize,
+    /// Simulated clients.
+    pub clients: usize,
+    /// Space size in metres.
+    pub size: f32,
+    /// Network delays and loss.
+    pub net: Conditions,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            baseapps: 1,
+            npcs: 30,
+            clients: 12,
+            size: 200.0,
+            net: Conditions::default(),
+        }
+    }
+}
+
+const TICK_US: u64 = 100_000;
+
+/// The simulated world.
+pub struct SimWorld {
+    /// Virtual time, microseconds.
+    pub now: u64,
+    rng: ChaCha8Rng,
+    net: Net,
+    defs: Arc<Definitions>,
+    manager: Manager,
+    cells: BTreeMap<AppId, Cell>,
+    bases: BTreeMap<AppId, Baseapp>,
+    public: BTreeMap<SocketAddr, AppId>,
+    store: MemStorage,
+    /// The clients.
+    pub clients: BTreeMap<u64, SimClient>,
+    home: BTreeMap<u64, AppId>,
+    ticks: BTreeMap<Node, u64>,
+    trace: u64,
+    /// Deliveries made.
+    pub delivered: u64,
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Where a message addressed to an app id goes (app 0 is the manager).
+fn node_of(app: AppId) -> Node {
+    if app == MANAGER {
+        Node::Manager
+    } else {
+        Node::App(app)
+    }
+}
+
+fn mix(h: u64, v: u64) -> u64 {
+    (h ^ v).wrapping_mul(0x0100_0000_01b3)
+}
+
+fn code(n: Node) -> u64 {
+    match n {
+        Node::Manager => 1,
+        Node::Store => 2,
+        Node::App(a) => 1_000 + u64::from(a.0),
+        Node::Client(c) => 1_000_000 + c,
+    }
+}
+
+impl SimWorld {
+    /// Builds the world: registers one cellapp and the baseapps with the
+    /// manager, spawns NPCs, and schedules every client's login.
+    pub fn new(cfg: &SimConfig) -> SimWorld {
+        let defs = Arc::new(tessera::demo::definitions());
+        let space = SpaceInfo {
+            bounds: [0.0, 0.0, cfg.size, cfg.size],
+            tick_hz: 10,
+        };
+        let mut w = SimWorld {
+            now: 0,
+            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
+            net: Net::new(cfg.net),
+            manager: Manager::new(&defs, space.clone()),
+            defs,
+            cells: BTreeMap::new(),
+            bases: BTreeMap::new(),
+            public: BTreeMap::new(),
+            store: MemStorage::new(),
+            clients: BTreeMap::new(),
+            home: BTreeMap::new(),
+            ticks: BTreeMap::new(),
+            trace: 0xcbf2_9ce4_8422_2325,
+            delivered: 0,
+        };
+        let mut roles = vec![Role::Cellapp];
+        roles.extend(std::iter::repeat_n(Role::Baseapp, cfg.baseapps.max(1)));
+        for (i, role) in roles.into_iter().enumerate() {
+            let public = (role == Role::Baseapp).then(|| addr(20_000 + i as u16));
+            let register = AppMsg::Register {
+                role,
+                protocol: PROTOCOL_MAJOR,
+                defs_digest: w.defs.digest,
+                internal_addr: addr(10_000 + i as u16),
+                public_addr: public,
+                admin_addr: None,
+            };
+            let Ok(app) = w.manager.register(Time(0), &register) else {
+                continue;
+            };
+            if let Some(p) = public {
+                w.public.insert(p, app);
+            }
+            for out in w.manager.drain() {
+                match out {
+                    ManagerOut::App(to, AppMsg::Registered { ids, space, .. }) if to == app => {
+                        w.build(app, role, ids, space, cfg);
+                    }
+                    other => w.manager_output(other),
+                }
+            }
+            let first = w.rng.gen_range(0..TICK_US);
+            w.net.timer(first, Node::App(app));
+        }
+        w.net.timer(0, Node::Manager);
+        for c in 0..cfg.clients as u64 {
+            let heading = w.rng.gen_range(0.0..std::f32::consts::TAU);
+            w.clients.insert(c, SimClient::new(c, heading));
+            let req = w.clients[&c].login_request(&w.defs);
+            let at = w.rng.gen_range(0..500_000);
+            w.net.send(
+                &mut w.rng,
+                at,
+                Node::Client(c),
+                Node::Manager,
+                Payload::Login(req),
+            );
+        }
+        w
+    }
+
+    fn build(
+        &mut self,
+        app: AppId,
+        role: Role,
+        ids: tessera::IdBlock,
+        space: SpaceInfo,
+        cfg: &SimConfig,
+    ) {
+        match role {
+            Role::Cellapp => {
+                let cell_cfg = CellConfig {
+                    bounds: space.bounds,
+                    tick_hz: space.tick_hz,
+                    index: IndexKind::Grid,
+                    budget: Default::default(),
+                    backup_ticks: 50,
+                    seed: cfg.seed,
+                };
+                let mut cell = Cell::new(&self.defs, Behaviors::demo(), cell_cfg, ids);
+                cell.spawn("Npc", cfg.npcs);
+                self.cells.insert(app, cell);
+            }
+            Role::Baseapp => {
+                let mut seed = [0u8; 32];
+                self.rng.fill(&mut seed);
+                let base = Baseapp::new(
+                    app,
+                    self.defs.clone(),
+                    BaseConfig::default(),
+                    space,
+                    ids,
+                    seed,
+                );
+                self.bases.insert(app, base);
+            }
+        }
+    }
+
+    /// Stops every NPC and every client's walking.
+    pub fn freeze(&mut self) {
+        for c in self.cells.values_mut() {
+            c.set_frozen(true);
+        }
+        for c in self.clients.values_mut() {
+            c.walking = false;
+        }
+    }
+
+    /// Runs until virtual time reaches `until` (microseconds).
+    pub fn run_until(&mut self, until: u64) {
+        while self.net.next_at().is_some_and(|at| at <= until) {
+            let Some(d) = self.net.pop() else { break };
+            self.now = d.at;
+            self.delivered += 1;
+            self.trace = mix(mix(mix(self.trace, d.at), code(d.from)), code(d.to));
+            self.deliver(d);
+        }
+        self.now = until;
+    }
+
+    /// A fingerprint of everything delivered so far and of the cells' state.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = self.trace;
+        for cell in self.cells.values() {
+            for e in cell.snapshot() {
+                h = mix(h, e.id.0);
+                h = mix(
+                    h,
+                    u64::from(e.pos.x.to_bits()) << 32 | u64::from(e.pos.z.to_bits()),
+                );
+            }
+        }
+        h
+    }
+
+    /// Every real on every cell.
+    pub fn reals(&self) -> Vec<EntitySnapshot> {
+        self.cells.values().flat_map(|c| c.snapshot()).collect()
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        let now = Time(d.at);
+        let from_app = match d.from {
+            Node::App(a) => a,
+            _ => MANAGER,
+        };
+        match d.to {
+            Node::Manager => {
+                match d.payload {
+                    Payload::App(msg) => self.manager.handle(now, from_app, msg),
+                    Payload::Login(req) => {
+                        if let Node::Client(c) = d.from {
+                            self.manager.login(now, c, req);
+                        }
+                    }
+                    Payload::Checked(login, result) => {
+                        self.manager.account_checked(now, login, result)
+                    }
+                    Payload::Timer => {
+                        self.manager.tick(now);
+                        self.net.timer(d.at + 500_000, Node::Manager);
+                    }
+                    _ => {}
+                }
+                for out in self.manager.drain() {
+                    self.manager_output(out);
+                }
+            }
+            Node::Store => match d.payload {
+                Payload::Store(op) => {
+                    let done = tessera_baseapp::store::execute(&mut self.store, op);
+                    self.net.send(
+                        &mut self.rng,
+                        d.at,
+                        Node::Store,
+                        d.from,
+                        Payload::Stored(done),
+                    );
+                }
+                Payload::Check {
+                    login,
+                    name,
+                    password,
+                    create,
+                } => {
+                    let result = self.store.login(&name, &password, create);
+                    self.net.send(
+                        &mut self.rng,
+                        d.at,
+                        Node::Store,
+                        Node::Manager,
+                        Payload::Checked(login, result),
+                    );
+                }
+                _ => {}
+            },
+            Node::App(app) if self.cells.contains_key(&app) => {
+                self.deliver_cell(app, d, now, from_app)
+            }
+            Node::App(app) => self.deliver_base(app, d, now, from_app),
+            Node::Client(c) => self.deliver_client(c, d),
+        }
+    }
+
+    fn manager_output(&mut self, out: ManagerOut) {
+        let now = self.now;
+        match out {
+            ManagerOut::App(to, msg) => self.net.send(
+                &mut self.rng,
+                now,
+                Node::Manager,
+                Node::App(to),
+                Payload::App(msg),
+            ),
+            ManagerOut::Login(id, reply) => self.net.send(
+                &mut self.rng,
+                now,
+                Node::Manager,
+                Node::Client(id),
+                Payload::LoginReply(reply),
+            ),
+            ManagerOut::CheckAccount {
+                login,
+                name,
+                password,
+                create,
+            } => self.net.send(
+                &mut self.rng,
+                now,
+                Node::Manager,
+                Node::Store,
+                Payload::Check {
+                    login,
+                    name,
+                    password,
+                    create,
+                },
+            ),
+            ManagerOut::Drop(_) => {}
+        }
+    }
+
+    fn heartbeat_due(&mut self, node: Node) -> bool {
+        let t = self.ticks.entry(node).or_insert(0);
+        *t += 1;
+        *t % 10 == 0
+    }
+
+    fn deliver_cell(&mut self, app: AppId, d: Delivery, now: Time, from: AppId) {
+        let beat = matches!(d.payload, Payload::Timer) && self.heartbeat_due(d.to);
+        let Some(cell) = self.cells.get_mut(&app) else {
+            return;
+        };
+        match d.payload {
+            Payload::App(msg) => cell.handle(now, from, msg),
+            Payload::Timer => {
+                cell.tick(now);
+                self.net.timer(d.at + TICK_US, d.to);
+            }
+            _ => {}
+        }
+        let mut outs = cell.drain();
+        if beat {
+            let stats = cell.stats();
+            outs.push((
+                MANAGER,
+                AppMsg::Heartbeat(tessera::proto::app::Load {
+                    busy: 0.0,
+                    entities: stats.reals as u32,
+                    clients: stats.witnesses as u32,
+                }),
+            ));
+        }
+        for (to, msg) in outs {
+            let to = if to == MANAGER {
+                Node::Manager
+            } else {
+                Node::App(to)
+            };
+            self.net
+                .send(&mut self.rng, d.at, d.to, to, Payload::App(msg));
+        }
+    }
+
+    fn deliver_base(&mut self, app: AppId, d: Delivery, now: Time, from: AppId) {
+        let beat = matches!(d.payload, Payload::Timer) && self.heartbeat_due(d.to);
+        let Some(base) = self.bases.get_mut(&app) else {
+            return;
+        };
+        let client = match d.from {
+            Node::Client(c) => c,
+            _ => 0,
+        };
+        match d.payload {
+            Payload::App(msg) => {
+                let cells = match &msg {
+                    AppMsg::Cells(cells) => cells.iter().map(|c| c.app).collect(),
+                    _ => Vec::new(),
+                };
+                base.handle(now, from, msg);
+                // The driver dials every announced cellapp; here the link is instant.
+                for c in cells {
+                    base.link_up(c);
+                }
+            }
+            Payload::Hello {
+                protocol,
+                digest,
+                ticket,
+            } => base.hello(client, protocol, digest, ticket, now),
+            Payload::ClientMsg(m) => base.client_input(now, client, ClientInput::Msg(m)),
+            Payload::ClientDatagram(m) => base.client_input(now, client, ClientInput::Datagram(m)),
+            Payload::Stored(done) => base.store_done(now, done),
+            Payload::Timer => {
+                base.tick(now);
+                self.net.timer(d.at + TICK_US, d.to);
+            }
+            _ => {}
+        }
+        let mut outs = base.drain();
+        if beat {
+            outs.push(BaseOut::App(MANAGER, AppMsg::Heartbeat(base.load())));
+        }
+        for out in outs {
+            match out {
+                BaseOut::App(to, msg) => {
+                    let to = if to == MANAGER {
+                        Node::Manager
+                    } else {
+                        Node::App(to)
+                    };
+                    self.net
+                        .send(&mut self.rng, d.at, d.to, to, Payload::App(msg));
+                }
+                BaseOut::Client(c, ClientOut::Datagram(bytes)) => self.net.send_unreliable(
+                    &mut self.rng,
+                    d.at,
+                    d.to,
+                    Node::Client(c),
+                    Payload::ToClient(ClientOut::Datagram(bytes)),
+                ),
+                BaseOut::Client(c, out) => self.net.send(
+                    &mut self.rng,
+                    d.at,
+                    d.to,
+                    Node::Client(c),
+                    Payload::ToClient(out),
+                ),
+                BaseOut::Store(op) => {
+                    self.net
+                        .send(&mut self.rng, d.at, d.to, Node::Store, Payload::Store(op))
+                }
+            }
+        }
+    }
+
+    fn deliver_client(&mut self, c: u64, d: Delivery) {
+        let speed = self
+            .defs
+            .by_name("Avatar")
+            .map_or(1.0, |t| t.max_speed * 0.7);
+        let Some(client) = self.clients.get_mut(&c) else {
+            return;
+        };
+        match d.payload {
+            Payload::LoginReply(reply) => {
+                let baseapp = match &reply {
+                    LoginReply::Granted { baseapp, .. } => self.public.get(baseapp).copied(),
+                    LoginReply::Refused { .. } => None,
+                };
+                if let (Some(ticket), Some(b)) = (client.login_reply(reply), baseapp) {
+                    self.home.insert(c, b);
+                    let hello = Payload::Hello {
+                        protocol: PROTOCOL_MAJOR,
+                        digest: self.defs.digest,
+                        ticket,
+                    };
+                    self.net
+                        .send(&mut self.rng, d.at, d.to, Node::App(b), hello);
+                    self.net.timer(d.at + TICK_US, d.to);
+                }
+            }
+            Payload::ToClient(out) => client.receive(out),
+            Payload::Timer => {
+                if let (Some(m), Some(b)) = (client.step(&mut self.rng, speed), self.home.get(&c)) {
+                    self.net.send_unreliable(
+                        &mut self.rng,
+                        d.at,
+                        d.to,
+                        Node::App(*b),
+                        Payload::ClientDatagram(m),
+                    );
+                }
+                self.net.timer(d.at + TICK_US, d.to);
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks every playing client's view against the reals: every entity
+    /// within the AoI radius seen at its exact position with its public
+    /// properties, nothing beyond radius plus `hysteresis`, nothing that does
+    /// not exist. Returns how many sightings were checked.
+    pub fn check_views(&self, hysteresis: f32) -> Result<usize, String> {
+        let reals = self.reals();
+        let by_id: BTreeMap<EntityId, &EntitySnapshot> = reals.iter().map(|r| (r.id, r)).collect();
+        let mut checked = 0;
+        for client in self.clients.values() {
+            let Some(view) = client.view() else {
+                return Err(format!(
+                    "client {} is not playing: {:?}",
+                    client.id, client.phase
+                ));
+            };
+            let me = by_id
+                .get(&view.me)
+                .ok_or_else(|| format!("client {}'s entity {} is not real", client.id, view.me))?;
+            let radius = me.aoi.ok_or("a client entity has no witness")?;
+            for other in &reals {
+                if other.id == me.id {
+                    continue;
+                }
+                let d =
+                    ((other.pos.x - me.pos.x).powi(2) + (other.pos.z - me.pos.z).powi(2)).sqrt();
+                match view.others.get(&other.id) {
+                    Some(seen) => {
+                        if d > radius + hysteresis {
+                            return Err(format!("{} sees {} at {d:.1} m", me.id, other.id));
+                        }
+                        if seen.pos != other.pos.to_array() {
+                            return Err(format!(
+                                "{} sees {} at {:?}, truth {:?}",
+                                me.id, other.id, seen.pos, other.pos
+                            ));
+                        }
+                        let ty = self.defs.get(other.type_id).ok_or("unknown type")?;
+                        for p in ty.properties.iter().filter(|p| p.flags.other_clients()) {
+                            if seen.props.get(&p.index) != other.props.get(p.index as usize) {
+                                return Err(format!(
+                                    "{} sees {}.{} wrong",
+                                    me.id, other.id, p.name
+                                ));
+                            }
+                        }
+                        checked += 1;
+                    }
+                    None if d <= radius => {
+                        return Err(format!("{} misses {} at {d:.1} m", me.id, other.id))
+                    }
+                    None => {}
+                }
+            }
+            if let Some(ghost) = view.others.keys().find(|id| !by_id.contains_key(id)) {
+                return Err(format!("{} sees {ghost}, which does not exist", me.id));
+            }
+        }
+        Ok(checked)
+    }
+}
