@@ -385,11 +385,7 @@ impl SimWorld {
             ));
         }
         for (to, msg) in outs {
-            let to = if to == MANAGER {
-                Node::Manager
-            } else {
-                Node::App(to)
-            };
+            let to = node_of(to);
             self.net
                 .send(&mut self.rng, d.at, d.to, to, Payload::App(msg));
         }
@@ -437,11 +433,7 @@ impl SimWorld {
         for out in outs {
             match out {
                 BaseOut::App(to, msg) => {
-                    let to = if to == MANAGER {
-                        Node::Manager
-                    } else {
-                        Node::App(to)
-                    };
+                    let to = node_of(to);
                     self.net
                         .send(&mut self.rng, d.at, d.to, to, Payload::App(msg));
                 }
