@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tessera::defs::{Definitions, Side, TypeDef};
 use tessera::frame::encode_body;
+use tessera::layout::Layout;
 use tessera::net::close;
 use tessera::proto::app::{AppMsg, CellInfo, CellState, Delivery, Load, SpaceInfo};
 use tessera::proto::client::{ClientDatagram, ClientMsg, ServerMsg};
@@ -165,6 +166,7 @@ pub struct Baseapp {
     bases: BTreeMap<EntityId, Base>,
     online: HashMap<i64, EntityId>,
     cells: Vec<CellInfo>,
+    layout: Option<Layout>,
     linked: BTreeSet<AppId>,
     last_save: Option<Time>,
     stopping: bool,
@@ -193,6 +195,7 @@ impl Baseapp {
             bases: BTreeMap::new(),
             online: HashMap::new(),
             cells: Vec::new(),
+            layout: None,
             linked: BTreeSet::new(),
             last_save: None,
             stopping: false,
@@ -240,12 +243,20 @@ impl Baseapp {
         ));
     }
 
-    fn cell_for(&self, _pos: Pos) -> Option<AppId> {
-        // One cell covers the space for now: the first linked cellapp.
-        self.cells
-            .iter()
-            .map(|c| c.app)
-            .find(|a| self.linked.contains(a))
+    /// The cellapp whose cell covers a position (by the newest layout), or
+    /// any linked cellapp while that one is not linked yet.
+    fn cell_for(&self, pos: Pos) -> Option<AppId> {
+        let by_layout = self
+            .layout
+            .as_ref()
+            .map(|l| l.app_at(pos[0], pos[2]))
+            .filter(|a| self.linked.contains(a));
+        by_layout.or_else(|| {
+            self.cells
+                .iter()
+                .map(|c| c.app)
+                .find(|a| self.linked.contains(a))
+        })
     }
 
     /// A client connected and said hello.
@@ -378,6 +389,7 @@ impl Baseapp {
         };
         self.close(client, close::PROTOCOL, reason);
         if let Phase::Playing(e) = proxy.phase {
+            self.detach(e);
             self.leave(e);
         }
     }
@@ -460,6 +472,13 @@ impl Baseapp {
         }
     }
 
+    /// Forgets an entity's client (already closed by the caller).
+    fn detach(&mut self, e: EntityId) {
+        if let Some(b) = self.bases.get_mut(&e) {
+            b.client = None;
+        }
+    }
+
     /// Starts the end of an entity's session: the cell half is destroyed and
     /// sends its final state; then the base is saved and dropped.
     fn leave(&mut self, e: EntityId) {
@@ -522,6 +541,10 @@ impl Baseapp {
             return;
         };
         let account = proxy.account;
+        if self.stopping {
+            self.proxies.remove(&client);
+            return self.refuse(client, "server shutting down".into());
+        }
         let row = match result {
             Ok(row) => row,
             Err(e) => {
@@ -673,6 +696,12 @@ impl Baseapp {
                     .push(Output::App(MANAGER, AppMsg::TicketIssued { req, ticket }));
             }
             AppMsg::Cells(cells) => self.cells = cells,
+            AppMsg::Layout { layout, cells } => {
+                if self.layout.as_ref().is_none_or(|l| layout.epoch > l.epoch) {
+                    self.layout = Some(layout);
+                    self.cells = cells;
+                }
+            }
             AppMsg::Ids(block) => self.ids.grant(block),
             AppMsg::ToClients(packets) => {
                 for p in packets {
@@ -781,6 +810,7 @@ impl Baseapp {
                         reason: "server shutting down".into(),
                     },
                 ));
+                self.detach(e);
             }
             self.leave(e);
         }
@@ -800,3 +830,6 @@ impl Baseapp {
         self.app
     }
 }
+
+#[cfg(test)]
+mod tests;

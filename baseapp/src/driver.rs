@@ -390,7 +390,7 @@ impl Driver {
                 }
             }
             LinkEvent::Msg(msg) => {
-                let is_cells = matches!(msg, AppMsg::Cells(_));
+                let is_cells = matches!(msg, AppMsg::Cells(_) | AppMsg::Layout { .. });
                 self.core.handle(Time::now(), from, msg);
                 if is_cells {
                     self.dial_cells();

@@ -13,6 +13,7 @@ use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use tessera::defs::{Definitions, Side, TypeDef, TypeId};
 use tessera::frame::encode_body;
+use tessera::layout::Layout;
 use tessera::proto::app::{AppMsg, CellState, ClientPacket, Delivery};
 use tessera::proto::client::{PropValue, ServerMsg};
 use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
@@ -37,6 +38,8 @@ pub struct CellConfig {
     pub backup_ticks: u32,
     /// Seed of the cell's random source (NPC behaviour).
     pub seed: u64,
+    /// The cellapp's own id (which cells of the layout are its own).
+    pub app: AppId,
 }
 
 impl Default for CellConfig {
@@ -48,6 +51,7 @@ impl Default for CellConfig {
             budget: Budget::default(),
             backup_ticks: 50,
             seed: 1,
+            app: AppId(1),
         }
     }
 }
@@ -161,6 +165,8 @@ pub struct Cell {
     tick: u64,
     last_tick: Option<Time>,
     frozen: bool,
+    layout: Option<Layout>,
+    later: Vec<(String, usize)>,
     outbox: Vec<(AppId, AppMsg)>,
     to_clients: BTreeMap<AppId, Vec<ClientPacket>>,
     scratch_ids: Vec<EntityId>,
@@ -207,6 +213,8 @@ impl Cell {
             tick: 0,
             last_tick: None,
             frozen: false,
+            layout: None,
+            later: Vec::new(),
             outbox: Vec::new(),
             to_clients: BTreeMap::new(),
             scratch_ids: Vec::new(),
@@ -305,14 +313,41 @@ impl Cell {
         Some(real)
     }
 
-    /// Creates `n` server-driven entities of type `type_name` at random places.
-    /// Returns how many were made (fewer if ids ran out).
+    /// The layout this cell acts on, once the manager has sent one.
+    pub fn layout(&self) -> Option<&Layout> {
+        self.layout.as_ref()
+    }
+
+    /// Where this cellapp's own area is: its first cell's rectangle in the
+    /// layout, or the whole space before a layout arrives.
+    pub fn home(&self) -> [f32; 4] {
+        let own = self.layout.as_ref().and_then(|l| {
+            l.cells()
+                .into_iter()
+                .find(|c| c.app == self.cfg.app)
+                .map(|c| [c.rect.x0, c.rect.z0, c.rect.x1, c.rect.z1])
+        });
+        own.unwrap_or(self.cfg.bounds)
+    }
+
+    /// Creates `n` server-driven entities once the layout says where this
+    /// cellapp's area is.
+    pub fn spawn_when_placed(&mut self, type_name: &str, n: usize) {
+        if self.layout.is_some() {
+            self.spawn(type_name, n);
+        } else {
+            self.later.push((type_name.to_string(), n));
+        }
+    }
+
+    /// Creates `n` server-driven entities of type `type_name` at random places
+    /// in this cellapp's area. Returns how many were made (fewer if ids ran out).
     pub fn spawn(&mut self, type_name: &str, n: usize) -> usize {
         let Some(info) = self.types.iter().find(|t| t.def.name == type_name) else {
             return 0;
         };
         let (type_id, props) = (info.def.id, info.def.defaults());
-        let [x0, z0, x1, z1] = self.cfg.bounds;
+        let [x0, z0, x1, z1] = self.home();
         let mut made = 0;
         for _ in 0..n {
             let Some(id) = self.ids.take() else { break };
@@ -418,6 +453,14 @@ impl Cell {
                 args,
             } => self.call(entity, method, &args),
             AppMsg::Ids(block) => self.add_ids(block),
+            AppMsg::Layout { layout, .. } => {
+                if self.layout.as_ref().is_none_or(|l| layout.epoch > l.epoch) {
+                    self.layout = Some(layout);
+                    for (ty, n) in std::mem::take(&mut self.later) {
+                        self.spawn(&ty, n);
+                    }
+                }
+            }
             other => {
                 tracing::debug!(?from, msg = ?std::mem::discriminant(&other), "cell ignores message");
             }

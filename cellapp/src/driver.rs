@@ -140,9 +140,10 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
         budget: opts.budget,
         backup_ticks: u32::from(joined.space.tick_hz) * 5,
         seed: opts.seed ^ u64::from(app.0),
+        app,
     };
     let mut cell = Cell::new(&opts.defs, Behaviors::demo(), cfg, joined.ids);
-    cell.spawn("Npc", opts.npcs);
+    cell.spawn_when_placed("Npc", opts.npcs);
     tokio::spawn(accept(endpoint.clone(), opts.defs.digest, events_tx));
     let (control, control_rx) = mpsc::unbounded_channel();
     let span = tracing::info_span!("cellapp", %app);

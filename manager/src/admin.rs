@@ -1,15 +1,73 @@
-//! The manager's admin HTTP: `/healthz` and `/api/cluster` (JSON: every app,
-//! its role, addresses, load and client count). The driver publishes a fresh
-//! [`ClusterView`] whenever membership or load changes.
+//! The manager's admin HTTP: `/healthz`, `/api/cluster` (JSON: every app,
+//! its role, addresses, load and client count), `/api/spaces/1/layout` (the
+//! cells and cut lines), and `POST /api/spaces/1/lines/{line}` with
+//! `{"pos": metres}` to move a line by hand. The driver publishes a fresh
+//! [`ClusterView`] whenever membership, load or the layout changes; moves go
+//! to the driver as [`Command`]s.
 
-use axum::extract::State;
-use axum::routing::get;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use tessera::layout::{CellView, Layout, LineId, LineView, Rect};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::AppInfo;
+
+/// A space's layout as the admin API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayoutView {
+    /// Bumped by every change.
+    pub epoch: u64,
+    /// The space.
+    pub bounds: Rect,
+    /// Every cell.
+    pub cells: Vec<CellView>,
+    /// Every cut line.
+    pub lines: Vec<LineView>,
+}
+
+impl LayoutView {
+    /// The flat view of a layout.
+    pub fn of(layout: &Layout) -> LayoutView {
+        LayoutView {
+            epoch: layout.epoch,
+            bounds: layout.bounds,
+            cells: layout.cells(),
+            lines: layout.lines(),
+        }
+    }
+}
+
+/// What the admin API asks the manager to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Move a cut line; the answer is where it went, or why not.
+    MoveLine {
+        /// The line.
+        line: LineId,
+        /// Where to.
+        pos: f32,
+        /// The answer.
+        reply: oneshot::Sender<Result<LayoutView, String>>,
+    },
+}
+
+/// The body of a line move.
+#[derive(Debug, Deserialize)]
+pub struct MoveBody {
+    /// Where the line should go, in metres.
+    pub pos: f32,
+}
+
+#[derive(Clone)]
+struct AdminState {
+    view: Shared,
+    commands: mpsc::UnboundedSender<Command>,
+}
 
 /// What `/api/cluster` returns.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -22,6 +80,8 @@ pub struct ClusterView {
     pub clients: u32,
     /// Entities, over all cellapps.
     pub entities: u32,
+    /// The layout of the space, once a cellapp has registered.
+    pub layout: Option<LayoutView>,
 }
 
 /// The shared, latest view.
@@ -31,22 +91,67 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn cluster(State(view): State<Shared>) -> Json<ClusterView> {
-    let v = view.read().map(|v| v.clone()).unwrap_or_default();
+async fn cluster(State(s): State<AdminState>) -> Json<ClusterView> {
+    let mut v = s.view.read().map(|v| v.clone()).unwrap_or_default();
+    v.layout = None;
     Json(v)
 }
 
+async fn layout(
+    State(s): State<AdminState>,
+    Path(space): Path<u32>,
+) -> Result<Json<LayoutView>, (StatusCode, String)> {
+    let layout = s.view.read().ok().and_then(|v| v.layout.clone());
+    match layout {
+        Some(l) if space == 1 => Ok(Json(l)),
+        _ => Err((StatusCode::NOT_FOUND, format!("no space {space}\n"))),
+    }
+}
+
+async fn move_line(
+    State(s): State<AdminState>,
+    Path((space, line)): Path<(u32, u32)>,
+    Json(body): Json<MoveBody>,
+) -> Result<Json<LayoutView>, (StatusCode, String)> {
+    if space != 1 {
+        return Err((StatusCode::NOT_FOUND, format!("no space {space}\n")));
+    }
+    let (reply, answer) = oneshot::channel();
+    let cmd = Command::MoveLine {
+        line: LineId(line),
+        pos: body.pos,
+        reply,
+    };
+    let gone = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "manager stopping\n".to_string(),
+        )
+    };
+    s.commands.send(cmd).map_err(|_| gone())?;
+    match answer.await.map_err(|_| gone())? {
+        Ok(view) => Ok(Json(view)),
+        Err(e) => Err((StatusCode::BAD_REQUEST, format!("{e}\n"))),
+    }
+}
+
 /// The admin router.
-pub fn router(view: Shared) -> Router {
+pub fn router(view: Shared, commands: mpsc::UnboundedSender<Command>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/cluster", get(cluster))
-        .with_state(view)
+        .route("/api/spaces/{space}/layout", get(layout))
+        .route("/api/spaces/{space}/lines/{line}", post(move_line))
+        .with_state(AdminState { view, commands })
 }
 
 /// Serves the admin API on a bound listener until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, view: Shared) {
-    if let Err(e) = axum::serve(listener, router(view)).await {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    view: Shared,
+    commands: mpsc::UnboundedSender<Command>,
+) {
+    if let Err(e) = axum::serve(listener, router(view, commands)).await {
         tracing::error!(error = %e, "admin HTTP stopped");
     }
 }

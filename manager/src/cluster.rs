@@ -8,6 +8,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
+use tessera::layout::{Layout, LayoutError, LineId, Rect};
 use tessera::proto::app::{AppMsg, CellInfo, Load, Role, SpaceInfo};
 use tessera::proto::login::{
     LoginReply, LoginRequest, RefuseReason, MAX_NAME_BYTES, MAX_PASSWORD_BYTES,
@@ -88,6 +89,7 @@ pub struct Manager {
     next_id: u64,
     next_req: u64,
     pending: HashMap<u64, Pending>,
+    layout: Option<Layout>,
     out: Vec<Output>,
 }
 
@@ -102,6 +104,7 @@ impl Manager {
             next_id: 1,
             next_req: 1,
             pending: HashMap::new(),
+            layout: None,
             out: Vec::new(),
         }
     }
@@ -134,6 +137,58 @@ impl Manager {
                 addr: a.internal_addr,
             })
             .collect()
+    }
+
+    /// The current layout, once a cellapp has registered.
+    pub fn layout(&self) -> Option<&Layout> {
+        self.layout.as_ref()
+    }
+
+    /// Cuts the space into one cell of equal area per cellapp (called when a
+    /// cellapp joins or leaves) and tells every app.
+    fn relayout(&mut self) {
+        let cellapps: Vec<AppId> = self
+            .apps
+            .iter()
+            .filter(|(_, a)| a.kind == Role::Cellapp)
+            .map(|(id, _)| *id)
+            .collect();
+        let epoch = self.layout.as_ref().map_or(0, |l| l.epoch);
+        self.layout = Layout::equal(Rect::from_bounds(self.space.bounds), &cellapps)
+            .ok()
+            .map(|mut l| {
+                l.epoch = epoch + 1;
+                l
+            });
+        let all: Vec<AppId> = self.apps.keys().copied().collect();
+        for app in all {
+            self.send_layout(app);
+        }
+    }
+
+    fn send_layout(&mut self, app: AppId) {
+        if let Some(layout) = &self.layout {
+            let msg = AppMsg::Layout {
+                layout: layout.clone(),
+                cells: self.cells(),
+            };
+            self.out.push(Output::App(app, msg));
+        }
+    }
+
+    /// Moves a cut line (an operator's hand, or later the balancer) and tells
+    /// every app. Returns where the line went (clamped to its range).
+    pub fn move_line(&mut self, line: LineId, pos: f32) -> Result<f32, LayoutError> {
+        let layout = self.layout.as_mut().ok_or(LayoutError::NoLine(line))?;
+        let before = layout.epoch;
+        let at = layout.move_line(line, pos)?;
+        if layout.epoch != before {
+            let all: Vec<AppId> = self.apps.keys().copied().collect();
+            for app in all {
+                self.send_layout(app);
+            }
+        }
+        Ok(at)
     }
 
     fn tell_baseapps_about_cells(&mut self) {
@@ -205,10 +260,14 @@ impl Manager {
         ));
         tracing::info!(%app, %role, %internal_addr, "app registered");
         match role {
-            Role::Cellapp => self.tell_baseapps_about_cells(),
+            Role::Cellapp => {
+                self.tell_baseapps_about_cells();
+                self.relayout();
+            }
             Role::Baseapp => {
                 let cells = self.cells();
                 self.out.push(Output::App(app, AppMsg::Cells(cells)));
+                self.send_layout(app);
             }
         }
         Ok(app)
@@ -222,6 +281,7 @@ impl Manager {
         tracing::warn!(%app, role = %info.role, %reason, "app left the cluster");
         if info.kind == Role::Cellapp {
             self.tell_baseapps_about_cells();
+            self.relayout();
         }
         let waiting: Vec<u64> = self
             .pending
@@ -422,3 +482,6 @@ impl Manager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

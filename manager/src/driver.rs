@@ -124,7 +124,8 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
         login_addr: Some(login_addr),
         ..ClusterView::default()
     }));
-    tokio::spawn(admin::serve(listener, view.clone()));
+    let (commands_tx, commands) = mpsc::unbounded_channel();
+    tokio::spawn(admin::serve(listener, view.clone(), commands_tx));
     let (checked_tx, checked) = mpsc::unbounded_channel();
     // One hashing thread: password checks are deliberately slow, and a login
     // storm must not take every core from the running world.
@@ -144,7 +145,7 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     tracing::info!(parent: &span, %internal_addr, %login_addr, %admin_addr, "manager up");
     let task = tokio::spawn(
         run(
-            core, accounts, view, joins, logins, checked, stop_rx, internal, login,
+            core, accounts, view, joins, logins, checked, commands, stop_rx, internal, login,
         )
         .instrument(span),
     );
@@ -230,6 +231,7 @@ async fn run(
         LoginId,
         Result<tessera::storage::Account, StorageError>,
     )>,
+    mut commands: mpsc::UnboundedReceiver<admin::Command>,
     mut stop: oneshot::Receiver<()>,
     internal: quinn::Endpoint,
     login: quinn::Endpoint,
@@ -271,6 +273,20 @@ async fn run(
                 core.login(Time::now(), ask.id, ask.req);
             }
             Some((id, result)) = checked.recv() => core.account_checked(Time::now(), id, result),
+            Some(cmd) = commands.recv() => match cmd {
+                admin::Command::MoveLine { line, pos, reply } => {
+                    let result = core
+                        .move_line(line, pos)
+                        .map(|_| core.layout().map(admin::LayoutView::of))
+                        .map_err(|e| e.to_string())
+                        .and_then(|v| v.ok_or_else(|| "no layout yet".to_string()));
+                    if result.is_ok() {
+                        tracing::info!(line = line.0, pos, "line moved by hand");
+                    }
+                    let _ = reply.send(result);
+                    publish(&core, &view);
+                }
+            },
             _ = ticker.tick() => {
                 core.tick(Time::now());
                 publish(&core, &view);
@@ -330,5 +346,6 @@ fn publish(core: &Manager, view: &admin::Shared) {
         v.apps = apps;
         v.clients = clients;
         v.entities = entities;
+        v.layout = core.layout().map(admin::LayoutView::of);
     }
 }

@@ -6,6 +6,7 @@ use super::client::PropValue;
 use super::{Pos, Ticket};
 use crate::defs::TypeId;
 use crate::ids::{AppId, EntityId, IdBlock};
+use crate::layout::Layout;
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -206,4 +207,12 @@ pub enum AppMsg {
     ToClients(Vec<ClientPacket>),
     /// App → manager: the app is leaving on purpose.
     Goodbye,
+    /// Manager → every app: the space layout, with where each cellapp is.
+    /// Sent whenever it changes; apps act on the highest epoch they have.
+    Layout {
+        /// The layout.
+        layout: Layout,
+        /// Every cellapp's address.
+        cells: Vec<CellInfo>,
+    },
 }

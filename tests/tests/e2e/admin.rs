@@ -52,3 +52,71 @@ async fn healthz_and_cluster() {
     assert_eq!(seen["login_addr"], cluster.manager.login_addr.to_string());
     cluster.stop().await;
 }
+
+async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_string(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layout_is_cut_per_cellapp_and_lines_move_by_hand() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(
+        dir.path(),
+        ClusterSpec {
+            cellapps: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = cluster.manager.admin_addr;
+    let mut layout = serde_json::Value::Null;
+    for _ in 0..40 {
+        let (head, body) = get(admin, "/api/spaces/1/layout").await;
+        if head.starts_with("HTTP/1.1 200") {
+            layout = serde_json::from_str(&body).expect("JSON");
+            if layout["cells"].as_array().map(Vec::len) == Some(2) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let cells = layout["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 2, "{layout}");
+    let owners: std::collections::BTreeSet<u64> =
+        cells.iter().filter_map(|c| c["app"].as_u64()).collect();
+    assert_eq!(owners.len(), 2, "one cell per cellapp: {layout}");
+    let line = &layout["lines"][0];
+    let id = line["line"].as_u64().expect("line id");
+    let epoch = layout["epoch"].as_u64().expect("epoch");
+    let (head, body) = post(
+        admin,
+        &format!("/api/spaces/1/lines/{id}"),
+        r#"{"pos": 150.0}"#,
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    let moved: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(moved["lines"][0]["pos"], 150.0);
+    assert!(moved["epoch"].as_u64().expect("epoch") > epoch);
+    let (head, body) = post(admin, "/api/spaces/1/lines/999", r#"{"pos": 1.0}"#).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(body.contains("no line"), "{body}");
+    let (head, _) = post(
+        admin,
+        &format!("/api/spaces/1/lines/{id}"),
+        r#"{"pos": "far"}"#,
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 4"), "{head}");
+    cluster.stop().await;
+}

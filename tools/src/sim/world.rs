@@ -188,9 +188,10 @@ impl SimWorld {
                     budget: Default::default(),
                     backup_ticks: 50,
                     seed: cfg.seed,
+                    app,
                 };
                 let mut cell = Cell::new(&self.defs, Behaviors::demo(), cell_cfg, ids);
-                cell.spawn("Npc", cfg.npcs);
+                cell.spawn_when_placed("Npc", cfg.npcs);
                 self.cells.insert(app, cell);
             }
             Role::Baseapp => {

@@ -1,0 +1,1266 @@
+//! Direct unit tests of the baseapp core ([`Baseapp`]), driven with
+//! handcrafted app messages, client inputs and storage answers on a fake
+//! clock (plain [`Time`] values; no sockets, no database, no real clock).
+//!
+//! They check: tickets (issued to the manager, spent by any attempt, expiry),
+//! the hello (refusals for an unknown ticket, a wrong digest or protocol,
+//! each a `Refused` then a `REFUSED` close naming the problem; a good one asks
+//! storage for the player), the welcome and the placement of the entity in a
+//! cell (at once or when the cell link comes up), what a client may send
+//! (calls checked against the definitions, finite moves only), forwarding of
+//! cell packets to clients, and persistence (save on logout with the final
+//! cell state, periodic saves of dirty entities, clean stop and forced drain).
+
+use super::{BaseConfig, Baseapp, ClientId, ClientInput, ClientOut, Output, StoreDone, StoreOp};
+use crate::persist;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tessera::defs::TypeDef;
+use tessera::frame;
+use tessera::net::close;
+use tessera::proto::app::{AppMsg, CellInfo, CellState, ClientPacket, Delivery, SpaceInfo};
+use tessera::proto::client::{ClientDatagram, ClientMsg, ServerMsg};
+use tessera::proto::{Pos, Ticket, PROTOCOL_MAJOR};
+use tessera::storage::{DbId, StoredEntity};
+use tessera::{AppId, Definitions, EntityId, IdBlock, Time, Value, MANAGER};
+
+/// The fake clock's starting point.
+const T0: Time = Time(1_700_000_000_000_000);
+const US: Duration = Duration::from_micros(1);
+/// This baseapp.
+const ME: AppId = AppId(2);
+/// The one cellapp.
+const CELL: AppId = AppId(1);
+/// Where fresh rows in these tests put the player.
+const SPAWN: Pos = [12.0, 0.0, 34.0];
+
+fn space() -> SpaceInfo {
+    SpaceInfo {
+        bounds: [0.0, 0.0, 1000.0, 1000.0],
+        tick_hz: 10,
+    }
+}
+
+fn cell_info() -> CellInfo {
+    CellInfo {
+        app: CELL,
+        addr: SocketAddr::from(([10, 0, 0, 1], 100)),
+    }
+}
+
+/// A baseapp core, its definitions and a fake clock.
+struct Rig {
+    b: Baseapp,
+    defs: Arc<Definitions>,
+    now: Time,
+    next_req: u64,
+}
+
+/// One logged-in player.
+#[derive(Clone, Copy, Debug)]
+struct Player {
+    client: ClientId,
+    account: i64,
+    entity: EntityId,
+    db: DbId,
+}
+
+fn rig_with(ids: IdBlock) -> Rig {
+    let defs = Arc::new(tessera::demo::definitions());
+    let b = Baseapp::new(
+        ME,
+        defs.clone(),
+        BaseConfig::default(),
+        space(),
+        ids,
+        [7; 32],
+    );
+    Rig {
+        b,
+        defs,
+        now: T0,
+        next_req: 1,
+    }
+}
+
+fn rig() -> Rig {
+    rig_with(IdBlock {
+        next: 1000,
+        end: 1000 + (1 << 20),
+    })
+}
+
+impl Rig {
+    fn avatar(&self) -> &TypeDef {
+        self.defs
+            .by_name("Avatar")
+            .expect("the demo defines Avatar")
+    }
+
+    fn prop(&self, name: &str) -> u16 {
+        self.avatar().prop(name).expect("a demo property").index
+    }
+
+    fn method(&self, name: &str) -> u16 {
+        self.avatar().method(name).expect("a demo method").index
+    }
+
+    fn advance(&mut self, d: Duration) -> Time {
+        self.now = self.now.plus(d);
+        self.now
+    }
+
+    /// The manager asks for a ticket; returns it.
+    fn issue(&mut self, account: i64) -> Ticket {
+        let req = self.next_req;
+        self.next_req += 1;
+        self.b.handle(
+            self.now,
+            MANAGER,
+            AppMsg::IssueTicket {
+                req,
+                account,
+                name: format!("player{account}"),
+            },
+        );
+        let out = self.b.drain();
+        assert_eq!(out.len(), 1, "{out:?}");
+        match &out[0] {
+            Output::App(to, AppMsg::TicketIssued { req: r, ticket }) => {
+                assert_eq!(*to, MANAGER);
+                assert_eq!(*r, req);
+                *ticket
+            }
+            other => panic!("expected TicketIssued to the manager, got {other:?}"),
+        }
+    }
+
+    fn hello(&mut self, client: ClientId, ticket: Ticket) -> Vec<Output> {
+        let digest = self.defs.digest;
+        self.b
+            .hello(client, PROTOCOL_MAJOR, digest, ticket, self.now);
+        self.b.drain()
+    }
+
+    /// A stored row of a new Avatar (its defaults) at [`SPAWN`].
+    fn fresh_row(&self, db: DbId) -> StoredEntity {
+        let ty = self.avatar();
+        StoredEntity {
+            db_id: db,
+            type_name: ty.name.clone(),
+            format_version: persist::FORMAT_VERSION,
+            data: persist::encode(ty, SPAWN, 0.25, &ty.defaults()),
+        }
+    }
+
+    fn loaded(&mut self, client: ClientId, result: Result<StoredEntity, String>) -> Vec<Output> {
+        self.b
+            .store_done(self.now, StoreDone::Player { client, result });
+        self.b.drain()
+    }
+
+    /// Ticket, hello, load: a player in the world. Returns it and the
+    /// outputs of the load (welcome and, with a cell, the cell creation).
+    fn login(&mut self, client: ClientId, account: i64) -> (Player, Vec<Output>) {
+        let ticket = self.issue(account);
+        let out = self.hello(client, ticket);
+        assert_eq!(loads(&out), vec![(client, account)], "{out:?}");
+        let db = DbId(account * 10);
+        let out = self.loaded(client, Ok(self.fresh_row(db)));
+        let entity = match &sent(&out, client)[..] {
+            [ServerMsg::Welcome { entity, .. }] => *entity,
+            other => panic!("expected one Welcome, got {other:?}"),
+        };
+        (
+            Player {
+                client,
+                account,
+                entity,
+                db,
+            },
+            out,
+        )
+    }
+
+    /// The manager announces the cellapp and the link to it comes up.
+    fn cell_up(&mut self) -> Vec<Output> {
+        self.b
+            .handle(self.now, MANAGER, AppMsg::Cells(vec![cell_info()]));
+        self.b.link_up(CELL);
+        self.b.drain()
+    }
+
+    fn input(&mut self, client: ClientId, input: ClientInput) -> Vec<Output> {
+        self.b.client_input(self.now, client, input);
+        self.b.drain()
+    }
+
+    fn call(&mut self, client: ClientId, method: u16, args: Vec<Value>) -> Vec<Output> {
+        self.input(client, ClientInput::Msg(ClientMsg::Call { method, args }))
+    }
+
+    fn cell_says(&mut self, msg: AppMsg) -> Vec<Output> {
+        self.b.handle(self.now, CELL, msg);
+        self.b.drain()
+    }
+
+    fn decode_row(&self, row: &StoredEntity) -> persist::Loaded {
+        assert_eq!(row.type_name, "Avatar");
+        assert_eq!(row.format_version, persist::FORMAT_VERSION);
+        persist::decode(self.avatar(), row.format_version, &row.data).expect("the row decodes")
+    }
+}
+
+// ---- reading outputs -------------------------------------------------------
+
+/// The stream messages sent to `client`, decoded, in order.
+fn sent(out: &[Output], client: ClientId) -> Vec<ServerMsg> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Client(c, ClientOut::Reliable(bytes)) if *c == client => {
+                Some(frame::decode::<ServerMsg>(bytes).expect("a ServerMsg the client can decode"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The closes asked for `client`, in order.
+fn closes(out: &[Output], client: ClientId) -> Vec<(u32, String)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Client(c, ClientOut::Close { code, reason }) if *c == client => {
+                Some((*code, reason.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn app_msgs(out: &[Output]) -> Vec<(AppId, AppMsg)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::App(to, msg) => Some((*to, msg.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (client, account) of every `LoadPlayer`.
+fn loads(out: &[Output]) -> Vec<(ClientId, i64)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Store(StoreOp::LoadPlayer {
+                client, account, ..
+            }) => Some((*client, *account)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every `Save` batch.
+fn saves(out: &[Output]) -> Vec<Vec<StoredEntity>> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Store(StoreOp::Save(rows)) => Some(rows.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn saved_ids(out: &[Output]) -> BTreeSet<DbId> {
+    saves(out).into_iter().flatten().map(|r| r.db_id).collect()
+}
+
+/// Asserts the client was refused: a `Refused` then a `REFUSED` close, both
+/// with a reason containing `needle`, and nothing else. Returns the reason.
+fn assert_refused(out: &[Output], client: ClientId, needle: &str) -> String {
+    assert_eq!(out.len(), 2, "a refusal is a message and a close: {out:?}");
+    let reason = match (&out[0], &out[1]) {
+        (
+            Output::Client(c1, ClientOut::Reliable(bytes)),
+            Output::Client(c2, ClientOut::Close { code, reason }),
+        ) if *c1 == client && *c2 == client => {
+            assert_eq!(*code, close::REFUSED);
+            let msg = frame::decode::<ServerMsg>(bytes).expect("decodes");
+            assert_eq!(
+                msg,
+                ServerMsg::Refused {
+                    reason: reason.clone()
+                }
+            );
+            reason.clone()
+        }
+        _ => panic!("expected Refused then a close for client {client}: {out:?}"),
+    };
+    assert!(
+        reason.contains(needle),
+        "{reason:?} should mention {needle:?}"
+    );
+    reason
+}
+
+/// Asserts the first close of `client` is a protocol violation naming `needle`.
+fn assert_violation(out: &[Output], client: ClientId, needle: &str) {
+    let c = closes(out, client);
+    assert!(!c.is_empty(), "the client is closed: {out:?}");
+    assert_eq!(c[0].0, close::PROTOCOL, "{c:?}");
+    assert!(
+        c[0].1.contains(needle),
+        "{:?} should mention {needle:?}",
+        c[0].1
+    );
+}
+
+fn state(pos: Pos, yaw: f32, props: Vec<(u16, Value)>) -> CellState {
+    CellState { pos, yaw, props }
+}
+
+// ---- tickets and the hello ---------------------------------------------------
+
+#[test]
+fn issue_ticket_answers_the_manager_with_a_fresh_ticket() {
+    assert_eq!(MANAGER, AppId(0), "the manager is app 0");
+    let mut r = rig();
+    // `issue` checks the answer: one TicketIssued, to MANAGER, same req.
+    let a = r.issue(42);
+    let b = r.issue(42);
+    assert_ne!(a, b, "each request gets its own ticket");
+}
+
+#[test]
+fn a_hello_with_a_ticket_asks_storage_for_the_player() {
+    let mut r = rig();
+    let ticket = r.issue(42);
+    let out = r.hello(5, ticket);
+    assert_eq!(out.len(), 1, "only the load: {out:?}");
+    let Output::Store(StoreOp::LoadPlayer {
+        client,
+        account,
+        type_name,
+        fresh,
+    }) = &out[0]
+    else {
+        panic!("expected LoadPlayer, got {out:?}");
+    };
+    assert_eq!((*client, *account), (5, 42));
+    assert_eq!(type_name, "Avatar");
+    // The fresh row is a new Avatar somewhere on the ground in the space.
+    let fresh = persist::decode(r.avatar(), persist::FORMAT_VERSION, fresh).expect("decodes");
+    assert_eq!(fresh.props, r.avatar().defaults());
+    let [x, y, z] = fresh.pos;
+    assert_eq!(y, 0.0);
+    assert!(
+        (0.0..=1000.0).contains(&x) && (0.0..=1000.0).contains(&z),
+        "{:?}",
+        fresh.pos
+    );
+    assert_eq!(r.b.load().clients, 1);
+}
+
+#[test]
+fn a_hello_with_an_unknown_ticket_is_refused() {
+    let mut r = rig();
+    r.issue(42);
+    let out = r.hello(5, Ticket([9; 16]));
+    assert_refused(&out, 5, "ticket");
+    assert_eq!(r.b.load().clients, 0);
+}
+
+#[test]
+fn a_hello_with_a_wrong_digest_is_refused_naming_the_mismatch() {
+    let mut r = rig();
+    let ticket = r.issue(42);
+    let wrong = [0x5a; 32];
+    r.b.hello(5, PROTOCOL_MAJOR, wrong, ticket, r.now);
+    let out = r.b.drain();
+    let reason = assert_refused(&out, 5, "digest mismatch");
+    assert!(reason.contains(&Definitions::hex(&wrong)), "{reason}");
+    assert!(reason.contains(&r.defs.digest_hex()), "{reason}");
+}
+
+#[test]
+fn a_hello_with_a_wrong_protocol_is_refused_naming_it() {
+    let mut r = rig();
+    let ticket = r.issue(42);
+    r.b.hello(5, PROTOCOL_MAJOR + 6, r.defs.digest, ticket, r.now);
+    let out = r.b.drain();
+    assert_refused(&out, 5, &format!("protocol {}", PROTOCOL_MAJOR + 6));
+}
+
+#[test]
+fn a_ticket_is_spent_by_any_attempt() {
+    let mut r = rig();
+    // Refused for its digest: the ticket is gone all the same.
+    let ticket = r.issue(42);
+    r.b.hello(5, PROTOCOL_MAJOR, [0; 32], ticket, r.now);
+    assert_refused(&r.b.drain(), 5, "digest");
+    let out = r.hello(6, ticket);
+    assert_refused(&out, 6, "unknown or expired ticket");
+
+    // Refused for its protocol: likewise.
+    let ticket = r.issue(43);
+    r.b.hello(7, 0, r.defs.digest, ticket, r.now);
+    assert_refused(&r.b.drain(), 7, "protocol");
+    assert_refused(&r.hello(8, ticket), 8, "ticket");
+
+    // Used successfully: cannot be used twice.
+    let ticket = r.issue(44);
+    assert_eq!(loads(&r.hello(9, ticket)), vec![(9, 44)]);
+    assert_refused(&r.hello(10, ticket), 10, "ticket");
+}
+
+#[test]
+fn an_expired_ticket_is_refused() {
+    let mut r = rig();
+    let ttl = BaseConfig::default().ticket_ttl;
+    let late = r.issue(42);
+    let on_time = r.issue(43);
+    r.advance(ttl);
+    assert_eq!(
+        loads(&r.hello(5, on_time)),
+        vec![(5, 43)],
+        "valid up to its ttl"
+    );
+    r.advance(US);
+    assert_refused(&r.hello(6, late), 6, "expired");
+}
+
+#[test]
+fn tick_forgets_expired_tickets() {
+    let mut r = rig();
+    let ttl = BaseConfig::default().ticket_ttl;
+    let ticket = r.issue(42);
+    r.b.tick(T0.plus(ttl + US));
+    r.b.drain();
+    // Even presented at a time it would have been valid, it is gone.
+    assert_refused(&r.hello(5, ticket), 5, "ticket");
+}
+
+#[test]
+fn a_second_session_of_an_online_account_is_refused() {
+    let mut r = rig();
+    r.cell_up();
+    r.login(5, 42);
+    let ticket = r.issue(42);
+    assert_refused(&r.hello(6, ticket), 6, "already in the world");
+    // Also while the first session is still loading.
+    let t1 = r.issue(50);
+    let t2 = r.issue(50);
+    assert_eq!(loads(&r.hello(7, t1)), vec![(7, 50)]);
+    assert_refused(&r.hello(8, t2), 8, "already in the world");
+}
+
+// ---- welcome and the cell ---------------------------------------------------
+
+#[test]
+fn a_fresh_player_is_welcomed_with_own_client_props_and_created_on_the_cell() {
+    let mut r = rig();
+    assert!(r.cell_up().is_empty(), "no entities to place yet");
+    let (p, out) = r.login(5, 42);
+    let ty = r.avatar().clone();
+    // Welcome first, then the cell creation, nothing else.
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(matches!(&out[0], Output::Client(5, ClientOut::Reliable(_))));
+
+    let ServerMsg::Welcome {
+        entity,
+        type_id,
+        pos,
+        yaw,
+        props,
+        tick_hz,
+        bounds,
+    } = sent(&out, 5).remove(0)
+    else {
+        panic!("expected a Welcome");
+    };
+    assert_eq!(entity, p.entity);
+    assert_eq!(entity, EntityId(1000), "the first id of the block");
+    assert_eq!(type_id, ty.id);
+    assert_eq!((pos, yaw), (SPAWN, 0.25));
+    assert_eq!((tick_hz, bounds), (space().tick_hz, space().bounds));
+    let shown: Vec<&str> = props
+        .iter()
+        .map(|(i, _)| ty.properties[*i as usize].name.as_str())
+        .collect();
+    // Own-client properties only (index order): not emote (others only),
+    // last_login (base only) or pings (cell only).
+    assert_eq!(shown, ["gold", "health", "name", "title"]);
+    for (i, v) in &props {
+        assert_eq!(v, &ty.properties[*i as usize].default);
+    }
+
+    let msgs = app_msgs(&out);
+    assert_eq!(msgs.len(), 1, "{out:?}");
+    let (
+        to,
+        AppMsg::CreateEntity {
+            entity,
+            type_id,
+            state,
+        },
+    ) = msgs[0].clone()
+    else {
+        panic!("expected CreateEntity, got {msgs:?}");
+    };
+    assert_eq!(to, CELL);
+    assert_eq!((entity, type_id), (p.entity, ty.id));
+    assert_eq!((state.pos, state.yaw), (SPAWN, 0.25));
+    let on_cell: Vec<&str> = state
+        .props
+        .iter()
+        .map(|(i, _)| ty.properties[*i as usize].name.as_str())
+        .collect();
+    assert_eq!(on_cell, ["emote", "health", "name", "pings", "title"]);
+    assert_eq!(r.b.load().entities, 1);
+}
+
+#[test]
+fn a_stored_player_comes_back_as_saved() {
+    let mut r = rig();
+    let gold = r.prop("gold");
+    let title = r.prop("title");
+    let ty = r.avatar().clone();
+    let mut props = ty.defaults();
+    props[gold as usize] = Value::Int(77);
+    props[title as usize] = Value::String("veteran".into());
+    let row = StoredEntity {
+        db_id: DbId(3),
+        type_name: "Avatar".into(),
+        format_version: persist::FORMAT_VERSION,
+        data: persist::encode(&ty, [5.0, 1.0, 6.0], 1.0, &props),
+    };
+    let ticket = r.issue(42);
+    r.hello(5, ticket);
+    let out = r.loaded(5, Ok(row));
+    let [ServerMsg::Welcome { pos, props, .. }] = &sent(&out, 5)[..] else {
+        panic!("expected a Welcome: {out:?}");
+    };
+    assert_eq!(*pos, [5.0, 1.0, 6.0]);
+    assert!(props.contains(&(gold, Value::Int(77))), "{props:?}");
+    assert!(props.contains(&(title, Value::String("veteran".into()))));
+}
+
+#[test]
+fn a_player_that_cannot_be_loaded_is_refused() {
+    let mut r = rig();
+    let ticket = r.issue(42);
+    r.hello(5, ticket);
+    let out = r.loaded(5, Err("disk on fire".into()));
+    assert_refused(&out, 5, "disk on fire");
+
+    let ticket = r.issue(43);
+    r.hello(6, ticket);
+    let mut row = r.fresh_row(DbId(1));
+    row.type_name = "Dragon".into();
+    assert_refused(&r.loaded(6, Ok(row)), 6, "Dragon");
+
+    let ticket = r.issue(44);
+    r.hello(7, ticket);
+    let mut row = r.fresh_row(DbId(1));
+    row.data = vec![0xff];
+    assert_refused(&r.loaded(7, Ok(row)), 7, "stored player");
+    assert_eq!(r.b.load(), Default::default());
+}
+
+#[test]
+fn waiting_entities_are_placed_when_the_cell_link_comes_up() {
+    let mut r = rig();
+    let (a, out) = r.login(5, 42);
+    assert!(app_msgs(&out).is_empty(), "no cell yet: {out:?}");
+    let (b, _) = r.login(6, 43);
+
+    // Knowing of the cell is not enough: the link must be up.
+    r.b.handle(r.now, MANAGER, AppMsg::Cells(vec![cell_info()]));
+    assert!(r.b.drain().is_empty());
+    // A link to an app that is not a known cell places nothing.
+    r.b.link_up(AppId(9));
+    assert!(r.b.drain().is_empty());
+
+    r.b.link_up(CELL);
+    let msgs = app_msgs(&r.b.drain());
+    let created: Vec<(AppId, EntityId)> = msgs
+        .iter()
+        .map(|(to, m)| match m {
+            AppMsg::CreateEntity { entity, .. } => (*to, *entity),
+            other => panic!("expected CreateEntity, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(created, vec![(CELL, a.entity), (CELL, b.entity)]);
+
+    // Placed once only.
+    r.b.link_up(CELL);
+    assert!(r.b.drain().is_empty());
+}
+
+#[test]
+fn running_low_on_ids_asks_the_manager_once() {
+    let mut r = rig_with(IdBlock { next: 1, end: 4 });
+    let (_, out) = r.login(5, 42);
+    assert!(
+        app_msgs(&out).contains(&(MANAGER, AppMsg::NeedIds)),
+        "{out:?}"
+    );
+    let (_, out) = r.login(6, 43);
+    assert!(
+        !app_msgs(&out).contains(&(MANAGER, AppMsg::NeedIds)),
+        "{out:?}"
+    );
+    r.b.handle(
+        r.now,
+        MANAGER,
+        AppMsg::Ids(IdBlock {
+            next: 500,
+            end: 600,
+        }),
+    );
+    let (p, _) = r.login(7, 44);
+    assert_eq!(p.entity, EntityId(3));
+    let (p, _) = r.login(8, 45);
+    assert_eq!(p.entity, EntityId(500), "the granted block");
+}
+
+// ---- client calls and moves ---------------------------------------------------
+
+#[test]
+fn an_exposed_cell_method_becomes_a_cell_call() {
+    let mut r = rig();
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    let m = r.method("set_title");
+    let args = vec![Value::String("hero".into())];
+    let out = r.call(5, m, args.clone());
+    assert_eq!(
+        app_msgs(&out),
+        vec![(
+            CELL,
+            AppMsg::CellCall {
+                entity: p.entity,
+                method: m,
+                args
+            }
+        )]
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+}
+
+#[test]
+fn bad_client_calls_cost_the_client_its_connection() {
+    let avatar_methods = tessera::demo::definitions();
+    let ty = avatar_methods.by_name("Avatar").expect("Avatar");
+    let idx = |n: &str| ty.method(n).expect("method").index;
+    let cases: Vec<(&str, u16, Vec<Value>, Vec<&str>)> = vec![
+        (
+            "not exposed",
+            idx("set_health"),
+            vec![Value::Int(1000)],
+            vec!["set_health", "may not be called"],
+        ),
+        (
+            "a client method",
+            idx("pong"),
+            vec![Value::Int(1)],
+            vec!["pong"],
+        ),
+        (
+            "too few arguments",
+            idx("set_title"),
+            vec![],
+            vec!["set_title", "takes 1 arguments, got 0"],
+        ),
+        (
+            "too many arguments",
+            idx("add_gold"),
+            vec![Value::Int(1), Value::Int(2)],
+            vec!["add_gold", "got 2"],
+        ),
+        (
+            "wrong type",
+            idx("set_title"),
+            vec![Value::Int(3)],
+            vec!["set_title", "argument 0"],
+        ),
+        (
+            "a float where an int is due",
+            idx("ping"),
+            vec![Value::Float(f32::NAN)],
+            vec!["ping", "argument 0"],
+        ),
+        ("unknown index", 99, vec![], vec!["Avatar", "#99"]),
+    ];
+    for (what, method, args, needles) in cases {
+        let mut r = rig();
+        r.cell_up();
+        let (p, _) = r.login(5, 42);
+        let out = r.call(5, method, args);
+        for needle in needles {
+            assert_violation(&out, 5, needle);
+        }
+        let msgs = app_msgs(&out);
+        assert!(
+            !msgs
+                .iter()
+                .any(|(_, m)| matches!(m, AppMsg::CellCall { .. })),
+            "{what}: nothing reaches the cell: {msgs:?}"
+        );
+        // The entity leaves the world.
+        assert!(
+            msgs.contains(&(CELL, AppMsg::DestroyEntity { entity: p.entity })),
+            "{what}: {msgs:?}"
+        );
+        assert_eq!(r.b.load().clients, 0, "{what}");
+        // Later input from the closed client is ignored.
+        let m = r.method("set_title");
+        assert!(r.call(5, m, vec![Value::String("x".into())]).is_empty());
+    }
+}
+
+#[test]
+fn a_call_before_the_welcome_is_a_violation() {
+    let mut r = rig();
+    let ticket = r.issue(42);
+    r.hello(5, ticket);
+    let m = r.method("set_title");
+    let out = r.call(5, m, vec![Value::String("x".into())]);
+    assert_violation(&out, 5, "before the welcome");
+    // A load finishing afterwards brings no one into the world.
+    let row = r.fresh_row(DbId(1));
+    assert!(r.loaded(5, Ok(row)).is_empty());
+    assert_eq!(r.b.load(), Default::default());
+}
+
+#[test]
+fn a_second_hello_is_a_violation() {
+    let mut r = rig();
+    r.login(5, 42);
+    let out = r.input(
+        5,
+        ClientInput::Msg(ClientMsg::Hello {
+            protocol: PROTOCOL_MAJOR,
+            defs_digest: r.defs.digest,
+            ticket: Ticket([0; 16]),
+        }),
+    );
+    assert_violation(&out, 5, "second hello");
+}
+
+#[test]
+fn add_gold_updates_the_property_and_tells_the_client() {
+    let mut r = rig();
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    let gold = r.prop("gold");
+    let m = r.method("add_gold");
+    let out = r.call(5, m, vec![Value::Int(25)]);
+    assert!(app_msgs(&out).is_empty(), "a base method: {out:?}");
+    assert_eq!(
+        sent(&out, 5),
+        vec![ServerMsg::Props {
+            entity: p.entity,
+            props: vec![(gold, Value::Int(25))]
+        }]
+    );
+    let out = r.call(5, m, vec![Value::Int(-5)]);
+    assert_eq!(
+        sent(&out, 5),
+        vec![ServerMsg::Props {
+            entity: p.entity,
+            props: vec![(gold, Value::Int(20))]
+        }]
+    );
+    let out = r.call(5, m, vec![Value::Int(i64::MAX)]);
+    assert_eq!(
+        sent(&out, 5),
+        vec![ServerMsg::Props {
+            entity: p.entity,
+            props: vec![(gold, Value::Int(i64::MAX))]
+        }],
+        "saturates"
+    );
+    // The base holds the new value: it is what gets saved.
+    r.b.force_drain();
+    let rows = saves(&r.b.drain()).concat();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        r.decode_row(&rows[0]).props[gold as usize],
+        Value::Int(i64::MAX)
+    );
+}
+
+#[test]
+fn a_non_finite_move_closes_the_client() {
+    for (pos, yaw) in [
+        ([f32::NAN, 0.0, 0.0], 0.0),
+        ([0.0, f32::INFINITY, 0.0], 0.0),
+        ([0.0, 0.0, f32::NEG_INFINITY], 0.0),
+        ([1.0, 0.0, 1.0], f32::NAN),
+    ] {
+        let mut r = rig();
+        r.cell_up();
+        let (p, _) = r.login(5, 42);
+        let out = r.input(
+            5,
+            ClientInput::Datagram(ClientDatagram::Move { seq: 1, pos, yaw }),
+        );
+        assert_violation(&out, 5, "non-finite");
+        let msgs = app_msgs(&out);
+        assert!(
+            !msgs
+                .iter()
+                .any(|(_, m)| matches!(m, AppMsg::ClientMove { .. })),
+            "{msgs:?}"
+        );
+        assert!(msgs.contains(&(CELL, AppMsg::DestroyEntity { entity: p.entity })));
+    }
+}
+
+#[test]
+fn a_finite_move_becomes_a_client_move() {
+    let mut r = rig();
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    let out = r.input(
+        5,
+        ClientInput::Datagram(ClientDatagram::Move {
+            seq: 17,
+            pos: [13.0, 0.5, 35.0],
+            yaw: -1.0,
+        }),
+    );
+    assert_eq!(
+        app_msgs(&out),
+        vec![(
+            CELL,
+            AppMsg::ClientMove {
+                entity: p.entity,
+                seq: 17,
+                pos: [13.0, 0.5, 35.0],
+                yaw: -1.0
+            }
+        )]
+    );
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn cell_packets_are_forwarded_to_the_right_client_unchanged() {
+    let mut r = rig();
+    r.cell_up();
+    let (a, _) = r.login(5, 42);
+    let (b, _) = r.login(6, 43);
+    let reliable = frame::encode_body(&ServerMsg::Leave {
+        entity: EntityId(77),
+    });
+    let datagram = vec![1, 2, 3, 4, 5];
+    let out = r.cell_says(AppMsg::ToClients(vec![
+        ClientPacket {
+            entity: b.entity,
+            delivery: Delivery::Reliable,
+            bytes: reliable.clone(),
+        },
+        ClientPacket {
+            entity: a.entity,
+            delivery: Delivery::Datagram,
+            bytes: datagram.clone(),
+        },
+        ClientPacket {
+            entity: EntityId(999_999),
+            delivery: Delivery::Reliable,
+            bytes: vec![9],
+        },
+        ClientPacket {
+            entity: a.entity,
+            delivery: Delivery::Reliable,
+            bytes: reliable.clone(),
+        },
+    ]));
+    let got: Vec<(ClientId, &ClientOut)> = out
+        .iter()
+        .map(|o| match o {
+            Output::Client(c, co) => (*c, co),
+            other => panic!("only client output expected, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (b.client, &ClientOut::Reliable(reliable.clone())),
+            (a.client, &ClientOut::Datagram(datagram)),
+            (a.client, &ClientOut::Reliable(reliable)),
+        ]
+    );
+}
+
+// ---- leaving and saving ---------------------------------------------------------
+
+#[test]
+fn logout_destroys_the_cell_half_and_saves_its_final_state() {
+    let mut r = rig();
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    let (title, health, gold, emote) = (
+        r.prop("title"),
+        r.prop("health"),
+        r.prop("gold"),
+        r.prop("emote"),
+    );
+    let m = r.method("add_gold");
+    r.call(5, m, vec![Value::Int(30)]);
+
+    let out = r.input(5, ClientInput::Msg(ClientMsg::Logout));
+    assert_eq!(closes(&out, 5), vec![(close::DONE, "logged out".into())]);
+    assert_eq!(
+        app_msgs(&out),
+        vec![(CELL, AppMsg::DestroyEntity { entity: p.entity })]
+    );
+    assert!(saves(&out).is_empty(), "not before the final state");
+    assert_eq!(r.b.load().clients, 0);
+
+    // Packets for the leaving entity go nowhere.
+    let out = r.cell_says(AppMsg::ToClients(vec![ClientPacket {
+        entity: p.entity,
+        delivery: Delivery::Reliable,
+        bytes: vec![1],
+    }]));
+    assert!(out.is_empty(), "{out:?}");
+
+    let out = r.cell_says(AppMsg::EntityDestroyed {
+        entity: p.entity,
+        state: state(
+            [40.0, 2.0, 50.0],
+            1.5,
+            vec![
+                (title, Value::String("hero".into())),
+                (health, Value::Int(42)),
+                (emote, Value::Int(3)),
+                // A base property in a cell state is ignored.
+                (gold, Value::Int(1_000_000)),
+            ],
+        ),
+    });
+    let batches = saves(&out);
+    assert_eq!(batches.len(), 1, "{out:?}");
+    assert_eq!(batches[0].len(), 1);
+    let row = &batches[0][0];
+    assert_eq!(row.db_id, p.db);
+    let back = r.decode_row(row);
+    assert_eq!((back.pos, back.yaw), ([40.0, 2.0, 50.0], 1.5));
+    assert_eq!(back.props[title as usize], Value::String("hero".into()));
+    assert_eq!(back.props[health as usize], Value::Int(42));
+    assert_eq!(back.props[gold as usize], Value::Int(30));
+    assert_eq!(back.props[emote as usize], Value::Int(0), "not persistent");
+    assert_eq!(r.b.load().entities, 0);
+
+    // A repeated final state saves nothing more.
+    let out = r.cell_says(AppMsg::EntityDestroyed {
+        entity: p.entity,
+        state: state([0.0; 3], 0.0, vec![]),
+    });
+    assert!(out.is_empty(), "{out:?}");
+
+    // The account may come back.
+    let ticket = r.issue(p.account);
+    assert_eq!(loads(&r.hello(9, ticket)), vec![(9, p.account)]);
+}
+
+#[test]
+fn a_bad_final_state_keeps_what_the_base_had() {
+    let mut r = rig();
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    let (title, health) = (r.prop("title"), r.prop("health"));
+    r.input(5, ClientInput::Gone("connection lost".into()));
+    let out = r.cell_says(AppMsg::EntityDestroyed {
+        entity: p.entity,
+        state: state(
+            [f32::NAN, 0.0, 0.0],
+            f32::INFINITY,
+            vec![
+                (title, Value::Int(5)),
+                (health, Value::String("x".into())),
+                (999, Value::Int(1)),
+            ],
+        ),
+    });
+    let rows = saves(&out).concat();
+    assert_eq!(rows.len(), 1);
+    let back = r.decode_row(&rows[0]);
+    assert_eq!((back.pos, back.yaw), (SPAWN, 0.25));
+    assert_eq!(back.props, r.avatar().defaults());
+}
+
+#[test]
+fn logout_without_a_cell_saves_at_once() {
+    let mut r = rig();
+    let (p, _) = r.login(5, 42);
+    let out = r.input(5, ClientInput::Msg(ClientMsg::Logout));
+    assert_eq!(closes(&out, 5), vec![(close::DONE, "logged out".into())]);
+    assert!(app_msgs(&out).is_empty());
+    assert_eq!(saved_ids(&out), BTreeSet::from([p.db]));
+}
+
+#[test]
+fn logout_while_loading_closes_without_a_save() {
+    let mut r = rig();
+    let ticket = r.issue(42);
+    r.hello(5, ticket);
+    let out = r.input(5, ClientInput::Msg(ClientMsg::Logout));
+    assert_eq!(closes(&out, 5), vec![(close::DONE, "logged out".into())]);
+    assert!(saves(&out).is_empty());
+    let row = r.fresh_row(DbId(1));
+    assert!(r.loaded(5, Ok(row)).is_empty());
+}
+
+#[test]
+fn a_lost_cell_link_saves_leaving_entities_from_their_last_backup() {
+    let mut r = rig();
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    let (q, _) = r.login(6, 43);
+    r.cell_says(AppMsg::Backup {
+        entity: p.entity,
+        state: state([7.0, 0.0, 8.0], 0.5, vec![]),
+    });
+    r.input(5, ClientInput::Msg(ClientMsg::Logout));
+    r.b.link_down(CELL);
+    let out = r.b.drain();
+    let rows = saves(&out).concat();
+    assert_eq!(rows.len(), 1, "only the leaving entity: {out:?}");
+    assert_eq!(rows[0].db_id, p.db);
+    assert_eq!(r.decode_row(&rows[0]).pos, [7.0, 0.0, 8.0]);
+    // The other one stays, without a cell, until a link comes back.
+    let out = r.input(
+        6,
+        ClientInput::Datagram(ClientDatagram::Move {
+            seq: 1,
+            pos: [1.0, 0.0, 1.0],
+            yaw: 0.0,
+        }),
+    );
+    assert!(out.is_empty(), "{out:?}");
+    r.b.link_up(CELL);
+    let msgs = app_msgs(&r.b.drain());
+    assert!(
+        matches!(&msgs[..], [(CELL, AppMsg::CreateEntity { entity, .. })] if *entity == q.entity),
+        "{msgs:?}"
+    );
+}
+
+#[test]
+fn tick_saves_only_dirty_entities_after_the_save_period() {
+    let mut r = rig();
+    let period = BaseConfig::default().save_period;
+    r.cell_up();
+    let (a, _) = r.login(5, 42);
+    let (b, _) = r.login(6, 43);
+    let (c, _) = r.login(7, 44);
+    let health = r.prop("health");
+
+    r.b.tick(T0);
+    assert!(
+        saves(&r.b.drain()).is_empty(),
+        "the first tick starts the clock"
+    );
+
+    // a changes on the cell, c on the base; b does not change.
+    r.cell_says(AppMsg::Backup {
+        entity: a.entity,
+        state: state([1.0, 0.0, 2.0], 0.0, vec![(health, Value::Int(9))]),
+    });
+    let m = r.method("add_gold");
+    r.call(c.client, m, vec![Value::Int(1)]);
+
+    r.b.tick(T0.plus(period - US));
+    assert!(saves(&r.b.drain()).is_empty(), "not due yet");
+
+    r.b.tick(T0.plus(period));
+    let out = r.b.drain();
+    let batches = saves(&out);
+    assert_eq!(batches.len(), 1, "one batch: {out:?}");
+    let ids: BTreeSet<DbId> = batches[0].iter().map(|row| row.db_id).collect();
+    assert_eq!(ids, BTreeSet::from([a.db, c.db]));
+    assert!(!ids.contains(&b.db));
+    let row_a = batches[0].iter().find(|row| row.db_id == a.db).expect("a");
+    let back = r.decode_row(row_a);
+    assert_eq!(back.pos, [1.0, 0.0, 2.0]);
+    assert_eq!(back.props[health as usize], Value::Int(9));
+
+    // Saved: clean until something changes again.
+    r.b.tick(T0.plus(period * 2));
+    assert!(saves(&r.b.drain()).is_empty());
+    r.cell_says(AppMsg::Backup {
+        entity: b.entity,
+        state: state([3.0, 0.0, 3.0], 0.0, vec![]),
+    });
+    r.b.tick(T0.plus(period * 3 - US));
+    assert!(
+        saves(&r.b.drain()).is_empty(),
+        "a period after the last save"
+    );
+    r.b.tick(T0.plus(period * 3));
+    assert_eq!(saved_ids(&r.b.drain()), BTreeSet::from([b.db]));
+}
+
+#[test]
+fn stop_then_final_states_drain_and_save_everyone() {
+    let mut r = rig();
+    r.cell_up();
+    let players: Vec<Player> = (0..3).map(|i| r.login(5 + i, 42 + i as i64).0).collect();
+    assert!(!r.b.drained());
+
+    r.b.stop();
+    let out = r.b.drain();
+    for p in &players {
+        let c = closes(&out, p.client);
+        assert_eq!(c.first().map(|c| c.0), Some(close::SHUTDOWN), "{c:?}");
+        assert!(
+            app_msgs(&out).contains(&(CELL, AppMsg::DestroyEntity { entity: p.entity })),
+            "{out:?}"
+        );
+    }
+    assert!(saves(&out).is_empty(), "saves wait for the final states");
+    assert!(!r.b.drained());
+
+    let mut saved = BTreeSet::new();
+    for (i, p) in players.iter().enumerate() {
+        assert!(!r.b.drained());
+        let x = 100.0 + i as f32;
+        let out = r.cell_says(AppMsg::EntityDestroyed {
+            entity: p.entity,
+            state: state([x, 0.0, x], 0.0, vec![]),
+        });
+        let rows = saves(&out).concat();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].db_id, p.db);
+        assert_eq!(r.decode_row(&rows[0]).pos, [x, 0.0, x]);
+        saved.insert(rows[0].db_id);
+    }
+    assert!(r.b.drained());
+    assert_eq!(saved, players.iter().map(|p| p.db).collect());
+    assert_eq!(r.b.load(), Default::default());
+}
+
+#[test]
+fn stop_without_a_cell_drains_at_once() {
+    let mut r = rig();
+    let (p, _) = r.login(5, 42);
+    r.b.stop();
+    let out = r.b.drain();
+    assert_eq!(saved_ids(&out), BTreeSet::from([p.db]));
+    assert!(r.b.drained());
+}
+
+#[test]
+fn force_drain_saves_what_the_bases_have() {
+    let mut r = rig();
+    r.cell_up();
+    let (a, _) = r.login(5, 42);
+    let (b, _) = r.login(6, 43);
+    let title = r.prop("title");
+    r.cell_says(AppMsg::Backup {
+        entity: a.entity,
+        state: state(
+            [9.0, 0.0, 9.0],
+            2.0,
+            vec![(title, Value::String("backed up".into()))],
+        ),
+    });
+    r.b.stop();
+    let out = r.b.drain();
+    assert!(saves(&out).is_empty());
+    assert!(!r.b.drained());
+
+    // The cell never answers.
+    r.b.force_drain();
+    let out = r.b.drain();
+    let rows = saves(&out).concat();
+    assert_eq!(
+        rows.iter().map(|row| row.db_id).collect::<BTreeSet<_>>(),
+        BTreeSet::from([a.db, b.db])
+    );
+    let row_a = rows.iter().find(|row| row.db_id == a.db).expect("a");
+    let back = r.decode_row(row_a);
+    assert_eq!((back.pos, back.yaw), ([9.0, 0.0, 9.0], 2.0));
+    assert_eq!(
+        back.props[title as usize],
+        Value::String("backed up".into())
+    );
+    let row_b = rows.iter().find(|row| row.db_id == b.db).expect("b");
+    assert_eq!(r.decode_row(row_b).pos, SPAWN);
+    assert!(r.b.drained());
+
+    // A final state arriving after all changes nothing.
+    let out = r.cell_says(AppMsg::EntityDestroyed {
+        entity: a.entity,
+        state: state([0.0; 3], 0.0, vec![]),
+    });
+    assert!(out.is_empty());
+}
+
+// ---- bugs ------------------------------------------------------------------------
+
+#[test]
+fn a_player_loaded_during_a_stop_does_not_enter_the_world() {
+    let mut r = rig();
+    r.cell_up();
+    let (a, _) = r.login(5, 42);
+    let ticket = r.issue(43);
+    assert_eq!(loads(&r.hello(6, ticket)), vec![(6, 43)]);
+
+    r.b.stop();
+    r.b.drain();
+    r.cell_says(AppMsg::EntityDestroyed {
+        entity: a.entity,
+        state: state([1.0, 0.0, 1.0], 0.0, vec![]),
+    });
+    // The storage thread answers the load that was under way.
+    let row = r.fresh_row(DbId(430));
+    let out = r.loaded(6, Ok(row));
+    assert!(
+        !sent(&out, 6)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Welcome { .. })),
+        "no welcome while stopping: {out:?}"
+    );
+    assert!(
+        !app_msgs(&out)
+            .iter()
+            .any(|(_, m)| matches!(m, AppMsg::CreateEntity { .. })),
+        "no new cell half while stopping: {out:?}"
+    );
+    assert!(
+        r.b.drained(),
+        "every entity that was in the world is saved: the stop is done"
+    );
+}
+
+#[test]
+fn a_disconnected_client_is_closed_exactly_once() {
+    // A protocol violation.
+    let mut r = rig();
+    r.cell_up();
+    r.login(5, 42);
+    let out = r.input(
+        5,
+        ClientInput::Datagram(ClientDatagram::Move {
+            seq: 1,
+            pos: [f32::NAN; 3],
+            yaw: 0.0,
+        }),
+    );
+    let c = closes(&out, 5);
+    assert_eq!(c.len(), 1, "one close, as a protocol violation: {c:?}");
+    assert_eq!(c[0].0, close::PROTOCOL);
+
+    // A stop.
+    let mut r = rig();
+    r.cell_up();
+    r.login(5, 42);
+    r.b.stop();
+    let c = closes(&r.b.drain(), 5);
+    assert_eq!(c.len(), 1, "one close, as a shutdown: {c:?}");
+    assert_eq!(c[0].0, close::SHUTDOWN);
+}
