@@ -5,15 +5,31 @@ use std::time::Duration;
 use tessera_tests::{Cluster, ClusterSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+async fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (String, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.expect("read");
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     (head.to_string(), body.to_string())
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    request(addr, "GET", path, "").await
+}
+
+async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (String, String) {
+    request(addr, "POST", path, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,20 +67,6 @@ async fn healthz_and_cluster() {
     assert!(baseapp["public_addr"].is_string(), "{baseapp}");
     assert_eq!(seen["login_addr"], cluster.manager.login_addr.to_string());
     cluster.stop().await;
-}
-
-async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (head.to_string(), body.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
