@@ -42,4 +42,6 @@ pub fn finite(pos: &Pos) -> bool {
 }
 
 #[cfg(test)]
+mod garbage;
+#[cfg(test)]
 mod golden;
