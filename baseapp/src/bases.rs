@@ -19,7 +19,7 @@ use tessera::defs::{Definitions, Side, TypeDef};
 use tessera::frame::encode_body;
 use tessera::layout::Layout;
 use tessera::net::close;
-use tessera::proto::app::{AppMsg, CellInfo, CellState, Delivery, Load, SpaceInfo};
+use tessera::proto::app::{AppMsg, CellInfo, CellState, Delivery, EntityMsg, Load, SpaceInfo};
 use tessera::proto::client::{ClientDatagram, ClientMsg, ServerMsg};
 use tessera::proto::{finite, Pos, Ticket, PROTOCOL_MAJOR};
 use tessera::storage::{DbId, StoredEntity};
@@ -149,6 +149,13 @@ struct Base {
     props: Vec<Value>,
     client: Option<ClientId>,
     cell: Option<AppId>,
+    /// How many times the real has moved cell, as far as the base knows.
+    version: u32,
+    /// The next sequence number on the channel to the real.
+    next_seq: u64,
+    /// The next stream frame expected from the real, and frames that came early.
+    next_out: u64,
+    held: BTreeMap<u64, Vec<u8>>,
     dirty: bool,
     leaving: bool,
 }
@@ -367,17 +374,7 @@ impl Baseapp {
                 if !finite(&pos) || !yaw.is_finite() {
                     return self.violation(client, "a move to a non-finite position".into());
                 }
-                if let Some(cell) = self.bases.get(&e).and_then(|b| b.cell) {
-                    self.out.push(Output::App(
-                        cell,
-                        AppMsg::ClientMove {
-                            entity: e,
-                            seq,
-                            pos,
-                            yaw,
-                        },
-                    ));
-                }
+                self.send_on_channel(e, EntityMsg::Move { seq, pos, yaw });
             }
         }
     }
@@ -421,18 +418,7 @@ impl Baseapp {
                 .map_err(|err| format!("method {}.{} argument {i}: {err}", ty.name, m.name))?;
         }
         match m.side {
-            Side::Cell => {
-                if let Some(cell) = base.cell {
-                    self.out.push(Output::App(
-                        cell,
-                        AppMsg::CellCall {
-                            entity: e,
-                            method,
-                            args,
-                        },
-                    ));
-                }
-            }
+            Side::Cell => self.send_on_channel(e, EntityMsg::Call { method, args }),
             Side::Base => {
                 let name = m.name.clone();
                 self.base_call(e, &name, &args);
@@ -495,12 +481,30 @@ impl Baseapp {
             ));
         }
         base.leaving = true;
-        match base.cell {
-            Some(cell) => self
-                .out
-                .push(Output::App(cell, AppMsg::DestroyEntity { entity: e })),
-            None => self.finish(e),
+        if base.cell.is_some() {
+            self.send_on_channel(e, EntityMsg::Destroy);
+        } else {
+            self.finish(e);
         }
+    }
+
+    /// Sends a message on an entity's channel to its real, numbered so the
+    /// real applies it exactly once and in order wherever it has moved.
+    fn send_on_channel(&mut self, e: EntityId, msg: EntityMsg) {
+        let Some(base) = self.bases.get_mut(&e) else {
+            return;
+        };
+        let Some(cell) = base.cell else { return };
+        let seq = base.next_seq;
+        base.next_seq += 1;
+        self.out.push(Output::App(
+            cell,
+            AppMsg::ToEntity {
+                entity: e,
+                seq,
+                msg,
+            },
+        ));
     }
 
     fn finish(&mut self, e: EntityId) {
@@ -604,6 +608,10 @@ impl Baseapp {
                 props: loaded.props,
                 client: Some(client),
                 cell: None,
+                version: 0,
+                next_seq: 0,
+                next_out: 0,
+                held: BTreeMap::new(),
                 dirty: false,
                 leaving: false,
             },
@@ -637,6 +645,10 @@ impl Baseapp {
         let type_id = ty.id;
         if let Some(b) = self.bases.get_mut(&e) {
             b.cell = Some(cell);
+            b.version = 0;
+            b.next_seq = 0;
+            b.next_out = 0;
+            b.held.clear();
         }
         self.out.push(Output::App(
             cell,
@@ -705,17 +717,42 @@ impl Baseapp {
             AppMsg::Ids(block) => self.ids.grant(block),
             AppMsg::ToClients(packets) => {
                 for p in packets {
-                    let Some(client) = self.bases.get(&p.entity).and_then(|b| b.client) else {
+                    let Some(base) = self.bases.get_mut(&p.entity) else {
                         continue;
                     };
-                    let out = match p.delivery {
-                        Delivery::Reliable => ClientOut::Reliable(p.bytes),
-                        Delivery::Datagram => ClientOut::Datagram(p.bytes),
-                    };
-                    self.out.push(Output::Client(client, out));
+                    let Some(client) = base.client else { continue };
+                    match p.delivery {
+                        Delivery::Datagram => self
+                            .out
+                            .push(Output::Client(client, ClientOut::Datagram(p.bytes))),
+                        // Stream frames keep their order even when the
+                        // entity's cell changed between them.
+                        Delivery::Reliable if p.seq >= base.next_out => {
+                            base.held.insert(p.seq, p.bytes);
+                            while let Some(bytes) = base.held.remove(&base.next_out) {
+                                base.next_out += 1;
+                                self.out
+                                    .push(Output::Client(client, ClientOut::Reliable(bytes)));
+                            }
+                        }
+                        Delivery::Reliable => {}
+                    }
                 }
             }
             AppMsg::Backup { entity, state } => self.absorb(entity, state),
+            AppMsg::RealMoved {
+                entity,
+                cell,
+                version,
+            } => {
+                if let Some(b) = self.bases.get_mut(&entity) {
+                    // Older news (from a cell the real has left again) is ignored.
+                    if b.cell.is_some() && version > b.version {
+                        b.version = version;
+                        b.cell = Some(cell);
+                    }
+                }
+            }
             AppMsg::EntityDestroyed { entity, state } => {
                 self.absorb(entity, state);
                 if let Some(b) = self.bases.get_mut(&entity) {

@@ -154,6 +154,7 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
         core,
         manager: joined.manager,
         links: HashMap::new(),
+        backlog: HashMap::new(),
         dialing: HashSet::new(),
         conns: HashMap::new(),
         store,
@@ -317,6 +318,7 @@ struct Driver {
     core: Baseapp,
     manager: LinkSender,
     links: HashMap<AppId, LinkSender>,
+    backlog: HashMap<AppId, Vec<AppMsg>>,
     dialing: HashSet<AppId>,
     conns: HashMap<ClientId, Conn>,
     store: Store,
@@ -385,6 +387,9 @@ impl Driver {
                 if from != MANAGER {
                     tracing::info!(peer = %from, "linked to cellapp");
                     self.dialing.remove(&from);
+                    for msg in self.backlog.remove(&from).unwrap_or_default() {
+                        sender.send(&msg);
+                    }
                     self.links.insert(from, sender);
                     self.core.link_up(from);
                 }
@@ -469,8 +474,12 @@ impl Driver {
                     } else {
                         self.links.get(&to)
                     };
-                    if let Some(l) = link {
-                        l.send(&msg);
+                    match link {
+                        Some(l) => {
+                            l.send(&msg);
+                        }
+                        // The link is coming up: keep the message, in order.
+                        None => self.backlog.entry(to).or_default().push(msg),
                     }
                 }
                 Output::Store(op) => self.store.submit(op),

@@ -89,6 +89,7 @@ fn cell(w: &Workload, index: IndexKind) -> Cell {
         },
         backup_ticks: 50,
         seed: 3,
+        ghost_distance: 110.0,
         app: AppId(1),
     };
     let mut cell = Cell::new(

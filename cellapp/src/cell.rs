@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use tessera::defs::{Definitions, Side, TypeDef, TypeId};
 use tessera::frame::encode_body;
 use tessera::layout::Layout;
-use tessera::proto::app::{AppMsg, CellState, ClientPacket, Delivery};
+use tessera::proto::app::{AppMsg, CellState, ClientPacket, Delivery, Stamp};
 use tessera::proto::client::{PropValue, ServerMsg};
 use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
@@ -38,6 +38,9 @@ pub struct CellConfig {
     pub backup_ticks: u32,
     /// Seed of the cell's random source (NPC behaviour).
     pub seed: u64,
+    /// How far from an entity a neighbouring cell needs its ghost: the
+    /// largest AoI radius plus a margin.
+    pub ghost_distance: f32,
     /// The cellapp's own id (which cells of the layout are its own).
     pub app: AppId,
 }
@@ -51,6 +54,7 @@ impl Default for CellConfig {
             budget: Budget::default(),
             backup_ticks: 50,
             seed: 1,
+            ghost_distance: 110.0,
             app: AppId(1),
         }
     }
@@ -61,12 +65,16 @@ impl Default for CellConfig {
 pub struct CellStats {
     /// Real entities.
     pub reals: usize,
+    /// Ghosts of entities real elsewhere.
+    pub ghosts: usize,
     /// Reals with a witness.
     pub witnesses: usize,
     /// Ticks run.
     pub ticks: u64,
     /// Client moves refused.
     pub moves_refused: u64,
+    /// Reals moved to another cell.
+    pub offloads: u64,
 }
 
 /// One entity as the cell sees it, for tests and tools.
@@ -85,6 +93,8 @@ pub struct EntitySnapshot {
     /// Properties.
     pub props: Vec<Value>,
 }
+
+mod haunt;
 
 /// The spatial index is keyed by slot in `reals`, not by entity id, so a
 /// query leads straight to the compact per-tick copy of each candidate.
@@ -122,6 +132,8 @@ struct TypeInfo {
     own: Vec<u16>,
     /// Cell-side properties.
     cell: Vec<u16>,
+    /// Properties ghosts carry.
+    ghosted: Vec<u16>,
 }
 
 /// The witnesses' view of the cell's reals: hot fields from a compact copy
@@ -167,6 +179,8 @@ pub struct Cell {
     frozen: bool,
     layout: Option<Layout>,
     later: Vec<(String, usize)>,
+    forward: FxHashMap<EntityId, AppId>,
+    tombs: FxHashMap<EntityId, Stamp>,
     outbox: Vec<(AppId, AppMsg)>,
     to_clients: BTreeMap<AppId, Vec<ClientPacket>>,
     scratch_ids: Vec<EntityId>,
@@ -194,6 +208,7 @@ impl Cell {
                     public: pick(&|p| p.flags.other_clients()),
                     own: pick(&|p| p.flags.own_client() && p.flags.on_cell()),
                     cell: pick(&|p| p.flags.on_cell()),
+                    ghosted: pick(&|p| p.flags.on_ghosts()),
                     def: t.clone(),
                 }
             })
@@ -215,6 +230,8 @@ impl Cell {
             frozen: false,
             layout: None,
             later: Vec::new(),
+            forward: FxHashMap::default(),
+            tombs: FxHashMap::default(),
             outbox: Vec::new(),
             to_clients: BTreeMap::new(),
             scratch_ids: Vec::new(),
@@ -233,7 +250,8 @@ impl Cell {
     /// Counts for load reports.
     pub fn stats(&self) -> CellStats {
         CellStats {
-            reals: self.reals.len(),
+            reals: self.reals.iter().filter(|r| !r.is_ghost()).count(),
+            ghosts: self.reals.iter().filter(|r| r.is_ghost()).count(),
             witnesses: self.reals.iter().filter(|r| r.witness.is_some()).count(),
             ..self.stats
         }
@@ -254,6 +272,7 @@ impl Cell {
         let mut all: Vec<_> = self
             .reals
             .iter()
+            .filter(|r| !r.is_ghost())
             .map(|r| EntitySnapshot {
                 id: r.id,
                 type_id: r.type_id,
@@ -356,21 +375,7 @@ impl Cell {
                 0.0,
                 self.rng.gen_range(z0..=z1),
             );
-            self.add_real(Real {
-                id,
-                type_id,
-                pos,
-                yaw: 0.0,
-                props: props.clone(),
-                dirty: Vec::new(),
-                base: None,
-                witness: None,
-                moved_tick: self.tick,
-                move_seq: 0,
-                allowance: 0.0,
-                goal: None,
-                to_own_client: Vec::new(),
-            });
+            self.add_real(Real::new(id, type_id, pos, 0.0, props.clone(), self.tick));
             made += 1;
         }
         made
@@ -419,9 +424,21 @@ impl Cell {
         delivery: Delivery,
         bytes: Vec<u8>,
     ) {
+        let seq = match delivery {
+            Delivery::Reliable => self
+                .slot
+                .get(&entity)
+                .and_then(|&i| self.reals.get_mut(i))
+                .map_or(0, |r| {
+                    r.out_seq += 1;
+                    r.out_seq - 1
+                }),
+            Delivery::Datagram => 0,
+        };
         self.to_clients.entry(base).or_default().push(ClientPacket {
             entity,
             delivery,
+            seq,
             bytes,
         });
     }
@@ -453,6 +470,18 @@ impl Cell {
                 args,
             } => self.call(entity, method, &args),
             AppMsg::Ids(block) => self.add_ids(block),
+            AppMsg::ToEntity { entity, seq, msg } => self.on_channel(entity, seq, msg),
+            AppMsg::GhostCreate(g) => self.ghost_create(*g),
+            AppMsg::GhostUpdate {
+                entity,
+                stamp,
+                pos,
+                yaw,
+                props,
+            } => self.ghost_update(entity, stamp, Vec3::from_array(pos), yaw, props),
+            AppMsg::GhostDelete { entity, stamp } => self.ghost_delete(entity, stamp),
+            AppMsg::Onload(o) => self.onload(*o),
+            AppMsg::Forget { entity } => self.forget(entity),
             AppMsg::Layout { layout, .. } => {
                 if self.layout.as_ref().is_none_or(|l| layout.epoch > l.epoch) {
                     self.layout = Some(layout);
@@ -499,32 +528,30 @@ impl Cell {
             .then(|| Witness::new(info.def.aoi_radius));
         let max_speed = info.def.max_speed;
         let own = info.own.clone();
-        let real = Real {
-            id: entity,
+        let mut real = Real::new(
+            entity,
             type_id,
-            pos: Vec3::from_array(state.pos),
-            yaw: if state.yaw.is_finite() {
+            Vec3::from_array(state.pos),
+            if state.yaw.is_finite() {
                 state.yaw
             } else {
                 0.0
             },
             props,
-            dirty: Vec::new(),
-            base: Some(base),
-            witness,
-            moved_tick: self.tick,
-            move_seq: 0,
-            allowance: max_speed,
-            goal: None,
-            to_own_client: Vec::new(),
-        };
+            self.tick,
+        );
+        real.base = Some(base);
+        real.witness = witness;
+        real.allowance = max_speed;
         // The own client learns its cell-side properties.
         let own_props: Vec<PropValue> = own
             .iter()
             .filter_map(|&i| real.props.get(i as usize).map(|v| (i, v.clone())))
             .collect();
         let placed = self.clamp(real.pos);
-        if real.witness.is_some() {
+        let (has_witness, yaw, at) = (real.witness.is_some(), real.yaw, real.pos);
+        self.add_real(real);
+        if has_witness {
             self.queue_for_client(
                 base,
                 entity,
@@ -534,20 +561,19 @@ impl Cell {
                     props: own_props,
                 }),
             );
-            if placed != real.pos {
+            if placed != at {
                 self.queue_for_client(
                     base,
                     entity,
                     Delivery::Reliable,
                     encode_body(&ServerMsg::Corrected {
                         pos: placed.to_array(),
-                        yaw: real.yaw,
+                        yaw,
                         reason: "saved position is outside the space".into(),
                     }),
                 );
             }
         }
-        self.add_real(real);
     }
 
     fn client_move(&mut self, entity: EntityId, seq: u32, pos: Vec3, yaw: f32) {
@@ -593,6 +619,9 @@ impl Cell {
             return;
         };
         let real = &mut self.reals[i];
+        if real.is_ghost() {
+            return;
+        }
         let Some(info) = self.types.get(real.type_id.0 as usize) else {
             return;
         };
@@ -635,6 +664,9 @@ impl Cell {
             let Some(info) = self.types.get(real.type_id.0 as usize) else {
                 continue;
             };
+            if real.is_ghost() {
+                continue;
+            }
             if real.witness.is_some() {
                 real.refill(info.def.max_speed, elapsed);
             }
@@ -661,6 +693,8 @@ impl Cell {
                 self.index.update(key(i), xz(real.pos));
             }
         }
+        self.run_ghosting();
+        self.run_offload(tick);
         self.run_witnesses(tick, now);
         self.run_backups(tick);
         for real in self.reals.iter_mut() {
@@ -738,17 +772,21 @@ impl Cell {
             self.reals[i].witness = Some(witness);
             if let Some(base) = base {
                 let packets = self.to_clients.entry(base).or_default();
+                let r = &mut self.reals[i];
                 for bytes in out.reliable.drain(..) {
                     packets.push(ClientPacket {
                         entity: id,
                         delivery: Delivery::Reliable,
+                        seq: r.out_seq,
                         bytes,
                     });
+                    r.out_seq += 1;
                 }
                 for bytes in out.datagrams.drain(..) {
                     packets.push(ClientPacket {
                         entity: id,
                         delivery: Delivery::Datagram,
+                        seq: 0,
                         bytes,
                     });
                 }

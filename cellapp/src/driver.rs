@@ -140,16 +140,29 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
         budget: opts.budget,
         backup_ticks: u32::from(joined.space.tick_hz) * 5,
         seed: opts.seed ^ u64::from(app.0),
+        ghost_distance: opts.defs.max_aoi_radius() + 10.0,
         app,
     };
     let mut cell = Cell::new(&opts.defs, Behaviors::demo(), cfg, joined.ids);
     cell.spawn_when_placed("Npc", opts.npcs);
-    tokio::spawn(accept(endpoint.clone(), opts.defs.digest, events_tx));
+    tokio::spawn(accept(
+        endpoint.clone(),
+        opts.defs.digest,
+        events_tx.clone(),
+    ));
+    let dialer = Dialer {
+        me: app,
+        digest: opts.defs.digest,
+        trust: identity.cert.clone(),
+        events: events_tx,
+        dialing: Default::default(),
+    };
     let (control, control_rx) = mpsc::unbounded_channel();
     let span = tracing::info_span!("cellapp", %app);
     tracing::info!(parent: &span, %addr, npcs = opts.npcs, "cellapp joined the cluster");
-    let task =
-        tokio::spawn(run(cell, joined.manager, events, control_rx, endpoint).instrument(span));
+    let task = tokio::spawn(
+        run(cell, joined.manager, events, control_rx, endpoint, dialer).instrument(span),
+    );
     Ok(Cellapp {
         app,
         addr,
@@ -188,10 +201,57 @@ async fn accept(
     }
 }
 
+/// Messages kept for one app while its link comes up.
+const MAX_BACKLOG: usize = 100_000;
+
 struct Busy {
     work: Duration,
     since: Instant,
     smoothed: f32,
+}
+
+/// Links this cellapp to the others: the one with the higher id dials.
+struct Dialer {
+    me: AppId,
+    digest: [u8; 32],
+    trust: rustls::pki_types::CertificateDer<'static>,
+    events: mpsc::UnboundedSender<(AppId, LinkEvent)>,
+    dialing: std::collections::HashSet<AppId>,
+}
+
+impl Dialer {
+    fn dial(
+        &mut self,
+        endpoint: &quinn::Endpoint,
+        cells: &[tessera::proto::app::CellInfo],
+        peers: &HashMap<AppId, LinkSender>,
+    ) {
+        for c in cells {
+            if c.app >= self.me || peers.contains_key(&c.app) || !self.dialing.insert(c.app) {
+                continue;
+            }
+            let (endpoint, trust, events, peer) = (
+                endpoint.clone(),
+                self.trust.clone(),
+                self.events.clone(),
+                c.clone(),
+            );
+            let hello = AppMsg::LinkHello {
+                app: self.me,
+                defs_digest: self.digest,
+            };
+            tokio::spawn(async move {
+                match link::dial(&endpoint, &trust, peer.addr, &hello).await {
+                    Ok((send, recv)) => {
+                        link::spawn(peer.app, send, recv, events);
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.app, error = %e, "cannot link to cellapp")
+                    }
+                }
+            });
+        }
+    }
 }
 
 async fn run(
@@ -200,6 +260,7 @@ async fn run(
     mut events: mpsc::UnboundedReceiver<(AppId, LinkEvent)>,
     mut control: mpsc::UnboundedReceiver<Control>,
     endpoint: quinn::Endpoint,
+    mut dialer: Dialer,
 ) {
     let hz = cell.config().tick_hz.max(1);
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / u32::from(hz));
@@ -211,7 +272,11 @@ async fn run(
         since: Instant::now(),
         smoothed: 0.0,
     };
-    let flush = |cell: &mut Cell, peers: &HashMap<AppId, LinkSender>| {
+    // Messages for an app whose link is still coming up wait here, in order.
+    let mut backlog: HashMap<AppId, Vec<AppMsg>> = HashMap::new();
+    let flush = |cell: &mut Cell,
+                 peers: &HashMap<AppId, LinkSender>,
+                 backlog: &mut HashMap<AppId, Vec<AppMsg>>| {
         for (to, msg) in cell.drain() {
             let link = if to == MANAGER {
                 Some(&manager)
@@ -222,7 +287,14 @@ async fn run(
                 Some(l) => {
                     l.send(&msg);
                 }
-                None => tracing::debug!(%to, "no link; message dropped"),
+                None => {
+                    let waiting = backlog.entry(to).or_default();
+                    if waiting.len() < MAX_BACKLOG {
+                        waiting.push(msg);
+                    } else {
+                        tracing::warn!(%to, "no link and the backlog is full; message dropped");
+                    }
+                }
             }
         }
     };
@@ -243,19 +315,25 @@ async fn run(
             _ = ticker.tick() => {
                 let t0 = Instant::now();
                 cell.tick(Time::now());
-                flush(&mut cell, &peers);
+                flush(&mut cell, &peers, &mut backlog);
                 busy.work += t0.elapsed();
             }
             Some((from, ev)) = events.recv() => match ev {
                 LinkEvent::Msg(msg) => {
+                    if let AppMsg::Layout { cells, .. } = &msg {
+                        dialer.dial(&endpoint, cells, &peers);
+                    }
                     let t0 = Instant::now();
                     cell.handle(Time::now(), from, msg);
-                    flush(&mut cell, &peers);
+                    flush(&mut cell, &peers, &mut backlog);
                     busy.work += t0.elapsed();
                 }
                 LinkEvent::Opened(sender) => {
                     if from != MANAGER {
-                        tracing::info!(peer = %from, "baseapp linked");
+                        tracing::info!(peer = %from, "app linked");
+                        for msg in backlog.remove(&from).unwrap_or_default() {
+                            sender.send(&msg);
+                        }
                         peers.insert(from, sender);
                     }
                 }
@@ -265,8 +343,9 @@ async fn run(
                     return;
                 }
                 LinkEvent::Closed(reason) => {
-                    tracing::info!(peer = %from, %reason, "baseapp link closed");
+                    tracing::info!(peer = %from, %reason, "app link closed");
                     peers.remove(&from);
+                    dialer.dialing.remove(&from);
                 }
             },
             _ = heartbeat.tick() => {

@@ -7,6 +7,8 @@ use tessera::defs::TypeId;
 use tessera::{AppId, EntityId, Value};
 
 use crate::witness::Witness;
+use std::collections::BTreeMap;
+use tessera::proto::app::{EntityMsg, Stamp};
 
 /// Why a client's move was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -63,9 +65,68 @@ pub struct Real {
     pub goal: Option<Vec3>,
     /// Messages for its own client, flushed at the end of the tick.
     pub to_own_client: Vec<Vec<u8>>,
+    /// Set if this entry is a ghost: where the real is, and the stamp of the
+    /// newest ghost message applied.
+    pub ghost: Option<(AppId, Stamp)>,
+    /// Cellapps holding a ghost of this real.
+    pub haunts: Vec<AppId>,
+    /// How many times the real has moved cell.
+    pub version: u32,
+    /// Counter of ghost messages sent at this version.
+    pub ghost_n: u32,
+    /// The next sequence number expected on the channel from the base.
+    pub next_seq: u64,
+    /// Channel messages that arrived ahead of their turn.
+    pub pending: BTreeMap<u64, EntityMsg>,
+    /// The next output sequence for its client's stream frames.
+    pub out_seq: u64,
 }
 
 impl Real {
+    /// A real with nothing but its identity, place and properties.
+    pub fn new(
+        id: EntityId,
+        type_id: TypeId,
+        pos: Vec3,
+        yaw: f32,
+        props: Vec<Value>,
+        tick: u64,
+    ) -> Real {
+        Real {
+            id,
+            type_id,
+            pos,
+            yaw,
+            props,
+            dirty: Vec::new(),
+            base: None,
+            witness: None,
+            moved_tick: tick,
+            move_seq: 0,
+            allowance: 0.0,
+            goal: None,
+            to_own_client: Vec::new(),
+            ghost: None,
+            haunts: Vec::new(),
+            version: 0,
+            ghost_n: 0,
+            next_seq: 0,
+            pending: BTreeMap::new(),
+            out_seq: 0,
+        }
+    }
+
+    /// True if this entry is a ghost, not the real.
+    pub fn is_ghost(&self) -> bool {
+        self.ghost.is_some()
+    }
+
+    /// The next stamp for a ghost message about this real.
+    pub fn next_stamp(&mut self) -> Stamp {
+        self.ghost_n += 1;
+        (self.version, self.ghost_n)
+    }
+
     /// Sets a property and marks it changed this tick.
     pub fn set_prop(&mut self, index: u16, value: Value) {
         if let Some(slot) = self.props.get_mut(index as usize) {

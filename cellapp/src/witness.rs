@@ -11,6 +11,7 @@
 use glam::Vec3;
 use tessera::defs::TypeId;
 use tessera::frame::{encode_body, encode_body_sized};
+use tessera::proto::app::KnownState;
 use tessera::proto::client::{PosUpdate, PropValue, ServerDatagram, ServerMsg};
 use tessera::{EntityId, Value};
 
@@ -152,6 +153,10 @@ pub struct Witness {
     known: Vec<(EntityId, Known)>,
     next: Vec<(EntityId, Known)>,
     order: Vec<(EntityId, u32)>,
+    /// Set when the witness arrives from another cell: property changes made
+    /// while it travelled were not seen here, so the next update resends the
+    /// public properties of everything known.
+    refresh: bool,
     /// Movers: (priority bits << 32 | slot in `known`, candidate index).
     moving: Vec<(u64, u32)>,
 }
@@ -176,8 +181,47 @@ impl Witness {
             known: Vec::new(),
             next: Vec::new(),
             order: Vec::new(),
+            refresh: false,
             moving: Vec::new(),
         }
+    }
+
+    /// What the client knows, for a witness moving to another cell; ticks
+    /// become ages because cells count ticks independently.
+    pub fn export(&self, tick: u64) -> Vec<KnownState> {
+        self.known
+            .iter()
+            .map(|(id, k)| KnownState {
+                entity: *id,
+                sent: k.sent.to_array(),
+                sent_yaw: k.sent_yaw,
+                age: tick.saturating_sub(k.sent_tick).min(u64::from(u32::MAX)) as u32,
+                unconfirmed: k.unconfirmed,
+            })
+            .collect()
+    }
+
+    /// A witness arriving from another cell.
+    pub fn import(radius: f32, known: &[KnownState], tick: u64) -> Witness {
+        let mut w = Witness::new(radius);
+        w.known = known
+            .iter()
+            .map(|k| {
+                (
+                    k.entity,
+                    Known {
+                        sent: Vec3::from_array(k.sent),
+                        sent_yaw: k.sent_yaw,
+                        sent_tick: tick.saturating_sub(u64::from(k.age)),
+                        unconfirmed: k.unconfirmed,
+                    },
+                )
+            })
+            .collect();
+        w.known.sort_by_key(|(id, _)| *id);
+        w.known.dedup_by_key(|(id, _)| *id);
+        w.refresh = true;
+        w
     }
 
     /// How many entities the client knows.
@@ -305,8 +349,9 @@ impl Witness {
                 }
                 None => {}
                 Some(mut k) if d2 <= outer2 => {
-                    if let Some(p) = v.dirty.then(|| scene.props(id)).flatten() {
-                        let props = public_props(&p, Some(p.dirty));
+                    if let Some(p) = (v.dirty || self.refresh).then(|| scene.props(id)).flatten() {
+                        let only = (!self.refresh).then_some(p.dirty);
+                        let props = public_props(&p, only);
                         if !props.is_empty() {
                             out.reliable
                                 .push(encode_body(&ServerMsg::Props { entity: id, props }));
@@ -340,6 +385,7 @@ impl Witness {
             }
         }
         std::mem::swap(&mut self.known, &mut self.next);
+        self.refresh = false;
         self.send_positions(tick, now_us, candidates, budget, out);
     }
 

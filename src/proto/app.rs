@@ -75,6 +75,9 @@ pub struct ClientPacket {
     pub entity: EntityId,
     /// Stream frame or datagram.
     pub delivery: Delivery,
+    /// For stream frames: the entity's output sequence, which keeps order
+    /// when the entity moves cell (the base reorders); 0 for datagrams.
+    pub seq: u64,
     /// An encoded `ServerMsg` or `ServerDatagram`. (Same bytes on the wire as
     /// a plain `Vec<u8>`, encoded in one copy instead of byte by byte.)
     #[serde(with = "serde_bytes")]
@@ -215,4 +218,151 @@ pub enum AppMsg {
         /// Every cellapp's address.
         cells: Vec<CellInfo>,
     },
+    /// Base → the entity's real (forwarded by cells that no longer hold it):
+    /// one message in the entity's ordered channel. `seq` counts from 0 per
+    /// cell half; the real applies each exactly once, in order.
+    ToEntity {
+        /// The entity.
+        entity: EntityId,
+        /// Its place in the channel.
+        seq: u64,
+        /// What to do.
+        msg: EntityMsg,
+    },
+    /// Real's cell → another cell: hold a ghost (or refresh it whole).
+    GhostCreate(Box<GhostState>),
+    /// Real's cell → a ghost's cell: it moved or its ghosted properties changed.
+    GhostUpdate {
+        /// The entity.
+        entity: EntityId,
+        /// Orders ghost messages across real moves.
+        stamp: Stamp,
+        /// Position.
+        pos: Pos,
+        /// Facing.
+        yaw: f32,
+        /// Changed ghosted properties.
+        props: Vec<PropValue>,
+    },
+    /// Real's cell → a ghost's cell: drop the ghost.
+    GhostDelete {
+        /// The entity.
+        entity: EntityId,
+        /// Orders ghost messages across real moves.
+        stamp: Stamp,
+    },
+    /// Old cell → new cell: the whole real, which becomes real there.
+    Onload(Box<Onload>),
+    /// New real's cell → base: route the entity's channel here from now on.
+    RealMoved {
+        /// The entity.
+        entity: EntityId,
+        /// Where its real is.
+        cell: AppId,
+        /// How many times it has moved; older news is ignored.
+        version: u32,
+    },
+    /// A destroyed entity's cell → every other cellapp: forget it.
+    Forget {
+        /// The entity.
+        entity: EntityId,
+    },
+}
+
+/// What a base asks of its entity's real.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EntityMsg {
+    /// The client moved it.
+    Move {
+        /// The client's sequence number.
+        seq: u32,
+        /// Where.
+        pos: Pos,
+        /// Facing.
+        yaw: f32,
+    },
+    /// Call a cell method (already checked by the base).
+    Call {
+        /// Method index.
+        method: u16,
+        /// Arguments.
+        args: Vec<Value>,
+    },
+    /// Destroy the cell half and send back its final state.
+    Destroy,
+}
+
+/// Orders ghost messages: the real's version (how many times it has moved
+/// cell), then a counter the real's cell increments per message.
+pub type Stamp = (u32, u32);
+
+/// A ghost's whole state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GhostState {
+    /// The entity.
+    pub entity: EntityId,
+    /// Orders ghost messages across real moves.
+    pub stamp: Stamp,
+    /// Its type.
+    pub type_id: TypeId,
+    /// Where its real is.
+    pub real: AppId,
+    /// Position.
+    pub pos: Pos,
+    /// Facing.
+    pub yaw: f32,
+    /// Ghosted properties.
+    pub props: Vec<PropValue>,
+}
+
+/// What a client's known entity looks like in a witness that moves cell.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KnownState {
+    /// The entity known.
+    pub entity: EntityId,
+    /// Position last sent to the client.
+    pub sent: Pos,
+    /// Facing last sent.
+    pub sent_yaw: f32,
+    /// Ticks since the client was last current on it.
+    pub age: u32,
+    /// Whether the last position went only by datagram.
+    pub unconfirmed: bool,
+}
+
+/// A real entity in transit from one cell to another: everything it is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Onload {
+    /// The entity.
+    pub entity: EntityId,
+    /// Its type.
+    pub type_id: TypeId,
+    /// Position.
+    pub pos: Pos,
+    /// Facing.
+    pub yaw: f32,
+    /// Every property, by index.
+    pub props: Vec<Value>,
+    /// Its base.
+    pub base: Option<AppId>,
+    /// Its witness: radius and what the client knows.
+    pub witness: Option<(f32, Vec<KnownState>)>,
+    /// Last client move sequence applied.
+    pub move_seq: u32,
+    /// Movement allowance left, metres.
+    pub allowance: f32,
+    /// Where a server-driven entity was heading.
+    pub goal: Option<Pos>,
+    /// Ticks since it last moved.
+    pub moved_ago: u32,
+    /// Cells that hold its ghost (the old cell included).
+    pub haunts: Vec<AppId>,
+    /// How many times it has moved cell (this move included).
+    pub version: u32,
+    /// The next channel sequence number it expects from its base.
+    pub next_seq: u64,
+    /// Channel messages that arrived early, by sequence number.
+    pub pending: Vec<(u64, EntityMsg)>,
+    /// The next output sequence for its client's stream frames.
+    pub out_seq: u64,
 }

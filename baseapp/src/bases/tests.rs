@@ -20,7 +20,9 @@ use std::time::Duration;
 use tessera::defs::TypeDef;
 use tessera::frame;
 use tessera::net::close;
-use tessera::proto::app::{AppMsg, CellInfo, CellState, ClientPacket, Delivery, SpaceInfo};
+use tessera::proto::app::{
+    AppMsg, CellInfo, CellState, ClientPacket, Delivery, EntityMsg, SpaceInfo,
+};
 use tessera::proto::client::{ClientDatagram, ClientMsg, ServerMsg};
 use tessera::proto::{Pos, Ticket, PROTOCOL_MAJOR};
 use tessera::storage::{DbId, StoredEntity};
@@ -319,6 +321,14 @@ fn state(pos: Pos, yaw: f32, props: Vec<(u16, Value)>) -> CellState {
 }
 
 // ---- tickets and the hello ---------------------------------------------------
+
+/// Whether the messages to the cell include the entity's destruction.
+fn destroys(msgs: &[(AppId, AppMsg)], e: EntityId) -> bool {
+    msgs.iter().any(|(to, m)| {
+        *to == CELL
+            && matches!(m, AppMsg::ToEntity { entity, msg: EntityMsg::Destroy, .. } if *entity == e)
+    })
+}
 
 #[test]
 fn issue_ticket_answers_the_manager_with_a_fresh_ticket() {
@@ -637,10 +647,10 @@ fn an_exposed_cell_method_becomes_a_cell_call() {
         app_msgs(&out),
         vec![(
             CELL,
-            AppMsg::CellCall {
+            AppMsg::ToEntity {
                 entity: p.entity,
-                method: m,
-                args
+                seq: 0,
+                msg: EntityMsg::Call { method: m, args }
             }
         )]
     );
@@ -701,16 +711,17 @@ fn bad_client_calls_cost_the_client_its_connection() {
         }
         let msgs = app_msgs(&out);
         assert!(
-            !msgs
-                .iter()
-                .any(|(_, m)| matches!(m, AppMsg::CellCall { .. })),
+            !msgs.iter().any(|(_, m)| matches!(
+                m,
+                AppMsg::ToEntity {
+                    msg: EntityMsg::Call { .. },
+                    ..
+                }
+            )),
             "{what}: nothing reaches the cell: {msgs:?}"
         );
         // The entity leaves the world.
-        assert!(
-            msgs.contains(&(CELL, AppMsg::DestroyEntity { entity: p.entity })),
-            "{what}: {msgs:?}"
-        );
+        assert!(destroys(&msgs, p.entity), "{what}: {msgs:?}");
         assert_eq!(r.b.load().clients, 0, "{what}");
         // Later input from the closed client is ignored.
         let m = r.method("set_title");
@@ -808,12 +819,16 @@ fn a_non_finite_move_closes_the_client() {
         assert_violation(&out, 5, "non-finite");
         let msgs = app_msgs(&out);
         assert!(
-            !msgs
-                .iter()
-                .any(|(_, m)| matches!(m, AppMsg::ClientMove { .. })),
+            !msgs.iter().any(|(_, m)| matches!(
+                m,
+                AppMsg::ToEntity {
+                    msg: EntityMsg::Move { .. },
+                    ..
+                }
+            )),
             "{msgs:?}"
         );
-        assert!(msgs.contains(&(CELL, AppMsg::DestroyEntity { entity: p.entity })));
+        assert!(destroys(&msgs, p.entity));
     }
 }
 
@@ -834,11 +849,14 @@ fn a_finite_move_becomes_a_client_move() {
         app_msgs(&out),
         vec![(
             CELL,
-            AppMsg::ClientMove {
+            AppMsg::ToEntity {
                 entity: p.entity,
-                seq: 17,
-                pos: [13.0, 0.5, 35.0],
-                yaw: -1.0
+                seq: 0,
+                msg: EntityMsg::Move {
+                    seq: 17,
+                    pos: [13.0, 0.5, 35.0],
+                    yaw: -1.0
+                }
             }
         )]
     );
@@ -859,21 +877,25 @@ fn cell_packets_are_forwarded_to_the_right_client_unchanged() {
         ClientPacket {
             entity: b.entity,
             delivery: Delivery::Reliable,
+            seq: 0,
             bytes: reliable.clone(),
         },
         ClientPacket {
             entity: a.entity,
             delivery: Delivery::Datagram,
+            seq: 0,
             bytes: datagram.clone(),
         },
         ClientPacket {
             entity: EntityId(999_999),
             delivery: Delivery::Reliable,
+            seq: 0,
             bytes: vec![9],
         },
         ClientPacket {
             entity: a.entity,
             delivery: Delivery::Reliable,
+            seq: 0,
             bytes: reliable.clone(),
         },
     ]));
@@ -912,10 +934,8 @@ fn logout_destroys_the_cell_half_and_saves_its_final_state() {
 
     let out = r.input(5, ClientInput::Msg(ClientMsg::Logout));
     assert_eq!(closes(&out, 5), vec![(close::DONE, "logged out".into())]);
-    assert_eq!(
-        app_msgs(&out),
-        vec![(CELL, AppMsg::DestroyEntity { entity: p.entity })]
-    );
+    let msgs = app_msgs(&out);
+    assert!(msgs.len() == 1 && destroys(&msgs, p.entity), "{msgs:?}");
     assert!(saves(&out).is_empty(), "not before the final state");
     assert_eq!(r.b.load().clients, 0);
 
@@ -923,6 +943,7 @@ fn logout_destroys_the_cell_half_and_saves_its_final_state() {
     let out = r.cell_says(AppMsg::ToClients(vec![ClientPacket {
         entity: p.entity,
         delivery: Delivery::Reliable,
+        seq: 0,
         bytes: vec![1],
     }]));
     assert!(out.is_empty(), "{out:?}");
@@ -1116,10 +1137,7 @@ fn stop_then_final_states_drain_and_save_everyone() {
     for p in &players {
         let c = closes(&out, p.client);
         assert_eq!(c.first().map(|c| c.0), Some(close::SHUTDOWN), "{c:?}");
-        assert!(
-            app_msgs(&out).contains(&(CELL, AppMsg::DestroyEntity { entity: p.entity })),
-            "{out:?}"
-        );
+        assert!(destroys(&app_msgs(&out), p.entity), "{out:?}");
     }
     assert!(saves(&out).is_empty(), "saves wait for the final states");
     assert!(!r.b.drained());

@@ -6,10 +6,10 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tessera::client::View;
 use tessera::frame::decode;
-use tessera::proto::client::{ClientDatagram, ServerDatagram, ServerMsg};
+use tessera::proto::client::{ClientDatagram, ClientMsg, ServerDatagram, ServerMsg};
 use tessera::proto::login::{LoginReply, LoginRequest};
 use tessera::proto::PROTOCOL_MAJOR;
-use tessera::Definitions;
+use tessera::{Definitions, Value};
 use tessera_baseapp::bases::ClientOut;
 
 /// Where a client is in its session.
@@ -38,11 +38,16 @@ pub struct SimClient {
     pub walking: bool,
     seq: u32,
     heading: f32,
+    /// The last ping sent (pings count from 1).
+    pub pinged: i64,
+    /// Every pong received, in order.
+    pub pongs: Vec<i64>,
+    pong: Option<u16>,
 }
 
 impl SimClient {
     /// A client that has not logged in yet.
-    pub fn new(id: u64, heading: f32) -> SimClient {
+    pub fn new(id: u64, heading: f32, defs: &Definitions) -> SimClient {
         SimClient {
             id,
             name: format!("sim{id}"),
@@ -50,7 +55,26 @@ impl SimClient {
             walking: true,
             seq: 0,
             heading,
+            pinged: 0,
+            pongs: Vec::new(),
+            pong: defs
+                .by_name("Avatar")
+                .and_then(|t| t.method("pong"))
+                .map(|m| m.index),
         }
+    }
+
+    /// The next numbered call of the Avatar's `ping`, while walking.
+    pub fn ping(&mut self, defs: &Definitions) -> Option<ClientMsg> {
+        if !self.walking || self.view().is_none() {
+            return None;
+        }
+        let method = defs.by_name("Avatar")?.method("ping")?.index;
+        self.pinged += 1;
+        Some(ClientMsg::Call {
+            method,
+            args: vec![Value::Int(self.pinged)],
+        })
     }
 
     /// Its login request.
@@ -96,6 +120,13 @@ impl SimClient {
                 }
                 Ok(ServerMsg::Refused { reason }) => self.phase = Phase::Gone(reason),
                 Ok(msg) => {
+                    if let ServerMsg::Call { method, args, .. } = &msg {
+                        if Some(*method) == self.pong {
+                            if let Some(n) = args.first().and_then(Value::as_int) {
+                                self.pongs.push(n);
+                            }
+                        }
+                    }
                     if let Phase::Playing(view) = &mut self.phase {
                         view.apply(&msg);
                     }

@@ -26,6 +26,8 @@ use super::net::{Conditions, Delivery, Net, Node, Payload};
 pub struct SimConfig {
     /// Drives everything.
     pub seed: u64,
+    /// Cellapps (one cell each).
+    pub cellapps: usize,
     /// Baseapps.
     pub baseapps: usize,
     /// NPCs on the cell.
@@ -36,17 +38,21 @@ pub struct SimConfig {
     pub size: f32,
     /// Network delays and loss.
     pub net: Conditions,
+    /// Check after every delivery that no entity has two reals.
+    pub check_every_step: bool,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             seed: 1,
+            cellapps: 1,
             baseapps: 1,
             npcs: 30,
             clients: 12,
             size: 200.0,
             net: Conditions::default(),
+            check_every_step: true,
         }
     }
 }
@@ -72,6 +78,9 @@ pub struct SimWorld {
     trace: u64,
     /// Deliveries made.
     pub delivered: u64,
+    check_every_step: bool,
+    /// The first invariant broken during a run, if any.
+    pub broken: Option<String>,
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -124,8 +133,10 @@ impl SimWorld {
             ticks: BTreeMap::new(),
             trace: 0xcbf2_9ce4_8422_2325,
             delivered: 0,
+            check_every_step: cfg.check_every_step,
+            broken: None,
         };
-        let mut roles = vec![Role::Cellapp];
+        let mut roles = vec![Role::Cellapp; cfg.cellapps.max(1)];
         roles.extend(std::iter::repeat_n(Role::Baseapp, cfg.baseapps.max(1)));
         for (i, role) in roles.into_iter().enumerate() {
             let public = (role == Role::Baseapp).then(|| addr(20_000 + i as u16));
@@ -157,7 +168,7 @@ impl SimWorld {
         w.net.timer(0, Node::Manager);
         for c in 0..cfg.clients as u64 {
             let heading = w.rng.gen_range(0.0..std::f32::consts::TAU);
-            w.clients.insert(c, SimClient::new(c, heading));
+            w.clients.insert(c, SimClient::new(c, heading, &w.defs));
             let req = w.clients[&c].login_request(&w.defs);
             let at = w.rng.gen_range(0..500_000);
             w.net.send(
@@ -188,6 +199,7 @@ impl SimWorld {
                     budget: Default::default(),
                     backup_ticks: 50,
                     seed: cfg.seed,
+                    ghost_distance: self.defs.max_aoi_radius() + 10.0,
                     app,
                 };
                 let mut cell = Cell::new(&self.defs, Behaviors::demo(), cell_cfg, ids);
@@ -228,6 +240,11 @@ impl SimWorld {
             self.delivered += 1;
             self.trace = mix(mix(mix(self.trace, d.at), code(d.from)), code(d.to));
             self.deliver(d);
+            if self.check_every_step && self.broken.is_none() {
+                if let Err(e) = self.check_single_real() {
+                    self.broken = Some(format!("at {} µs: {e}", self.now));
+                }
+            }
         }
         self.now = until;
     }
@@ -245,6 +262,11 @@ impl SimWorld {
             }
         }
         h
+    }
+
+    /// Reals moved between cells so far.
+    pub fn offloads(&self) -> u64 {
+        self.cells.values().map(|c| c.stats().offloads).sum()
     }
 
     /// Every real on every cell.
@@ -497,10 +519,109 @@ impl SimWorld {
                         Payload::ClientDatagram(m),
                     );
                 }
+                if let (Some(m), Some(b)) = (client.ping(&self.defs), self.home.get(&c)) {
+                    self.net.send(
+                        &mut self.rng,
+                        d.at,
+                        d.to,
+                        Node::App(*b),
+                        Payload::ClientMsg(m),
+                    );
+                }
                 self.net.timer(d.at + TICK_US, d.to);
             }
             _ => {}
         }
+    }
+
+    /// No entity has two reals.
+    pub fn check_single_real(&self) -> Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (app, cell) in &self.cells {
+            for id in cell.real_ids() {
+                if !seen.insert(id) {
+                    return Err(format!("{id} has a second real on {app}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After quiescence: every entity there should be is real exactly once,
+    /// on the cellapp whose cell covers it (within the offload hysteresis);
+    /// every ghost matches its real's position and ghosted properties; every
+    /// client's pings came back exactly once, in order.
+    pub fn check_settled(&self, entities: usize) -> Result<(), String> {
+        self.check_single_real()?;
+        if let Some(b) = &self.broken {
+            return Err(b.clone());
+        }
+        let layout = self.manager.layout().ok_or("no layout")?;
+        let mut total = 0;
+        let mut reals = BTreeMap::new();
+        for (app, cell) in &self.cells {
+            for e in cell.snapshot() {
+                total += 1;
+                let own = layout
+                    .cells()
+                    .into_iter()
+                    .filter(|c| c.app == *app)
+                    .any(|c| c.rect.grow(2.5).holds(e.pos.x, e.pos.z));
+                if !own {
+                    return Err(format!(
+                        "{} is real on {app} but stands at {:?}, outside its cell",
+                        e.id, e.pos
+                    ));
+                }
+                reals.insert(e.id, e);
+            }
+        }
+        if total != entities {
+            return Err(format!("{total} reals, expected {entities}"));
+        }
+        for (app, cell) in &self.cells {
+            for (g, real_app) in cell.ghosts() {
+                let r = reals
+                    .get(&g.id)
+                    .ok_or_else(|| format!("{app} holds a ghost of {}, which has no real", g.id))?;
+                if g.pos != r.pos {
+                    return Err(format!(
+                        "ghost of {} on {app} at {:?}, real at {:?}",
+                        g.id, g.pos, r.pos
+                    ));
+                }
+                let ty = self.defs.get(g.type_id).ok_or("unknown type")?;
+                for p in ty.properties.iter().filter(|p| p.flags.on_ghosts()) {
+                    if g.props.get(p.index as usize) != r.props.get(p.index as usize) {
+                        return Err(format!("ghost of {} on {app}: {} differs", g.id, p.name));
+                    }
+                }
+                let holder = self
+                    .cells
+                    .iter()
+                    .find(|(_, c)| c.real_ids().any(|id| id == g.id))
+                    .map(|(a, _)| *a);
+                if holder != Some(real_app) {
+                    return Err(format!(
+                        "ghost of {} on {app} points to {real_app}, real is on {holder:?}",
+                        g.id
+                    ));
+                }
+            }
+        }
+        for c in self.clients.values() {
+            let expected: Vec<i64> = (1..=c.pinged).collect();
+            if c.pongs != expected {
+                let first_bad = c.pongs.iter().zip(&expected).position(|(a, b)| a != b);
+                return Err(format!(
+                    "client {}: {} pings, {} pongs, first out of order at {first_bad:?}",
+                    c.id,
+                    c.pinged,
+                    c.pongs.len()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks every playing client's view against the reals: every entity
