@@ -91,6 +91,7 @@ fn cell(w: &Workload, index: IndexKind) -> Cell {
         seed: 3,
         ghost_distance: 110.0,
         app: AppId(1),
+        faults: Default::default(),
     };
     let mut cell = Cell::new(
         &defs,

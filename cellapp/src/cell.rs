@@ -43,6 +43,28 @@ pub struct CellConfig {
     pub ghost_distance: f32,
     /// The cellapp's own id (which cells of the layout are its own).
     pub app: AppId,
+    /// Deliberate defects, all off in a real world (see [`Faults`]).
+    pub faults: Faults,
+}
+
+/// Deliberate defects that tests plant to show that the simulator's checks
+/// catch them. Every one is off by default and no command turns one on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// A cell that no longer holds an entity's real drops its channel
+    /// messages instead of forwarding them.
+    pub drop_forwarding: bool,
+    /// The real applies every channel message twice.
+    pub apply_twice: bool,
+    /// An offloaded real also stays real where it was.
+    pub keep_real_on_offload: bool,
+    /// Ghosts are created but never updated.
+    pub no_ghost_updates: bool,
+    /// Reals never move to the cell that covers them.
+    pub no_offload: bool,
+    /// A witness that moved cell does not resend properties that changed
+    /// while it travelled.
+    pub no_witness_refresh: bool,
 }
 
 impl Default for CellConfig {
@@ -56,6 +78,7 @@ impl Default for CellConfig {
             seed: 1,
             ghost_distance: 110.0,
             app: AppId(1),
+            faults: Faults::default(),
         }
     }
 }

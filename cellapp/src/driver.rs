@@ -142,6 +142,7 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
         seed: opts.seed ^ u64::from(app.0),
         ghost_distance: opts.defs.max_aoi_radius() + 10.0,
         app,
+        faults: Default::default(),
     };
     let mut cell = Cell::new(&opts.defs, Behaviors::demo(), cfg, joined.ids);
     cell.spawn_when_placed("Npc", opts.npcs);

@@ -12,4 +12,4 @@ pub mod index;
 pub mod real;
 pub mod witness;
 
-pub use cell::{Cell, CellConfig};
+pub use cell::{Cell, CellConfig, Faults};

@@ -224,6 +224,12 @@ impl Witness {
         w
     }
 
+    /// Forgets the property resend an imported witness owes its client (a
+    /// planted fault for tests; see `Faults::no_witness_refresh`).
+    pub fn skip_refresh(&mut self) {
+        self.refresh = false;
+    }
+
     /// How many entities the client knows.
     pub fn known_len(&self) -> usize {
         self.known.len()

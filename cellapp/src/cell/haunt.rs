@@ -100,6 +100,7 @@ impl Cell {
                 .and_then(|i| self.reals[i].ghost.map(|(a, _)| a))
                 .or_else(|| self.forward.get(&entity).copied());
             match next {
+                Some(_) if self.cfg.faults.drop_forwarding => {}
                 Some(app) if app != self.cfg.app => self
                     .outbox
                     .push((app, AppMsg::ToEntity { entity, seq, msg })),
@@ -127,6 +128,9 @@ impl Cell {
                 return;
             };
             r.next_seq += 1;
+            if self.cfg.faults.apply_twice {
+                self.apply(entity, msg.clone());
+            }
             self.apply(entity, msg);
         }
     }
@@ -306,9 +310,14 @@ impl Cell {
             tick.saturating_sub(u64::from(o.moved_ago)),
         );
         r.base = o.base;
-        r.witness = o
-            .witness
-            .map(|(radius, known)| Witness::import(radius, &known, tick));
+        let skip_refresh = self.cfg.faults.no_witness_refresh;
+        r.witness = o.witness.map(|(radius, known)| {
+            let mut w = Witness::import(radius, &known, tick);
+            if skip_refresh {
+                w.skip_refresh();
+            }
+            w
+        });
         r.move_seq = o.move_seq;
         r.allowance = o.allowance;
         r.goal = o.goal.map(Vec3::from_array);
@@ -391,7 +400,7 @@ impl Cell {
             let mut now = Vec::with_capacity(needed.len());
             for app in haunts {
                 if keep.contains(&app) {
-                    if moved || !dirty.is_empty() {
+                    if (moved || !dirty.is_empty()) && !self.cfg.faults.no_ghost_updates {
                         let r = &mut self.reals[i];
                         let stamp = r.next_stamp();
                         let msg = AppMsg::GhostUpdate {
@@ -425,6 +434,9 @@ impl Cell {
 
     /// Moves every real that has left its cell to the cellapp that covers it.
     pub(super) fn run_offload(&mut self, tick: u64) {
+        if self.cfg.faults.no_offload {
+            return;
+        }
         let Some(layout) = &self.layout else { return };
         let own: Vec<Rect> = layout
             .cells()
@@ -491,6 +503,11 @@ impl Cell {
             out_seq: r.out_seq,
         };
         // What stays here is a ghost that knows where the real went.
+        if self.cfg.faults.keep_real_on_offload {
+            r.base = onload.base;
+            self.outbox.push((dest, AppMsg::Onload(Box::new(onload))));
+            return;
+        }
         r.ghost = Some((dest, (r.version, 0)));
         r.haunts.clear();
         r.to_own_client.clear();

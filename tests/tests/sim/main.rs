@@ -4,6 +4,7 @@
 //! exactly (`SimConfig { seed, .. }`).
 
 use std::time::{Duration, Instant};
+use tessera_cellapp::Faults;
 use tessera_tools::sim::{SimConfig, SimWorld};
 
 /// Walk for a while, freeze, let everything settle, then compare every
@@ -63,8 +64,13 @@ fn same_seed_same_run() {
 /// ghosts match their reals, every ping came back once and in order, and
 /// every view equals the truth.
 fn run_cells(seed: u64) -> Result<(u64, usize, u64), String> {
+    run_cells_with(seed, Faults::default())
+}
+
+fn run_cells_with(seed: u64, faults: Faults) -> Result<(u64, usize, u64), String> {
     let cfg = SimConfig {
         seed,
+        faults,
         cellapps: 4,
         npcs: 15,
         clients: 16,
@@ -87,7 +93,8 @@ fn four_cells_lose_nothing_across_seeds() {
     let started = Instant::now();
     let mut seeds = 0u64;
     let mut offloads = 0u64;
-    while seeds < 100 || (seeds < 1_000 && started.elapsed() < Duration::from_secs(30)) {
+    // At least 1,000 seeds; more while there is time (bounded).
+    while seeds < 1_000 || (seeds < 5_000 && started.elapsed() < Duration::from_secs(60)) {
         let seed = 1 + seeds;
         match run_cells(seed) {
             Ok((_, _, n)) => offloads += n,
@@ -95,8 +102,78 @@ fn four_cells_lose_nothing_across_seeds() {
         }
         seeds += 1;
     }
+    eprintln!(
+        "four cells: {seeds} seeds, {offloads} migrations in {:?}",
+        started.elapsed()
+    );
     assert!(
         offloads > seeds * 5,
         "too few migrations to mean anything: {offloads} over {seeds} seeds"
     );
+}
+
+/// Each check catches the fault it is there for: plant it and some seed
+/// among the first few fails with that check's message.
+#[test]
+fn every_check_catches_its_planted_fault() {
+    let plants: [(&str, Faults, &str); 6] = [
+        (
+            "an offloaded real that stays real",
+            Faults {
+                keep_real_on_offload: true,
+                ..Faults::default()
+            },
+            "second real",
+        ),
+        (
+            "a forwarding step dropped",
+            Faults {
+                drop_forwarding: true,
+                ..Faults::default()
+            },
+            "pongs",
+        ),
+        (
+            "a channel message applied twice",
+            Faults {
+                apply_twice: true,
+                ..Faults::default()
+            },
+            "pongs",
+        ),
+        (
+            "ghosts never updated",
+            Faults {
+                no_ghost_updates: true,
+                ..Faults::default()
+            },
+            "ghost of",
+        ),
+        (
+            "reals that never move cell",
+            Faults {
+                no_offload: true,
+                ..Faults::default()
+            },
+            "outside its cell",
+        ),
+        (
+            "a moved witness that does not resend changed properties",
+            Faults {
+                no_witness_refresh: true,
+                ..Faults::default()
+            },
+            " sees ",
+        ),
+    ];
+    for (what, faults, needle) in plants {
+        let caught = (1..=40).find_map(|seed| run_cells_with(seed, faults).err());
+        match caught {
+            Some(e) => assert!(
+                e.contains(needle),
+                "{what}: caught, but by another check: {e}"
+            ),
+            None => panic!("{what}: no seed out of 40 caught it"),
+        }
+    }
 }

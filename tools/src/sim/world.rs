@@ -14,7 +14,7 @@ use tessera::storage::{MemStorage, Storage};
 use tessera::{AppId, Definitions, EntityId, Time, MANAGER};
 use tessera_baseapp::bases::{BaseConfig, Baseapp, ClientInput, ClientOut, Output as BaseOut};
 use tessera_cellapp::behavior::Behaviors;
-use tessera_cellapp::cell::{Cell, CellConfig, EntitySnapshot};
+use tessera_cellapp::cell::{Cell, CellConfig, EntitySnapshot, Faults};
 use tessera_cellapp::index::IndexKind;
 use tessera_manager::cluster::{Manager, Output as ManagerOut};
 
@@ -40,6 +40,8 @@ pub struct SimConfig {
     pub net: Conditions,
     /// Check after every delivery that no entity has two reals.
     pub check_every_step: bool,
+    /// Deliberate defects planted in every cell (tests of the checks).
+    pub faults: Faults,
 }
 
 impl Default for SimConfig {
@@ -53,6 +55,7 @@ impl Default for SimConfig {
             size: 200.0,
             net: Conditions::default(),
             check_every_step: true,
+            faults: Faults::default(),
         }
     }
 }
@@ -201,6 +204,7 @@ impl SimWorld {
                     seed: cfg.seed,
                     ghost_distance: self.defs.max_aoi_radius() + 10.0,
                     app,
+                    faults: cfg.faults,
                 };
                 let mut cell = Cell::new(&self.defs, Behaviors::demo(), cell_cfg, ids);
                 cell.spawn_when_placed("Npc", cfg.npcs);
@@ -239,8 +243,10 @@ impl SimWorld {
             self.now = d.at;
             self.delivered += 1;
             self.trace = mix(mix(mix(self.trace, d.at), code(d.from)), code(d.to));
+            // Only a cell's step can change which reals exist.
+            let at_cell = matches!(d.to, Node::App(a) if self.cells.contains_key(&a));
             self.deliver(d);
-            if self.check_every_step && self.broken.is_none() {
+            if at_cell && self.check_every_step && self.broken.is_none() {
                 if let Err(e) = self.check_single_real() {
                     self.broken = Some(format!("at {} µs: {e}", self.now));
                 }
