@@ -177,3 +177,37 @@ fn every_check_catches_its_planted_fault() {
         }
     }
 }
+
+/// A line moved by hand while everyone walks: entities on the side that
+/// changed hands migrate, and nothing is lost.
+#[test]
+fn a_moved_line_migrates_entities_without_loss() {
+    for seed in 1..=50 {
+        let cfg = SimConfig {
+            seed,
+            cellapps: 4,
+            npcs: 15,
+            clients: 16,
+            size: 400.0,
+            ..SimConfig::default()
+        };
+        let mut w = SimWorld::new(&cfg);
+        w.run_until(4_000_000);
+        let before = w.offloads();
+        assert!(
+            w.move_line(0, 0.2).is_some(),
+            "seed {seed}: no line to move"
+        );
+        w.run_until(8_000_000);
+        assert!(w.offloads() > before, "seed {seed}: nothing migrated");
+        w.freeze();
+        w.run_until(11_000_000);
+        let ctx = |e: String| format!("seed {seed}: {e}");
+        w.check_settled(cfg.cellapps * cfg.npcs + cfg.clients)
+            .map_err(ctx)
+            .unwrap_or_else(|e| panic!("{e}"));
+        w.check_views(5.0)
+            .map_err(ctx)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}

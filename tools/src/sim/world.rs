@@ -270,6 +270,19 @@ impl SimWorld {
         h
     }
 
+    /// Moves a cut line of the manager's layout, as the admin API does, to
+    /// `frac` of its range. Returns where it went.
+    pub fn move_line(&mut self, index: usize, frac: f32) -> Option<f32> {
+        let layout = self.manager.layout()?;
+        let line = layout.lines().get(index).cloned()?;
+        let (a, b) = line.range;
+        let at = self.manager.move_line(line.line, a + (b - a) * frac).ok();
+        for out in self.manager.drain() {
+            self.manager_output(out);
+        }
+        at
+    }
+
     /// Reals moved between cells so far.
     pub fn offloads(&self) -> u64 {
         self.cells.values().map(|c| c.stats().offloads).sum()
