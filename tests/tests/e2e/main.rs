@@ -4,6 +4,7 @@
 mod admin;
 mod aoi;
 mod bad_clients;
+mod crossing;
 mod persistence;
 
 use std::time::Duration;
