@@ -27,7 +27,8 @@ pub struct BotsArgs {
     /// Seconds to run; 0 runs until stopped.
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
-    /// How bots move: wander.
+    /// How bots move: wander, or cross (back and forth through the middle of
+    /// the space, across the cut lines).
     #[arg(long, default_value = "wander")]
     pub behavior: Behavior,
     /// Write a JSON report here at the end.
@@ -55,6 +56,9 @@ pub struct BotsArgs {
 pub enum Behavior {
     /// Walk in a straight line, turning now and then and at the edges.
     Wander,
+    /// Walk to the point mirrored through the space's centre and back, again
+    /// and again: across the cut lines of an evenly cut space.
+    Cross,
 }
 
 #[derive(Default)]
@@ -355,24 +359,44 @@ async fn bot(
     let mut step = tokio::time::interval(Duration::from_millis(100));
     let mut latencies = Vec::new();
     let mut steady = Vec::new();
+    // For `cross`: where the bot started and the far end of its walk.
+    let mut cross: Option<([f32; 2], [f32; 2])> = None;
     let mut tick = 0u64;
     let outcome: Result<(), ClientError> = loop {
         tokio::select! {
             _ = stop.changed() => break Ok(()),
             _ = step.tick() => {
                 tick += 1;
-                let Behavior::Wander = behavior;
-                if rng.gen_ratio(1, 30) {
-                    heading += rng.gen_range(-1.5..1.5);
-                }
                 let [x0, z0, x1, z1] = client.view.bounds;
                 let [x, y, z] = client.view.my_pos;
-                let (mut nx, mut nz) = (x + heading.sin() * speed * 0.1, z + heading.cos() * speed * 0.1);
-                if nx < x0 + 1.0 || nx > x1 - 1.0 || nz < z0 + 1.0 || nz > z1 - 1.0 {
-                    heading += std::f32::consts::PI;
-                    nx = nx.clamp(x0 + 1.0, x1 - 1.0);
-                    nz = nz.clamp(z0 + 1.0, z1 - 1.0);
+                let (mut nx, mut nz);
+                match behavior {
+                    Behavior::Wander => {
+                        if rng.gen_ratio(1, 30) {
+                            heading += rng.gen_range(-1.5..1.5);
+                        }
+                        nx = x + heading.sin() * speed * 0.1;
+                        nz = z + heading.cos() * speed * 0.1;
+                        if nx < x0 + 1.0 || nx > x1 - 1.0 || nz < z0 + 1.0 || nz > z1 - 1.0 {
+                            heading += std::f32::consts::PI;
+                        }
+                    }
+                    Behavior::Cross => {
+                        let (ends, leg) = cross.get_or_insert(([x, z], [x0 + x1 - x, z0 + z1 - z]));
+                        let (dx, dz) = (leg[0] - x, leg[1] - z);
+                        let d = (dx * dx + dz * dz).sqrt();
+                        let step = speed * 0.1;
+                        if d <= step {
+                            std::mem::swap(ends, leg);
+                            (nx, nz) = (x, z);
+                        } else {
+                            (nx, nz) = (x + dx / d * step, z + dz / d * step);
+                            heading = dx.atan2(dz);
+                        }
+                    }
                 }
+                nx = nx.clamp(x0 + 1.0, x1 - 1.0);
+                nz = nz.clamp(z0 + 1.0, z1 - 1.0);
                 if let Err(e) = client.send_move([nx, y, nz], heading) {
                     break Err(e);
                 }

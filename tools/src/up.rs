@@ -19,8 +19,8 @@ use tokio::process::{Child, Command};
 /// `tessera up`.
 #[derive(Args, Clone, Debug)]
 pub struct UpArgs {
-    /// Cellapp processes.
-    #[arg(long, default_value_t = 1)]
+    /// Cellapp processes (one cell each).
+    #[arg(long, default_value_t = 4)]
     pub cellapps: usize,
     /// Baseapp processes.
     #[arg(long, default_value_t = 1)]
