@@ -98,6 +98,8 @@ pub struct CellStats {
     pub moves_refused: u64,
     /// Reals moved to another cell.
     pub offloads: u64,
+    /// Reals arrived from another cell.
+    pub onloads: u64,
 }
 
 /// One entity as the cell sees it, for tests and tools.
@@ -204,6 +206,7 @@ pub struct Cell {
     later: Vec<(String, usize)>,
     forward: FxHashMap<EntityId, AppId>,
     tombs: FxHashMap<EntityId, Stamp>,
+    handoffs_us: Vec<u32>,
     outbox: Vec<(AppId, AppMsg)>,
     to_clients: BTreeMap<AppId, Vec<ClientPacket>>,
     scratch_ids: Vec<EntityId>,
@@ -255,6 +258,7 @@ impl Cell {
             later: Vec::new(),
             forward: FxHashMap::default(),
             tombs: FxHashMap::default(),
+            handoffs_us: Vec::new(),
             outbox: Vec::new(),
             to_clients: BTreeMap::new(),
             scratch_ids: Vec::new(),
@@ -467,7 +471,7 @@ impl Cell {
     }
 
     /// Applies one message from another app.
-    pub fn handle(&mut self, _now: Time, from: AppId, msg: AppMsg) {
+    pub fn handle(&mut self, now: Time, from: AppId, msg: AppMsg) {
         match msg {
             AppMsg::CreateEntity {
                 entity,
@@ -503,7 +507,7 @@ impl Cell {
                 props,
             } => self.ghost_update(entity, stamp, Vec3::from_array(pos), yaw, props),
             AppMsg::GhostDelete { entity, stamp } => self.ghost_delete(entity, stamp),
-            AppMsg::Onload(o) => self.onload(*o),
+            AppMsg::Onload(o) => self.onload(now, *o),
             AppMsg::Forget { entity } => self.forget(entity),
             AppMsg::Layout { layout, .. } => {
                 if self.layout.as_ref().is_none_or(|l| layout.epoch > l.epoch) {

@@ -53,6 +53,7 @@ pub enum CellappError {
 
 enum Control {
     Snapshot(oneshot::Sender<Vec<EntitySnapshot>>),
+    Handoffs(oneshot::Sender<Vec<u32>>),
     Stats(oneshot::Sender<CellStats>),
     Freeze(bool),
     Stop(oneshot::Sender<()>),
@@ -80,6 +81,13 @@ impl Cellapp {
     pub async fn stats(&self) -> CellStats {
         let (tx, rx) = oneshot::channel();
         let _ = self.control.send(Control::Stats(tx));
+        rx.await.unwrap_or_default()
+    }
+
+    /// Takes the handoff latencies measured so far, in microseconds.
+    pub async fn take_handoffs(&self) -> Vec<u32> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.control.send(Control::Handoffs(tx));
         rx.await.unwrap_or_default()
     }
 
@@ -304,6 +312,7 @@ async fn run(
             Some(c) = control.recv() => match c {
                 Control::Snapshot(tx) => { let _ = tx.send(cell.snapshot()); }
                 Control::Stats(tx) => { let _ = tx.send(cell.stats()); }
+                Control::Handoffs(tx) => { let _ = tx.send(cell.take_handoffs()); }
                 Control::Freeze(f) => cell.set_frozen(f),
                 Control::Stop(done) => {
                     manager.send(&AppMsg::Goodbye);

@@ -365,4 +365,7 @@ pub struct Onload {
     pub pending: Vec<(u64, EntityMsg)>,
     /// The next output sequence for its client's stream frames.
     pub out_seq: u64,
+    /// When the source sent it (microseconds since the Unix epoch), for the
+    /// handoff latency the destination measures.
+    pub sent_us: u64,
 }

@@ -22,7 +22,7 @@ use glam::Vec3;
 use tessera::layout::Rect;
 use tessera::proto::app::{AppMsg, EntityMsg, GhostState, Onload, Stamp};
 use tessera::proto::client::PropValue;
-use tessera::{AppId, EntityId};
+use tessera::{AppId, EntityId, Time};
 
 use super::{Cell, EntitySnapshot};
 use crate::real::Real;
@@ -34,8 +34,16 @@ const GHOST_HYSTERESIS: f32 = 20.0;
 const OFFLOAD_HYSTERESIS: f32 = 2.0;
 /// The stamp of a forgotten entity: newer than anything.
 const FORGOTTEN: Stamp = (u32::MAX, u32::MAX);
+/// Handoff latencies kept until someone takes them.
+const MAX_HANDOFF_SAMPLES: usize = 100_000;
 
 impl Cell {
+    /// Takes the handoff latencies measured so far (offload sent at the
+    /// source to real live here, microseconds).
+    pub fn take_handoffs(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.handoffs_us)
+    }
+
     /// The ids of every real here (cheap: no copies of state).
     pub fn real_ids(&self) -> impl Iterator<Item = EntityId> + '_ {
         self.reals.iter().filter(|r| !r.is_ghost()).map(|r| r.id)
@@ -280,8 +288,13 @@ impl Cell {
     }
 
     /// A real arrives from another cell.
-    pub(super) fn onload(&mut self, o: Onload) {
+    pub(super) fn onload(&mut self, now: Time, o: Onload) {
         let tick = self.tick;
+        self.stats.onloads += 1;
+        if o.sent_us > 0 && self.handoffs_us.len() < MAX_HANDOFF_SAMPLES {
+            let us = now.0.saturating_sub(o.sent_us).min(u64::from(u32::MAX)) as u32;
+            self.handoffs_us.push(us);
+        }
         // Changes the ghost took this tick, and any it missed, must still
         // reach the witnesses here.
         let mut dirty = Vec::new();
@@ -501,6 +514,7 @@ impl Cell {
             next_seq: r.next_seq,
             pending: std::mem::take(&mut r.pending).into_iter().collect(),
             out_seq: r.out_seq,
+            sent_us: self.last_tick.map_or(0, |t| t.0),
         };
         // What stays here is a ghost that knows where the real went.
         if self.cfg.faults.keep_real_on_offload {
