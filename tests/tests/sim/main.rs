@@ -211,3 +211,32 @@ fn a_moved_line_migrates_entities_without_loss() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// The harness can kill a process at any step (recovery is built on this):
+/// a cellapp killed mid-run takes its reals with it, the rest of the world
+/// keeps running, and no entity ever has two reals.
+#[test]
+fn a_cellapp_can_be_killed_at_any_step() {
+    for seed in 1..=20 {
+        let cfg = SimConfig {
+            seed,
+            cellapps: 4,
+            npcs: 15,
+            clients: 16,
+            size: 400.0,
+            ..SimConfig::default()
+        };
+        let mut w = SimWorld::new(&cfg);
+        // Kill at a step the seed chooses.
+        w.run_until(2_000_000 + seed * 97_531);
+        let victim = w.cellapps()[(seed % 4) as usize];
+        let before = w.delivered;
+        assert!(w.crash(victim), "seed {seed}");
+        w.run_until(6_000_000);
+        assert!(w.delivered > before, "seed {seed}: the world stopped");
+        assert_eq!(w.cellapps().len(), 3, "seed {seed}");
+        w.check_single_real()
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(w.broken.is_none(), "seed {seed}: {:?}", w.broken);
+    }
+}

@@ -82,6 +82,7 @@ pub struct SimWorld {
     /// Deliveries made.
     pub delivered: u64,
     check_every_step: bool,
+    dead: std::collections::BTreeSet<AppId>,
     /// The first invariant broken during a run, if any.
     pub broken: Option<String>,
 }
@@ -137,6 +138,7 @@ impl SimWorld {
             trace: 0xcbf2_9ce4_8422_2325,
             delivered: 0,
             check_every_step: cfg.check_every_step,
+            dead: Default::default(),
             broken: None,
         };
         let mut roles = vec![Role::Cellapp; cfg.cellapps.max(1)];
@@ -293,8 +295,27 @@ impl SimWorld {
         self.cells.values().flat_map(|c| c.snapshot()).collect()
     }
 
+    /// Kills a cellapp or baseapp now, as `kill -9` would: its core and
+    /// everything in it are gone, and whatever is still on its way to it is
+    /// lost. Returns false if there was no such app.
+    pub fn crash(&mut self, app: AppId) -> bool {
+        let gone = self.cells.remove(&app).is_some() || self.bases.remove(&app).is_some();
+        if gone {
+            self.dead.insert(app);
+        }
+        gone
+    }
+
+    /// The ids of the cellapps still running.
+    pub fn cellapps(&self) -> Vec<AppId> {
+        self.cells.keys().copied().collect()
+    }
+
     fn deliver(&mut self, d: Delivery) {
         let now = Time(d.at);
+        if matches!(d.to, Node::App(a) if self.dead.contains(&a)) {
+            return;
+        }
         let from_app = match d.from {
             Node::App(a) => a,
             _ => MANAGER,
