@@ -587,18 +587,24 @@ impl SimWorld {
         Ok(())
     }
 
-    /// After quiescence: every entity there should be is real exactly once,
-    /// on the cellapp whose cell covers it (within the offload hysteresis);
-    /// every ghost matches its real's position and ghosted properties; every
-    /// client's pings came back exactly once, in order.
+    /// After quiescence, all of: [`SimWorld::check_single_real`] (and
+    /// nothing broke during the run), [`SimWorld::check_placement`],
+    /// [`SimWorld::check_ghosts`] and [`SimWorld::check_pings`].
     pub fn check_settled(&self, entities: usize) -> Result<(), String> {
         self.check_single_real()?;
         if let Some(b) = &self.broken {
             return Err(b.clone());
         }
+        self.check_placement(entities)?;
+        self.check_ghosts()?;
+        self.check_pings()
+    }
+
+    /// Every entity there should be is real exactly once, on the cellapp
+    /// whose cell covers it (within the offload hysteresis).
+    pub fn check_placement(&self, entities: usize) -> Result<(), String> {
         let layout = self.manager.layout().ok_or("no layout")?;
         let mut total = 0;
-        let mut reals = BTreeMap::new();
         for (app, cell) in &self.cells {
             for e in cell.snapshot() {
                 total += 1;
@@ -613,12 +619,19 @@ impl SimWorld {
                         e.id, e.pos
                     ));
                 }
-                reals.insert(e.id, e);
             }
         }
         if total != entities {
             return Err(format!("{total} reals, expected {entities}"));
         }
+        Ok(())
+    }
+
+    /// Every ghost equals its real's position and ghosted properties and
+    /// points to the real's cellapp.
+    pub fn check_ghosts(&self) -> Result<(), String> {
+        let reals: BTreeMap<EntityId, EntitySnapshot> =
+            self.reals().into_iter().map(|r| (r.id, r)).collect();
         for (app, cell) in &self.cells {
             for (g, real_app) in cell.ghosts() {
                 let r = reals
@@ -649,6 +662,11 @@ impl SimWorld {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Every client's numbered pings came back exactly once, in order.
+    pub fn check_pings(&self) -> Result<(), String> {
         for c in self.clients.values() {
             let expected: Vec<i64> = (1..=c.pinged).collect();
             if c.pongs != expected {
@@ -662,6 +680,46 @@ impl SimWorld {
             }
         }
         Ok(())
+    }
+
+    /// While everything moves: every playing client sees every entity within
+    /// its radius less `slack`, and nothing farther than radius plus
+    /// `hysteresis` plus `slack` (`slack` covers what entities move during a
+    /// tick or two of delay). Positions are not compared: lost datagrams
+    /// make them lag until the next update.
+    pub fn check_membership(&self, hysteresis: f32, slack: f32) -> Result<usize, String> {
+        let reals = self.reals();
+        let by_id: BTreeMap<EntityId, &EntitySnapshot> = reals.iter().map(|r| (r.id, r)).collect();
+        let mut checked = 0;
+        for client in self.clients.values() {
+            let Some(view) = client.view() else { continue };
+            let Some(me) = by_id.get(&view.me) else {
+                continue;
+            };
+            let Some(radius) = me.aoi else { continue };
+            for other in &reals {
+                if other.id == me.id {
+                    continue;
+                }
+                let d =
+                    ((other.pos.x - me.pos.x).powi(2) + (other.pos.z - me.pos.z).powi(2)).sqrt();
+                let seen = view.others.contains_key(&other.id);
+                if !seen && d < radius - slack {
+                    return Err(format!(
+                        "{} misses {} at {d:.1} m while moving",
+                        me.id, other.id
+                    ));
+                }
+                if seen && d > radius + hysteresis + slack {
+                    return Err(format!(
+                        "{} still sees {} at {d:.1} m while moving",
+                        me.id, other.id
+                    ));
+                }
+                checked += 1;
+            }
+        }
+        Ok(checked)
     }
 
     /// Checks every playing client's view against the reals: every entity
