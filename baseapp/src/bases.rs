@@ -739,7 +739,13 @@ impl Baseapp {
                     }
                 }
             }
-            AppMsg::Backup { entity, state } => self.absorb(entity, state),
+            AppMsg::Backup { entity, state } => {
+                // Only from where the real is: a backup still on its way from
+                // a cell the real has left is older than what follows.
+                if self.bases.get(&entity).and_then(|b| b.cell) == Some(from) {
+                    self.absorb(entity, state);
+                }
+            }
             AppMsg::RealMoved {
                 entity,
                 cell,
