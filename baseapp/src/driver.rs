@@ -347,6 +347,8 @@ impl Driver {
                 _ = ticker.tick() => self.core.tick(Time::now()),
                 _ = heartbeat.tick() => {
                     self.manager.send(&AppMsg::Heartbeat(self.core.load()));
+                    // Links that failed or dropped are dialled again.
+                    self.dial_cells();
                 }
                 reply = &mut stop => break reply.ok(),
             }
@@ -407,6 +409,7 @@ impl Driver {
                 } else {
                     tracing::warn!(peer = %from, %reason, "cellapp link closed");
                     self.links.remove(&from);
+                    self.dialing.remove(&from);
                     self.core.link_down(from);
                 }
             }

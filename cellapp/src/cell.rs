@@ -478,24 +478,6 @@ impl Cell {
                 type_id,
                 state,
             } => self.create_from_base(from, entity, type_id, state),
-            AppMsg::DestroyEntity { entity } => {
-                if let Some(real) = self.remove_real(entity) {
-                    let state = self.cell_state(&real);
-                    self.outbox
-                        .push((from, AppMsg::EntityDestroyed { entity, state }));
-                }
-            }
-            AppMsg::ClientMove {
-                entity,
-                seq,
-                pos,
-                yaw,
-            } => self.client_move(entity, seq, Vec3::from_array(pos), yaw),
-            AppMsg::CellCall {
-                entity,
-                method,
-                args,
-            } => self.call(entity, method, &args),
             AppMsg::Ids(block) => self.add_ids(block),
             AppMsg::ToEntity { entity, seq, msg } => self.on_channel(entity, seq, msg),
             AppMsg::GhostCreate(g) => self.ghost_create(*g),
@@ -530,14 +512,25 @@ impl Cell {
         type_id: TypeId,
         state: CellState,
     ) {
+        if self.types.get(type_id.0 as usize).is_none() {
+            tracing::warn!(%entity, ?type_id, "create for an unknown type refused");
+            return;
+        }
+        if let Some(&i) = self.slot.get(&entity) {
+            if !self.reals[i].is_ghost() {
+                tracing::warn!(%entity, "create for an entity that is already real here refused");
+                return;
+            }
+            // The base re-creates an entity whose real is gone: a ghost
+            // left here must not block it.
+            self.remove_real(entity);
+        }
+        self.forward.remove(&entity);
+        self.tombs.remove(&entity);
         let Some(info) = self.types.get(type_id.0 as usize) else {
             tracing::warn!(%entity, ?type_id, "create for an unknown type refused");
             return;
         };
-        if self.slot.contains_key(&entity) {
-            tracing::warn!(%entity, "create for an entity that is already real here refused");
-            return;
-        }
         let mut props = info.def.defaults();
         for (i, v) in state.props {
             if let (Some(slot), Some(def)) = (

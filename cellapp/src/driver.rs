@@ -165,6 +165,7 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
         trust: identity.cert.clone(),
         events: events_tx,
         dialing: Default::default(),
+        cells: Vec::new(),
     };
     let (control, control_rx) = mpsc::unbounded_channel();
     let span = tracing::info_span!("cellapp", %app);
@@ -226,16 +227,15 @@ struct Dialer {
     trust: rustls::pki_types::CertificateDer<'static>,
     events: mpsc::UnboundedSender<(AppId, LinkEvent)>,
     dialing: std::collections::HashSet<AppId>,
+    /// The cellapps of the newest layout, for redialling.
+    cells: Vec<tessera::proto::app::CellInfo>,
 }
 
 impl Dialer {
-    fn dial(
-        &mut self,
-        endpoint: &quinn::Endpoint,
-        cells: &[tessera::proto::app::CellInfo],
-        peers: &HashMap<AppId, LinkSender>,
-    ) {
-        for c in cells {
+    /// Dials every cellapp of the newest layout that this one should dial
+    /// and has no link to (called on each layout and once a second).
+    fn redial(&mut self, endpoint: &quinn::Endpoint, peers: &HashMap<AppId, LinkSender>) {
+        for c in &self.cells {
             if c.app >= self.me || peers.contains_key(&c.app) || !self.dialing.insert(c.app) {
                 continue;
             }
@@ -255,7 +255,9 @@ impl Dialer {
                         link::spawn(peer.app, send, recv, events);
                     }
                     Err(e) => {
-                        tracing::warn!(peer = %peer.app, error = %e, "cannot link to cellapp")
+                        tracing::warn!(peer = %peer.app, error = %e, "cannot link to cellapp; will retry");
+                        // Reported as a closed link, so the next round dials again.
+                        let _ = events.send((peer.app, LinkEvent::Closed(e.to_string())));
                     }
                 }
             });
@@ -331,7 +333,8 @@ async fn run(
             Some((from, ev)) = events.recv() => match ev {
                 LinkEvent::Msg(msg) => {
                     if let AppMsg::Layout { cells, .. } = &msg {
-                        dialer.dial(&endpoint, cells, &peers);
+                        dialer.cells = cells.clone();
+                        dialer.redial(&endpoint, &peers);
                     }
                     let t0 = Instant::now();
                     cell.handle(Time::now(), from, msg);
@@ -359,6 +362,7 @@ async fn run(
                 }
             },
             _ = heartbeat.tick() => {
+                dialer.redial(&endpoint, &peers);
                 let elapsed = busy.since.elapsed().as_secs_f32().max(1e-3);
                 let share = (busy.work.as_secs_f32() / elapsed).min(1.0);
                 busy.smoothed = 0.7 * busy.smoothed + 0.3 * share;

@@ -90,6 +90,9 @@ pub struct Manager {
     next_req: u64,
     pending: HashMap<u64, Pending>,
     layout: Option<Layout>,
+    /// The last layout epoch handed out; never goes back, even when the
+    /// last cellapp leaves and the layout is gone for a while.
+    epoch: u64,
     out: Vec<Output>,
 }
 
@@ -105,6 +108,7 @@ impl Manager {
             next_req: 1,
             pending: HashMap::new(),
             layout: None,
+            epoch: 0,
             out: Vec::new(),
         }
     }
@@ -153,11 +157,12 @@ impl Manager {
             .filter(|(_, a)| a.kind == Role::Cellapp)
             .map(|(id, _)| *id)
             .collect();
-        let epoch = self.layout.as_ref().map_or(0, |l| l.epoch);
+        self.epoch += 1;
+        let epoch = self.epoch;
         self.layout = Layout::equal(Rect::from_bounds(self.space.bounds), &cellapps)
             .ok()
             .map(|mut l| {
-                l.epoch = epoch + 1;
+                l.epoch = epoch;
                 l
             });
         let all: Vec<AppId> = self.apps.keys().copied().collect();
@@ -183,6 +188,7 @@ impl Manager {
         let before = layout.epoch;
         let at = layout.move_line(line, pos)?;
         if layout.epoch != before {
+            self.epoch = self.epoch.max(layout.epoch);
             let all: Vec<AppId> = self.apps.keys().copied().collect();
             for app in all {
                 self.send_layout(app);

@@ -181,6 +181,9 @@ impl Cell {
             self.outbox.push((app, AppMsg::Forget { entity }));
         }
         self.forward.remove(&entity);
+        // A ghost message still on its way from an earlier real must not
+        // bring it back here.
+        self.tombs.insert(entity, FORGOTTEN);
     }
 
     pub(super) fn forget(&mut self, entity: EntityId) {
