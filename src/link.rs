@@ -18,20 +18,35 @@ pub enum LinkEvent {
     Opened(LinkSender),
     /// A message arrived.
     Msg(AppMsg),
-    /// The link is gone, and why.
-    Closed(String),
+    /// The link is gone, and why. `link` names which link (see
+    /// [`LinkSender::id`]); `None` means a dial that never became a link. A
+    /// driver ignores the close of a link it has already replaced.
+    Closed {
+        /// Why.
+        reason: String,
+        /// Which link, if one was up.
+        link: Option<u64>,
+    },
 }
 
 /// The sending side of a link. Cloning gives another handle to the same link.
 #[derive(Clone, Debug)]
 pub struct LinkSender {
     tx: mpsc::UnboundedSender<Vec<u8>>,
+    id: u64,
 }
+
+static NEXT_LINK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl LinkSender {
     /// Queues a message. Returns false if the link is gone.
     pub fn send(&self, msg: &AppMsg) -> bool {
         self.tx.send(frame::encode(msg)).is_ok()
+    }
+
+    /// This link's id, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// True while the writer is alive.
@@ -52,7 +67,8 @@ where
     K: Clone + Send + 'static,
 {
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let sender = LinkSender { tx };
+    let id = NEXT_LINK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let sender = LinkSender { tx, id };
     let _ = events.send((key.clone(), LinkEvent::Opened(sender.clone())));
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -83,7 +99,13 @@ where
                 Err(e) => break e.to_string(),
             }
         };
-        let _ = events.send((key, LinkEvent::Closed(reason)));
+        let _ = events.send((
+            key,
+            LinkEvent::Closed {
+                reason,
+                link: Some(id),
+            },
+        ));
     });
     sender
 }

@@ -403,9 +403,11 @@ impl Driver {
                     self.dial_cells();
                 }
             }
-            LinkEvent::Closed(reason) => {
+            LinkEvent::Closed { reason, link } => {
                 if from == MANAGER {
                     tracing::warn!(%reason, "manager link closed; clients carry on");
+                } else if self.links.get(&from).map(LinkSender::id) != link {
+                    // A late close of a link already replaced changes nothing.
                 } else {
                     tracing::warn!(peer = %from, %reason, "cellapp link closed");
                     self.links.remove(&from);
@@ -438,7 +440,13 @@ impl Driver {
                     }
                     Err(e) => {
                         tracing::warn!(peer = %cell.app, error = %e, "cannot link to cellapp");
-                        let _ = events.send((cell.app, LinkEvent::Closed(e.to_string())));
+                        let _ = events.send((
+                            cell.app,
+                            LinkEvent::Closed {
+                                reason: e.to_string(),
+                                link: None,
+                            },
+                        ));
                     }
                 }
             });

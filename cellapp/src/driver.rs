@@ -257,7 +257,13 @@ impl Dialer {
                     Err(e) => {
                         tracing::warn!(peer = %peer.app, error = %e, "cannot link to cellapp; will retry");
                         // Reported as a closed link, so the next round dials again.
-                        let _ = events.send((peer.app, LinkEvent::Closed(e.to_string())));
+                        let _ = events.send((
+                            peer.app,
+                            LinkEvent::Closed {
+                                reason: e.to_string(),
+                                link: None,
+                            },
+                        ));
                     }
                 }
             });
@@ -350,15 +356,18 @@ async fn run(
                         peers.insert(from, sender);
                     }
                 }
-                LinkEvent::Closed(reason) if from == MANAGER => {
+                LinkEvent::Closed { reason, .. } if from == MANAGER => {
                     tracing::warn!(%reason, "manager link closed; cellapp stopping");
                     endpoint.close(net::close::SHUTDOWN.into(), b"manager gone");
                     return;
                 }
-                LinkEvent::Closed(reason) => {
-                    tracing::info!(peer = %from, %reason, "app link closed");
-                    peers.remove(&from);
-                    dialer.dialing.remove(&from);
+                LinkEvent::Closed { reason, link } => {
+                    // A late close of a link already replaced changes nothing.
+                    if peers.get(&from).map(LinkSender::id) == link {
+                        tracing::info!(peer = %from, %reason, "app link closed");
+                        peers.remove(&from);
+                        dialer.dialing.remove(&from);
+                    }
                 }
             },
             _ = heartbeat.tick() => {

@@ -263,9 +263,11 @@ async fn run(
             Some((from, ev)) = events.recv() => match ev {
                 LinkEvent::Opened(_) => {}
                 LinkEvent::Msg(msg) => core.handle(Time::now(), from, msg),
-                LinkEvent::Closed(reason) => {
-                    links.remove(&from);
-                    core.app_gone(from, &reason);
+                LinkEvent::Closed { reason, link } => {
+                    if links.get(&from).map(|(l, _)| l.id()) == link {
+                        links.remove(&from);
+                        core.app_gone(from, &reason);
+                    }
                 }
             },
             Some(ask) = logins.recv() => {
