@@ -1282,3 +1282,52 @@ fn a_disconnected_client_is_closed_exactly_once() {
     assert_eq!(c.len(), 1, "one close, as a shutdown: {c:?}");
     assert_eq!(c[0].0, close::SHUTDOWN);
 }
+
+#[test]
+fn backups_count_only_from_where_the_real_is() {
+    let mut r = rig();
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    let health = r.prop("health");
+    let other = AppId(7);
+    let t0 = r.now;
+    r.b.tick(t0);
+    r.b.drain();
+    // A backup still on its way from a cell the real has left is ignored.
+    r.b.handle(
+        r.now,
+        other,
+        AppMsg::Backup {
+            entity: p.entity,
+            state: state([1.0, 0.0, 1.0], 0.0, vec![(health, Value::Int(1))]),
+        },
+    );
+    r.b.tick(t0.plus(BaseConfig::default().save_period));
+    assert!(saves(&r.b.drain()).is_empty(), "nothing changed");
+    // Once the real has moved there, its backups count.
+    r.b.handle(
+        r.now,
+        other,
+        AppMsg::RealMoved {
+            entity: p.entity,
+            cell: other,
+            version: 1,
+        },
+    );
+    r.b.handle(
+        r.now,
+        other,
+        AppMsg::Backup {
+            entity: p.entity,
+            state: state([2.0, 0.0, 2.0], 0.0, vec![(health, Value::Int(2))]),
+        },
+    );
+    r.b.tick(t0.plus(BaseConfig::default().save_period * 2));
+    let out = r.b.drain();
+    let batches = saves(&out);
+    assert_eq!(batches.len(), 1, "{out:?}");
+    let row = &batches[0][0];
+    let back = persist::decode(r.avatar(), row.format_version, &row.data).expect("decodes");
+    assert_eq!(back.pos, [2.0, 0.0, 2.0]);
+    assert_eq!(back.props[health as usize], Value::Int(2));
+}
