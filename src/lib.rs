@@ -8,6 +8,7 @@
 //! `tessera-baseapp`, `tessera-manager`); `docs/architecture.md` explains how
 //! the pieces fit together.
 
+pub mod balance;
 pub mod client;
 pub mod defs;
 pub mod demo;

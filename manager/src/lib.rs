@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod balance;
 pub mod cluster;
 pub mod driver;
 

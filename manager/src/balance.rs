@@ -1,0 +1,177 @@
+//! Load balancing: policies that read the cells' load reports and decide
+//! where cut lines go. The manager (and the simulator) run a policy once a
+//! second and apply its moves to the layout.
+//!
+//! - [`Static`]: equal areas, never moves: the yardstick.
+//! - [`BigWorld`]: BigWorld's baseline (design §9): for each line, compare
+//!   the average load of its two sides; move the line into the heavier side
+//!   as far as the heavier side's bound levels say sheds the difference
+//!   times an aggression factor; a dead band; aggression halves when a line
+//!   reverses and grows slowly otherwise; never grow a side already near the
+//!   safety limit.
+
+use std::collections::BTreeMap;
+use tessera::balance::{CellReport, Edge, LEVELS};
+use tessera::layout::{Axis, CellId, CellView, Layout, LineId, LineView, Rect};
+
+/// A balancing policy.
+pub trait Policy: Send {
+    /// Its name, as `tessera sim --policy` spells it.
+    fn name(&self) -> &'static str;
+    /// Where lines should go now, given the latest reports.
+    fn plan(
+        &mut self,
+        layout: &Layout,
+        reports: &BTreeMap<CellId, CellReport>,
+    ) -> Vec<(LineId, f32)>;
+}
+
+/// Never moves a line.
+#[derive(Debug, Default)]
+pub struct Static;
+
+impl Policy for Static {
+    fn name(&self) -> &'static str {
+        "static"
+    }
+    fn plan(&mut self, _: &Layout, _: &BTreeMap<CellId, CellReport>) -> Vec<(LineId, f32)> {
+        Vec::new()
+    }
+}
+
+/// Below this difference in load a line does not move.
+pub const DEAD_BAND: f32 = 0.00125;
+const MIN_AGGRESSION: f32 = 0.0625;
+const GROWTH: f32 = 1.072;
+
+/// BigWorld's line-by-line balancer.
+#[derive(Debug, Default)]
+pub struct BigWorld {
+    /// Per line: aggression and the last direction moved (-1, 0, +1).
+    state: BTreeMap<LineId, (f32, i8)>,
+}
+
+fn inside(inner: &Rect, outer: &Rect) -> bool {
+    const E: f32 = 1e-3;
+    inner.x0 >= outer.x0 - E
+        && inner.x1 <= outer.x1 + E
+        && inner.z0 >= outer.z0 - E
+        && inner.z1 <= outer.z1 + E
+}
+
+/// The cells on each side of a line, and which of them touch it.
+fn sides<'a>(line: &LineView, cells: &'a [CellView]) -> (Vec<&'a CellView>, Vec<&'a CellView>) {
+    let (mut low, mut high) = (Vec::new(), Vec::new());
+    for c in cells.iter().filter(|c| inside(&c.rect, &line.rect)) {
+        let (a, b) = c.rect.span(line.axis);
+        if b <= line.pos {
+            low.push(c);
+        } else if a >= line.pos {
+            high.push(c);
+        }
+    }
+    (low, high)
+}
+
+fn mean(cells: &[&CellView], reports: &BTreeMap<CellId, CellReport>) -> f32 {
+    if cells.is_empty() {
+        return 0.0;
+    }
+    cells
+        .iter()
+        .map(|c| reports.get(&c.cell).map_or(0.0, |r| r.load))
+        .sum::<f32>()
+        / cells.len() as f32
+}
+
+impl Policy for BigWorld {
+    fn name(&self) -> &'static str {
+        "bigworld"
+    }
+
+    fn plan(
+        &mut self,
+        layout: &Layout,
+        reports: &BTreeMap<CellId, CellReport>,
+    ) -> Vec<(LineId, f32)> {
+        let cells = layout.cells();
+        let mut moves = Vec::new();
+        for line in layout.lines() {
+            let (low, high) = sides(&line, &cells);
+            if low.is_empty() || high.is_empty() {
+                continue;
+            }
+            let (l, h) = (mean(&low, reports), mean(&high, reports));
+            let all =
+                (l * low.len() as f32 + h * high.len() as f32) / (low.len() + high.len()) as f32;
+            let low_heavier = l > h;
+            let diff = l.max(h) - all;
+            if diff < DEAD_BAND {
+                continue;
+            }
+            // Never grow a side whose busiest cell is near the limit.
+            let safety = (1.1 * all).max(0.85);
+            let growing = if low_heavier { &high } else { &low };
+            let busiest = growing
+                .iter()
+                .map(|c| reports.get(&c.cell).map_or(0.0, |r| r.load))
+                .fold(0.0, f32::max);
+            if busiest >= safety {
+                continue;
+            }
+            let dir: i8 = if low_heavier { -1 } else { 1 };
+            let (aggression, last) = self.state.entry(line.line).or_insert((1.0, 0));
+            *aggression = if *last != 0 && *last != dir {
+                *aggression * 0.5
+            } else {
+                *aggression * GROWTH
+            }
+            .clamp(MIN_AGGRESSION, 1.0);
+            let target = diff * *aggression;
+            // The heavier side's cells along the line say how far to go.
+            let (heavy, edge) = match (low_heavier, line.axis) {
+                (true, Axis::X) => (&low, Edge::XHigh),
+                (true, Axis::Z) => (&low, Edge::ZHigh),
+                (false, Axis::X) => (&high, Edge::XLow),
+                (false, Axis::Z) => (&high, Edge::ZLow),
+            };
+            let touching = heavy.iter().filter(|c| {
+                let (a, b) = c.rect.span(line.axis);
+                if low_heavier {
+                    (b - line.pos).abs() < 1e-3
+                } else {
+                    (a - line.pos).abs() < 1e-3
+                }
+            });
+            let mut best: Option<f32> = None;
+            for c in touching {
+                let Some(r) = reports.get(&c.cell) else {
+                    continue;
+                };
+                let levels = &r.edges[edge as usize];
+                let pick = LEVELS
+                    .iter()
+                    .zip(levels)
+                    .find(|(share, coord)| **share <= target && coord.is_some())
+                    .and_then(|(_, coord)| *coord);
+                if let Some(p) = pick {
+                    // The most cautious of the cells along the line.
+                    if best.is_none_or(|b| (p - line.pos).abs() < (b - line.pos).abs()) {
+                        best = Some(p);
+                    }
+                }
+            }
+            let Some(to) = best else { continue };
+            let (a, b) = line.range;
+            let to = to.clamp(a, b);
+            if to != line.pos {
+                *last = dir;
+                moves.push((line.line, to));
+            }
+        }
+        moves
+    }
+}
+
+#[cfg(test)]
+mod tests;
