@@ -9,6 +9,7 @@ use std::time::Duration;
 use tessera::client::Client;
 use tessera::EntityId;
 use tessera_tests::{Cluster, ClusterSpec};
+use tessera_tools::sim::truth::check_view;
 use tokio::sync::watch;
 
 const BOTS: usize = 50;
@@ -94,56 +95,7 @@ async fn every_bot_sees_the_truth() {
     let defs = &cluster.setup.defs;
     let mut checked = 0;
     for c in &clients {
-        let me = by_id.get(&c.view.me).expect("bot is real");
-        let radius = me.aoi.expect("bot has a witness");
-        for other in &truth {
-            if other.id == me.id {
-                continue;
-            }
-            let d = ((other.pos.x - me.pos.x).powi(2) + (other.pos.z - me.pos.z).powi(2)).sqrt();
-            match c.view.others.get(&other.id) {
-                Some(seen) => {
-                    assert!(
-                        d <= radius + HYSTERESIS,
-                        "{} sees {} at {d:.1} m, beyond {radius} + {HYSTERESIS}",
-                        me.id,
-                        other.id
-                    );
-                    assert_eq!(
-                        seen.pos,
-                        other.pos.to_array(),
-                        "{} sees {} at a stale position",
-                        me.id,
-                        other.id
-                    );
-                    let ty = defs.get(other.type_id).expect("type");
-                    for p in ty.properties.iter().filter(|p| p.flags.other_clients()) {
-                        assert_eq!(
-                            seen.props.get(&p.index),
-                            other.props.get(p.index as usize),
-                            "{} sees {}.{} wrong",
-                            me.id,
-                            other.id,
-                            p.name
-                        );
-                    }
-                    checked += 1;
-                }
-                None => assert!(
-                    d > radius,
-                    "{} misses {} at {d:.1} m (radius {radius})",
-                    me.id,
-                    other.id
-                ),
-            }
-        }
-        for seen in c.view.others.keys() {
-            assert!(
-                by_id.contains_key(seen),
-                "{} sees {seen}, which does not exist",
-                me.id
-            );
-        }
+        checked += check_view(&c.view, &by_id, defs, HYSTERESIS).unwrap_or_else(|e| panic!("{e}"));
     }
     assert!(
         checked > BOTS * 10,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tessera::client::{Client, Event};
 use tessera::{EntityId, Value};
 use tessera_tests::{Cluster, ClusterSpec};
+use tessera_tools::sim::truth::check_view;
 use tokio::sync::watch;
 
 const BOTS: usize = 100;
@@ -122,32 +123,8 @@ async fn bots_cross_cells_and_lose_nothing() {
             "pings of {} came back wrong",
             o.client.view.me
         );
-        let me = by_id.get(&o.client.view.me).expect("bot is real");
-        let radius = me.aoi.expect("witness");
-        for other in &truth {
-            if other.id == me.id {
-                continue;
-            }
-            let d = ((other.pos.x - me.pos.x).powi(2) + (other.pos.z - me.pos.z).powi(2)).sqrt();
-            match o.client.view.others.get(&other.id) {
-                Some(seen) => {
-                    assert!(
-                        d <= radius + HYSTERESIS,
-                        "{} sees {} at {d:.1} m",
-                        me.id,
-                        other.id
-                    );
-                    assert_eq!(
-                        seen.pos,
-                        other.pos.to_array(),
-                        "{} sees {} at a stale position",
-                        me.id,
-                        other.id
-                    );
-                }
-                None => assert!(d > radius, "{} misses {} at {d:.1} m", me.id, other.id),
-            }
-        }
+        check_view(&o.client.view, &by_id, &cluster.setup.defs, HYSTERESIS)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     eprintln!("{migrations} migrations");
     cluster.stop().await;

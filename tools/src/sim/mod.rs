@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod net;
+pub mod truth;
 pub mod world;
 
 pub use world::{SimConfig, SimWorld};

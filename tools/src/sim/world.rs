@@ -737,47 +737,7 @@ impl SimWorld {
                     client.id, client.phase
                 ));
             };
-            let me = by_id
-                .get(&view.me)
-                .ok_or_else(|| format!("client {}'s entity {} is not real", client.id, view.me))?;
-            let radius = me.aoi.ok_or("a client entity has no witness")?;
-            for other in &reals {
-                if other.id == me.id {
-                    continue;
-                }
-                let d =
-                    ((other.pos.x - me.pos.x).powi(2) + (other.pos.z - me.pos.z).powi(2)).sqrt();
-                match view.others.get(&other.id) {
-                    Some(seen) => {
-                        if d > radius + hysteresis {
-                            return Err(format!("{} sees {} at {d:.1} m", me.id, other.id));
-                        }
-                        if seen.pos != other.pos.to_array() {
-                            return Err(format!(
-                                "{} sees {} at {:?}, truth {:?}",
-                                me.id, other.id, seen.pos, other.pos
-                            ));
-                        }
-                        let ty = self.defs.get(other.type_id).ok_or("unknown type")?;
-                        for p in ty.properties.iter().filter(|p| p.flags.other_clients()) {
-                            if seen.props.get(&p.index) != other.props.get(p.index as usize) {
-                                return Err(format!(
-                                    "{} sees {}.{} wrong",
-                                    me.id, other.id, p.name
-                                ));
-                            }
-                        }
-                        checked += 1;
-                    }
-                    None if d <= radius => {
-                        return Err(format!("{} misses {} at {d:.1} m", me.id, other.id))
-                    }
-                    None => {}
-                }
-            }
-            if let Some(ghost) = view.others.keys().find(|id| !by_id.contains_key(id)) {
-                return Err(format!("{} sees {ghost}, which does not exist", me.id));
-            }
+            checked += super::truth::check_view(view, &by_id, &self.defs, hysteresis)?;
         }
         Ok(checked)
     }

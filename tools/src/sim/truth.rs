@@ -1,0 +1,59 @@
+//! The AoI truth: what a client should see, computed from every real, and
+//! the comparison with what it does see. The simulator and the end-to-end
+//! tests use the same check.
+
+use std::collections::BTreeMap;
+use tessera::client::View;
+use tessera::{Definitions, EntityId};
+use tessera_cellapp::cell::EntitySnapshot;
+
+/// Compares one client's view with the reals: every entity within the AoI
+/// radius seen at its exact position with its public properties, nothing
+/// beyond radius plus `hysteresis`, nothing that does not exist. Returns how
+/// many sightings were checked.
+pub fn check_view(
+    view: &View,
+    reals: &BTreeMap<EntityId, &EntitySnapshot>,
+    defs: &Definitions,
+    hysteresis: f32,
+) -> Result<usize, String> {
+    let me = reals
+        .get(&view.me)
+        .ok_or_else(|| format!("{} is not real anywhere", view.me))?;
+    let radius = me.aoi.ok_or("a client entity has no witness")?;
+    let mut checked = 0;
+    for other in reals.values() {
+        if other.id == me.id {
+            continue;
+        }
+        let d = ((other.pos.x - me.pos.x).powi(2) + (other.pos.z - me.pos.z).powi(2)).sqrt();
+        match view.others.get(&other.id) {
+            Some(seen) => {
+                if d > radius + hysteresis {
+                    return Err(format!("{} sees {} at {d:.1} m", me.id, other.id));
+                }
+                if seen.pos != other.pos.to_array() {
+                    return Err(format!(
+                        "{} sees {} at {:?}, truth {:?}",
+                        me.id, other.id, seen.pos, other.pos
+                    ));
+                }
+                let ty = defs.get(other.type_id).ok_or("unknown type")?;
+                for p in ty.properties.iter().filter(|p| p.flags.other_clients()) {
+                    if seen.props.get(&p.index) != other.props.get(p.index as usize) {
+                        return Err(format!("{} sees {}.{} wrong", me.id, other.id, p.name));
+                    }
+                }
+                checked += 1;
+            }
+            None if d <= radius => {
+                return Err(format!("{} misses {} at {d:.1} m", me.id, other.id))
+            }
+            None => {}
+        }
+    }
+    if let Some(ghost) = view.others.keys().find(|id| !reals.contains_key(id)) {
+        return Err(format!("{} sees {ghost}, which does not exist", me.id));
+    }
+    Ok(checked)
+}
