@@ -48,11 +48,6 @@ impl LinkSender {
     pub fn id(&self) -> u64 {
         self.id
     }
-
-    /// True while the writer is alive.
-    pub fn is_open(&self) -> bool {
-        !self.tx.is_closed()
-    }
 }
 
 /// Starts the reader and writer tasks of a link. Messages arrive on `events`

@@ -313,20 +313,9 @@ impl Cell {
         all
     }
 
-    /// Whether the witness of `viewer` has told its client about `seen`.
-    pub fn knows(&self, viewer: EntityId, seen: EntityId) -> bool {
-        self.get(viewer)
-            .and_then(|r| r.witness.as_ref())
-            .is_some_and(|w| w.knows(seen))
-    }
-
     /// Takes what the cell has to send.
     pub fn drain(&mut self) -> Vec<(AppId, AppMsg)> {
         std::mem::take(&mut self.outbox)
-    }
-
-    fn get(&self, id: EntityId) -> Option<&Real> {
-        self.slot.get(&id).map(|&i| &self.reals[i])
     }
 
     fn clamp(&self, mut pos: Vec3) -> Vec3 {

@@ -185,14 +185,4 @@ impl Net {
         let key = *self.queue.keys().next()?;
         self.queue.remove(&key)
     }
-
-    /// Deliveries waiting.
-    pub fn len(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// True when nothing is waiting.
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
 }
