@@ -24,22 +24,103 @@ pub enum Edge {
     ZHigh = 3,
 }
 
-/// One cell's load report.
+/// Slices of a cell along each axis in a [`CellReport::profile`].
+pub const PROFILE_BINS: usize = 32;
+
+/// One cell's load report, sent by its cellapp once a second.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CellReport {
     /// The cell.
     pub cell: CellId,
-    /// Smoothed share of the tick period spent working, 0 to 1.
+    /// The layout epoch the cell was acting on when it measured.
+    pub epoch: u64,
+    /// Smoothed share of the tick period spent working (above 1 the cell
+    /// runs late).
     pub load: f32,
+    /// Real entities.
+    pub reals: u32,
+    /// Ghosts of entities real elsewhere.
+    pub ghosts: u32,
+    /// Reals with a witness.
+    pub witnesses: u32,
     /// For each edge, for each of [`LEVELS`]: where the edge would have to
     /// move (inward) to shed that much load, if the cell has that much.
     pub edges: [[Option<f32>; 5]; 4],
+    /// The load along x and along z: the cell's rectangle cut into
+    /// [`PROFILE_BINS`] equal slices per axis, the load in each slice
+    /// (adding up to `load`). Lets a policy place a line in one step.
+    pub profile: [Vec<f32>; 2],
 }
 
-/// The bound levels of a cell whose entities stand at `points` (x, z, cost)
-/// inside `rect`, when the whole cell costs `load`. Costs are relative; they
+impl CellReport {
+    /// The report of a cell `rect` whose entities stand at `points` (x, z,
+    /// relative cost) when the whole cell costs `load`: bound levels and
+    /// profile from the points, entity counts left at zero for the caller.
+    pub fn from_points(
+        cell: CellId,
+        epoch: u64,
+        rect: &Rect,
+        points: &[(f32, f32, f32)],
+        load: f32,
+    ) -> CellReport {
+        CellReport {
+            cell,
+            epoch,
+            load,
+            reals: 0,
+            ghosts: 0,
+            witnesses: 0,
+            edges: bound_levels(points, load),
+            profile: profile(rect, points, load),
+        }
+    }
+
+    /// Whether a report from a peer is well formed: finite numbers, a
+    /// non-negative load, at most [`PROFILE_BINS`] slices per axis.
+    pub fn is_valid(&self) -> bool {
+        let finite = |v: &f32| v.is_finite() && *v >= 0.0;
+        self.load.is_finite()
+            && self.load >= 0.0
+            && self.edges.iter().flatten().flatten().all(|v| v.is_finite())
+            && self
+                .profile
+                .iter()
+                .all(|p| p.len() <= PROFILE_BINS && p.iter().all(finite))
+    }
+}
+
+/// The load profile of entities at `points` (x, z, cost) inside `rect` when
+/// the whole cell costs `load`: per axis, [`PROFILE_BINS`] slices of the
+/// rectangle and the load in each. Entities outside the rectangle (about to
+/// leave) count in the slice at the edge they are beyond.
+pub fn profile(rect: &Rect, points: &[(f32, f32, f32)], load: f32) -> [Vec<f32>; 2] {
+    let mut out = [vec![0.0; PROFILE_BINS], vec![0.0; PROFILE_BINS]];
+    let total: f32 = points.iter().map(|p| p.2.max(0.0)).sum();
+    if total <= 0.0 || load <= 0.0 {
+        return out;
+    }
+    let scale = load / total;
+    let spans = [(rect.x0, rect.x1), (rect.z0, rect.z1)];
+    for p in points {
+        for (axis, (a, b)) in spans.iter().enumerate() {
+            let v = if axis == 0 { p.0 } else { p.1 };
+            let w = b - a;
+            let bin = if w > 0.0 {
+                (((v - a) / w) * PROFILE_BINS as f32).floor() as i64
+            } else {
+                0
+            };
+            let bin = bin.clamp(0, PROFILE_BINS as i64 - 1) as usize;
+            out[axis][bin] += p.2.max(0.0) * scale;
+        }
+    }
+    out
+}
+
+/// The bound levels of a cell whose entities stand at `points` (x, z, cost),
+/// when the whole cell costs `load`. Costs are relative; they
 /// are scaled so they add up to `load`.
-pub fn bound_levels(rect: &Rect, points: &[(f32, f32, f32)], load: f32) -> [[Option<f32>; 5]; 4] {
+pub fn bound_levels(points: &[(f32, f32, f32)], load: f32) -> [[Option<f32>; 5]; 4] {
     let total: f32 = points.iter().map(|p| p.2.max(0.0)).sum();
     let mut out = [[None; 5]; 4];
     if total <= 0.0 || load <= 0.0 {
@@ -73,7 +154,6 @@ pub fn bound_levels(rect: &Rect, points: &[(f32, f32, f32)], load: f32) -> [[Opt
     walk(Edge::XHigh, &|p| p.0, true);
     walk(Edge::ZLow, &|p| p.1, false);
     walk(Edge::ZHigh, &|p| p.1, true);
-    let _ = rect;
     out
 }
 
@@ -83,13 +163,12 @@ mod tests {
 
     #[test]
     fn levels_walk_inward_from_each_edge() {
-        let rect = Rect::new(0.0, 0.0, 100.0, 100.0);
         // 100 entities on a diagonal, equal cost; the cell's load is 0.5, so
         // each entity is worth 0.005.
         let points: Vec<(f32, f32, f32)> = (0..100)
             .map(|i| (i as f32 + 0.5, i as f32 + 0.5, 1.0))
             .collect();
-        let levels = bound_levels(&rect, &points, 0.5);
+        let levels = bound_levels(&points, 0.5);
         for (share, coord) in LEVELS.iter().zip(levels[Edge::XLow as usize]) {
             let coord = coord.expect("a level");
             // Moving the low edge up to `coord` sheds at least `share`, and
@@ -113,8 +192,28 @@ mod tests {
 
     #[test]
     fn an_empty_or_idle_cell_reports_nothing() {
-        let rect = Rect::new(0.0, 0.0, 10.0, 10.0);
-        assert_eq!(bound_levels(&rect, &[], 0.5), [[None; 5]; 4]);
-        assert_eq!(bound_levels(&rect, &[(1.0, 1.0, 1.0)], 0.0), [[None; 5]; 4]);
+        assert_eq!(bound_levels(&[], 0.5), [[None; 5]; 4]);
+        assert_eq!(bound_levels(&[(1.0, 1.0, 1.0)], 0.0), [[None; 5]; 4]);
+    }
+
+    #[test]
+    fn a_profile_adds_up_to_the_load_and_puts_each_entity_in_its_slice() {
+        let rect = Rect::new(0.0, 100.0, 320.0, 420.0);
+        // Three entities: two in the first x slice, one beyond the high edge.
+        let points = [(1.0, 150.0, 1.0), (9.0, 419.0, 1.0), (400.0, 100.0, 2.0)];
+        let [x, z] = profile(&rect, &points, 0.8);
+        assert_eq!(x.len(), PROFILE_BINS);
+        assert!((x.iter().sum::<f32>() - 0.8).abs() < 1e-6);
+        assert!((z.iter().sum::<f32>() - 0.8).abs() < 1e-6);
+        assert!((x[0] - 0.4).abs() < 1e-6, "{x:?}");
+        assert!((x[PROFILE_BINS - 1] - 0.4).abs() < 1e-6, "{x:?}");
+        assert!(
+            (z[0] - 0.4).abs() < 1e-6 && (z[5] - 0.2).abs() < 1e-6,
+            "{z:?}"
+        );
+        assert!((z[PROFILE_BINS - 1] - 0.2).abs() < 1e-6, "{z:?}");
+        // A zero-width cell puts everything in its first slice.
+        let flat = Rect::new(5.0, 0.0, 5.0, 10.0);
+        assert!((profile(&flat, &points, 1.0)[0][0] - 1.0).abs() < 1e-6);
     }
 }

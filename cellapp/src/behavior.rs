@@ -25,6 +25,8 @@ pub struct Ctx<'a> {
     pub dt: f32,
     /// The current tick.
     pub tick: u64,
+    /// The time of this tick.
+    pub now: tessera::Time,
 }
 
 impl Ctx<'_> {
@@ -123,6 +125,9 @@ impl CellBehavior for Wanderer {
                     let gz = (real.pos.z + ctx.rng.gen_range(-reach..reach)).clamp(z0, z1);
                     let g = Vec3::new(gx, real.pos.y, gz);
                     real.goal = Some(g);
+                    // The path is straight: face along it once.
+                    let to = g - real.pos;
+                    real.yaw = to.x.atan2(to.z);
                     g
                 } else {
                     return;
@@ -136,8 +141,7 @@ impl CellBehavior for Wanderer {
             real.move_to(goal, real.yaw, ctx.tick);
             real.goal = None;
         } else {
-            let dir = to / dist;
-            real.move_to(real.pos + dir * step, dir.x.atan2(dir.z), ctx.tick);
+            real.move_to(real.pos + to / dist * step, real.yaw, ctx.tick);
         }
         if ctx.rng.gen_ratio(1, 200) {
             let mood = ctx.rng.gen_range(0..8);

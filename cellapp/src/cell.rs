@@ -20,6 +20,7 @@ use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
 use crate::behavior::{Behaviors, Ctx};
 use crate::index::{new_index, IndexKind, SpatialIndex};
+use crate::load::{CostModel, LoadSource, Meter};
 use crate::real::Real;
 use crate::witness::{Brief, Budget, PropsView, Scene, Witness, WitnessOut};
 
@@ -45,6 +46,8 @@ pub struct CellConfig {
     pub app: AppId,
     /// Deliberate defects, all off in a real world (see [`Faults`]).
     pub faults: Faults,
+    /// Where the load it reports comes from.
+    pub load: LoadSource,
 }
 
 /// Deliberate defects that tests plant to show that the simulator's checks
@@ -79,6 +82,7 @@ impl Default for CellConfig {
             ghost_distance: 110.0,
             app: AppId(1),
             faults: Faults::default(),
+            load: LoadSource::Measured,
         }
     }
 }
@@ -214,6 +218,10 @@ pub struct Cell {
     briefs: Vec<Brief>,
     scratch_cands: Vec<Brief>,
     stats: CellStats,
+    meter: Meter,
+    /// Migrations counted into the load so far.
+    migrations_seen: u64,
+    retired: bool,
 }
 
 impl Cell {
@@ -266,6 +274,9 @@ impl Cell {
             briefs: Vec::new(),
             scratch_cands: Vec::new(),
             stats: CellStats::default(),
+            meter: Meter::default(),
+            migrations_seen: 0,
+            retired: false,
         }
     }
 
@@ -478,6 +489,17 @@ impl Cell {
                 props,
             } => self.ghost_update(entity, stamp, Vec3::from_array(pos), yaw, props),
             AppMsg::GhostDelete { entity, stamp } => self.ghost_delete(entity, stamp),
+            AppMsg::GhostMoves(moves) => {
+                for m in moves {
+                    self.ghost_update(
+                        m.entity,
+                        m.stamp,
+                        Vec3::from_array(m.pos),
+                        m.yaw,
+                        Vec::new(),
+                    );
+                }
+            }
             AppMsg::Onload(o) => self.onload(now, *o),
             AppMsg::Forget { entity } => self.forget(entity),
             AppMsg::Layout { layout, .. } => {
@@ -488,6 +510,7 @@ impl Cell {
                     }
                 }
             }
+            AppMsg::Retired if from == MANAGER => self.retired = true,
             other => {
                 tracing::debug!(?from, msg = ?std::mem::discriminant(&other), "cell ignores message");
             }
@@ -651,6 +674,7 @@ impl Cell {
                 bounds: self.cfg.bounds,
                 dt: 1.0 / self.cfg.tick_hz.max(1) as f32,
                 tick: self.tick,
+                now: self.last_tick.unwrap_or(Time(0)),
             };
             b.call(&mut ctx, real, m, args);
         }
@@ -668,7 +692,14 @@ impl Cell {
             .map_or(dt, |t| now.since(t).as_secs_f32())
             .clamp(0.0, 1.0);
         self.last_tick = Some(now);
-        // Behaviours and movement allowances.
+        // Behaviours and movement allowances; each type's behaviour is
+        // looked up once.
+        let behaviors: Vec<_> = self
+            .types
+            .iter()
+            .map(|t| self.behaviors.get(&t.def.name))
+            .collect();
+        let mut witnesses = false;
         for real in self.reals.iter_mut() {
             let Some(info) = self.types.get(real.type_id.0 as usize) else {
                 continue;
@@ -677,18 +708,20 @@ impl Cell {
                 continue;
             }
             if real.witness.is_some() {
+                witnesses = true;
                 real.refill(info.def.max_speed, elapsed);
             }
             if self.frozen && real.witness.is_none() {
                 continue;
             }
-            if let Some(b) = self.behaviors.get(&info.def.name) {
+            if let Some(b) = behaviors.get(real.type_id.0 as usize).copied().flatten() {
                 let mut ctx = Ctx {
                     ty: &info.def,
                     rng: &mut self.rng,
                     bounds: self.cfg.bounds,
                     dt,
                     tick,
+                    now,
                 };
                 b.tick(&mut ctx, real);
             }
@@ -704,7 +737,9 @@ impl Cell {
         }
         self.run_ghosting();
         self.run_offload(tick);
-        self.run_witnesses(tick, now);
+        if witnesses {
+            self.run_witnesses(tick, now);
+        }
         self.run_backups(tick);
         for real in self.reals.iter_mut() {
             real.dirty.clear();
@@ -716,6 +751,96 @@ impl Cell {
             self.outbox.push((MANAGER, AppMsg::NeedIds));
         }
         self.stats.ticks = tick;
+        self.measure(tick);
+    }
+
+    /// The model's costs: the configured ones, or the defaults as relative
+    /// weights when the load is measured.
+    fn costs(&self) -> CostModel {
+        match self.cfg.load {
+            LoadSource::Model(m) => m,
+            LoadSource::Measured => CostModel::default(),
+        }
+    }
+
+    /// Closes the tick's load, and once a second reports it.
+    fn measure(&mut self, tick: u64) {
+        let m = self.costs();
+        let (mut reals, mut ghosts, mut witnesses) = (0u32, 0u32, 0u32);
+        for r in &self.reals {
+            if r.is_ghost() {
+                ghosts += 1;
+            } else {
+                reals += 1;
+                witnesses += u32::from(r.witness.is_some());
+            }
+        }
+        let migrations = self.stats.offloads + self.stats.onloads;
+        let new = migrations - self.migrations_seen;
+        self.migrations_seen = migrations;
+        let units = reals as f32 * m.real_us
+            + witnesses as f32 * m.witness_us
+            + ghosts as f32 * m.ghost_us
+            + new as f32 * m.migration_us;
+        let period_us = 1e6 / f32::from(self.cfg.tick_hz.max(1));
+        self.meter.tick(self.cfg.load, units, period_us);
+        if tick % u64::from(self.cfg.tick_hz.max(1)) != 0 {
+            return;
+        }
+        let Some(layout) = &self.layout else { return };
+        let Some(own) = layout.cells().into_iter().find(|c| c.app == self.cfg.app) else {
+            return;
+        };
+        let points: Vec<(f32, f32, f32)> = self
+            .reals
+            .iter()
+            .filter(|r| !r.is_ghost())
+            .map(|r| {
+                let cost = m.real_us
+                    + if r.witness.is_some() {
+                        m.witness_us
+                    } else {
+                        0.0
+                    };
+                (r.pos.x, r.pos.z, cost)
+            })
+            .collect();
+        let held =
+            reals as f32 * m.real_us + witnesses as f32 * m.witness_us + ghosts as f32 * m.ghost_us;
+        let mut report = self
+            .meter
+            .report(own.cell, layout.epoch, &own.rect, &points, held);
+        report.reals = reals;
+        report.ghosts = ghosts;
+        report.witnesses = witnesses;
+        self.outbox
+            .push((MANAGER, AppMsg::CellLoad(Box::new(report))));
+    }
+
+    /// Notes time the driver measured the cell working (ticks and messages).
+    pub fn note_work(&mut self, work: std::time::Duration) {
+        self.meter.add_work(work.as_secs_f64() * 1e6);
+    }
+
+    /// The smoothed load: share of the tick period spent working.
+    pub fn load(&self) -> f32 {
+        self.meter.load()
+    }
+
+    /// The last tick's load, unsmoothed (the simulator's over-budget count).
+    pub fn last_load(&self) -> f32 {
+        self.meter.last()
+    }
+
+    /// Ticks whose load was over the tick period.
+    pub fn ticks_over_budget(&self) -> u64 {
+        self.meter.over_budget()
+    }
+
+    /// Whether the manager has taken this cellapp's cell away after it
+    /// asked to retire.
+    pub fn is_retired(&self) -> bool {
+        self.retired
     }
 
     fn run_witnesses(&mut self, tick: u64, now: Time) {

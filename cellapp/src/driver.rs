@@ -57,6 +57,7 @@ enum Control {
     Stats(oneshot::Sender<CellStats>),
     Freeze(bool),
     Stop(oneshot::Sender<()>),
+    Retire(oneshot::Sender<()>),
 }
 
 /// A running cellapp.
@@ -96,7 +97,18 @@ impl Cellapp {
         let _ = self.control.send(Control::Freeze(frozen));
     }
 
-    /// Leaves the cluster and stops.
+    /// Asks the manager to take this cellapp's cell away, waits until every
+    /// real has migrated to the other cells (at most [`RETIRE_WAIT`]), then
+    /// leaves the cluster and stops. What SIGTERM does to `tessera cellapp`.
+    pub async fn retire(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Retire(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        let _ = self.task.await;
+    }
+
+    /// Leaves the cluster and stops at once: its reals are not handed off.
     pub async fn stop(self) {
         let (tx, rx) = oneshot::channel();
         if self.control.send(Control::Stop(tx)).is_ok() {
@@ -151,6 +163,7 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
         ghost_distance: opts.defs.max_aoi_radius() + 10.0,
         app,
         faults: Default::default(),
+        load: crate::load::LoadSource::Measured,
     };
     let mut cell = Cell::new(&opts.defs, Behaviors::demo(), cfg, joined.ids);
     cell.spawn_when_placed("Npc", opts.npcs);
@@ -214,10 +227,19 @@ async fn accept(
 /// Messages kept for one app while its link comes up.
 const MAX_BACKLOG: usize = 100_000;
 
-struct Busy {
-    work: Duration,
-    since: Instant,
-    smoothed: f32,
+/// The longest a retiring cellapp waits for its reals to leave.
+pub const RETIRE_WAIT: Duration = Duration::from_secs(60);
+/// How long a retired, empty cellapp keeps forwarding messages that were
+/// already on their way to it before it exits.
+const RETIRE_LINGER: Duration = Duration::from_secs(2);
+
+/// A retirement under way.
+struct Retiring {
+    /// Who waits for it (nobody if the operator asked the manager).
+    done: Option<oneshot::Sender<()>>,
+    asked: Instant,
+    /// Since when the cell has been retired and empty.
+    empty_since: Option<Instant>,
 }
 
 /// Links this cellapp to the others: the one with the higher id dials.
@@ -284,11 +306,7 @@ async fn run(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut peers: HashMap<AppId, LinkSender> = HashMap::new();
-    let mut busy = Busy {
-        work: Duration::ZERO,
-        since: Instant::now(),
-        smoothed: 0.0,
-    };
+    let mut retiring: Option<Retiring> = None;
     // Messages for an app whose link is still coming up wait here, in order.
     let mut backlog: HashMap<AppId, Vec<AppMsg>> = HashMap::new();
     let flush = |cell: &mut Cell,
@@ -322,6 +340,11 @@ async fn run(
                 Control::Stats(tx) => { let _ = tx.send(cell.stats()); }
                 Control::Handoffs(tx) => { let _ = tx.send(cell.take_handoffs()); }
                 Control::Freeze(f) => cell.set_frozen(f),
+                Control::Retire(done) => {
+                    tracing::info!("retiring: asking the manager to take the cell away");
+                    manager.send(&AppMsg::Retire);
+                    retiring = Some(Retiring { done: Some(done), asked: Instant::now(), empty_since: None });
+                }
                 Control::Stop(done) => {
                     manager.send(&AppMsg::Goodbye);
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -334,7 +357,7 @@ async fn run(
                 let t0 = Instant::now();
                 cell.tick(Time::now());
                 flush(&mut cell, &peers, &mut backlog);
-                busy.work += t0.elapsed();
+                cell.note_work(t0.elapsed());
             }
             Some((from, ev)) = events.recv() => match ev {
                 LinkEvent::Msg(msg) => {
@@ -345,7 +368,7 @@ async fn run(
                     let t0 = Instant::now();
                     cell.handle(Time::now(), from, msg);
                     flush(&mut cell, &peers, &mut backlog);
-                    busy.work += t0.elapsed();
+                    cell.note_work(t0.elapsed());
                 }
                 LinkEvent::Opened(sender) => {
                     if from != MANAGER {
@@ -372,17 +395,37 @@ async fn run(
             },
             _ = heartbeat.tick() => {
                 dialer.redial(&endpoint, &peers);
-                let elapsed = busy.since.elapsed().as_secs_f32().max(1e-3);
-                let share = (busy.work.as_secs_f32() / elapsed).min(1.0);
-                busy.smoothed = 0.7 * busy.smoothed + 0.3 * share;
-                busy.work = Duration::ZERO;
-                busy.since = Instant::now();
                 let stats = cell.stats();
                 manager.send(&AppMsg::Heartbeat(Load {
-                    busy: busy.smoothed,
+                    busy: cell.load().min(1.0),
                     entities: stats.reals as u32,
                     clients: stats.witnesses as u32,
                 }));
+                if cell.is_retired() && retiring.is_none() {
+                    // The operator asked the manager directly.
+                    tracing::info!("the manager retired this cellapp; leaving once empty");
+                    retiring = Some(Retiring { done: None, asked: Instant::now(), empty_since: None });
+                }
+                if let Some(r) = &mut retiring {
+                    let empty = cell.is_retired() && stats.reals == 0;
+                    r.empty_since = if empty { r.empty_since.or(Some(Instant::now())) } else { None };
+                    let lingered = r.empty_since.is_some_and(|t| t.elapsed() >= RETIRE_LINGER);
+                    let late = r.asked.elapsed() >= RETIRE_WAIT;
+                    if lingered || late {
+                        if late && !lingered {
+                            tracing::warn!(reals = stats.reals, "retirement took too long; stopping with reals left");
+                        } else {
+                            tracing::info!("retired: every real has left; stopping");
+                        }
+                        manager.send(&AppMsg::Goodbye);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        endpoint.close(net::close::SHUTDOWN.into(), b"cellapp retired");
+                        if let Some(done) = retiring.take().and_then(|r| r.done) {
+                            let _ = done.send(());
+                        }
+                        return;
+                    }
+                }
             }
         }
     }

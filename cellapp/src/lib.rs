@@ -9,6 +9,7 @@ pub mod behavior;
 pub mod cell;
 pub mod driver;
 pub mod index;
+pub mod load;
 pub mod real;
 pub mod witness;
 

@@ -1,7 +1,8 @@
 //! The manager's admin HTTP: `/healthz`, `/api/cluster` (JSON: every app,
 //! its role, addresses, load and client count), `/api/spaces/1/layout` (the
 //! cells and cut lines), and `POST /api/spaces/1/lines/{line}` with
-//! `{"pos": metres}` to move a line by hand. The driver publishes a fresh
+//! `{"pos": metres}` to move a line by hand, and `POST /api/apps/{app}/retire`
+//! to have a cellapp hand its cell to the others and go. The driver publishes a fresh
 //! [`ClusterView`] whenever membership, load or the layout changes; moves go
 //! to the driver as [`Command`]s.
 
@@ -53,6 +54,13 @@ pub enum Command {
         pos: f32,
         /// The answer.
         reply: oneshot::Sender<Result<LayoutView, String>>,
+    },
+    /// Retire a cellapp; the answer is `Ok` once the retirement has begun.
+    Retire {
+        /// The cellapp.
+        app: tessera::AppId,
+        /// The answer.
+        reply: oneshot::Sender<Result<(), String>>,
     },
 }
 
@@ -135,6 +143,29 @@ async fn move_line(
     }
 }
 
+async fn retire(
+    State(s): State<AdminState>,
+    Path(app): Path<u32>,
+) -> Result<String, (StatusCode, String)> {
+    let (reply, answer) = oneshot::channel();
+    let gone = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "manager stopping\n".to_string(),
+        )
+    };
+    s.commands
+        .send(Command::Retire {
+            app: tessera::AppId(app),
+            reply,
+        })
+        .map_err(|_| gone())?;
+    match answer.await.map_err(|_| gone())? {
+        Ok(()) => Ok(format!("cellapp {app} retiring\n")),
+        Err(e) => Err((StatusCode::BAD_REQUEST, format!("{e}\n"))),
+    }
+}
+
 /// The admin router.
 pub fn router(view: Shared, commands: mpsc::UnboundedSender<Command>) -> Router {
     Router::new()
@@ -142,6 +173,7 @@ pub fn router(view: Shared, commands: mpsc::UnboundedSender<Command>) -> Router 
         .route("/api/cluster", get(cluster))
         .route("/api/spaces/{space}/layout", get(layout))
         .route("/api/spaces/{space}/lines/{line}", post(move_line))
+        .route("/api/apps/{app}/retire", post(retire))
         .with_state(AdminState { view, commands })
 }
 

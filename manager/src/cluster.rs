@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tessera::layout::{Layout, LayoutError, LineId, Rect};
+use tessera::layout::{Layout, LayoutError, LineId};
 use tessera::proto::app::{AppMsg, CellInfo, Load, Role, SpaceInfo};
 use tessera::proto::login::{
     LoginReply, LoginRequest, RefuseReason, MAX_NAME_BYTES, MAX_PASSWORD_BYTES,
@@ -94,6 +94,8 @@ pub struct Manager {
     /// last cellapp leaves and the layout is gone for a while.
     epoch: u64,
     out: Vec<Output>,
+    /// The balancer and what it knows.
+    balance: space::Balance,
 }
 
 impl Manager {
@@ -110,6 +112,7 @@ impl Manager {
             layout: None,
             epoch: 0,
             out: Vec::new(),
+            balance: space::Balance::new(),
         }
     }
 
@@ -148,29 +151,6 @@ impl Manager {
         self.layout.as_ref()
     }
 
-    /// Cuts the space into one cell of equal area per cellapp (called when a
-    /// cellapp joins or leaves) and tells every app.
-    fn relayout(&mut self) {
-        let cellapps: Vec<AppId> = self
-            .apps
-            .iter()
-            .filter(|(_, a)| a.kind == Role::Cellapp)
-            .map(|(id, _)| *id)
-            .collect();
-        self.epoch += 1;
-        let epoch = self.epoch;
-        self.layout = Layout::equal(Rect::from_bounds(self.space.bounds), &cellapps)
-            .ok()
-            .map(|mut l| {
-                l.epoch = epoch;
-                l
-            });
-        let all: Vec<AppId> = self.apps.keys().copied().collect();
-        for app in all {
-            self.send_layout(app);
-        }
-    }
-
     fn send_layout(&mut self, app: AppId) {
         if let Some(layout) = &self.layout {
             let msg = AppMsg::Layout {
@@ -188,11 +168,7 @@ impl Manager {
         let before = layout.epoch;
         let at = layout.move_line(line, pos)?;
         if layout.epoch != before {
-            self.epoch = self.epoch.max(layout.epoch);
-            let all: Vec<AppId> = self.apps.keys().copied().collect();
-            for app in all {
-                self.send_layout(app);
-            }
+            self.layout_changed();
         }
         Ok(at)
     }
@@ -268,7 +244,7 @@ impl Manager {
         match role {
             Role::Cellapp => {
                 self.tell_baseapps_about_cells();
-                self.relayout();
+                self.cellapp_joined(app);
             }
             Role::Baseapp => {
                 let cells = self.cells();
@@ -287,7 +263,7 @@ impl Manager {
         tracing::warn!(%app, role = %info.role, %reason, "app left the cluster");
         if info.kind == Role::Cellapp {
             self.tell_baseapps_about_cells();
-            self.relayout();
+            self.cellapp_left(app);
         }
         let waiting: Vec<u64> = self
             .pending
@@ -348,6 +324,12 @@ impl Manager {
                 }
             }
             AppMsg::Goodbye => self.app_gone(from, "said goodbye"),
+            AppMsg::CellLoad(report) => self.cell_load(from, *report),
+            AppMsg::Retire => {
+                if let Err(e) = self.retire(now, from) {
+                    tracing::warn!(app = %from, error = %e, "retirement refused");
+                }
+            }
             other => {
                 tracing::debug!(%from, msg = ?std::mem::discriminant(&other), "manager ignores message");
             }
@@ -459,8 +441,10 @@ impl Manager {
         ));
     }
 
-    /// Periodic work: time out logins and silent apps.
+    /// Periodic work: time out logins and silent apps, and once a second
+    /// balance the cells.
     pub fn tick(&mut self, now: Time) {
+        self.balance_tick(now);
         let late: Vec<u64> = self
             .pending
             .iter()
@@ -488,6 +472,9 @@ impl Manager {
         }
     }
 }
+
+mod space;
+pub use space::{RetireError, BALANCE_PERIOD};
 
 #[cfg(test)]
 mod tests;

@@ -42,6 +42,8 @@ pub struct Options {
     pub space: SpaceInfo,
     /// Password hashing cost.
     pub hash_cost: HashCost,
+    /// The balancing policy, by name (see [`crate::balance::POLICIES`]).
+    pub policy: String,
 }
 
 /// Why the manager could not run.
@@ -61,6 +63,9 @@ pub enum ManagerError {
         /// The error.
         source: std::io::Error,
     },
+    /// No balancing policy by that name.
+    #[error("unknown balancing policy {0:?}; choose one of static, bigworld, tessera")]
+    UnknownPolicy(String),
 }
 
 /// A running manager.
@@ -93,6 +98,8 @@ struct LoginAsk {
 
 /// Starts a manager.
 pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
+    let policy = crate::balance::policy(&opts.policy)
+        .ok_or_else(|| ManagerError::UnknownPolicy(opts.policy.clone()))?;
     let identity = net::load_or_create_identity(&opts.data_dir)?;
     let internal = net::endpoint(
         opts.bind_internal,
@@ -140,7 +147,8 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     let (logins_tx, logins) = mpsc::unbounded_channel();
     tokio::spawn(accept_logins(login.clone(), logins_tx));
     let (stop_tx, stop_rx) = oneshot::channel();
-    let core = Manager::new(&opts.defs, opts.space.clone());
+    let mut core = Manager::new(&opts.defs, opts.space.clone());
+    core.set_policy(policy);
     let span = tracing::info_span!("manager");
     tracing::info!(parent: &span, %internal_addr, %login_addr, %admin_addr, "manager up");
     let task = tokio::spawn(
@@ -285,6 +293,11 @@ async fn run(
                     if result.is_ok() {
                         tracing::info!(line = line.0, pos, "line moved by hand");
                     }
+                    let _ = reply.send(result);
+                    publish(&core, &view);
+                }
+                admin::Command::Retire { app, reply } => {
+                    let result = core.retire(Time::now(), app).map_err(|e| e.to_string());
                     let _ = reply.send(result);
                     publish(&core, &view);
                 }

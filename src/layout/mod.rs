@@ -167,6 +167,10 @@ pub struct LineView {
     pub range: (f32, f32),
     /// The rectangle it cuts.
     pub rect: Rect,
+    /// The cells on its low side.
+    pub low: Vec<CellId>,
+    /// The cells on its high side.
+    pub high: Vec<CellId>,
 }
 
 /// The layout of one space.
@@ -325,6 +329,8 @@ impl Layout {
                     pos: *pos,
                     range: self.range(*axis, rect, *low, *high),
                     rect,
+                    low: self.leaves(*low),
+                    high: self.leaves(*high),
                 });
             }
         });
@@ -347,6 +353,22 @@ impl Layout {
             }
         });
         (a, b.max(a))
+    }
+
+    /// The cells of the subtree under node `n`.
+    fn leaves(&self, n: u32) -> Vec<CellId> {
+        let mut out = Vec::new();
+        let mut stack = vec![n];
+        while let Some(n) = stack.pop() {
+            match &self.nodes[n as usize] {
+                Node::Leaf { cell, .. } => out.push(*cell),
+                Node::Cut { low, high, .. } => {
+                    stack.push(*high);
+                    stack.push(*low);
+                }
+            }
+        }
+        out
     }
 
     fn each_cut(&self, n: u32, f: &mut impl FnMut(Axis, f32)) {

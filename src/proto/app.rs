@@ -267,6 +267,34 @@ pub enum AppMsg {
         /// The entity.
         entity: EntityId,
     },
+    /// Cellapp → manager, once a second: its cell's load.
+    CellLoad(Box<crate::balance::CellReport>),
+    /// Cellapp → manager: take my cell away and let me go (an operator
+    /// asked, or the process got SIGTERM).
+    Retire,
+    /// Manager → retiring cellapp: your cell is gone from the layout; exit
+    /// once every real has left.
+    Retired,
+    /// Real's cell → a ghost's cell: the tick's moves of many ghosts at
+    /// once (at most [`MAX_GHOST_MOVES`]), each as a `GhostUpdate` without
+    /// property changes.
+    GhostMoves(Vec<GhostMove>),
+}
+
+/// Most ghost moves in one [`AppMsg::GhostMoves`].
+pub const MAX_GHOST_MOVES: usize = 1024;
+
+/// A ghost's new position.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GhostMove {
+    /// The entity.
+    pub entity: EntityId,
+    /// Orders ghost messages across real moves.
+    pub stamp: Stamp,
+    /// Position.
+    pub pos: Pos,
+    /// Facing.
+    pub yaw: f32,
 }
 
 /// What a base asks of its entity's real.

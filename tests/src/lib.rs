@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tessera::client::{Client, ClientError, Setup};
 use tessera::proto::app::SpaceInfo;
 use tessera::storage::HashCost;
+use tessera::AppId;
 use tessera_baseapp::driver::BaseappHandle;
 use tessera_cellapp::driver::Cellapp;
 use tessera_manager::driver::ManagerHandle;
@@ -25,6 +26,8 @@ pub struct ClusterSpec {
     pub cellapps: usize,
     /// Baseapps.
     pub baseapps: usize,
+    /// The balancing policy.
+    pub policy: &'static str,
 }
 
 impl Default for ClusterSpec {
@@ -34,6 +37,7 @@ impl Default for ClusterSpec {
             size: 400.0,
             cellapps: 1,
             baseapps: 1,
+            policy: "tessera",
         }
     }
 }
@@ -52,6 +56,27 @@ pub struct Cluster {
     pub endpoint: quinn::Endpoint,
     /// The data directory.
     pub data: PathBuf,
+}
+
+async fn start_cellapp(
+    manager: &ManagerHandle,
+    data: &Path,
+    defs: &Arc<tessera::Definitions>,
+    npcs: usize,
+    seed: u64,
+) -> Cellapp {
+    tessera_cellapp::driver::start(tessera_cellapp::driver::Options {
+        manager: manager.internal_addr,
+        bind: loopback(),
+        data_dir: data.to_path_buf(),
+        defs: defs.clone(),
+        npcs,
+        index: tessera_cellapp::index::IndexKind::RTree,
+        budget: Default::default(),
+        seed,
+    })
+    .await
+    .expect("cellapp starts")
 }
 
 fn loopback() -> std::net::SocketAddr {
@@ -78,25 +103,13 @@ impl Cluster {
                 iterations: 1,
                 parallelism: 1,
             },
+            policy: spec.policy.to_string(),
         })
         .await
         .expect("manager starts");
         let mut cellapps = Vec::new();
         for i in 0..spec.cellapps {
-            cellapps.push(
-                tessera_cellapp::driver::start(tessera_cellapp::driver::Options {
-                    manager: manager.internal_addr,
-                    bind: loopback(),
-                    data_dir: data.to_path_buf(),
-                    defs: defs.clone(),
-                    npcs: spec.npcs,
-                    index: tessera_cellapp::index::IndexKind::RTree,
-                    budget: Default::default(),
-                    seed: 7 + i as u64,
-                })
-                .await
-                .expect("cellapp starts"),
-            );
+            cellapps.push(start_cellapp(&manager, data, &defs, spec.npcs, 7 + i as u64).await);
         }
         let mut baseapps = Vec::new();
         for _ in 0..spec.baseapps {
@@ -127,6 +140,15 @@ impl Cluster {
             endpoint: tessera::client::endpoint().expect("client endpoint"),
             data: data.to_path_buf(),
         }
+    }
+
+    /// Starts one more cellapp while the world runs (it brings no NPCs).
+    pub async fn add_cellapp(&mut self) -> AppId {
+        let seed = 100 + self.cellapps.len() as u64;
+        let c = start_cellapp(&self.manager, &self.data, &self.setup.defs, 0, seed).await;
+        let app = c.app;
+        self.cellapps.push(c);
+        app
     }
 
     /// Logs a client in (creating the account if asked).
@@ -174,6 +196,27 @@ impl Cluster {
         }
         self.manager.stop().await;
     }
+}
+
+/// One HTTP/1.1 request to the admin API; returns the head and the body.
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.to_string(), body.to_string())
 }
 
 #[derive(Clone)]

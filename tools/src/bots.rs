@@ -27,8 +27,9 @@ pub struct BotsArgs {
     /// Seconds to run; 0 runs until stopped.
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
-    /// How bots move: wander, or cross (back and forth through the middle of
-    /// the space, across the cut lines).
+    /// How bots move: wander, cross (back and forth through the middle of
+    /// the space, across the cut lines), or hotspot (everyone gathers around
+    /// one point, 30 % into the space on both axes).
     #[arg(long, default_value = "wander")]
     pub behavior: Behavior,
     /// Write a JSON report here at the end.
@@ -59,6 +60,9 @@ pub enum Behavior {
     /// Walk to the point mirrored through the space's centre and back, again
     /// and again: across the cut lines of an evenly cut space.
     Cross,
+    /// Walk to a place near one point of the space and stay there: a crowd
+    /// that loads one cell.
+    Hotspot,
 }
 
 #[derive(Default)]
@@ -392,6 +396,21 @@ async fn bot(
                         } else {
                             (nx, nz) = (x + dx / d * step, z + dz / d * step);
                             heading = dx.atan2(dz);
+                        }
+                    }
+                    Behavior::Hotspot => {
+                        let crowd = tessera_tools::sim::crowd::Crowd::hotspot(client.view.bounds, speed);
+                        (nx, nz) = (x, z);
+                        if let Some((gx, gz)) = crowd.goal(0.0, i as u64) {
+                            let (dx, dz) = (gx - x, gz - z);
+                            let d = (dx * dx + dz * dz).sqrt();
+                            let step = speed * 0.1;
+                            if d > step {
+                                (nx, nz) = (x + dx / d * step, z + dz / d * step);
+                                heading = dx.atan2(dz);
+                            } else if d > 0.01 {
+                                (nx, nz) = (gx, gz);
+                            }
                         }
                     }
                 }

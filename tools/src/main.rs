@@ -1,8 +1,10 @@
 //! `tessera`: run a whole world on one machine (`up`), one role of it
-//! (`manager`, `cellapp`, `baseapp`), or bot clients (`bots`).
+//! (`manager`, `cellapp`, `baseapp`), bot clients (`bots`), or the
+//! load-balancing simulator (`sim`).
 
 mod bots;
 mod roles;
+mod simulate;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -30,11 +32,13 @@ enum Command {
     Baseapp(roles::BaseappArgs),
     /// Run bot clients against a world.
     Bots(bots::BotsArgs),
+    /// Score load-balancing policies on a simulated world, faster than real time.
+    Sim(simulate::SimArgs),
 }
 
-fn init_logs(json: bool) {
+fn init_logs(json: bool, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -47,17 +51,26 @@ fn init_logs(json: bool) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logs(cli.log_json);
+    let command = match cli.command {
+        Command::Sim(a) => {
+            // One thread, no sockets: the simulated world's own log is noise.
+            init_logs(cli.log_json, "warn");
+            return simulate::run(a);
+        }
+        other => other,
+    };
+    init_logs(cli.log_json, "info");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Up(a) => up::run(a).await,
             Command::Manager(a) => roles::manager(a).await,
             Command::Cellapp(a) => roles::cellapp(a).await,
             Command::Baseapp(a) => roles::baseapp(a).await,
             Command::Bots(a) => bots::run(a).await,
+            Command::Sim(_) => Ok(()),
         }
     })
 }

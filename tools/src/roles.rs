@@ -52,6 +52,9 @@ pub struct WorldArgs {
     /// Space size in metres (x and z).
     #[arg(long, default_value_t = 1000.0)]
     pub size: f32,
+    /// Load-balancing policy: static, bigworld or tessera.
+    #[arg(long, default_value = "tessera")]
+    pub policy: String,
 }
 
 /// `tessera manager`.
@@ -107,8 +110,17 @@ pub struct BaseappArgs {
     pub save_secs: u64,
 }
 
+/// Why a process was asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Ctrl-C or SIGTERM: an operator (or an orchestrator) asked.
+    Signal,
+    /// Standard input closed: `tessera up` is stopping the whole world.
+    Eof,
+}
+
 /// Waits for Ctrl-C, SIGTERM, or (with `stop_on_eof`) the end of standard input.
-pub async fn stop_requested(stop_on_eof: bool) {
+pub async fn stop_requested(stop_on_eof: bool) -> StopReason {
     let eof = async {
         if stop_on_eof {
             use tokio::io::AsyncReadExt;
@@ -132,9 +144,9 @@ pub async fn stop_requested(stop_on_eof: bool) {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-        _ = eof => {}
+        _ = tokio::signal::ctrl_c() => StopReason::Signal,
+        _ = term => StopReason::Signal,
+        _ = eof => StopReason::Eof,
     }
 }
 
@@ -165,6 +177,7 @@ pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
             tick_hz: a.tick_hz,
         },
         hash_cost: HashCost::default(),
+        policy: a.world.policy.clone(),
     })
     .await?;
     println!("login: {}", handle.login_addr);
@@ -190,8 +203,12 @@ pub async fn cellapp(a: CellappArgs) -> anyhow::Result<()> {
     .await
     .context("cellapp could not join the cluster")?;
     println!("cellapp {} on {}", app.app, app.addr);
-    stop_requested(a.common.stop_on_eof).await;
-    app.stop().await;
+    match stop_requested(a.common.stop_on_eof).await {
+        // Hand every real to the other cells before going.
+        StopReason::Signal => app.retire().await,
+        // The whole world is stopping: nobody to hand to.
+        StopReason::Eof => app.stop().await,
+    }
     Ok(())
 }
 

@@ -143,6 +143,8 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         a.world.admin.to_string(),
         "--size".into(),
         a.world.size.to_string(),
+        "--policy".into(),
+        a.world.policy.clone(),
     ]);
     let (manager, lines) = spawn("manager", manager, "admin:").await?;
     let mut managers = vec![manager];

@@ -19,8 +19,11 @@
 //!   towards the real; every hop moves to a higher version, so it arrives.
 
 use glam::Vec3;
+use std::collections::BTreeMap;
 use tessera::layout::Rect;
-use tessera::proto::app::{AppMsg, EntityMsg, GhostState, Onload, Stamp};
+use tessera::proto::app::{
+    AppMsg, EntityMsg, GhostMove, GhostState, Onload, Stamp, MAX_GHOST_MOVES,
+};
 use tessera::proto::client::PropValue;
 use tessera::{AppId, EntityId, Time};
 
@@ -379,20 +382,20 @@ impl Cell {
         }
     }
 
-    fn apps_near(&self, pos: Vec3, d: f32) -> Vec<AppId> {
-        let Some(layout) = &self.layout else {
-            return Vec::new();
-        };
+    /// The other apps whose cells meet the square of half-side `d` around
+    /// `pos` (closed: touching counts), sorted, from `others` (each other
+    /// app's cell rectangles).
+    fn apps_near(others: &[(Rect, AppId)], pos: Vec3, d: f32, apps: &mut Vec<AppId>) {
         let square = Rect::new(pos.x - d, pos.z - d, pos.x + d, pos.z + d);
-        let mut apps: Vec<AppId> = layout
-            .cells_meeting(&square)
-            .into_iter()
-            .filter_map(|c| layout.app_of(c))
-            .filter(|a| *a != self.cfg.app)
-            .collect();
+        apps.clear();
+        apps.extend(
+            others
+                .iter()
+                .filter(|(r, _)| r.meets(&square))
+                .map(|(_, a)| *a),
+        );
         apps.sort();
         apps.dedup();
-        apps
     }
 
     /// Creates, refreshes and drops ghosts of every real.
@@ -402,31 +405,71 @@ impl Cell {
         }
         let tick = self.tick;
         let d = self.cfg.ghost_distance;
+        // A real whose keep-square lies strictly inside one of this app's
+        // cells meets no other cell: with no ghosts out, nothing to do.
+        let reach = d + GHOST_HYSTERESIS;
+        let cells = self.layout.as_ref().map(|l| l.cells()).unwrap_or_default();
+        let interior: Vec<Rect> = cells
+            .iter()
+            .filter(|c| c.app == self.cfg.app)
+            .map(|c| c.rect)
+            .collect();
+        let others: Vec<(Rect, AppId)> = cells
+            .iter()
+            .filter(|c| c.app != self.cfg.app)
+            .map(|c| (c.rect, c.app))
+            .collect();
+        let (mut needed, mut keep, mut now) = (Vec::new(), Vec::new(), Vec::new());
+        let mut moves: BTreeMap<AppId, Vec<GhostMove>> = BTreeMap::new();
         for i in 0..self.reals.len() {
             if self.reals[i].is_ghost() {
                 continue;
             }
             let pos = self.reals[i].pos;
-            let needed = self.apps_near(pos, d);
-            let keep = self.apps_near(pos, d + GHOST_HYSTERESIS);
+            if self.reals[i].haunts.is_empty()
+                && interior.iter().any(|r| {
+                    pos.x - reach > r.x0
+                        && pos.x + reach < r.x1
+                        && pos.z - reach > r.z0
+                        && pos.z + reach < r.z1
+                })
+            {
+                continue;
+            }
+            Self::apps_near(&others, pos, reach, &mut keep);
+            if keep.is_empty() && self.reals[i].haunts.is_empty() {
+                continue;
+            }
+            Self::apps_near(&others, pos, d, &mut needed);
             let moved = self.reals[i].moved_tick + 1 >= tick;
             let dirty = self.ghosted(&self.reals[i], Some(&self.reals[i].dirty));
             let entity = self.reals[i].id;
-            let haunts = std::mem::take(&mut self.reals[i].haunts);
-            let mut now = Vec::with_capacity(needed.len());
-            for app in haunts {
+            let mut haunts = std::mem::take(&mut self.reals[i].haunts);
+            now.clear();
+            for &app in &haunts {
                 if keep.contains(&app) {
                     if (moved || !dirty.is_empty()) && !self.cfg.faults.no_ghost_updates {
                         let r = &mut self.reals[i];
                         let stamp = r.next_stamp();
-                        let msg = AppMsg::GhostUpdate {
-                            entity,
-                            stamp,
-                            pos: r.pos.to_array(),
-                            yaw: r.yaw,
-                            props: dirty.clone(),
-                        };
-                        self.outbox.push((app, msg));
+                        if dirty.is_empty() {
+                            // Plain moves travel together, one message per
+                            // neighbour per tick.
+                            moves.entry(app).or_default().push(GhostMove {
+                                entity,
+                                stamp,
+                                pos: r.pos.to_array(),
+                                yaw: r.yaw,
+                            });
+                        } else {
+                            let msg = AppMsg::GhostUpdate {
+                                entity,
+                                stamp,
+                                pos: r.pos.to_array(),
+                                yaw: r.yaw,
+                                props: dirty.clone(),
+                            };
+                            self.outbox.push((app, msg));
+                        }
                     }
                     now.push(app);
                 } else {
@@ -435,7 +478,7 @@ impl Cell {
                         .push((app, AppMsg::GhostDelete { entity, stamp }));
                 }
             }
-            for app in needed {
+            for &app in &needed {
                 if !now.contains(&app) {
                     let stamp = self.reals[i].next_stamp();
                     let g = self.ghost_state(i, stamp);
@@ -444,7 +487,14 @@ impl Cell {
                 }
             }
             now.sort();
-            self.reals[i].haunts = now;
+            haunts.clear();
+            haunts.extend_from_slice(&now);
+            self.reals[i].haunts = haunts;
+        }
+        for (app, list) in moves {
+            for chunk in list.chunks(MAX_GHOST_MOVES) {
+                self.outbox.push((app, AppMsg::GhostMoves(chunk.to_vec())));
+            }
         }
     }
 

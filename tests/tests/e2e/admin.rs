@@ -2,34 +2,14 @@
 //! client counts that follow logins.
 
 use std::time::Duration;
-use tessera_tests::{Cluster, ClusterSpec};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> (String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (head.to_string(), body.to_string())
-}
+use tessera_tests::{http, Cluster, ClusterSpec};
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
-    request(addr, "GET", path, "").await
+    http(addr, "GET", path, "").await
 }
 
 async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (String, String) {
-    request(addr, "POST", path, body).await
+    http(addr, "POST", path, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 mod admin;
 mod aoi;
 mod bad_clients;
+mod balancing;
 mod crossing;
 mod persistence;
 

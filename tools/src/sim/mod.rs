@@ -6,7 +6,11 @@
 //! seed replays exactly.
 
 pub mod client;
+pub mod crowd;
+pub mod figure;
 pub mod net;
+pub mod scenario;
+pub mod score;
 pub mod truth;
 pub mod world;
 

@@ -109,7 +109,8 @@ impl Default for Conditions {
 
 /// The queue.
 pub struct Net {
-    queue: BTreeMap<(u64, u64), Delivery>,
+    /// Boxed: a delivery is large, and the tree moves its values around.
+    queue: BTreeMap<(u64, u64), Box<Delivery>>,
     last: HashMap<(Node, Node), u64>,
     seq: u64,
     cond: Conditions,
@@ -133,12 +134,12 @@ impl Net {
         self.seq += 1;
         self.queue.insert(
             (at, self.seq),
-            Delivery {
+            Box::new(Delivery {
                 at,
                 from,
                 to,
                 payload,
-            },
+            }),
         );
     }
 
@@ -182,7 +183,6 @@ impl Net {
 
     /// The next delivery, if any.
     pub fn pop(&mut self) -> Option<Delivery> {
-        let key = *self.queue.keys().next()?;
-        self.queue.remove(&key)
+        self.queue.pop_first().map(|(_, d)| *d)
     }
 }

@@ -16,9 +16,11 @@ use tessera_baseapp::bases::{BaseConfig, Baseapp, ClientInput, ClientOut, Output
 use tessera_cellapp::behavior::Behaviors;
 use tessera_cellapp::cell::{Cell, CellConfig, EntitySnapshot, Faults};
 use tessera_cellapp::index::IndexKind;
+use tessera_cellapp::load::{CostModel, LoadSource};
 use tessera_manager::cluster::{Manager, Output as ManagerOut};
 
 use super::client::SimClient;
+use super::crowd::Crowd;
 use super::net::{Conditions, Delivery, Net, Node, Payload};
 
 /// What to simulate.
@@ -42,6 +44,14 @@ pub struct SimConfig {
     pub check_every_step: bool,
     /// Deliberate defects planted in every cell (tests of the checks).
     pub faults: Faults,
+    /// What ticks cost (the cells' load comes from this model).
+    pub cost: CostModel,
+    /// The manager's balancing policy.
+    pub policy: &'static str,
+    /// NPCs over all cellapps, shared out evenly (instead of `npcs` each).
+    pub npcs_total: Option<usize>,
+    /// How NPCs move, if not as the demo's wanderers.
+    pub crowd: Option<Crowd>,
 }
 
 impl Default for SimConfig {
@@ -56,6 +66,10 @@ impl Default for SimConfig {
             net: Conditions::default(),
             check_every_step: true,
             faults: Faults::default(),
+            cost: CostModel::default(),
+            policy: "tessera",
+            npcs_total: None,
+            crowd: None,
         }
     }
 }
@@ -85,7 +99,20 @@ pub struct SimWorld {
     dead: std::collections::BTreeSet<AppId>,
     /// The first invariant broken during a run, if any.
     pub broken: Option<String>,
+    cfg: SimConfig,
+    /// Cellapps told they are retired, and since when they are empty.
+    leaving: BTreeMap<AppId, Option<u64>>,
+    /// Ticks over budget of cellapps that have left.
+    over_budget_gone: u64,
+    /// Migrations of cellapps that have left.
+    offloads_gone: u64,
+    registered: u16,
+    /// NPCs each first cellapp makes once every first cellapp is in.
+    spawn: BTreeMap<AppId, usize>,
 }
+
+/// How long a retired, empty cellapp lingers (forwarding) before it exits.
+const LINGER_US: u64 = 2_000_000;
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -140,35 +167,44 @@ impl SimWorld {
             check_every_step: cfg.check_every_step,
             dead: Default::default(),
             broken: None,
+            cfg: cfg.clone(),
+            leaving: BTreeMap::new(),
+            over_budget_gone: 0,
+            offloads_gone: 0,
+            registered: 0,
+            spawn: BTreeMap::new(),
         };
-        let mut roles = vec![Role::Cellapp; cfg.cellapps.max(1)];
-        roles.extend(std::iter::repeat_n(Role::Baseapp, cfg.baseapps.max(1)));
-        for (i, role) in roles.into_iter().enumerate() {
-            let public = (role == Role::Baseapp).then(|| addr(20_000 + i as u16));
-            let register = AppMsg::Register {
-                role,
-                protocol: PROTOCOL_MAJOR,
-                defs_digest: w.defs.digest,
-                internal_addr: addr(10_000 + i as u16),
-                public_addr: public,
-                admin_addr: None,
+        match tessera_manager::balance::policy(cfg.policy) {
+            Some(p) => w.manager.set_policy(p),
+            None => w.broken = Some(format!("no policy {:?}", cfg.policy)),
+        }
+        let n = cfg.cellapps.max(1);
+        for i in 0..n {
+            let npcs = match cfg.npcs_total {
+                Some(total) => total / n + usize::from(i < total % n),
+                None => cfg.npcs,
             };
-            let Ok(app) = w.manager.register(Time(0), &register) else {
-                continue;
-            };
-            if let Some(p) = public {
-                w.public.insert(p, app);
-            }
-            for out in w.manager.drain() {
-                match out {
-                    ManagerOut::App(to, AppMsg::Registered { ids, space, .. }) if to == app => {
-                        w.build(app, role, ids, space, cfg);
-                    }
-                    other => w.manager_output(other),
+            w.join(Role::Cellapp, npcs);
+        }
+        for _ in 0..cfg.baseapps.max(1) {
+            w.join(Role::Baseapp, 0);
+        }
+        // Every cellapp makes its NPCs in its own cell of the full layout,
+        // not of the first one it hears of.
+        if let Some(layout) = w.manager.layout().cloned() {
+            for (app, cell) in w.cells.iter_mut() {
+                cell.handle(
+                    Time(0),
+                    MANAGER,
+                    AppMsg::Layout {
+                        layout: layout.clone(),
+                        cells: Vec::new(),
+                    },
+                );
+                if let Some(n) = w.spawn.remove(app) {
+                    cell.spawn("Npc", n);
                 }
             }
-            let first = w.rng.gen_range(0..TICK_US);
-            w.net.timer(first, Node::App(app));
         }
         w.net.timer(0, Node::Manager);
         for c in 0..cfg.clients as u64 {
@@ -187,14 +223,87 @@ impl SimWorld {
         w
     }
 
+    /// Registers one more app with the manager and starts its core; a
+    /// cellapp creates `npcs` NPCs in its cell.
+    fn join(&mut self, role: Role, npcs: usize) -> Option<AppId> {
+        let i = self.registered;
+        self.registered += 1;
+        let public = (role == Role::Baseapp).then(|| addr(20_000 + i));
+        let register = AppMsg::Register {
+            role,
+            protocol: PROTOCOL_MAJOR,
+            defs_digest: self.defs.digest,
+            internal_addr: addr(10_000 + i),
+            public_addr: public,
+            admin_addr: None,
+        };
+        let app = self.manager.register(Time(self.now), &register).ok()?;
+        if let Some(p) = public {
+            self.public.insert(p, app);
+        }
+        for out in self.manager.drain() {
+            match out {
+                ManagerOut::App(to, AppMsg::Registered { ids, space, .. }) if to == app => {
+                    self.build(app, role, ids, space, npcs);
+                }
+                other => self.manager_output(other),
+            }
+        }
+        let first = self.now + self.rng.gen_range(0..TICK_US);
+        self.net.timer(first, Node::App(app));
+        Some(app)
+    }
+
+    /// A cellapp started by hand while the world runs (it brings no NPCs).
+    pub fn add_cellapp(&mut self) -> Option<AppId> {
+        self.join(Role::Cellapp, 0)
+    }
+
+    /// Asks the manager to retire a cellapp, as SIGTERM does. The cellapp
+    /// leaves once its cell is gone and its reals have migrated.
+    pub fn retire(&mut self, app: AppId) -> bool {
+        let ok = self.manager.retire(Time(self.now), app).is_ok();
+        for out in self.manager.drain() {
+            self.manager_output(out);
+        }
+        ok
+    }
+
+    /// The manager core (its layout, reports and policy).
+    pub fn manager(&self) -> &Manager {
+        &self.manager
+    }
+
+    /// Switches the manager's balancing policy.
+    pub fn set_policy(&mut self, policy: Box<dyn tessera_manager::balance::Policy>) {
+        self.manager.set_policy(policy);
+    }
+
+    /// Every running cellapp's cell core.
+    pub fn cells(&self) -> &BTreeMap<AppId, Cell> {
+        &self.cells
+    }
+
+    /// Ticks over budget, over every cellapp that ever ran.
+    pub fn ticks_over_budget(&self) -> u64 {
+        self.over_budget_gone
+            + self
+                .cells
+                .values()
+                .map(|c| c.ticks_over_budget())
+                .sum::<u64>()
+    }
+
     fn build(
         &mut self,
         app: AppId,
         role: Role,
         ids: tessera::IdBlock,
         space: SpaceInfo,
-        cfg: &SimConfig,
+        npcs: usize,
     ) {
+        let cfg = self.cfg.clone();
+        let cfg = &cfg;
         match role {
             Role::Cellapp => {
                 let cell_cfg = CellConfig {
@@ -207,9 +316,18 @@ impl SimWorld {
                     ghost_distance: self.defs.max_aoi_radius() + 10.0,
                     app,
                     faults: cfg.faults,
+                    load: LoadSource::Model(cfg.cost),
                 };
-                let mut cell = Cell::new(&self.defs, Behaviors::demo(), cell_cfg, ids);
-                cell.spawn_when_placed("Npc", cfg.npcs);
+                let mut behaviors = Behaviors::demo();
+                if let Some(crowd) = &cfg.crowd {
+                    behaviors.register("Npc", Box::new(crowd.clone()));
+                }
+                let mut cell = Cell::new(&self.defs, behaviors, cell_cfg, ids);
+                if self.now > 0 {
+                    cell.spawn_when_placed("Npc", npcs);
+                } else {
+                    self.spawn.insert(app, npcs);
+                }
                 self.cells.insert(app, cell);
             }
             Role::Baseapp => {
@@ -228,8 +346,11 @@ impl SimWorld {
         }
     }
 
-    /// Stops every NPC and every client's walking.
+    /// Stops every NPC and every client's walking, and the balancer's line
+    /// moves, so the world settles.
     pub fn freeze(&mut self) {
+        self.manager
+            .set_policy(Box::new(tessera_manager::balance::Static));
         for c in self.cells.values_mut() {
             c.set_frozen(true);
         }
@@ -287,7 +408,7 @@ impl SimWorld {
 
     /// Reals moved between cells so far.
     pub fn offloads(&self) -> u64 {
-        self.cells.values().map(|c| c.stats().offloads).sum()
+        self.offloads_gone + self.cells.values().map(|c| c.stats().offloads).sum::<u64>()
     }
 
     /// Every real on every cell.
@@ -436,12 +557,22 @@ impl SimWorld {
             _ => {}
         }
         let mut outs = cell.drain();
-        if beat {
+        let leave = self.leave_when_empty(app, d.at);
+        let Some(cell) = self.cells.get_mut(&app) else {
+            return;
+        };
+        if leave {
+            outs.push((MANAGER, AppMsg::Goodbye));
+            self.over_budget_gone += cell.ticks_over_budget();
+            self.offloads_gone += cell.stats().offloads;
+            self.cells.remove(&app);
+            self.dead.insert(app);
+        } else if beat {
             let stats = cell.stats();
             outs.push((
                 MANAGER,
                 AppMsg::Heartbeat(tessera::proto::app::Load {
-                    busy: 0.0,
+                    busy: cell.load().min(1.0),
                     entities: stats.reals as u32,
                     clients: stats.witnesses as u32,
                 }),
@@ -452,6 +583,24 @@ impl SimWorld {
             self.net
                 .send(&mut self.rng, d.at, d.to, to, Payload::App(msg));
         }
+    }
+
+    /// Whether a retired cellapp has been empty long enough to exit.
+    fn leave_when_empty(&mut self, app: AppId, at: u64) -> bool {
+        let Some(cell) = self.cells.get(&app) else {
+            return false;
+        };
+        if !cell.is_retired() {
+            return false;
+        }
+        let empty = cell.real_ids().next().is_none();
+        let since = self.leaving.entry(app).or_insert(None);
+        *since = if empty {
+            Some(since.unwrap_or(at))
+        } else {
+            None
+        };
+        since.is_some_and(|t| at >= t + LINGER_US)
     }
 
     fn deliver_base(&mut self, app: AppId, d: Delivery, now: Time, from: AppId) {

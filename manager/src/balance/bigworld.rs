@@ -1,43 +1,15 @@
-//! Load balancing: policies that read the cells' load reports and decide
-//! where cut lines go. The manager (and the simulator) run a policy once a
-//! second and apply its moves to the layout.
-//!
-//! - [`Static`]: equal areas, never moves: the yardstick.
-//! - [`BigWorld`]: BigWorld's baseline (design §9): for each line, compare
-//!   the average load of its two sides; move the line into the heavier side
-//!   as far as the heavier side's bound levels say sheds the difference
-//!   times an aggression factor; a dead band; aggression halves when a line
-//!   reverses and grows slowly otherwise; never grow a side already near the
-//!   safety limit.
+//! BigWorld's line-by-line balancer, the baseline of design §9: for each
+//! line, compare the average load of its two sides; move the line into the
+//! heavier side as far as the heavier side's bound levels say sheds the
+//! difference times an aggression factor; a dead band; aggression halves when
+//! a line reverses and grows slowly otherwise; never grow a side already near
+//! the safety limit.
 
 use std::collections::BTreeMap;
 use tessera::balance::{CellReport, Edge, LEVELS};
-use tessera::layout::{Axis, CellId, CellView, Layout, LineId, LineView, Rect};
+use tessera::layout::{Axis, CellId, Layout, LineId};
 
-/// A balancing policy.
-pub trait Policy: Send {
-    /// Its name, as `tessera sim --policy` spells it.
-    fn name(&self) -> &'static str;
-    /// Where lines should go now, given the latest reports.
-    fn plan(
-        &mut self,
-        layout: &Layout,
-        reports: &BTreeMap<CellId, CellReport>,
-    ) -> Vec<(LineId, f32)>;
-}
-
-/// Never moves a line.
-#[derive(Debug, Default)]
-pub struct Static;
-
-impl Policy for Static {
-    fn name(&self) -> &'static str {
-        "static"
-    }
-    fn plan(&mut self, _: &Layout, _: &BTreeMap<CellId, CellReport>) -> Vec<(LineId, f32)> {
-        Vec::new()
-    }
-}
+use super::{mean, sides, Policy};
 
 /// Below this difference in load a line does not move.
 pub const DEAD_BAND: f32 = 0.00125;
@@ -49,39 +21,6 @@ const GROWTH: f32 = 1.072;
 pub struct BigWorld {
     /// Per line: aggression and the last direction moved (-1, 0, +1).
     state: BTreeMap<LineId, (f32, i8)>,
-}
-
-fn inside(inner: &Rect, outer: &Rect) -> bool {
-    const E: f32 = 1e-3;
-    inner.x0 >= outer.x0 - E
-        && inner.x1 <= outer.x1 + E
-        && inner.z0 >= outer.z0 - E
-        && inner.z1 <= outer.z1 + E
-}
-
-/// The cells on each side of a line, and which of them touch it.
-fn sides<'a>(line: &LineView, cells: &'a [CellView]) -> (Vec<&'a CellView>, Vec<&'a CellView>) {
-    let (mut low, mut high) = (Vec::new(), Vec::new());
-    for c in cells.iter().filter(|c| inside(&c.rect, &line.rect)) {
-        let (a, b) = c.rect.span(line.axis);
-        if b <= line.pos {
-            low.push(c);
-        } else if a >= line.pos {
-            high.push(c);
-        }
-    }
-    (low, high)
-}
-
-fn mean(cells: &[&CellView], reports: &BTreeMap<CellId, CellReport>) -> f32 {
-    if cells.is_empty() {
-        return 0.0;
-    }
-    cells
-        .iter()
-        .map(|c| reports.get(&c.cell).map_or(0.0, |r| r.load))
-        .sum::<f32>()
-        / cells.len() as f32
 }
 
 impl Policy for BigWorld {
@@ -172,6 +111,3 @@ impl Policy for BigWorld {
         moves
     }
 }
-
-#[cfg(test)]
-mod tests;

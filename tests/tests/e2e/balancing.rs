@@ -1,0 +1,253 @@
+//! Live balancing on real QUIC with measured load: 200 bots gather at one
+//! point of a four-cellapp world and pull one cellapp's load up; the
+//! `tessera` policy moves the lines until the loads even out; a fifth
+//! cellapp started by hand takes a share; retired again through the admin
+//! API, it hands everything back and exits. No bot is disconnected, and at
+//! the end every entity is real exactly once and every bot's view equals the
+//! truth.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tessera::client::Client;
+use tessera::EntityId;
+use tessera_tests::{http, Cluster, ClusterSpec};
+use tessera_tools::sim::crowd::Crowd;
+use tessera_tools::sim::truth::check_view;
+use tokio::sync::watch;
+
+const BOTS: usize = 200;
+const NPCS: usize = 25;
+const SIZE: f32 = 500.0;
+const HYSTERESIS: f32 = 5.0;
+
+/// Walks to its place in the crowd and stays; stops when told, then drains
+/// its events until collected. Panics (failing the test) if disconnected.
+async fn gatherer(
+    mut client: Client,
+    i: usize,
+    arrived: Arc<AtomicUsize>,
+    mut walking: watch::Receiver<bool>,
+) -> Client {
+    let crowd = Crowd::hotspot(client.view.bounds, 10.0);
+    let (gx, gz) = crowd.goal(0.0, i as u64).expect("every bot is a member");
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut there = false;
+    loop {
+        tokio::select! {
+            _ = walking.changed() => {
+                if !*walking.borrow() {
+                    loop {
+                        tokio::select! {
+                            _ = walking.changed() => return client,
+                            ev = client.next_event() => { ev.expect("bot stays connected"); }
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let [x, y, z] = client.view.my_pos;
+                let (dx, dz) = (gx - x, gz - z);
+                let d = (dx * dx + dz * dz).sqrt();
+                if d > 1.0 {
+                    let step = d.min(1.0);
+                    client.send_move([x + dx / d * step, y, z + dz / d * step], 0.0).expect("move sent");
+                } else if !there {
+                    there = true;
+                    arrived.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            ev = client.next_event() => { ev.expect("bot stays connected"); }
+        }
+    }
+}
+
+/// Each cellapp's load as the manager sees it.
+async fn loads(cluster: &Cluster) -> BTreeMap<u32, f64> {
+    let (_, body) = http(cluster.manager.admin_addr, "GET", "/api/cluster", "").await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("cluster JSON");
+    v["apps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["role"] == "cellapp")
+        .filter_map(|a| Some((a["id"].as_u64()? as u32, a["load"].as_f64()?)))
+        .collect()
+}
+
+fn imbalance(loads: &BTreeMap<u32, f64>) -> f64 {
+    let mean = loads.values().sum::<f64>() / loads.len().max(1) as f64;
+    let max = loads.values().fold(0.0f64, |m, l| m.max(*l));
+    if mean > 0.0 {
+        max / mean
+    } else {
+        1.0
+    }
+}
+
+/// The layout's epoch, the area of each cellapp's cell, and the area of
+/// the cell where the crowd gathers.
+async fn layout(cluster: &Cluster) -> (u64, BTreeMap<u32, f64>, f64) {
+    let (_, body) = http(
+        cluster.manager.admin_addr,
+        "GET",
+        "/api/spaces/1/layout",
+        "",
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("layout JSON");
+    let mut areas = BTreeMap::new();
+    let (hx, hz) = (0.3 * f64::from(SIZE), 0.3 * f64::from(SIZE));
+    let mut hot = 0.0;
+    for c in v["cells"].as_array().into_iter().flatten() {
+        let r = &c["rect"];
+        let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
+        let area = (f("x1") - f("x0")) * (f("z1") - f("z0"));
+        if (f("x0")..f("x1")).contains(&hx) && (f("z0")..f("z1")).contains(&hz) {
+            hot = area;
+        }
+        *areas
+            .entry(c["app"].as_u64().unwrap_or(0) as u32)
+            .or_insert(0.0) += area;
+    }
+    (v["epoch"].as_u64().unwrap_or(0), areas, hot)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::start(
+        dir.path(),
+        ClusterSpec {
+            cellapps: 4,
+            npcs: NPCS,
+            size: SIZE,
+            policy: "tessera",
+            ..Default::default()
+        },
+    )
+    .await;
+    let (walk_tx, walk_rx) = watch::channel(true);
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..BOTS {
+        let client = cluster
+            .login(&format!("gatherer{i}"), "pw", true)
+            .await
+            .expect("bot logs in");
+        tasks.push(tokio::spawn(gatherer(
+            client,
+            i,
+            arrived.clone(),
+            walk_rx.clone(),
+        )));
+    }
+    let (epoch0, _, hot0) = layout(&cluster).await;
+
+    // The crowd gathers: one cellapp's load rises, and the lines follow.
+    let started = Instant::now();
+    let (mut peak, mut even_for) = (0.0f64, 0);
+    while started.elapsed() < Duration::from_secs(150) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let l = loads(&cluster).await;
+        let now = imbalance(&l);
+        peak = peak.max(now);
+        let gathered = arrived.load(Ordering::Relaxed) >= BOTS * 9 / 10;
+        even_for = if gathered && now < 1.5 {
+            even_for + 1
+        } else {
+            0
+        };
+        eprintln!(
+            "{:>3} s: {} arrived, loads {l:?}, imbalance {now:.2}",
+            started.elapsed().as_secs(),
+            arrived.load(Ordering::Relaxed)
+        );
+        if even_for >= 5 {
+            break;
+        }
+    }
+    let (epoch1, _, hot1) = layout(&cluster).await;
+    assert!(
+        peak > 1.5,
+        "the crowd never loaded one cellapp (peak imbalance {peak:.2})"
+    );
+    assert!(epoch1 > epoch0 + 3, "the lines did not move");
+    // The lines closed in on the crowd: its cell is much smaller now.
+    assert!(
+        hot1 < 0.5 * hot0,
+        "the crowd's cell did not shrink: {hot0:.0} m² → {hot1:.0} m²"
+    );
+    assert!(
+        even_for >= 5,
+        "the loads never evened out (imbalance under 1.5 for 5 s)"
+    );
+
+    // A fifth cellapp takes a share.
+    let fifth = cluster.add_cellapp().await;
+    let started = Instant::now();
+    let mut share = false;
+    while started.elapsed() < Duration::from_secs(60) && !share {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (_, areas, _) = layout(&cluster).await;
+        let reals = cluster
+            .cellapps
+            .last()
+            .expect("the fifth")
+            .stats()
+            .await
+            .reals;
+        share = areas.get(&fifth.0).is_some_and(|a| *a > 0.0) && reals > 0;
+    }
+    assert!(share, "the fifth cellapp never took a share");
+
+    // Retired through the admin API, it hands everything back and exits.
+    let (head, body) = http(
+        cluster.manager.admin_addr,
+        "POST",
+        &format!("/api/apps/{}/retire", fifth.0),
+        "",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    let gone = cluster.cellapps.pop().expect("the fifth");
+    tokio::time::timeout(Duration::from_secs(60), gone.wait())
+        .await
+        .expect("the retired cellapp exits");
+    let (_, areas, _) = layout(&cluster).await;
+    assert!(!areas.contains_key(&fifth.0), "its cell is still there");
+    let mut left = false;
+    for _ in 0..20 {
+        left = !loads(&cluster).await.contains_key(&fifth.0);
+        if left {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(left, "the retired cellapp is still a member");
+
+    // Nobody noticed: every bot is still connected and sees the truth.
+    walk_tx.send(false).expect("stop");
+    for c in &cluster.cellapps {
+        c.freeze(true);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    walk_tx.send(true).expect("collect");
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.expect("bot stayed connected"));
+    }
+    let mut truth = Vec::new();
+    for c in &cluster.cellapps {
+        truth.extend(c.snapshot().await);
+    }
+    let by_id: BTreeMap<EntityId, _> = truth.iter().map(|s| (s.id, s)).collect();
+    assert_eq!(by_id.len(), truth.len(), "an entity is real twice");
+    assert_eq!(truth.len(), 4 * NPCS + BOTS, "every entity is real once");
+    for c in &clients {
+        check_view(&c.view, &by_id, &cluster.setup.defs, HYSTERESIS)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    cluster.stop().await;
+}

@@ -1,0 +1,191 @@
+//! Pictures of a run: one SVG per layout frame (cells shaded by their
+//! cellapp's load, cut lines, a sample of entities) and a chart of the
+//! imbalance over time for every policy, plus an HTML page that plays the
+//! frames of each policy side by side.
+
+use std::fmt::Write;
+
+use super::score::{Frame, Score};
+
+/// Pixels of the longer side of a frame.
+const PX: f32 = 480.0;
+
+/// The fill of a cell at `load` (share of the tick): white when idle,
+/// through yellow to red at the budget and beyond.
+fn shade(load: f32) -> String {
+    let t = load.clamp(0.0, 1.0);
+    let (r, g, b) = if t < 0.5 {
+        (255.0, 255.0, 255.0 - 255.0 * t * 2.0)
+    } else {
+        (255.0, 255.0 - 200.0 * (t - 0.5) * 2.0, 0.0)
+    };
+    format!("rgb({},{},{})", r as u8, g as u8, b as u8)
+}
+
+/// One frame as an SVG document.
+pub fn frame_svg(f: &Frame, title: &str) -> String {
+    let b = f.bounds;
+    let (w, h) = (b.x1 - b.x0, b.z1 - b.z0);
+    let scale = PX / w.max(h).max(1.0);
+    let (pw, ph) = (w * scale, h * scale);
+    let x = |v: f32| (v - b.x0) * scale;
+    // z grows upwards on the map.
+    let z = |v: f32| ph - (v - b.z0) * scale;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{pw:.0}" height="{:.0}" viewBox="0 0 {pw:.0} {:.0}" font-family="sans-serif" font-size="12">"#,
+        ph + 22.0,
+        ph + 22.0
+    );
+    for (r, app, load) in &f.cells {
+        let _ = write!(
+            s,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}" stroke="#333" stroke-width="1.5"/>"##,
+            x(r.x0),
+            z(r.z1),
+            (r.x1 - r.x0) * scale,
+            (r.z1 - r.z0) * scale,
+            shade(*load)
+        );
+        if r.x1 - r.x0 > 0.0 && r.z1 - r.z0 > 0.0 {
+            let _ = write!(
+                s,
+                r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#000">{app}: {:.0}%</text>"##,
+                x((r.x0 + r.x1) / 2.0),
+                z((r.z0 + r.z1) / 2.0),
+                load * 100.0
+            );
+        }
+    }
+    for (px, pz) in &f.points {
+        let _ = write!(
+            s,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="1" fill="#1f4e99" fill-opacity="0.6"/>"##,
+            x(*px),
+            z(*pz)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="4" y="{:.0}">{title} t={} s imbalance {:.2}</text></svg>"#,
+        ph + 16.0,
+        f.second,
+        f.imbalance
+    );
+    s
+}
+
+/// A line chart of every policy's imbalance over time, as SVG.
+pub fn imbalance_svg(scores: &[(&str, &Score)], title: &str) -> String {
+    const W: f32 = 640.0;
+    const H: f32 = 280.0;
+    const PAD: f32 = 40.0;
+    let colours = ["#888888", "#d62728", "#1f77b4", "#2ca02c", "#9467bd"];
+    let len = scores
+        .iter()
+        .map(|(_, s)| s.series.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let top = scores
+        .iter()
+        .flat_map(|(_, s)| s.series.iter().copied())
+        .fold(1.5f64, f64::max)
+        .min(8.0)
+        .ceil() as f32;
+    let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f32 / (len - 1) as f32;
+    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * ((v as f32 - 1.0) / (top - 1.0)).clamp(0.0, 1.0);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12"><rect width="{W}" height="{H}" fill="white"/>"#
+    );
+    let _ = write!(s, r#"<text x="{PAD}" y="20">{title}</text>"#);
+    // Axes, the 1.2 mark and a few gridlines.
+    let mut v = 1.0f32;
+    while v <= top + 1e-3 {
+        let yy = y(f64::from(v));
+        let _ = write!(
+            s,
+            r##"<line x1="{PAD}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="4" y="{:.1}">{v:.1}</text>"##,
+            W - PAD,
+            yy + 4.0,
+        );
+        v += if top > 4.0 { 1.0 } else { 0.5 };
+    }
+    let _ = write!(
+        s,
+        r##"<line x1="{PAD}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#2ca02c" stroke-dasharray="4 3"/>"##,
+        W - PAD,
+        yy = y(1.2)
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="end">seconds (0–{})</text>"#,
+        W - PAD,
+        H - 8.0,
+        len
+    );
+    for (k, (name, score)) in scores.iter().enumerate() {
+        let colour = colours[k % colours.len()];
+        let pts: Vec<String> = score
+            .series
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
+            pts.join(" ")
+        );
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" fill="{colour}">{name}</text>"#,
+            W - PAD - 80.0,
+            PAD + 14.0 * k as f32
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// The page that plays each policy's frames side by side.
+pub fn page(title: &str, policies: &[(&str, usize)]) -> String {
+    let mut cols = String::new();
+    for (name, n) in policies {
+        let _ = write!(
+            cols,
+            r#"<figure><figcaption>{name}</figcaption><img data-policy="{name}" data-frames="{n}" src="{name}/frame-0001.svg"></figure>"#
+        );
+    }
+    format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:1em}} figure{{display:inline-block;margin:0 1em 1em 0}} figcaption{{font-weight:bold}}</style>
+</head><body>
+<h1>{title}</h1>
+<p><img src="imbalance.svg" alt="imbalance over time"></p>
+<p><button id="play">pause</button> frame <input id="at" type="range" min="1" value="1"> <span id="label"></span></p>
+<div>{cols}</div>
+<script>
+const imgs = [...document.querySelectorAll('img[data-policy]')];
+const most = Math.max(...imgs.map(i => +i.dataset.frames));
+const at = document.getElementById('at'); at.max = most;
+let playing = true;
+function show(k) {{
+  for (const i of imgs) {{
+    const n = Math.min(k, +i.dataset.frames);
+    i.src = i.dataset.policy + '/frame-' + String(n).padStart(4, '0') + '.svg';
+  }}
+  at.value = k; document.getElementById('label').textContent = k + ' / ' + most;
+}}
+at.oninput = () => show(+at.value);
+document.getElementById('play').onclick = (e) => {{ playing = !playing; e.target.textContent = playing ? 'pause' : 'play'; }};
+setInterval(() => {{ if (playing) show(+at.value % most + 1); }}, 400);
+</script>
+</body></html>
+"#
+    )
+}

@@ -1,0 +1,226 @@
+//! How well a policy did: sampled once a virtual second from the cells'
+//! own load meters (the simulator's ground truth, not the reports the
+//! manager saw), and summed up into the numbers `summary.json` carries.
+//!
+//! - `imbalance`: max ÷ mean of the running cellapps' smoothed loads, each
+//!   second; its p50, p95 and max.
+//! - `recovery_s`: for each shift (see [`super::scenario::Spec::shifts`]),
+//!   the seconds from the shift until the imbalance went below 1.2 for good
+//!   (until the next shift or the end); `null` if it never did.
+//! - `migrations_per_s`, `ghosts_per_real` (mean over the samples),
+//!   `line_reversals` (a line moving the other way than its last move),
+//!   `ticks_over_budget` (ticks whose modelled cost exceeded the period),
+//!   `entities_lost` (NPCs made minus NPCs real at the end, after every
+//!   migration has landed) and `entities_duplicated` (reals counted twice).
+
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use tessera::layout::{LineId, Rect};
+
+use super::scenario::Spec;
+use super::world::SimWorld;
+
+/// Imbalance above this is "uneven" for `recovery_s`.
+pub const EVEN: f64 = 1.2;
+
+/// Quantiles of the per-second imbalance.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Quantiles {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// Worst second.
+    pub max: f64,
+}
+
+/// One policy's result.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Score {
+    /// Max ÷ mean cellapp load.
+    pub imbalance: Quantiles,
+    /// Seconds to get under 1.2 for good after each shift.
+    pub recovery_s: Vec<Option<u32>>,
+    /// Entities that changed cell, per second.
+    pub migrations_per_s: f64,
+    /// Ghosts per real entity, on average.
+    pub ghosts_per_real: f64,
+    /// Times a line moved back the way it came.
+    pub line_reversals: u64,
+    /// Ticks whose cost was over the tick period.
+    pub ticks_over_budget: u64,
+    /// NPCs made but not real anywhere at the end.
+    pub entities_lost: u64,
+    /// Reals that exist twice at the end.
+    pub entities_duplicated: u64,
+    /// The first invariant the world broke, if any.
+    pub broken: Option<String>,
+    /// The imbalance of every second.
+    #[serde(rename = "imbalance_series")]
+    pub series: Vec<f64>,
+    /// The layout every few seconds (for figures, not the summary).
+    #[serde(skip)]
+    pub frames: Vec<Frame>,
+}
+
+/// The layout at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Frame {
+    /// Virtual second.
+    pub second: u32,
+    /// The space.
+    pub bounds: Rect,
+    /// Each cell, its cellapp and that cellapp's load.
+    pub cells: Vec<(Rect, u32, f32)>,
+    /// A sample of entity positions.
+    pub points: Vec<(f32, f32)>,
+    /// The imbalance then.
+    pub imbalance: f64,
+}
+
+/// Collects samples during a run.
+pub struct Sampler {
+    frame_every: u32,
+    imbalance: Vec<f64>,
+    ghosts_per_real: Vec<f64>,
+    lines: BTreeMap<LineId, (f32, i8)>,
+    reversals: u64,
+    frames: Vec<Frame>,
+}
+
+/// Rounds for a stable, readable summary.
+fn round(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+impl Sampler {
+    /// A sampler keeping a layout frame every `frame_every` seconds (0: none).
+    pub fn new(frame_every: u32) -> Sampler {
+        Sampler {
+            frame_every,
+            imbalance: Vec::new(),
+            ghosts_per_real: Vec::new(),
+            lines: BTreeMap::new(),
+            reversals: 0,
+            frames: Vec::new(),
+        }
+    }
+
+    /// Takes the sample of one second; returns its imbalance.
+    pub fn sample(&mut self, world: &SimWorld, second: u32) -> f64 {
+        let loads: Vec<f64> = world
+            .cells()
+            .values()
+            .map(|c| f64::from(c.load()))
+            .collect();
+        let mean = loads.iter().sum::<f64>() / loads.len().max(1) as f64;
+        let max = loads.iter().fold(0.0f64, |m, l| m.max(*l));
+        let imbalance = if mean > 1e-9 { max / mean } else { 1.0 };
+        self.imbalance.push(imbalance);
+        let (mut reals, mut ghosts) = (0usize, 0usize);
+        for c in world.cells().values() {
+            let s = c.stats();
+            reals += s.reals;
+            ghosts += s.ghosts;
+        }
+        self.ghosts_per_real
+            .push(ghosts as f64 / reals.max(1) as f64);
+        if let Some(layout) = world.manager().layout() {
+            for line in layout.lines() {
+                let seen = self.lines.entry(line.line).or_insert((line.pos, 0));
+                let delta = line.pos - seen.0;
+                if delta.abs() > 0.01 {
+                    let dir: i8 = if delta > 0.0 { 1 } else { -1 };
+                    if seen.1 != 0 && seen.1 != dir {
+                        self.reversals += 1;
+                    }
+                    *seen = (line.pos, dir);
+                }
+            }
+            if self.frame_every > 0 && second % self.frame_every == 0 {
+                self.frames.push(frame(world, layout, second, imbalance));
+            }
+        }
+        imbalance
+    }
+
+    /// The score of the run, counted once the world has settled.
+    pub fn finish(self, world: &SimWorld, spec: &Spec) -> Score {
+        let mut sorted = self.imbalance.clone();
+        sorted.sort_by(f64::total_cmp);
+        let shifts = spec.shifts();
+        let recovery_s = shifts
+            .iter()
+            .enumerate()
+            .map(|(k, &s)| {
+                let end = shifts.get(k + 1).copied().unwrap_or(spec.duration);
+                // Seconds are 1-based: sample i is second i + 1.
+                let window: Vec<(u32, f64)> = (s.max(1)..=end)
+                    .filter_map(|t| self.imbalance.get(t as usize - 1).map(|v| (t, *v)))
+                    .collect();
+                match window.iter().rev().find(|(_, v)| *v >= EVEN) {
+                    None => Some(0),
+                    Some((t, _)) if *t < end => Some(t + 1 - s),
+                    Some(_) => None,
+                }
+            })
+            .collect();
+        let reals = world.reals();
+        let unique: BTreeSet<_> = reals.iter().map(|r| r.id).collect();
+        Score {
+            imbalance: Quantiles {
+                p50: round(quantile(&sorted, 0.5)),
+                p95: round(quantile(&sorted, 0.95)),
+                max: round(sorted.last().copied().unwrap_or(0.0)),
+            },
+            recovery_s,
+            migrations_per_s: round(world.offloads() as f64 / f64::from(spec.duration.max(1))),
+            ghosts_per_real: round(
+                self.ghosts_per_real.iter().sum::<f64>() / self.ghosts_per_real.len().max(1) as f64,
+            ),
+            line_reversals: self.reversals,
+            ticks_over_budget: world.ticks_over_budget(),
+            entities_lost: (spec.entities as u64).saturating_sub(unique.len() as u64),
+            entities_duplicated: (reals.len() - unique.len()) as u64,
+            broken: world.broken.clone(),
+            series: self.imbalance.iter().map(|v| round(*v)).collect(),
+            frames: self.frames,
+        }
+    }
+}
+
+/// At most this many entity dots per frame.
+const FRAME_POINTS: usize = 1500;
+
+fn frame(world: &SimWorld, layout: &tessera::layout::Layout, second: u32, imbalance: f64) -> Frame {
+    let cells = layout
+        .cells()
+        .into_iter()
+        .map(|c| {
+            let load = world.cells().get(&c.app).map_or(0.0, |cell| cell.load());
+            (c.rect, c.app.0, load)
+        })
+        .collect();
+    let reals = world.reals();
+    let step = (reals.len() / FRAME_POINTS).max(1);
+    let points = reals
+        .iter()
+        .step_by(step)
+        .map(|r| (r.pos.x, r.pos.z))
+        .collect();
+    Frame {
+        second,
+        bounds: layout.bounds,
+        cells,
+        points,
+        imbalance,
+    }
+}
