@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use tessera::defs::{Definitions, Side, TypeDef, TypeId};
 use tessera::frame::encode_body;
-use tessera::layout::Layout;
+use tessera::layout::{CellView, Layout};
 use tessera::proto::app::{AppMsg, CellState, ClientPacket, Delivery, Stamp};
 use tessera::proto::client::{PropValue, ServerMsg};
 use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
@@ -207,6 +207,8 @@ pub struct Cell {
     last_tick: Option<Time>,
     frozen: bool,
     layout: Option<Layout>,
+    /// The layout's cells, flattened once per layout (every tick reads them).
+    cells: Vec<CellView>,
     later: Vec<(String, usize)>,
     forward: FxHashMap<EntityId, AppId>,
     tombs: FxHashMap<EntityId, Stamp>,
@@ -263,6 +265,7 @@ impl Cell {
             last_tick: None,
             frozen: false,
             layout: None,
+            cells: Vec::new(),
             later: Vec::new(),
             forward: FxHashMap::default(),
             tombs: FxHashMap::default(),
@@ -367,13 +370,12 @@ impl Cell {
     /// Where this cellapp's own area is: its first cell's rectangle in the
     /// layout, or the whole space before a layout arrives.
     pub fn home(&self) -> [f32; 4] {
-        let own = self.layout.as_ref().and_then(|l| {
-            l.cells()
-                .into_iter()
-                .find(|c| c.app == self.cfg.app)
-                .map(|c| [c.rect.x0, c.rect.z0, c.rect.x1, c.rect.z1])
-        });
-        own.unwrap_or(self.cfg.bounds)
+        self.cells
+            .iter()
+            .find(|c| c.app == self.cfg.app)
+            .map_or(self.cfg.bounds, |c| {
+                [c.rect.x0, c.rect.z0, c.rect.x1, c.rect.z1]
+            })
     }
 
     /// Creates `n` server-driven entities once the layout says where this
@@ -504,6 +506,7 @@ impl Cell {
             AppMsg::Forget { entity } => self.forget(entity),
             AppMsg::Layout { layout, .. } => {
                 if self.layout.as_ref().is_none_or(|l| layout.epoch > l.epoch) {
+                    self.cells = layout.cells();
                     self.layout = Some(layout);
                     for (ty, n) in std::mem::take(&mut self.later) {
                         self.spawn(&ty, n);
@@ -788,7 +791,7 @@ impl Cell {
             return;
         }
         let Some(layout) = &self.layout else { return };
-        let Some(own) = layout.cells().into_iter().find(|c| c.app == self.cfg.app) else {
+        let Some(own) = self.cells.iter().find(|c| c.app == self.cfg.app) else {
             return;
         };
         let points: Vec<(f32, f32, f32)> = self
@@ -825,11 +828,6 @@ impl Cell {
     /// The smoothed load: share of the tick period spent working.
     pub fn load(&self) -> f32 {
         self.meter.load()
-    }
-
-    /// The last tick's load, unsmoothed (the simulator's over-budget count).
-    pub fn last_load(&self) -> f32 {
-        self.meter.last()
     }
 
     /// Ticks whose load was over the tick period.

@@ -62,8 +62,6 @@ pub struct Meter {
     /// Smoothed cost units (model costs of what the cell holds), the
     /// scale that turns the model's relative costs into measured load.
     units: f32,
-    /// The last tick's unsmoothed load.
-    last: f32,
     /// Ticks whose load was above one.
     over: u64,
 }
@@ -83,7 +81,6 @@ impl Meter {
             LoadSource::Model(_) => units / period_us,
             LoadSource::Measured => (std::mem::take(&mut self.measured_us) as f32) / period_us,
         };
-        self.last = raw;
         if raw > 1.0 {
             self.over += 1;
         }
@@ -94,11 +91,6 @@ impl Meter {
     /// The smoothed load.
     pub fn load(&self) -> f32 {
         self.load
-    }
-
-    /// The last tick's load, unsmoothed.
-    pub fn last(&self) -> f32 {
-        self.last
     }
 
     /// Ticks over budget so far.
@@ -149,7 +141,6 @@ mod tests {
             100_000.0,
         );
         assert_eq!(m.over_budget(), 1);
-        assert!((m.last() - 1.5).abs() < 1e-6);
     }
 
     #[test]

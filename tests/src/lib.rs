@@ -4,13 +4,14 @@
 //!
 //! The tests themselves live in `tests/`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use tessera::client::{Client, ClientError, Setup};
 use tessera::proto::app::SpaceInfo;
 use tessera::storage::HashCost;
-use tessera::AppId;
+use tessera::{AppId, EntityId};
 use tessera_baseapp::driver::BaseappHandle;
 use tessera_cellapp::driver::Cellapp;
 use tessera_manager::driver::ManagerHandle;
@@ -149,6 +150,23 @@ impl Cluster {
         let app = c.app;
         self.cellapps.push(c);
         app
+    }
+
+    /// Every real on every cellapp by id; fails the test if an entity is
+    /// real twice or the count is not `expected`.
+    pub async fn reals_once(
+        &self,
+        expected: usize,
+    ) -> BTreeMap<EntityId, tessera_cellapp::cell::EntitySnapshot> {
+        let mut truth = Vec::new();
+        for c in &self.cellapps {
+            truth.extend(c.snapshot().await);
+        }
+        let n = truth.len();
+        let by_id: BTreeMap<_, _> = truth.into_iter().map(|s| (s.id, s)).collect();
+        assert_eq!(by_id.len(), n, "an entity is real twice");
+        assert_eq!(n, expected, "every entity is real once");
+        by_id
     }
 
     /// Logs a client in (creating the account if asked).

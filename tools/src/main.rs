@@ -51,26 +51,29 @@ fn init_logs(json: bool, default: &str) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let command = match cli.command {
+    let json = cli.log_json;
+    match cli.command {
         Command::Sim(a) => {
             // One thread, no sockets: the simulated world's own log is noise.
-            init_logs(cli.log_json, "warn");
-            return simulate::run(a);
+            init_logs(json, "warn");
+            simulate::run(a)
         }
-        other => other,
-    };
-    init_logs(cli.log_json, "info");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+        Command::Up(a) => serve(json, up::run(a)),
+        Command::Manager(a) => serve(json, roles::manager(a)),
+        Command::Cellapp(a) => serve(json, roles::cellapp(a)),
+        Command::Baseapp(a) => serve(json, roles::baseapp(a)),
+        Command::Bots(a) => serve(json, bots::run(a)),
+    }
+}
+
+/// Runs a networked command on a multi-threaded runtime.
+fn serve(
+    json: bool,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    init_logs(json, "info");
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        match command {
-            Command::Up(a) => up::run(a).await,
-            Command::Manager(a) => roles::manager(a).await,
-            Command::Cellapp(a) => roles::cellapp(a).await,
-            Command::Baseapp(a) => roles::baseapp(a).await,
-            Command::Bots(a) => bots::run(a).await,
-            Command::Sim(_) => Ok(()),
-        }
-    })
+        .build()?
+        .block_on(run)
 }

@@ -172,12 +172,12 @@ impl Cell {
             self.outbox
                 .push((app, AppMsg::GhostDelete { entity, stamp }));
         }
-        let others: Vec<AppId> = self
-            .layout
-            .as_ref()
-            .map(|l| l.cells().into_iter().map(|c| c.app).collect())
-            .unwrap_or_default();
-        let mut others: Vec<AppId> = others.into_iter().filter(|a| *a != self.cfg.app).collect();
+        let mut others: Vec<AppId> = self
+            .cells
+            .iter()
+            .map(|c| c.app)
+            .filter(|a| *a != self.cfg.app)
+            .collect();
         others.sort();
         others.dedup();
         for app in others {
@@ -408,7 +408,7 @@ impl Cell {
         // A real whose keep-square lies strictly inside one of this app's
         // cells meets no other cell: with no ghosts out, nothing to do.
         let reach = d + GHOST_HYSTERESIS;
-        let cells = self.layout.as_ref().map(|l| l.cells()).unwrap_or_default();
+        let cells = &self.cells;
         let interior: Vec<Rect> = cells
             .iter()
             .filter(|c| c.app == self.cfg.app)
@@ -504,9 +504,9 @@ impl Cell {
             return;
         }
         let Some(layout) = &self.layout else { return };
-        let own: Vec<Rect> = layout
-            .cells()
-            .into_iter()
+        let own: Vec<Rect> = self
+            .cells
+            .iter()
             .filter(|c| c.app == self.cfg.app)
             .map(|c| c.rect.grow(OFFLOAD_HYSTERESIS))
             .collect();

@@ -85,21 +85,6 @@ impl Manager {
         self.balance.policy = policy;
     }
 
-    /// The balancing policy's name.
-    pub fn policy_name(&self) -> &'static str {
-        self.balance.policy.name()
-    }
-
-    /// The newest load report of every cell.
-    pub fn reports(&self) -> &BTreeMap<CellId, CellReport> {
-        &self.balance.reports
-    }
-
-    /// The cellapps retiring now.
-    pub fn retiring(&self) -> Vec<AppId> {
-        self.balance.retiring.keys().copied().collect()
-    }
-
     /// After any change of the layout: keep the epoch, forget reports of
     /// cells that are gone, and tell every app.
     pub(super) fn layout_changed(&mut self) {
