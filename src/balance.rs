@@ -34,6 +34,9 @@ pub struct CellReport {
     pub cell: CellId,
     /// The layout epoch the cell was acting on when it measured.
     pub epoch: u64,
+    /// The cell's rectangle when it measured: the profile's slices cut
+    /// this, so a policy can place the load even after lines have moved.
+    pub rect: Rect,
     /// Smoothed share of the tick period spent working (above 1 the cell
     /// runs late).
     pub load: f32,
@@ -66,6 +69,7 @@ impl CellReport {
         CellReport {
             cell,
             epoch,
+            rect: *rect,
             load,
             reals: 0,
             ghosts: 0,
@@ -75,11 +79,15 @@ impl CellReport {
         }
     }
 
-    /// Whether a report from a peer is well formed: finite numbers, a
-    /// non-negative load, at most [`PROFILE_BINS`] slices per axis.
+    /// Whether a report from a peer is well formed: finite numbers, an
+    /// ordered rectangle, a non-negative load, at most [`PROFILE_BINS`] slices per axis.
     pub fn is_valid(&self) -> bool {
         let finite = |v: &f32| v.is_finite() && *v >= 0.0;
-        self.load.is_finite()
+        let r = &self.rect;
+        [r.x0, r.z0, r.x1, r.z1].iter().all(|v| v.is_finite())
+            && r.x0 <= r.x1
+            && r.z0 <= r.z1
+            && self.load.is_finite()
             && self.load >= 0.0
             && self.edges.iter().flatten().flatten().all(|v| v.is_finite())
             && self

@@ -124,6 +124,7 @@ pub struct EntitySnapshot {
 }
 
 mod haunt;
+pub use haunt::OFFLOAD_HYSTERESIS;
 
 /// The spatial index is keyed by slot in `reals`, not by entity id, so a
 /// query leads straight to the compact per-tick copy of each candidate.

@@ -10,6 +10,9 @@ use crate::witness::Witness;
 use std::collections::BTreeMap;
 use tessera::proto::app::{EntityMsg, Stamp};
 
+/// The cellapps holding ghosts of a real: rarely more than three.
+pub type Haunts = smallvec::SmallVec<[AppId; 4]>;
+
 /// Why a client's move was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MoveError {
@@ -68,8 +71,9 @@ pub struct Real {
     /// Set if this entry is a ghost: where the real is, and the stamp of the
     /// newest ghost message applied.
     pub ghost: Option<(AppId, Stamp)>,
-    /// Cellapps holding a ghost of this real.
-    pub haunts: Vec<AppId>,
+    /// Cellapps holding a ghost of this real (kept inline: the ghosting
+    /// pass reads it for every real near an edge, every tick).
+    pub haunts: Haunts,
     /// How many times the real has moved cell.
     pub version: u32,
     /// Counter of ghost messages sent at this version.
@@ -107,7 +111,7 @@ impl Real {
             goal: None,
             to_own_client: Vec::new(),
             ghost: None,
-            haunts: Vec::new(),
+            haunts: Haunts::new(),
             version: 0,
             ghost_n: 0,
             next_seq: 0,

@@ -33,8 +33,11 @@ use crate::witness::Witness;
 
 /// Extra distance before a ghost is dropped.
 const GHOST_HYSTERESIS: f32 = 20.0;
-/// How far outside its cell a real may go before it moves.
-const OFFLOAD_HYSTERESIS: f32 = 2.0;
+/// How far outside its cell a real may go before it moves. Below the
+/// 10 m the ghost distance adds to the largest AoI radius, so a witness this
+/// far out still sees everything within its radius; wide enough that a line
+/// following a crowd a few metres a round moves nobody.
+pub const OFFLOAD_HYSTERESIS: f32 = 8.0;
 /// The stamp of a forgotten entity: newer than anything.
 const FORGOTTEN: Stamp = (u32::MAX, u32::MAX);
 /// Handoff latencies kept until someone takes them.
@@ -263,11 +266,10 @@ impl Cell {
         let Some(&i) = self.slot.get(&entity) else {
             return;
         };
-        let Some(info) = self.types.get(self.reals[i].type_id.0 as usize) else {
+        let r = &mut self.reals[i];
+        let Some(info) = self.types.get(r.type_id.0 as usize) else {
             return;
         };
-        let ghosted = info.ghosted.clone();
-        let r = &mut self.reals[i];
         let Some((real, old)) = r.ghost else { return };
         if stamp <= old {
             return;
@@ -277,7 +279,7 @@ impl Cell {
             r.move_to(pos, yaw, tick);
         }
         for (idx, v) in props {
-            if ghosted.contains(&idx) {
+            if info.ghosted.contains(&idx) {
                 r.set_prop(idx, v);
             }
         }
@@ -498,7 +500,8 @@ impl Cell {
         }
     }
 
-    /// Moves every real that has left its cell to the cellapp that covers it.
+    /// Moves every real that is more than the hysteresis outside its cell
+    /// (or outside a cell shrunk to nothing) to the cellapp that covers it.
     pub(super) fn run_offload(&mut self, tick: u64) {
         if self.cfg.faults.no_offload {
             return;
@@ -507,7 +510,7 @@ impl Cell {
         let own: Vec<Rect> = self
             .cells
             .iter()
-            .filter(|c| c.app == self.cfg.app)
+            .filter(|c| c.app == self.cfg.app && c.rect.area() > 0.0)
             .map(|c| c.rect.grow(OFFLOAD_HYSTERESIS))
             .collect();
         let mut leaving = Vec::new();

@@ -5,18 +5,28 @@
 //! the load on its two sides would change as the line moves, and puts it
 //! where each cellapp of either side gets an equal share.
 //!
-//! - Every line is planned each round from the same reports; a line whose
-//!   parent moves has its new range clamped by the layout, and the next
-//!   round corrects what the parent's move changed.
-//! - A line acts only on reports made after its last move (reports carry
-//!   the layout epoch), so it never reacts twice to the same load.
+//! - Each profile is placed on the rectangle the cell had when it measured
+//!   (reports carry it), so the load is known in space, not relative to a
+//!   line that may have moved since: acting again on the same reports puts
+//!   a line where it already is. A line is planned from reports that every
+//!   cell on both sides made under one layout (the policy keeps each cell's
+//!   last two); mixing layouts would count a strip that just changed hands
+//!   twice or not at all.
+//! - Every line is planned each round, so a line that follows a walking
+//!   crowd moves a few metres a round, less than the offload hysteresis:
+//!   the crowd's members do not change cells twice for each step.
 //! - A dead band (relative, with an absolute floor) keeps it still when the
 //!   sides are nearly even, and moves shorter than a metre are skipped: both
 //!   would only cost migrations.
-//! - A line that reverses direction moves only half way, and each reversal
-//!   in a row widens its dead band (up to five times), so noise in measured
-//!   loads, or entities that cannot be split finer, cannot make it swing;
-//!   a move in the same direction resets it.
+//! - Each line keeps a bracket: the last place it wanted to move up and the
+//!   last place it wanted to move down. A target outside the bracket gives
+//!   its middle instead, so a line that overshoots (profiles are coarse,
+//!   and a column of entities cannot be split) closes in like a bisection
+//!   and stops; the bracket is forgotten when the sides drift further apart
+//!   than at its ends, which is what a shifting load does.
+//! - Each reversal in a row widens the line's dead band (up to nine times),
+//!   so noise in measured loads cannot make it swing; a move in the same
+//!   direction resets it.
 
 use std::collections::BTreeMap;
 use tessera::balance::CellReport;
@@ -26,30 +36,144 @@ use super::{sides, Policy};
 
 /// Sides whose per-cellapp loads differ by less than this share of the
 /// heavier one are left alone.
-pub const DEAD_SHARE: f32 = 0.03;
+pub const DEAD_SHARE: f32 = 0.015;
 /// Loads below this share of a tick are noise, not a reason to move.
 pub const FLOOR: f32 = 0.001;
-/// The most a line's dead band widens: after this many reversals in a row
-/// it is `1 + MAX_SWINGS` times [`DEAD_SHARE`].
-pub const MAX_SWINGS: u8 = 4;
+/// The most a line's dead band widens: after this many recent reversals it
+/// is `1 + MAX_SWINGS` times [`DEAD_SHARE`].
+pub const MAX_SWINGS: u8 = 8;
+/// Rounds a bracket end is trusted while the line still moves (a settled
+/// line keeps its bracket).
+pub const BRACKET_ROUNDS: u64 = 5;
 /// Moves shorter than this (metres) are not worth their migrations.
 pub const MIN_STEP: f32 = 1.0;
 
 /// What the policy remembers of a line.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Moved {
-    /// The layout epoch right after its last move.
-    epoch: u64,
-    /// The direction of that move (-1 or +1, 0 before any).
+    /// The direction of its last move (-1 or +1, 0 before any).
     dir: i8,
     /// Reversals in a row (each widens the line's dead band).
     swings: u8,
+    /// The last place where the line wanted to move up, the imbalance of
+    /// its sides there, and the round it was seen (or last confirmed).
+    up: Option<(f32, f32, u64)>,
+    /// The same for the last place where it wanted to move down.
+    down: Option<(f32, f32, u64)>,
+}
+
+impl Moved {
+    /// Notes that at `pos`, with sides `gap` apart (relative), the line
+    /// wants to move `dir`; forgets the other end of the bracket if it no
+    /// longer brackets, or if the sides are now further apart than at either
+    /// end (the load has shifted, so what the ends said is stale).
+    fn note(&mut self, pos: f32, gap: f32, dir: i8, round: u64) {
+        let fresh = |e: &Option<(f32, f32, u64)>| e.filter(|e| round <= e.2 + BRACKET_ROUNDS);
+        self.up = fresh(&self.up);
+        self.down = fresh(&self.down);
+        let worst = self
+            .up
+            .iter()
+            .chain(&self.down)
+            .map(|e| e.1)
+            .fold(0.0, f32::max);
+        if gap > worst + DEAD_SHARE {
+            self.up = None;
+            self.down = None;
+        }
+        if dir > 0 {
+            self.up = Some((pos, gap, round));
+            if self.down.is_some_and(|d| d.0 <= pos) {
+                self.down = None;
+            }
+        } else {
+            self.down = Some((pos, gap, round));
+            if self.up.is_some_and(|u| u.0 >= pos) {
+                self.up = None;
+            }
+        }
+    }
+
+    /// `to`, kept inside the bracket: where the line last wanted to go up
+    /// and where it last wanted to go down. A target outside it (the
+    /// profiles are coarse, or entities stand in a column that cannot be
+    /// split) gives the bracket's middle instead, so the line closes in
+    /// like a bisection and stops once the bracket is under two metres.
+    fn within(&self, to: f32) -> f32 {
+        match (self.up, self.down) {
+            (Some((a, ..)), Some((b, ..))) if !(a < to && to < b) => 0.5 * (a + b),
+            _ => to,
+        }
+    }
+
+    /// The line has settled inside its bracket: both ends still hold.
+    fn settled(&mut self, round: u64) {
+        for e in [&mut self.up, &mut self.down].into_iter().flatten() {
+            e.2 = round;
+        }
+    }
 }
 
 /// Tessera's one-step balancer.
 #[derive(Debug, Default)]
 pub struct Tessera {
     lines: BTreeMap<LineId, Moved>,
+    /// Rounds planned so far.
+    round: u64,
+    /// Each cell's two latest reports under different layouts, oldest
+    /// first: cellapps report at their own moments, so when the policy runs
+    /// some have measured the last layout and some the one before.
+    seen: BTreeMap<CellId, Vec<CellReport>>,
+}
+
+impl Tessera {
+    /// Adds this round's reports to those seen, forgetting cells that are
+    /// gone.
+    fn remember(&mut self, layout: &Layout, reports: &BTreeMap<CellId, CellReport>) {
+        self.seen.retain(|c, _| layout.app_of(*c).is_some());
+        for (cell, r) in reports {
+            let kept = self.seen.entry(*cell).or_default();
+            if kept.last().is_some_and(|k| k.epoch == r.epoch) {
+                kept.pop();
+            }
+            kept.push(r.clone());
+            if kept.len() > 2 {
+                kept.remove(0);
+            }
+        }
+    }
+
+    /// The profiles of `cells` along `axis`, each placed on the rectangle
+    /// its cell had when it measured, all measured under one layout (the
+    /// newest they share); `None` if there is no such layout.
+    fn slices(&self, axis: Axis, cells: &[CellId]) -> Option<Vec<Slice>> {
+        let first = self.seen.get(cells.first()?)?;
+        let at = |cell: &CellId, epoch: u64| {
+            self.seen
+                .get(cell)
+                .and_then(|kept| kept.iter().find(|r| r.epoch == epoch))
+        };
+        let epoch = first
+            .iter()
+            .rev()
+            .map(|r| r.epoch)
+            .find(|e| cells.iter().all(|c| at(c, *e).is_some()))?;
+        let i = match axis {
+            Axis::X => 0,
+            Axis::Z => 1,
+        };
+        let mut out = Vec::new();
+        for r in cells.iter().filter_map(|c| at(c, epoch)) {
+            let (a, b) = r.rect.span(axis);
+            let profile = &r.profile[i];
+            let n = profile.len().max(1) as f32;
+            for (k, v) in profile.iter().enumerate() {
+                let (s0, s1) = (a + (b - a) * k as f32 / n, a + (b - a) * (k + 1) as f32 / n);
+                out.push((s0, s1, *v));
+            }
+        }
+        Some(out)
+    }
 }
 
 /// A stretch of a cell's profile along one axis: from, to, load.
@@ -102,52 +226,23 @@ impl Policy for Tessera {
         layout: &Layout,
         reports: &BTreeMap<CellId, CellReport>,
     ) -> Vec<(LineId, f32)> {
+        self.remember(layout, reports);
+        self.round += 1;
+        let round = self.round;
         let cells = layout.cells();
-        // A planned move that was not applied (clamped, or refused) never
-        // bumped the epoch: today's reports are fresh for that line.
-        for m in self.lines.values_mut() {
-            m.epoch = m.epoch.min(layout.epoch);
-        }
         let mut moves = Vec::new();
         for line in layout.lines() {
             let (low, high) = sides(&line, &cells);
             if low.is_empty() || high.is_empty() {
                 continue;
             }
-            let since = self.lines.get(&line.line).map_or(0, |m| m.epoch);
-            let axis = match line.axis {
-                Axis::X => 0,
-                Axis::Z => 1,
-            };
-            let mut slices: Vec<Slice> = Vec::new();
-            let (mut l, mut h) = (0.0f32, 0.0f32);
-            let mut fresh = true;
-            for (c, is_low) in low
-                .iter()
-                .map(|c| (c, true))
-                .chain(high.iter().map(|c| (c, false)))
-            {
-                let Some(r) = reports.get(&c.cell).filter(|r| r.epoch >= since) else {
-                    fresh = false;
-                    break;
-                };
-                let (a, b) = c.rect.span(line.axis);
-                let profile = &r.profile[axis];
-                let n = profile.len().max(1) as f32;
-                for (i, v) in profile.iter().enumerate() {
-                    let (s0, s1) = (a + (b - a) * i as f32 / n, a + (b - a) * (i + 1) as f32 / n);
-                    slices.push((s0, s1, *v));
-                }
-                let sum: f32 = profile.iter().sum();
-                if is_low {
-                    l += sum;
-                } else {
-                    h += sum;
-                }
-            }
-            if !fresh {
+            let ids: Vec<CellId> = low.iter().chain(&high).map(|c| c.cell).collect();
+            let Some(slices) = self.slices(line.axis, &ids) else {
                 continue;
-            }
+            };
+            let total: f32 = slices.iter().map(|s| s.2).sum();
+            let l = below(&slices, line.pos);
+            let h = total - l;
             let (nl, nh) = (low.len() as f32, high.len() as f32);
             let (ml, mh) = (l / nl, h / nh);
             let heavier = ml.max(mh);
@@ -156,22 +251,18 @@ impl Policy for Tessera {
             if heavier < FLOOR || (ml - mh).abs() <= band * heavier {
                 continue;
             }
-            let target = (l + h) * nl / (nl + nh);
+            let target = total * nl / (nl + nh);
             let (lo, hi) = line.range;
-            let mut to = position_for(&slices, target, lo, hi);
-            let state = self.lines.entry(line.line).or_insert(Moved {
-                epoch: 0,
-                dir: 0,
-                swings: 0,
-            });
-            let dir: i8 = if to < line.pos { -1 } else { 1 };
-            let reverses = state.dir != 0 && state.dir != dir;
-            if reverses {
-                to = line.pos + 0.5 * (to - line.pos);
-            }
+            let state = self.lines.entry(line.line).or_default();
+            // The low side is the lighter one: the line goes up.
+            let dir: i8 = if ml < mh { 1 } else { -1 };
+            state.note(line.pos, (ml - mh).abs() / heavier, dir, round);
+            let to = state.within(position_for(&slices, target, lo, hi));
             if (to - line.pos).abs() < MIN_STEP {
+                state.settled(round);
                 continue;
             }
+            let reverses = state.dir != 0 && state.dir != dir;
             state.swings = if reverses {
                 (state.swings + 1).min(MAX_SWINGS)
             } else {
@@ -179,14 +270,6 @@ impl Policy for Tessera {
             };
             state.dir = dir;
             moves.push((line.line, to));
-        }
-        // Each applied move bumps the epoch by one: reports made under the
-        // last of them show the new shape.
-        let after = layout.epoch + moves.len() as u64;
-        for (line, _) in &moves {
-            if let Some(m) = self.lines.get_mut(line) {
-                m.epoch = after;
-            }
         }
         moves
     }

@@ -14,7 +14,7 @@ use tessera::storage::{MemStorage, Storage};
 use tessera::{AppId, Definitions, EntityId, Time, MANAGER};
 use tessera_baseapp::bases::{BaseConfig, Baseapp, ClientInput, ClientOut, Output as BaseOut};
 use tessera_cellapp::behavior::Behaviors;
-use tessera_cellapp::cell::{Cell, CellConfig, EntitySnapshot, Faults};
+use tessera_cellapp::cell::{Cell, CellConfig, EntitySnapshot, Faults, OFFLOAD_HYSTERESIS};
 use tessera_cellapp::index::IndexKind;
 use tessera_cellapp::load::{CostModel, LoadSource};
 use tessera_manager::cluster::{Manager, Output as ManagerOut};
@@ -761,7 +761,11 @@ impl SimWorld {
                     .cells()
                     .into_iter()
                     .filter(|c| c.app == *app)
-                    .any(|c| c.rect.grow(2.5).holds(e.pos.x, e.pos.z));
+                    .any(|c| {
+                        c.rect
+                            .grow(OFFLOAD_HYSTERESIS + 0.5)
+                            .holds(e.pos.x, e.pos.z)
+                    });
                 if !own {
                     return Err(format!(
                         "{} is real on {app} but stands at {:?}, outside its cell",
