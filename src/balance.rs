@@ -224,4 +224,41 @@ mod tests {
         let flat = Rect::new(5.0, 0.0, 5.0, 10.0);
         assert!((profile(&flat, &points, 1.0)[0][0] - 1.0).abs() < 1e-6);
     }
+
+    #[test]
+    fn malformed_reports_are_refused() {
+        let rect = Rect::new(0.0, 0.0, 100.0, 100.0);
+        let good = CellReport::from_points(CellId(1), 3, &rect, &[(10.0, 10.0, 1.0)], 0.2);
+        assert!(good.is_valid());
+        let mut bad = Vec::new();
+        let mut r = good.clone();
+        r.load = f32::NAN;
+        bad.push(r);
+        let mut r = good.clone();
+        r.load = -0.1;
+        bad.push(r);
+        let mut r = good.clone();
+        r.rect.x1 = f32::INFINITY;
+        bad.push(r);
+        let mut r = good.clone();
+        r.rect = Rect {
+            x0: 50.0,
+            z0: 0.0,
+            x1: 10.0,
+            z1: 100.0,
+        };
+        bad.push(r);
+        let mut r = good.clone();
+        r.profile[0] = vec![0.0; PROFILE_BINS + 1];
+        bad.push(r);
+        let mut r = good.clone();
+        r.profile[1][0] = -1.0;
+        bad.push(r);
+        let mut r = good;
+        r.edges[0][0] = Some(f32::NAN);
+        bad.push(r);
+        for r in bad {
+            assert!(!r.is_valid(), "{r:?}");
+        }
+    }
 }

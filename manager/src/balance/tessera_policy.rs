@@ -230,8 +230,11 @@ impl Policy for Tessera {
         self.round += 1;
         let round = self.round;
         let cells = layout.cells();
+        let lines = layout.lines();
+        self.lines
+            .retain(|id, _| lines.iter().any(|l| l.line == *id));
         let mut moves = Vec::new();
-        for line in layout.lines() {
+        for line in lines {
             let (low, high) = sides(&line, &cells);
             if low.is_empty() || high.is_empty() {
                 continue;
