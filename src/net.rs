@@ -19,6 +19,8 @@ pub const SERVER_NAME: &str = "localhost";
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive interval: well under the idle timeout.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// Bytes of datagrams a connection queues each way before dropping the oldest.
+pub const DATAGRAM_BUFFER: usize = 16 * 1024;
 
 /// Errors setting up QUIC.
 #[derive(Debug, thiserror::Error)]
@@ -140,8 +142,12 @@ pub fn transport() -> Arc<quinn::TransportConfig> {
     if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
         t.max_idle_timeout(Some(idle));
     }
-    t.datagram_receive_buffer_size(Some(1 << 20));
-    t.datagram_send_buffer_size(1 << 20);
+    // Datagrams carry positions, where the latest wins: a deep queue would
+    // only deliver stale ones late. When the path is slower than the witness
+    // budget, quinn drops the oldest datagrams beyond these bounds (about two
+    // ticks of a full per-client budget) instead of queueing seconds of them.
+    t.datagram_receive_buffer_size(Some(DATAGRAM_BUFFER));
+    t.datagram_send_buffer_size(DATAGRAM_BUFFER);
     // Fewer acknowledgements: a server sends each client a datagram or more
     // every tick, and one ACK packet per two of them is most of the packets
     // on the wire. Both ends are quinn, which speaks the ACK-frequency extension.
@@ -188,17 +194,40 @@ pub fn client_config(
     Ok(cfg)
 }
 
+/// The UDP buffer size each endpoint asks the kernel for, each way. One
+/// socket carries every client of a baseapp (or every bot of a bots process):
+/// at a thousand clients the default (about 200 KiB) holds only a few
+/// milliseconds of datagrams, so a process that is descheduled for longer
+/// drops them, and the losses stall reliable streams behind retransmissions.
+/// The kernel caps the request at `net.core.rmem_max` / `wmem_max`.
+pub const SOCKET_BUFFER: usize = 8 << 20;
+
 /// Binds an endpoint; with a server configuration it also accepts connections.
 /// Must be called inside a tokio runtime.
 pub fn endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
 ) -> Result<quinn::Endpoint, NetError> {
-    let result = match server {
-        Some(cfg) => quinn::Endpoint::server(cfg, addr),
-        None => quinn::Endpoint::client(addr),
-    };
-    result.map_err(|source| NetError::Bind { addr, source })
+    let bind = |source| NetError::Bind { addr, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .map_err(bind)?;
+    // A smaller buffer than asked for still works: best effort.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into()).map_err(bind)?;
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| bind(std::io::Error::other("no async runtime")))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket.into(),
+        runtime,
+    )
+    .map_err(bind)
 }
 
 /// Connects to `addr` with the given client configuration.

@@ -16,6 +16,9 @@ use tessera_baseapp::driver::BaseappHandle;
 use tessera_cellapp::driver::Cellapp;
 use tessera_manager::driver::ManagerHandle;
 
+/// Client endpoints a cluster spreads its logins over.
+const CLIENT_ENDPOINTS: usize = 8;
+
 /// How to build a test cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterSpec {
@@ -55,6 +58,11 @@ pub struct Cluster {
     pub setup: Setup,
     /// A client endpoint.
     pub endpoint: quinn::Endpoint,
+    /// Endpoints [`Cluster::login`] spreads clients over, so a thousand of
+    /// them are not all behind one socket buffer and one driver task.
+    spread: Vec<quinn::Endpoint>,
+    /// Logins so far, to pick the next endpoint.
+    logins: std::sync::atomic::AtomicUsize,
     /// The data directory.
     pub data: PathBuf,
 }
@@ -139,6 +147,10 @@ impl Cluster {
                 max_frame: tessera::frame::DEFAULT_MAX_FRAME,
             },
             endpoint: tessera::client::endpoint().expect("client endpoint"),
+            spread: (0..CLIENT_ENDPOINTS)
+                .map(|_| tessera::client::endpoint().expect("client endpoint"))
+                .collect(),
+            logins: Default::default(),
             data: data.to_path_buf(),
         }
     }
@@ -177,10 +189,14 @@ impl Cluster {
         create: bool,
     ) -> Result<Client, ClientError> {
         let mut last = None;
+        let n = self
+            .logins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let endpoint = &self.spread[n % self.spread.len()];
         // The baseapp links to the cellapp just after it registers; retry while the world comes up.
         for _ in 0..50 {
             match Client::login_and_connect(
-                &self.endpoint,
+                endpoint,
                 &self.setup,
                 self.manager.login_addr,
                 name,

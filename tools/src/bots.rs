@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use tessera::client::{Client, ClientError, Event, Setup};
 use tokio::sync::Semaphore;
 
+/// Bots sharing one QUIC endpoint (one UDP socket).
+const BOTS_PER_ENDPOINT: usize = 100;
+
 /// `tessera bots`.
 #[derive(Args, Clone, Debug)]
 pub struct BotsArgs {
@@ -182,7 +185,12 @@ pub async fn run(a: BotsArgs) -> anyhow::Result<()> {
         trust,
         max_frame: tessera::frame::DEFAULT_MAX_FRAME,
     };
-    let endpoint = tessera::client::endpoint()?;
+    // One endpoint per BOTS_PER_ENDPOINT bots: each has its own socket and
+    // driver task, so a thousand connections are not all funnelled through
+    // one socket buffer and one task.
+    let endpoints = (0..a.count.div_ceil(BOTS_PER_ENDPOINT).max(1))
+        .map(|_| tessera::client::endpoint())
+        .collect::<Result<Vec<_>, _>>()?;
     let shared = Arc::new(Shared::default());
     let ramp = Arc::new(Semaphore::new(a.ramp.max(1)));
     let run_for = (a.duration > 0).then(|| Duration::from_secs(a.duration));
@@ -193,7 +201,7 @@ pub async fn run(a: BotsArgs) -> anyhow::Result<()> {
     for i in 0..a.count {
         let (setup, endpoint, shared, ramp, prefix) = (
             setup.clone(),
-            endpoint.clone(),
+            endpoints[i / BOTS_PER_ENDPOINT].clone(),
             shared.clone(),
             ramp.clone(),
             a.prefix.clone(),
