@@ -8,6 +8,7 @@ use rand::RngCore;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tessera::frame::{self, frame_bytes};
@@ -25,8 +26,29 @@ use crate::store::Store;
 
 /// The largest frame a client may send.
 pub const MAX_CLIENT_FRAME: usize = 8 * 1024;
-/// Frames queued for one client before it counts as too slow.
-const CLIENT_QUEUE: usize = 4096;
+/// Bytes of stream frames queued for one client before it counts as too
+/// slow and is disconnected. Counted in bytes, not frames: a crowd means many
+/// small frames, and what matters is how far behind the client is.
+const CLIENT_QUEUE_BYTES: usize = 1 << 20;
+
+/// The queue of stream frames for one client, bounded in bytes.
+#[derive(Clone)]
+struct Writer {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    /// Queues a frame; `false` if the client is already too far behind (or gone).
+    fn send(&self, frame: Vec<u8>) -> bool {
+        let len = frame.len();
+        if self.queued.load(Ordering::Relaxed) + len > CLIENT_QUEUE_BYTES {
+            return false;
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        self.tx.send(frame).is_ok()
+    }
+}
 
 /// How to run a baseapp.
 #[derive(Clone)]
@@ -85,7 +107,7 @@ impl BaseappHandle {
 enum ClientEvent {
     Hello {
         conn: quinn::Connection,
-        writer: mpsc::Sender<Vec<u8>>,
+        writer: Writer,
         protocol: u16,
         digest: [u8; 32],
         ticket: tessera::proto::Ticket,
@@ -96,7 +118,7 @@ enum ClientEvent {
 
 struct Conn {
     conn: quinn::Connection,
-    writer: mpsc::Sender<Vec<u8>>,
+    writer: Writer,
 }
 
 /// Starts a baseapp.
@@ -228,7 +250,12 @@ async fn client_conn(
                 return;
             }
         };
-    let (writer, mut queue) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE);
+    let (tx, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = Writer {
+        tx,
+        queued: Arc::new(AtomicUsize::new(0)),
+    };
+    let queued = writer.queued.clone();
     tokio::spawn(async move {
         while let Some(first) = queue.recv().await {
             let mut buf = first;
@@ -241,6 +268,7 @@ async fn client_conn(
             if send.write_all(&buf).await.is_err() {
                 break;
             }
+            queued.fetch_sub(buf.len(), Ordering::Relaxed);
         }
     });
     let hello = ClientEvent::Hello {
@@ -503,7 +531,7 @@ impl Driver {
         let Some(c) = self.conns.get(&id) else { return };
         match out {
             ClientOut::Reliable(bytes) => {
-                if c.writer.try_send(frame_bytes(&bytes)).is_err() {
+                if !c.writer.send(frame_bytes(&bytes)) {
                     tracing::warn!(client = id, "client cannot keep up; disconnecting");
                     c.conn.close(close::SLOW.into(), b"client cannot keep up");
                     self.conns.remove(&id);

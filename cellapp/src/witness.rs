@@ -122,6 +122,29 @@ struct Known {
     sent_yaw: f32,
     sent_tick: u64,
     unconfirmed: bool,
+    /// [`props_digest`] of the public properties the client has.
+    props: u64,
+}
+
+/// Updates after arriving from another cell in which missing entities are
+/// kept (see `Witness::grace`): half a second at 10 Hz.
+pub const ARRIVAL_GRACE: u8 = 5;
+
+/// A digest of an entity's public properties (FNV-1a over their encoding):
+/// equal digests mean the client has what the cell has. Fixed, not seeded,
+/// so every cell computes the same one.
+fn props_digest(v: &PropsView<'_>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for i in v.public {
+        let Some(value) = v.props.get(*i as usize) else {
+            continue;
+        };
+        let bytes = encode_body(&(i, value));
+        for b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 /// Client-ready bytes from one witness update.
@@ -155,8 +178,16 @@ pub struct Witness {
     order: Vec<(EntityId, u32)>,
     /// Set when the witness arrives from another cell: property changes made
     /// while it travelled were not seen here, so the next update resends the
-    /// public properties of everything known.
+    /// public properties of every known entity whose digest differs from
+    /// the one the client has (BigWorld compares event numbers instead).
     refresh: bool,
+    /// Updates left in which a known entity missing from the candidates,
+    /// last seen within the radius, is kept rather than sent a `Leave`. Set when the witness arrives from
+    /// another cell: that cell's ghosts of entities across other lines may
+    /// still be on their way (a line that moves far at once widens the area
+    /// the cell must ghost), and a leave then an enter of each would resend
+    /// whole entities to the client for nothing.
+    grace: u8,
     /// Movers: (priority bits << 32 | slot in `known`, candidate index).
     moving: Vec<(u64, u32)>,
 }
@@ -182,6 +213,7 @@ impl Witness {
             next: Vec::new(),
             order: Vec::new(),
             refresh: false,
+            grace: 0,
             moving: Vec::new(),
         }
     }
@@ -197,6 +229,7 @@ impl Witness {
                 sent_yaw: k.sent_yaw,
                 age: tick.saturating_sub(k.sent_tick).min(u64::from(u32::MAX)) as u32,
                 unconfirmed: k.unconfirmed,
+                props: k.props,
             })
             .collect()
     }
@@ -214,6 +247,7 @@ impl Witness {
                         sent_yaw: k.sent_yaw,
                         sent_tick: tick.saturating_sub(u64::from(k.age)),
                         unconfirmed: k.unconfirmed,
+                        props: k.props,
                     },
                 )
             })
@@ -221,6 +255,7 @@ impl Witness {
         w.known.sort_by_key(|(id, _)| *id);
         w.known.dedup_by_key(|(id, _)| *id);
         w.refresh = true;
+        w.grace = ARRIVAL_GRACE;
         w
     }
 
@@ -322,16 +357,26 @@ impl Witness {
                     (c, None, Some(self.order[j - 1].1))
                 }
             };
-            // An id the candidates lack (known only) has left the outer radius.
+            // An id the candidates lack (known only) has left the outer
+            // radius, or, just after arriving, may not be ghosted here yet.
             let Some(cand) = cand else {
-                out.reliable
-                    .push(encode_body(&ServerMsg::Leave { entity: id }));
+                // Kept only if last seen within the radius, so one that
+                // really walks off is gone a few metres past the band.
+                let near =
+                    |k: &Known| (k.sent.x - center.x).powi(2) + (k.sent.z - center.z).powi(2) <= r2;
+                match old {
+                    Some(k) if self.grace > 0 && near(&k) => self.next.push((id, k)),
+                    _ => out
+                        .reliable
+                        .push(encode_body(&ServerMsg::Leave { entity: id })),
+                }
                 continue;
             };
             let v = candidates[cand as usize];
             let d2 = (v.pos.x - center.x).powi(2) + (v.pos.z - center.z).powi(2);
             match old {
                 None if d2 <= r2 => {
+                    let p = scene.props(id);
                     self.next.push((
                         id,
                         Known {
@@ -339,6 +384,7 @@ impl Witness {
                             sent_yaw: v.yaw,
                             sent_tick: tick,
                             unconfirmed: false,
+                            props: p.as_ref().map(props_digest).unwrap_or(0),
                         },
                     ));
                     out.reliable.push(encode_body(&ServerMsg::Enter {
@@ -346,21 +392,23 @@ impl Witness {
                         type_id: v.type_id,
                         pos: v.pos.to_array(),
                         yaw: v.yaw,
-                        props: scene
-                            .props(id)
-                            .map(|p| public_props(&p, None))
-                            .unwrap_or_default(),
+                        props: p.map(|p| public_props(&p, None)).unwrap_or_default(),
                         sent_us: now_us,
                     }));
                 }
                 None => {}
                 Some(mut k) if d2 <= outer2 => {
                     if let Some(p) = (v.dirty || self.refresh).then(|| scene.props(id)).flatten() {
+                        let digest = props_digest(&p);
+                        // After a move only what differs is resent, and whole.
                         let only = (!self.refresh).then_some(p.dirty);
-                        let props = public_props(&p, only);
-                        if !props.is_empty() {
-                            out.reliable
-                                .push(encode_body(&ServerMsg::Props { entity: id, props }));
+                        if digest != k.props {
+                            let props = public_props(&p, only);
+                            if !props.is_empty() {
+                                out.reliable
+                                    .push(encode_body(&ServerMsg::Props { entity: id, props }));
+                            }
+                            k.props = digest;
                         }
                     }
                     if k.sent != v.pos || k.sent_yaw != v.yaw {
@@ -392,6 +440,7 @@ impl Witness {
         }
         std::mem::swap(&mut self.known, &mut self.next);
         self.refresh = false;
+        self.grace = self.grace.saturating_sub(1);
         self.send_positions(tick, now_us, candidates, budget, out);
     }
 

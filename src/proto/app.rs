@@ -356,6 +356,9 @@ pub struct KnownState {
     pub age: u32,
     /// Whether the last position went only by datagram.
     pub unconfirmed: bool,
+    /// A digest of the entity's public properties as the client has them;
+    /// the new cell resends them only if its own digest differs.
+    pub props: u64,
 }
 
 /// A real entity in transit from one cell to another: everything it is.

@@ -1400,3 +1400,72 @@ fn equal_wait_sends_the_nearest_mover_whatever_the_history() {
         "the nearest mover waits behind a far one"
     );
 }
+
+#[test]
+fn a_moved_witness_resends_only_the_props_that_changed_while_it_travelled() {
+    let mut world = World::new(Vec3::ZERO);
+    let (a, b) = (EntityId(7), EntityId(8));
+    world.spawn(
+        a,
+        type_named("Avatar"),
+        Vec3::new(10.0, 0.0, 0.0),
+        0.0,
+        1,
+        0,
+    );
+    world.spawn(
+        b,
+        type_named("Avatar"),
+        Vec3::new(-10.0, 0.0, 0.0),
+        0.0,
+        2,
+        0,
+    );
+    world.end_tick();
+    let mut client = Client::new(50.0, unlimited(5.0));
+    client.step(&world);
+    assert_eq!(client.in_view(), BTreeSet::from([a, b]));
+    // The witness moves cell; while it travels, `a` changes a public
+    // property, and the change is no longer marked when the witness lands.
+    let known = client.witness.export(client.tick);
+    let emote = prop_index("Avatar", "emote");
+    world.set_prop(a, emote, Value::Int(77));
+    world.end_tick();
+    let mut moved = Witness::import(50.0, &known, client.tick);
+    let mut out = WitnessOut::default();
+    let cands = client.candidates(&world);
+    moved.update(
+        ME,
+        world.center(),
+        client.tick + 1,
+        client.now_us() + 50_000,
+        &cands,
+        |id| world.visible(id),
+        &client.budget,
+        &mut out,
+    );
+    let msgs: Vec<ServerMsg> = out
+        .reliable
+        .iter()
+        .map(|b| decode(b).expect("reliable message decodes"))
+        .collect();
+    let [ServerMsg::Props { entity, props }] = msgs.as_slice() else {
+        panic!("want the props of the one entity that changed, got {msgs:?}");
+    };
+    assert_eq!(*entity, a);
+    let got: BTreeMap<u16, Value> = props.iter().cloned().collect();
+    assert_eq!(got, world.public_props(a), "resent whole");
+    // Once current, nothing more.
+    out.clear();
+    moved.update(
+        ME,
+        world.center(),
+        client.tick + 2,
+        client.now_us() + 100_000,
+        &cands,
+        |id| world.visible(id),
+        &client.budget,
+        &mut out,
+    );
+    assert!(out.reliable.is_empty(), "{:?}", out.reliable);
+}
