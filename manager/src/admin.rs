@@ -1,8 +1,10 @@
 //! The manager's admin HTTP: `/healthz`, `/api/cluster` (JSON: every app,
 //! its role, addresses, load and client count), `/api/spaces/1/layout` (the
 //! cells and cut lines), and `POST /api/spaces/1/lines/{line}` with
-//! `{"pos": metres}` to move a line by hand, and `POST /api/apps/{app}/retire`
-//! to have a cellapp hand its cell to the others and go. The driver publishes a fresh
+//! `{"pos": metres}` to move a line by hand, `POST /api/apps/{app}/retire`
+//! to have a cellapp hand its cell to the others and go, and
+//! `POST /api/balance` with `{"policy": name}` to switch the balancing policy
+//! while the world runs (`static` holds the lines where they are). The driver publishes a fresh
 //! [`ClusterView`] whenever membership, load or the layout changes; moves go
 //! to the driver as [`Command`]s.
 
@@ -55,6 +57,13 @@ pub enum Command {
         /// The answer.
         reply: oneshot::Sender<Result<LayoutView, String>>,
     },
+    /// Switch the balancing policy; the answer is `Ok` once it is in force.
+    SetPolicy {
+        /// One of [`crate::balance::POLICIES`].
+        name: String,
+        /// The answer.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Retire a cellapp; the answer is `Ok` once the retirement has begun.
     Retire {
         /// The cellapp.
@@ -62,6 +71,13 @@ pub enum Command {
         /// The answer.
         reply: oneshot::Sender<Result<(), String>>,
     },
+}
+
+/// The body of a policy switch.
+#[derive(Debug, Deserialize)]
+pub struct PolicyBody {
+    /// One of [`crate::balance::POLICIES`].
+    pub policy: String,
 }
 
 /// The body of a line move.
@@ -124,46 +140,59 @@ async fn move_line(
     if space != 1 {
         return Err((StatusCode::NOT_FOUND, format!("no space {space}\n")));
     }
-    let (reply, answer) = oneshot::channel();
-    let cmd = Command::MoveLine {
+    let pos = body.pos;
+    let view = ask(&s, |reply| Command::MoveLine {
         line: LineId(line),
-        pos: body.pos,
+        pos,
         reply,
-    };
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+async fn set_policy(
+    State(s): State<AdminState>,
+    Json(body): Json<PolicyBody>,
+) -> Result<String, (StatusCode, String)> {
+    let name = body.policy;
+    ask(&s, |reply| Command::SetPolicy {
+        name: name.clone(),
+        reply,
+    })
+    .await?;
+    Ok(format!("balancing with {name}\n"))
+}
+
+/// Sends a command and waits for its answer: 503 if the manager is stopping,
+/// 400 with the reason if the command was refused.
+async fn ask<T>(
+    s: &AdminState,
+    cmd: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Command,
+) -> Result<T, (StatusCode, String)> {
+    let (reply, answer) = oneshot::channel();
     let gone = || {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "manager stopping\n".to_string(),
         )
     };
-    s.commands.send(cmd).map_err(|_| gone())?;
-    match answer.await.map_err(|_| gone())? {
-        Ok(view) => Ok(Json(view)),
-        Err(e) => Err((StatusCode::BAD_REQUEST, format!("{e}\n"))),
-    }
+    s.commands.send(cmd(reply)).map_err(|_| gone())?;
+    answer
+        .await
+        .map_err(|_| gone())?
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))
 }
 
 async fn retire(
     State(s): State<AdminState>,
     Path(app): Path<u32>,
 ) -> Result<String, (StatusCode, String)> {
-    let (reply, answer) = oneshot::channel();
-    let gone = || {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "manager stopping\n".to_string(),
-        )
-    };
-    s.commands
-        .send(Command::Retire {
-            app: tessera::AppId(app),
-            reply,
-        })
-        .map_err(|_| gone())?;
-    match answer.await.map_err(|_| gone())? {
-        Ok(()) => Ok(format!("cellapp {app} retiring\n")),
-        Err(e) => Err((StatusCode::BAD_REQUEST, format!("{e}\n"))),
-    }
+    ask(&s, |reply| Command::Retire {
+        app: tessera::AppId(app),
+        reply,
+    })
+    .await?;
+    Ok(format!("cellapp {app} retiring\n"))
 }
 
 /// The admin router.
@@ -174,6 +203,7 @@ pub fn router(view: Shared, commands: mpsc::UnboundedSender<Command>) -> Router 
         .route("/api/spaces/{space}/layout", get(layout))
         .route("/api/spaces/{space}/lines/{line}", post(move_line))
         .route("/api/apps/{app}/retire", post(retire))
+        .route("/api/balance", post(set_policy))
         .with_state(AdminState { view, commands })
 }
 

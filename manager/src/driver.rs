@@ -296,6 +296,17 @@ async fn run(
                     let _ = reply.send(result);
                     publish(&core, &view);
                 }
+                admin::Command::SetPolicy { name, reply } => {
+                    let result = match crate::balance::policy(&name) {
+                        Some(p) => {
+                            core.set_policy(p);
+                            tracing::info!(policy = %name, "balancing policy switched");
+                            Ok(())
+                        }
+                        None => Err(ManagerError::UnknownPolicy(name).to_string()),
+                    };
+                    let _ = reply.send(result);
+                }
                 admin::Command::Retire { app, reply } => {
                     let result = core.retire(Time::now(), app).map_err(|e| e.to_string());
                     let _ = reply.send(result);
