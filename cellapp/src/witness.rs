@@ -134,17 +134,29 @@ pub const ARRIVAL_GRACE: u8 = 5;
 /// equal digests mean the client has what the cell has. Fixed, not seeded,
 /// so every cell computes the same one.
 fn props_digest(v: &PropsView<'_>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     for i in v.public {
-        let Some(value) = v.props.get(*i as usize) else {
-            continue;
-        };
-        let bytes = encode_body(&(i, value));
-        for b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        if let Some(value) = v.props.get(*i as usize) {
+            // Writing into the hasher cannot fail.
+            let _ = postcard::to_io(&(i, value), &mut h);
         }
     }
-    h
+    h.0
+}
+
+/// FNV-1a, fed by postcard without an intermediate buffer.
+struct Fnv(u64);
+
+impl std::io::Write for Fnv {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Client-ready bytes from one witness update.
@@ -399,16 +411,28 @@ impl Witness {
                 None => {}
                 Some(mut k) if d2 <= outer2 => {
                     if let Some(p) = (v.dirty || self.refresh).then(|| scene.props(id)).flatten() {
-                        let digest = props_digest(&p);
-                        // After a move only what differs is resent, and whole.
-                        let only = (!self.refresh).then_some(p.dirty);
-                        if digest != k.props {
-                            let props = public_props(&p, only);
-                            if !props.is_empty() {
-                                out.reliable
-                                    .push(encode_body(&ServerMsg::Props { entity: id, props }));
-                            }
+                        // After a move only entities whose digest differs
+                        // are resent, and whole; otherwise the changed
+                        // public properties, if any.
+                        let props = if self.refresh {
+                            let digest = props_digest(&p);
+                            let stale = digest != k.props;
                             k.props = digest;
+                            if stale {
+                                public_props(&p, None)
+                            } else {
+                                Vec::new()
+                            }
+                        } else {
+                            let changed = public_props(&p, Some(p.dirty));
+                            if !changed.is_empty() {
+                                k.props = props_digest(&p);
+                            }
+                            changed
+                        };
+                        if !props.is_empty() {
+                            out.reliable
+                                .push(encode_body(&ServerMsg::Props { entity: id, props }));
                         }
                     }
                     if k.sent != v.pos || k.sent_yaw != v.yaw {

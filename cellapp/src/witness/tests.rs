@@ -1469,3 +1469,61 @@ fn a_moved_witness_resends_only_the_props_that_changed_while_it_travelled() {
     );
     assert!(out.reliable.is_empty(), "{:?}", out.reliable);
 }
+
+#[test]
+fn a_moved_witness_keeps_an_unghosted_neighbour_for_its_grace_only() {
+    let mut world = World::new(Vec3::ZERO);
+    let (near, far) = (EntityId(7), EntityId(8));
+    world.spawn(
+        near,
+        type_named("Avatar"),
+        Vec3::new(10.0, 0.0, 0.0),
+        0.0,
+        1,
+        0,
+    );
+    world.spawn(
+        far,
+        type_named("Avatar"),
+        Vec3::new(52.0, 0.0, 0.0),
+        0.0,
+        2,
+        0,
+    );
+    world.end_tick();
+    let mut client = Client::new(50.0, unlimited(5.0));
+    // `far` enters at 48 m, then stands in the hysteresis band.
+    world.move_to(far, Vec3::new(48.0, 0.0, 0.0), 0.0, 1);
+    client.step(&world);
+    world.end_tick();
+    world.move_to(far, Vec3::new(52.0, 0.0, 0.0), 0.0, 2);
+    client.step(&world);
+    world.end_tick();
+    client.step(&world);
+    assert_eq!(client.in_view(), BTreeSet::from([near, far]));
+    // The witness lands on a cell that holds neither yet.
+    let known = client.witness.export(client.tick);
+    let mut moved = Witness::import(50.0, &known, client.tick);
+    let mut leaves = Vec::new();
+    for t in 1..=u64::from(ARRIVAL_GRACE) + 1 {
+        let mut out = WitnessOut::default();
+        moved.update(
+            ME,
+            world.center(),
+            client.tick + t,
+            client.now_us() + t * 50_000,
+            &[],
+            |id| world.visible(id),
+            &client.budget,
+            &mut out,
+        );
+        for b in &out.reliable {
+            if let ServerMsg::Leave { entity } = decode(b).expect("decodes") {
+                leaves.push((t, entity));
+            }
+        }
+    }
+    // The one last seen beyond the radius leaves at once; the one within it
+    // is kept through the grace and leaves after it.
+    assert_eq!(leaves, vec![(1, far), (u64::from(ARRIVAL_GRACE) + 1, near)]);
+}

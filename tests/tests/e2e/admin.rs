@@ -100,5 +100,14 @@ async fn layout_is_cut_per_cellapp_and_lines_move_by_hand() {
     )
     .await;
     assert!(head.starts_with("HTTP/1.1 4"), "{head}");
+    // The balancing policy can be switched; an unknown one is refused by name.
+    let (head, body) = post(admin, "/api/balance", r#"{"policy": "bigworld"}"#).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    let (head, body) = post(admin, "/api/balance", r#"{"policy": "magic"}"#).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(
+        body.contains("\"magic\"") && body.contains("tessera"),
+        "{body}"
+    );
     cluster.stop().await;
 }

@@ -226,19 +226,37 @@ fn every_check_catches_its_planted_fault() {
     );
 }
 
+/// Four cellapps, 60 NPCs and 16 clients walking on 400 m: the world of the
+/// line, crash and elastic-cell tests.
+fn four_cells(seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        cellapps: 4,
+        npcs: 15,
+        clients: 16,
+        size: 400.0,
+        ..SimConfig::default()
+    }
+}
+
+/// After the world is stilled: every entity real once where it belongs, and
+/// every view equal to the truth.
+fn settled_and_seen(w: &SimWorld, entities: usize, seed: u64) {
+    let ctx = |e: String| format!("seed {seed}: {e}\nreplay with this seed");
+    w.check_settled(entities)
+        .map_err(ctx)
+        .unwrap_or_else(|e| panic!("{e}"));
+    w.check_views(5.0)
+        .map_err(ctx)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// A line moved by hand while everyone walks: entities on the side that
 /// changed hands migrate, and nothing is lost.
 #[test]
 fn a_moved_line_migrates_entities_without_loss() {
     for seed in 1..=50 {
-        let cfg = SimConfig {
-            seed,
-            cellapps: 4,
-            npcs: 15,
-            clients: 16,
-            size: 400.0,
-            ..SimConfig::default()
-        };
+        let cfg = four_cells(seed);
         let mut w = SimWorld::new(&cfg);
         w.run_until(4_000_000);
         let before = w.offloads();
@@ -250,13 +268,7 @@ fn a_moved_line_migrates_entities_without_loss() {
         assert!(w.offloads() > before, "seed {seed}: nothing migrated");
         w.freeze();
         w.run_until(11_000_000);
-        let ctx = |e: String| format!("seed {seed}: {e}");
-        w.check_settled(cfg.cellapps * cfg.npcs + cfg.clients)
-            .map_err(ctx)
-            .unwrap_or_else(|e| panic!("{e}"));
-        w.check_views(5.0)
-            .map_err(ctx)
-            .unwrap_or_else(|e| panic!("{e}"));
+        settled_and_seen(&w, cfg.cellapps * cfg.npcs + cfg.clients, seed);
     }
 }
 
@@ -266,14 +278,7 @@ fn a_moved_line_migrates_entities_without_loss() {
 #[test]
 fn a_cellapp_can_be_killed_at_any_step() {
     for seed in 1..=20 {
-        let cfg = SimConfig {
-            seed,
-            cellapps: 4,
-            npcs: 15,
-            clients: 16,
-            size: 400.0,
-            ..SimConfig::default()
-        };
+        let cfg = four_cells(seed);
         let mut w = SimWorld::new(&cfg);
         // Kill at a step the seed chooses.
         w.run_until(2_000_000 + seed * 97_531);
@@ -296,14 +301,7 @@ fn a_cellapp_can_be_killed_at_any_step() {
 #[test]
 fn cellapps_join_and_retire_without_loss() {
     for seed in 1..=30 {
-        let cfg = SimConfig {
-            seed,
-            cellapps: 4,
-            npcs: 15,
-            clients: 16,
-            size: 400.0,
-            ..SimConfig::default()
-        };
+        let cfg = four_cells(seed);
         let entities = cfg.cellapps * cfg.npcs + cfg.clients;
         let mut w = SimWorld::new(&cfg);
         w.run_until(3_000_000);
@@ -336,13 +334,7 @@ fn cellapps_join_and_retire_without_loss() {
         assert_eq!(area(&w, leaving), 0.0, "seed {seed}");
         w.freeze();
         w.run_until(39_000_000);
-        let ctx = |e: String| format!("seed {seed}: {e}\nreplay with this seed");
-        w.check_settled(entities)
-            .map_err(ctx)
-            .unwrap_or_else(|e| panic!("{e}"));
-        w.check_views(5.0)
-            .map_err(ctx)
-            .unwrap_or_else(|e| panic!("{e}"));
+        settled_and_seen(&w, entities, seed);
     }
 }
 
