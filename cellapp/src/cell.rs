@@ -124,6 +124,8 @@ pub struct EntitySnapshot {
 }
 
 mod haunt;
+#[cfg(test)]
+mod tests;
 pub use haunt::OFFLOAD_HYSTERESIS;
 
 /// The spatial index is keyed by slot in `reals`, not by entity id, so a
@@ -201,7 +203,17 @@ pub struct Cell {
     behaviors: Behaviors,
     reals: Vec<Real>,
     slot: FxHashMap<EntityId, usize>,
+    /// Keys are slots in `reals`, always exactly `0..reals.len()`. The
+    /// positions are brought up to date only before a query (see
+    /// [`Cell::sync_index`]): a cell with no witnesses never asks, so it
+    /// never pays for keeping them.
     index: Box<dyn SpatialIndex>,
+    /// Entries that moved at or after this tick have stale positions in the
+    /// index.
+    indexed_tick: u64,
+    /// Slots were reordered since the index was last brought up to date: it
+    /// is rebuilt whole.
+    index_stale: bool,
     ids: IdPool,
     rng: ChaCha8Rng,
     tick: u64,
@@ -261,6 +273,8 @@ impl Cell {
             behaviors,
             reals: Vec::new(),
             slot: FxHashMap::default(),
+            indexed_tick: 0,
+            index_stale: false,
             ids: IdPool::new(ids),
             tick: 0,
             last_tick: None,
@@ -424,11 +438,29 @@ impl Cell {
         });
         for (i, r) in self.reals.iter().enumerate() {
             self.slot.insert(r.id, i);
-            self.index.remove(key(i));
         }
-        for (i, r) in self.reals.iter().enumerate() {
-            self.index.insert(key(i), xz(r.pos));
+        self.index_stale = true;
+    }
+
+    /// Brings the index's positions up to date before a query: every entry
+    /// that moved since the last time, or all of them after a reorder.
+    fn sync_index(&mut self) {
+        if self.index_stale {
+            for i in 0..self.reals.len() {
+                self.index.remove(key(i));
+            }
+            for (i, r) in self.reals.iter().enumerate() {
+                self.index.insert(key(i), xz(r.pos));
+            }
+        } else {
+            for (i, r) in self.reals.iter().enumerate() {
+                if r.moved_tick >= self.indexed_tick {
+                    self.index.update(key(i), xz(r.pos));
+                }
+            }
         }
+        self.index_stale = false;
+        self.indexed_tick = self.tick;
     }
 
     fn cell_state(&self, real: &Real) -> CellState {
@@ -561,7 +593,7 @@ impl Cell {
         let witness = info
             .def
             .has_client
-            .then(|| Witness::new(info.def.aoi_radius));
+            .then(|| Box::new(Witness::new(info.def.aoi_radius)));
         let max_speed = info.def.max_speed;
         let own = info.own.clone();
         let mut real = Real::new(
@@ -733,12 +765,6 @@ impl Cell {
         if tick % REORDER_TICKS == 1 {
             self.reorder();
         }
-        // The index follows everything that moved since the last tick.
-        for (i, real) in self.reals.iter().enumerate() {
-            if real.moved_tick + 1 >= tick {
-                self.index.update(key(i), xz(real.pos));
-            }
-        }
         self.run_ghosting();
         self.run_offload(tick);
         if witnesses {
@@ -843,6 +869,7 @@ impl Cell {
     }
 
     fn run_witnesses(&mut self, tick: u64, now: Time) {
+        self.sync_index();
         let budget = self.cfg.budget;
         let mut out = std::mem::take(&mut self.scratch_out);
         let mut ids = std::mem::take(&mut self.scratch_ids);
@@ -934,18 +961,20 @@ impl Cell {
         let period = u64::from(self.cfg.backup_ticks.max(1));
         for i in 0..self.reals.len() {
             let r = &self.reals[i];
-            // Spread over the period: each real has its own phase.
+            // Spread over the period: each real has its own phase. The phase
+            // is checked first: it reads only the entry's first cache line.
+            if r.id.0.wrapping_add(tick) % period != 0 {
+                continue;
+            }
             if let Some(base) = r.base {
-                if (r.id.0.wrapping_add(tick)) % period == 0 {
-                    let state = self.cell_state(r);
-                    self.outbox.push((
-                        base,
-                        AppMsg::Backup {
-                            entity: r.id,
-                            state,
-                        },
-                    ));
-                }
+                let state = self.cell_state(r);
+                self.outbox.push((
+                    base,
+                    AppMsg::Backup {
+                        entity: r.id,
+                        state,
+                    },
+                ));
             }
         }
     }

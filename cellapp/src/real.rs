@@ -40,51 +40,62 @@ pub enum MoveError {
 }
 
 /// The cell half of one entity.
+///
+/// The fields every tick reads for every entry (identity, place, ghost
+/// state, witness pointer, changes, haunts, goal) come first and fill the
+/// first two cache lines; `repr(C)` keeps that order. The tick's passes and
+/// the ghost updates then touch one or two lines per entity instead of
+/// five or six, which is most of what a tick of a crowded cell costs. The
+/// witness is boxed for the same reason: only client entities have one.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Real {
     /// Its id.
     pub id: EntityId,
-    /// Its type.
-    pub type_id: TypeId,
     /// Position.
     pub pos: Vec3,
     /// Facing.
     pub yaw: f32,
-    /// Every property by index (base-side ones hold their defaults, unused).
-    pub props: Vec<Value>,
-    /// Properties changed this tick.
-    pub dirty: Vec<u16>,
-    /// The baseapp holding its base, if it has one.
-    pub base: Option<AppId>,
-    /// Its AoI, if a client controls it.
-    pub witness: Option<Witness>,
     /// The tick it last moved.
     pub moved_tick: u64,
+    /// Set if this entry is a ghost: where the real is, and the stamp of the
+    /// newest ghost message applied.
+    pub ghost: Option<(AppId, Stamp)>,
+    /// Its type.
+    pub type_id: TypeId,
+    /// Its AoI, if a client controls it.
+    pub witness: Option<Box<Witness>>,
+    /// Properties changed this tick.
+    pub dirty: Vec<u16>,
+    /// Cellapps holding a ghost of this real (kept inline: the ghosting
+    /// pass reads it for every real near an edge, every tick).
+    pub haunts: Haunts,
+    /// Where a server-driven entity is heading.
+    pub goal: Option<Vec3>,
+    /// Every property by index (base-side ones hold their defaults, unused).
+    pub props: Vec<Value>,
+    /// The baseapp holding its base, if it has one.
+    pub base: Option<AppId>,
     /// The last client move sequence applied.
     pub move_seq: u32,
     /// Metres the client may still move (refills at the speed limit).
     pub allowance: f32,
-    /// Where a server-driven entity is heading.
-    pub goal: Option<Vec3>,
-    /// Messages for its own client, flushed at the end of the tick.
-    pub to_own_client: Vec<Vec<u8>>,
-    /// Set if this entry is a ghost: where the real is, and the stamp of the
-    /// newest ghost message applied.
-    pub ghost: Option<(AppId, Stamp)>,
-    /// Cellapps holding a ghost of this real (kept inline: the ghosting
-    /// pass reads it for every real near an edge, every tick).
-    pub haunts: Haunts,
     /// How many times the real has moved cell.
     pub version: u32,
     /// Counter of ghost messages sent at this version.
     pub ghost_n: u32,
     /// The next sequence number expected on the channel from the base.
     pub next_seq: u64,
-    /// Channel messages that arrived ahead of their turn.
-    pub pending: BTreeMap<u64, EntityMsg>,
     /// The next output sequence for its client's stream frames.
     pub out_seq: u64,
+    /// Messages for its own client, flushed at the end of the tick.
+    pub to_own_client: Vec<Vec<u8>>,
+    /// Channel messages that arrived ahead of their turn.
+    pub pending: BTreeMap<u64, EntityMsg>,
 }
+
+// The hot fields end within the first two cache lines.
+const _: () = assert!(std::mem::offset_of!(Real, props) <= 128);
 
 impl Real {
     /// A real with nothing but its identity, place and properties.

@@ -337,7 +337,7 @@ impl Cell {
             if skip_refresh {
                 w.skip_refresh();
             }
-            w
+            Box::new(w)
         });
         r.move_seq = o.move_seq;
         r.allowance = o.allowance;

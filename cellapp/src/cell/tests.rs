@@ -1,0 +1,121 @@
+//! Cell-level checks that need the cell's private parts: the spatial index
+//! is brought up to date only when a witness asks, and must then answer as
+//! if it had followed every move.
+
+use super::*;
+use crate::behavior::Wanderer;
+use std::path::Path;
+
+fn defs() -> Definitions {
+    let text = r#"
+        [types.Npc]
+        max_speed = 6.0
+        [types.Npc.properties]
+        mood = { type = "int", flags = "OTHER_CLIENTS" }
+        [types.Watcher]
+        has_client = true
+        aoi_radius = 50.0
+        max_speed = 6.0
+    "#;
+    match Definitions::parse(text, Path::new("cell-tests.toml")) {
+        Ok(d) => d,
+        Err(e) => panic!("test definitions: {e}"),
+    }
+}
+
+fn cell(index: IndexKind) -> Cell {
+    let mut behaviors = Behaviors::default();
+    behaviors.register("Npc", Box::new(Wanderer));
+    let cfg = CellConfig {
+        bounds: [0.0, 0.0, 300.0, 300.0],
+        index,
+        ..CellConfig::default()
+    };
+    Cell::new(
+        &defs(),
+        behaviors,
+        cfg,
+        IdBlock {
+            next: 1,
+            end: 1 << 30,
+        },
+    )
+}
+
+/// The index's answer and the brute-force one, for queries over the cell.
+fn check_index(cell: &mut Cell) {
+    cell.sync_index();
+    assert_eq!(cell.index.len(), cell.reals.len());
+    for (cx, cz, r) in [
+        (150.0, 150.0, 60.0),
+        (10.0, 20.0, 40.0),
+        (290.0, 150.0, 80.0),
+    ] {
+        let center = Vec2::new(cx, cz);
+        let mut found = Vec::new();
+        cell.index.within(center, r, &mut found);
+        let mut found: Vec<EntityId> = found.iter().map(|k| cell.reals[k.0 as usize].id).collect();
+        found.sort();
+        let mut truth: Vec<EntityId> = cell
+            .reals
+            .iter()
+            .filter(|e| xz(e.pos).distance(center) <= r)
+            .map(|e| e.id)
+            .collect();
+        truth.sort();
+        assert_eq!(found, truth, "query at ({cx}, {cz}) radius {r}");
+    }
+}
+
+fn watcher(cell: &mut Cell, n: u64) {
+    let ty = defs().by_name("Watcher").map_or(TypeId(1), |t| t.id);
+    cell.handle(
+        Time(0),
+        AppId(9),
+        AppMsg::CreateEntity {
+            entity: EntityId((1 << 40) + n),
+            type_id: ty,
+            state: CellState {
+                pos: [100.0 + n as f32, 0.0, 100.0],
+                yaw: 0.0,
+                props: vec![],
+            },
+        },
+    );
+}
+
+#[test]
+fn an_index_left_behind_without_witnesses_answers_exactly_when_asked() {
+    for kind in [IndexKind::Grid, IndexKind::RTree] {
+        let mut c = cell(kind);
+        c.spawn("Npc", 300);
+        // Well past two reorders with nobody asking.
+        for t in 1..=150u64 {
+            c.tick(Time(t * 100_000));
+        }
+        assert!(
+            c.index_stale || c.indexed_tick < 150,
+            "{kind}: nothing asked, nothing kept"
+        );
+        c.spawn("Npc", 20);
+        let gone: Vec<EntityId> = c.reals.iter().step_by(7).map(|r| r.id).collect();
+        for id in gone {
+            c.remove_real(id);
+        }
+        check_index(&mut c);
+        // With a witness the index is kept every tick, through reorders.
+        watcher(&mut c, 1);
+        for t in 151..=300u64 {
+            c.tick(Time(t * 100_000));
+            if t % 37 == 0 {
+                watcher(&mut c, t);
+            }
+            assert_eq!(
+                c.indexed_tick, c.tick,
+                "{kind}: a witness asked at tick {t}"
+            );
+            assert!(!c.index_stale);
+        }
+        check_index(&mut c);
+    }
+}
