@@ -5,6 +5,7 @@
 //! choose a line position in one step instead of creeping.
 
 use crate::layout::{CellId, Rect};
+use crate::AppId;
 use serde::{Deserialize, Serialize};
 
 /// The shares of a cellapp's time at which bound levels are reported,
@@ -26,6 +27,12 @@ pub enum Edge {
 
 /// Slices of a cell along each axis in a [`CellReport::profile`].
 pub const PROFILE_BINS: usize = 32;
+
+/// Bins per axis of a [`CellReport::density`] grid.
+pub const DENSITY_BINS: usize = 8;
+
+/// The most destinations a report's [`CellReport::flows`] may list.
+pub const MAX_FLOWS: usize = 64;
 
 /// One cell's load report, sent by its cellapp once a second.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,6 +60,16 @@ pub struct CellReport {
     /// [`PROFILE_BINS`] equal slices per axis, the load in each slice
     /// (adding up to `load`). Lets a policy place a line in one step.
     pub profile: [Vec<f32>; 2],
+    /// Reals that arrived from other cells since the last report.
+    pub migrations_in: u32,
+    /// Reals that left for other cells since the last report.
+    pub migrations_out: u32,
+    /// Of those that left, how many went to each cellapp.
+    pub flows: Vec<(AppId, u32)>,
+    /// Reals counted on a [`DENSITY_BINS`] × [`DENSITY_BINS`] grid over the
+    /// cell's rectangle, row by row from low z (x varies fastest). Empty if
+    /// the cell has no rectangle yet.
+    pub density: Vec<u32>,
 }
 
 impl CellReport {
@@ -76,11 +93,16 @@ impl CellReport {
             witnesses: 0,
             edges: bound_levels(points, load),
             profile: profile(rect, points, load),
+            migrations_in: 0,
+            migrations_out: 0,
+            flows: Vec::new(),
+            density: density(rect, points),
         }
     }
 
     /// Whether a report from a peer is well formed: finite numbers, an
-    /// ordered rectangle, a non-negative load, at most [`PROFILE_BINS`] slices per axis.
+    /// ordered rectangle, a non-negative load, at most [`PROFILE_BINS`] slices per axis,
+    /// a density grid of [`DENSITY_BINS`]² bins or none, at most [`MAX_FLOWS`] flows.
     pub fn is_valid(&self) -> bool {
         let finite = |v: &f32| v.is_finite() && *v >= 0.0;
         let r = &self.rect;
@@ -94,7 +116,33 @@ impl CellReport {
                 .profile
                 .iter()
                 .all(|p| p.len() <= PROFILE_BINS && p.iter().all(finite))
+            && (self.density.is_empty() || self.density.len() == DENSITY_BINS * DENSITY_BINS)
+            && self.flows.len() <= MAX_FLOWS
     }
+}
+
+/// The bin of `v` among `n` equal slices of `[a, b]`, clamped into range
+/// (a point beyond an edge counts in the edge's slice).
+fn bin(v: f32, a: f32, b: f32, n: usize) -> usize {
+    let w = b - a;
+    let i = if w > 0.0 {
+        (((v - a) / w) * n as f32).floor() as i64
+    } else {
+        0
+    };
+    i.clamp(0, n as i64 - 1) as usize
+}
+
+/// How many of `points` (x, z, _) stand in each bin of a [`DENSITY_BINS`]²
+/// grid over `rect`; points outside count in the nearest edge bin.
+pub fn density(rect: &Rect, points: &[(f32, f32, f32)]) -> Vec<u32> {
+    let mut out = vec![0; DENSITY_BINS * DENSITY_BINS];
+    for p in points {
+        let ix = bin(p.0, rect.x0, rect.x1, DENSITY_BINS);
+        let iz = bin(p.1, rect.z0, rect.z1, DENSITY_BINS);
+        out[iz * DENSITY_BINS + ix] += 1;
+    }
+    out
 }
 
 /// The load profile of entities at `points` (x, z, cost) inside `rect` when
@@ -112,14 +160,7 @@ pub fn profile(rect: &Rect, points: &[(f32, f32, f32)], load: f32) -> [Vec<f32>;
     for p in points {
         for (axis, (a, b)) in spans.iter().enumerate() {
             let v = if axis == 0 { p.0 } else { p.1 };
-            let w = b - a;
-            let bin = if w > 0.0 {
-                (((v - a) / w) * PROFILE_BINS as f32).floor() as i64
-            } else {
-                0
-            };
-            let bin = bin.clamp(0, PROFILE_BINS as i64 - 1) as usize;
-            out[axis][bin] += p.2.max(0.0) * scale;
+            out[axis][bin(v, *a, *b, PROFILE_BINS)] += p.2.max(0.0) * scale;
         }
     }
     out
@@ -226,6 +267,24 @@ mod tests {
     }
 
     #[test]
+    fn density_counts_each_real_in_its_bin() {
+        let rect = Rect::new(0.0, 0.0, 80.0, 160.0);
+        // Bins are 10 m along x and 20 m along z.
+        let points = [
+            (5.0, 5.0, 1.0),
+            (15.0, 45.0, 9.0),
+            (15.0, 59.0, 1.0),
+            (-3.0, 500.0, 1.0),
+        ];
+        let d = density(&rect, &points);
+        assert_eq!(d.len(), DENSITY_BINS * DENSITY_BINS);
+        assert_eq!(d[0], 1);
+        assert_eq!(d[2 * DENSITY_BINS + 1], 2);
+        assert_eq!(d[(DENSITY_BINS - 1) * DENSITY_BINS], 1);
+        assert_eq!(d.iter().sum::<u32>(), 4);
+    }
+
+    #[test]
     fn malformed_reports_are_refused() {
         let rect = Rect::new(0.0, 0.0, 100.0, 100.0);
         let good = CellReport::from_points(CellId(1), 3, &rect, &[(10.0, 10.0, 1.0)], 0.2);
@@ -253,6 +312,12 @@ mod tests {
         bad.push(r);
         let mut r = good.clone();
         r.profile[1][0] = -1.0;
+        bad.push(r);
+        let mut r = good.clone();
+        r.density = vec![1; 3];
+        bad.push(r);
+        let mut r = good.clone();
+        r.flows = vec![(AppId(2), 1); MAX_FLOWS + 1];
         bad.push(r);
         let mut r = good;
         r.edges[0][0] = Some(f32::NAN);

@@ -8,6 +8,8 @@
 //! `tessera-baseapp`, `tessera-manager`); `docs/architecture.md` explains how
 //! the pieces fit together.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod balance;
 pub mod client;
 pub mod defs;
@@ -16,6 +18,7 @@ pub mod frame;
 pub mod ids;
 pub mod layout;
 pub mod link;
+pub mod metrics;
 pub mod net;
 pub mod proto;
 #[cfg(feature = "storage")]

@@ -4,6 +4,7 @@
 //! the peer, to the role's driver.
 
 use crate::frame;
+use crate::metrics::LinkMeter;
 use crate::proto::app::AppMsg;
 use tokio::sync::mpsc;
 
@@ -34,6 +35,7 @@ pub enum LinkEvent {
 pub struct LinkSender {
     tx: mpsc::UnboundedSender<Vec<u8>>,
     id: u64,
+    meter: LinkMeter,
 }
 
 static NEXT_LINK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -41,7 +43,9 @@ static NEXT_LINK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 impl LinkSender {
     /// Queues a message. Returns false if the link is gone.
     pub fn send(&self, msg: &AppMsg) -> bool {
-        self.tx.send(frame::encode(msg)).is_ok()
+        let bytes = frame::encode(msg);
+        self.meter.sent(bytes.len());
+        self.tx.send(bytes).is_ok()
     }
 
     /// This link's id, unique in the process.
@@ -52,18 +56,25 @@ impl LinkSender {
 
 /// Starts the reader and writer tasks of a link. Messages arrive on `events`
 /// tagged with `key`; a final [`LinkEvent::Closed`] follows the last one.
+/// Traffic both ways is counted on `meter`.
 pub fn spawn<K>(
     key: K,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     events: mpsc::UnboundedSender<(K, LinkEvent)>,
+    meter: &LinkMeter,
 ) -> LinkSender
 where
     K: Clone + Send + 'static,
 {
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let id = NEXT_LINK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let sender = LinkSender { tx, id };
+    let sender = LinkSender {
+        tx,
+        id,
+        meter: meter.clone(),
+    };
+    let meter = meter.clone();
     let _ = events.send((key.clone(), LinkEvent::Opened(sender.clone())));
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -86,6 +97,7 @@ where
         let reason = loop {
             match frame::read_msg::<AppMsg>(&mut recv, MAX_APP_FRAME, &mut buf).await {
                 Ok(Some(msg)) => {
+                    meter.received(buf.len() + 4);
                     if events.send((key.clone(), LinkEvent::Msg(msg))).is_err() {
                         return;
                     }
@@ -157,13 +169,15 @@ pub async fn dial(
     Ok((send, recv))
 }
 
-/// Registers with the manager at `addr` and starts the manager link.
+/// Registers with the manager at `addr` and starts the manager link,
+/// counting its traffic on `meter`.
 pub async fn join(
     endpoint: &quinn::Endpoint,
     trust: &rustls::pki_types::CertificateDer<'static>,
     addr: std::net::SocketAddr,
     register: &AppMsg,
     events: mpsc::UnboundedSender<(crate::AppId, LinkEvent)>,
+    meter: &LinkMeter,
 ) -> Result<Joined, LinkError> {
     let (send, mut recv) = dial(endpoint, trust, addr, register).await?;
     let mut buf = Vec::new();
@@ -178,7 +192,7 @@ pub async fn join(
             app,
             ids,
             space,
-            manager: spawn(crate::MANAGER, send, recv, events),
+            manager: spawn(crate::MANAGER, send, recv, events, meter),
         }),
         Some(AppMsg::RegisterRefused { reason }) => Err(LinkError::Refused(reason)),
         other => Err(LinkError::Handshake {

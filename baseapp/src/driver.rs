@@ -22,7 +22,12 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::bases::{BaseConfig, Baseapp, ClientId, ClientInput, ClientOut, Output};
+use crate::metrics::Metrics;
 use crate::store::Store;
+use tessera::metrics::LinkMeter;
+
+/// The period of the baseapp's own loop (periodic saves, timeouts).
+const TICK: Duration = Duration::from_millis(100);
 
 /// The largest frame a client may send.
 pub const MAX_CLIENT_FRAME: usize = 8 * 1024;
@@ -65,6 +70,8 @@ pub struct Options {
     pub defs: Arc<Definitions>,
     /// Core settings.
     pub config: BaseConfig,
+    /// Where to serve `/metrics` and `/healthz`, if anywhere.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Why the baseapp could not run.
@@ -79,6 +86,9 @@ pub enum BaseappError {
     /// The database could not be opened.
     #[error("database: {0}")]
     Storage(#[from] tessera::storage::StorageError),
+    /// The admin port could not be bound.
+    #[error(transparent)]
+    Admin(#[from] tessera::admin::AdminError),
 }
 
 /// A running baseapp.
@@ -87,6 +97,10 @@ pub struct BaseappHandle {
     pub app: AppId,
     /// Where clients connect.
     pub public_addr: SocketAddr,
+    /// Where it serves `/metrics` and `/healthz`, if it does.
+    pub admin_addr: Option<SocketAddr>,
+    /// Its metrics.
+    pub metrics: Metrics,
     stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -138,6 +152,8 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
     };
     let internal_addr = local(&internal, opts.bind_internal)?;
     let public_addr = local(&public, opts.bind_public)?;
+    let metrics = Metrics::new();
+    let admin_addr = tessera::admin::serve_metrics(opts.admin, &metrics.registry).await?;
     let (links_tx, links) = mpsc::unbounded_channel();
     let joined = link::join(
         &internal,
@@ -149,13 +165,15 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
             defs_digest: opts.defs.digest,
             internal_addr,
             public_addr: Some(public_addr),
-            admin_addr: None,
+            admin_addr,
         },
         links_tx.clone(),
+        &metrics.app_link,
     )
     .await?;
+    metrics.registry.set_label("app", &joined.app.0.to_string());
     let (store_tx, store_rx) = mpsc::unbounded_channel();
-    let store = Store::open(&opts.data_dir.join("world.db"), store_tx)?;
+    let store = Store::open(&opts.data_dir.join("world.db"), store_tx, metrics.clone())?;
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
     let app = joined.app;
@@ -168,7 +186,11 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
         seed,
     );
     let (clients_tx, clients) = mpsc::unbounded_channel();
-    tokio::spawn(accept_clients(public.clone(), clients_tx));
+    tokio::spawn(accept_clients(
+        public.clone(),
+        clients_tx,
+        metrics.client_link.clone(),
+    ));
     let (stop_tx, stop_rx) = oneshot::channel();
     let span = tracing::info_span!("baseapp", %app);
     tracing::info!(parent: &span, %public_addr, %internal_addr, "baseapp joined the cluster");
@@ -185,6 +207,7 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
         trust: identity.cert,
         links_tx,
         digest: opts.defs.digest,
+        metrics: metrics.clone(),
     };
     let task = tokio::spawn(
         driver
@@ -194,6 +217,8 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
     Ok(BaseappHandle {
         app,
         public_addr,
+        admin_addr,
+        metrics,
         stop: Some(stop_tx),
         task,
     })
@@ -202,16 +227,20 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
 async fn accept_clients(
     endpoint: quinn::Endpoint,
     events: mpsc::UnboundedSender<(ClientId, ClientEvent)>,
+    meter: LinkMeter,
 ) {
     let mut next: ClientId = 1;
     while let Some(incoming) = endpoint.accept().await {
         let id = next;
         next += 1;
         let events = events.clone();
+        let meter = meter.clone();
         tokio::spawn(async move {
             let peer = incoming.remote_address();
             let span = tracing::info_span!("client", id, %peer);
-            client_conn(incoming, id, events).instrument(span).await;
+            client_conn(incoming, id, events, meter)
+                .instrument(span)
+                .await;
         });
     }
 }
@@ -220,6 +249,7 @@ async fn client_conn(
     incoming: quinn::Incoming,
     id: ClientId,
     events: mpsc::UnboundedSender<(ClientId, ClientEvent)>,
+    meter: LinkMeter,
 ) {
     let Ok(conn) = incoming.await else { return };
     let handshake = async {
@@ -287,6 +317,7 @@ async fn client_conn(
             match frame::read_frame(&mut recv, MAX_CLIENT_FRAME, &mut buf).await {
                 Ok(true) => match frame::decode::<ClientMsg>(&buf) {
                     Ok(msg) => {
+                        meter.received(buf.len() + 4);
                         if events
                             .send((id, ClientEvent::Input(ClientInput::Msg(msg))))
                             .is_err()
@@ -313,6 +344,7 @@ async fn client_conn(
             match conn.read_datagram().await {
                 Ok(bytes) => match frame::decode::<ClientDatagram>(&bytes) {
                     Ok(d) => {
+                        meter.received(bytes.len());
                         if events
                             .send((id, ClientEvent::Input(ClientInput::Datagram(d))))
                             .is_err()
@@ -355,6 +387,7 @@ struct Driver {
     trust: rustls::pki_types::CertificateDer<'static>,
     links_tx: mpsc::UnboundedSender<(AppId, LinkEvent)>,
     digest: [u8; 32],
+    metrics: Metrics,
 }
 
 impl Driver {
@@ -365,16 +398,23 @@ impl Driver {
         mut stored: mpsc::UnboundedReceiver<crate::bases::StoreDone>,
         mut stop: oneshot::Receiver<oneshot::Sender<()>>,
     ) {
-        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        let mut ticker = tokio::time::interval(TICK);
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         let done = loop {
             tokio::select! {
                 Some((from, ev)) = links.recv() => self.link_event(from, ev),
                 Some((id, ev)) = clients.recv() => self.client_event(id, ev),
                 Some(done) = stored.recv() => self.core.store_done(Time::now(), done),
-                _ = ticker.tick() => self.core.tick(Time::now()),
+                _ = ticker.tick() => {
+                    let started = std::time::Instant::now();
+                    self.core.tick(Time::now());
+                    self.metrics.tick.record(started.elapsed(), TICK);
+                }
                 _ = heartbeat.tick() => {
-                    self.manager.send(&AppMsg::Heartbeat(self.core.load()));
+                    let load = self.core.load();
+                    self.metrics.bases.set(f64::from(load.entities));
+                    self.metrics.clients.set(self.conns.len() as f64);
+                    self.manager.send(&AppMsg::Heartbeat(load));
                     // Links that failed or dropped are dialled again.
                     self.dial_cells();
                 }
@@ -455,16 +495,17 @@ impl Driver {
             if self.links.contains_key(&cell.app) || !self.dialing.insert(cell.app) {
                 continue;
             }
-            let (endpoint, trust, events, hello) = (
+            let (endpoint, trust, events, hello, meter) = (
                 self.internal.clone(),
                 self.trust.clone(),
                 self.links_tx.clone(),
                 hello.clone(),
+                self.metrics.app_link.clone(),
             );
             tokio::spawn(async move {
                 match link::dial(&endpoint, &trust, cell.addr, &hello).await {
                     Ok((send, recv)) => {
-                        link::spawn(cell.app, send, recv, events);
+                        link::spawn(cell.app, send, recv, events, &meter);
                     }
                     Err(e) => {
                         tracing::warn!(peer = %cell.app, error = %e, "cannot link to cellapp");
@@ -531,7 +572,12 @@ impl Driver {
         let Some(c) = self.conns.get(&id) else { return };
         match out {
             ClientOut::Reliable(bytes) => {
-                if !c.writer.send(frame_bytes(&bytes)) {
+                let frame = frame_bytes(&bytes);
+                let len = frame.len();
+                if c.writer.send(frame) {
+                    self.metrics.client_link.sent(len);
+                } else {
+                    self.metrics.slow_clients.inc();
                     tracing::warn!(client = id, "client cannot keep up; disconnecting");
                     c.conn.close(close::SLOW.into(), b"client cannot keep up");
                     self.conns.remove(&id);
@@ -541,7 +587,10 @@ impl Driver {
             }
             ClientOut::Datagram(bytes) => {
                 // Latest wins: a datagram that does not fit is dropped.
-                let _ = c.conn.send_datagram(bytes.into());
+                let len = bytes.len();
+                if c.conn.send_datagram(bytes.into()).is_ok() {
+                    self.metrics.client_link.sent(len);
+                }
             }
             ClientOut::Close { code, reason } => {
                 if code == close::PROTOCOL || code == close::REFUSED {

@@ -6,6 +6,7 @@
 
 pub mod bases;
 pub mod driver;
+pub mod metrics;
 pub mod persist;
 pub mod store;
 

@@ -11,6 +11,7 @@ use tessera::storage::{AccountId, HashCost, SqliteStorage, Storage, StorageError
 use tokio::sync::mpsc;
 
 use crate::bases::{StoreDone, StoreOp};
+use crate::metrics::Metrics;
 use crate::persist::FORMAT_VERSION;
 
 /// A handle to the storage thread.
@@ -20,16 +21,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the database and starts the thread.
+    /// Opens the database and starts the thread; writes are counted and
+    /// timed on `metrics`.
     pub fn open(
         path: &Path,
         done: mpsc::UnboundedSender<StoreDone>,
+        metrics: Metrics,
     ) -> Result<Store, StorageError> {
         let storage = SqliteStorage::open(path, HashCost::default())?;
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("tessera-store".into())
-            .spawn(move || run(storage, rx, done))
+            .spawn(move || run(storage, rx, done, metrics))
             .map_err(|e| StorageError::Hash(format!("cannot start the storage thread: {e}")))?;
         Ok(Store {
             tx: Some(tx),
@@ -59,6 +62,7 @@ fn run(
     mut db: SqliteStorage,
     rx: std_mpsc::Receiver<StoreOp>,
     done: mpsc::UnboundedSender<StoreDone>,
+    metrics: Metrics,
 ) {
     let mut pending = std::collections::VecDeque::new();
     loop {
@@ -81,7 +85,15 @@ fn run(
                 }
             }
         }
-        if done.send(execute(&mut db, op)).is_err() {
+        let started = std::time::Instant::now();
+        let result = execute(&mut db, op);
+        if let StoreDone::Saved { count, result } = &result {
+            metrics.db.record(started.elapsed(), result.is_ok());
+            if result.is_ok() {
+                metrics.entities_saved.add(*count as u64);
+            }
+        }
+        if done.send(result).is_err() {
             return;
         }
     }

@@ -236,6 +236,10 @@ pub struct Cell {
     meter: Meter,
     /// Migrations counted into the load so far.
     migrations_seen: u64,
+    /// Offloads and onloads as of the last load report.
+    migrations_reported: (u64, u64),
+    /// Offloads since the last load report, by destination.
+    flows: BTreeMap<AppId, u32>,
     retired: bool,
 }
 
@@ -294,6 +298,8 @@ impl Cell {
             stats: CellStats::default(),
             meter: Meter::default(),
             migrations_seen: 0,
+            migrations_reported: (0, 0),
+            flows: BTreeMap::new(),
             retired: false,
         }
     }
@@ -843,6 +849,14 @@ impl Cell {
         report.reals = reals;
         report.ghosts = ghosts;
         report.witnesses = witnesses;
+        let (out, into) = self.migrations_reported;
+        report.migrations_out = (self.stats.offloads - out).min(u64::from(u32::MAX)) as u32;
+        report.migrations_in = (self.stats.onloads - into).min(u64::from(u32::MAX)) as u32;
+        self.migrations_reported = (self.stats.offloads, self.stats.onloads);
+        report.flows = std::mem::take(&mut self.flows)
+            .into_iter()
+            .take(tessera::balance::MAX_FLOWS)
+            .collect();
         self.outbox
             .push((MANAGER, AppMsg::CellLoad(Box::new(report))));
     }

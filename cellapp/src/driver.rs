@@ -17,7 +17,9 @@ use tracing::Instrument;
 use crate::behavior::Behaviors;
 use crate::cell::{Cell, CellConfig, CellStats, EntitySnapshot};
 use crate::index::IndexKind;
+use crate::metrics::Metrics;
 use crate::witness::Budget;
+use tessera::metrics::LinkMeter;
 
 /// How to run a cellapp.
 #[derive(Clone)]
@@ -38,6 +40,8 @@ pub struct Options {
     pub budget: Budget,
     /// Random seed.
     pub seed: u64,
+    /// Where to serve `/metrics` and `/healthz`, if anywhere.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Why the cellapp could not run.
@@ -49,6 +53,9 @@ pub enum CellappError {
     /// Joining the cluster failed.
     #[error(transparent)]
     Link(#[from] link::LinkError),
+    /// The admin port could not be bound.
+    #[error(transparent)]
+    Admin(#[from] tessera::admin::AdminError),
 }
 
 enum Control {
@@ -66,6 +73,10 @@ pub struct Cellapp {
     pub app: AppId,
     /// Its internal address.
     pub addr: SocketAddr,
+    /// Where it serves `/metrics` and `/healthz`, if it does.
+    pub admin_addr: Option<SocketAddr>,
+    /// Its metrics.
+    pub metrics: Metrics,
     control: mpsc::UnboundedSender<Control>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -136,6 +147,8 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
             addr: opts.bind,
             source,
         })?;
+    let metrics = Metrics::new();
+    let admin_addr = tessera::admin::serve_metrics(opts.admin, &metrics.registry).await?;
     let (events_tx, events) = mpsc::unbounded_channel();
     let joined = link::join(
         &endpoint,
@@ -147,12 +160,14 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
             defs_digest: opts.defs.digest,
             internal_addr: addr,
             public_addr: None,
-            admin_addr: None,
+            admin_addr,
         },
         events_tx.clone(),
+        &metrics.link,
     )
     .await?;
     let app = joined.app;
+    metrics.registry.set_label("app", &app.0.to_string());
     let cfg = CellConfig {
         bounds: joined.space.bounds,
         tick_hz: joined.space.tick_hz,
@@ -171,24 +186,37 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
         endpoint.clone(),
         opts.defs.digest,
         events_tx.clone(),
+        metrics.link.clone(),
     ));
     let dialer = Dialer {
         me: app,
         digest: opts.defs.digest,
         trust: identity.cert.clone(),
         events: events_tx,
+        meter: metrics.link.clone(),
         dialing: Default::default(),
         cells: Vec::new(),
     };
     let (control, control_rx) = mpsc::unbounded_channel();
     let span = tracing::info_span!("cellapp", %app);
-    tracing::info!(parent: &span, %addr, npcs = opts.npcs, "cellapp joined the cluster");
+    tracing::info!(parent: &span, %addr, admin = ?admin_addr, npcs = opts.npcs, "cellapp joined the cluster");
     let task = tokio::spawn(
-        run(cell, joined.manager, events, control_rx, endpoint, dialer).instrument(span),
+        run(
+            cell,
+            joined.manager,
+            events,
+            control_rx,
+            endpoint,
+            dialer,
+            metrics.clone(),
+        )
+        .instrument(span),
     );
     Ok(Cellapp {
         app,
         addr,
+        admin_addr,
+        metrics,
         control,
         task,
     })
@@ -198,9 +226,11 @@ async fn accept(
     endpoint: quinn::Endpoint,
     digest: [u8; 32],
     events: mpsc::UnboundedSender<(AppId, LinkEvent)>,
+    meter: LinkMeter,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let events = events.clone();
+        let meter = meter.clone();
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
             match link::accept_first(&conn).await {
@@ -210,7 +240,7 @@ async fn accept(
                         conn.close(net::close::REFUSED.into(), b"definitions digest mismatch");
                         return;
                     }
-                    link::spawn(app, send, recv, events);
+                    link::spawn(app, send, recv, events, &meter);
                     // Keep the connection alive as long as the link is.
                     let _ = conn.closed().await;
                 }
@@ -248,6 +278,7 @@ struct Dialer {
     digest: [u8; 32],
     trust: rustls::pki_types::CertificateDer<'static>,
     events: mpsc::UnboundedSender<(AppId, LinkEvent)>,
+    meter: LinkMeter,
     dialing: std::collections::HashSet<AppId>,
     /// The cellapps of the newest layout, for redialling.
     cells: Vec<tessera::proto::app::CellInfo>,
@@ -261,11 +292,12 @@ impl Dialer {
             if c.app >= self.me || peers.contains_key(&c.app) || !self.dialing.insert(c.app) {
                 continue;
             }
-            let (endpoint, trust, events, peer) = (
+            let (endpoint, trust, events, peer, meter) = (
                 endpoint.clone(),
                 self.trust.clone(),
                 self.events.clone(),
                 c.clone(),
+                self.meter.clone(),
             );
             let hello = AppMsg::LinkHello {
                 app: self.me,
@@ -274,7 +306,7 @@ impl Dialer {
             tokio::spawn(async move {
                 match link::dial(&endpoint, &trust, peer.addr, &hello).await {
                     Ok((send, recv)) => {
-                        link::spawn(peer.app, send, recv, events);
+                        link::spawn(peer.app, send, recv, events, &meter);
                     }
                     Err(e) => {
                         tracing::warn!(peer = %peer.app, error = %e, "cannot link to cellapp; will retry");
@@ -300,9 +332,11 @@ async fn run(
     mut control: mpsc::UnboundedReceiver<Control>,
     endpoint: quinn::Endpoint,
     mut dialer: Dialer,
+    metrics: Metrics,
 ) {
     let hz = cell.config().tick_hz.max(1);
-    let mut ticker = tokio::time::interval(Duration::from_secs(1) / u32::from(hz));
+    let period = Duration::from_secs(1) / u32::from(hz);
+    let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
     let mut peers: HashMap<AppId, LinkSender> = HashMap::new();
@@ -313,6 +347,7 @@ async fn run(
                  peers: &HashMap<AppId, LinkSender>,
                  backlog: &mut HashMap<AppId, Vec<AppMsg>>| {
         for (to, msg) in cell.drain() {
+            metrics.sent(&msg);
             let link = if to == MANAGER {
                 Some(&manager)
             } else {
@@ -357,7 +392,9 @@ async fn run(
                 let t0 = Instant::now();
                 cell.tick(Time::now());
                 flush(&mut cell, &peers, &mut backlog);
-                cell.note_work(t0.elapsed());
+                let took = t0.elapsed();
+                cell.note_work(took);
+                metrics.tick.record(took, period);
             }
             Some((from, ev)) = events.recv() => match ev {
                 LinkEvent::Msg(msg) => {
@@ -366,6 +403,7 @@ async fn run(
                         dialer.redial(&endpoint, &peers);
                     }
                     let t0 = Instant::now();
+                    metrics.received(&msg);
                     cell.handle(Time::now(), from, msg);
                     flush(&mut cell, &peers, &mut backlog);
                     cell.note_work(t0.elapsed());
@@ -395,6 +433,7 @@ async fn run(
             },
             _ = heartbeat.tick() => {
                 dialer.redial(&endpoint, &peers);
+                metrics.observe(&cell);
                 let stats = cell.stats();
                 manager.send(&AppMsg::Heartbeat(Load {
                     busy: cell.load().min(1.0),

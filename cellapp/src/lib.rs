@@ -10,6 +10,7 @@ pub mod cell;
 pub mod driver;
 pub mod index;
 pub mod load;
+pub mod metrics;
 pub mod real;
 pub mod witness;
 

@@ -1,6 +1,8 @@
-//! The manager's admin HTTP: `/healthz`, `/api/cluster` (JSON: every app,
-//! its role, addresses, load and client count), `/api/spaces/1/layout` (the
-//! cells and cut lines), and `POST /api/spaces/1/lines/{line}` with
+//! The manager's admin HTTP: `/` (the cell view page, every asset embedded),
+//! `/healthz`, `/metrics`, `/api/cluster` (JSON: every app, its role,
+//! addresses, load and client count), `/api/spaces` (the spaces),
+//! `/api/spaces/1/layout` (a [`SpaceView`]: the cells with their latest
+//! numbers, and the cut lines), and `POST /api/spaces/1/lines/{line}` with
 //! `{"pos": metres}` to move a line by hand, `POST /api/apps/{app}/retire`
 //! to have a cellapp hand its cell to the others and go, and
 //! `POST /api/balance` with `{"policy": name}` to switch the balancing policy
@@ -9,41 +11,18 @@
 //! to the driver as [`Command`]s.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use tessera::layout::{CellView, Layout, LineId, LineView, Rect};
+use tessera::layout::{LineId, Rect, SpaceView};
+use tessera::metrics::Registry;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::AppInfo;
-
-/// A space's layout as the admin API shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct LayoutView {
-    /// Bumped by every change.
-    pub epoch: u64,
-    /// The space.
-    pub bounds: Rect,
-    /// Every cell.
-    pub cells: Vec<CellView>,
-    /// Every cut line.
-    pub lines: Vec<LineView>,
-}
-
-impl LayoutView {
-    /// The flat view of a layout.
-    pub fn of(layout: &Layout) -> LayoutView {
-        LayoutView {
-            epoch: layout.epoch,
-            bounds: layout.bounds,
-            cells: layout.cells(),
-            lines: layout.lines(),
-        }
-    }
-}
 
 /// What the admin API asks the manager to do.
 #[derive(Debug)]
@@ -55,7 +34,7 @@ pub enum Command {
         /// Where to.
         pos: f32,
         /// The answer.
-        reply: oneshot::Sender<Result<LayoutView, String>>,
+        reply: oneshot::Sender<Result<SpaceView, String>>,
     },
     /// Switch the balancing policy; the answer is `Ok` once it is in force.
     SetPolicy {
@@ -104,15 +83,49 @@ pub struct ClusterView {
     pub clients: u32,
     /// Entities, over all cellapps.
     pub entities: u32,
-    /// The layout of the space, once a cellapp has registered.
-    pub layout: Option<LayoutView>,
+    /// The layout of the space with each cell's numbers, once a cellapp
+    /// has registered (served at `/api/spaces/1/layout`, not here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout: Option<SpaceView>,
 }
+
+/// One space, as `/api/spaces` lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SpaceSummary {
+    /// Its id.
+    pub id: u32,
+    /// Its bounds.
+    pub bounds: Rect,
+    /// Its layout epoch.
+    pub epoch: u64,
+    /// How many cells it has.
+    pub cells: usize,
+}
+
+/// The cell view page; its script and style are inline, so it needs
+/// nothing but this server.
+const VIEW_PAGE: &str = include_str!("view/index.html");
 
 /// The shared, latest view.
 pub type Shared = Arc<RwLock<ClusterView>>;
 
-async fn healthz() -> &'static str {
-    "ok\n"
+async fn page() -> Html<&'static str> {
+    Html(VIEW_PAGE)
+}
+
+async fn spaces(State(s): State<AdminState>) -> Json<Vec<SpaceSummary>> {
+    let layout = s.view.read().ok().and_then(|v| v.layout.clone());
+    Json(
+        layout
+            .map(|l| SpaceSummary {
+                id: l.space,
+                bounds: l.bounds,
+                epoch: l.epoch,
+                cells: l.cells.len(),
+            })
+            .into_iter()
+            .collect(),
+    )
 }
 
 async fn cluster(State(s): State<AdminState>) -> Json<ClusterView> {
@@ -124,10 +137,10 @@ async fn cluster(State(s): State<AdminState>) -> Json<ClusterView> {
 async fn layout(
     State(s): State<AdminState>,
     Path(space): Path<u32>,
-) -> Result<Json<LayoutView>, (StatusCode, String)> {
+) -> Result<impl IntoResponse, (StatusCode, String)> {
     let layout = s.view.read().ok().and_then(|v| v.layout.clone());
     match layout {
-        Some(l) if space == 1 => Ok(Json(l)),
+        Some(l) if l.space == space => Ok(([(header::CACHE_CONTROL, "no-store")], Json(l))),
         _ => Err((StatusCode::NOT_FOUND, format!("no space {space}\n"))),
     }
 }
@@ -136,7 +149,7 @@ async fn move_line(
     State(s): State<AdminState>,
     Path((space, line)): Path<(u32, u32)>,
     Json(body): Json<MoveBody>,
-) -> Result<Json<LayoutView>, (StatusCode, String)> {
+) -> Result<Json<SpaceView>, (StatusCode, String)> {
     if space != 1 {
         return Err((StatusCode::NOT_FOUND, format!("no space {space}\n")));
     }
@@ -195,16 +208,23 @@ async fn retire(
     Ok(format!("cellapp {app} retiring\n"))
 }
 
-/// The admin router.
-pub fn router(view: Shared, commands: mpsc::UnboundedSender<Command>) -> Router {
+/// The admin router: the manager's own routes and, from
+/// [`tessera::admin::router`], `/metrics` and `/healthz`.
+pub fn router(
+    view: Shared,
+    commands: mpsc::UnboundedSender<Command>,
+    registry: Registry,
+) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/", get(page))
         .route("/api/cluster", get(cluster))
+        .route("/api/spaces", get(spaces))
         .route("/api/spaces/{space}/layout", get(layout))
         .route("/api/spaces/{space}/lines/{line}", post(move_line))
         .route("/api/apps/{app}/retire", post(retire))
         .route("/api/balance", post(set_policy))
         .with_state(AdminState { view, commands })
+        .merge(tessera::admin::router(registry))
 }
 
 /// Serves the admin API on a bound listener until the task is dropped.
@@ -212,8 +232,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     view: Shared,
     commands: mpsc::UnboundedSender<Command>,
+    registry: Registry,
 ) {
-    if let Err(e) = axum::serve(listener, router(view, commands)).await {
+    if let Err(e) = axum::serve(listener, router(view, commands, registry)).await {
         tracing::error!(error = %e, "admin HTTP stopped");
     }
 }

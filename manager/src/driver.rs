@@ -21,9 +21,15 @@ use tracing::Instrument;
 use crate::accounts::{Accounts, Check};
 use crate::admin::{self, ClusterView};
 use crate::cluster::{LoginId, Manager, Output};
+use crate::metrics::Metrics;
+use tessera::metrics::LinkMeter;
 
 /// The largest login frame.
 const MAX_LOGIN_FRAME: usize = 1024;
+
+/// The period of the manager's own loop: heartbeats, balancing, the
+/// published view.
+const TICK: Duration = Duration::from_millis(500);
 
 /// How to run a manager.
 #[derive(Clone)]
@@ -132,7 +138,13 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
         ..ClusterView::default()
     }));
     let (commands_tx, commands) = mpsc::unbounded_channel();
-    tokio::spawn(admin::serve(listener, view.clone(), commands_tx));
+    let metrics = Metrics::new();
+    tokio::spawn(admin::serve(
+        listener,
+        view.clone(),
+        commands_tx,
+        metrics.registry.clone(),
+    ));
     let (checked_tx, checked) = mpsc::unbounded_channel();
     // One hashing thread: password checks are deliberately slow, and a login
     // storm must not take every core from the running world.
@@ -145,7 +157,11 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     let (joins_tx, joins) = mpsc::unbounded_channel();
     tokio::spawn(accept_apps(internal.clone(), joins_tx));
     let (logins_tx, logins) = mpsc::unbounded_channel();
-    tokio::spawn(accept_logins(login.clone(), logins_tx));
+    tokio::spawn(accept_logins(
+        login.clone(),
+        logins_tx,
+        metrics.login_link.clone(),
+    ));
     let (stop_tx, stop_rx) = oneshot::channel();
     let mut core = Manager::new(&opts.defs, opts.space.clone());
     core.set_policy(policy);
@@ -154,6 +170,7 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     let task = tokio::spawn(
         run(
             core, accounts, view, joins, logins, checked, commands, stop_rx, internal, login,
+            metrics,
         )
         .instrument(span),
     );
@@ -188,12 +205,17 @@ async fn accept_apps(endpoint: quinn::Endpoint, joins: mpsc::UnboundedSender<Joi
     }
 }
 
-async fn accept_logins(endpoint: quinn::Endpoint, asks: mpsc::UnboundedSender<LoginAsk>) {
+async fn accept_logins(
+    endpoint: quinn::Endpoint,
+    asks: mpsc::UnboundedSender<LoginAsk>,
+    meter: LinkMeter,
+) {
     let mut next: LoginId = 1;
     while let Some(incoming) = endpoint.accept().await {
         let id = next;
         next += 1;
         let asks = asks.clone();
+        let meter = meter.clone();
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
             let exchange = async {
@@ -203,13 +225,14 @@ async fn accept_logins(endpoint: quinn::Endpoint, asks: mpsc::UnboundedSender<Lo
                     .await
                     .map_err(|e| e.to_string())?
                     .ok_or("no login request")?;
+                meter.received(buf.len() + 4);
                 let (tx, rx) = oneshot::channel();
                 asks.send(LoginAsk { id, req, reply: tx })
                     .map_err(|_| "manager stopping".to_string())?;
                 let reply = rx.await.map_err(|_| "manager stopping".to_string())?;
-                send.write_all(&frame::encode(&reply))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let bytes = frame::encode(&reply);
+                meter.sent(bytes.len());
+                send.write_all(&bytes).await.map_err(|e| e.to_string())?;
                 let _ = send.finish();
                 Ok::<(), String>(())
             };
@@ -243,17 +266,18 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
     internal: quinn::Endpoint,
     login: quinn::Endpoint,
+    metrics: Metrics,
 ) {
     let (events_tx, mut events) = mpsc::unbounded_channel::<(AppId, LinkEvent)>();
     let mut links: HashMap<AppId, (LinkSender, quinn::Connection)> = HashMap::new();
     let mut replies: HashMap<LoginId, oneshot::Sender<LoginReply>> = HashMap::new();
-    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let mut ticker = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             Some((conn, first, send, recv)) = joins.recv() => {
                 match core.register(Time::now(), &first) {
                     Ok(app) => {
-                        let sender = link::spawn(app, send, recv, events_tx.clone());
+                        let sender = link::spawn(app, send, recv, events_tx.clone(), &metrics.app_link);
                         links.insert(app, (sender, conn));
                     }
                     Err(reason) => {
@@ -287,14 +311,14 @@ async fn run(
                 admin::Command::MoveLine { line, pos, reply } => {
                     let result = core
                         .move_line(line, pos)
-                        .map(|_| core.layout().map(admin::LayoutView::of))
+                        .map(|_| core.space_view())
                         .map_err(|e| e.to_string())
                         .and_then(|v| v.ok_or_else(|| "no layout yet".to_string()));
                     if result.is_ok() {
                         tracing::info!(line = line.0, pos, "line moved by hand");
                     }
                     let _ = reply.send(result);
-                    publish(&core, &view);
+                    publish(&core, &view, &metrics);
                 }
                 admin::Command::SetPolicy { name, reply } => {
                     let result = match crate::balance::policy(&name) {
@@ -310,12 +334,14 @@ async fn run(
                 admin::Command::Retire { app, reply } => {
                     let result = core.retire(Time::now(), app).map_err(|e| e.to_string());
                     let _ = reply.send(result);
-                    publish(&core, &view);
+                    publish(&core, &view, &metrics);
                 }
             },
             _ = ticker.tick() => {
+                let started = std::time::Instant::now();
                 core.tick(Time::now());
-                publish(&core, &view);
+                publish(&core, &view, &metrics);
+                metrics.tick.record(started.elapsed(), TICK);
             }
             _ = &mut stop => break,
         }
@@ -327,6 +353,10 @@ async fn run(
                     }
                 }
                 Output::Login(id, reply) => {
+                    match &reply {
+                        LoginReply::Granted { .. } => metrics.logins_ok.inc(),
+                        LoginReply::Refused { .. } => metrics.logins_failed.inc(),
+                    }
                     if let Some(tx) = replies.remove(&id) {
                         let _ = tx.send(reply);
                     }
@@ -356,7 +386,7 @@ async fn run(
     internal.close(close::SHUTDOWN.into(), b"manager stopping");
 }
 
-fn publish(core: &Manager, view: &admin::Shared) {
+fn publish(core: &Manager, view: &admin::Shared, metrics: &Metrics) {
     let apps = core.apps();
     let clients = apps
         .iter()
@@ -368,10 +398,18 @@ fn publish(core: &Manager, view: &admin::Shared) {
         .filter(|a| a.role == Role::Cellapp.to_string())
         .map(|a| a.entities)
         .sum();
+    let count = |role: Role| apps.iter().filter(|a| a.role == role.to_string()).count() as f64;
+    metrics.cellapps.set(count(Role::Cellapp));
+    metrics.baseapps.set(count(Role::Baseapp));
+    metrics.clients.set(f64::from(clients));
+    metrics.entities.set(f64::from(entities));
+    if let Some(l) = core.layout() {
+        metrics.epoch.set(l.epoch as f64);
+    }
     if let Ok(mut v) = view.write() {
         v.apps = apps;
         v.clients = clients;
         v.entities = entities;
-        v.layout = core.layout().map(admin::LayoutView::of);
+        v.layout = core.space_view();
     }
 }

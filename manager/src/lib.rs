@@ -9,5 +9,6 @@ pub mod admin;
 pub mod balance;
 pub mod cluster;
 pub mod driver;
+pub mod metrics;
 
 pub use cluster::Manager;

@@ -14,6 +14,9 @@
 use crate::ids::AppId;
 use serde::{Deserialize, Serialize};
 
+mod view;
+pub use view::{CellDetail, Density, Flow, SpaceView, ViewError, MAX_VIEW_BYTES};
+
 /// A cell's id, unique in its space for the layout's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CellId(pub u32);

@@ -2,7 +2,10 @@
 //! one process, talking real QUIC over loopback and storing to a real SQLite
 //! file, plus helpers to log clients in and to read what the servers log.
 //!
-//! The tests themselves live in `tests/`.
+//! The tests themselves live in `tests/`; [`browser`] drives headless
+//! Chromium for the cell view's test.
+
+pub mod browser;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -83,6 +86,7 @@ async fn start_cellapp(
         index: tessera_cellapp::index::IndexKind::RTree,
         budget: Default::default(),
         seed,
+        admin: Some(loopback()),
     })
     .await
     .expect("cellapp starts")
@@ -130,6 +134,7 @@ impl Cluster {
                     data_dir: data.to_path_buf(),
                     defs: defs.clone(),
                     config: Default::default(),
+                    admin: Some(loopback()),
                 })
                 .await
                 .expect("baseapp starts"),
@@ -251,6 +256,19 @@ pub async fn http(
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     (head.to_string(), body.to_string())
+}
+
+/// The manager's `/api/spaces/1/layout`, once it has one (it is published
+/// twice a second, so right after the cluster starts it may not yet be).
+pub async fn space_layout(admin: std::net::SocketAddr) -> serde_json::Value {
+    for _ in 0..100 {
+        let (head, body) = http(admin, "GET", "/api/spaces/1/layout", "").await;
+        if head.starts_with("HTTP/1.1 200") {
+            return serde_json::from_str(&body).expect("layout JSON");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the manager never published a layout");
 }
 
 #[derive(Clone)]

@@ -2,6 +2,8 @@
 //! the real cores of manager, cellapps and baseapps in one thread, over an
 //! in-memory network and a virtual clock. The `tessera` binary is a thin shell
 //! over the roles and this library; the test suite drives the simulator
-//! directly.
+//! directly. [`viz`] draws layout snapshots for `tessera viz` and the
+//! simulator's frames.
 
 pub mod sim;
+pub mod viz;

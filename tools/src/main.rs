@@ -1,13 +1,14 @@
 //! `tessera`: run a whole world on one machine (`up`), one role of it
-//! (`manager`, `cellapp`, `baseapp`), bot clients (`bots`), or the
-//! load-balancing simulator (`sim`).
+//! (`manager`, `cellapp`, `baseapp`), bot clients (`bots`), the
+//! load-balancing simulator (`sim`), or draw a layout snapshot (`viz`).
 
 mod bots;
 mod roles;
 mod simulate;
 mod up;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
 /// Tessera: a seamless-world spatial server for MMO games.
 #[derive(Parser)]
@@ -34,6 +35,23 @@ enum Command {
     Bots(bots::BotsArgs),
     /// Score load-balancing policies on a simulated world, faster than real time.
     Sim(simulate::SimArgs),
+    /// Draw a layout snapshot (a live manager's layout, or a frame of `tessera sim`) as SVG or PNG.
+    Viz(VizArgs),
+}
+
+/// `tessera viz`.
+#[derive(Args)]
+struct VizArgs {
+    /// An admin URL (`http://127.0.0.1:7080/api/spaces/1/layout`) or a
+    /// snapshot file (`frame-0001.json` from `tessera sim`).
+    #[arg(long)]
+    from: String,
+    /// The drawing: `.svg` or `.png`.
+    #[arg(long)]
+    out: PathBuf,
+    /// The title above the map.
+    #[arg(long, default_value = "Tessera")]
+    title: String,
 }
 
 fn init_logs(json: bool, default: &str) {
@@ -52,6 +70,11 @@ fn init_logs(json: bool, default: &str) {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let json = cli.log_json;
+    if json {
+        // The processes `tessera up` starts log the same way. Nothing else
+        // runs yet, so setting the environment is safe here.
+        std::env::set_var("TESSERA_LOG_JSON", "1");
+    }
     match cli.command {
         Command::Sim(a) => {
             // One thread, no sockets: the simulated world's own log is noise.
@@ -63,6 +86,12 @@ fn main() -> anyhow::Result<()> {
         Command::Cellapp(a) => serve(json, roles::cellapp(a)),
         Command::Baseapp(a) => serve(json, roles::baseapp(a)),
         Command::Bots(a) => serve(json, bots::run(a)),
+        Command::Viz(a) => {
+            init_logs(json, "warn");
+            tessera_tools::viz::render(&a.from, &a.out, &a.title)?;
+            println!("wrote {}", a.out.display());
+            Ok(())
+        }
     }
 }
 

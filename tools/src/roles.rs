@@ -89,6 +89,10 @@ pub struct CellappArgs {
     /// Random seed for NPC behaviour.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Where to serve `/metrics` and `/healthz` (port 0: any free port; the
+    /// manager's `/api/cluster` lists where each app's is).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub admin: SocketAddr,
 }
 
 /// `tessera baseapp`.
@@ -108,6 +112,10 @@ pub struct BaseappArgs {
     /// Seconds between periodic saves of changed entities.
     #[arg(long, default_value_t = 10)]
     pub save_secs: u64,
+    /// Where to serve `/metrics` and `/healthz` (port 0: any free port; the
+    /// manager's `/api/cluster` lists where each app's is).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub admin: SocketAddr,
 }
 
 /// Why a process was asked to stop.
@@ -182,6 +190,7 @@ pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
     .await?;
     println!("login: {}", handle.login_addr);
     println!("admin: http://{}", handle.admin_addr);
+    println!("cell view: http://{}/", handle.admin_addr);
     stop_requested(a.common.stop_on_eof).await;
     handle.stop().await;
     Ok(())
@@ -199,10 +208,14 @@ pub async fn cellapp(a: CellappArgs) -> anyhow::Result<()> {
         index: a.index,
         budget: Default::default(),
         seed: a.seed,
+        admin: Some(a.admin),
     })
     .await
     .context("cellapp could not join the cluster")?;
     println!("cellapp {} on {}", app.app, app.addr);
+    if let Some(admin) = app.admin_addr {
+        println!("cellapp {} admin: http://{admin}", app.app);
+    }
     match stop_requested(a.common.stop_on_eof).await {
         // Hand every real to the other cells before going.
         StopReason::Signal => app.retire().await,
@@ -225,6 +238,7 @@ pub async fn baseapp(a: BaseappArgs) -> anyhow::Result<()> {
             save_period: std::time::Duration::from_secs(a.save_secs.max(1)),
             ..Default::default()
         },
+        admin: Some(a.admin),
     })
     .await
     .context("baseapp could not join the cluster")?;
@@ -232,6 +246,9 @@ pub async fn baseapp(a: BaseappArgs) -> anyhow::Result<()> {
         "baseapp {} serving clients on {}",
         handle.app, handle.public_addr
     );
+    if let Some(admin) = handle.admin_addr {
+        println!("baseapp {} admin: http://{admin}", handle.app);
+    }
     stop_requested(a.common.stop_on_eof).await;
     handle.stop().await;
     Ok(())

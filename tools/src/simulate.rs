@@ -1,7 +1,8 @@
 //! `tessera sim`: runs a balancing scenario on the real cores, faster than
 //! real time, under one policy or (with `--compare`) every policy on the
-//! same seed, prints a table, and writes `summary.json`, SVG frames of the
-//! layout and `index.html` that plays them into `--out`.
+//! same seed, prints a table, and writes `summary.json`, frames of the
+//! layout (SVG, and JSON snapshots that `tessera viz` can draw) and
+//! `index.html` that plays them into `--out`.
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -152,6 +153,10 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
             write(
                 &dir.join(format!("frame-{:04}.svg", k + 1)),
                 &figure::frame_svg(f, &title),
+            )?;
+            write(
+                &dir.join(format!("frame-{:04}.json", k + 1)),
+                &serde_json::to_string(&f.view)?,
             )?;
         }
         scores.push((policy, score, wall));

@@ -584,5 +584,6 @@ impl Cell {
         self.forward.insert(entity, dest);
         self.outbox.push((dest, AppMsg::Onload(Box::new(onload))));
         self.stats.offloads += 1;
+        *self.flows.entry(dest).or_default() += 1;
     }
 }

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tessera::balance::CellReport;
-use tessera::layout::{Axis, CellId, Layout, LineId, Rect};
+use tessera::layout::{Axis, CellId, Layout, LineId, Rect, SpaceView};
 use tessera::proto::app::{AppMsg, Role};
 use tessera::{AppId, Time};
 
@@ -79,7 +79,23 @@ fn longer(rect: &Rect) -> Axis {
     }
 }
 
+/// How often cellapps report their load, in seconds: the span a report's
+/// migration counts cover.
+pub const REPORT_PERIOD_S: f32 = 1.0;
+
 impl Manager {
+    /// The space's layout with each cell's latest report, as the admin API
+    /// serves it; `None` until a cellapp has registered.
+    pub fn space_view(&self) -> Option<SpaceView> {
+        let layout = self.layout.as_ref()?;
+        Some(SpaceView::of(
+            1,
+            layout,
+            |c| self.balance.reports.get(&c),
+            REPORT_PERIOD_S,
+        ))
+    }
+
     /// Chooses the balancing policy (the default is `tessera`).
     pub fn set_policy(&mut self, policy: Box<dyn Policy>) {
         self.balance.policy = policy;

@@ -6,7 +6,10 @@ mod aoi;
 mod bad_clients;
 mod balancing;
 mod crossing;
+mod metrics;
 mod persistence;
+mod view;
+mod viz;
 
 use std::time::Duration;
 use tessera::client::{Client, ClientError, Event};

@@ -1,5 +1,6 @@
-//! Pictures of a run: one SVG per layout frame (cells shaded by their
-//! cellapp's load, cut lines, a sample of entities) and a chart of the
+//! Pictures of a run: one SVG per layout frame (drawn by [`crate::viz`]:
+//! cells shaded by their cellapp's load, cut lines, where the entities
+//! stand) and a chart of the
 //! imbalance over time for every policy, plus an HTML page that plays the
 //! frames of each policy side by side.
 
@@ -7,73 +8,13 @@ use std::fmt::Write;
 
 use super::score::{Frame, Score};
 
-/// Pixels of the longer side of a frame.
-const PX: f32 = 480.0;
-
-/// The fill of a cell at `load` (share of the tick): white when idle,
-/// through yellow to red at the budget and beyond.
-fn shade(load: f32) -> String {
-    let t = load.clamp(0.0, 1.0);
-    let (r, g, b) = if t < 0.5 {
-        (255.0, 255.0, 255.0 - 255.0 * t * 2.0)
-    } else {
-        (255.0, 255.0 - 200.0 * (t - 0.5) * 2.0, 0.0)
-    };
-    format!("rgb({},{},{})", r as u8, g as u8, b as u8)
-}
-
-/// One frame as an SVG document.
+/// One frame as an SVG document: the layout drawn as `tessera viz` draws
+/// it, titled with the time and the imbalance.
 pub fn frame_svg(f: &Frame, title: &str) -> String {
-    let b = f.bounds;
-    let (w, h) = (b.x1 - b.x0, b.z1 - b.z0);
-    let scale = PX / w.max(h).max(1.0);
-    let (pw, ph) = (w * scale, h * scale);
-    let x = |v: f32| (v - b.x0) * scale;
-    // z grows upwards on the map.
-    let z = |v: f32| ph - (v - b.z0) * scale;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{pw:.0}" height="{:.0}" viewBox="0 0 {pw:.0} {:.0}" font-family="sans-serif" font-size="12">"#,
-        ph + 22.0,
-        ph + 22.0
-    );
-    for (r, app, load) in &f.cells {
-        let _ = write!(
-            s,
-            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}" stroke="#333" stroke-width="1.5"/>"##,
-            x(r.x0),
-            z(r.z1),
-            (r.x1 - r.x0) * scale,
-            (r.z1 - r.z0) * scale,
-            shade(*load)
-        );
-        if r.x1 - r.x0 > 0.0 && r.z1 - r.z0 > 0.0 {
-            let _ = write!(
-                s,
-                r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#000">{app}: {:.0}%</text>"##,
-                x((r.x0 + r.x1) / 2.0),
-                z((r.z0 + r.z1) / 2.0),
-                load * 100.0
-            );
-        }
-    }
-    for (px, pz) in &f.points {
-        let _ = write!(
-            s,
-            r##"<circle cx="{:.1}" cy="{:.1}" r="1" fill="#1f4e99" fill-opacity="0.6"/>"##,
-            x(*px),
-            z(*pz)
-        );
-    }
-    let _ = write!(
-        s,
-        r#"<text x="4" y="{:.0}">{title} t={} s imbalance {:.2}</text></svg>"#,
-        ph + 16.0,
-        f.second,
-        f.imbalance
-    );
-    s
+    crate::viz::svg(
+        &f.view,
+        &format!("{title} · t={} s · imbalance {:.2}", f.second, f.imbalance),
+    )
 }
 
 /// A line chart of every policy's imbalance over time, as SVG.

@@ -15,7 +15,8 @@
 
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use tessera::layout::{LineId, Rect};
+use tessera::balance::{density, DENSITY_BINS};
+use tessera::layout::{Density, LineId, SpaceView};
 
 use super::scenario::Spec;
 use super::world::SimWorld;
@@ -68,12 +69,10 @@ pub struct Score {
 pub struct Frame {
     /// Virtual second.
     pub second: u32,
-    /// The space.
-    pub bounds: Rect,
-    /// Each cell, its cellapp and that cellapp's load.
-    pub cells: Vec<(Rect, u32, f32)>,
-    /// A sample of entity positions.
-    pub points: Vec<(f32, f32)>,
+    /// The layout with each cell's load, counts and density, as the live
+    /// manager's `/api/spaces/1/layout` shows it (migration numbers are not
+    /// sampled here and stay zero).
+    pub view: SpaceView,
     /// The imbalance then.
     pub imbalance: f64,
 }
@@ -197,30 +196,29 @@ impl Sampler {
     }
 }
 
-/// At most this many entity dots per frame.
-const FRAME_POINTS: usize = 1500;
-
 fn frame(world: &SimWorld, layout: &tessera::layout::Layout, second: u32, imbalance: f64) -> Frame {
-    let cells = layout
-        .cells()
-        .into_iter()
-        .map(|c| {
-            let load = world.cells().get(&c.app).map_or(0.0, |cell| cell.load());
-            (c.rect, c.app.0, load)
-        })
-        .collect();
-    let reals = world.reals();
-    let step = (reals.len() / FRAME_POINTS).max(1);
-    let points = reals
-        .iter()
-        .step_by(step)
-        .map(|r| (r.pos.x, r.pos.z))
-        .collect();
+    let mut view = SpaceView::of(1, layout, |_| None, 1.0);
+    for c in &mut view.cells {
+        let Some(cell) = world.cells().get(&c.view.app) else {
+            continue;
+        };
+        let points: Vec<(f32, f32, f32)> = cell
+            .snapshot()
+            .iter()
+            .map(|e| (e.pos.x, e.pos.z, 1.0))
+            .collect();
+        c.load = cell.load();
+        c.reals = points.len() as u32;
+        c.ghosts = cell.stats().ghosts as u32;
+        c.density = Density {
+            nx: DENSITY_BINS as u32,
+            nz: DENSITY_BINS as u32,
+            counts: density(&c.view.rect, &points),
+        };
+    }
     Frame {
         second,
-        bounds: layout.bounds,
-        cells,
-        points,
+        view,
         imbalance,
     }
 }

@@ -1,0 +1,133 @@
+//! The cellapp's metrics, served at `/metrics` on its admin port: its
+//! ticks, the cell's entity counts and load, migrations, ghost messages, the
+//! layout epoch it acts on, and the traffic of its app links.
+//! `docs/operations.md` lists them.
+
+use tessera::metrics::{Counter, Gauge, LinkMeter, Registry, TickMeter};
+use tessera::proto::app::AppMsg;
+
+use crate::cell::Cell;
+
+/// The kinds of ghost message, in the order of the counters.
+const GHOST_KINDS: [&str; 4] = ["create", "update", "delete", "moves"];
+
+/// The cellapp's metric handles.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    /// Cell ticks.
+    pub tick: TickMeter,
+    /// Real entities.
+    pub reals: Gauge,
+    /// Ghosts of entities real elsewhere.
+    pub ghosts: Gauge,
+    /// Reals with a witness.
+    pub witnesses: Gauge,
+    /// The cell's smoothed load.
+    pub load: Gauge,
+    /// The layout epoch the cell acts on.
+    pub epoch: Gauge,
+    /// Reals arrived from other cells.
+    pub migrations_in: Counter,
+    /// Reals handed to other cells.
+    pub migrations_out: Counter,
+    /// Client moves refused.
+    pub moves_refused: Counter,
+    /// Ghost messages received, by kind.
+    ghosts_in: [Counter; 4],
+    /// Ghost messages sent, by kind.
+    ghosts_out: [Counter; 4],
+    /// App links.
+    pub link: LinkMeter,
+}
+
+impl Metrics {
+    /// The cellapp's metrics in a fresh registry labelled `role="cellapp"`.
+    pub fn new() -> Metrics {
+        let r = Registry::new("cellapp");
+        let gauge = |name: &str, help: &str| r.gauge(name, help, &[]);
+        let migrations = |dir: &str| {
+            r.counter(
+                "tessera_migrations_total",
+                "Reals that moved cell, by direction.",
+                &[("direction", dir)],
+            )
+        };
+        let ghost = |dir: &str| {
+            GHOST_KINDS.map(|kind| {
+                r.counter(
+                    "tessera_ghost_messages_total",
+                    "Ghost messages, by direction and kind.",
+                    &[("direction", dir), ("kind", kind)],
+                )
+            })
+        };
+        Metrics {
+            tick: TickMeter::new(&r),
+            reals: gauge("tessera_reals", "Real entities in the cell."),
+            ghosts: gauge("tessera_ghosts", "Ghosts of entities real in other cells."),
+            witnesses: gauge("tessera_witnesses", "Reals with a witness (a client)."),
+            load: gauge(
+                "tessera_cell_load",
+                "Smoothed share of the tick period the cell spends working.",
+            ),
+            epoch: gauge("tessera_layout_epoch", "The layout epoch the cell acts on."),
+            migrations_in: migrations("in"),
+            migrations_out: migrations("out"),
+            moves_refused: r.counter(
+                "tessera_moves_refused_total",
+                "Client moves refused (too fast, out of bounds, not finite).",
+                &[],
+            ),
+            ghosts_in: ghost("in"),
+            ghosts_out: ghost("out"),
+            link: LinkMeter::new(&r, "app"),
+            registry: r,
+        }
+    }
+
+    /// Copies the cell's counts (once a second: counting walks the cell).
+    pub fn observe(&self, cell: &Cell) {
+        let s = cell.stats();
+        self.reals.set(s.reals as f64);
+        self.ghosts.set(s.ghosts as f64);
+        self.witnesses.set(s.witnesses as f64);
+        self.load.set(f64::from(cell.load()));
+        self.epoch
+            .set(cell.layout().map_or(0.0, |l| l.epoch as f64));
+        self.migrations_in.advance_to(s.onloads);
+        self.migrations_out.advance_to(s.offloads);
+        self.moves_refused.advance_to(s.moves_refused);
+    }
+
+    /// Counts a message received, if it is a ghost message.
+    pub fn received(&self, msg: &AppMsg) {
+        if let Some(i) = ghost_kind(msg) {
+            self.ghosts_in[i].inc();
+        }
+    }
+
+    /// Counts a message sent, if it is a ghost message.
+    pub fn sent(&self, msg: &AppMsg) {
+        if let Some(i) = ghost_kind(msg) {
+            self.ghosts_out[i].inc();
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn ghost_kind(msg: &AppMsg) -> Option<usize> {
+    match msg {
+        AppMsg::GhostCreate(_) => Some(0),
+        AppMsg::GhostUpdate { .. } => Some(1),
+        AppMsg::GhostDelete { .. } => Some(2),
+        AppMsg::GhostMoves(_) => Some(3),
+        _ => None,
+    }
+}

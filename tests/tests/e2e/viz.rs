@@ -1,0 +1,131 @@
+//! `tessera viz` draws a live manager's layout and a frame written by the
+//! simulator, as SVG and PNG: one shape per cell, with the cell's own
+//! rectangle, and a PNG of the drawing's size.
+
+use tessera::layout::SpaceView;
+use tessera_tests::{Cluster, ClusterSpec};
+use tessera_tools::sim::scenario::{self, Scenario, Spec};
+use tessera_tools::viz;
+
+/// The `<rect class="cell">` elements of an SVG: (cell, x, y, width, height).
+fn cell_rects(svg: &str) -> Vec<(u32, [f32; 4])> {
+    let attr = |tag: &str, name: &str| -> Option<f32> {
+        let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        let end = start + tag[start..].find('"')?;
+        tag[start..end].parse().ok()
+    };
+    svg.split("<rect ")
+        .skip(1)
+        .filter(|t| t.starts_with("class=\"cell\""))
+        .map(|t| {
+            let tag = &t[..t.find("/>").expect("closed rect")];
+            let get = |n| attr(tag, n).expect("numeric attribute");
+            (
+                get("data-cell") as u32,
+                [get("x"), get("y"), get("width"), get("height")],
+            )
+        })
+        .collect()
+}
+
+/// The SVG has exactly one cell shape per cell, each on its rectangle
+/// (z flipped, below one title band); the PNG is a PNG of its size.
+fn check_drawing(v: &SpaceView) {
+    let svg = viz::svg(v, "test");
+    let rects = cell_rects(&svg);
+    assert_eq!(rects.len(), v.cells.len(), "{svg}");
+    let mut band = None;
+    for c in &v.cells {
+        let r = c.view.rect;
+        let (_, [x, y, w, h]) = rects
+            .iter()
+            .find(|(id, _)| *id == c.view.cell.0)
+            .copied()
+            .unwrap_or_else(|| panic!("no shape for cell {}", c.view.cell.0));
+        assert_eq!(
+            [x, w, h],
+            [r.x0, r.x1 - r.x0, r.z1 - r.z0],
+            "cell {}",
+            c.view.cell.0
+        );
+        // y is the flipped top edge plus the same title band for every cell.
+        let offset = y - (v.bounds.z1 - r.z1);
+        let band = *band.get_or_insert(offset);
+        assert!(
+            band > 0.0 && (offset - band).abs() < 1e-3,
+            "cell {}: {offset} vs {band}",
+            c.view.cell.0
+        );
+    }
+    let png = viz::png(v, "test");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let (w, h) = (
+        u32::from_be_bytes([png[16], png[17], png[18], png[19]]),
+        u32::from_be_bytes([png[20], png[21], png[22], png[23]]),
+    );
+    assert!(w.max(h) == viz::PX && w.min(h) > 0, "{w} × {h}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viz_draws_a_live_layout_and_a_sim_frame() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(
+        dir.path(),
+        ClusterSpec {
+            cellapps: 3,
+            npcs: 20,
+            ..Default::default()
+        },
+    )
+    .await;
+    tessera_tests::space_layout(cluster.manager.admin_addr).await;
+    let url = format!("http://{}/api/spaces/1/layout", cluster.manager.admin_addr);
+    let live = tokio::task::spawn_blocking(move || viz::load(&url))
+        .await
+        .expect("join")
+        .expect("live layout");
+    assert_eq!(live.cells.len(), 3);
+    check_drawing(&live);
+    // The files the command writes.
+    for ext in ["svg", "png"] {
+        let out = dir.path().join(format!("live.{ext}"));
+        let url = format!("http://{}/api/spaces/1/layout", cluster.manager.admin_addr);
+        tokio::task::spawn_blocking({
+            let out = out.clone();
+            move || viz::render(&url, &out, "live")
+        })
+        .await
+        .expect("join")
+        .expect("rendered");
+        assert!(std::fs::metadata(&out).expect("written").len() > 100);
+    }
+    let bad = dir.path().join("live.gif");
+    assert!(viz::render(
+        &dir.path().join("nothing.json").display().to_string(),
+        &bad,
+        "x"
+    )
+    .is_err());
+    cluster.stop().await;
+
+    // A frame of the simulator, through its JSON file.
+    let spec = Spec {
+        scenario: Scenario::Hotspot,
+        cellapps: 4,
+        entities: 800,
+        duration: 12,
+        seed: 3,
+        size: None,
+        frame_every: 6,
+    };
+    let score = scenario::run(&spec, "tessera", &mut |_| {});
+    let frame = score.frames.last().expect("a frame");
+    let file = dir.path().join("frame.json");
+    std::fs::write(&file, serde_json::to_string(&frame.view).expect("JSON")).expect("write");
+    let from_file = viz::load(&file.display().to_string()).expect("sim frame");
+    assert_eq!(from_file, frame.view);
+    assert_eq!(from_file.cells.len(), 4);
+    let counted: u32 = from_file.cells.iter().map(|c| c.reals).sum();
+    assert_eq!(counted, 800, "every entity is in some cell's count");
+    check_drawing(&from_file);
+}

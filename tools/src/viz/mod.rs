@@ -1,0 +1,125 @@
+//! `tessera viz`: a layout snapshot drawn for reports. The snapshot is a
+//! [`SpaceView`] as JSON, read from a file (a `frame-NNNN.json` that
+//! `tessera sim` wrote, or a saved `/api/spaces/1/layout`) or fetched from a
+//! live manager's admin URL; the drawing is SVG or PNG, both from one
+//! [`scene::Scene`].
+
+mod font;
+pub mod png;
+pub mod scene;
+pub mod svg;
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+use tessera::layout::{SpaceView, ViewError, MAX_VIEW_BYTES};
+
+/// Pixels on the longer side of a drawing.
+pub const PX: u32 = 960;
+
+/// Why a snapshot could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum VizError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The URL is not `http://host:port/path`.
+    #[error("{0:?} is not an http:// URL (https is not supported)")]
+    Url(String),
+    /// The server could not be reached or answered badly.
+    #[error("fetching {url}: {reason}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The snapshot itself is bad.
+    #[error(transparent)]
+    View(#[from] ViewError),
+}
+
+/// Reads a snapshot from `from`: an `http://` URL or a file path.
+pub fn load(from: &str) -> Result<SpaceView, VizError> {
+    let text = if from.starts_with("http://") || from.starts_with("https://") {
+        fetch(from)?
+    } else {
+        let mut text = String::new();
+        std::fs::File::open(from)
+            .and_then(|f| f.take(MAX_VIEW_BYTES as u64 + 1).read_to_string(&mut text))
+            .map_err(|source| VizError::File {
+                path: from.to_string(),
+                source,
+            })?;
+        text
+    };
+    Ok(SpaceView::parse(&text)?)
+}
+
+/// GETs `url` over plain HTTP/1.0 and returns the body of a 200 answer.
+fn fetch(url: &str) -> Result<String, VizError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| VizError::Url(url.to_string()))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let fail = |reason: String| VizError::Fetch {
+        url: url.to_string(),
+        reason,
+    };
+    let addr = host
+        .to_socket_addrs()
+        .map_err(|e| fail(e.to_string()))?
+        .next()
+        .ok_or_else(|| fail(format!("{host} has no address")))?;
+    let timeout = Duration::from_secs(10);
+    let mut conn = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail(e.to_string()))?;
+    let _ = conn.set_read_timeout(Some(timeout));
+    write!(
+        conn,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\n\r\n"
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let mut raw = Vec::new();
+    conn.take((MAX_VIEW_BYTES + 64 * 1024) as u64)
+        .read_to_end(&mut raw)
+        .map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8(raw).map_err(|_| fail("the answer is not UTF-8".into()))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| fail("no HTTP header in the answer".into()))?;
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(fail(format!("the server answered {status:?}")));
+    }
+    Ok(body.to_string())
+}
+
+/// The snapshot as an SVG document.
+pub fn svg(v: &SpaceView, title: &str) -> String {
+    svg::write(&scene::scene(v, title), PX as f32)
+}
+
+/// The snapshot as PNG bytes.
+pub fn png(v: &SpaceView, title: &str) -> Vec<u8> {
+    png::write(&scene::scene(v, title), PX)
+}
+
+/// Draws the snapshot at `from` into `out`; the format follows `out`'s
+/// extension (`.svg` or `.png`).
+pub fn render(from: &str, out: &std::path::Path, title: &str) -> anyhow::Result<()> {
+    let view = load(from)?;
+    let bytes = match out.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("svg") => svg(&view, title).into_bytes(),
+        Some(e) if e.eq_ignore_ascii_case("png") => png(&view, title),
+        _ => anyhow::bail!("--out must end in .svg or .png, not {}", out.display()),
+    };
+    std::fs::write(out, bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))
+}
