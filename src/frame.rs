@@ -38,6 +38,9 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     frame_bytes(&encode_body(msg))
 }
 
+/// Bytes of the length prefix in front of every frame.
+pub const HEADER_LEN: usize = 4;
+
 /// Frames bytes that are already an encoded message.
 pub fn frame_bytes(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + body.len());

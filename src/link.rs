@@ -44,8 +44,12 @@ impl LinkSender {
     /// Queues a message. Returns false if the link is gone.
     pub fn send(&self, msg: &AppMsg) -> bool {
         let bytes = frame::encode(msg);
-        self.meter.sent(bytes.len());
-        self.tx.send(bytes).is_ok()
+        let len = bytes.len();
+        let queued = self.tx.send(bytes).is_ok();
+        if queued {
+            self.meter.sent(len);
+        }
+        queued
     }
 
     /// This link's id, unique in the process.
@@ -97,7 +101,7 @@ where
         let reason = loop {
             match frame::read_msg::<AppMsg>(&mut recv, MAX_APP_FRAME, &mut buf).await {
                 Ok(Some(msg)) => {
-                    meter.received(buf.len() + 4);
+                    meter.received(buf.len() + frame::HEADER_LEN);
                     if events.send((key.clone(), LinkEvent::Msg(msg))).is_err() {
                         return;
                     }

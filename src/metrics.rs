@@ -276,7 +276,9 @@ impl Registry {
                         }
                         let sum = h.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
                         line(&mut out, name, "_sum", &base, None, sum);
-                        line(&mut out, name, "_count", &base, None, h.count() as f64);
+                        // The +Inf bucket's total, read once, so the two
+                        // agree while observations keep arriving.
+                        line(&mut out, name, "_count", &base, None, cumulative as f64);
                     }
                 }
             }
@@ -306,7 +308,13 @@ fn line(
         }
         out.push('}');
     }
-    let _ = writeln!(out, " {v}");
+    if v.is_nan() {
+        out.push_str(" NaN\n");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { " +Inf\n" } else { " -Inf\n" });
+    } else {
+        let _ = writeln!(out, " {v}");
+    }
 }
 
 fn escape_help(s: &str) -> String {
@@ -500,5 +508,7 @@ tessera_x_total{role=\"cellapp\",app=\"3\",link=\"app\"} 6
         let r = Registry::default();
         r.gauge("g", "h", &[("path", "a\"b\\c\nd")]).set(1.0);
         assert!(r.render().contains("g{path=\"a\\\"b\\\\c\\nd\"} 1\n"));
+        r.gauge("inf", "h", &[]).set(f64::INFINITY);
+        assert!(r.render().contains("inf +Inf\n"));
     }
 }

@@ -317,7 +317,7 @@ async fn client_conn(
             match frame::read_frame(&mut recv, MAX_CLIENT_FRAME, &mut buf).await {
                 Ok(true) => match frame::decode::<ClientMsg>(&buf) {
                     Ok(msg) => {
-                        meter.received(buf.len() + 4);
+                        meter.received(buf.len() + frame::HEADER_LEN);
                         if events
                             .send((id, ClientEvent::Input(ClientInput::Msg(msg))))
                             .is_err()

@@ -347,7 +347,6 @@ async fn run(
                  peers: &HashMap<AppId, LinkSender>,
                  backlog: &mut HashMap<AppId, Vec<AppMsg>>| {
         for (to, msg) in cell.drain() {
-            metrics.sent(&msg);
             let link = if to == MANAGER {
                 Some(&manager)
             } else {
@@ -355,11 +354,15 @@ async fn run(
             };
             match link {
                 Some(l) => {
-                    l.send(&msg);
+                    if l.send(&msg) {
+                        metrics.sent(&msg);
+                    }
                 }
                 None => {
                     let waiting = backlog.entry(to).or_default();
                     if waiting.len() < MAX_BACKLOG {
+                        // Counted now: it goes out when the link comes up.
+                        metrics.sent(&msg);
                         waiting.push(msg);
                     } else {
                         tracing::warn!(%to, "no link and the backlog is full; message dropped");
@@ -433,8 +436,8 @@ async fn run(
             },
             _ = heartbeat.tick() => {
                 dialer.redial(&endpoint, &peers);
-                metrics.observe(&cell);
                 let stats = cell.stats();
+                metrics.observe(&cell, &stats);
                 manager.send(&AppMsg::Heartbeat(Load {
                     busy: cell.load().min(1.0),
                     entities: stats.reals as u32,

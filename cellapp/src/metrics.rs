@@ -6,7 +6,7 @@
 use tessera::metrics::{Counter, Gauge, LinkMeter, Registry, TickMeter};
 use tessera::proto::app::AppMsg;
 
-use crate::cell::Cell;
+use crate::cell::{Cell, CellStats};
 
 /// The kinds of ghost message, in the order of the counters.
 const GHOST_KINDS: [&str; 4] = ["create", "update", "delete", "moves"];
@@ -87,9 +87,9 @@ impl Metrics {
         }
     }
 
-    /// Copies the cell's counts (once a second: counting walks the cell).
-    pub fn observe(&self, cell: &Cell) {
-        let s = cell.stats();
+    /// Copies the cell's counts `s` (its [`Cell::stats`], taken once a
+    /// second: counting walks the cell).
+    pub fn observe(&self, cell: &Cell, s: &CellStats) {
         self.reals.set(s.reals as f64);
         self.ghosts.set(s.ghosts as f64);
         self.witnesses.set(s.witnesses as f64);

@@ -225,7 +225,7 @@ async fn accept_logins(
                     .await
                     .map_err(|e| e.to_string())?
                     .ok_or("no login request")?;
-                meter.received(buf.len() + 4);
+                meter.received(buf.len() + frame::HEADER_LEN);
                 let (tx, rx) = oneshot::channel();
                 asks.send(LoginAsk { id, req, reply: tx })
                     .map_err(|_| "manager stopping".to_string())?;

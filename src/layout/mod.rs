@@ -15,7 +15,7 @@ use crate::ids::AppId;
 use serde::{Deserialize, Serialize};
 
 mod view;
-pub use view::{CellDetail, Density, Flow, SpaceView, ViewError, MAX_VIEW_BYTES};
+pub use view::{CellDetail, Density, Flow, SpaceView, ViewError, MAX_DENSITY_BINS, MAX_VIEW_BYTES};
 
 /// A cell's id, unique in its space for the layout's lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// The largest snapshot [`SpaceView::parse`] accepts.
 pub const MAX_VIEW_BYTES: usize = 16 << 20;
 
+/// The most density bins per axis a snapshot may have.
+pub const MAX_DENSITY_BINS: u32 = 256;
+
 /// Migrations from one cell to another, per second.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Flow {
@@ -120,8 +123,10 @@ impl SpaceView {
                                 .collect()
                         })
                         .unwrap_or_default(),
+                    // A grid counted over another rectangle (the line has
+                    // moved since) would be drawn in the wrong place.
                     density: r
-                        .filter(|r| !r.density.is_empty())
+                        .filter(|r| !r.density.is_empty() && r.rect == c.rect)
                         .map(|r| Density {
                             nx: DENSITY_BINS as u32,
                             nz: DENSITY_BINS as u32,
@@ -153,8 +158,21 @@ impl SpaceView {
         if !ordered(&v.bounds) || v.bounds.x1 <= v.bounds.x0 || v.bounds.z1 <= v.bounds.z0 {
             return Err(ViewError::Invalid("empty or non-finite bounds".into()));
         }
+        let b = v.bounds;
+        let inside = |r: &Rect| {
+            let slack = (b.x1 - b.x0).max(b.z1 - b.z0) * 1e-3;
+            r.x0 >= b.x0 - slack
+                && r.z0 >= b.z0 - slack
+                && r.x1 <= b.x1 + slack
+                && r.z1 <= b.z1 + slack
+        };
+        for l in &v.lines {
+            if !(l.pos.is_finite() && ordered(&l.rect) && inside(&l.rect)) {
+                return Err(ViewError::Invalid(format!("a bad line {}", l.line.0)));
+            }
+        }
         for c in &v.cells {
-            if !ordered(&c.view.rect) {
+            if !(ordered(&c.view.rect) && inside(&c.view.rect)) {
                 return Err(ViewError::Invalid(format!(
                     "a bad rectangle for cell {}",
                     c.view.cell.0
@@ -166,8 +184,22 @@ impl SpaceView {
                     c.view.cell.0
                 )));
             }
+            if c.flows
+                .iter()
+                .any(|f| !(f.per_s.is_finite() && f.per_s >= 0.0))
+                || !(c.migrations_in.is_finite() && c.migrations_out.is_finite())
+            {
+                return Err(ViewError::Invalid(format!(
+                    "bad migration rates for cell {}",
+                    c.view.cell.0
+                )));
+            }
             let d = &c.density;
-            if !d.counts.is_empty() && d.counts.len() as u64 != u64::from(d.nx) * u64::from(d.nz) {
+            if d.nx > MAX_DENSITY_BINS
+                || d.nz > MAX_DENSITY_BINS
+                || (!d.counts.is_empty()
+                    && d.counts.len() as u64 != u64::from(d.nx) * u64::from(d.nz))
+            {
                 return Err(ViewError::Invalid(format!(
                     "a density grid of the wrong size for cell {}",
                     c.view.cell.0
@@ -223,6 +255,18 @@ mod tests {
             (
                 r#"{"space":1,"epoch":1,"bounds":{"x0":0,"z0":0,"x1":10,"z1":10},"cells":[{"cell":1,"app":2,"rect":{"x0":5,"z0":0,"x1":1,"z1":10},"load":0,"reals":0,"ghosts":0,"witnesses":0,"migrations_in":0,"migrations_out":0,"flows":[],"density":{"nx":0,"nz":0,"counts":[]}}],"lines":[]}"#,
                 "rectangle for cell 1",
+            ),
+            (
+                r#"{"space":1,"epoch":1,"bounds":{"x0":0,"z0":0,"x1":10,"z1":10},"cells":[{"cell":1,"app":2,"rect":{"x0":0,"z0":0,"x1":10,"z1":1e30},"load":0,"reals":0,"ghosts":0,"witnesses":0,"migrations_in":0,"migrations_out":0,"flows":[],"density":{"nx":0,"nz":0,"counts":[]}}],"lines":[]}"#,
+                "rectangle for cell 1",
+            ),
+            (
+                r#"{"space":1,"epoch":1,"bounds":{"x0":0,"z0":0,"x1":10,"z1":10},"cells":[{"cell":1,"app":2,"rect":{"x0":0,"z0":0,"x1":10,"z1":10},"load":0,"reals":0,"ghosts":0,"witnesses":0,"migrations_in":0,"migrations_out":0,"flows":[{"to":1,"per_s":1e39}],"density":{"nx":0,"nz":0,"counts":[]}}],"lines":[]}"#,
+                "migration rates",
+            ),
+            (
+                r#"{"space":1,"epoch":1,"bounds":{"x0":0,"z0":0,"x1":10,"z1":10},"cells":[{"cell":1,"app":2,"rect":{"x0":0,"z0":0,"x1":10,"z1":10},"load":0,"reals":0,"ghosts":0,"witnesses":0,"migrations_in":0,"migrations_out":0,"flows":[],"density":{"nx":65536,"nz":65536,"counts":[]}}],"lines":[]}"#,
+                "density grid",
             ),
         ];
         for (text, why) in bad {

@@ -26,9 +26,20 @@ pub fn find() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// A child process killed when dropped, so a browser that fails to come
+/// up is not left running.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A running browser with one page.
 pub struct Browser {
-    child: Child,
+    _child: Killed,
     page: WebSocket<MaybeTlsStream<TcpStream>>,
     next: u64,
     _profile: tempfile::TempDir,
@@ -38,7 +49,7 @@ impl Browser {
     /// Starts `chromium` headless with a fresh profile, `width` × `height`.
     pub fn start(chromium: &Path, width: u32, height: u32) -> Result<Browser, String> {
         let profile = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let mut child = Command::new(chromium)
+        let child = Command::new(chromium)
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -59,7 +70,8 @@ impl Browser {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", chromium.display()))?;
-        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let mut child = Killed(child);
+        let stderr = child.0.stderr.take().ok_or("no stderr")?;
         // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID"
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -86,7 +98,7 @@ impl Browser {
                 .map_err(|e| e.to_string())?;
         }
         let mut b = Browser {
-            child,
+            _child: child,
             page,
             next: 1,
             _profile: profile,
@@ -168,13 +180,6 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The body of an HTTP answer with a `Content-Length` (Chromium keeps the
 /// connection open after it, so reading to the end would wait forever).
 fn read_answer(s: &mut TcpStream) -> Result<String, String> {
@@ -187,8 +192,9 @@ fn read_answer(s: &mut TcpStream) -> Result<String, String> {
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..at]);
+            let body = &buf[at + 4..];
             let len = head
                 .lines()
                 .find_map(|l| {
@@ -199,7 +205,8 @@ fn read_answer(s: &mut TcpStream) -> Result<String, String> {
                 })
                 .unwrap_or(0);
             if body.len() >= len {
-                return Ok(body[..len].to_string());
+                return String::from_utf8(body[..len].to_vec())
+                    .map_err(|_| "DevTools answer is not UTF-8".to_string());
             }
         }
         if buf.len() > 1 << 20 {

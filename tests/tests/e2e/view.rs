@@ -53,8 +53,11 @@ async fn the_cell_view_draws_the_live_layout() {
     )
     .await;
     let admin = cluster.manager.admin_addr;
-    // Let the first load reports arrive, so the cells have numbers.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // NPCs stand still, so the numbers the page shows can be compared with
+    // the server's.
+    for c in &cluster.cellapps {
+        c.freeze(true);
+    }
     let before = space_layout(admin).await;
     let cells = before["cells"].as_array().expect("cells").clone();
     assert_eq!(cells.len(), 4);
@@ -122,22 +125,45 @@ async fn the_cell_view_draws_the_live_layout() {
         if b.eval("window.__kept")? != 42 {
             return Err("the page reloaded".into());
         }
+        let top = b.eval("window.tessera.lastLayout.bounds.z1")?.as_f64().unwrap_or(0.0);
         for c in &moved {
             let id = &c["cell"];
-            let w = c["rect"]["x1"].as_f64().unwrap_or(0.0) - c["rect"]["x0"].as_f64().unwrap_or(0.0);
+            let r = |k: &str| c["rect"][k].as_f64().unwrap_or(f64::NAN);
+            let want = [r("x0"), top - r("z1"), r("x1") - r("x0"), r("z1") - r("z0")];
             let got = b.eval(&format!(
-                "+document.querySelector('g.cell[data-cell=\"{id}\"] rect.cell-rect').getAttribute('width')"
+                "(() => {{ const e = document.querySelector('g.cell[data-cell=\"{id}\"] rect.cell-rect'); \
+                   return ['x', 'y', 'width', 'height'].map(a => +e.getAttribute(a)); }})()"
             ))?;
-            if !got.as_f64().is_some_and(|g| (g - w).abs() < 0.01) {
-                return Err(format!("cell {id} width {got} after the move, is {w}"));
+            let got: Vec<f64> = got.as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+            if got.len() != 4 || got.iter().zip(want).any(|(g, w)| (g - w).abs() > 0.01) {
+                return Err(format!("cell {id} drawn at {got:?} after the move, is {want:?}"));
             }
         }
         Ok(())
     })
     .await;
 
-    // Hovering a cell shows its numbers, as the page last read them.
-    let (b, ()) = with(b, |b| {
+    // Hovering a cell shows the server's numbers for it, once they have
+    // settled after the move (two reads a second apart agree).
+    let mut settled = space_layout(admin).await;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let next = space_layout(admin).await;
+        let counts = |v: &Value| -> Vec<(Value, Value, Value)> {
+            v["cells"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| (c["cell"].clone(), c["reals"].clone(), c["ghosts"].clone()))
+                .collect()
+        };
+        let same = counts(&next) == counts(&settled);
+        settled = next;
+        if same {
+            break;
+        }
+    }
+    let (b, ()) = with(b, move |b| {
         let target = b.eval(
             "(() => { const g = document.querySelectorAll('g.cell')[1]; \
                const r = g.querySelector('rect.cell-rect').getBoundingClientRect(); \
@@ -153,13 +179,17 @@ async fn the_cell_view_draws_the_live_layout() {
             ),
             10,
         )?;
-        // The panel's numbers are the cell's numbers in the layout the page holds.
+        let cell = settled["cells"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["cell"].as_u64().is_some_and(|n| n.to_string() == id))
+            .ok_or("hovered cell not in the layout")?;
+        let (reals, ghosts, app) = (&cell["reals"], &cell["ghosts"], &cell["app"]);
         b.wait_for(
             &format!(
-                "(() => {{ const c = window.tessera.lastLayout.cells.find(c => String(c.cell) === '{id}'); \
-                   const f = n => document.querySelector('#hover [data-field=' + n + ']')?.textContent.trim(); \
-                   return f('reals') === String(c.reals) && f('ghosts') === String(c.ghosts) \
-                       && f('app') === String(c.app) && f('witnesses') === String(c.witnesses); }})()"
+                "(() => {{ const f = n => document.querySelector('#hover [data-field=' + n + ']')?.textContent.trim(); \
+                   return f('reals') === '{reals}' && f('ghosts') === '{ghosts}' && f('app') === '{app}'; }})()"
             ),
             10,
         )?;

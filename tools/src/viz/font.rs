@@ -2,7 +2,7 @@
 //! letters (lower case is drawn as capitals) and the punctuation the labels
 //! use. Anything else is drawn as a blank.
 
-/// Glyph width and height in font pixels.
+/// Glyph width in font pixels.
 pub const W: usize = 5;
 /// Glyph height in font pixels.
 pub const H: usize = 7;

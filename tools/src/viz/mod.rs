@@ -42,6 +42,17 @@ pub enum VizError {
     /// The snapshot itself is bad.
     #[error(transparent)]
     View(#[from] ViewError),
+    /// The output is neither `.svg` nor `.png`.
+    #[error("--out must end in .svg or .png, not {0}")]
+    Format(String),
+    /// The drawing could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Reads a snapshot from `from`: an `http://` URL or a file path.
@@ -114,12 +125,22 @@ pub fn png(v: &SpaceView, title: &str) -> Vec<u8> {
 
 /// Draws the snapshot at `from` into `out`; the format follows `out`'s
 /// extension (`.svg` or `.png`).
-pub fn render(from: &str, out: &std::path::Path, title: &str) -> anyhow::Result<()> {
+pub fn render(from: &str, out: &std::path::Path, title: &str) -> Result<(), VizError> {
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if !matches!(ext.as_deref(), Some("svg" | "png")) {
+        return Err(VizError::Format(out.display().to_string()));
+    }
     let view = load(from)?;
-    let bytes = match out.extension().and_then(|e| e.to_str()) {
-        Some(e) if e.eq_ignore_ascii_case("svg") => svg(&view, title).into_bytes(),
-        Some(e) if e.eq_ignore_ascii_case("png") => png(&view, title),
-        _ => anyhow::bail!("--out must end in .svg or .png, not {}", out.display()),
+    let bytes = if ext.as_deref() == Some("svg") {
+        svg(&view, title).into_bytes()
+    } else {
+        png(&view, title)
     };
-    std::fs::write(out, bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))
+    std::fs::write(out, bytes).map_err(|source| VizError::Write {
+        path: out.display().to_string(),
+        source,
+    })
 }

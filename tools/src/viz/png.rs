@@ -32,6 +32,7 @@ impl Canvas {
     }
 
     fn fill(&mut self, x0: f32, y0: f32, x1: f32, y1: f32, c: Rgb, alpha: f32) {
+        // `as` saturates, and the loops are clipped to the canvas.
         let (xa, xb) = (x0.round() as i64, x1.round() as i64);
         let (ya, yb) = (y0.round() as i64, y1.round() as i64);
         for y in ya.max(0)..yb.min(self.h as i64) {
@@ -43,8 +44,19 @@ impl Canvas {
 
     fn line(&mut self, a: [f32; 2], b: [f32; 2], width: f32, c: Rgb) {
         let len = ((b[0] - a[0]).powi(2) + (b[1] - a[1]).powi(2)).sqrt();
-        let steps = (len * 2.0).ceil().max(1.0) as usize;
-        let half = (width / 2.0).max(0.5);
+        // Bounded by the canvas: a line longer than it (or not finite) is
+        // still drawn in finitely many steps.
+        let most = 2 * (self.w + self.h);
+        let steps = if len.is_finite() {
+            ((len * 2.0).ceil().max(1.0) as usize).min(most)
+        } else {
+            most
+        };
+        let half = if width.is_finite() {
+            (width / 2.0).clamp(0.5, (self.w + self.h) as f32)
+        } else {
+            0.5
+        };
         for i in 0..=steps {
             let t = i as f32 / steps as f32;
             let (x, y) = (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t);
@@ -53,8 +65,14 @@ impl Canvas {
     }
 
     fn triangle(&mut self, p: [[f32; 2]; 3], c: Rgb) {
-        let min = |k: usize| p.iter().map(|q| q[k]).fold(f32::MAX, f32::min).floor() as i64;
-        let max = |k: usize| p.iter().map(|q| q[k]).fold(f32::MIN, f32::max).ceil() as i64;
+        // The bounding box, clipped to the canvas.
+        let lim = [self.w as i64, self.h as i64];
+        let min = |k: usize| {
+            (p.iter().map(|q| q[k]).fold(f32::MAX, f32::min).floor() as i64).clamp(0, lim[k])
+        };
+        let max = |k: usize| {
+            (p.iter().map(|q| q[k]).fold(f32::MIN, f32::max).ceil() as i64).clamp(0, lim[k])
+        };
         let edge = |a: [f32; 2], b: [f32; 2], x: f32, y: f32| {
             (b[0] - a[0]) * (y - a[1]) - (b[1] - a[1]) * (x - a[0])
         };
@@ -74,7 +92,7 @@ impl Canvas {
     }
 
     fn text(&mut self, centre: [f32; 2], size: f32, text: &str, c: Rgb) {
-        let k = (size / font::H as f32).round().max(1.0) as i64;
+        let k = (size / font::H as f32).round().clamp(1.0, 64.0) as i64;
         let n = text.chars().count() as i64;
         let advance = (font::W as i64 + 1) * k;
         let left = centre[0].round() as i64 - n * advance / 2;

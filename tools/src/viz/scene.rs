@@ -8,8 +8,8 @@ use tessera::layout::{Axis, SpaceView};
 pub type Rgb = [u8; 3];
 
 /// The fill of a cell at `load` (share of the tick): green when idle,
-/// through yellow at half to red at the budget and beyond. The cell view
-/// page uses the same scale.
+/// through yellow at half to red at the budget and beyond, the same three
+/// stops as the cell view page's scale.
 pub fn load_colour(load: f32) -> Rgb {
     let t = if load.is_finite() {
         load.clamp(0.0, 1.0)
@@ -121,7 +121,7 @@ pub fn scene(v: &SpaceView, title: &str) -> Scene {
             fill: load_colour(c.load),
         });
         let d = &c.density;
-        if d.nx > 0 && d.nz > 0 && d.counts.len() == (d.nx * d.nz) as usize {
+        if d.nx > 0 && d.nz > 0 && d.counts.len() as u64 == u64::from(d.nx) * u64::from(d.nz) {
             let (bw, bh) = ((r.x1 - r.x0) / d.nx as f32, (r.z1 - r.z0) / d.nz as f32);
             for (i, &n) in d.counts.iter().enumerate() {
                 if n == 0 {
