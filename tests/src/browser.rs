@@ -180,61 +180,13 @@ impl Browser {
     }
 }
 
-/// The body of an HTTP answer with a `Content-Length` (Chromium keeps the
-/// connection open after it, so reading to the end would wait forever).
-fn read_answer(s: &mut TcpStream) -> Result<String, String> {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..at]);
-            let body = &buf[at + 4..];
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())
-                        .flatten()
-                })
-                .unwrap_or(0);
-            if body.len() >= len {
-                return String::from_utf8(body[..len].to_vec())
-                    .map_err(|_| "DevTools answer is not UTF-8".to_string());
-            }
-        }
-        if buf.len() > 1 << 20 {
-            return Err("DevTools answer too large".into());
-        }
-    }
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    Ok(text
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string()))
-}
-
 /// The DevTools WebSocket address of the browser's first page.
 fn page_target(port: &str) -> Result<String, String> {
-    use std::io::Write;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut s = TcpStream::connect(format!("127.0.0.1:{port}")).map_err(|e| e.to_string())?;
-        // HTTP/1.1: Chromium answers 1.0 requests with nothing. The page
-        // address it returns names the host given here, port included.
-        write!(
-            s,
-            "GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-        )
-        .map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))
+        // Chromium names the host it was asked by in the page's address.
+        let body = tessera_tools::viz::fetch(&format!("http://127.0.0.1:{port}/json/list"))
             .map_err(|e| e.to_string())?;
-        let body = read_answer(&mut s)?;
         let list: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         let page = list
             .as_array()

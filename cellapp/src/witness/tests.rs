@@ -1434,16 +1434,19 @@ fn a_moved_witness_resends_only_the_props_that_changed_while_it_travelled() {
     let mut moved = Witness::import(50.0, &known, client.tick);
     let mut out = WitnessOut::default();
     let cands = client.candidates(&world);
-    moved.update(
-        ME,
-        world.center(),
-        client.tick + 1,
-        client.now_us() + 50_000,
-        &cands,
-        |id| world.visible(id),
-        &client.budget,
-        &mut out,
-    );
+    let step = |w: &mut Witness, ahead: u64, out: &mut WitnessOut| {
+        w.update(
+            ME,
+            world.center(),
+            client.tick + ahead,
+            client.now_us() + 50_000 * ahead,
+            &cands,
+            |id| world.visible(id),
+            &client.budget,
+            out,
+        )
+    };
+    step(&mut moved, 1, &mut out);
     let msgs: Vec<ServerMsg> = out
         .reliable
         .iter()
@@ -1457,16 +1460,7 @@ fn a_moved_witness_resends_only_the_props_that_changed_while_it_travelled() {
     assert_eq!(got, world.public_props(a), "resent whole");
     // Once current, nothing more.
     out.clear();
-    moved.update(
-        ME,
-        world.center(),
-        client.tick + 2,
-        client.now_us() + 100_000,
-        &cands,
-        |id| world.visible(id),
-        &client.budget,
-        &mut out,
-    );
+    step(&mut moved, 2, &mut out);
     assert!(out.reliable.is_empty(), "{:?}", out.reliable);
 }
 

@@ -239,7 +239,9 @@ async fn every_role_serves_documented_metrics_that_follow_the_world() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    // A logout saves the bot: the baseapp counts a database write.
+    // A logout saves the bot (a periodic save may come first; either is a
+    // write): the write counter, the saved entities and the latency
+    // histogram move together.
     let base_admin = cluster.baseapps[0].admin_addr.expect("baseapp admin");
     let writes = Scrape::of(base_admin, "baseapp")
         .await
@@ -250,8 +252,12 @@ async fn every_role_serves_documented_metrics_that_follow_the_world() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let s = Scrape::of(base_admin, "baseapp").await;
-        if s.sum("tessera_db_writes_total", &[]) > writes {
+        let now = s.sum("tessera_db_writes_total", &[]);
+        if now > writes {
             assert!(s.sum("tessera_entities_saved_total", &[]) >= 1.0);
+            let timed = s.sum("tessera_db_write_seconds_count", &[]);
+            let failed = s.sum("tessera_db_write_failures_total", &[]);
+            assert_eq!(timed, now + failed, "every write is timed once");
             break;
         }
         assert!(

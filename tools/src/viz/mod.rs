@@ -72,8 +72,11 @@ pub fn load(from: &str) -> Result<SpaceView, VizError> {
     Ok(SpaceView::parse(&text)?)
 }
 
-/// GETs `url` over plain HTTP/1.0 and returns the body of a 200 answer.
-fn fetch(url: &str) -> Result<String, VizError> {
+/// GETs `url` (plain `http://`) and returns the body of a 200 answer, at
+/// most [`MAX_VIEW_BYTES`]. The body ends at its `Content-Length` when the
+/// server gives one (some servers keep the connection open after it), or
+/// where the server closes.
+pub fn fetch(url: &str) -> Result<String, VizError> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| VizError::Url(url.to_string()))?;
@@ -95,22 +98,52 @@ fn fetch(url: &str) -> Result<String, VizError> {
     let _ = conn.set_read_timeout(Some(timeout));
     write!(
         conn,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| fail(e.to_string()))?;
-    let mut raw = Vec::new();
-    conn.take((MAX_VIEW_BYTES + 64 * 1024) as u64)
-        .read_to_end(&mut raw)
-        .map_err(|e| fail(e.to_string()))?;
-    let text = String::from_utf8(raw).map_err(|_| fail("the answer is not UTF-8".into()))?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| fail("no HTTP header in the answer".into()))?;
+    let limit = MAX_VIEW_BYTES + 64 * 1024;
+    let (mut raw, mut chunk) = (Vec::new(), [0u8; 16 * 1024]);
+    let mut head_end = None;
+    loop {
+        let n = conn.read(&mut chunk).map_err(|e| fail(e.to_string()))?;
+        raw.extend_from_slice(&chunk[..n]);
+        if head_end.is_none() {
+            head_end = raw.windows(4).position(|w| w == b"\r\n\r\n");
+        }
+        let length = head_end.and_then(|at| content_length(&raw[..at]));
+        let done = match (head_end, length) {
+            (Some(at), Some(len)) => raw.len() >= at + 4 + len,
+            _ => false,
+        };
+        if n == 0 || done {
+            break;
+        }
+        if raw.len() > limit {
+            return Err(fail(format!("the answer is larger than {limit} bytes")));
+        }
+    }
+    let at = head_end.ok_or_else(|| fail("no HTTP header in the answer".into()))?;
+    let head = String::from_utf8_lossy(&raw[..at]);
     let status = head.lines().next().unwrap_or_default();
     if status.split_whitespace().nth(1) != Some("200") {
         return Err(fail(format!("the server answered {status:?}")));
     }
-    Ok(body.to_string())
+    let mut body = raw.split_off(at + 4);
+    if let Some(len) = content_length(&raw[..at]) {
+        body.truncate(len);
+    }
+    String::from_utf8(body).map_err(|_| fail("the answer is not UTF-8".into()))
+}
+
+/// The `Content-Length` of an HTTP header block, if it has one.
+fn content_length(head: &[u8]) -> Option<usize> {
+    String::from_utf8_lossy(head).lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())
+            .flatten()
+    })
 }
 
 /// The snapshot as an SVG document.
