@@ -4,7 +4,8 @@
 //! Servers present a self-signed certificate generated into the data
 //! directory on first start and reused after; clients trust that certificate
 //! (pinned). Keep-alive is on and the idle timeout is set on purpose, so a
-//! dead peer is noticed within [`IDLE_TIMEOUT`].
+//! dead client is noticed within [`IDLE_TIMEOUT`] and a dead process of the
+//! cluster within [`LINK_IDLE_TIMEOUT`].
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -19,6 +20,15 @@ pub const SERVER_NAME: &str = "localhost";
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive interval: well under the idle timeout.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// A link between two processes of a cluster (ALPN
+/// [`crate::proto::ALPN_APP`]) with no traffic for this long is closed: a
+/// killed process is noticed this soon, and its entities restored. Cluster
+/// processes share a data centre network, so silence this long means the
+/// process is gone or hung.
+pub const LINK_IDLE_TIMEOUT: Duration = Duration::from_millis(750);
+/// Keep-alive interval on cluster links: several per idle timeout, so a
+/// lost packet or two never closes a link.
+pub const LINK_KEEP_ALIVE: Duration = Duration::from_millis(150);
 /// Bytes of datagrams a connection queues each way before dropping the oldest.
 pub const DATAGRAM_BUFFER: usize = 16 * 1024;
 
@@ -134,12 +144,19 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Transport settings every connection uses.
-pub fn transport() -> Arc<quinn::TransportConfig> {
+/// Transport settings of a connection speaking `alpn`: client and login
+/// connections allow for the internet; cluster links notice a dead peer
+/// within [`LINK_IDLE_TIMEOUT`].
+pub fn transport(alpn: &[u8]) -> Arc<quinn::TransportConfig> {
+    let (keep_alive, idle) = if alpn == crate::proto::ALPN_APP {
+        (LINK_KEEP_ALIVE, LINK_IDLE_TIMEOUT)
+    } else {
+        (KEEP_ALIVE, IDLE_TIMEOUT)
+    };
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(KEEP_ALIVE));
-    // IDLE_TIMEOUT is small enough to always convert.
-    if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
+    t.keep_alive_interval(Some(keep_alive));
+    // Both timeouts are small enough to always convert.
+    if let Ok(idle) = quinn::IdleTimeout::try_from(idle) {
         t.max_idle_timeout(Some(idle));
     }
     // Datagrams carry positions, where the latest wins: a deep queue would
@@ -172,7 +189,7 @@ pub fn server_config(id: &Identity, alpns: &[&[u8]]) -> Result<quinn::ServerConf
     tls.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::QuicTls(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    cfg.transport_config(transport());
+    cfg.transport_config(transport(alpns.first().copied().unwrap_or_default()));
     Ok(cfg)
 }
 
@@ -190,7 +207,7 @@ pub fn client_config(
     tls.alpn_protocols = vec![alpn.to_vec()];
     let quic = QuicClientConfig::try_from(tls).map_err(|e| NetError::QuicTls(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    cfg.transport_config(transport());
+    cfg.transport_config(transport(alpn));
     Ok(cfg)
 }
 

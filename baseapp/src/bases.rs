@@ -12,7 +12,7 @@
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tessera::defs::{Definitions, Side, TypeDef};
@@ -156,6 +156,9 @@ struct Base {
     /// The next stream frame expected from the real, and frames that came early.
     next_out: u64,
     held: BTreeMap<u64, Vec<u8>>,
+    /// Channel messages sent that the real has not yet confirmed applied
+    /// (a backup confirms): sent again if a cellapp on the way dies.
+    unacked: VecDeque<(u64, EntityMsg)>,
     dirty: bool,
     leaving: bool,
 }
@@ -175,6 +178,14 @@ pub struct Baseapp {
     cells: Vec<CellInfo>,
     layout: Option<Layout>,
     linked: BTreeSet<AppId>,
+    /// Apps the manager declared dead: nothing from them is taken.
+    dead: BTreeSet<AppId>,
+    /// Every cellapp the manager ever announced.
+    cellapps: BTreeSet<AppId>,
+    /// Cellapp deaths being recovered from, by the dead app.
+    recovering: BTreeMap<AppId, recovery::Recovery>,
+    /// Entities restored from their backups since the start.
+    restored: u64,
     last_save: Option<Time>,
     stopping: bool,
     out: Vec<Output>,
@@ -204,6 +215,10 @@ impl Baseapp {
             cells: Vec::new(),
             layout: None,
             linked: BTreeSet::new(),
+            dead: BTreeSet::new(),
+            cellapps: BTreeSet::new(),
+            recovering: BTreeMap::new(),
+            restored: 0,
             last_save: None,
             stopping: false,
             out: Vec::new(),
@@ -497,6 +512,10 @@ impl Baseapp {
         let Some(cell) = base.cell else { return };
         let seq = base.next_seq;
         base.next_seq += 1;
+        if base.unacked.len() >= recovery::MAX_UNACKED {
+            base.unacked.pop_front();
+        }
+        base.unacked.push_back((seq, msg.clone()));
         self.out.push(Output::App(
             cell,
             AppMsg::ToEntity {
@@ -612,6 +631,7 @@ impl Baseapp {
                 next_seq: 0,
                 next_out: 0,
                 held: BTreeMap::new(),
+                unacked: VecDeque::new(),
                 dirty: false,
                 leaving: false,
             },
@@ -643,12 +663,14 @@ impl Baseapp {
             ),
         };
         let type_id = ty.id;
+        let mut version = 0;
         if let Some(b) = self.bases.get_mut(&e) {
             b.cell = Some(cell);
-            b.version = 0;
+            version = b.version;
             b.next_seq = 0;
             b.next_out = 0;
             b.held.clear();
+            b.unacked.clear();
         }
         self.out.push(Output::App(
             cell,
@@ -656,6 +678,7 @@ impl Baseapp {
                 entity: e,
                 type_id,
                 state,
+                version,
             },
         ));
     }
@@ -674,29 +697,30 @@ impl Baseapp {
         }
     }
 
-    /// A link to another app went down.
+    /// A link to another app went down. Entities leaving whose cell half
+    /// was there are saved from their last backup (a stop must not wait on
+    /// a cellapp it cannot reach); the others keep their cell half, which
+    /// is restored elsewhere only once the manager declares the cellapp
+    /// dead (a link can drop while the cellapp lives on).
     pub fn link_down(&mut self, app: AppId) {
         self.linked.remove(&app);
-        let lost: Vec<EntityId> = self
+        let leaving: Vec<EntityId> = self
             .bases
             .iter()
-            .filter(|(_, b)| b.cell == Some(app))
+            .filter(|(_, b)| b.cell == Some(app) && b.leaving)
             .map(|(e, _)| *e)
             .collect();
-        for e in lost {
-            let leaving = self.bases.get_mut(&e).map(|b| {
-                b.cell = None;
-                b.leaving
-            });
-            if leaving == Some(true) {
-                // Its cell half is gone with the cellapp: save the last backup.
-                self.finish(e);
-            }
+        for e in leaving {
+            self.finish(e);
         }
     }
 
     /// A message from another app.
     pub fn handle(&mut self, now: Time, from: AppId, msg: AppMsg) {
+        if self.dead.contains(&from) {
+            // Still in flight from a process declared dead: void.
+            return;
+        }
         match msg {
             AppMsg::IssueTicket { req, account, .. } => {
                 let mut bytes = [0u8; 16];
@@ -707,8 +731,12 @@ impl Baseapp {
                 self.out
                     .push(Output::App(MANAGER, AppMsg::TicketIssued { req, ticket }));
             }
-            AppMsg::Cells(cells) => self.cells = cells,
+            AppMsg::Cells(cells) => {
+                self.cellapps.extend(cells.iter().map(|c| c.app));
+                self.cells = cells;
+            }
             AppMsg::Layout { layout, cells } => {
+                self.cellapps.extend(cells.iter().map(|c| c.app));
                 if self.layout.as_ref().is_none_or(|l| layout.epoch > l.epoch) {
                     self.layout = Some(layout);
                     self.cells = cells;
@@ -739,13 +767,22 @@ impl Baseapp {
                     }
                 }
             }
-            AppMsg::Backup { entity, state } => {
+            AppMsg::Backup {
+                entity,
+                state,
+                applied,
+            } => {
                 // Only from where the real is: a backup still on its way from
                 // a cell the real has left is older than what follows.
-                if self.bases.get(&entity).and_then(|b| b.cell) == Some(from) {
+                if let Some(b) = self.bases.get_mut(&entity).filter(|b| b.cell == Some(from)) {
+                    while b.unacked.front().is_some_and(|(seq, _)| *seq < applied) {
+                        b.unacked.pop_front();
+                    }
                     self.absorb(entity, state);
                 }
             }
+            AppMsg::AppDown { app } if from == MANAGER => self.app_down(app),
+            AppMsg::DownSeen { app, lost } => self.down_seen(from, app, lost),
             AppMsg::RealMoved {
                 entity,
                 cell,
@@ -873,6 +910,8 @@ impl Baseapp {
         self.app
     }
 }
+
+mod recovery;
 
 #[cfg(test)]
 mod tests;

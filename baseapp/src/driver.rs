@@ -199,6 +199,7 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
         manager: joined.manager,
         links: HashMap::new(),
         backlog: HashMap::new(),
+        restored_counted: 0,
         dialing: HashSet::new(),
         conns: HashMap::new(),
         store,
@@ -379,6 +380,8 @@ struct Driver {
     manager: LinkSender,
     links: HashMap<AppId, LinkSender>,
     backlog: HashMap<AppId, Vec<AppMsg>>,
+    /// Restored entities already added to the metric.
+    restored_counted: u64,
     dialing: HashSet<AppId>,
     conns: HashMap<ClientId, Conn>,
     store: Store,
@@ -413,6 +416,9 @@ impl Driver {
                 _ = heartbeat.tick() => {
                     let load = self.core.load();
                     self.metrics.bases.set(f64::from(load.entities));
+                    let restored = self.core.restored();
+                    self.metrics.entities_restored.add(restored.saturating_sub(self.restored_counted));
+                    self.restored_counted = restored;
                     self.metrics.clients.set(self.conns.len() as f64);
                     self.manager.send(&AppMsg::Heartbeat(load));
                     // Links that failed or dropped are dialled again.
@@ -548,6 +554,10 @@ impl Driver {
     fn flush(&mut self) {
         for out in self.core.drain() {
             match out {
+                Output::App(to, _) if self.core.is_dead(to) => {
+                    // Nothing more goes to a dead app.
+                    self.backlog.remove(&to);
+                }
                 Output::App(to, msg) => {
                     let link = if to == MANAGER {
                         Some(&self.manager)

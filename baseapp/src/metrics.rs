@@ -19,6 +19,9 @@ pub struct Metrics {
     pub slow_clients: Counter,
     /// Entities written to the database.
     pub entities_saved: Counter,
+    /// Entities whose cell half was restored from a backup after its
+    /// cellapp died.
+    pub entities_restored: Counter,
     /// Database writes.
     pub db: DbMeter,
     /// App links.
@@ -47,6 +50,11 @@ impl Metrics {
             entities_saved: r.counter(
                 "tessera_entities_saved_total",
                 "Entities written to the database.",
+                &[],
+            ),
+            entities_restored: r.counter(
+                "tessera_entities_restored_total",
+                "Entities whose cell half was restored from its last backup after its cellapp died.",
                 &[],
             ),
             db: DbMeter::new(&r),

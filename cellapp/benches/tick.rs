@@ -118,6 +118,7 @@ fn cell(w: &Workload, index: IndexKind) -> Cell {
                     yaw: rng.gen_range(0.0..std::f32::consts::TAU),
                     props: vec![],
                 },
+                version: 0,
             },
         );
     }

@@ -124,6 +124,7 @@ pub struct EntitySnapshot {
 }
 
 mod haunt;
+mod recovery;
 #[cfg(test)]
 mod tests;
 pub use haunt::OFFLOAD_HYSTERESIS;
@@ -223,7 +224,9 @@ pub struct Cell {
     /// The layout's cells, flattened once per layout (every tick reads them).
     cells: Vec<CellView>,
     later: Vec<(String, usize)>,
-    forward: FxHashMap<EntityId, AppId>,
+    forward: FxHashMap<EntityId, recovery::Forward>,
+    /// Cellapps known dead: nothing from them is taken any more.
+    dead: std::collections::BTreeSet<AppId>,
     tombs: FxHashMap<EntityId, Stamp>,
     handoffs_us: Vec<u32>,
     outbox: Vec<(AppId, AppMsg)>,
@@ -287,6 +290,7 @@ impl Cell {
             cells: Vec::new(),
             later: Vec::new(),
             forward: FxHashMap::default(),
+            dead: Default::default(),
             tombs: FxHashMap::default(),
             handoffs_us: Vec::new(),
             outbox: Vec::new(),
@@ -513,12 +517,18 @@ impl Cell {
 
     /// Applies one message from another app.
     pub fn handle(&mut self, now: Time, from: AppId, msg: AppMsg) {
+        if self.dead.contains(&from) {
+            // Still in flight from a process now declared dead: whatever it
+            // says is void (its entities are being restored elsewhere).
+            return;
+        }
         match msg {
             AppMsg::CreateEntity {
                 entity,
                 type_id,
                 state,
-            } => self.create_from_base(from, entity, type_id, state),
+                version,
+            } => self.create_from_base(from, entity, type_id, state, version),
             AppMsg::Ids(block) => self.add_ids(block),
             AppMsg::ToEntity { entity, seq, msg } => self.on_channel(entity, seq, msg),
             AppMsg::GhostCreate(g) => self.ghost_create(*g),
@@ -553,6 +563,7 @@ impl Cell {
                 }
             }
             AppMsg::Retired if from == MANAGER => self.retired = true,
+            AppMsg::AppDown { app } => self.app_down(from, app),
             other => {
                 tracing::debug!(?from, msg = ?std::mem::discriminant(&other), "cell ignores message");
             }
@@ -565,6 +576,7 @@ impl Cell {
         entity: EntityId,
         type_id: TypeId,
         state: CellState,
+        version: u32,
     ) {
         if self.types.get(type_id.0 as usize).is_none() {
             tracing::warn!(%entity, ?type_id, "create for an unknown type refused");
@@ -615,6 +627,7 @@ impl Cell {
             self.tick,
         );
         real.base = Some(base);
+        real.version = version;
         real.witness = witness;
         real.allowance = max_speed;
         // The own client learns its cell-side properties.
@@ -987,6 +1000,7 @@ impl Cell {
                     AppMsg::Backup {
                         entity: r.id,
                         state,
+                        applied: r.next_seq,
                     },
                 ));
             }

@@ -347,6 +347,11 @@ async fn run(
                  peers: &HashMap<AppId, LinkSender>,
                  backlog: &mut HashMap<AppId, Vec<AppMsg>>| {
         for (to, msg) in cell.drain() {
+            if cell.is_dead(to) {
+                // Nothing more goes to a dead app.
+                backlog.remove(&to);
+                continue;
+            }
             let link = if to == MANAGER {
                 Some(&manager)
             } else {

@@ -265,6 +265,12 @@ impl Manager {
             self.tell_baseapps_about_cells();
             self.cellapp_left(app);
         }
+        // After the layout without it: every app stops hearing from it, and
+        // the baseapps restore what it held (design §1).
+        let others: Vec<AppId> = self.apps.keys().copied().collect();
+        for other in others {
+            self.out.push(Output::App(other, AppMsg::AppDown { app }));
+        }
         let waiting: Vec<u64> = self
             .pending
             .iter()

@@ -115,6 +115,9 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// The entity's cellapp died and the entity was brought back from its
+    /// last backup; the view was cleared and fills again.
+    Restored,
 }
 
 /// Byte counters of one client.
@@ -358,6 +361,7 @@ impl Client {
                     ServerMsg::Props { entity, .. } => Event::Props(entity),
                     ServerMsg::Rest { entity, .. } => Event::Rested(entity),
                     ServerMsg::Corrected { reason, .. } => Event::Corrected { reason },
+                    ServerMsg::Restored { .. } => Event::Restored,
                     ServerMsg::Call {
                         entity,
                         method,

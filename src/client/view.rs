@@ -113,6 +113,10 @@ impl View {
                 }
             }
             ServerMsg::Corrected { pos, .. } => self.my_pos = *pos,
+            ServerMsg::Restored { pos, .. } => {
+                self.my_pos = *pos;
+                self.others.clear();
+            }
             ServerMsg::Rest {
                 entity,
                 pos,

@@ -166,6 +166,10 @@ pub enum AppMsg {
         type_id: TypeId,
         /// Its state.
         state: CellState,
+        /// The real's version to start from: 0 for a new cell half; above
+        /// any version a lost real may have reached when the base restores
+        /// one, so its ghost messages are newer than anything before.
+        version: u32,
     },
     /// Base → cell: destroy the cell half and send back its final state.
     DestroyEntity {
@@ -205,6 +209,9 @@ pub enum AppMsg {
         entity: EntityId,
         /// Its cell state now.
         state: CellState,
+        /// The next channel sequence number the real expects: every message
+        /// before it is applied, so the base may forget them.
+        applied: u64,
     },
     /// Cell → base: packets for clients of this baseapp.
     ToClients(Vec<ClientPacket>),
@@ -279,6 +286,23 @@ pub enum AppMsg {
     /// once (at most [`MAX_GHOST_MOVES`]), each as a `GhostUpdate` without
     /// property changes.
     GhostMoves(Vec<GhostMove>),
+    /// Manager → every app: this app is dead (it stopped answering). Also
+    /// baseapp → each cellapp: "stop hearing from it, then tell me what you
+    /// know" — answered with [`AppMsg::DownSeen`].
+    AppDown {
+        /// The dead app.
+        app: AppId,
+    },
+    /// Cellapp → baseapp: it has stopped taking messages from the dead app;
+    /// everything it sent the baseapp before this came first. `lost` are
+    /// this baseapp's entities whose real this cellapp handed to the dead
+    /// app, with the version it handed over.
+    DownSeen {
+        /// The dead app.
+        app: AppId,
+        /// Entities whose real went to the dead app from here.
+        lost: Vec<(EntityId, u32)>,
+    },
 }
 
 /// Most ghost moves in one [`AppMsg::GhostMoves`].

@@ -120,6 +120,15 @@ pub enum ServerMsg {
         /// Server time of this state.
         sent_us: u64,
     },
+    /// The process simulating the client's entity died and the entity was
+    /// brought back from its last backup: it stands here now, and what the
+    /// client saw around it is void (it is sent again as it comes in view).
+    Restored {
+        /// Where the entity is.
+        pos: Pos,
+        /// Facing.
+        yaw: f32,
+    },
 }
 
 /// Client → server datagram.

@@ -188,6 +188,7 @@ pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
         policy: a.world.policy.clone(),
     })
     .await?;
+    println!("internal: {}", handle.internal_addr);
     println!("login: {}", handle.login_addr);
     println!("admin: http://{}", handle.admin_addr);
     println!("cell view: http://{}/", handle.admin_addr);

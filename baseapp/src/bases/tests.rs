@@ -511,6 +511,7 @@ fn a_fresh_player_is_welcomed_with_own_client_props_and_created_on_the_cell() {
             entity,
             type_id,
             state,
+            version: 0,
         },
     ) = msgs[0].clone()
     else {
@@ -1044,6 +1045,7 @@ fn a_lost_cell_link_saves_leaving_entities_from_their_last_backup() {
     r.cell_says(AppMsg::Backup {
         entity: p.entity,
         state: state([7.0, 0.0, 8.0], 0.5, vec![]),
+        applied: 0,
     });
     r.input(5, ClientInput::Msg(ClientMsg::Logout));
     r.b.link_down(CELL);
@@ -1052,7 +1054,7 @@ fn a_lost_cell_link_saves_leaving_entities_from_their_last_backup() {
     assert_eq!(rows.len(), 1, "only the leaving entity: {out:?}");
     assert_eq!(rows[0].db_id, p.db);
     assert_eq!(r.decode_row(&rows[0]).pos, [7.0, 0.0, 8.0]);
-    // The other one stays, without a cell, until a link comes back.
+    // The other keeps its cell half: a dropped link is not a dead cellapp.
     let out = r.input(
         6,
         ClientInput::Datagram(ClientDatagram::Move {
@@ -1061,13 +1063,185 @@ fn a_lost_cell_link_saves_leaving_entities_from_their_last_backup() {
             yaw: 0.0,
         }),
     );
-    assert!(out.is_empty(), "{out:?}");
-    r.b.link_up(CELL);
-    let msgs = app_msgs(&r.b.drain());
+    let msgs = app_msgs(&out);
     assert!(
-        matches!(&msgs[..], [(CELL, AppMsg::CreateEntity { entity, .. })] if *entity == q.entity),
+        matches!(&msgs[..], [(CELL, AppMsg::ToEntity { entity, .. })] if *entity == q.entity),
         "{msgs:?}"
     );
+}
+
+/// A second cellapp, to restore onto.
+const OTHER: AppId = AppId(3);
+
+/// Both cellapps announced and linked.
+fn two_cells(r: &mut Rig) {
+    let other = CellInfo {
+        app: OTHER,
+        addr: SocketAddr::from(([10, 0, 0, 3], 100)),
+    };
+    r.b.handle(r.now, MANAGER, AppMsg::Cells(vec![cell_info(), other]));
+    r.b.link_up(CELL);
+    r.b.link_up(OTHER);
+    r.b.drain();
+}
+
+#[test]
+fn a_dead_cellapps_entities_come_back_from_their_last_backup() {
+    let mut r = rig();
+    two_cells(&mut r);
+    let (p, _) = r.login(5, 42);
+    let (q, _) = r.login(6, 43);
+    let pings = r.prop("pings");
+    r.cell_says(AppMsg::Backup {
+        entity: p.entity,
+        state: state([7.0, 0.0, 8.0], 0.5, vec![(pings, Value::Int(3))]),
+        applied: 0,
+    });
+    // q's real moved on to the other cellapp.
+    r.b.handle(
+        r.now,
+        OTHER,
+        AppMsg::RealMoved {
+            entity: q.entity,
+            cell: OTHER,
+            version: 1,
+        },
+    );
+    // The manager declares CELL dead, with only OTHER left.
+    let other = CellInfo {
+        app: OTHER,
+        addr: SocketAddr::from(([10, 0, 0, 3], 100)),
+    };
+    r.b.handle(r.now, MANAGER, AppMsg::Cells(vec![other]));
+    r.b.handle(r.now, MANAGER, AppMsg::AppDown { app: CELL });
+    let msgs = app_msgs(&r.b.drain());
+    assert_eq!(msgs, vec![(OTHER, AppMsg::AppDown { app: CELL })]);
+    // Nothing from the dead cellapp counts any more.
+    let late = r.cell_says(AppMsg::Backup {
+        entity: p.entity,
+        state: state([9.0, 0.0, 9.0], 0.0, vec![]),
+        applied: 0,
+    });
+    assert!(late.is_empty(), "{late:?}");
+    // Nothing is restored before every live cellapp has answered.
+    assert_eq!(r.b.restored(), 0);
+    r.b.handle(
+        r.now,
+        OTHER,
+        AppMsg::DownSeen {
+            app: CELL,
+            lost: vec![],
+        },
+    );
+    let out = r.b.drain();
+    assert_eq!(r.b.restored(), 1, "{out:?}");
+    assert_eq!(
+        sent(&out, 5),
+        vec![ServerMsg::Restored {
+            pos: [7.0, 0.0, 8.0],
+            yaw: 0.5
+        }]
+    );
+    let msgs = app_msgs(&out);
+    let [(
+        to,
+        AppMsg::CreateEntity {
+            entity,
+            state,
+            version,
+            ..
+        },
+    )] = &msgs[..]
+    else {
+        panic!("expected one CreateEntity, got {msgs:?}");
+    };
+    assert_eq!((*to, *entity), (OTHER, p.entity));
+    assert_eq!(state.pos, [7.0, 0.0, 8.0]);
+    assert!(state.props.contains(&(pings, Value::Int(3))), "{state:?}");
+    assert!(*version >= 2, "a restored real is newer than any lost one");
+    assert!(sent(&out, 6).is_empty(), "q lived on: {out:?}");
+}
+
+#[test]
+fn a_real_handed_to_a_dead_cellapp_is_restored_and_unconfirmed_messages_are_sent_again() {
+    let mut r = rig();
+    two_cells(&mut r);
+    let (p, _) = r.login(5, 42);
+    let (q, _) = r.login(6, 43);
+    let ping = r.method("ping");
+    // Both reals on CELL; then p's real reached OTHER (the base heard), q's
+    // went from CELL to a third cellapp that dies before telling the base.
+    r.b.handle(
+        r.now,
+        OTHER,
+        AppMsg::RealMoved {
+            entity: p.entity,
+            cell: OTHER,
+            version: 1,
+        },
+    );
+    for n in 1..=3 {
+        r.call(5, ping, vec![Value::Int(n)]);
+    }
+    // OTHER has applied the first of p's three calls.
+    r.b.handle(
+        r.now,
+        OTHER,
+        AppMsg::Backup {
+            entity: p.entity,
+            state: state([1.0, 0.0, 1.0], 0.0, vec![]),
+            applied: 1,
+        },
+    );
+    let third = AppId(4);
+    let info = |app: AppId, last: u8| CellInfo {
+        app,
+        addr: SocketAddr::from(([10, 0, 0, last], 100)),
+    };
+    let (one, two, three) = (info(CELL, 1), info(OTHER, 3), info(third, 4));
+    r.b.handle(
+        r.now,
+        MANAGER,
+        AppMsg::Cells(vec![one.clone(), two.clone(), three]),
+    );
+    r.b.handle(r.now, MANAGER, AppMsg::Cells(vec![one, two]));
+    r.b.handle(r.now, MANAGER, AppMsg::AppDown { app: third });
+    let msgs = app_msgs(&r.b.drain());
+    assert_eq!(
+        msgs.iter().map(|(to, _)| *to).collect::<BTreeSet<_>>(),
+        BTreeSet::from([CELL, OTHER])
+    );
+    r.cell_says(AppMsg::DownSeen {
+        app: third,
+        lost: vec![(q.entity, 1)],
+    });
+    r.b.handle(
+        r.now,
+        OTHER,
+        AppMsg::DownSeen {
+            app: third,
+            lost: vec![],
+        },
+    );
+    let out = r.b.drain();
+    let msgs = app_msgs(&out);
+    // q comes back from its backup; p's unconfirmed calls go again.
+    assert!(
+        msgs.iter()
+            .any(|(_, m)| matches!(m, AppMsg::CreateEntity { entity, .. } if *entity == q.entity)),
+        "{msgs:?}"
+    );
+    let again: Vec<u64> = msgs
+        .iter()
+        .filter_map(|(to, m)| match m {
+            AppMsg::ToEntity { entity, seq, .. } if *entity == p.entity && *to == OTHER => {
+                Some(*seq)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(again, vec![1, 2]);
+    assert_eq!(r.b.restored(), 1);
 }
 
 #[test]
@@ -1090,6 +1264,7 @@ fn tick_saves_only_dirty_entities_after_the_save_period() {
     r.cell_says(AppMsg::Backup {
         entity: a.entity,
         state: state([1.0, 0.0, 2.0], 0.0, vec![(health, Value::Int(9))]),
+        applied: 0,
     });
     let m = r.method("add_gold");
     r.call(c.client, m, vec![Value::Int(1)]);
@@ -1115,6 +1290,7 @@ fn tick_saves_only_dirty_entities_after_the_save_period() {
     r.cell_says(AppMsg::Backup {
         entity: b.entity,
         state: state([3.0, 0.0, 3.0], 0.0, vec![]),
+        applied: 0,
     });
     r.b.tick(T0.plus(period * 3 - US));
     assert!(
@@ -1185,6 +1361,7 @@ fn force_drain_saves_what_the_bases_have() {
             2.0,
             vec![(title, Value::String("backed up".into()))],
         ),
+        applied: 0,
     });
     r.b.stop();
     let out = r.b.drain();
@@ -1300,6 +1477,7 @@ fn backups_count_only_from_where_the_real_is() {
         AppMsg::Backup {
             entity: p.entity,
             state: state([1.0, 0.0, 1.0], 0.0, vec![(health, Value::Int(1))]),
+            applied: 0,
         },
     );
     r.b.tick(t0.plus(BaseConfig::default().save_period));
@@ -1320,6 +1498,7 @@ fn backups_count_only_from_where_the_real_is() {
         AppMsg::Backup {
             entity: p.entity,
             state: state([2.0, 0.0, 2.0], 0.0, vec![(health, Value::Int(2))]),
+            applied: 0,
         },
     );
     r.b.tick(t0.plus(BaseConfig::default().save_period * 2));

@@ -112,9 +112,11 @@ impl Cell {
             // news, then the forwarding entry.
             let next = here
                 .and_then(|i| self.reals[i].ghost.map(|(a, _)| a))
-                .or_else(|| self.forward.get(&entity).copied());
+                .or_else(|| self.forward.get(&entity).map(|f| f.to));
             match next {
                 Some(_) if self.cfg.faults.drop_forwarding => {}
+                // Its real went to a dead cellapp: the base restores it.
+                Some(app) if self.dead.contains(&app) => {}
                 Some(app) if app != self.cfg.app => self
                     .outbox
                     .push((app, AppMsg::ToEntity { entity, seq, msg })),
@@ -418,7 +420,7 @@ impl Cell {
             .collect();
         let others: Vec<(Rect, AppId)> = cells
             .iter()
-            .filter(|c| c.app != self.cfg.app)
+            .filter(|c| c.app != self.cfg.app && !self.dead.contains(&c.app))
             .map(|c| (c.rect, c.app))
             .collect();
         let (mut needed, mut keep, mut now) = (Vec::new(), Vec::new(), Vec::new());
@@ -519,7 +521,7 @@ impl Cell {
                 continue;
             }
             let dest = layout.app_at(r.pos.x, r.pos.z);
-            if dest != self.cfg.app && dest.0 != 0 {
+            if dest != self.cfg.app && dest.0 != 0 && !self.dead.contains(&dest) {
                 leaving.push((r.id, dest));
             }
         }
@@ -581,7 +583,14 @@ impl Cell {
         r.ghost = Some((dest, (r.version, 0)));
         r.haunts.clear();
         r.to_own_client.clear();
-        self.forward.insert(entity, dest);
+        self.forward.insert(
+            entity,
+            super::recovery::Forward {
+                to: dest,
+                base: onload.base,
+                version: onload.version,
+            },
+        );
         self.outbox.push((dest, AppMsg::Onload(Box::new(onload))));
         self.stats.offloads += 1;
         *self.flows.entry(dest).or_default() += 1;

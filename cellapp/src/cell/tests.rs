@@ -80,6 +80,7 @@ fn watcher(cell: &mut Cell, n: u64) {
                 yaw: 0.0,
                 props: vec![],
             },
+            version: 0,
         },
     );
 }

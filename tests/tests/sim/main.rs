@@ -9,6 +9,8 @@ use tessera_tools::sim::scenario::{self, Scenario, Spec, SCENARIOS};
 use tessera_tools::sim::score::Score;
 use tessera_tools::sim::{SimConfig, SimWorld};
 
+mod crash;
+
 /// Walk for a while, freeze, let everything settle, then compare every
 /// client's view with the truth.
 fn run(seed: u64) -> Result<(u64, usize), String> {
@@ -269,28 +271,6 @@ fn a_moved_line_migrates_entities_without_loss() {
         w.freeze();
         w.run_until(11_000_000);
         settled_and_seen(&w, cfg.cellapps * cfg.npcs + cfg.clients, seed);
-    }
-}
-
-/// The harness can kill a process at any step (recovery is built on this):
-/// a cellapp killed mid-run takes its reals with it, the rest of the world
-/// keeps running, and no entity ever has two reals.
-#[test]
-fn a_cellapp_can_be_killed_at_any_step() {
-    for seed in 1..=20 {
-        let cfg = four_cells(seed);
-        let mut w = SimWorld::new(&cfg);
-        // Kill at a step the seed chooses.
-        w.run_until(2_000_000 + seed * 97_531);
-        let victim = w.cellapps()[(seed % 4) as usize];
-        let before = w.delivered;
-        assert!(w.crash(victim), "seed {seed}");
-        w.run_until(6_000_000);
-        assert!(w.delivered > before, "seed {seed}: the world stopped");
-        assert_eq!(w.cellapps().len(), 3, "seed {seed}");
-        w.check_single_real()
-            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        assert!(w.broken.is_none(), "seed {seed}: {:?}", w.broken);
     }
 }
 

@@ -427,6 +427,37 @@ impl SimWorld {
         gone
     }
 
+    /// Every base's copy of its entity's cell half: position and
+    /// properties, by entity.
+    pub fn backed_up(&self) -> BTreeMap<EntityId, (tessera::proto::Pos, Vec<tessera::Value>)> {
+        let mut all = BTreeMap::new();
+        for base in self.bases.values() {
+            for c in self.clients.values() {
+                if let Some(view) = c.view() {
+                    if let Some((pos, props)) = base.backed_up(view.me) {
+                        all.insert(view.me, (pos, props.to_vec()));
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    /// Entities restored from backups, over every baseapp.
+    pub fn restored(&self) -> u64 {
+        self.bases.values().map(|b| b.restored()).sum()
+    }
+
+    /// The memory database.
+    pub fn store(&self) -> &MemStorage {
+        &self.store
+    }
+
+    /// The definitions the world runs.
+    pub fn defs(&self) -> &Definitions {
+        &self.defs
+    }
+
     /// The ids of the cellapps still running.
     pub fn cellapps(&self) -> Vec<AppId> {
         self.cells.keys().copied().collect()
@@ -752,6 +783,16 @@ impl SimWorld {
     /// Every entity there should be is real exactly once, on the cellapp
     /// whose cell covers it (within the offload hysteresis).
     pub fn check_placement(&self, entities: usize) -> Result<(), String> {
+        let total = self.check_placement_of_all()?;
+        if total != entities {
+            return Err(format!("{total} reals, expected {entities}"));
+        }
+        Ok(())
+    }
+
+    /// Every real is on the cellapp whose cell covers it (within the
+    /// offload hysteresis). Returns how many reals there are.
+    pub fn check_placement_of_all(&self) -> Result<usize, String> {
         let layout = self.manager.layout().ok_or("no layout")?;
         let mut total = 0;
         for (app, cell) in &self.cells {
@@ -774,10 +815,7 @@ impl SimWorld {
                 }
             }
         }
-        if total != entities {
-            return Err(format!("{total} reals, expected {entities}"));
-        }
-        Ok(())
+        Ok(total)
     }
 
     /// Every ghost equals its real's position and ghosted properties and
