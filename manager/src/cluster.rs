@@ -255,8 +255,14 @@ impl Manager {
         Ok(app)
     }
 
-    /// An app's link closed, or it said goodbye.
+    /// An app's link closed, or it went silent: it is dead.
     pub fn app_gone(&mut self, app: AppId, reason: &str) {
+        self.remove_app(app, reason, true);
+    }
+
+    /// Takes an app out of the cluster. Only a dead one (not one that said
+    /// goodbye after handing everything off) is announced with `AppDown`.
+    fn remove_app(&mut self, app: AppId, reason: &str, died: bool) {
         let Some(info) = self.apps.remove(&app) else {
             return;
         };
@@ -267,9 +273,11 @@ impl Manager {
         }
         // After the layout without it: every app stops hearing from it, and
         // the baseapps restore what it held (design §1).
-        let others: Vec<AppId> = self.apps.keys().copied().collect();
-        for other in others {
-            self.out.push(Output::App(other, AppMsg::AppDown { app }));
+        if died {
+            let others: Vec<AppId> = self.apps.keys().copied().collect();
+            for other in others {
+                self.out.push(Output::App(other, AppMsg::AppDown { app }));
+            }
         }
         let waiting: Vec<u64> = self
             .pending
@@ -329,7 +337,7 @@ impl Manager {
                     }
                 }
             }
-            AppMsg::Goodbye => self.app_gone(from, "said goodbye"),
+            AppMsg::Goodbye => self.remove_app(from, "said goodbye", false),
             AppMsg::CellLoad(report) => self.cell_load(from, *report),
             AppMsg::Retire => {
                 if let Err(e) = self.retire(now, from) {
