@@ -183,9 +183,4 @@ impl Baseapp {
     pub fn backed_up(&self, e: EntityId) -> Option<(tessera::proto::Pos, &[tessera::Value])> {
         self.bases.get(&e).map(|b| (b.pos, b.props.as_slice()))
     }
-
-    /// Whether a cellapp death is still being recovered from.
-    pub fn recovering(&self) -> bool {
-        !self.recovering.is_empty()
-    }
 }
