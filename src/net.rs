@@ -5,12 +5,14 @@
 //! directory on first start and reused after; clients trust that certificate
 //! (pinned). Keep-alive is on and the idle timeout is set on purpose, so a
 //! dead client is noticed within [`IDLE_TIMEOUT`] and a dead process of the
-//! cluster within [`LINK_IDLE_TIMEOUT`].
+//! cluster within [`link_idle_timeout`] ([`LINK_IDLE_TIMEOUT`] unless the
+//! process was started with another).
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,15 +22,33 @@ pub const SERVER_NAME: &str = "localhost";
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive interval: well under the idle timeout.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
-/// A link between two processes of a cluster (ALPN
+/// By default, a link between two processes of a cluster (ALPN
 /// [`crate::proto::ALPN_APP`]) with no traffic for this long is closed: a
 /// killed process is noticed this soon, and its entities restored. Cluster
 /// processes share a data centre network, so silence this long means the
 /// process is gone or hung.
 pub const LINK_IDLE_TIMEOUT: Duration = Duration::from_millis(750);
-/// Keep-alive interval on cluster links: several per idle timeout, so a
-/// lost packet or two never closes a link.
-pub const LINK_KEEP_ALIVE: Duration = Duration::from_millis(150);
+/// Keep-alives sent per link idle timeout: several, so a lost packet or two
+/// never closes a link.
+const LINK_KEEP_ALIVES: u32 = 5;
+
+/// This process's link idle timeout in milliseconds.
+static LINK_IDLE_MS: AtomicU64 = AtomicU64::new(LINK_IDLE_TIMEOUT.as_millis() as u64);
+
+/// Sets the idle timeout of cluster links this process opens or accepts
+/// from now on. A link closes after the shorter of its two ends' timeouts.
+/// Raise it where processes share too few cores to answer within 750 ms —
+/// a whole cluster in one test process, say — at the cost of noticing a
+/// dead process that much later. Clamped to 100 ms – 60 s.
+pub fn set_link_idle_timeout(idle: Duration) {
+    let ms = idle.as_millis().clamp(100, 60_000) as u64;
+    LINK_IDLE_MS.store(ms, Ordering::Relaxed);
+}
+
+/// The idle timeout of this process's cluster links.
+pub fn link_idle_timeout() -> Duration {
+    Duration::from_millis(LINK_IDLE_MS.load(Ordering::Relaxed))
+}
 /// Bytes of datagrams a connection queues each way before dropping the oldest.
 pub const DATAGRAM_BUFFER: usize = 16 * 1024;
 
@@ -146,10 +166,11 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Transport settings of a connection speaking `alpn`: client and login
 /// connections allow for the internet; cluster links notice a dead peer
-/// within [`LINK_IDLE_TIMEOUT`].
+/// within [`link_idle_timeout`].
 pub fn transport(alpn: &[u8]) -> Arc<quinn::TransportConfig> {
     let (keep_alive, idle) = if alpn == crate::proto::ALPN_APP {
-        (LINK_KEEP_ALIVE, LINK_IDLE_TIMEOUT)
+        let idle = link_idle_timeout();
+        (idle / LINK_KEEP_ALIVES, idle)
     } else {
         (KEEP_ALIVE, IDLE_TIMEOUT)
     };

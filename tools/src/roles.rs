@@ -24,9 +24,22 @@ pub struct Common {
     /// Stop cleanly when standard input closes (used by `tessera up`).
     #[arg(long, hide = true)]
     pub stop_on_eof: bool,
+    /// Milliseconds of silence after which a link to another process of the
+    /// cluster is closed and, if that process is gone, it is declared dead
+    /// (100–60000).
+    #[arg(long, default_value_t = 750, env = "TESSERA_LINK_TIMEOUT_MS",
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub link_timeout_ms: u64,
 }
 
 impl Common {
+    /// Creates the data directory and applies the link timeout.
+    fn prepare(&self) -> anyhow::Result<()> {
+        ensure_dir(&self.data)?;
+        tessera::net::set_link_idle_timeout(std::time::Duration::from_millis(self.link_timeout_ms));
+        Ok(())
+    }
+
     /// Loads the definitions.
     pub fn definitions(&self) -> anyhow::Result<Arc<Definitions>> {
         Ok(Arc::new(match &self.defs {
@@ -165,7 +178,7 @@ fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Runs the manager until asked to stop.
 pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
-    ensure_dir(&a.common.data)?;
+    a.common.prepare()?;
     anyhow::ensure!(
         a.world.size.is_finite() && a.world.size > 0.0,
         "--size must be a positive number of metres"
@@ -199,7 +212,7 @@ pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
 
 /// Runs a cellapp until asked to stop.
 pub async fn cellapp(a: CellappArgs) -> anyhow::Result<()> {
-    ensure_dir(&a.common.data)?;
+    a.common.prepare()?;
     let app = tessera_cellapp::driver::start(tessera_cellapp::driver::Options {
         manager: a.manager,
         bind: a.bind,
@@ -228,7 +241,7 @@ pub async fn cellapp(a: CellappArgs) -> anyhow::Result<()> {
 
 /// Runs a baseapp until asked to stop; every entity is saved before it exits.
 pub async fn baseapp(a: BaseappArgs) -> anyhow::Result<()> {
-    ensure_dir(&a.common.data)?;
+    a.common.prepare()?;
     let handle = tessera_baseapp::driver::start(tessera_baseapp::driver::Options {
         manager: a.manager,
         bind_internal: a.bind,
