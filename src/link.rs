@@ -220,3 +220,41 @@ pub async fn accept_first(
         Err(e) => Err(fail(e.to_string())),
     }
 }
+
+/// Accepts the links other apps dial to this one (each opens with
+/// [`AppMsg::LinkHello`]), refusing any whose definitions differ, and
+/// reports each as `Opened` under the dialler's id.
+pub async fn accept(
+    endpoint: quinn::Endpoint,
+    digest: [u8; 32],
+    events: mpsc::UnboundedSender<(crate::AppId, LinkEvent)>,
+    meter: LinkMeter,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let events = events.clone();
+        let meter = meter.clone();
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            match accept_first(&conn).await {
+                Ok((AppMsg::LinkHello { app, defs_digest }, send, recv)) => {
+                    if defs_digest != digest {
+                        tracing::warn!(%app, "app with other definitions refused");
+                        conn.close(
+                            crate::net::close::REFUSED.into(),
+                            b"definitions digest mismatch",
+                        );
+                        return;
+                    }
+                    spawn(app, send, recv, events, &meter);
+                    // Keep the connection alive as long as the link is.
+                    let _ = conn.closed().await;
+                }
+                Ok((other, _, _)) => {
+                    tracing::warn!(peer = %conn.remote_address(), ?other, "link without hello refused");
+                    conn.close(crate::net::close::PROTOCOL.into(), b"expected LinkHello");
+                }
+                Err(e) => tracing::warn!(error = %e, "incoming link failed"),
+            }
+        });
+    }
+}

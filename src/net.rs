@@ -4,9 +4,9 @@
 //! Servers present a self-signed certificate generated into the data
 //! directory on first start and reused after; clients trust that certificate
 //! (pinned). Keep-alive is on and the idle timeout is set on purpose, so a
-//! dead client is noticed within [`IDLE_TIMEOUT`] and a dead process of the
-//! cluster within [`link_idle_timeout`] ([`LINK_IDLE_TIMEOUT`] unless the
-//! process was started with another).
+//! dead peer is noticed within [`client_idle_timeout`] (clients) or
+//! [`link_idle_timeout`] (processes of the cluster): [`IDLE_TIMEOUT`] and
+//! [`LINK_IDLE_TIMEOUT`] unless the process was started with others.
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -18,22 +18,25 @@ use std::time::Duration;
 
 /// The name servers present and clients expect.
 pub const SERVER_NAME: &str = "localhost";
-/// A connection with no traffic for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Keep-alive interval: well under the idle timeout.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// By default, a client's connection with no traffic for this long is
+/// closed. Short, so a client whose baseapp died notices within it and
+/// resumes its session elsewhere; a client whose network only hiccuped
+/// resumes too (its entity waits for it), so shortness costs little.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// By default, a link between two processes of a cluster (ALPN
 /// [`crate::proto::ALPN_APP`]) with no traffic for this long is closed: a
 /// killed process is noticed this soon, and its entities restored. Cluster
 /// processes share a data centre network, so silence this long means the
 /// process is gone or hung.
 pub const LINK_IDLE_TIMEOUT: Duration = Duration::from_millis(750);
-/// Keep-alives sent per link idle timeout: several, so a lost packet or two
-/// never closes a link.
-const LINK_KEEP_ALIVES: u32 = 5;
+/// Keep-alives sent per idle timeout: several, so a lost packet or two
+/// never closes a connection.
+const KEEP_ALIVES: u32 = 5;
 
 /// This process's link idle timeout in milliseconds.
 static LINK_IDLE_MS: AtomicU64 = AtomicU64::new(LINK_IDLE_TIMEOUT.as_millis() as u64);
+/// This process's client (and login) connection idle timeout in milliseconds.
+static CLIENT_IDLE_MS: AtomicU64 = AtomicU64::new(IDLE_TIMEOUT.as_millis() as u64);
 
 /// Sets the idle timeout of cluster links this process opens or accepts
 /// from now on. A link closes after the shorter of its two ends' timeouts.
@@ -48,6 +51,19 @@ pub fn set_link_idle_timeout(idle: Duration) {
 /// The idle timeout of this process's cluster links.
 pub fn link_idle_timeout() -> Duration {
     Duration::from_millis(LINK_IDLE_MS.load(Ordering::Relaxed))
+}
+
+/// Sets the idle timeout of client and login connections this process opens
+/// or accepts from now on (the shorter of the two ends' wins). Clamped to
+/// 100 ms – 60 s.
+pub fn set_client_idle_timeout(idle: Duration) {
+    let ms = idle.as_millis().clamp(100, 60_000) as u64;
+    CLIENT_IDLE_MS.store(ms, Ordering::Relaxed);
+}
+
+/// The idle timeout of this process's client and login connections.
+pub fn client_idle_timeout() -> Duration {
+    Duration::from_millis(CLIENT_IDLE_MS.load(Ordering::Relaxed))
 }
 /// Bytes of datagrams a connection queues each way before dropping the oldest.
 pub const DATAGRAM_BUFFER: usize = 16 * 1024;
@@ -165,15 +181,15 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Transport settings of a connection speaking `alpn`: client and login
-/// connections allow for the internet; cluster links notice a dead peer
-/// within [`link_idle_timeout`].
+/// connections notice a dead peer within [`client_idle_timeout`], cluster
+/// links within [`link_idle_timeout`].
 pub fn transport(alpn: &[u8]) -> Arc<quinn::TransportConfig> {
-    let (keep_alive, idle) = if alpn == crate::proto::ALPN_APP {
-        let idle = link_idle_timeout();
-        (idle / LINK_KEEP_ALIVES, idle)
+    let idle = if alpn == crate::proto::ALPN_APP {
+        link_idle_timeout()
     } else {
-        (KEEP_ALIVE, IDLE_TIMEOUT)
+        client_idle_timeout()
     };
+    let keep_alive = idle / KEEP_ALIVES;
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(keep_alive));
     // Both timeouts are small enough to always convert.

@@ -27,6 +27,9 @@ use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
 use crate::persist;
 
+/// How often the driver ticks the core.
+pub const TICK: Duration = Duration::from_millis(100);
+
 /// A connection's id on this baseapp.
 pub type ClientId = u64;
 
@@ -41,6 +44,12 @@ pub struct BaseConfig {
     pub player_type: String,
     /// Where new players appear: min x, min z, max x, max z (the whole space if `None`).
     pub spawn_area: Option<[f32; 4]>,
+    /// How often each base is copied to another baseapp (spread over the
+    /// period, not all at once).
+    pub backup_period: Duration,
+    /// How long an entity whose client's connection was lost (or whose
+    /// baseapp died) waits for the client to resume before it logs out.
+    pub resume_grace: Duration,
 }
 
 impl Default for BaseConfig {
@@ -50,6 +59,8 @@ impl Default for BaseConfig {
             ticket_ttl: Duration::from_secs(30),
             player_type: "Avatar".into(),
             spawn_area: None,
+            backup_period: Duration::from_secs(2),
+            resume_grace: Duration::from_secs(30),
         }
     }
 }
@@ -161,6 +172,15 @@ struct Base {
     unacked: VecDeque<(u64, EntityMsg)>,
     dirty: bool,
     leaving: bool,
+    /// The secret its client resumes the session with.
+    token: Ticket,
+    /// Since when it has had no client and waits for one to resume.
+    detached: Option<Time>,
+    /// Restored from a copy after its baseapp (this one) died, and waiting
+    /// for its real to accept this baseapp as its base.
+    claiming: Option<AppId>,
+    /// The baseapp holding its copy.
+    holder: Option<AppId>,
 }
 
 /// The baseapp core.
@@ -171,7 +191,7 @@ pub struct Baseapp {
     space: SpaceInfo,
     ids: IdPool,
     rng: ChaCha20Rng,
-    tickets: HashMap<Ticket, (i64, Time)>,
+    tickets: HashMap<Ticket, (session::Admit, Time)>,
     proxies: HashMap<ClientId, Proxy>,
     bases: BTreeMap<EntityId, Base>,
     online: HashMap<i64, EntityId>,
@@ -186,6 +206,13 @@ pub struct Baseapp {
     recovering: BTreeMap<AppId, recovery::Recovery>,
     /// Entities restored from their backups since the start.
     restored: u64,
+    /// The other live baseapps and their internal addresses (copies of
+    /// bases go among them).
+    peers: BTreeMap<AppId, std::net::SocketAddr>,
+    /// Copies of other baseapps' bases, with their owner.
+    copies: BTreeMap<EntityId, (AppId, tessera::proto::app::BaseCopy)>,
+    /// Ticks so far (backups are spread over them).
+    ticks: u64,
     last_save: Option<Time>,
     stopping: bool,
     out: Vec<Output>,
@@ -219,6 +246,9 @@ impl Baseapp {
             cellapps: BTreeSet::new(),
             recovering: BTreeMap::new(),
             restored: 0,
+            peers: BTreeMap::new(),
+            copies: BTreeMap::new(),
+            ticks: 0,
             last_save: None,
             stopping: false,
             out: Vec::new(),
@@ -311,9 +341,23 @@ impl Baseapp {
             );
         }
         let account = match ticket {
-            Some((account, expires)) if expires >= now => account,
+            Some((session::Admit::Entity(e), expires)) if expires >= now => {
+                return self.attach(client, e, now)
+            }
+            Some((session::Admit::Account(account), expires)) if expires >= now => account,
             _ => return self.refuse(client, "unknown or expired ticket".into()),
         };
+        if let Some(e) = self.online.get(&account).copied() {
+            // Back with the password while the entity is in the world: the
+            // same as resuming (an old connection gives way).
+            if self
+                .bases
+                .get(&e)
+                .is_some_and(|b| !b.leaving && b.claiming.is_none())
+            {
+                return self.attach(client, e, now);
+            }
+        }
         if self.online.contains_key(&account) || self.proxies.values().any(|p| p.account == account)
         {
             return self.refuse(client, "this account is already in the world".into());
@@ -353,7 +397,7 @@ impl Baseapp {
     }
 
     /// Something from a client that already said hello.
-    pub fn client_input(&mut self, _now: Time, client: ClientId, input: ClientInput) {
+    pub fn client_input(&mut self, now: Time, client: ClientId, input: ClientInput) {
         let entity = match self.proxies.get(&client).map(|p| &p.phase) {
             Some(Phase::Playing(e)) => Some(*e),
             Some(Phase::Loading) => None,
@@ -362,8 +406,12 @@ impl Baseapp {
         match input {
             ClientInput::Gone(_) => {
                 self.proxies.remove(&client);
-                if let Some(e) = entity {
-                    self.leave(e);
+                // The entity waits for its client to resume.
+                if let Some(b) = entity.and_then(|e| self.bases.get_mut(&e)) {
+                    if b.client == Some(client) {
+                        b.client = None;
+                        b.detached = Some(now);
+                    }
                 }
             }
             ClientInput::Msg(ClientMsg::Logout) => {
@@ -533,6 +581,10 @@ impl Baseapp {
         if let Some(account) = base.account {
             self.online.remove(&account);
         }
+        if let Some(holder) = base.holder {
+            self.out
+                .push(Output::App(holder, AppMsg::BaseGone { entity: e }));
+        }
         if let Some(row) = self.row(&base) {
             self.out.push(Output::Store(StoreOp::Save(vec![row])));
         }
@@ -596,25 +648,12 @@ impl Baseapp {
         if self.ids.should_ask() {
             self.out.push(Output::App(MANAGER, AppMsg::NeedIds));
         }
-        let welcome = ServerMsg::Welcome {
-            entity,
-            type_id: ty.id,
-            pos: loaded.pos,
-            yaw: loaded.yaw,
-            props: persist::pick(
-                &loaded.props,
-                ty.properties
-                    .iter()
-                    .filter(|p| p.flags.own_client())
-                    .map(|p| p.index),
-            ),
-            tick_hz: self.space.tick_hz,
-            bounds: self.space.bounds,
-        };
+        let welcome = self.welcome(entity, ty, loaded.pos, loaded.yaw, &loaded.props);
         let ty_index = ty.id.0 as usize;
         if let Some(p) = self.proxies.get_mut(&client) {
             p.phase = Phase::Playing(entity);
         }
+        let token = self.new_ticket();
         self.online.insert(account, entity);
         self.bases.insert(
             entity,
@@ -634,10 +673,41 @@ impl Baseapp {
                 unacked: VecDeque::new(),
                 dirty: false,
                 leaving: false,
+                token,
+                detached: None,
+                claiming: None,
+                holder: None,
             },
         );
         self.send(client, &welcome);
+        self.send(client, &ServerMsg::Session { token });
         self.place_in_cell(entity);
+    }
+
+    /// The welcome of a client to its entity: what its own client may see.
+    fn welcome(
+        &self,
+        entity: EntityId,
+        ty: &TypeDef,
+        pos: Pos,
+        yaw: f32,
+        props: &[Value],
+    ) -> ServerMsg {
+        ServerMsg::Welcome {
+            entity,
+            type_id: ty.id,
+            pos,
+            yaw,
+            props: persist::pick(
+                props,
+                ty.properties
+                    .iter()
+                    .filter(|p| p.flags.own_client())
+                    .map(|p| p.index),
+            ),
+            tick_hz: self.space.tick_hz,
+            bounds: self.space.bounds,
+        }
     }
 
     fn place_in_cell(&mut self, e: EntityId) {
@@ -681,6 +751,7 @@ impl Baseapp {
                 version,
             },
         ));
+        self.back_up(e);
     }
 
     /// A link to another app came up.
@@ -723,14 +794,29 @@ impl Baseapp {
         }
         match msg {
             AppMsg::IssueTicket { req, account, .. } => {
-                let mut bytes = [0u8; 16];
-                self.rng.fill_bytes(&mut bytes);
-                let ticket = Ticket(bytes);
-                self.tickets
-                    .insert(ticket, (account, now.plus(self.cfg.ticket_ttl)));
-                self.out
-                    .push(Output::App(MANAGER, AppMsg::TicketIssued { req, ticket }));
+                self.issue(now, req, session::Admit::Account(account))
             }
+            AppMsg::FindSession { req, entity, token } => {
+                self.find_session(now, req, entity, token)
+            }
+            AppMsg::FindPlayer { req, account } => self.find_player(now, req, account),
+            AppMsg::Baseapps(list) => self.baseapps(list),
+            AppMsg::BaseBackup(copy) => self.hold(from, *copy),
+            AppMsg::BaseGone { entity } => {
+                if self
+                    .copies
+                    .get(&entity)
+                    .is_some_and(|(owner, _)| *owner == from)
+                {
+                    self.copies.remove(&entity);
+                }
+            }
+            AppMsg::Rebased {
+                entity,
+                version,
+                state,
+            } => self.rebased(from, entity, version, state),
+            AppMsg::NotRebased { entity } => self.not_rebased(entity),
             AppMsg::Cells(cells) => {
                 self.cellapps.extend(cells.iter().map(|c| c.app));
                 self.cells = cells;
@@ -781,7 +867,7 @@ impl Baseapp {
                     self.absorb(entity, state);
                 }
             }
-            AppMsg::AppDown { app } if from == MANAGER => self.app_down(app),
+            AppMsg::AppDown { app } if from == MANAGER => self.app_down(now, app),
             AppMsg::DownSeen { app, lost } => self.down_seen(from, app, lost),
             AppMsg::RealMoved {
                 entity,
@@ -838,9 +924,14 @@ impl Baseapp {
         base.dirty = true;
     }
 
-    /// Periodic work: expire tickets, save dirty entities.
+    /// Periodic work: expire tickets, copy a share of the bases to their
+    /// holders, log out entities whose client did not resume in time, save
+    /// dirty entities.
     pub fn tick(&mut self, now: Time) {
         self.tickets.retain(|_, (_, expires)| *expires >= now);
+        self.ticks += 1;
+        self.back_up_share();
+        self.expire_detached(now);
         let due = match self.last_save {
             None => {
                 self.last_save = Some(now);
@@ -911,7 +1002,9 @@ impl Baseapp {
     }
 }
 
+mod backup;
 mod recovery;
+mod session;
 
 #[cfg(test)]
 mod tests;

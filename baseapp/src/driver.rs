@@ -27,7 +27,7 @@ use crate::store::Store;
 use tessera::metrics::LinkMeter;
 
 /// The period of the baseapp's own loop (periodic saves, timeouts).
-const TICK: Duration = Duration::from_millis(100);
+use crate::bases::TICK;
 
 /// The largest frame a client may send.
 pub const MAX_CLIENT_FRAME: usize = 8 * 1024;
@@ -185,6 +185,13 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
         joined.ids,
         seed,
     );
+    // Baseapps with a higher id dial this one: copies of bases come that way.
+    tokio::spawn(link::accept(
+        internal.clone(),
+        opts.defs.digest,
+        links_tx.clone(),
+        metrics.app_link.clone(),
+    ));
     let (clients_tx, clients) = mpsc::unbounded_channel();
     tokio::spawn(accept_clients(
         public.clone(),
@@ -422,7 +429,7 @@ impl Driver {
                     self.metrics.clients.set(self.conns.len() as f64);
                     self.manager.send(&AppMsg::Heartbeat(load));
                     // Links that failed or dropped are dialled again.
-                    self.dial_cells();
+                    self.dial_links();
                 }
                 reply = &mut stop => break reply.ok(),
             }
@@ -461,7 +468,7 @@ impl Driver {
         match ev {
             LinkEvent::Opened(sender) => {
                 if from != MANAGER {
-                    tracing::info!(peer = %from, "linked to cellapp");
+                    tracing::info!(peer = %from, "linked to app");
                     self.dialing.remove(&from);
                     for msg in self.backlog.remove(&from).unwrap_or_default() {
                         sender.send(&msg);
@@ -471,10 +478,13 @@ impl Driver {
                 }
             }
             LinkEvent::Msg(msg) => {
-                let is_cells = matches!(msg, AppMsg::Cells(_) | AppMsg::Layout { .. });
+                let is_cells = matches!(
+                    msg,
+                    AppMsg::Cells(_) | AppMsg::Layout { .. } | AppMsg::Baseapps(_)
+                );
                 self.core.handle(Time::now(), from, msg);
                 if is_cells {
-                    self.dial_cells();
+                    self.dial_links();
                 }
             }
             LinkEvent::Closed { reason, link } => {
@@ -483,7 +493,7 @@ impl Driver {
                 } else if self.links.get(&from).map(LinkSender::id) != link {
                     // A late close of a link already replaced changes nothing.
                 } else {
-                    tracing::warn!(peer = %from, %reason, "cellapp link closed");
+                    tracing::warn!(peer = %from, %reason, "app link closed");
                     self.links.remove(&from);
                     self.dialing.remove(&from);
                     self.core.link_down(from);
@@ -492,12 +502,16 @@ impl Driver {
         }
     }
 
-    fn dial_cells(&mut self) {
+    fn dial_links(&mut self) {
         let hello = AppMsg::LinkHello {
             app: self.core.app(),
             defs_digest: self.digest,
         };
-        for cell in self.core.cells().to_vec() {
+        // Every cellapp; of the other baseapps, those with a lower id (the
+        // higher id dials).
+        let me = self.core.app();
+        let peers = self.core.peers().into_iter().filter(|p| p.app < me);
+        for cell in self.core.cells().to_vec().into_iter().chain(peers) {
             if self.links.contains_key(&cell.app) || !self.dialing.insert(cell.app) {
                 continue;
             }
@@ -514,7 +528,7 @@ impl Driver {
                         link::spawn(cell.app, send, recv, events, &meter);
                     }
                     Err(e) => {
-                        tracing::warn!(peer = %cell.app, error = %e, "cannot link to cellapp");
+                        tracing::warn!(peer = %cell.app, error = %e, "cannot link to app");
                         let _ = events.send((
                             cell.app,
                             LinkEvent::Closed {

@@ -124,6 +124,7 @@ pub struct EntitySnapshot {
 }
 
 mod haunt;
+mod rebase;
 mod recovery;
 #[cfg(test)]
 mod tests;
@@ -531,6 +532,12 @@ impl Cell {
             } => self.create_from_base(from, entity, type_id, state, version),
             AppMsg::Ids(block) => self.add_ids(block),
             AppMsg::ToEntity { entity, seq, msg } => self.on_channel(entity, seq, msg),
+            AppMsg::Rebase {
+                entity,
+                base,
+                dead,
+                seq,
+            } => self.rebase(entity, base, dead, seq),
             AppMsg::GhostCreate(g) => self.ghost_create(*g),
             AppMsg::GhostUpdate {
                 entity,

@@ -182,7 +182,7 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
     };
     let mut cell = Cell::new(&opts.defs, Behaviors::demo(), cfg, joined.ids);
     cell.spawn_when_placed("Npc", opts.npcs);
-    tokio::spawn(accept(
+    tokio::spawn(link::accept(
         endpoint.clone(),
         opts.defs.digest,
         events_tx.clone(),
@@ -220,38 +220,6 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
         control,
         task,
     })
-}
-
-async fn accept(
-    endpoint: quinn::Endpoint,
-    digest: [u8; 32],
-    events: mpsc::UnboundedSender<(AppId, LinkEvent)>,
-    meter: LinkMeter,
-) {
-    while let Some(incoming) = endpoint.accept().await {
-        let events = events.clone();
-        let meter = meter.clone();
-        tokio::spawn(async move {
-            let Ok(conn) = incoming.await else { return };
-            match link::accept_first(&conn).await {
-                Ok((AppMsg::LinkHello { app, defs_digest }, send, recv)) => {
-                    if defs_digest != digest {
-                        tracing::warn!(%app, "baseapp with other definitions refused");
-                        conn.close(net::close::REFUSED.into(), b"definitions digest mismatch");
-                        return;
-                    }
-                    link::spawn(app, send, recv, events, &meter);
-                    // Keep the connection alive as long as the link is.
-                    let _ = conn.closed().await;
-                }
-                Ok((other, _, _)) => {
-                    tracing::warn!(peer = %conn.remote_address(), ?other, "link without hello refused");
-                    conn.close(net::close::PROTOCOL.into(), b"expected LinkHello");
-                }
-                Err(e) => tracing::warn!(error = %e, "incoming link failed"),
-            }
-        });
-    }
 }
 
 /// Messages kept for one app while its link comes up.

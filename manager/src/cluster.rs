@@ -1,7 +1,8 @@
 //! The manager core: membership of the cluster (apps register, heartbeat and
-//! leave), entity-id blocks, where the cells are, and the login flow (check
+//! leave), entity-id blocks, where the cells are, the login flow (check
 //! the account, pick the baseapp with the fewest clients, get a ticket from
-//! it, answer the client). A sans-IO state machine: account checks go out as
+//! it, answer the client) and the resume flow (ask every baseapp which one
+//! holds the entity of a session token, get a ticket from it). A sans-IO state machine: account checks go out as
 //! [`Output::CheckAccount`] and come back through [`Manager::account_checked`].
 
 use serde::Serialize;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use tessera::layout::{Layout, LayoutError, LineId};
 use tessera::proto::app::{AppMsg, CellInfo, Load, Role, SpaceInfo};
 use tessera::proto::login::{
-    LoginReply, LoginRequest, RefuseReason, MAX_NAME_BYTES, MAX_PASSWORD_BYTES,
+    LoginReply, LoginRequest, RefuseReason, ResumeRequest, MAX_NAME_BYTES, MAX_PASSWORD_BYTES,
 };
 use tessera::proto::PROTOCOL_MAJOR;
 use tessera::storage::{Account, StorageError};
@@ -74,10 +75,17 @@ pub enum Output {
     Drop(AppId),
 }
 
+/// A login or resume waiting for a ticket.
 struct Pending {
     login: LoginId,
-    baseapp: AppId,
+    /// Baseapps asked that have not said no: one for a fresh login, every
+    /// live one for a resume or to find an account's entity. When the last
+    /// says no or leaves, the client is refused, or for an account no
+    /// baseapp holds, one is asked for a fresh ticket.
+    asked: std::collections::BTreeSet<AppId>,
     since: Time,
+    /// The account being found: (id, name).
+    account: Option<(i64, String)>,
 }
 
 /// The manager core.
@@ -173,16 +181,25 @@ impl Manager {
         Ok(at)
     }
 
-    fn tell_baseapps_about_cells(&mut self) {
-        let cells = self.cells();
-        let baseapps: Vec<AppId> = self
-            .apps
+    fn baseapps(&self) -> Vec<CellInfo> {
+        self.apps
             .iter()
             .filter(|(_, a)| a.kind == Role::Baseapp)
-            .map(|(id, _)| *id)
-            .collect();
-        for b in baseapps {
-            self.out.push(Output::App(b, AppMsg::Cells(cells.clone())));
+            .map(|(id, a)| CellInfo {
+                app: *id,
+                addr: a.internal_addr,
+            })
+            .collect()
+    }
+
+    /// Sends every baseapp the cellapps, or the baseapps.
+    fn tell_baseapps(&mut self, which: Role) {
+        let (list, make): (_, fn(Vec<CellInfo>) -> AppMsg) = match which {
+            Role::Cellapp => (self.cells(), AppMsg::Cells),
+            Role::Baseapp => (self.baseapps(), AppMsg::Baseapps),
+        };
+        for b in self.baseapps() {
+            self.out.push(Output::App(b.app, make(list.clone())));
         }
     }
 
@@ -243,13 +260,14 @@ impl Manager {
         tracing::info!(%app, %role, %internal_addr, "app registered");
         match role {
             Role::Cellapp => {
-                self.tell_baseapps_about_cells();
+                self.tell_baseapps(Role::Cellapp);
                 self.cellapp_joined(app);
             }
             Role::Baseapp => {
                 let cells = self.cells();
                 self.out.push(Output::App(app, AppMsg::Cells(cells)));
                 self.send_layout(app);
+                self.tell_baseapps(Role::Baseapp);
             }
         }
         Ok(app)
@@ -267,9 +285,12 @@ impl Manager {
             return;
         };
         tracing::warn!(%app, role = %info.role, %reason, "app left the cluster");
-        if info.kind == Role::Cellapp {
-            self.tell_baseapps_about_cells();
-            self.cellapp_left(app);
+        match info.kind {
+            Role::Cellapp => {
+                self.tell_baseapps(Role::Cellapp);
+                self.cellapp_left(app);
+            }
+            Role::Baseapp => self.tell_baseapps(Role::Baseapp),
         }
         // After the layout without it: every app stops hearing from it, and
         // the baseapps restore what it held (design §1).
@@ -279,21 +300,73 @@ impl Manager {
                 self.out.push(Output::App(other, AppMsg::AppDown { app }));
             }
         }
-        let waiting: Vec<u64> = self
+        let asked: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.baseapp == app)
+            .filter(|(_, p)| p.asked.contains(&app))
             .map(|(r, _)| *r)
             .collect();
-        for req in waiting {
-            if let Some(p) = self.pending.remove(&req) {
-                self.refuse(
-                    p.login,
-                    RefuseReason::Unavailable,
-                    "the baseapp went away; try again",
-                );
+        for req in asked {
+            self.said_no(None, req, app, "the baseapp went away; try again");
+        }
+    }
+
+    /// A baseapp asked for a ticket will not give one: when none is left to
+    /// ask, the client is refused.
+    fn said_no(&mut self, now: Option<Time>, req: u64, app: AppId, why: &str) {
+        let Some(p) = self.pending.get_mut(&req) else {
+            return;
+        };
+        p.asked.remove(&app);
+        if p.asked.is_empty() {
+            let (login, since) = (p.login, p.since);
+            let account = p.account.take();
+            self.pending.remove(&req);
+            match account {
+                // Nobody holds the account's entity: a fresh session.
+                Some((id, name)) => self.fresh_ticket(now.unwrap_or(since), login, id, name),
+                None => self.refuse(login, RefuseReason::Unavailable, why),
             }
         }
+    }
+
+    fn ask(&mut self, now: Time, login: LoginId, asked: std::collections::BTreeSet<AppId>) -> u64 {
+        let req = self.next_req;
+        self.next_req += 1;
+        self.pending.insert(
+            req,
+            Pending {
+                login,
+                asked,
+                since: now,
+                account: None,
+            },
+        );
+        req
+    }
+
+    /// Asks the baseapp with the fewest clients for a ticket of a fresh
+    /// session of an account.
+    fn fresh_ticket(&mut self, now: Time, login: LoginId, account: i64, name: String) {
+        let has_cell = self.apps.values().any(|a| a.kind == Role::Cellapp);
+        let baseapp = self
+            .apps
+            .iter()
+            .filter(|(_, a)| a.kind == Role::Baseapp)
+            .min_by_key(|(id, a)| (a.clients, **id))
+            .map(|(id, _)| *id);
+        let Some(baseapp) = baseapp.filter(|_| has_cell) else {
+            return self.refuse(
+                login,
+                RefuseReason::Unavailable,
+                "the world is not up yet; try again",
+            );
+        };
+        let req = self.ask(now, login, [baseapp].into());
+        self.out.push(Output::App(
+            baseapp,
+            AppMsg::IssueTicket { req, account, name },
+        ));
     }
 
     /// A message from a member.
@@ -321,10 +394,17 @@ impl Manager {
                 self.out.push(Output::App(from, AppMsg::Ids(block)));
             }
             AppMsg::TicketIssued { req, ticket } => {
+                if !self
+                    .pending
+                    .get(&req)
+                    .is_some_and(|p| p.asked.contains(&from))
+                {
+                    return;
+                }
                 let Some(p) = self.pending.remove(&req) else {
                     return;
                 };
-                match self.apps.get_mut(&p.baseapp).and_then(|a| {
+                match self.apps.get_mut(&from).and_then(|a| {
                     a.clients += 1;
                     a.public_addr
                 }) {
@@ -337,6 +417,12 @@ impl Manager {
                     }
                 }
             }
+            AppMsg::NoSession { req } => self.said_no(
+                Some(now),
+                req,
+                from,
+                "no baseapp holds that session (yet); try again or log in",
+            ),
             AppMsg::Goodbye => self.remove_app(from, "said goodbye", false),
             AppMsg::CellLoad(report) => self.cell_load(from, *report),
             AppMsg::Retire => {
@@ -360,22 +446,61 @@ impl Manager {
         ));
     }
 
-    /// A client asks to log in.
-    pub fn login(&mut self, _now: Time, login: LoginId, req: LoginRequest) {
-        if req.protocol != PROTOCOL_MAJOR {
+    /// Refuses a client that speaks another protocol or has other
+    /// definitions; true if it was refused.
+    fn refuse_stranger(&mut self, login: LoginId, protocol: u16, digest: &[u8; 32]) -> bool {
+        if protocol != PROTOCOL_MAJOR {
             let m = format!(
-                "protocol {} is not supported; this server speaks {PROTOCOL_MAJOR}",
-                req.protocol
+                "protocol {protocol} is not supported; this server speaks {PROTOCOL_MAJOR}"
             );
-            return self.refuse(login, RefuseReason::ProtocolVersion, &m);
+            self.refuse(login, RefuseReason::ProtocolVersion, &m);
+            return true;
         }
-        if req.defs_digest != self.digest {
+        if *digest != self.digest {
             let m = format!(
                 "entity definitions digest mismatch: client has {}, server has {}",
-                Definitions::hex(&req.defs_digest),
+                Definitions::hex(digest),
                 Definitions::hex(&self.digest)
             );
-            return self.refuse(login, RefuseReason::DefinitionsMismatch, &m);
+            self.refuse(login, RefuseReason::DefinitionsMismatch, &m);
+            return true;
+        }
+        false
+    }
+
+    /// A client whose connection was lost asks to get back into its entity
+    /// with its session token: every baseapp is asked; the one holding the
+    /// entity issues a ticket.
+    pub fn resume(&mut self, now: Time, login: LoginId, req: ResumeRequest) {
+        if self.refuse_stranger(login, req.protocol, &req.defs_digest) {
+            return;
+        }
+        let asked: std::collections::BTreeSet<AppId> =
+            self.baseapps().into_iter().map(|b| b.app).collect();
+        if asked.is_empty() {
+            return self.refuse(
+                login,
+                RefuseReason::Unavailable,
+                "no baseapp is up; try again",
+            );
+        }
+        let id = self.ask(now, login, asked.clone());
+        for b in asked {
+            self.out.push(Output::App(
+                b,
+                AppMsg::FindSession {
+                    req: id,
+                    entity: req.entity,
+                    token: req.token,
+                },
+            ));
+        }
+    }
+
+    /// A client asks to log in.
+    pub fn login(&mut self, _now: Time, login: LoginId, req: LoginRequest) {
+        if self.refuse_stranger(login, req.protocol, &req.defs_digest) {
+            return;
         }
         if req.name.is_empty()
             || req.name.len() > MAX_NAME_BYTES
@@ -421,44 +546,42 @@ impl Manager {
                 return self.refuse(login, RefuseReason::Internal, "account check failed");
             }
         };
-        let has_cell = self.apps.values().any(|a| a.kind == Role::Cellapp);
-        let baseapp = self
-            .apps
-            .iter()
-            .filter(|(_, a)| a.kind == Role::Baseapp)
-            .min_by_key(|(id, a)| (a.clients, **id))
-            .map(|(id, _)| *id);
-        let Some(baseapp) = baseapp.filter(|_| has_cell) else {
-            return self.refuse(
-                login,
-                RefuseReason::Unavailable,
-                "the world is not up yet; try again",
-            );
-        };
-        let req = self.next_req;
-        self.next_req += 1;
-        self.pending.insert(
-            req,
-            Pending {
-                login,
-                baseapp,
-                since: now,
-            },
-        );
-        self.out.push(Output::App(
-            baseapp,
-            AppMsg::IssueTicket {
-                req,
-                account: account.id.0,
-                name: account.name,
-            },
-        ));
+        // The account's entity may be in the world still (its client lost
+        // its connection): the login goes where it is.
+        let asked: std::collections::BTreeSet<AppId> =
+            self.baseapps().into_iter().map(|b| b.app).collect();
+        if asked.is_empty() {
+            return self.fresh_ticket(now, login, account.id.0, account.name);
+        }
+        let req = self.ask(now, login, asked.clone());
+        if let Some(p) = self.pending.get_mut(&req) {
+            p.account = Some((account.id.0, account.name));
+        }
+        for b in asked {
+            self.out.push(Output::App(
+                b,
+                AppMsg::FindPlayer {
+                    req,
+                    account: account.id.0,
+                },
+            ));
+        }
     }
 
     /// Periodic work: time out logins and silent apps, and once a second
     /// balance the cells.
     pub fn tick(&mut self, now: Time) {
         self.balance_tick(now);
+        let silent: Vec<AppId> = self
+            .apps
+            .iter()
+            .filter(|(_, a)| now.since(a.last_seen) > HEARTBEAT_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for app in silent {
+            self.app_gone(app, "missed heartbeats");
+            self.out.push(Output::Drop(app));
+        }
         let late: Vec<u64> = self
             .pending
             .iter()
@@ -473,16 +596,6 @@ impl Manager {
                     "the baseapp did not answer; try again",
                 );
             }
-        }
-        let silent: Vec<AppId> = self
-            .apps
-            .iter()
-            .filter(|(_, a)| now.since(a.last_seen) > HEARTBEAT_TIMEOUT)
-            .map(|(id, _)| *id)
-            .collect();
-        for app in silent {
-            self.app_gone(app, "missed heartbeats");
-            self.out.push(Output::Drop(app));
         }
     }
 }

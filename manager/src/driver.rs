@@ -11,8 +11,8 @@ use tessera::frame;
 use tessera::link::{self, LinkEvent, LinkSender};
 use tessera::net::{self, close};
 use tessera::proto::app::{AppMsg, Role, SpaceInfo};
-use tessera::proto::login::{LoginReply, LoginRequest};
-use tessera::proto::{ALPN_APP, ALPN_LOGIN};
+use tessera::proto::login::{LoginReply, LoginRequest, ResumeRequest};
+use tessera::proto::{ALPN_APP, ALPN_LOGIN, ALPN_RESUME};
 use tessera::storage::{HashCost, StorageError};
 use tessera::{AppId, Definitions, Time};
 use tokio::sync::{mpsc, oneshot};
@@ -96,10 +96,49 @@ impl ManagerHandle {
     }
 }
 
+/// What a client on the login port asks.
+enum Request {
+    Login(LoginRequest),
+    Resume(ResumeRequest),
+}
+
 struct LoginAsk {
     id: LoginId,
-    req: LoginRequest,
+    req: Request,
     reply: oneshot::Sender<LoginReply>,
+}
+
+/// The ALPN a connection agreed on.
+fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+/// Reads the one request of a login-port connection: a login or, on the
+/// resume ALPN, a resume.
+async fn read_request(
+    conn: &quinn::Connection,
+    recv: &mut quinn::RecvStream,
+    buf: &mut Vec<u8>,
+) -> Result<Request, String> {
+    let bad = |e: frame::FrameError| e.to_string();
+    Ok(if alpn(conn).as_deref() == Some(ALPN_RESUME) {
+        Request::Resume(
+            frame::read_msg::<ResumeRequest>(recv, MAX_LOGIN_FRAME, buf)
+                .await
+                .map_err(bad)?
+                .ok_or("no resume request")?,
+        )
+    } else {
+        Request::Login(
+            frame::read_msg::<LoginRequest>(recv, MAX_LOGIN_FRAME, buf)
+                .await
+                .map_err(bad)?
+                .ok_or("no login request")?,
+        )
+    })
 }
 
 /// Starts a manager.
@@ -113,7 +152,7 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     )?;
     let login = net::endpoint(
         opts.bind_login,
-        Some(net::server_config(&identity, &[ALPN_LOGIN])?),
+        Some(net::server_config(&identity, &[ALPN_LOGIN, ALPN_RESUME])?),
     )?;
     let local = |ep: &quinn::Endpoint, addr: SocketAddr| {
         ep.local_addr()
@@ -221,10 +260,7 @@ async fn accept_logins(
             let exchange = async {
                 let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
                 let mut buf = Vec::new();
-                let req = frame::read_msg::<LoginRequest>(&mut recv, MAX_LOGIN_FRAME, &mut buf)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or("no login request")?;
+                let req = read_request(&conn, &mut recv, &mut buf).await?;
                 meter.received(buf.len() + frame::HEADER_LEN);
                 let (tx, rx) = oneshot::channel();
                 asks.send(LoginAsk { id, req, reply: tx })
@@ -304,7 +340,10 @@ async fn run(
             },
             Some(ask) = logins.recv() => {
                 replies.insert(ask.id, ask.reply);
-                core.login(Time::now(), ask.id, ask.req);
+                match ask.req {
+                    Request::Login(req) => core.login(Time::now(), ask.id, req),
+                    Request::Resume(req) => core.resume(Time::now(), ask.id, req),
+                }
             }
             Some((id, result)) = checked.recv() => core.account_checked(Time::now(), id, result),
             Some(cmd) = commands.recv() => match cmd {

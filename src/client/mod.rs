@@ -2,6 +2,14 @@
 //! keep a [`View`] of the world from the server's AoI events. Bots and
 //! end-to-end tests use it; a game client would too.
 //!
+//! A client that logged in through [`Client::login_and_connect`] resumes by
+//! itself when its connection is lost (its baseapp died, or the network
+//! went away for a while): [`Client::next_event`] presents the session
+//! token to the manager's resume endpoint, connects to whichever baseapp
+//! holds the entity now, and reports [`Event::Resumed`]. Only a session
+//! the server ended on purpose (logout, shutdown, a refused connection)
+//! is not resumed.
+//!
 //! ```no_run
 //! # async fn run(setup: tessera::client::Setup, login: std::net::SocketAddr) -> Result<(), tessera::client::ClientError> {
 //! let endpoint = tessera::client::endpoint()?;
@@ -23,8 +31,8 @@ use crate::frame::{self, FrameError};
 use crate::ids::EntityId;
 use crate::net::{self, NetError};
 use crate::proto::client::{ClientDatagram, ClientMsg, ServerDatagram, ServerMsg};
-use crate::proto::login::{LoginReply, LoginRequest, RefuseReason};
-use crate::proto::{Pos, Ticket, ALPN_CLIENT, ALPN_LOGIN, PROTOCOL_MAJOR};
+use crate::proto::login::{LoginReply, LoginRequest, RefuseReason, ResumeRequest};
+use crate::proto::{Pos, Ticket, ALPN_CLIENT, ALPN_LOGIN, ALPN_RESUME, PROTOCOL_MAJOR};
 use crate::time::Time;
 use crate::value::Value;
 use rustls::pki_types::CertificateDer;
@@ -118,7 +126,16 @@ pub enum Event {
     /// The entity's cellapp died and the entity was brought back from its
     /// last backup; the view was cleared and fills again.
     Restored,
+    /// The connection was lost and the client got back into its entity on
+    /// a new one (perhaps on another baseapp); the view was cleared and
+    /// fills again.
+    Resumed,
 }
+
+/// How long a client keeps trying to resume a lost session.
+pub const RESUME_FOR: std::time::Duration = std::time::Duration::from_secs(20);
+/// Pause between two resume attempts.
+const RESUME_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Byte counters of one client.
 #[derive(Clone, Copy, Debug, Default)]
@@ -149,10 +166,6 @@ pub async fn login(
     password: &str,
     create: bool,
 ) -> Result<(SocketAddr, Ticket), ClientError> {
-    let cfg = net::client_config(&setup.trust, ALPN_LOGIN)?;
-    let conn = net::connect(endpoint, cfg, login_addr).await?;
-    let lost = |e: &dyn std::fmt::Display| ClientError::Lost(e.to_string());
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
     let req = LoginRequest {
         protocol: PROTOCOL_MAJOR,
         defs_digest: setup.defs.digest,
@@ -160,9 +173,54 @@ pub async fn login(
         password: password.to_string(),
         create,
     };
-    send.write_all(&frame::encode(&req))
-        .await
-        .map_err(|e| lost(&e))?;
+    ask_manager(
+        endpoint,
+        setup,
+        login_addr,
+        ALPN_LOGIN,
+        &frame::encode(&req),
+    )
+    .await
+}
+
+/// Asks the manager's resume endpoint for a ticket into the entity a
+/// session token belongs to.
+pub async fn resume(
+    endpoint: &quinn::Endpoint,
+    setup: &Setup,
+    login_addr: SocketAddr,
+    entity: EntityId,
+    token: Ticket,
+) -> Result<(SocketAddr, Ticket), ClientError> {
+    let req = ResumeRequest {
+        protocol: PROTOCOL_MAJOR,
+        defs_digest: setup.defs.digest,
+        entity,
+        token,
+    };
+    ask_manager(
+        endpoint,
+        setup,
+        login_addr,
+        ALPN_RESUME,
+        &frame::encode(&req),
+    )
+    .await
+}
+
+/// One request frame to the manager's login port, one reply back.
+async fn ask_manager(
+    endpoint: &quinn::Endpoint,
+    setup: &Setup,
+    login_addr: SocketAddr,
+    alpn: &[u8],
+    req: &[u8],
+) -> Result<(SocketAddr, Ticket), ClientError> {
+    let cfg = net::client_config(&setup.trust, alpn)?;
+    let conn = net::connect(endpoint, cfg, login_addr).await?;
+    let lost = |e: &dyn std::fmt::Display| ClientError::Lost(e.to_string());
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+    send.write_all(req).await.map_err(|e| lost(&e))?;
     let _ = send.finish();
     let mut buf = Vec::new();
     let reply: Option<LoginReply> = frame::read_msg(&mut recv, setup.max_frame, &mut buf).await?;
@@ -176,6 +234,41 @@ pub async fn login(
     }
 }
 
+/// Asks for a ticket into `me` and connects with it, retrying while the
+/// world restores the entity, for at most [`RESUME_FOR`].
+async fn resume_loop(
+    endpoint: &quinn::Endpoint,
+    setup: &Setup,
+    login_addr: SocketAddr,
+    me: EntityId,
+    token: Ticket,
+    why: String,
+) -> Result<Client, ClientError> {
+    let deadline = tokio::time::Instant::now() + RESUME_FOR;
+    let mut last = why;
+    while tokio::time::Instant::now() < deadline {
+        let attempt = async {
+            let (baseapp, ticket) = resume(endpoint, setup, login_addr, me, token).await?;
+            Client::connect(endpoint, setup, baseapp, ticket).await
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(5), attempt).await {
+            Ok(Ok(fresh)) => return Ok(fresh),
+            Ok(Err(
+                e @ ClientError::LoginRefused {
+                    reason: RefuseReason::ProtocolVersion | RefuseReason::DefinitionsMismatch,
+                    ..
+                },
+            )) => return Err(e),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "resume timed out".into(),
+        }
+        tokio::time::sleep(RESUME_RETRY).await;
+    }
+    Err(ClientError::Lost(format!(
+        "could not resume the session: {last}"
+    )))
+}
+
 /// A connected client.
 pub struct Client {
     conn: quinn::Connection,
@@ -183,6 +276,13 @@ pub struct Client {
     inbound: mpsc::Receiver<Inbound>,
     setup: Setup,
     seq: u32,
+    /// Where to resume a lost session, and with what, once known.
+    resume: Option<(quinn::Endpoint, SocketAddr)>,
+    token: Option<Ticket>,
+    /// Sessions resumed so far.
+    pub resumed: u32,
+    /// A resume under way: the new connection and the endpoint it uses.
+    resuming: Option<tokio::task::JoinHandle<Result<(Client, quinn::Endpoint), ClientError>>>,
     /// What the client sees.
     pub view: View,
     /// Bytes in and out.
@@ -200,7 +300,9 @@ impl Client {
         create: bool,
     ) -> Result<Client, ClientError> {
         let (baseapp, ticket) = login(endpoint, setup, login_addr, name, password, create).await?;
-        Client::connect(endpoint, setup, baseapp, ticket).await
+        let mut client = Client::connect(endpoint, setup, baseapp, ticket).await?;
+        client.resume = Some((endpoint.clone(), login_addr));
+        Ok(client)
     }
 
     /// Connects to a baseapp with a ticket and waits for the welcome.
@@ -267,12 +369,71 @@ impl Client {
             inbound,
             setup: setup.clone(),
             seq: 0,
+            resume: None,
+            token: None,
+            resumed: 0,
+            resuming: None,
             view,
             traffic: Traffic::default(),
         })
     }
 
-    /// Sends a movement of the client's own entity (a datagram; latest wins).
+    /// Whether a lost connection may be resumed: the client knows where and
+    /// how, and the server did not end the session on purpose.
+    fn resumable(&self) -> bool {
+        if self.resume.is_none() || self.token.is_none() {
+            return false;
+        }
+        match self.conn.close_reason() {
+            Some(quinn::ConnectionError::ApplicationClosed(c)) => {
+                let code = u32::try_from(c.error_code.into_inner()).unwrap_or(u32::MAX);
+                code == net::close::SLOW
+            }
+            Some(quinn::ConnectionError::LocallyClosed) => false,
+            _ => true,
+        }
+    }
+
+    /// Starts getting back into the entity on a new connection, in a task
+    /// of its own, so that a caller that stops waiting for the next event
+    /// (a `select!` whose other branch won) does not cancel it.
+    fn start_resume(&mut self, why: String) -> Result<(), ClientError> {
+        let (Some((old, login_addr)), Some(token)) = (self.resume.clone(), self.token) else {
+            return Err(ClientError::Lost(why));
+        };
+        // A fresh socket, as after a change of network: the old endpoint
+        // may be what failed (quinn stops an endpoint on a socket error).
+        let endpoint = endpoint().unwrap_or(old);
+        let (setup, me) = (self.setup.clone(), self.view.me);
+        self.resuming = Some(tokio::spawn(async move {
+            let fresh = resume_loop(&endpoint, &setup, login_addr, me, token, why).await?;
+            Ok((fresh, endpoint))
+        }));
+        Ok(())
+    }
+
+    /// Waits for the resume under way; on success the new connection takes
+    /// the old one's place.
+    async fn finish_resume(&mut self) -> Result<Event, ClientError> {
+        let Some(task) = self.resuming.as_mut() else {
+            return Err(ClientError::Lost("no resume under way".into()));
+        };
+        let result = task.await;
+        self.resuming = None;
+        let (fresh, endpoint) = result.map_err(|e| ClientError::Lost(e.to_string()))??;
+        let login_addr = self.resume.as_ref().map(|(_, a)| *a);
+        let (traffic, resumed, seq) = (self.traffic, self.resumed + 1, self.seq);
+        *self = fresh;
+        self.traffic = traffic;
+        self.resumed = resumed;
+        self.seq = seq;
+        self.resume = login_addr.map(|a| (endpoint, a));
+        Ok(Event::Resumed)
+    }
+
+    /// Sends a movement of the client's own entity (a datagram; latest
+    /// wins). While a lost session is waiting to be resumed, moves are
+    /// dropped, as a lost datagram would be.
     pub fn send_move(&mut self, pos: Pos, yaw: f32) -> Result<(), ClientError> {
         self.seq = self.seq.wrapping_add(1);
         self.view.my_pos = pos;
@@ -282,9 +443,10 @@ impl Client {
             yaw,
         });
         self.traffic.bytes_out += bytes.len() as u64;
-        self.conn
-            .send_datagram(bytes.into())
-            .map_err(|e| ClientError::Send(e.to_string()))
+        match self.conn.send_datagram(bytes.into()) {
+            Err(quinn::SendDatagramError::ConnectionLost(_)) if self.resumable() => Ok(()),
+            other => other.map_err(|e| ClientError::Send(e.to_string())),
+        }
     }
 
     /// Calls an exposed method of the client's own entity, by name.
@@ -326,13 +488,33 @@ impl Client {
             .map_err(|e| ClientError::Send(e.to_string()))
     }
 
-    /// Waits for the next event and applies it to the view.
+    /// Waits for the next event and applies it to the view. A lost
+    /// connection is resumed here when it may be (see the module doc).
     pub async fn next_event(&mut self) -> Result<Event, ClientError> {
-        let inbound = self
-            .inbound
-            .recv()
-            .await
-            .ok_or_else(|| ClientError::Lost("connection task ended".into()))?;
+        if self.resuming.is_some() {
+            return self.finish_resume().await;
+        }
+        loop {
+            let inbound = self
+                .inbound
+                .recv()
+                .await
+                .unwrap_or_else(|| Inbound::Closed("connection task ended".into()));
+            if let Inbound::Closed(reason) = inbound {
+                if !self.resumable() {
+                    return Err(ClientError::Lost(reason));
+                }
+                self.start_resume(reason)?;
+                return self.finish_resume().await;
+            }
+            if let Some(event) = self.take(inbound)? {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// Applies one inbound message; `None` for one that is not an event.
+    fn take(&mut self, inbound: Inbound) -> Result<Option<Event>, ClientError> {
         let now = Time::now().0;
         match inbound {
             Inbound::Closed(reason) => Err(ClientError::Lost(reason)),
@@ -341,10 +523,10 @@ impl Client {
                 let d: ServerDatagram = frame::decode(&bytes)?;
                 self.view.apply_datagram(&d);
                 let ServerDatagram::Positions { sent_us, updates } = &d;
-                Ok(Event::Positions {
+                Ok(Some(Event::Positions {
                     count: updates.len(),
                     latency_us: now.saturating_sub(*sent_us),
-                })
+                }))
             }
             Inbound::Frame(bytes) => {
                 self.traffic.bytes_in += bytes.len() as u64 + 4;
@@ -384,8 +566,12 @@ impl Client {
                     ServerMsg::Welcome { .. } => {
                         return Err(ClientError::Protocol("second welcome".into()))
                     }
+                    ServerMsg::Session { token } => {
+                        self.token = Some(token);
+                        return Ok(None);
+                    }
                 };
-                Ok(event)
+                Ok(Some(event))
             }
         }
     }

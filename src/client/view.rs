@@ -130,7 +130,10 @@ impl View {
                 },
                 *sent_us,
             ),
-            ServerMsg::Welcome { .. } | ServerMsg::Refused { .. } | ServerMsg::Call { .. } => {}
+            ServerMsg::Welcome { .. }
+            | ServerMsg::Refused { .. }
+            | ServerMsg::Call { .. }
+            | ServerMsg::Session { .. } => {}
         }
     }
 

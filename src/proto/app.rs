@@ -303,6 +303,105 @@ pub enum AppMsg {
         /// Entities whose real went to the dead app from here.
         lost: Vec<(EntityId, u32)>,
     },
+    /// Baseapp → the baseapp chosen to hold its copy (rendezvous hashing of
+    /// the entity id over the live baseapps): a whole base, every few
+    /// seconds. The holder restores it if the owner dies.
+    BaseBackup(Box<BaseCopy>),
+    /// Baseapp → the holder of a base's copy: the base is gone (saved and
+    /// logged out, or its copy now lives elsewhere); forget the copy.
+    BaseGone {
+        /// The entity.
+        entity: EntityId,
+    },
+    /// Baseapp that restored a base → the entity's real (forwarded, as
+    /// [`AppMsg::ToEntity`] is, by cells that no longer hold it): your base
+    /// was on `dead` and is here now. Taken only if the real's base is
+    /// still `dead`, so one restorer wins; answered with
+    /// [`AppMsg::Rebased`] or [`AppMsg::NotRebased`].
+    Rebase {
+        /// The entity.
+        entity: EntityId,
+        /// The baseapp that restored the base.
+        base: AppId,
+        /// The dead baseapp.
+        dead: AppId,
+        /// The channel from the new base numbers from here on; the real
+        /// drops anything the dead base sent and it has not yet applied.
+        seq: u64,
+    },
+    /// Cellapp → the restoring baseapp: the real is yours; its state now.
+    Rebased {
+        /// The entity.
+        entity: EntityId,
+        /// The real's version.
+        version: u32,
+        /// Its cell state.
+        state: CellState,
+    },
+    /// Cellapp → the restoring baseapp: no real of this entity is left
+    /// here whose base is the dead one (it was destroyed, or another
+    /// baseapp took it first).
+    NotRebased {
+        /// The entity.
+        entity: EntityId,
+    },
+    /// Manager → every baseapp: a client presents this session token for
+    /// this entity. The baseapp holding the entity's base answers with
+    /// [`AppMsg::TicketIssued`]; every other answers [`AppMsg::NoSession`].
+    FindSession {
+        /// The manager's request id.
+        req: u64,
+        /// The client's entity.
+        entity: EntityId,
+        /// The token it was given.
+        token: Ticket,
+    },
+    /// Baseapp → manager: it holds no such session.
+    NoSession {
+        /// The manager's request id.
+        req: u64,
+    },
+    /// Manager → every baseapp: the live baseapps and their internal
+    /// addresses (base copies go among them). Sent whenever they change.
+    Baseapps(Vec<CellInfo>),
+    /// Manager → every baseapp: an account passed its password check. The
+    /// baseapp where its entity is (waiting for its client, or played on
+    /// another connection, which gives way) answers with
+    /// [`AppMsg::TicketIssued`]; every other answers [`AppMsg::NoSession`],
+    /// and if all do, the manager asks one for a fresh ticket.
+    FindPlayer {
+        /// The manager's request id.
+        req: u64,
+        /// Database id of the account.
+        account: i64,
+    },
+}
+
+/// A base copied to another baseapp ([`AppMsg::BaseBackup`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaseCopy {
+    /// The entity.
+    pub entity: EntityId,
+    /// Its database row, if it is persistent.
+    pub db_id: Option<i64>,
+    /// The account it belongs to, if a player's.
+    pub account: Option<i64>,
+    /// Its type.
+    pub type_id: TypeId,
+    /// Position as of the base's last cell backup.
+    pub pos: Pos,
+    /// Facing.
+    pub yaw: f32,
+    /// Every property, by index.
+    pub props: Vec<Value>,
+    /// The cellapp its real was on, as far as the base knew.
+    pub cell: AppId,
+    /// The real's version, as far as the base knew.
+    pub version: u32,
+    /// The next channel sequence number the base would have sent.
+    pub next_seq: u64,
+    /// The session token its client may resume with.
+    pub token: Ticket,
 }
 
 /// Most ghost moves in one [`AppMsg::GhostMoves`].
@@ -342,6 +441,14 @@ pub enum EntityMsg {
     },
     /// Destroy the cell half and send back its final state.
     Destroy,
+    /// A client (re)connected to the entity: its witness starts over (every
+    /// entity in range is sent again), its client's stream frames number
+    /// from `out_seq`, and the first of them is a `ServerMsg::Restored`
+    /// with where the entity stands.
+    Attach {
+        /// The first output sequence for the new client's frames.
+        out_seq: u64,
+    },
 }
 
 /// Orders ghost messages: the real's version (how many times it has moved

@@ -129,6 +129,14 @@ pub enum ServerMsg {
         /// Facing.
         yaw: f32,
     },
+    /// Sent after the welcome: a secret the client presents on the resume
+    /// endpoint (ALPN [`super::ALPN_RESUME`]) to get back into its entity,
+    /// without the password, if its connection is lost or its baseapp
+    /// dies. Good until the session ends; each welcome brings a new one.
+    Session {
+        /// The token.
+        token: Ticket,
+    },
 }
 
 /// Client → server datagram.

@@ -1,6 +1,7 @@
 //! Login: a client opens a connection with ALPN [`super::ALPN_LOGIN`] to the
 //! manager, sends one [`LoginRequest`] frame on a bidirectional stream and
-//! reads one [`LoginReply`] frame.
+//! reads one [`LoginReply`] frame. A client that lost its connection does
+//! the same with ALPN [`super::ALPN_RESUME`] and a [`ResumeRequest`].
 
 use super::Ticket;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,21 @@ pub enum RefuseReason {
     Unavailable,
     /// Something failed on the server.
     Internal,
+}
+
+/// A client whose connection was lost asks to get back into its entity,
+/// on a connection with ALPN [`super::ALPN_RESUME`] to the login port; the
+/// answer is a [`LoginReply`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResumeRequest {
+    /// The client's protocol major version.
+    pub protocol: u16,
+    /// SHA-256 digest of the client's entity definitions.
+    pub defs_digest: [u8; 32],
+    /// The entity it played.
+    pub entity: crate::ids::EntityId,
+    /// The session token from `ServerMsg::Session`.
+    pub token: super::Ticket,
 }
 
 /// The manager's answer.

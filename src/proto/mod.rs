@@ -25,6 +25,8 @@ pub const PROTOCOL_MAJOR: u16 = 1;
 pub const ALPN_CLIENT: &[u8] = b"tessera-client/1";
 /// ALPN of a login connection to the manager.
 pub const ALPN_LOGIN: &[u8] = b"tessera-login/1";
+/// ALPN of a resume connection to the manager (same port as login).
+pub const ALPN_RESUME: &[u8] = b"tessera-resume/1";
 /// ALPN of a link between two processes of a cluster.
 pub const ALPN_APP: &[u8] = b"tessera-app/1";
 

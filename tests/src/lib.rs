@@ -100,11 +100,12 @@ impl Cluster {
     /// Starts a cluster storing into `data`.
     pub async fn start(data: &Path, spec: ClusterSpec) -> Cluster {
         // A whole cluster and up to a thousand clients share this process's
-        // two worker threads, so a link driver can go unpolled for longer
-        // than the 750 ms a cluster process is given in production. No test
-        // here kills a process (the real-process tests do), so links may be
-        // patient.
+        // two worker threads, so a connection driver can go unpolled for
+        // longer than the 750 ms (links) or 2 s (clients) a process is
+        // given in production. No test here kills a process (the
+        // real-process tests do), so connections may be patient.
         tessera::net::set_link_idle_timeout(std::time::Duration::from_secs(5));
+        tessera::net::set_client_idle_timeout(std::time::Duration::from_secs(10));
         let defs = Arc::new(tessera::demo::definitions());
         let manager = tessera_manager::driver::start(tessera_manager::driver::Options {
             bind_internal: loopback(),

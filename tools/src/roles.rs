@@ -30,6 +30,11 @@ pub struct Common {
     #[arg(long, default_value_t = 750, env = "TESSERA_LINK_TIMEOUT_MS",
           value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub link_timeout_ms: u64,
+    /// Milliseconds of silence after which a client's connection is closed
+    /// (its entity then waits for it to resume) (100–60000).
+    #[arg(long, default_value_t = 2000, env = "TESSERA_CLIENT_TIMEOUT_MS",
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub client_timeout_ms: u64,
 }
 
 impl Common {
@@ -37,6 +42,9 @@ impl Common {
     fn prepare(&self) -> anyhow::Result<()> {
         ensure_dir(&self.data)?;
         tessera::net::set_link_idle_timeout(std::time::Duration::from_millis(self.link_timeout_ms));
+        tessera::net::set_client_idle_timeout(std::time::Duration::from_millis(
+            self.client_timeout_ms,
+        ));
         Ok(())
     }
 

@@ -1,12 +1,20 @@
 //! Recovery on real processes: a world of `tessera` processes (manager, four
 //! cellapps, two baseapps, each its own process on loopback QUIC, one
-//! SQLite file) with 200 clients walking, and one cellapp killed with
-//! SIGKILL. No client is disconnected; every entity that was real on the
-//! dead cellapp is live again on a neighbour with the state of its last
-//! backup, and every client sees every other client near it.
+//! SQLite file) with 200 clients walking, and one process killed with
+//! SIGKILL.
+//!
+//! - A cellapp: no client is disconnected; every entity that was real on
+//!   the dead cellapp is live again on a neighbour with the state of its
+//!   last backup, and every client sees every other client near it.
+//! - A baseapp: its clients lose their connections, resume their sessions
+//!   by themselves on the other baseapp (which restored their bases from
+//!   its copies) as the same entities, with nothing persistent lost, and
+//!   every client again sees every other near it.
 //!
 //! The time from the kill to the last affected entity being live again is
 //! printed (`recovery: ...`); `docs/benchmarks.md` records it over runs.
+//! The two worlds take turns: together they would be four hundred clients
+//! and fourteen processes on two cores.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -18,6 +26,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use tessera::client::{Client, Event, Setup};
 use tessera::{EntityId, Value};
+
+/// One world at a time.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const BOTS: usize = 200;
@@ -90,9 +101,13 @@ struct BotState {
     title: Option<Value>,
     /// Who it sees, with the title it sees on them.
     sees: BTreeMap<EntityId, Option<Value>>,
+    gold: Option<Value>,
     error: Option<String>,
     restored_at: Option<Instant>,
     live_at: Option<Instant>,
+    /// When its session was resumed on a new connection, and to where.
+    resumed_at: Option<Instant>,
+    baseapp: Option<SocketAddr>,
 }
 
 type Shared = Arc<Mutex<BotState>>;
@@ -103,12 +118,19 @@ fn lock(s: &Shared) -> std::sync::MutexGuard<'_, BotState> {
 
 /// One client: walks while `walking`, and keeps `state` current.
 async fn bot(mut client: Client, i: usize, state: Shared, walking: Arc<AtomicBool>) {
-    let title_index = tessera::demo::definitions()
-        .by_name("Avatar")
-        .and_then(|t| t.prop("title"))
-        .map(|p| p.index);
+    let prop = |name: &str| {
+        tessera::demo::definitions()
+            .by_name("Avatar")
+            .and_then(|t| t.prop(name))
+            .map(|p| p.index)
+    };
+    let (title_index, gold_index) = (prop("title"), prop("gold"));
     let me = client.view.me;
-    lock(&state).me = Some(me);
+    {
+        let mut s = lock(&state);
+        s.me = Some(me);
+        s.baseapp = Some(client.connection().remote_address());
+    }
     let mut heading = (i as f32) * 2.399;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -117,6 +139,18 @@ async fn bot(mut client: Client, i: usize, state: Shared, walking: Arc<AtomicBoo
                 Err(e) => {
                     lock(&state).error = Some(e.to_string());
                     return;
+                }
+                Ok(Event::Resumed) => {
+                    let mut s = lock(&state);
+                    s.resumed_at = Some(Instant::now());
+                    s.me = Some(client.view.me);
+                }
+                // After a resume, the real's first word: live again.
+                Ok(Event::Restored) if lock(&state).resumed_at.is_some() => {
+                    let mut s = lock(&state);
+                    if s.live_at.is_none() {
+                        s.live_at = Some(Instant::now());
+                    }
                 }
                 Ok(Event::Restored) => lock(&state).restored_at = Some(Instant::now()),
                 Ok(Event::Props(e)) if e == me => {
@@ -143,6 +177,7 @@ async fn bot(mut client: Client, i: usize, state: Shared, walking: Arc<AtomicBoo
                 let mut s = lock(&state);
                 s.pos = client.view.my_pos;
                 s.title = title_index.and_then(|t| client.view.my_props.get(&t).cloned());
+                s.gold = gold_index.and_then(|t| client.view.my_props.get(&t).cloned());
                 s.sees = client
                     .view
                     .others
@@ -158,8 +193,75 @@ fn title_of(i: usize) -> Value {
     Value::String(format!("bot-{i}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_cellapp_costs_no_client_anything() {
+/// Kills a process with SIGKILL, lets the world recover for `secs` with the
+/// clients walking, then stops them for two seconds. Returns when it killed.
+async fn kill(mut proc: Proc, secs: u64, walking: &AtomicBool) -> Instant {
+    let killed_at = Instant::now();
+    proc.child.kill().expect("SIGKILL");
+    let _ = proc.child.wait();
+    drop(proc);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    walking.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    killed_at
+}
+
+/// For a bot whose entity came back (`back`), how long after the kill it
+/// was live again.
+fn live_after(
+    i: usize,
+    back: Option<Instant>,
+    live: Option<Instant>,
+    killed_at: Instant,
+) -> Option<Duration> {
+    let at = back?;
+    let live = live.unwrap_or_else(|| panic!("bot {i} came back but was never live again"));
+    assert!(
+        at >= killed_at && live >= at,
+        "bot {i}: came back before the kill"
+    );
+    Some(live - killed_at)
+}
+
+/// The warnings and errors the processes logged, for a failure's message.
+fn warnings(data: &Path) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(data).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for line in text
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            {
+                all.push_str(&format!("{}: {line}\n", path.display()));
+            }
+        }
+    }
+    all
+}
+
+/// A running world and its clients.
+struct World {
+    _dir: tempfile::TempDir,
+    _manager: Proc,
+    /// Cellapps by app id.
+    cellapps: BTreeMap<u32, Proc>,
+    /// Baseapps by client address.
+    baseapps: BTreeMap<SocketAddr, Proc>,
+    setup: Setup,
+    login: SocketAddr,
+    /// The manager's internal address.
+    internal: String,
+    endpoints: Vec<quinn::Endpoint>,
+    walking: Arc<AtomicBool>,
+    bots: Vec<Shared>,
+}
+
+/// Starts the processes, then logs in [`BOTS`] clients that each set their
+/// title (a persistent cell property) and add their index in gold (a
+/// persistent base property), and walk.
+async fn world() -> World {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path();
     let d = data.display().to_string();
@@ -186,7 +288,7 @@ async fn a_killed_cellapp_costs_no_client_anything() {
     ] {
         args.push(a.into());
     }
-    let (_manager, lines) = start(data, "manager", &args, "admin:");
+    let (manager, lines) = start(data, "manager", &args, "admin:");
     let internal = addr_after(&lines, "internal: ").to_string();
     let login = addr_after(&lines, "login: ");
     let mut cellapps = BTreeMap::new();
@@ -207,77 +309,80 @@ async fn a_killed_cellapp_costs_no_client_anything() {
             .unwrap_or_else(|| panic!("no cellapp id in {lines:?}"));
         cellapps.insert(app, p);
     }
-    let mut _baseapps = Vec::new();
+    let mut baseapps = BTreeMap::new();
     for i in 0..2 {
         let mut args = common("baseapp");
         args.extend(["--manager".into(), internal.clone()]);
-        _baseapps.push(start(data, &format!("baseapp-{i}"), &args, "baseapp").0);
+        let (p, lines) = start(data, &format!("baseapp-{i}"), &args, "baseapp");
+        let public = lines
+            .iter()
+            .find_map(|l| l.split(" serving clients on ").nth(1))
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no client address in {lines:?}"));
+        baseapps.insert(public, p);
     }
-
-    // 200 clients, each with its own title (a persistent cell property).
     let setup = Setup {
         defs: Arc::new(tessera::demo::definitions()),
         trust: tessera::net::load_trusted_cert(&tessera::net::cert_path(data)).expect("cert"),
         max_frame: tessera::frame::DEFAULT_MAX_FRAME,
     };
-    let endpoints: Vec<quinn::Endpoint> = (0..4)
-        .map(|_| tessera::client::endpoint().expect("endpoint"))
-        .collect();
-    let walking = Arc::new(AtomicBool::new(true));
-    let mut bots = Vec::new();
+    // quinn's own errors (a stopped endpoint, say) go to the test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("quinn=warn")
+        .with_writer(std::io::stderr)
+        .try_init();
+    let mut w = World {
+        _dir: dir,
+        _manager: manager,
+        cellapps,
+        baseapps,
+        setup,
+        login,
+        internal,
+        // One endpoint (one UDP socket) per client, as on players' machines.
+        endpoints: (0..BOTS)
+            .map(|_| tessera::client::endpoint().expect("endpoint"))
+            .collect(),
+        walking: Arc::new(AtomicBool::new(true)),
+        bots: Vec::new(),
+    };
     for i in 0..BOTS {
-        let ep = &endpoints[i % endpoints.len()];
+        let ep = &w.endpoints[i % w.endpoints.len()];
         let name = format!("bot{i}");
-        let mut client = Client::login_and_connect(ep, &setup, login, &name, "pw", true)
+        let mut client = Client::login_and_connect(ep, &w.setup, w.login, &name, "pw", true)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         client
             .call("set_title", vec![title_of(i)])
             .await
             .expect("set_title");
+        client
+            .call("add_gold", vec![Value::Int(i as i64)])
+            .await
+            .expect("add_gold");
         let state = Shared::default();
-        tokio::spawn(bot(client, i, state.clone(), walking.clone()));
-        bots.push(state);
+        tokio::spawn(bot(client, i, state.clone(), w.walking.clone()));
+        w.bots.push(state);
     }
-    // Past a backup period (5 s): every title is in a backup.
+    // Past a cell backup period (5 s) and a base copy period (2 s): every
+    // title and every gold is in a backup and a copy.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    for (i, b) in bots.iter().enumerate() {
+    for (i, b) in w.bots.iter().enumerate() {
         let s = lock(b);
         assert_eq!(s.error, None, "bot {i} before the kill");
         assert_eq!(s.title, Some(title_of(i)), "bot {i} before the kill");
+        assert_eq!(
+            s.gold,
+            Some(Value::Int(i as i64)),
+            "bot {i} before the kill"
+        );
     }
+    w
+}
 
-    // Kill the cellapp with the lowest id (it has a quarter of the space).
-    let (victim, mut proc) = cellapps.pop_first().expect("a cellapp");
-    let killed_at = Instant::now();
-    proc.child.kill().expect("SIGKILL");
-    let _ = proc.child.wait();
-    drop(proc);
-    // Recovery, then the clients stand still so views settle.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    walking.store(false, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    let states: Vec<_> = bots.iter().map(lock).collect();
-    let mut restored = Vec::new();
-    for (i, s) in states.iter().enumerate() {
-        assert_eq!(s.error, None, "bot {i} was disconnected");
-        assert_eq!(s.title, Some(title_of(i)), "bot {i}: its title after");
-        if let Some(at) = s.restored_at {
-            let live = s
-                .live_at
-                .unwrap_or_else(|| panic!("bot {i} was restored but never live again"));
-            assert!(at >= killed_at && live >= at);
-            restored.push(live - killed_at);
-        }
-    }
-    assert!(
-        restored.len() >= 5,
-        "only {} clients' entities were on app{victim}",
-        restored.len()
-    );
-    // Every client sees every other client within 80 m (the AoI is 100 m),
-    // with its title.
+/// Every client sees every other client within 80 m (the AoI is 100 m),
+/// with its title.
+fn neighbours_seen(states: &[std::sync::MutexGuard<'_, BotState>]) {
     let by_id: BTreeMap<EntityId, (usize, [f32; 3])> = states
         .iter()
         .enumerate()
@@ -301,10 +406,146 @@ async fn a_killed_cellapp_costs_no_client_anything() {
         }
     }
     assert!(pairs > BOTS, "too few neighbours to mean anything: {pairs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_cellapp_costs_no_client_anything() {
+    let _turn = TURN.lock().await;
+    let mut w = world().await;
+    // Kill the cellapp with the lowest id (it has a quarter of the space).
+    let (victim, proc) = w.cellapps.pop_first().expect("a cellapp");
+    // Recovery, then the clients stand still so views settle.
+    let killed_at = kill(proc, 5, &w.walking).await;
+
+    let states: Vec<_> = w.bots.iter().map(lock).collect();
+    let mut restored = Vec::new();
+    for (i, s) in states.iter().enumerate() {
+        assert_eq!(s.error, None, "bot {i} was disconnected");
+        assert_eq!(s.resumed_at, None, "bot {i} lost its connection");
+        assert_eq!(s.title, Some(title_of(i)), "bot {i}: its title after");
+        assert_eq!(
+            s.gold,
+            Some(Value::Int(i as i64)),
+            "bot {i}: its gold after"
+        );
+        restored.extend(live_after(i, s.restored_at, s.live_at, killed_at));
+    }
+    assert!(
+        restored.len() >= 5,
+        "only {} clients' entities were on app{victim}",
+        restored.len()
+    );
+    neighbours_seen(&states);
     let worst = restored.iter().max().copied().unwrap_or_default();
     println!(
         "recovery: {} entities on the killed cellapp live again {} ms after the kill",
         restored.len(),
         worst.as_millis()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_baseapps_clients_resume_as_the_same_entities() {
+    let _turn = TURN.lock().await;
+    let mut w = world().await;
+    let (victim, proc) = w.baseapps.pop_first().expect("a baseapp");
+    let before: Vec<(Option<EntityId>, Option<SocketAddr>)> = w
+        .bots
+        .iter()
+        .map(|b| {
+            let s = lock(b);
+            (s.me, s.baseapp)
+        })
+        .collect();
+    // Detection (client idle timeout 2 s), restore and resume; then the
+    // clients stand still so views settle.
+    let killed_at = kill(proc, 6, &w.walking).await;
+
+    let states: Vec<_> = w.bots.iter().map(lock).collect();
+    let mut resumed = Vec::new();
+    for (i, s) in states.iter().enumerate() {
+        assert_eq!(s.error, None, "bot {i} did not carry on");
+        assert_eq!(s.me, before[i].0, "bot {i} plays another entity");
+        assert_eq!(s.title, Some(title_of(i)), "bot {i}: its title after");
+        assert_eq!(
+            s.gold,
+            Some(Value::Int(i as i64)),
+            "bot {i}: its gold after"
+        );
+        let was_there = before[i].1 == Some(victim);
+        if s.resumed_at.is_some() != was_there {
+            panic!(
+                "bot {i} (entity {:?}, on the killed baseapp: {was_there}) resumed: {:?}\n{}",
+                s.me,
+                s.resumed_at,
+                warnings(w._dir.path())
+            );
+        }
+        resumed.extend(live_after(i, s.resumed_at, s.live_at, killed_at));
+    }
+    assert!(
+        resumed.len() >= 20,
+        "only {} clients were on the killed baseapp",
+        resumed.len()
+    );
+    neighbours_seen(&states);
+    let worst = resumed.iter().max().copied().unwrap_or_default();
+    println!(
+        "recovery: {} clients of the killed baseapp resumed, all live again {} ms after the kill",
+        resumed.len(),
+        worst.as_millis()
+    );
+    drop(states);
+
+    // What the database holds: every client logs out and logs in again
+    // with its password; title and gold are as they were.
+    let setup = w.setup.clone();
+    let login = w.login;
+    let endpoint = w.endpoints[0].clone();
+    w.walking.store(false, Ordering::Relaxed);
+    drop(w.bots);
+    // The bot tasks hold the clients; a fresh login of each account takes
+    // over its entity only once the old session has gone, so end them by
+    // stopping the remaining baseapp cleanly (it saves every entity).
+    for (_, mut p) in std::mem::take(&mut w.baseapps) {
+        drop(p.child.stdin.take());
+        let _ = p.child.wait();
+    }
+    let data = w._dir.path();
+    let mut args = vec![
+        "baseapp".to_string(),
+        "--data".into(),
+        data.display().to_string(),
+        "--stop-on-eof".into(),
+        "--manager".into(),
+    ];
+    args.push(w.internal.clone());
+    let (_again, _) = start(data, "baseapp-again", &args, "baseapp");
+    for i in 0..BOTS {
+        let name = format!("bot{i}");
+        let c = Client::login_and_connect(&endpoint, &setup, login, &name, "pw", false)
+            .await
+            .unwrap_or_else(|e| panic!("{name} logs in again: {e}"));
+        let title = setup
+            .defs
+            .by_name("Avatar")
+            .and_then(|t| t.prop("title"))
+            .map(|p| p.index);
+        let gold = setup
+            .defs
+            .by_name("Avatar")
+            .and_then(|t| t.prop("gold"))
+            .map(|p| p.index);
+        assert_eq!(
+            title.and_then(|t| c.view.my_props.get(&t).cloned()),
+            Some(title_of(i)),
+            "{name}: saved title"
+        );
+        assert_eq!(
+            gold.and_then(|t| c.view.my_props.get(&t).cloned()),
+            Some(Value::Int(i as i64)),
+            "{name}: saved gold"
+        );
+        c.logout().await.expect("logout");
+    }
 }

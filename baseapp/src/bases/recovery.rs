@@ -38,7 +38,7 @@ pub(crate) const MAX_UNACKED: usize = 4096;
 
 /// How far above the highest known version a restored real starts: the
 /// lost real may have moved once more without the base hearing of it.
-const VERSION_LEAP: u32 = 2;
+pub(super) const VERSION_LEAP: u32 = 2;
 
 /// One cellapp death being recovered from.
 #[derive(Debug, Default)]
@@ -52,7 +52,7 @@ pub(crate) struct Recovery {
 
 impl Baseapp {
     /// The manager declared `app` dead.
-    pub(super) fn app_down(&mut self, app: AppId) {
+    pub(super) fn app_down(&mut self, now: tessera::Time, app: AppId) {
         if !self.dead.insert(app) {
             return;
         }
@@ -69,8 +69,9 @@ impl Baseapp {
             self.recover(dead);
         }
         if !self.cellapps.contains(&app) {
-            // Another baseapp: none of this baseapp's cell halves were there.
-            return;
+            // Another baseapp: none of this baseapp's cell halves were
+            // there, but copies of its bases may be here.
+            return self.peer_down(now, app);
         }
         let waiting: BTreeSet<AppId> = self
             .cells
@@ -134,6 +135,8 @@ impl Baseapp {
             if let Some(b) = self.bases.get_mut(&e) {
                 b.cell = None;
                 b.version = version;
+                // A claim sent to the dead cellapp is void: made anew.
+                b.claiming = None;
             }
             if leaving {
                 // Its cell half is gone: save the last backup.

@@ -172,8 +172,8 @@ impl Rig {
         let db = DbId(account * 10);
         let out = self.loaded(client, Ok(self.fresh_row(db)));
         let entity = match &sent(&out, client)[..] {
-            [ServerMsg::Welcome { entity, .. }] => *entity,
-            other => panic!("expected one Welcome, got {other:?}"),
+            [ServerMsg::Welcome { entity, .. }, ServerMsg::Session { .. }] => *entity,
+            other => panic!("expected a Welcome and a session token, got {other:?}"),
         };
         (
             Player {
@@ -450,13 +450,19 @@ fn tick_forgets_expired_tickets() {
 }
 
 #[test]
-fn a_second_session_of_an_online_account_is_refused() {
+fn a_second_session_of_an_online_account_takes_over_or_is_refused_while_loading() {
     let mut r = rig();
     r.cell_up();
-    r.login(5, 42);
+    let (p, _) = r.login(5, 42);
     let ticket = r.issue(42);
-    assert_refused(&r.hello(6, ticket), 6, "already in the world");
-    // Also while the first session is still loading.
+    let out = r.hello(6, ticket);
+    assert!(
+        matches!(&sent(&out, 6)[..], [ServerMsg::Welcome { entity, .. }, ServerMsg::Session { .. }] if *entity == p.entity),
+        "the new connection plays the same entity: {out:?}"
+    );
+    assert_eq!(closes(&out, 5).len(), 1, "the old one gives way");
+    assert!(loads(&out).is_empty());
+    // While the first session is still loading, a second is refused.
     let t1 = r.issue(50);
     let t2 = r.issue(50);
     assert_eq!(loads(&r.hello(7, t1)), vec![(7, 50)]);
@@ -471,8 +477,8 @@ fn a_fresh_player_is_welcomed_with_own_client_props_and_created_on_the_cell() {
     assert!(r.cell_up().is_empty(), "no entities to place yet");
     let (p, out) = r.login(5, 42);
     let ty = r.avatar().clone();
-    // Welcome first, then the cell creation, nothing else.
-    assert_eq!(out.len(), 2, "{out:?}");
+    // Welcome and session token first, then the cell creation, nothing else.
+    assert_eq!(out.len(), 3, "{out:?}");
     assert!(matches!(&out[0], Output::Client(5, ClientOut::Reliable(_))));
 
     let ServerMsg::Welcome {
@@ -547,7 +553,8 @@ fn a_stored_player_comes_back_as_saved() {
     let ticket = r.issue(42);
     r.hello(5, ticket);
     let out = r.loaded(5, Ok(row));
-    let [ServerMsg::Welcome { pos, props, .. }] = &sent(&out, 5)[..] else {
+    let [ServerMsg::Welcome { pos, props, .. }, ServerMsg::Session { .. }] = &sent(&out, 5)[..]
+    else {
         panic!("expected a Welcome: {out:?}");
     };
     assert_eq!(*pos, [5.0, 1.0, 6.0]);
@@ -994,7 +1001,7 @@ fn a_bad_final_state_keeps_what_the_base_had() {
     r.cell_up();
     let (p, _) = r.login(5, 42);
     let (title, health) = (r.prop("title"), r.prop("health"));
-    r.input(5, ClientInput::Gone("connection lost".into()));
+    r.input(5, ClientInput::Msg(ClientMsg::Logout));
     let out = r.cell_says(AppMsg::EntityDestroyed {
         entity: p.entity,
         state: state(
@@ -1509,4 +1516,221 @@ fn backups_count_only_from_where_the_real_is() {
     let back = persist::decode(r.avatar(), row.format_version, &row.data).expect("decodes");
     assert_eq!(back.pos, [2.0, 0.0, 2.0]);
     assert_eq!(back.props[health as usize], Value::Int(2));
+}
+
+// ---- sessions and base copies ----------------------------------------------
+
+/// The session token the welcome came with.
+fn token_of(out: &[Output], client: ClientId) -> Ticket {
+    sent(out, client)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMsg::Session { token } => Some(token),
+            _ => None,
+        })
+        .expect("a session token")
+}
+
+/// Another baseapp of the cluster.
+const PEER: AppId = AppId(3);
+
+impl Rig {
+    /// The manager asks who holds a session; returns its answer.
+    fn find(&mut self, entity: EntityId, token: Ticket) -> AppMsg {
+        let req = self.next_req;
+        self.next_req += 1;
+        self.b.handle(
+            self.now,
+            MANAGER,
+            AppMsg::FindSession { req, entity, token },
+        );
+        match &app_msgs(&self.b.drain())[..] {
+            [(MANAGER, answer)] => answer.clone(),
+            other => panic!("expected one answer to the manager, got {other:?}"),
+        }
+    }
+
+    fn peers(&mut self, peers: &[AppId]) {
+        let list = std::iter::once(ME)
+            .chain(peers.iter().copied())
+            .map(|app| CellInfo {
+                app,
+                addr: SocketAddr::from(([10, 0, 0, 2], 200 + app.0 as u16)),
+            })
+            .collect();
+        self.b.handle(self.now, MANAGER, AppMsg::Baseapps(list));
+    }
+}
+
+#[test]
+fn a_lost_client_resumes_its_entity_with_its_token_or_logs_out_after_the_grace() {
+    let mut r = rig();
+    r.cell_up();
+    let (p, out) = r.login(5, 42);
+    let token = token_of(&out, 5);
+    let out = r.input(5, ClientInput::Gone("timed out".into()));
+    assert!(
+        !destroys(&app_msgs(&out), p.entity) && saves(&out).is_empty(),
+        "a lost connection does not end the session: {out:?}"
+    );
+    // A wrong token, or another entity, gets a no.
+    assert!(matches!(
+        r.find(p.entity, Ticket([9; 16])),
+        AppMsg::NoSession { .. }
+    ));
+    assert!(matches!(
+        r.find(EntityId(1), token),
+        AppMsg::NoSession { .. }
+    ));
+    let AppMsg::TicketIssued { ticket, .. } = r.find(p.entity, token) else {
+        panic!("the right token gets a ticket");
+    };
+    let out = r.hello(6, ticket);
+    let msgs = sent(&out, 6);
+    let [ServerMsg::Welcome { entity, .. }, ServerMsg::Session { token: fresh }] = &msgs[..] else {
+        panic!("expected a welcome and a new token: {msgs:?}");
+    };
+    assert_eq!(*entity, p.entity, "the same entity");
+    assert_ne!(*fresh, token, "a new token each welcome");
+    let attach = app_msgs(&out).into_iter().find_map(|(to, m)| match m {
+        AppMsg::ToEntity {
+            entity,
+            msg: EntityMsg::Attach { out_seq },
+            ..
+        } if to == CELL && entity == p.entity => Some(out_seq),
+        _ => None,
+    });
+    assert!(
+        attach.is_some_and(|s| s >= 1 << 32),
+        "the real starts over: {out:?}"
+    );
+    // The old token is spent.
+    assert!(matches!(r.find(p.entity, token), AppMsg::NoSession { .. }));
+
+    // Lost again, and never back: the entity logs out after the grace.
+    r.input(6, ClientInput::Gone("timed out".into()));
+    r.advance(BaseConfig::default().resume_grace - US);
+    r.b.tick(r.now);
+    assert!(!destroys(&app_msgs(&r.b.drain()), p.entity));
+    r.advance(US * 2);
+    r.b.tick(r.now);
+    assert!(destroys(&app_msgs(&r.b.drain()), p.entity));
+}
+
+#[test]
+fn a_password_login_takes_over_an_entity_waiting_for_its_client() {
+    let mut r = rig();
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    r.input(5, ClientInput::Gone("timed out".into()));
+    let ticket = r.issue(42);
+    let out = r.hello(6, ticket);
+    assert!(loads(&out).is_empty(), "nothing loaded: {out:?}");
+    assert!(matches!(
+        &sent(&out, 6)[..],
+        [ServerMsg::Welcome { entity, .. }, ServerMsg::Session { .. }] if *entity == p.entity
+    ));
+}
+
+#[test]
+fn bases_are_copied_to_their_rendezvous_holder_which_forgets_them_when_they_go() {
+    let mut r = rig();
+    r.cell_up();
+    r.peers(&[PEER, AppId(4)]);
+    let (p, out) = r.login(5, 42);
+    let holder = super::backup::holder(p.entity, [PEER, AppId(4)]).expect("a holder");
+    let copied: Vec<_> = app_msgs(&out)
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            AppMsg::BaseBackup(c) => Some((to, c)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(copied.len(), 1, "copied once, at once: {out:?}");
+    assert_eq!(copied[0].0, holder);
+    assert_eq!((copied[0].1.entity, copied[0].1.cell), (p.entity, CELL));
+    assert_eq!(copied[0].1.token, token_of(&out, 5));
+    // Within a backup period, it is copied again.
+    let mut again = 0;
+    for _ in 0..20 {
+        r.advance(Duration::from_millis(100));
+        r.b.tick(r.now);
+        again += app_msgs(&r.b.drain())
+            .iter()
+            .filter(|(to, m)| *to == holder && matches!(m, AppMsg::BaseBackup(_)))
+            .count();
+    }
+    assert_eq!(again, 1);
+    r.input(5, ClientInput::Msg(ClientMsg::Logout));
+    let out = r.cell_says(AppMsg::EntityDestroyed {
+        entity: p.entity,
+        state: state(SPAWN, 0.0, vec![]),
+    });
+    assert!(app_msgs(&out)
+        .iter()
+        .any(|(to, m)| *to == holder && *m == AppMsg::BaseGone { entity: p.entity }));
+}
+
+#[test]
+fn a_dead_baseapps_bases_come_back_from_their_copies_and_claim_their_reals() {
+    let mut r = rig();
+    r.cell_up();
+    r.peers(&[PEER]);
+    let ty = r.avatar().clone();
+    let copy = |entity: EntityId, account: i64| tessera::proto::app::BaseCopy {
+        entity,
+        db_id: Some(account * 10),
+        account: Some(account),
+        type_id: ty.id,
+        pos: [5.0, 0.0, 5.0],
+        yaw: 0.0,
+        props: ty.defaults(),
+        cell: CELL,
+        version: 3,
+        next_seq: 17,
+        token: Ticket([account as u8; 16]),
+    };
+    let (won, lost) = (EntityId(77), EntityId(78));
+    r.b.handle(r.now, PEER, AppMsg::BaseBackup(Box::new(copy(won, 1))));
+    r.b.handle(r.now, PEER, AppMsg::BaseBackup(Box::new(copy(lost, 2))));
+    assert_eq!(r.b.copies_held(), 2);
+    r.b.handle(r.now, MANAGER, AppMsg::AppDown { app: PEER });
+    let claims = app_msgs(&r.b.drain());
+    for e in [won, lost] {
+        assert!(
+            claims.iter().any(|(to, m)| *to == CELL
+                && matches!(m, AppMsg::Rebase { entity, base, dead, seq }
+                    if *entity == e && *base == ME && *dead == PEER && *seq >= 17 + (1 << 32))),
+            "{e} claims its real: {claims:?}"
+        );
+    }
+    // Until its real answers, a base is not resumable.
+    assert!(matches!(
+        r.find(won, Ticket([1; 16])),
+        AppMsg::NoSession { .. }
+    ));
+    r.cell_says(AppMsg::Rebased {
+        entity: won,
+        version: 5,
+        state: state([9.0, 0.0, 9.0], 0.5, vec![]),
+    });
+    let out = r.cell_says(AppMsg::NotRebased { entity: lost });
+    assert!(saves(&out).is_empty(), "a refused copy is not saved");
+    assert_eq!(r.b.restored(), 1);
+    assert_eq!(
+        r.b.backed_up(won).map(|(pos, _)| pos),
+        Some([9.0, 0.0, 9.0])
+    );
+    assert!(r.b.backed_up(lost).is_none());
+    assert!(matches!(
+        r.find(won, Ticket([1; 16])),
+        AppMsg::TicketIssued { .. }
+    ));
+    // Anything more from the dead baseapp is void.
+    r.b.handle(
+        r.now,
+        PEER,
+        AppMsg::BaseBackup(Box::new(copy(EntityId(79), 3))),
+    );
+    assert_eq!(r.b.copies_held(), 0);
 }

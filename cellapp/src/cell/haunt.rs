@@ -158,6 +158,7 @@ impl Cell {
             }
             EntityMsg::Call { method, args } => self.call(entity, method, &args),
             EntityMsg::Destroy => self.destroy(entity),
+            EntityMsg::Attach { out_seq } => self.attach(entity, out_seq),
         }
     }
 

@@ -120,3 +120,87 @@ fn an_index_left_behind_without_witnesses_answers_exactly_when_asked() {
         check_index(&mut c);
     }
 }
+
+/// The first restored base to claim a real whose base died wins; a later
+/// claim is refused, and nothing more from the dead baseapp is taken.
+#[test]
+fn a_real_whose_base_died_takes_the_first_claim_only() {
+    let mut c = cell(IndexKind::Grid);
+    watcher(&mut c, 1);
+    let e = EntityId((1 << 40) + 1);
+    let (dead, first, second) = (AppId(9), AppId(10), AppId(11));
+    let claim = |base| AppMsg::Rebase {
+        entity: e,
+        base,
+        dead,
+        seq: 1 << 32,
+    };
+    c.handle(Time(1), first, claim(first));
+    c.handle(Time(1), second, claim(second));
+    let out = c.drain();
+    assert!(
+        out.iter()
+            .any(|(to, m)| *to == first
+                && matches!(m, AppMsg::Rebased { entity, .. } if *entity == e)),
+        "{out:?}"
+    );
+    assert!(out
+        .iter()
+        .any(|(to, m)| *to == second && *m == AppMsg::NotRebased { entity: e }));
+    let i = c.slot[&e];
+    assert_eq!(c.reals[i].base, Some(first));
+    assert_eq!(c.reals[i].next_seq, 1 << 32);
+    // A channel message the dead base sent arrives late: void.
+    c.handle(
+        Time(2),
+        dead,
+        AppMsg::ToEntity {
+            entity: e,
+            seq: 1 << 32,
+            msg: tessera::proto::app::EntityMsg::Destroy,
+        },
+    );
+    assert!(c.slot.contains_key(&e), "the dead base cannot destroy it");
+    // The client comes back: its frames number from the new base's start.
+    c.handle(
+        Time(3),
+        first,
+        AppMsg::ToEntity {
+            entity: e,
+            seq: 1 << 32,
+            msg: tessera::proto::app::EntityMsg::Attach { out_seq: 1 << 33 },
+        },
+    );
+    let i = c.slot[&e];
+    assert_eq!(
+        c.reals[i].out_seq,
+        (1 << 33) + 2,
+        "Restored and Props queued"
+    );
+}
+
+/// A claim for an entity not here goes on towards its real, or is refused
+/// when there is no trace of it.
+#[test]
+fn a_claim_for_an_unknown_entity_is_refused() {
+    let mut c = cell(IndexKind::Grid);
+    c.handle(
+        Time(1),
+        AppId(10),
+        AppMsg::Rebase {
+            entity: EntityId(5),
+            base: AppId(10),
+            dead: AppId(9),
+            seq: 0,
+        },
+    );
+    assert_eq!(
+        c.drain(),
+        vec![(
+            AppId(10),
+            AppMsg::NotRebased {
+                entity: EntityId(5)
+            }
+        )]
+    );
+}

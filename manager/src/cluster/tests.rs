@@ -13,10 +13,10 @@ use super::{LoginId, Manager, Output, HEARTBEAT_TIMEOUT, TICKET_WAIT};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tessera::proto::app::{AppMsg, CellInfo, Load, Role, SpaceInfo};
-use tessera::proto::login::{LoginReply, LoginRequest, RefuseReason};
+use tessera::proto::login::{LoginReply, LoginRequest, RefuseReason, ResumeRequest};
 use tessera::proto::{Ticket, PROTOCOL_MAJOR};
 use tessera::storage::{Account, AccountId, DbId, StorageError};
-use tessera::{AppId, Definitions, IdBlock, Time};
+use tessera::{AppId, Definitions, EntityId, IdBlock, Time};
 
 /// The fake clock's starting point.
 const T0: Time = Time(1_700_000_000_000_000);
@@ -184,12 +184,29 @@ fn cluster(baseapps: u16) -> (Manager, AppId, Vec<AppId>) {
     (m, cell, bases)
 }
 
-/// Runs a login through the account check; returns the outputs of `account_checked`.
+/// Runs a login through the account check and the search for the
+/// account's entity, which no baseapp holds; returns the outputs after.
 fn login_checked(m: &mut Manager, now: Time, login: LoginId, acct: Account) -> Vec<Output> {
     m.login(now, login, login_req(&acct.name));
     assert_eq!(account_checks(&m.drain()), vec![login]);
     m.account_checked(now, login, Ok(acct));
-    m.drain()
+    let mut out = m.drain();
+    let asked: Vec<(AppId, u64)> = app_msgs(&out)
+        .into_iter()
+        .filter_map(|(to, msg)| match msg {
+            AppMsg::FindPlayer { req, .. } => Some((to, req)),
+            _ => None,
+        })
+        .collect();
+    if asked.is_empty() {
+        return out;
+    }
+    out.retain(|o| !matches!(o, Output::App(_, AppMsg::FindPlayer { .. })));
+    for (b, req) in asked {
+        m.handle(now, b, AppMsg::NoSession { req });
+        out.extend(m.drain());
+    }
+    out
 }
 
 // ---- registration -------------------------------------------------------
@@ -635,17 +652,49 @@ fn a_login_whose_baseapp_does_not_answer_in_time_is_refused_on_tick() {
 #[test]
 fn a_silent_app_is_dropped_on_tick_and_its_pending_logins_are_refused() {
     let (mut m, cell, b) = cluster(2);
-    // b[0] speaks last at T0 (3 clients); b[1] and the cellapp keep talking.
+    // b[0] speaks last at T0 (3 clients), answering where two accounts
+    // are; b[1] and the cellapp keep talking.
     heartbeat(&mut m, T0, b[0], 0.0, 0, 3);
+    heartbeat(&mut m, T0, b[1], 0.0, 0, 5);
+    let finds = |out: &[Output]| -> Vec<(AppId, u64)> {
+        app_msgs(out)
+            .into_iter()
+            .filter_map(|(to, msg)| match msg {
+                AppMsg::FindPlayer { req, .. } => Some((to, req)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut asks = Vec::new();
+    for (login, name) in [(13, "alice"), (14, "bob")] {
+        m.login(T0, login, login_req(name));
+        m.drain();
+        m.account_checked(T0, login, Ok(account(login as i64, name)));
+        asks.push(finds(&m.drain()));
+    }
     let t1 = T0.plus(HEARTBEAT_TIMEOUT - Duration::from_secs(1));
+    // Alice's search ends at T0: a fresh ticket from b[0], the emptier.
+    for (to, req) in &asks[0] {
+        m.handle(T0, *to, AppMsg::NoSession { req: *req });
+    }
+    assert_eq!(ticket_asks(&m.drain())[0].0, b[0]);
+    // Bob's at t1, when b[1] has become the emptier: its ticket is asked
+    // at t1, and is not late when b[0] is dropped.
     heartbeat(&mut m, t1, cell, 0.0, 0, 0);
-    heartbeat(&mut m, t1, b[1], 0.0, 0, 5);
-    // Logins made at t1 are not late when b[0] is dropped.
-    let out = login_checked(&mut m, t1, 13, account(1, "alice"));
-    assert_eq!(ticket_asks(&out)[0].0, b[0]);
     heartbeat(&mut m, t1, b[1], 0.0, 0, 1);
-    let out = login_checked(&mut m, t1, 14, account(2, "bob"));
-    let (to, req14, _, _) = ticket_asks(&out)[0].clone();
+    let (to0, req0) = asks[1]
+        .iter()
+        .find(|(to, _)| *to == b[0])
+        .copied()
+        .expect("b[0] asked");
+    m.handle(T0, to0, AppMsg::NoSession { req: req0 });
+    let (to1, req1) = asks[1]
+        .iter()
+        .find(|(to, _)| *to == b[1])
+        .copied()
+        .expect("b[1] asked");
+    m.handle(t1, to1, AppMsg::NoSession { req: req1 });
+    let (to, req14, _, _) = ticket_asks(&m.drain())[0].clone();
     assert_eq!(to, b[1]);
     heartbeat(&mut m, T0.plus(HEARTBEAT_TIMEOUT), cell, 0.0, 0, 0);
 
@@ -750,4 +799,67 @@ fn any_message_keeps_an_app_alive() {
     dropped.sort();
     assert_eq!(dropped, vec![cell, b[0]]);
     assert!(m.apps().is_empty());
+}
+
+#[test]
+fn a_login_goes_to_the_baseapp_already_holding_the_accounts_entity() {
+    let (mut m, _, bases) = cluster(2);
+    m.login(T0, 7, login_req("ann"));
+    m.drain();
+    m.account_checked(T0, 7, Ok(account(42, "ann")));
+    let asked: Vec<(AppId, u64)> = app_msgs(&m.drain())
+        .into_iter()
+        .filter_map(|(to, msg)| match msg {
+            AppMsg::FindPlayer { req, account: 42 } => Some((to, req)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 2, "every baseapp is asked");
+    let req = asked[0].1;
+    m.handle(T0, bases[0], AppMsg::NoSession { req });
+    assert!(m.drain().is_empty(), "one no is not all");
+    let ticket = Ticket([3; 16]);
+    m.handle(T0, bases[1], AppMsg::TicketIssued { req, ticket });
+    match &replies(&m.drain())[..] {
+        [(7, LoginReply::Granted { ticket: t, baseapp })] => {
+            assert_eq!(*t, ticket);
+            assert_eq!(
+                Some(*baseapp),
+                m.apps()
+                    .iter()
+                    .find(|a| AppId(a.id) == bases[1])
+                    .and_then(|a| a.public_addr)
+            );
+        }
+        other => panic!("expected a grant to the holder, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_resume_asks_every_baseapp_and_is_refused_when_none_holds_the_session() {
+    let (mut m, _, bases) = cluster(2);
+    let req = ResumeRequest {
+        protocol: PROTOCOL_MAJOR,
+        defs_digest: m.digest,
+        entity: EntityId(9),
+        token: Ticket([1; 16]),
+    };
+    m.resume(T0, 8, req);
+    let asked: Vec<(AppId, u64)> = app_msgs(&m.drain())
+        .into_iter()
+        .filter_map(|(to, msg)| match msg {
+            AppMsg::FindSession {
+                req,
+                entity: EntityId(9),
+                ..
+            } => Some((to, req)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.iter().map(|(b, _)| *b).collect::<Vec<_>>(), bases);
+    for (b, req) in asked {
+        m.handle(T0, b, AppMsg::NoSession { req });
+    }
+    let (reason, _) = refusal(&m.drain(), 8);
+    assert_eq!(reason, RefuseReason::Unavailable);
 }

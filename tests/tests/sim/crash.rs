@@ -128,3 +128,60 @@ fn a_killed_cellapp_loses_nothing_across_seeds() {
         "too few entities restored to mean anything: {restored} over {SEEDS} seeds"
     );
 }
+
+/// A baseapp killed at a random step: the manager notices its silence; the
+/// other baseapp restores every base it held a copy of, each claims its
+/// real (which lived on), and every client of the dead baseapp resumes its
+/// session there with its token, as the same entity. The cell state is
+/// untouched; base copies are at most a backup period old.
+#[test]
+fn a_killed_baseapp_loses_nothing_across_seeds() {
+    let mut resumed = 0;
+    let mut restored = 0;
+    for seed in 1..=SEEDS {
+        let mut cfg = four_cells(seed);
+        cfg.baseapps = 2;
+        let mut w = SimWorld::new(&cfg);
+        let at = step_of(seed);
+        w.run_until(at);
+        let victim = w.baseapps()[(seed % 2) as usize];
+        // Nothing of the cells dies: what the reals hold now is the floor.
+        let reals: BTreeMap<EntityId, Vec<Value>> =
+            w.reals().into_iter().map(|r| (r.id, r.props)).collect();
+        let at_crash = pings(&w, &reals);
+        let entities: BTreeMap<u64, EntityId> = w
+            .clients
+            .iter()
+            .filter_map(|(c, client)| Some((*c, client.view()?.me)))
+            .collect();
+        assert!(w.crash(victim), "seed {seed}");
+        w.run_until(at + 9_000_000);
+        w.freeze();
+        w.run_until(at + 12_000_000);
+        assert_eq!(w.baseapps().len(), 1, "seed {seed}");
+        let same = || -> Result<(), String> {
+            for (c, e) in &entities {
+                let now = w.clients[c].view().map(|v| v.me);
+                if now != Some(*e) {
+                    return Err(format!("client {c} played {e} and now {now:?}"));
+                }
+            }
+            Ok(())
+        };
+        let checked = after_recovery(&w, &at_crash)
+            .and_then(|()| same())
+            .and_then(|()| w.check_placement_of_all().map(|_| ()))
+            .and_then(|()| w.check_ghosts())
+            .and_then(|()| w.check_views(5.0).map(|_| ()));
+        if let Err(e) = checked {
+            panic!("seed {seed} (killed {victim} at {at} µs): {e}");
+        }
+        resumed += w.resumed();
+        restored += w.restored();
+    }
+    eprintln!("{SEEDS} seeds: {resumed} sessions resumed, {restored} bases restored");
+    assert!(
+        resumed > SEEDS as u32,
+        "too few sessions resumed to mean anything: {resumed} over {SEEDS} seeds"
+    );
+}

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use tessera::client::View;
 use tessera::frame::decode;
 use tessera::proto::client::{ClientDatagram, ClientMsg, ServerDatagram, ServerMsg};
-use tessera::proto::login::{LoginReply, LoginRequest};
+use tessera::proto::login::{LoginReply, LoginRequest, ResumeRequest};
 use tessera::proto::PROTOCOL_MAJOR;
 use tessera::{Definitions, Value};
 use tessera_baseapp::bases::ClientOut;
@@ -19,6 +19,8 @@ pub enum Phase {
     LoggingIn,
     /// Connected to a baseapp, waiting for the welcome.
     Connecting,
+    /// Its connection was lost; asking the manager where its session is.
+    Resuming,
     /// In the world.
     Playing(Box<View>),
     /// Refused or disconnected, and why.
@@ -43,6 +45,10 @@ pub struct SimClient {
     /// Every pong received, in order.
     pub pongs: Vec<i64>,
     pong: Option<u16>,
+    /// The entity it plays and its session token, once welcomed.
+    session: Option<(tessera::EntityId, tessera::proto::Ticket)>,
+    /// Sessions resumed so far.
+    pub resumed: u32,
 }
 
 impl SimClient {
@@ -61,7 +67,27 @@ impl SimClient {
                 .by_name("Avatar")
                 .and_then(|t| t.method("pong"))
                 .map(|m| m.index),
+            session: None,
+            resumed: 0,
         }
+    }
+
+    /// The connection was lost: the resume request to send the manager, if
+    /// the client has a session to resume.
+    pub fn lost(&mut self, defs: &Definitions) -> Option<ResumeRequest> {
+        let (entity, token) = self.session?;
+        self.phase = Phase::Resuming;
+        Some(ResumeRequest {
+            protocol: PROTOCOL_MAJOR,
+            defs_digest: defs.digest,
+            entity,
+            token,
+        })
+    }
+
+    /// Whether it is getting back into its session.
+    pub fn resuming(&self) -> bool {
+        matches!(self.phase, Phase::Resuming)
     }
 
     /// The next numbered call of the Avatar's `ping`, while walking.
@@ -88,13 +114,18 @@ impl SimClient {
         }
     }
 
-    /// The login answer; returns the ticket on success.
+    /// The login (or resume) answer; returns the ticket on success. A
+    /// refused resume leaves the client resuming, to ask again.
     pub fn login_reply(&mut self, reply: LoginReply) -> Option<tessera::proto::Ticket> {
         match reply {
             LoginReply::Granted { ticket, .. } => {
+                if self.resuming() {
+                    self.resumed += 1;
+                }
                 self.phase = Phase::Connecting;
                 Some(ticket)
             }
+            LoginReply::Refused { .. } if self.resuming() => None,
             LoginReply::Refused { message, .. } => {
                 self.phase = Phase::Gone(format!("login refused: {message}"));
                 None
@@ -119,6 +150,11 @@ impl SimClient {
                         Phase::Playing(Box::new(View::new(entity, type_id, pos, &props, bounds)));
                 }
                 Ok(ServerMsg::Refused { reason }) => self.phase = Phase::Gone(reason),
+                Ok(ServerMsg::Session { token }) => {
+                    if let Phase::Playing(view) = &self.phase {
+                        self.session = Some((view.me, token));
+                    }
+                }
                 Ok(msg) => {
                     if let ServerMsg::Call { method, args, .. } = &msg {
                         if Some(*method) == self.pong {

@@ -35,6 +35,10 @@ pub enum Payload {
     App(AppMsg),
     /// Client → manager.
     Login(LoginRequest),
+    /// Client → manager: get back into a session.
+    Resume(tessera::proto::login::ResumeRequest),
+    /// The client's connection to its baseapp timed out (the baseapp died).
+    Lost,
     /// Manager → client.
     LoginReply(LoginReply),
     /// Client → baseapp: the first message of a connection.

@@ -111,6 +111,11 @@ pub struct SimWorld {
     spawn: BTreeMap<AppId, usize>,
 }
 
+/// How long a client's connection to a dead baseapp takes to time out.
+const CLIENT_TIMEOUT_US: u64 = 2_000_000;
+/// How long a client waits before asking again to resume.
+const RESUME_RETRY_US: u64 = 200_000;
+
 /// How long a retired, empty cellapp lingers (forwarding) before it exits.
 const LINGER_US: u64 = 2_000_000;
 
@@ -424,7 +429,35 @@ impl SimWorld {
         if gone {
             self.dead.insert(app);
         }
+        // Its clients notice when their connections time out.
+        let homed: Vec<u64> = self
+            .home
+            .iter()
+            .filter(|(_, b)| **b == app)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in homed {
+            self.home.remove(&c);
+            let at = self.now + CLIENT_TIMEOUT_US;
+            self.net.send(
+                &mut self.rng,
+                at,
+                Node::App(app),
+                Node::Client(c),
+                Payload::Lost,
+            );
+        }
         gone
+    }
+
+    /// The ids of the baseapps still running.
+    pub fn baseapps(&self) -> Vec<AppId> {
+        self.bases.keys().copied().collect()
+    }
+
+    /// Sessions resumed by clients so far.
+    pub fn resumed(&self) -> u32 {
+        self.clients.values().map(|c| c.resumed).sum()
     }
 
     /// Every base's copy of its entity's cell half: position and
@@ -479,6 +512,11 @@ impl SimWorld {
                     Payload::Login(req) => {
                         if let Node::Client(c) = d.from {
                             self.manager.login(now, c, req);
+                        }
+                    }
+                    Payload::Resume(req) => {
+                        if let Node::Client(c) = d.from {
+                            self.manager.resume(now, c, req);
                         }
                     }
                     Payload::Checked(login, result) => {
@@ -711,21 +749,52 @@ impl SimWorld {
             return;
         };
         match d.payload {
+            Payload::Lost => {
+                if let Some(req) = client.lost(&self.defs) {
+                    self.net.send(
+                        &mut self.rng,
+                        d.at,
+                        d.to,
+                        Node::Manager,
+                        Payload::Resume(req),
+                    );
+                }
+            }
             Payload::LoginReply(reply) => {
                 let baseapp = match &reply {
                     LoginReply::Granted { baseapp, .. } => self.public.get(baseapp).copied(),
                     LoginReply::Refused { .. } => None,
                 };
-                if let (Some(ticket), Some(b)) = (client.login_reply(reply), baseapp) {
-                    self.home.insert(c, b);
-                    let hello = Payload::Hello {
-                        protocol: PROTOCOL_MAJOR,
-                        digest: self.defs.digest,
-                        ticket,
-                    };
-                    self.net
-                        .send(&mut self.rng, d.at, d.to, Node::App(b), hello);
-                    self.net.timer(d.at + TICK_US, d.to);
+                let resuming = client.resuming();
+                match (client.login_reply(reply), baseapp) {
+                    (Some(ticket), Some(b)) => {
+                        self.home.insert(c, b);
+                        let hello = Payload::Hello {
+                            protocol: PROTOCOL_MAJOR,
+                            digest: self.defs.digest,
+                            ticket,
+                        };
+                        self.net
+                            .send(&mut self.rng, d.at, d.to, Node::App(b), hello);
+                        if !resuming {
+                            // The client's tick runs from its first login on.
+                            self.net.timer(d.at + TICK_US, d.to);
+                        }
+                    }
+                    // Not restored yet: ask again shortly.
+                    _ if client.resuming() => {
+                        if let Some(req) = client.lost(&self.defs) {
+                            let at = d.at + RESUME_RETRY_US;
+                            self.net.send(
+                                &mut self.rng,
+                                at,
+                                d.to,
+                                Node::Manager,
+                                Payload::Resume(req),
+                            );
+                        }
+                    }
+                    _ => {}
                 }
             }
             Payload::ToClient(out) => client.receive(out),
