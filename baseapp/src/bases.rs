@@ -172,8 +172,10 @@ struct Base {
     unacked: VecDeque<(u64, EntityMsg)>,
     dirty: bool,
     leaving: bool,
-    /// The secret its client resumes the session with.
+    /// The secret its client resumes the session with, and the one before
+    /// it (good until the client comes back with the new one).
     token: Ticket,
+    prev_token: Option<Ticket>,
     /// Since when it has had no client and waits for one to resume.
     detached: Option<Time>,
     /// Restored from a copy after its baseapp (this one) died, and waiting
@@ -674,6 +676,7 @@ impl Baseapp {
                 dirty: false,
                 leaving: false,
                 token,
+                prev_token: None,
                 detached: None,
                 claiming: None,
                 holder: None,

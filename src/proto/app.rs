@@ -400,8 +400,13 @@ pub struct BaseCopy {
     pub version: u32,
     /// The next channel sequence number the base would have sent.
     pub next_seq: u64,
+    /// The next client stream frame number the base expected from the real.
+    pub next_out: u64,
     /// The session token its client may resume with.
     pub token: Ticket,
+    /// The token before it, still good until the client is back with the
+    /// new one (the welcome that carried it may have been lost).
+    pub prev_token: Option<Ticket>,
 }
 
 /// Most ghost moves in one [`AppMsg::GhostMoves`].

@@ -120,7 +120,9 @@ impl Baseapp {
             cell: b.cell?,
             version: b.version,
             next_seq: b.next_seq,
+            next_out: b.next_out,
             token: b.token,
+            prev_token: b.prev_token,
         })
     }
 
@@ -185,12 +187,13 @@ impl Baseapp {
                 copy.version
             },
             next_seq: seq,
-            next_out: 0,
+            next_out: copy.next_out,
             held: BTreeMap::new(),
             unacked: VecDeque::new(),
             dirty: false,
             leaving: false,
             token: copy.token,
+            prev_token: copy.prev_token,
             detached: Some(now),
             claiming: (!lost).then_some(dead),
             holder: None,
@@ -220,8 +223,11 @@ impl Baseapp {
             return;
         };
         b.claiming = None;
-        b.cell = Some(from);
-        b.version = b.version.max(version);
+        // A `RealMoved` from a cell the real went on to may have come first.
+        if version >= b.version {
+            b.cell = Some(from);
+            b.version = version;
+        }
         self.restored += 1;
         self.absorb(e, state);
         self.back_up(e);

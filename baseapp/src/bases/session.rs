@@ -57,10 +57,9 @@ impl Baseapp {
     /// the entity and the token is its own, a no otherwise. A base still
     /// claiming its real says no until the real has answered.
     pub(super) fn find_session(&mut self, now: Time, req: u64, entity: EntityId, token: Ticket) {
-        let ours = self
-            .bases
-            .get(&entity)
-            .is_some_and(|b| b.token == token && b.claiming.is_none() && !b.leaving);
+        let ours = self.bases.get(&entity).is_some_and(|b| {
+            (b.token == token || b.prev_token == Some(token)) && b.claiming.is_none() && !b.leaving
+        });
         if ours {
             self.issue(now, req, Admit::Entity(entity));
         } else {
@@ -69,13 +68,15 @@ impl Baseapp {
         }
     }
 
-    /// The manager asks where an account's entity is: a ticket if here.
+    /// The manager asks where an account's entity is: a ticket if here,
+    /// even while it is being restored (the hello is then refused and the
+    /// player tries again), so that no other baseapp loads a second one.
     pub(super) fn find_player(&mut self, now: Time, req: u64, account: i64) {
         let here = self
             .online
             .get(&account)
             .and_then(|e| self.bases.get(e))
-            .is_some_and(|b| !b.leaving && b.claiming.is_none());
+            .is_some_and(|b| !b.leaving);
         if here {
             self.issue(now, req, Admit::Account(account));
         } else {
@@ -107,6 +108,9 @@ impl Baseapp {
         };
         b.client = Some(client);
         b.detached = None;
+        // The old token stays good (only it) until the client is back with
+        // the new one: the welcome carrying it may be lost.
+        b.prev_token = Some(b.token);
         b.token = token;
         b.held.clear();
         b.next_out = b.next_out.saturating_add(OUT_LEAP);

@@ -1604,11 +1604,25 @@ fn a_lost_client_resumes_its_entity_with_its_token_or_logs_out_after_the_grace()
         attach.is_some_and(|s| s >= 1 << 32),
         "the real starts over: {out:?}"
     );
-    // The old token is spent.
+    // The old token stays good until the new one is used (the welcome that
+    // carried the new one may be lost); then it is spent.
+    assert!(matches!(
+        r.find(p.entity, token),
+        AppMsg::TicketIssued { .. }
+    ));
+    let AppMsg::TicketIssued { ticket, .. } = r.find(p.entity, *fresh) else {
+        panic!("the new token gets a ticket");
+    };
+    r.input(6, ClientInput::Gone("timed out".into()));
+    let out = r.hello(7, ticket);
+    assert!(matches!(
+        &sent(&out, 7)[..],
+        [ServerMsg::Welcome { .. }, ServerMsg::Session { .. }]
+    ));
     assert!(matches!(r.find(p.entity, token), AppMsg::NoSession { .. }));
 
     // Lost again, and never back: the entity logs out after the grace.
-    r.input(6, ClientInput::Gone("timed out".into()));
+    r.input(7, ClientInput::Gone("timed out".into()));
     r.advance(BaseConfig::default().resume_grace - US);
     r.b.tick(r.now);
     assert!(!destroys(&app_msgs(&r.b.drain()), p.entity));
@@ -1688,7 +1702,9 @@ fn a_dead_baseapps_bases_come_back_from_their_copies_and_claim_their_reals() {
         cell: CELL,
         version: 3,
         next_seq: 17,
+        next_out: 40,
         token: Ticket([account as u8; 16]),
+        prev_token: None,
     };
     let (won, lost) = (EntityId(77), EntityId(78));
     r.b.handle(r.now, PEER, AppMsg::BaseBackup(Box::new(copy(won, 1))));
@@ -1709,6 +1725,18 @@ fn a_dead_baseapps_bases_come_back_from_their_copies_and_claim_their_reals() {
         r.find(won, Ticket([1; 16])),
         AppMsg::NoSession { .. }
     ));
+    // The real accepted, then moved on to another cell, whose news comes
+    // first: the answer cannot take the base back to the old cell.
+    let next = AppId(8);
+    r.b.handle(
+        r.now,
+        next,
+        AppMsg::RealMoved {
+            entity: won,
+            cell: next,
+            version: 6,
+        },
+    );
     r.cell_says(AppMsg::Rebased {
         entity: won,
         version: 5,
@@ -1722,6 +1750,20 @@ fn a_dead_baseapps_bases_come_back_from_their_copies_and_claim_their_reals() {
         Some([9.0, 0.0, 9.0])
     );
     assert!(r.b.backed_up(lost).is_none());
+    r.b.handle(
+        r.now,
+        next,
+        AppMsg::Backup {
+            entity: won,
+            state: state([11.0, 0.0, 11.0], 0.0, vec![]),
+            applied: 0,
+        },
+    );
+    assert_eq!(
+        r.b.backed_up(won).map(|(pos, _)| pos),
+        Some([11.0, 0.0, 11.0]),
+        "backups come from where the real is now"
+    );
     assert!(matches!(
         r.find(won, Ticket([1; 16])),
         AppMsg::TicketIssued { .. }
