@@ -14,6 +14,7 @@
 use crate::ids::AppId;
 use serde::{Deserialize, Serialize};
 
+mod check;
 mod view;
 pub use view::{CellDetail, Density, Flow, SpaceView, ViewError, MAX_DENSITY_BINS, MAX_VIEW_BYTES};
 
@@ -143,6 +144,9 @@ pub enum LayoutError {
     /// No cellapps to cut the space for.
     #[error("a layout needs at least one cellapp")]
     NoApps,
+    /// A layout from elsewhere that is not a sound tree.
+    #[error("the layout is malformed: {0}")]
+    Malformed(String),
 }
 
 /// One cell as a flat record (for the wire, the viewer and tests).

@@ -58,6 +58,7 @@ fn sample_points(layout: &Layout, seed: &[(f32, f32)]) -> Vec<(f32, f32)> {
 }
 
 fn check(layout: &Layout, seed: &[(f32, f32)]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(layout.validate(), Ok(()));
     let cells = layout.cells();
     let area: f64 = cells.iter().map(|c| c.rect.area()).sum();
     prop_assert!(
@@ -244,4 +245,61 @@ fn bad_changes_are_refused() {
         Err(LayoutError::NotFinite(_))
     ));
     assert_eq!(Layout::equal(B, &[]), Err(LayoutError::NoApps));
+}
+
+#[test]
+fn a_malformed_layout_from_the_wire_is_named_not_walked() {
+    let good = Layout::equal(B, &[AppId(1), AppId(2), AppId(3)]).expect("layout");
+    assert_eq!(good.validate(), Ok(()));
+    type Fault = Box<dyn Fn(&mut Layout)>;
+    let faults: Vec<(&str, Fault)> = vec![
+        ("root outside", Box::new(|l| l.root = 99)),
+        (
+            "child outside",
+            Box::new(|l| {
+                if let Node::Cut { high, .. } = &mut l.nodes[0] {
+                    *high = 42;
+                }
+            }),
+        ),
+        (
+            "a cycle",
+            Box::new(|l| {
+                if let Node::Cut { low, .. } = &mut l.nodes[0] {
+                    *low = 0;
+                }
+            }),
+        ),
+        (
+            "an orphan",
+            Box::new(|l| {
+                l.nodes.push(Node::Leaf {
+                    cell: CellId(9),
+                    app: AppId(1),
+                })
+            }),
+        ),
+        ("a cell id past the counter", Box::new(|l| l.next_cell = 2)),
+        (
+            "a line outside its rectangle",
+            Box::new(|l| {
+                if let Node::Cut { pos, .. } = &mut l.nodes[0] {
+                    *pos = 1e9;
+                }
+            }),
+        ),
+        (
+            "bounds not a rectangle",
+            Box::new(|l| l.bounds.x1 = f32::NAN),
+        ),
+    ];
+    for (what, fault) in faults {
+        let mut bad = good.clone();
+        fault(&mut bad);
+        assert!(
+            matches!(bad.validate(), Err(LayoutError::Malformed(_))),
+            "{what}: {:?}",
+            bad.validate()
+        );
+    }
 }
