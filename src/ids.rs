@@ -94,6 +94,17 @@ impl IdPool {
         self.asked = false;
     }
 
+    /// One past the last id this pool may ever hand out.
+    pub fn end(&self) -> u64 {
+        self.current.end.max(self.spare.map_or(0, |b| b.end))
+    }
+
+    /// A request for more ids went to a manager that died: the next
+    /// [`IdPool::should_ask`] asks again.
+    pub fn request_lost(&mut self) {
+        self.asked = false;
+    }
+
     /// True once when the pool runs low and no request is outstanding; the
     /// caller then asks the manager.
     pub fn should_ask(&mut self) -> bool {
@@ -132,5 +143,16 @@ mod tests {
         });
         assert_eq!(p.take(), Some(EntityId(100)));
         assert!(!p.should_ask());
+    }
+
+    #[test]
+    fn a_lost_request_is_asked_again_and_the_end_covers_both_blocks() {
+        let mut p = IdPool::new(IdBlock { next: 0, end: 10 });
+        assert!(p.should_ask());
+        p.request_lost();
+        assert!(p.should_ask());
+        assert_eq!(p.end(), 10);
+        p.grant(IdBlock { next: 50, end: 80 });
+        assert_eq!(p.end(), 80);
     }
 }

@@ -18,6 +18,7 @@ pub mod frame;
 pub mod ids;
 pub mod layout;
 pub mod link;
+pub mod membership;
 pub mod metrics;
 pub mod net;
 pub mod proto;

@@ -271,6 +271,11 @@ impl Baseapp {
         }
     }
 
+    /// The newest layout the manager sent.
+    pub fn layout(&self) -> Option<&Layout> {
+        self.layout.as_ref()
+    }
+
     /// The cellapps the manager announced.
     pub fn cells(&self) -> &[CellInfo] {
         &self.cells
@@ -1007,6 +1012,7 @@ impl Baseapp {
 
 mod backup;
 mod recovery;
+mod rejoin;
 mod session;
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tessera::frame::{self, frame_bytes};
 use tessera::link::{self, LinkEvent, LinkSender};
+use tessera::membership::{Dials, Membership, Rejoined};
 use tessera::net::{self, close};
-use tessera::proto::app::{AppMsg, Role};
+use tessera::proto::app::{AppMsg, Registration, Role};
 use tessera::proto::client::{ClientDatagram, ClientMsg};
 use tessera::proto::{ALPN_APP, ALPN_CLIENT, PROTOCOL_MAJOR};
 use tessera::{AppId, Definitions, Time, MANAGER};
@@ -102,7 +103,7 @@ pub struct BaseappHandle {
     /// Its metrics.
     pub metrics: Metrics,
     stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<Option<String>>>,
 }
 
 impl BaseappHandle {
@@ -114,7 +115,28 @@ impl BaseappHandle {
                 let _ = rx.await;
             }
         }
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until the baseapp stops on its own: when the manager will not
+    /// take it back after their link dropped (it was declared dead; its
+    /// bases are restored elsewhere), or its task failed. Returns why.
+    /// Cancel-safe.
+    pub async fn stopped(&mut self) -> String {
+        let Some(task) = self.task.as_mut() else {
+            return std::future::pending().await;
+        };
+        let why = match task.await {
+            Ok(why) => why,
+            Err(e) => Some(format!("the baseapp task failed: {e}")),
+        };
+        self.task = None;
+        match why {
+            Some(why) => why,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -155,20 +177,21 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
     let metrics = Metrics::new();
     let admin_addr = tessera::admin::serve_metrics(opts.admin, &metrics.registry).await?;
     let (links_tx, links) = mpsc::unbounded_channel();
-    let joined = link::join(
-        &internal,
-        &identity.cert,
+    let registration = Registration {
+        role: Role::Baseapp,
+        protocol: PROTOCOL_MAJOR,
+        defs_digest: opts.defs.digest,
+        internal_addr,
+        public_addr: Some(public_addr),
+        admin_addr,
+    };
+    let (joined, manager, dials) = Membership::join(
+        internal.clone(),
+        identity.cert.clone(),
         opts.manager,
-        &AppMsg::Register {
-            role: Role::Baseapp,
-            protocol: PROTOCOL_MAJOR,
-            defs_digest: opts.defs.digest,
-            internal_addr,
-            public_addr: Some(public_addr),
-            admin_addr,
-        },
+        &registration,
         links_tx.clone(),
-        &metrics.app_link,
+        metrics.app_link.clone(),
     )
     .await?;
     metrics.registry.set_label("app", &joined.app.0.to_string());
@@ -203,7 +226,8 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
     tracing::info!(parent: &span, %public_addr, %internal_addr, "baseapp joined the cluster");
     let driver = Driver {
         core,
-        manager: joined.manager,
+        manager,
+        registration,
         links: HashMap::new(),
         backlog: HashMap::new(),
         restored_counted: 0,
@@ -219,7 +243,7 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
     };
     let task = tokio::spawn(
         driver
-            .run(links, clients, store_rx, stop_rx)
+            .run(links, clients, store_rx, dials, stop_rx)
             .instrument(span),
     );
     Ok(BaseappHandle {
@@ -228,7 +252,7 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
         admin_addr,
         metrics,
         stop: Some(stop_tx),
-        task,
+        task: Some(task),
     })
 }
 
@@ -384,7 +408,8 @@ async fn client_conn(
 
 struct Driver {
     core: Baseapp,
-    manager: LinkSender,
+    manager: Membership,
+    registration: Registration,
     links: HashMap<AppId, LinkSender>,
     backlog: HashMap<AppId, Vec<AppMsg>>,
     /// Restored entities already added to the metric.
@@ -406,8 +431,9 @@ impl Driver {
         mut links: mpsc::UnboundedReceiver<(AppId, LinkEvent)>,
         mut clients: mpsc::UnboundedReceiver<(ClientId, ClientEvent)>,
         mut stored: mpsc::UnboundedReceiver<crate::bases::StoreDone>,
+        mut dials: Dials,
         mut stop: oneshot::Receiver<oneshot::Sender<()>>,
-    ) {
+    ) -> Option<String> {
         let mut ticker = tokio::time::interval(TICK);
         let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
         let done = loop {
@@ -419,7 +445,29 @@ impl Driver {
                     let started = std::time::Instant::now();
                     self.core.tick(Time::now());
                     self.metrics.tick.record(started.elapsed(), TICK);
+                    if !self.manager.is_up() {
+                        let report = || AppMsg::Rejoin(Box::new(self.core.rejoin(self.registration.clone())));
+                        self.manager.redial(report);
+                    }
                 }
+                Some(dial) = dials.recv() => match self.manager.dialled(dial) {
+                    Rejoined::Back => {
+                        tracing::info!("back in the cluster with the manager");
+                        self.core.rejoined();
+                    }
+                    Rejoined::Refused(reason) => {
+                        // Declared dead: its bases are restored from their
+                        // copies elsewhere, and its clients resume there.
+                        tracing::error!(%reason, "the manager will not take this baseapp back; stopping");
+                        self.public.close(close::SHUTDOWN.into(), b"server declared dead");
+                        self.internal.close(close::SHUTDOWN.into(), b"declared dead");
+                        // What it still had queued would overwrite the
+                        // restored bases' rows.
+                        self.store.abandon();
+                        return Some(reason);
+                    }
+                    Rejoined::Unreachable => {}
+                },
                 _ = heartbeat.tick() => {
                     let load = self.core.load();
                     self.metrics.bases.set(f64::from(load.entities));
@@ -462,6 +510,7 @@ impl Driver {
         if let Some(reply) = done {
             let _ = reply.send(());
         }
+        None
     }
 
     fn link_event(&mut self, from: AppId, ev: LinkEvent) {
@@ -489,7 +538,9 @@ impl Driver {
             }
             LinkEvent::Closed { reason, link } => {
                 if from == MANAGER {
-                    tracing::warn!(%reason, "manager link closed; clients carry on");
+                    if self.manager.closed(link) {
+                        tracing::warn!(%reason, "manager link closed; clients play on while the manager is dialled again");
+                    }
                 } else if self.links.get(&from).map(LinkSender::id) != link {
                     // A late close of a link already replaced changes nothing.
                 } else {
@@ -572,13 +623,13 @@ impl Driver {
                     // Nothing more goes to a dead app.
                     self.backlog.remove(&to);
                 }
+                Output::App(to, msg) if to == MANAGER => {
+                    // Without a manager link this is lost, like the
+                    // requests it answers.
+                    self.manager.send(&msg);
+                }
                 Output::App(to, msg) => {
-                    let link = if to == MANAGER {
-                        Some(&self.manager)
-                    } else {
-                        self.links.get(&to)
-                    };
-                    match link {
+                    match self.links.get(&to) {
                         Some(l) => {
                             l.send(&msg);
                         }

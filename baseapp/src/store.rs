@@ -2,10 +2,14 @@
 //! [`StoreOp`]s in order and reports back. Saves queued together are written
 //! in one transaction. Dropping the handle lets the thread finish what is
 //! queued; [`Store::close`] waits for that, so nothing acknowledged is lost on
-//! a clean stop.
+//! a clean stop. [`Store::abandon`] is for a baseapp declared dead: its
+//! bases live on elsewhere, so what it still had queued must not be
+//! written over theirs.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use tessera::storage::{AccountId, HashCost, SqliteStorage, Storage, StorageError, StoredEntity};
 use tokio::sync::mpsc;
@@ -18,6 +22,7 @@ use crate::persist::FORMAT_VERSION;
 pub struct Store {
     tx: Option<std_mpsc::Sender<StoreOp>>,
     thread: Option<JoinHandle<()>>,
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -30,13 +35,16 @@ impl Store {
     ) -> Result<Store, StorageError> {
         let storage = SqliteStorage::open(path, HashCost::default())?;
         let (tx, rx) = std_mpsc::channel();
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let stop = abandoned.clone();
         let thread = std::thread::Builder::new()
             .name("tessera-store".into())
-            .spawn(move || run(storage, rx, done, metrics))
+            .spawn(move || run(storage, rx, done, metrics, &stop))
             .map_err(|e| StorageError::Hash(format!("cannot start the storage thread: {e}")))?;
         Ok(Store {
             tx: Some(tx),
             thread: Some(thread),
+            abandoned,
         })
     }
 
@@ -56,6 +64,14 @@ impl Store {
             let _ = t.join();
         }
     }
+
+    /// Drops everything still queued: the thread finishes the write under
+    /// way (a transaction, so whole or not at all) and writes nothing more.
+    pub fn abandon(mut self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        self.tx = None;
+        self.thread = None;
+    }
 }
 
 fn run(
@@ -63,9 +79,13 @@ fn run(
     rx: std_mpsc::Receiver<StoreOp>,
     done: mpsc::UnboundedSender<StoreDone>,
     metrics: Metrics,
+    abandoned: &AtomicBool,
 ) {
     let mut pending = std::collections::VecDeque::new();
     loop {
+        if abandoned.load(Ordering::SeqCst) {
+            return;
+        }
         let mut op = match pending.pop_front() {
             Some(op) => op,
             None => match rx.recv() {
@@ -84,6 +104,9 @@ fn run(
                     }
                 }
             }
+        }
+        if abandoned.load(Ordering::SeqCst) {
+            return;
         }
         let started = std::time::Instant::now();
         let result = execute(&mut db, op);

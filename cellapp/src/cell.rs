@@ -126,6 +126,7 @@ pub struct EntitySnapshot {
 mod haunt;
 mod rebase;
 mod recovery;
+mod rejoin;
 #[cfg(test)]
 mod tests;
 pub use haunt::OFFLOAD_HYSTERESIS;

@@ -1,6 +1,8 @@
 //! The cellapp driver: a tokio task that registers with the manager, accepts
 //! links from baseapps, feeds the [`Cell`] core with messages and ticks, and
-//! writes what it returns. It holds no game logic.
+//! writes what it returns. It holds no game logic. When the manager link
+//! drops the cell simulates on and the driver dials the manager again
+//! ([`tessera::membership`]); it stops only if the manager refuses it back.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,8 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera::link::{self, LinkEvent, LinkSender};
+use tessera::membership::{Dials, Membership, Rejoined};
 use tessera::net;
-use tessera::proto::app::{AppMsg, Load, Role};
+use tessera::proto::app::{AppMsg, Load, Registration, Role};
 use tessera::{AppId, Definitions, Time, MANAGER};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -78,7 +81,20 @@ pub struct Cellapp {
     /// Its metrics.
     pub metrics: Metrics,
     control: mpsc::UnboundedSender<Control>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<Ended>>,
+}
+
+/// Why a cellapp stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// It was asked to stop or to retire, or it retired when the operator
+    /// asked the manager.
+    Left,
+    /// The manager would not take it back after their link dropped: it had
+    /// been declared dead, and its entities are restored elsewhere.
+    DeclaredDead(String),
+    /// Its task failed (a bug): what it held is lost with it.
+    Failed(String),
 }
 
 impl Cellapp {
@@ -116,7 +132,13 @@ impl Cellapp {
         if self.control.send(Control::Retire(tx)).is_ok() {
             let _ = rx.await;
         }
-        let _ = self.task.await;
+        self.join().await;
+    }
+
+    async fn join(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
 
     /// Leaves the cluster and stops at once: its reals are not handed off.
@@ -125,12 +147,21 @@ impl Cellapp {
         if self.control.send(Control::Stop(tx)).is_ok() {
             let _ = rx.await;
         }
-        let _ = self.task.await;
+        self.join().await;
     }
 
-    /// Waits until the cellapp stops on its own (the manager went away).
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    /// Waits until the cellapp stops on its own: it retired, the manager
+    /// declared it dead, or its task failed. Returns at once if it has stopped already.
+    /// Cancel-safe: dropped unfinished, the cellapp can still be stopped.
+    pub async fn wait(&mut self) -> Ended {
+        let Some(task) = self.task.as_mut() else {
+            return Ended::Left;
+        };
+        let ended = task
+            .await
+            .unwrap_or_else(|e| Ended::Failed(format!("the cellapp task failed: {e}")));
+        self.task = None;
+        ended
     }
 }
 
@@ -150,20 +181,21 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
     let metrics = Metrics::new();
     let admin_addr = tessera::admin::serve_metrics(opts.admin, &metrics.registry).await?;
     let (events_tx, events) = mpsc::unbounded_channel();
-    let joined = link::join(
-        &endpoint,
-        &identity.cert,
+    let registration = Registration {
+        role: Role::Cellapp,
+        protocol: tessera::proto::PROTOCOL_MAJOR,
+        defs_digest: opts.defs.digest,
+        internal_addr: addr,
+        public_addr: None,
+        admin_addr,
+    };
+    let (joined, membership, dials) = Membership::join(
+        endpoint.clone(),
+        identity.cert.clone(),
         opts.manager,
-        &AppMsg::Register {
-            role: Role::Cellapp,
-            protocol: tessera::proto::PROTOCOL_MAJOR,
-            defs_digest: opts.defs.digest,
-            internal_addr: addr,
-            public_addr: None,
-            admin_addr,
-        },
+        &registration,
         events_tx.clone(),
-        &metrics.link,
+        metrics.link.clone(),
     )
     .await?;
     let app = joined.app;
@@ -203,7 +235,11 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
     let task = tokio::spawn(
         run(
             cell,
-            joined.manager,
+            Manager {
+                membership,
+                dials,
+                registration,
+            },
             events,
             control_rx,
             endpoint,
@@ -218,7 +254,7 @@ pub async fn start(opts: Options) -> Result<Cellapp, CellappError> {
         admin_addr,
         metrics,
         control,
-        task,
+        task: Some(task),
     })
 }
 
@@ -293,15 +329,22 @@ impl Dialer {
     }
 }
 
+/// The cellapp's side of its membership.
+struct Manager {
+    membership: Membership,
+    dials: Dials,
+    registration: Registration,
+}
+
 async fn run(
     mut cell: Cell,
-    manager: LinkSender,
+    manager: Manager,
     mut events: mpsc::UnboundedReceiver<(AppId, LinkEvent)>,
     mut control: mpsc::UnboundedReceiver<Control>,
     endpoint: quinn::Endpoint,
     mut dialer: Dialer,
     metrics: Metrics,
-) {
+) -> Ended {
     let hz = cell.config().tick_hz.max(1);
     let period = Duration::from_secs(1) / u32::from(hz);
     let mut ticker = tokio::time::interval(period);
@@ -311,7 +354,13 @@ async fn run(
     let mut retiring: Option<Retiring> = None;
     // Messages for an app whose link is still coming up wait here, in order.
     let mut backlog: HashMap<AppId, Vec<AppMsg>> = HashMap::new();
+    let Manager {
+        membership: mut manager,
+        mut dials,
+        registration,
+    } = manager;
     let flush = |cell: &mut Cell,
+                 manager: &Membership,
                  peers: &HashMap<AppId, LinkSender>,
                  backlog: &mut HashMap<AppId, Vec<AppMsg>>| {
         for (to, msg) in cell.drain() {
@@ -320,12 +369,15 @@ async fn run(
                 backlog.remove(&to);
                 continue;
             }
-            let link = if to == MANAGER {
-                Some(&manager)
-            } else {
-                peers.get(&to)
-            };
-            match link {
+            if to == MANAGER {
+                // Without a manager link reports go nowhere; the next ones
+                // go to the manager that comes back.
+                if manager.send(&msg) {
+                    metrics.sent(&msg);
+                }
+                continue;
+            }
+            match peers.get(&to) {
                 Some(l) => {
                     if l.send(&msg) {
                         metrics.sent(&msg);
@@ -361,13 +413,17 @@ async fn run(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     endpoint.close(net::close::SHUTDOWN.into(), b"cellapp stopping");
                     let _ = done.send(());
-                    return;
+                    return Ended::Left;
                 }
             },
             _ = ticker.tick() => {
                 let t0 = Instant::now();
                 cell.tick(Time::now());
-                flush(&mut cell, &peers, &mut backlog);
+                flush(&mut cell, &manager, &peers, &mut backlog);
+                if !manager.is_up() {
+                    let retiring = retiring.is_some();
+                    manager.redial(|| AppMsg::Rejoin(Box::new(cell.rejoin(registration.clone(), retiring))));
+                }
                 let took = t0.elapsed();
                 cell.note_work(took);
                 metrics.tick.record(took, period);
@@ -381,7 +437,7 @@ async fn run(
                     let t0 = Instant::now();
                     metrics.received(&msg);
                     cell.handle(Time::now(), from, msg);
-                    flush(&mut cell, &peers, &mut backlog);
+                    flush(&mut cell, &manager, &peers, &mut backlog);
                     cell.note_work(t0.elapsed());
                 }
                 LinkEvent::Opened(sender) => {
@@ -393,10 +449,10 @@ async fn run(
                         peers.insert(from, sender);
                     }
                 }
-                LinkEvent::Closed { reason, .. } if from == MANAGER => {
-                    tracing::warn!(%reason, "manager link closed; cellapp stopping");
-                    endpoint.close(net::close::SHUTDOWN.into(), b"manager gone");
-                    return;
+                LinkEvent::Closed { reason, link } if from == MANAGER => {
+                    if manager.closed(link) {
+                        tracing::warn!(%reason, "manager link closed; the cell simulates on and dials the manager again");
+                    }
                 }
                 LinkEvent::Closed { reason, link } => {
                     // A late close of a link already replaced changes nothing.
@@ -406,6 +462,22 @@ async fn run(
                         dialer.dialing.remove(&from);
                     }
                 }
+            },
+            Some(dial) = dials.recv() => match manager.dialled(dial) {
+                Rejoined::Back => {
+                    tracing::info!("back in the cluster with the manager");
+                    cell.rejoined();
+                }
+                Rejoined::Refused(reason) => {
+                    // Declared dead: its entities are restored elsewhere.
+                    tracing::error!(%reason, "the manager will not take this cellapp back; stopping");
+                    endpoint.close(net::close::SHUTDOWN.into(), b"declared dead");
+                    if let Some(done) = retiring.take().and_then(|r| r.done) {
+                        let _ = done.send(());
+                    }
+                    return Ended::DeclaredDead(reason);
+                }
+                Rejoined::Unreachable => {}
             },
             _ = heartbeat.tick() => {
                 dialer.redial(&endpoint, &peers);
@@ -438,7 +510,7 @@ async fn run(
                         if let Some(done) = retiring.take().and_then(|r| r.done) {
                             let _ = done.send(());
                         }
-                        return;
+                        return Ended::Left;
                     }
                 }
             }

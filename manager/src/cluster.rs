@@ -2,15 +2,17 @@
 //! leave), entity-id blocks, where the cells are, the login flow (check
 //! the account, pick the baseapp with the fewest clients, get a ticket from
 //! it, answer the client) and the resume flow (ask every baseapp which one
-//! holds the entity of a session token, get a ticket from it). A sans-IO state machine: account checks go out as
+//! holds the entity of a session token, get a ticket from it). A restarted
+//! manager rebuilds all this from what the apps report ([`rejoin`]). A
+//! sans-IO state machine: account checks go out as
 //! [`Output::CheckAccount`] and come back through [`Manager::account_checked`].
 
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tessera::layout::{Layout, LayoutError, LineId};
-use tessera::proto::app::{AppMsg, CellInfo, Load, Role, SpaceInfo};
+use tessera::proto::app::{AppMsg, CellInfo, Load, Registration, Role, SpaceInfo};
 use tessera::proto::login::{
     LoginReply, LoginRequest, RefuseReason, ResumeRequest, MAX_NAME_BYTES, MAX_PASSWORD_BYTES,
 };
@@ -53,6 +55,23 @@ pub struct AppInfo {
     kind: Role,
 }
 
+impl AppInfo {
+    fn new(app: AppId, reg: &Registration, now: Time) -> AppInfo {
+        AppInfo {
+            id: app.0,
+            role: reg.role.to_string(),
+            internal_addr: reg.internal_addr,
+            public_addr: reg.public_addr,
+            admin_addr: reg.admin_addr,
+            load: 0.0,
+            entities: 0,
+            clients: 0,
+            last_seen: now,
+            kind: reg.role,
+        }
+    }
+}
+
 /// Everything the core asks its driver to do.
 #[derive(Debug)]
 pub enum Output {
@@ -82,7 +101,7 @@ struct Pending {
     /// live one for a resume or to find an account's entity. When the last
     /// says no or leaves, the client is refused, or for an account no
     /// baseapp holds, one is asked for a fresh ticket.
-    asked: std::collections::BTreeSet<AppId>,
+    asked: BTreeSet<AppId>,
     since: Time,
     /// The account being found: (id, name).
     account: Option<(i64, String)>,
@@ -104,6 +123,10 @@ pub struct Manager {
     out: Vec<Output>,
     /// The balancer and what it knows.
     balance: space::Balance,
+    /// Apps declared dead: they never come back.
+    dead: BTreeSet<AppId>,
+    /// While apps may still come back to a restarted manager.
+    rejoining: Option<rejoin::Rejoining>,
 }
 
 impl Manager {
@@ -121,12 +144,19 @@ impl Manager {
             epoch: 0,
             out: Vec::new(),
             balance: space::Balance::new(),
+            dead: BTreeSet::new(),
+            rejoining: None,
         }
     }
 
     /// Takes what the core has to do.
     pub fn drain(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.out)
+    }
+
+    /// The space this manager runs.
+    pub fn space(&self) -> &SpaceInfo {
+        &self.space
     }
 
     /// Every member, for the admin API.
@@ -203,51 +233,38 @@ impl Manager {
         }
     }
 
-    /// An app asks to join. Returns its new id, or why it is refused.
-    pub fn register(&mut self, now: Time, msg: &AppMsg) -> Result<AppId, String> {
-        let AppMsg::Register {
-            role,
-            protocol,
-            defs_digest,
-            internal_addr,
-            public_addr,
-            admin_addr,
-        } = msg
-        else {
-            return Err("the first message must be Register".into());
-        };
-        if *protocol != PROTOCOL_MAJOR {
+    /// Whether an app of this protocol, definitions and addresses may be a
+    /// member.
+    fn check(&self, reg: &Registration) -> Result<(), String> {
+        if reg.protocol != PROTOCOL_MAJOR {
             return Err(format!(
-                "protocol {protocol} is not supported; the manager speaks {PROTOCOL_MAJOR}"
+                "protocol {} is not supported; the manager speaks {PROTOCOL_MAJOR}",
+                reg.protocol
             ));
         }
-        if *defs_digest != self.digest {
+        if reg.defs_digest != self.digest {
             return Err(format!(
                 "entity definitions digest mismatch: app has {}, manager has {}",
-                Definitions::hex(defs_digest),
+                Definitions::hex(&reg.defs_digest),
                 Definitions::hex(&self.digest)
             ));
         }
-        if *role == Role::Baseapp && public_addr.is_none() {
+        if reg.role == Role::Baseapp && reg.public_addr.is_none() {
             return Err("a baseapp must give its client address".into());
         }
+        Ok(())
+    }
+
+    /// An app asks to join. Returns its new id, or why it is refused.
+    pub fn register(&mut self, now: Time, msg: &AppMsg) -> Result<AppId, String> {
+        let AppMsg::Register(reg) = msg else {
+            return Err("the first message must be Register".into());
+        };
+        self.check(reg)?;
         let app = AppId(self.next_app);
         self.next_app += 1;
-        self.apps.insert(
-            app,
-            AppInfo {
-                id: app.0,
-                role: role.to_string(),
-                internal_addr: *internal_addr,
-                public_addr: *public_addr,
-                admin_addr: *admin_addr,
-                load: 0.0,
-                entities: 0,
-                clients: 0,
-                last_seen: now,
-                kind: *role,
-            },
-        );
+        self.apps.insert(app, AppInfo::new(app, reg, now));
+        let (role, internal_addr) = (reg.role, reg.internal_addr);
         let ids = self.grant_ids();
         self.out.push(Output::App(
             app,
@@ -278,26 +295,36 @@ impl Manager {
         self.remove_app(app, reason, true);
     }
 
+    /// Tells every member that `app` is dead: they stop hearing from it,
+    /// and the baseapps restore what it held (design §1).
+    fn announce_down(&mut self, app: AppId) {
+        self.dead.insert(app);
+        let others: Vec<AppId> = self.apps.keys().copied().collect();
+        for other in others {
+            self.out.push(Output::App(other, AppMsg::AppDown { app }));
+        }
+    }
+
     /// Takes an app out of the cluster. Only a dead one (not one that said
     /// goodbye after handing everything off) is announced with `AppDown`.
+    /// While apps are coming back nothing else changes yet: the window's
+    /// end deals with an app that is not there.
     fn remove_app(&mut self, app: AppId, reason: &str, died: bool) {
         let Some(info) = self.apps.remove(&app) else {
             return;
         };
         tracing::warn!(%app, role = %info.role, %reason, "app left the cluster");
-        match info.kind {
-            Role::Cellapp => {
-                self.tell_baseapps(Role::Cellapp);
-                self.cellapp_left(app);
+        if !self.left_while_rejoining(app, died) {
+            match info.kind {
+                Role::Cellapp => {
+                    self.tell_baseapps(Role::Cellapp);
+                    self.cellapp_left(app);
+                }
+                Role::Baseapp => self.tell_baseapps(Role::Baseapp),
             }
-            Role::Baseapp => self.tell_baseapps(Role::Baseapp),
-        }
-        // After the layout without it: every app stops hearing from it, and
-        // the baseapps restore what it held (design §1).
-        if died {
-            let others: Vec<AppId> = self.apps.keys().copied().collect();
-            for other in others {
-                self.out.push(Output::App(other, AppMsg::AppDown { app }));
+            // After the layout without it.
+            if died {
+                self.announce_down(app);
             }
         }
         let asked: Vec<u64> = self
@@ -330,7 +357,7 @@ impl Manager {
         }
     }
 
-    fn ask(&mut self, now: Time, login: LoginId, asked: std::collections::BTreeSet<AppId>) -> u64 {
+    fn ask(&mut self, now: Time, login: LoginId, asked: BTreeSet<AppId>) -> u64 {
         let req = self.next_req;
         self.next_req += 1;
         self.pending.insert(
@@ -375,12 +402,18 @@ impl Manager {
             return;
         };
         info.last_seen = now;
+        if self.hold_while_rejoining(from, &msg) {
+            return;
+        }
         match msg {
             AppMsg::Heartbeat(Load {
                 busy,
                 entities,
                 clients,
             }) => {
+                let Some(info) = self.apps.get_mut(&from) else {
+                    return;
+                };
                 info.load = if busy.is_finite() {
                     busy.clamp(0.0, 1.0)
                 } else {
@@ -447,8 +480,14 @@ impl Manager {
     }
 
     /// Refuses a client that speaks another protocol or has other
-    /// definitions; true if it was refused.
+    /// definitions, or comes while the apps are still reporting back to a
+    /// restarted manager; true if it was refused.
     fn refuse_stranger(&mut self, login: LoginId, protocol: u16, digest: &[u8; 32]) -> bool {
+        if self.rejoining.is_some() {
+            let m = "the manager is restarting; try again in a few seconds";
+            self.refuse(login, RefuseReason::Unavailable, m);
+            return true;
+        }
         if protocol != PROTOCOL_MAJOR {
             let m = format!(
                 "protocol {protocol} is not supported; this server speaks {PROTOCOL_MAJOR}"
@@ -475,8 +514,7 @@ impl Manager {
         if self.refuse_stranger(login, req.protocol, &req.defs_digest) {
             return;
         }
-        let asked: std::collections::BTreeSet<AppId> =
-            self.baseapps().into_iter().map(|b| b.app).collect();
+        let asked: BTreeSet<AppId> = self.baseapps().into_iter().map(|b| b.app).collect();
         if asked.is_empty() {
             return self.refuse(
                 login,
@@ -548,8 +586,7 @@ impl Manager {
         };
         // The account's entity may be in the world still (its client lost
         // its connection): the login goes where it is.
-        let asked: std::collections::BTreeSet<AppId> =
-            self.baseapps().into_iter().map(|b| b.app).collect();
+        let asked: BTreeSet<AppId> = self.baseapps().into_iter().map(|b| b.app).collect();
         if asked.is_empty() {
             return self.fresh_ticket(now, login, account.id.0, account.name);
         }
@@ -571,6 +608,7 @@ impl Manager {
     /// Periodic work: time out logins and silent apps, and once a second
     /// balance the cells.
     pub fn tick(&mut self, now: Time) {
+        self.settle(now);
         self.balance_tick(now);
         let silent: Vec<AppId> = self
             .apps
@@ -600,7 +638,9 @@ impl Manager {
     }
 }
 
+mod rejoin;
 mod space;
+pub use rejoin::Admission;
 pub use space::{RetireError, BALANCE_PERIOD};
 
 #[cfg(test)]

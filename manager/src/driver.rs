@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::accounts::{Accounts, Check};
 use crate::admin::{self, ClusterView};
-use crate::cluster::{LoginId, Manager, Output};
+use crate::cluster::{Admission, LoginId, Manager, Output};
 use crate::metrics::Metrics;
 use tessera::metrics::LinkMeter;
 
@@ -50,6 +50,11 @@ pub struct Options {
     pub hash_cost: HashCost,
     /// The balancing policy, by name (see [`crate::balance::POLICIES`]).
     pub policy: String,
+    /// How long after starting the manager waits for apps of a previous
+    /// run (it may be a restart) to come back before it takes new ones.
+    /// Longer than the apps' link timeout; zero for a manager that is
+    /// certainly the first.
+    pub rejoin_window: Duration,
 }
 
 /// Why the manager could not run.
@@ -204,6 +209,9 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     let (stop_tx, stop_rx) = oneshot::channel();
     let mut core = Manager::new(&opts.defs, opts.space.clone());
     core.set_policy(policy);
+    if !opts.rejoin_window.is_zero() {
+        core.await_rejoins(Time::now(), opts.rejoin_window);
+    }
     let span = tracing::info_span!("manager");
     tracing::info!(parent: &span, %internal_addr, %login_addr, %admin_addr, "manager up");
     let task = tokio::spawn(
@@ -308,24 +316,13 @@ async fn run(
     let mut links: HashMap<AppId, (LinkSender, quinn::Connection)> = HashMap::new();
     let mut replies: HashMap<LoginId, oneshot::Sender<LoginReply>> = HashMap::new();
     let mut ticker = tokio::time::interval(TICK);
+    // Fresh apps that wait while apps of a previous run come back.
+    let mut held: Vec<Join> = Vec::new();
     loop {
         tokio::select! {
-            Some((conn, first, send, recv)) = joins.recv() => {
-                match core.register(Time::now(), &first) {
-                    Ok(app) => {
-                        let sender = link::spawn(app, send, recv, events_tx.clone(), &metrics.app_link);
-                        links.insert(app, (sender, conn));
-                    }
-                    Err(reason) => {
-                        tracing::warn!(peer = %conn.remote_address(), %reason, "app refused");
-                        let mut send = send;
-                        let _ = send.write_all(&frame::encode(&AppMsg::RegisterRefused { reason: reason.clone() })).await;
-                        let _ = send.finish();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            conn.close(close::REFUSED.into(), reason.as_bytes());
-                        });
-                    }
+            Some(join) = joins.recv() => {
+                if let Some(join) = admit(&mut core, join, &mut links, &events_tx, &metrics) {
+                    held.push(join);
                 }
             }
             Some((from, ev)) = events.recv() => match ev {
@@ -347,6 +344,12 @@ async fn run(
             }
             Some((id, result)) = checked.recv() => core.account_checked(Time::now(), id, result),
             Some(cmd) = commands.recv() => match cmd {
+                admin::Command::MoveLine { line, reply, .. } if core.is_rejoining() => {
+                    let _ = reply.send(Err(format!(
+                        "line {} stays: the manager is waiting for the apps to report back",
+                        line.0
+                    )));
+                }
                 admin::Command::MoveLine { line, pos, reply } => {
                     let result = core
                         .move_line(line, pos)
@@ -379,6 +382,13 @@ async fn run(
             _ = ticker.tick() => {
                 let started = std::time::Instant::now();
                 core.tick(Time::now());
+                if !core.is_rejoining() {
+                    for join in std::mem::take(&mut held) {
+                        if let Some(join) = admit(&mut core, join, &mut links, &events_tx, &metrics) {
+                            held.push(join);
+                        }
+                    }
+                }
                 publish(&core, &view, &metrics);
                 metrics.tick.record(started.elapsed(), TICK);
             }
@@ -423,6 +433,47 @@ async fn run(
     }
     login.close(close::SHUTDOWN.into(), b"manager stopping");
     internal.close(close::SHUTDOWN.into(), b"manager stopping");
+}
+
+/// Lets an app in, refuses it, or gives it back to wait.
+fn admit(
+    core: &mut Manager,
+    join: Join,
+    links: &mut HashMap<AppId, (LinkSender, quinn::Connection)>,
+    events: &mpsc::UnboundedSender<(AppId, LinkEvent)>,
+    metrics: &Metrics,
+) -> Option<Join> {
+    let (conn, first, send, recv) = join;
+    if conn.close_reason().is_some() {
+        // It gave up (while it waited for the window to close).
+        return None;
+    }
+    match core.admit(Time::now(), &first) {
+        Admission::Member(app) => {
+            let sender = link::spawn(app, send, recv, events.clone(), &metrics.app_link);
+            // An app that dialled again while its rejoin window was open: the
+            // new link replaces the old (whose close is then ignored).
+            if let Some((_, old)) = links.insert(app, (sender, conn)) {
+                old.close(close::SHUTDOWN.into(), b"replaced by a newer link");
+            }
+            None
+        }
+        Admission::Wait => Some((conn, first, send, recv)),
+        Admission::Refused(reason) => {
+            tracing::warn!(peer = %conn.remote_address(), %reason, "app refused");
+            tokio::spawn(async move {
+                let mut send = send;
+                let refused = AppMsg::RegisterRefused {
+                    reason: reason.clone(),
+                };
+                let _ = send.write_all(&frame::encode(&refused)).await;
+                let _ = send.finish();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                conn.close(close::REFUSED.into(), reason.as_bytes());
+            });
+            None
+        }
+    }
 }
 
 fn publish(core: &Manager, view: &admin::Shared, metrics: &Metrics) {

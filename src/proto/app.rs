@@ -99,20 +99,7 @@ pub struct Load {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AppMsg {
     /// App → manager, first message: join the cluster.
-    Register {
-        /// What the app is.
-        role: Role,
-        /// Protocol major version.
-        protocol: u16,
-        /// Digest of its definitions.
-        defs_digest: [u8; 32],
-        /// Where other apps reach it.
-        internal_addr: SocketAddr,
-        /// Where clients reach it (baseapps).
-        public_addr: Option<SocketAddr>,
-        /// Where its admin HTTP listens, if anywhere.
-        admin_addr: Option<SocketAddr>,
-    },
+    Register(Registration),
     /// Manager → app: welcome.
     Registered {
         /// The app's id.
@@ -375,6 +362,51 @@ pub enum AppMsg {
         /// Database id of the account.
         account: i64,
     },
+    /// App → manager, first message of a new link after the manager link
+    /// dropped: the app was a member and is still running. A manager that
+    /// restarted takes it back with [`AppMsg::Registered`] (same id, no
+    /// ids) and rebuilds the cluster from what the apps report; a manager
+    /// that declared the app dead answers [`AppMsg::RegisterRefused`].
+    Rejoin(Box<Rejoin>),
+}
+
+/// What an app says about itself when it joins ([`AppMsg::Register`]) or
+/// comes back ([`Rejoin`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// What the app is.
+    pub role: Role,
+    /// Protocol major version.
+    pub protocol: u16,
+    /// Digest of its definitions.
+    pub defs_digest: [u8; 32],
+    /// Where other apps reach it.
+    pub internal_addr: SocketAddr,
+    /// Where clients reach it (baseapps).
+    pub public_addr: Option<SocketAddr>,
+    /// Where its admin HTTP listens, if anywhere.
+    pub admin_addr: Option<SocketAddr>,
+}
+
+/// A running app's report to a manager it lost ([`AppMsg::Rejoin`]): enough
+/// for a restarted manager to rebuild membership, the layout and the
+/// entity-id high-water mark.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rejoin {
+    /// The id it was given.
+    pub app: AppId,
+    /// Who it is.
+    pub registration: Registration,
+    /// The newest layout it holds.
+    pub layout: Option<Layout>,
+    /// One past the highest entity id it holds or may hand out.
+    pub ids_end: u64,
+    /// Every other app it knows as a member.
+    pub members: Vec<AppId>,
+    /// Every app it knows was declared dead.
+    pub dead: Vec<AppId>,
+    /// It had asked to retire and is still waiting for its cell to go.
+    pub retiring: bool,
 }
 
 /// A base copied to another baseapp ([`AppMsg::BaseBackup`]).

@@ -124,6 +124,8 @@ impl Cluster {
                 parallelism: 1,
             },
             policy: spec.policy.to_string(),
+            // The manager of this harness never restarts.
+            rejoin_window: std::time::Duration::ZERO,
         })
         .await
         .expect("manager starts");

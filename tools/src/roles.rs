@@ -88,6 +88,14 @@ pub struct ManagerArgs {
     /// Cell ticks per second.
     #[arg(long, default_value_t = 10)]
     pub tick_hz: u16,
+    /// Milliseconds the manager waits at start for cellapps and baseapps of
+    /// a previous run to come back (it may be a restart) before it takes
+    /// new ones; longer than the link timeout (which must be the same on
+    /// every process: each app notices a dead manager only after its own).
+    /// 0 for a manager that is certainly the first (0–600000).
+    #[arg(long, default_value_t = 3000, env = "TESSERA_REJOIN_WINDOW_MS",
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub rejoin_window_ms: u64,
 }
 
 /// `tessera cellapp`.
@@ -195,6 +203,12 @@ pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
         a.tick_hz > 0 && a.tick_hz <= 100,
         "--tick-hz must be between 1 and 100"
     );
+    anyhow::ensure!(
+        a.rejoin_window_ms == 0 || a.rejoin_window_ms > a.common.link_timeout_ms,
+        "--rejoin-window-ms ({}) must be 0 or longer than --link-timeout-ms ({}): apps notice a dead manager only after the link timeout",
+        a.rejoin_window_ms,
+        a.common.link_timeout_ms
+    );
     let handle = tessera_manager::driver::start(tessera_manager::driver::Options {
         bind_internal: a.world.internal,
         bind_login: a.world.login,
@@ -207,6 +221,7 @@ pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
         },
         hash_cost: HashCost::default(),
         policy: a.world.policy.clone(),
+        rejoin_window: std::time::Duration::from_millis(a.rejoin_window_ms),
     })
     .await?;
     println!("internal: {}", handle.internal_addr);
@@ -238,7 +253,18 @@ pub async fn cellapp(a: CellappArgs) -> anyhow::Result<()> {
     if let Some(admin) = app.admin_addr {
         println!("cellapp {} admin: http://{admin}", app.app);
     }
-    match stop_requested(a.common.stop_on_eof).await {
+    let mut app = app;
+    let reason = tokio::select! {
+        r = stop_requested(a.common.stop_on_eof) => r,
+        ended = app.wait() => return match ended {
+            tessera_cellapp::driver::Ended::Left => Ok(()),
+            tessera_cellapp::driver::Ended::DeclaredDead(why) => {
+                anyhow::bail!("the manager declared this cellapp dead: {why}")
+            }
+            tessera_cellapp::driver::Ended::Failed(why) => anyhow::bail!(why),
+        },
+    };
+    match reason {
         // Hand every real to the other cells before going.
         StopReason::Signal => app.retire().await,
         // The whole world is stopping: nobody to hand to.
@@ -271,7 +297,13 @@ pub async fn baseapp(a: BaseappArgs) -> anyhow::Result<()> {
     if let Some(admin) = handle.admin_addr {
         println!("baseapp {} admin: http://{admin}", handle.app);
     }
-    stop_requested(a.common.stop_on_eof).await;
+    let mut handle = handle;
+    tokio::select! {
+        _ = stop_requested(a.common.stop_on_eof) => {}
+        why = handle.stopped() => {
+            anyhow::bail!("the baseapp stopped: {why}")
+        }
+    }
     handle.stop().await;
     Ok(())
 }

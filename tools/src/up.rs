@@ -145,6 +145,10 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         a.world.size.to_string(),
         "--policy".into(),
         a.world.policy.clone(),
+        // Under `up` the manager is the first of its world: no apps of an
+        // earlier run can come back to it.
+        "--rejoin-window-ms".into(),
+        "0".into(),
     ]);
     let (manager, lines) = spawn("manager", manager, "admin:").await?;
     let mut managers = vec![manager];

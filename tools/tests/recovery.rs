@@ -10,6 +10,9 @@
 //!   by themselves on the other baseapp (which restored their bases from
 //!   its copies) as the same entities, with nothing persistent lost, and
 //!   every client again sees every other near it.
+//! - The manager, started again three seconds later: every cell ticks on
+//!   meanwhile, no client notices, every app comes back under its id, and
+//!   the layout (with a line moved by hand) is the same after.
 //!
 //! The time from the kill to the last affected entity being live again is
 //! printed (`recovery: ...`); `docs/benchmarks.md` records it over runs.
@@ -244,7 +247,11 @@ fn warnings(data: &Path) -> String {
 /// A running world and its clients.
 struct World {
     _dir: tempfile::TempDir,
-    _manager: Proc,
+    manager: Proc,
+    /// The manager's arguments (with the ports it took), to start it again.
+    manager_args: Vec<String>,
+    /// The manager's admin HTTP address.
+    admin: SocketAddr,
     /// Cellapps by app id.
     cellapps: BTreeMap<u32, Proc>,
     /// Baseapps by client address.
@@ -291,6 +298,18 @@ async fn world() -> World {
     let (manager, lines) = start(data, "manager", &args, "admin:");
     let internal = addr_after(&lines, "internal: ").to_string();
     let login = addr_after(&lines, "login: ");
+    let admin = addr_after(&lines, "admin: ");
+    // Started again, it takes the same ports.
+    let mut manager_args = common("manager");
+    for (flag, value) in [
+        ("--internal", internal.clone()),
+        ("--login", login.to_string()),
+        ("--admin", admin.to_string()),
+        ("--size", "400".into()),
+        ("--policy", "static".into()),
+    ] {
+        manager_args.extend([flag.to_string(), value]);
+    }
     let mut cellapps = BTreeMap::new();
     for i in 0..4 {
         let mut args = common("cellapp");
@@ -333,7 +352,9 @@ async fn world() -> World {
         .try_init();
     let mut w = World {
         _dir: dir,
-        _manager: manager,
+        manager,
+        manager_args,
+        admin,
         cellapps,
         baseapps,
         setup,
@@ -382,6 +403,21 @@ async fn world() -> World {
 
 /// Every client sees every other client within 80 m (the AoI is 100 m),
 /// with its title.
+/// Every bot stayed connected, on one connection, and its entity kept its
+/// title (cell side) and gold (base side).
+fn all_played_on(states: &[std::sync::MutexGuard<'_, BotState>]) {
+    for (i, s) in states.iter().enumerate() {
+        assert_eq!(s.error, None, "bot {i} was disconnected");
+        assert_eq!(s.resumed_at, None, "bot {i} lost its connection");
+        assert_eq!(s.title, Some(title_of(i)), "bot {i}: its title after");
+        assert_eq!(
+            s.gold,
+            Some(Value::Int(i as i64)),
+            "bot {i}: its gold after"
+        );
+    }
+}
+
 fn neighbours_seen(states: &[std::sync::MutexGuard<'_, BotState>]) {
     let by_id: BTreeMap<EntityId, (usize, [f32; 3])> = states
         .iter()
@@ -418,16 +454,9 @@ async fn a_killed_cellapp_costs_no_client_anything() {
     let killed_at = kill(proc, 5, &w.walking).await;
 
     let states: Vec<_> = w.bots.iter().map(lock).collect();
+    all_played_on(&states);
     let mut restored = Vec::new();
     for (i, s) in states.iter().enumerate() {
-        assert_eq!(s.error, None, "bot {i} was disconnected");
-        assert_eq!(s.resumed_at, None, "bot {i} lost its connection");
-        assert_eq!(s.title, Some(title_of(i)), "bot {i}: its title after");
-        assert_eq!(
-            s.gold,
-            Some(Value::Int(i as i64)),
-            "bot {i}: its gold after"
-        );
         restored.extend(live_after(i, s.restored_at, s.live_at, killed_at));
     }
     assert!(
@@ -496,9 +525,13 @@ async fn a_killed_baseapps_clients_resume_as_the_same_entities() {
         worst.as_millis()
     );
     drop(states);
+    database_holds_everything(w).await;
+}
 
-    // What the database holds: every client logs out and logs in again
-    // with its password; title and gold are as they were.
+/// What the database holds: the baseapps stop cleanly (saving every
+/// entity), a new one starts, and every client logs in again with its
+/// password; title and gold are as they were.
+async fn database_holds_everything(mut w: World) {
     let setup = w.setup.clone();
     let login = w.login;
     let endpoint = w.endpoints[0].clone();
@@ -506,7 +539,7 @@ async fn a_killed_baseapps_clients_resume_as_the_same_entities() {
     drop(w.bots);
     // The bot tasks hold the clients; a fresh login of each account takes
     // over its entity only once the old session has gone, so end them by
-    // stopping the remaining baseapp cleanly (it saves every entity).
+    // stopping the baseapps cleanly (they save every entity).
     for (_, mut p) in std::mem::take(&mut w.baseapps) {
         drop(p.child.stdin.take());
         let _ = p.child.wait();
@@ -548,4 +581,154 @@ async fn a_killed_baseapps_clients_resume_as_the_same_entities() {
         );
         c.logout().await.expect("logout");
     }
+}
+
+/// One request to an admin HTTP port: the status code and the body.
+async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("admin {addr}: {e}"));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("answer");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// The manager's layout as (epoch, every cell's id, cellapp and rectangle).
+async fn layout(manager: SocketAddr) -> (u64, Vec<serde_json::Value>) {
+    let (status, body) = admin(manager, "GET", "/api/spaces/1/layout", "").await;
+    assert_eq!(status, 200, "layout: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("layout JSON");
+    let cells = v["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .map(|c| serde_json::json!([c["cell"], c["app"], c["rect"]]))
+        .collect();
+    (v["epoch"].as_u64().expect("epoch"), cells)
+}
+
+/// The members the manager lists: (id, role, admin address).
+async fn members(manager: SocketAddr) -> Vec<(u64, String, Option<SocketAddr>)> {
+    let (status, body) = admin(manager, "GET", "/api/cluster", "").await;
+    assert_eq!(status, 200, "cluster: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("cluster JSON");
+    let mut apps: Vec<_> = v["apps"]
+        .as_array()
+        .expect("apps")
+        .iter()
+        .map(|a| {
+            (
+                a["id"].as_u64().expect("id"),
+                a["role"].as_str().expect("role").to_string(),
+                a["admin_addr"].as_str().and_then(|s| s.parse().ok()),
+            )
+        })
+        .collect();
+    apps.sort();
+    apps
+}
+
+/// Ticks each cellapp has run, from its `/metrics`.
+async fn ticks(cellapps: &[SocketAddr]) -> Vec<u64> {
+    let mut all = Vec::new();
+    for addr in cellapps {
+        let (_, text) = admin(*addr, "GET", "/metrics", "").await;
+        let n = text
+            .lines()
+            .find(|l| l.starts_with("tessera_tick_seconds_count"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no tick count from {addr}"));
+        all.push(n);
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_manager_started_again_finds_the_world_where_it_was() {
+    let _turn = TURN.lock().await;
+    let mut w = world().await;
+    // A line moved by hand: a layout no fresh manager would cut.
+    let (status, body) = admin(w.admin, "POST", "/api/spaces/1/lines/1", r#"{"pos": 130}"#).await;
+    assert_eq!(status, 200, "moving a line: {body}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = layout(w.admin).await;
+    let apps = members(w.admin).await;
+    assert_eq!(apps.len(), 6, "{apps:?}");
+    let cell_admins: Vec<SocketAddr> = apps
+        .iter()
+        .filter(|(_, role, _)| role == "cellapp")
+        .map(|(id, _, a)| a.unwrap_or_else(|| panic!("cellapp {id} has no admin address")))
+        .collect();
+    let ticks_before = ticks(&cell_admins).await;
+
+    let killed_at = Instant::now();
+    w.manager.child.kill().expect("SIGKILL");
+    let _ = w.manager.child.wait();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The world ticked on (10 Hz) while the manager was dead.
+    let ticks_down = ticks(&cell_admins).await;
+    for (b, d) in ticks_before.iter().zip(&ticks_down) {
+        assert!(
+            d - b >= 25,
+            "a cell stood still: {ticks_before:?} -> {ticks_down:?}"
+        );
+    }
+    let data = w._dir.path().to_path_buf();
+    let (again, _) = start(&data, "manager-again", &w.manager_args, "admin:");
+    let restarted_at = Instant::now();
+    w.manager = again;
+    // The apps are back within the rejoin window (3 s), under their ids,
+    // and the layout is the one they had.
+    let mut back = Vec::new();
+    while restarted_at.elapsed() < Duration::from_millis(2500) {
+        back = members(w.admin).await;
+        if back == apps {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let back_after = restarted_at.elapsed();
+    assert_eq!(back, apps, "the apps that came back");
+    assert_eq!(
+        layout(w.admin).await,
+        before,
+        "the layout while apps report back"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(layout(w.admin).await, before, "the layout after");
+    w.walking.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ticks_after = ticks(&cell_admins).await;
+    for (d, a) in ticks_down.iter().zip(&ticks_after) {
+        assert!(
+            a - d >= 40,
+            "a cell stood still after the restart: {ticks_down:?} -> {ticks_after:?}"
+        );
+    }
+
+    // No await while the bots' states are held: their tasks block on them.
+    let states: Vec<_> = w.bots.iter().map(lock).collect();
+    all_played_on(&states);
+    neighbours_seen(&states);
+    println!(
+        "manager restart: killed, started again {} ms later, every app back {} ms after that; cell ticks {ticks_before:?} -> {ticks_down:?} -> {ticks_after:?}",
+        (restarted_at - killed_at).as_millis(),
+        back_after.as_millis()
+    );
+    drop(states);
+    // Logins go through the new manager.
+    database_holds_everything(w).await;
 }

@@ -39,6 +39,9 @@ pub enum RetireError {
     /// It has no cell.
     #[error("cellapp {0} has no cell to give up")]
     NoCell(AppId),
+    /// The manager restarted and is waiting for the apps to report back.
+    #[error("the manager is waiting for the apps to report back; try again in a few seconds")]
+    Rejoining,
 }
 
 /// A retirement under way.
@@ -129,8 +132,15 @@ impl Manager {
     /// zero-area cell split off the most loaded cell.
     pub(super) fn cellapp_joined(&mut self, app: AppId) {
         let running = self.balance.reports.values().any(|r| r.reals > 0);
+        self.give_cell(app, running);
+    }
+
+    /// Gives `app` a cell: split off the busiest (the largest, before any
+    /// load report) when `keep` the layout, else the space cut anew in
+    /// equal cells for every cellapp.
+    pub(super) fn give_cell(&mut self, app: AppId, keep: bool) {
         let split = match &self.layout {
-            Some(layout) if running => layout
+            Some(layout) if keep => layout
                 .cells()
                 .into_iter()
                 .max_by(|a, b| {
@@ -206,6 +216,9 @@ impl Manager {
     /// last cellapp of the space has nowhere to hand off; it is let go at
     /// once.
     pub fn retire(&mut self, _now: Time, app: AppId) -> Result<(), RetireError> {
+        if self.rejoining.is_some() {
+            return Err(RetireError::Rejoining);
+        }
         if self.apps.get(&app).is_none_or(|a| a.kind != Role::Cellapp) {
             return Err(RetireError::NotACellapp(app));
         }
@@ -240,10 +253,11 @@ impl Manager {
     /// Once a [`BALANCE_PERIOD`]: shrink retiring cells, then let the policy
     /// move the other lines.
     pub(super) fn balance_tick(&mut self, now: Time) {
-        if self
-            .balance
-            .last
-            .is_some_and(|t| now.since(t) < BALANCE_PERIOD)
+        if self.rejoining.is_some()
+            || self
+                .balance
+                .last
+                .is_some_and(|t| now.since(t) < BALANCE_PERIOD)
         {
             return;
         }

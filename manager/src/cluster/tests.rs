@@ -12,7 +12,7 @@
 use super::{LoginId, Manager, Output, HEARTBEAT_TIMEOUT, TICKET_WAIT};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tessera::proto::app::{AppMsg, CellInfo, Load, Role, SpaceInfo};
+use tessera::proto::app::{AppMsg, CellInfo, Load, Registration, Role, SpaceInfo};
 use tessera::proto::login::{LoginReply, LoginRequest, RefuseReason, ResumeRequest};
 use tessera::proto::{Ticket, PROTOCOL_MAJOR};
 use tessera::storage::{Account, AccountId, DbId, StorageError};
@@ -45,8 +45,8 @@ fn public(port: u16) -> SocketAddr {
     SocketAddr::from(([192, 0, 2, 1], port))
 }
 
-fn register_msg(role: Role, port: u16) -> AppMsg {
-    AppMsg::Register {
+pub(super) fn registration(role: Role, port: u16) -> Registration {
+    Registration {
         role,
         protocol: PROTOCOL_MAJOR,
         defs_digest: defs().digest,
@@ -54,6 +54,10 @@ fn register_msg(role: Role, port: u16) -> AppMsg {
         public_addr: (role == Role::Baseapp).then(|| public(port)),
         admin_addr: None,
     }
+}
+
+fn register_msg(role: Role, port: u16) -> AppMsg {
+    AppMsg::Register(registration(role, port))
 }
 
 /// Registers an app whose internal (and, for a baseapp, public) port is `port`.
@@ -215,8 +219,8 @@ fn login_checked(m: &mut Manager, now: Time, login: LoginId, acct: Account) -> V
 fn register_refuses_a_wrong_protocol() {
     let mut m = manager();
     let mut msg = register_msg(Role::Cellapp, 100);
-    if let AppMsg::Register { protocol, .. } = &mut msg {
-        *protocol = PROTOCOL_MAJOR + 98;
+    if let AppMsg::Register(reg) = &mut msg {
+        reg.protocol = PROTOCOL_MAJOR + 98;
     }
     let err = m.register(T0, &msg).expect_err("refused");
     assert!(
@@ -232,8 +236,8 @@ fn register_refuses_a_wrong_digest_and_names_the_mismatch() {
     let mut m = manager();
     let mut msg = register_msg(Role::Baseapp, 200);
     let wrong = [0xab; 32];
-    if let AppMsg::Register { defs_digest, .. } = &mut msg {
-        *defs_digest = wrong;
+    if let AppMsg::Register(reg) = &mut msg {
+        reg.defs_digest = wrong;
     }
     let err = m.register(T0, &msg).expect_err("refused");
     assert!(err.contains("digest mismatch"), "{err}");
@@ -247,8 +251,8 @@ fn register_refuses_a_wrong_digest_and_names_the_mismatch() {
 fn register_refuses_a_baseapp_without_a_public_address() {
     let mut m = manager();
     let mut msg = register_msg(Role::Baseapp, 200);
-    if let AppMsg::Register { public_addr, .. } = &mut msg {
-        *public_addr = None;
+    if let AppMsg::Register(reg) = &mut msg {
+        reg.public_addr = None;
     }
     let err = m.register(T0, &msg).expect_err("refused");
     assert!(err.contains("client address"), "{err}");

@@ -249,7 +249,7 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
     )
     .await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
-    let gone = cluster.cellapps.pop().expect("the fifth");
+    let mut gone = cluster.cellapps.pop().expect("the fifth");
     tokio::time::timeout(Duration::from_secs(60), gone.wait())
         .await
         .expect("the retired cellapp exits");

@@ -97,6 +97,51 @@ fn after_recovery(w: &SimWorld, at_crash: &BTreeMap<EntityId, i64>) -> Result<()
 /// were real there on the cells that now cover them. Clients stay
 /// connected and their views fill again. (NPCs have no base, so those on
 /// the dead cellapp are gone with it; the rest are untouched.)
+/// Four cellapps and two baseapps, run to the seed's step.
+fn two_baseapps_at_their_step(seed: u64) -> (SimWorld, u64) {
+    let mut cfg = four_cells(seed);
+    cfg.baseapps = 2;
+    let mut w = SimWorld::new(&cfg);
+    let at = step_of(seed);
+    w.run_until(at);
+    (w, at)
+}
+
+/// What every real holds now.
+fn reals(w: &SimWorld) -> BTreeMap<EntityId, Vec<Value>> {
+    w.reals().into_iter().map(|r| (r.id, r.props)).collect()
+}
+
+/// The entity each client plays.
+fn players(w: &SimWorld) -> BTreeMap<u64, EntityId> {
+    w.clients
+        .iter()
+        .filter_map(|(c, client)| Some((*c, client.view()?.me)))
+        .collect()
+}
+
+/// What every crash test checks once the world has settled: the entities
+/// against `at_crash` (see [`after_recovery`]), each client in `played`
+/// still on its entity, every entity on the right cell, ghosts where they
+/// belong, and each client's view the truth.
+fn recovered(
+    w: &SimWorld,
+    at_crash: &BTreeMap<EntityId, i64>,
+    played: &BTreeMap<u64, EntityId>,
+) -> Result<(), String> {
+    after_recovery(w, at_crash)?;
+    for (c, e) in played {
+        let now = w.clients[c].view().map(|v| v.me);
+        if now != Some(*e) {
+            return Err(format!("client {c} played {e} and now {now:?}"));
+        }
+    }
+    w.check_placement_of_all()?;
+    w.check_ghosts()?;
+    w.check_views(5.0)?;
+    Ok(())
+}
+
 #[test]
 fn a_killed_cellapp_loses_nothing_across_seeds() {
     let mut restored = 0;
@@ -114,11 +159,7 @@ fn a_killed_cellapp_loses_nothing_across_seeds() {
         w.freeze();
         w.run_until(at + 12_000_000);
         assert_eq!(w.cellapps().len(), 3, "seed {seed}");
-        let checked = after_recovery(&w, &at_crash)
-            .and_then(|()| w.check_placement_of_all().map(|_| ()))
-            .and_then(|()| w.check_ghosts())
-            .and_then(|()| w.check_views(5.0).map(|_| ()));
-        if let Err(e) = checked {
+        if let Err(e) = recovered(&w, &at_crash, &BTreeMap::new()) {
             panic!("seed {seed} (killed {victim} at {at} µs): {e}");
         }
         restored += w.restored();
@@ -139,41 +180,17 @@ fn a_killed_baseapp_loses_nothing_across_seeds() {
     let mut resumed = 0;
     let mut restored = 0;
     for seed in 1..=SEEDS {
-        let mut cfg = four_cells(seed);
-        cfg.baseapps = 2;
-        let mut w = SimWorld::new(&cfg);
-        let at = step_of(seed);
-        w.run_until(at);
+        let (mut w, at) = two_baseapps_at_their_step(seed);
         let victim = w.baseapps()[(seed % 2) as usize];
         // Nothing of the cells dies: what the reals hold now is the floor.
-        let reals: BTreeMap<EntityId, Vec<Value>> =
-            w.reals().into_iter().map(|r| (r.id, r.props)).collect();
-        let at_crash = pings(&w, &reals);
-        let entities: BTreeMap<u64, EntityId> = w
-            .clients
-            .iter()
-            .filter_map(|(c, client)| Some((*c, client.view()?.me)))
-            .collect();
+        let at_crash = pings(&w, &reals(&w));
+        let played = players(&w);
         assert!(w.crash(victim), "seed {seed}");
         w.run_until(at + 9_000_000);
         w.freeze();
         w.run_until(at + 12_000_000);
         assert_eq!(w.baseapps().len(), 1, "seed {seed}");
-        let same = || -> Result<(), String> {
-            for (c, e) in &entities {
-                let now = w.clients[c].view().map(|v| v.me);
-                if now != Some(*e) {
-                    return Err(format!("client {c} played {e} and now {now:?}"));
-                }
-            }
-            Ok(())
-        };
-        let checked = after_recovery(&w, &at_crash)
-            .and_then(|()| same())
-            .and_then(|()| w.check_placement_of_all().map(|_| ()))
-            .and_then(|()| w.check_ghosts())
-            .and_then(|()| w.check_views(5.0).map(|_| ()));
-        if let Err(e) = checked {
+        if let Err(e) = recovered(&w, &at_crash, &played) {
             panic!("seed {seed} (killed {victim} at {at} µs): {e}");
         }
         resumed += w.resumed();
@@ -183,5 +200,81 @@ fn a_killed_baseapp_loses_nothing_across_seeds() {
     assert!(
         resumed > SEEDS as u32,
         "too few sessions resumed to mean anything: {resumed} over {SEEDS} seeds"
+    );
+}
+
+/// The manager killed at a random step (on half the seeds while a layout
+/// is on its way to the apps) and started again up to 3 s later:
+/// every cell ticks on while it is down, every app comes back under its id,
+/// the new manager adopts the newest layout the apps hold, and the world
+/// goes on where it was: the same entities, every client playing the same
+/// one, nothing older than it was, and clients who log in afterwards get
+/// entities of their own.
+#[test]
+fn a_killed_manager_loses_nothing_across_seeds() {
+    use tessera_tools::sim::REJOIN_WINDOW_US;
+    let mut downtime = 0;
+    for seed in 1..=SEEDS {
+        let (mut w, at) = two_baseapps_at_their_step(seed);
+        let at_crash = pings(&w, &reals(&w));
+        let played = players(&w);
+        let ticks =
+            |w: &SimWorld| -> Vec<u64> { w.cells().values().map(|c| c.stats().ticks).collect() };
+        // Half the seeds kill it while a layout it just made is on its way:
+        // some apps hold the new one, some the old.
+        let at = if seed % 2 == 1 {
+            w.move_line((seed % 3) as usize, 0.3 + (seed % 5) as f32 * 0.1);
+            let at = at + 1 + seed % 15_000;
+            w.run_until(at);
+            at
+        } else {
+            at
+        };
+        let before = ticks(&w);
+        let down = 200_000 + (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 24) % 2_800_000;
+        w.crash_manager(down);
+        let held = w.newest_layout();
+        w.run_until(at + down);
+        // Every cell ticked on (10 Hz) while the manager was down.
+        let during = ticks(&w);
+        let ticked = before
+            .iter()
+            .zip(&during)
+            .all(|(b, d)| d - b >= down / 100_000 - 1);
+        assert!(
+            ticked,
+            "seed {seed}: ticks {before:?} -> {during:?} over {down} µs"
+        );
+        // Just before the window closes every app is back and the layout
+        // is the newest any of them held.
+        w.run_until(at + down + REJOIN_WINDOW_US - 1);
+        let m = w.manager();
+        assert!(m.is_rejoining(), "seed {seed}");
+        assert_eq!(m.apps().len(), 6, "seed {seed}: {:?}", m.apps());
+        assert_eq!(m.layout(), held.as_ref(), "seed {seed}: the layout changed");
+        w.run_until(at + down + REJOIN_WINDOW_US + 1_000_000);
+        assert!(!w.manager().is_rejoining(), "seed {seed}");
+        w.add_clients(4);
+        w.run_until(at + down + REJOIN_WINDOW_US + 6_000_000);
+        w.freeze();
+        w.run_until(at + down + REJOIN_WINDOW_US + 9_000_000);
+        assert!(
+            w.refused().is_empty(),
+            "seed {seed}: refused {:?}",
+            w.refused()
+        );
+        assert_eq!(
+            (w.cellapps().len(), w.baseapps().len()),
+            (4, 2),
+            "seed {seed}"
+        );
+        if let Err(e) = recovered(&w, &at_crash, &played) {
+            panic!("seed {seed} (manager killed at {at} µs, down {down} µs): {e}");
+        }
+        downtime += down;
+    }
+    eprintln!(
+        "{SEEDS} seeds: the manager was down {:.1} s in all",
+        downtime as f64 / 1e6
     );
 }

@@ -14,4 +14,4 @@ pub mod score;
 pub mod truth;
 pub mod world;
 
-pub use world::{SimConfig, SimWorld};
+pub use world::{SimConfig, SimWorld, REJOIN_WINDOW_US};

@@ -75,6 +75,8 @@ pub enum Payload {
     Checked(u64, Result<Account, StorageError>),
     /// A node's timer fired.
     Timer,
+    /// An app without a manager link dials the manager again.
+    Redial,
 }
 
 /// One delivery.
@@ -178,6 +180,12 @@ impl Net {
     /// Schedules a node's own timer.
     pub fn timer(&mut self, at: u64, node: Node) {
         self.push(at, node, node, Payload::Timer);
+    }
+
+    /// Drops every delivery still under way that `lost` picks (the links
+    /// of a process that died).
+    pub fn purge(&mut self, lost: impl Fn(&Delivery) -> bool) {
+        self.queue.retain(|_, d| !lost(d));
     }
 
     /// When the next delivery is due.

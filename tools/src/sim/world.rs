@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tessera::proto::app::{AppMsg, Role, SpaceInfo};
+use tessera::proto::app::{AppMsg, Registration, Role, SpaceInfo};
 use tessera::proto::login::LoginReply;
 use tessera::proto::PROTOCOL_MAJOR;
 use tessera::storage::{MemStorage, Storage};
@@ -17,7 +17,7 @@ use tessera_cellapp::behavior::Behaviors;
 use tessera_cellapp::cell::{Cell, CellConfig, EntitySnapshot, Faults, OFFLOAD_HYSTERESIS};
 use tessera_cellapp::index::IndexKind;
 use tessera_cellapp::load::{CostModel, LoadSource};
-use tessera_manager::cluster::{Manager, Output as ManagerOut};
+use tessera_manager::cluster::{Admission, Manager, Output as ManagerOut};
 
 use super::client::SimClient;
 use super::crowd::Crowd;
@@ -109,7 +109,20 @@ pub struct SimWorld {
     registered: u16,
     /// NPCs each first cellapp makes once every first cellapp is in.
     spawn: BTreeMap<AppId, usize>,
+    /// What each app told the manager when it registered.
+    regs: BTreeMap<AppId, Registration>,
+    /// The manager is down (killed) until this time.
+    manager_up_at: u64,
+    /// Apps the manager refused back (they stopped).
+    refused: Vec<AppId>,
 }
+
+/// How long an app's link to a dead manager takes to time out.
+const LINK_TIMEOUT_US: u64 = 750_000;
+/// How often an app without a manager dials it again.
+const REDIAL_US: u64 = 250_000;
+/// How long a restarted manager waits for the apps to come back.
+pub const REJOIN_WINDOW_US: u64 = 3_000_000;
 
 /// How long a client's connection to a dead baseapp takes to time out.
 const CLIENT_TIMEOUT_US: u64 = 2_000_000;
@@ -178,6 +191,9 @@ impl SimWorld {
             offloads_gone: 0,
             registered: 0,
             spawn: BTreeMap::new(),
+            regs: BTreeMap::new(),
+            manager_up_at: 0,
+            refused: Vec::new(),
         };
         match tessera_manager::balance::policy(cfg.policy) {
             Some(p) => w.manager.set_policy(p),
@@ -212,20 +228,27 @@ impl SimWorld {
             }
         }
         w.net.timer(0, Node::Manager);
-        for c in 0..cfg.clients as u64 {
-            let heading = w.rng.gen_range(0.0..std::f32::consts::TAU);
-            w.clients.insert(c, SimClient::new(c, heading, &w.defs));
-            let req = w.clients[&c].login_request(&w.defs);
-            let at = w.rng.gen_range(0..500_000);
-            w.net.send(
-                &mut w.rng,
+        w.add_clients(cfg.clients);
+        w
+    }
+
+    /// `n` more clients, each logging in within the next half second.
+    pub fn add_clients(&mut self, n: usize) {
+        let first = self.clients.keys().next_back().map_or(0, |c| c + 1);
+        for c in first..first + n as u64 {
+            let heading = self.rng.gen_range(0.0..std::f32::consts::TAU);
+            self.clients
+                .insert(c, SimClient::new(c, heading, &self.defs));
+            let req = self.clients[&c].login_request(&self.defs);
+            let at = self.now + self.rng.gen_range(0..500_000);
+            self.net.send(
+                &mut self.rng,
                 at,
                 Node::Client(c),
                 Node::Manager,
                 Payload::Login(req),
             );
         }
-        w
     }
 
     /// Registers one more app with the manager and starts its core; a
@@ -234,7 +257,7 @@ impl SimWorld {
         let i = self.registered;
         self.registered += 1;
         let public = (role == Role::Baseapp).then(|| addr(20_000 + i));
-        let register = AppMsg::Register {
+        let reg = Registration {
             role,
             protocol: PROTOCOL_MAJOR,
             defs_digest: self.defs.digest,
@@ -242,7 +265,11 @@ impl SimWorld {
             public_addr: public,
             admin_addr: None,
         };
-        let app = self.manager.register(Time(self.now), &register).ok()?;
+        let app = self
+            .manager
+            .register(Time(self.now), &AppMsg::Register(reg.clone()))
+            .ok()?;
+        self.regs.insert(app, reg);
         if let Some(p) = public {
             self.public.insert(p, app);
         }
@@ -450,6 +477,54 @@ impl SimWorld {
         gone
     }
 
+    /// Kills the manager now, as `kill -9` would, and starts a new one
+    /// `down_us` later that waits for the apps to come back. Whatever was
+    /// on its way to or from the dead manager is lost with its links; the
+    /// apps notice after their link timeout and dial until it is back.
+    pub fn crash_manager(&mut self, down_us: u64) {
+        let up = self.now + down_us;
+        self.manager = Manager::new(&self.defs, self.manager.space().clone());
+        if let Some(p) = tessera_manager::balance::policy(self.cfg.policy) {
+            self.manager.set_policy(p);
+        }
+        self.manager
+            .await_rejoins(Time(up), std::time::Duration::from_micros(REJOIN_WINDOW_US));
+        self.manager_up_at = up;
+        self.net
+            .purge(|d| (d.to == Node::Manager || d.from == Node::Manager) && d.from != d.to);
+        let apps: Vec<AppId> = self
+            .cells
+            .keys()
+            .chain(self.bases.keys())
+            .copied()
+            .collect();
+        for app in apps {
+            let at = (self.now + LINK_TIMEOUT_US).max(up) + self.rng.gen_range(0..REDIAL_US);
+            self.net.send(
+                &mut self.rng,
+                at,
+                Node::App(app),
+                Node::App(app),
+                Payload::Redial,
+            );
+        }
+    }
+
+    /// Apps the manager refused back since the start.
+    pub fn refused(&self) -> &[AppId] {
+        &self.refused
+    }
+
+    /// The newest layout any running app holds.
+    pub fn newest_layout(&self) -> Option<tessera::layout::Layout> {
+        self.cells
+            .values()
+            .filter_map(|c| c.layout())
+            .chain(self.bases.values().filter_map(|b| b.layout()))
+            .max_by_key(|l| l.epoch)
+            .cloned()
+    }
+
     /// The ids of the baseapps still running.
     pub fn baseapps(&self) -> Vec<AppId> {
         self.bases.keys().copied().collect()
@@ -506,8 +581,24 @@ impl SimWorld {
             _ => MANAGER,
         };
         match d.to {
+            Node::Manager if d.at < self.manager_up_at => {
+                // Down: nothing is heard, and the timer waits for the restart.
+                if let Payload::Timer = d.payload {
+                    self.net.timer(self.manager_up_at, Node::Manager);
+                }
+            }
             Node::Manager => {
                 match d.payload {
+                    Payload::App(msg @ (AppMsg::Register(_) | AppMsg::Rejoin(_))) => {
+                        match self.manager.admit(now, &msg) {
+                            Admission::Member(_) => {}
+                            Admission::Wait => {}
+                            Admission::Refused(reason) => self.manager_output(ManagerOut::App(
+                                from_app,
+                                AppMsg::RegisterRefused { reason },
+                            )),
+                        }
+                    }
                     Payload::App(msg) => self.manager.handle(now, from_app, msg),
                     Payload::Login(req) => {
                         if let Node::Client(c) = d.from {
@@ -560,12 +651,55 @@ impl SimWorld {
                 }
                 _ => {}
             },
-            Node::App(app) if self.cells.contains_key(&app) => {
-                self.deliver_cell(app, d, now, from_app)
+            Node::App(app) => {
+                let Some(d) = self.membership(app, d) else {
+                    return;
+                };
+                if self.cells.contains_key(&app) {
+                    self.deliver_cell(app, d, now, from_app)
+                } else {
+                    self.deliver_base(app, d, now, from_app)
+                }
             }
-            Node::App(app) => self.deliver_base(app, d, now, from_app),
             Node::Client(c) => self.deliver_client(c, d),
         }
+    }
+
+    /// An app's side of its membership, as its driver keeps it: dialling a
+    /// manager it lost with its report, getting back in, or stopping when
+    /// refused. Returns the delivery if it is for the core.
+    fn membership(&mut self, app: AppId, d: Delivery) -> Option<Delivery> {
+        match d.payload {
+            Payload::Redial if d.at < self.manager_up_at => {
+                let at = d.at + REDIAL_US;
+                self.net
+                    .send(&mut self.rng, at, d.to, d.to, Payload::Redial);
+            }
+            Payload::Redial => {
+                let reg = self.regs.get(&app)?.clone();
+                let report = match (self.cells.get(&app), self.bases.get(&app)) {
+                    (Some(cell), _) => cell.rejoin(reg, false),
+                    (None, Some(base)) => base.rejoin(reg),
+                    (None, None) => return None,
+                };
+                let msg = Payload::App(AppMsg::Rejoin(Box::new(report)));
+                self.net.send(&mut self.rng, d.at, d.to, Node::Manager, msg);
+            }
+            Payload::App(AppMsg::Registered { .. }) => {
+                if let Some(cell) = self.cells.get_mut(&app) {
+                    cell.rejoined();
+                }
+                if let Some(base) = self.bases.get_mut(&app) {
+                    base.rejoined();
+                }
+            }
+            Payload::App(AppMsg::RegisterRefused { .. }) => {
+                self.refused.push(app);
+                self.crash(app);
+            }
+            _ => return Some(d),
+        }
+        None
     }
 
     fn manager_output(&mut self, out: ManagerOut) {
