@@ -20,6 +20,13 @@ use tokio::sync::mpsc;
 /// How often an app without a manager dials it again.
 pub const REDIAL: Duration = Duration::from_millis(250);
 
+/// How long one dial may take. A dial sent while no manager listened
+/// waits for its packets to be resent, which QUIC spaces out ever more; a
+/// fresh dial reaches a restarted manager sooner. A dial the manager took
+/// but the app gave up on is replaced by the next (inside the rejoin
+/// window) or refused (outside it, where every `Rejoin` is refused anyway).
+pub const DIAL_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// What a dial of the manager came to.
 #[derive(Debug)]
 pub enum Rejoined {
@@ -130,7 +137,14 @@ impl Membership {
             self.results.clone(),
         );
         tokio::spawn(async move {
-            let r = link::join(&endpoint, &trust, addr, &msg, events, &meter).await;
+            let dial = link::join(&endpoint, &trust, addr, &msg, events, &meter);
+            let r = match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
+                Ok(r) => r,
+                Err(_) => Err(LinkError::Handshake {
+                    addr,
+                    reason: format!("no answer within {} ms", DIAL_TIMEOUT.as_millis()),
+                }),
+            };
             let _ = results.send(r);
         });
     }
