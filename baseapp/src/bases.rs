@@ -183,6 +183,9 @@ struct Base {
     claiming: Option<AppId>,
     /// The baseapp holding its copy.
     holder: Option<AppId>,
+    /// Its saves' fence (see [`StoredEntity::fence`]): the row's when
+    /// loaded, one more than its copy's when restored from one.
+    fence: u64,
 }
 
 /// The baseapp core.
@@ -604,6 +607,7 @@ impl Baseapp {
             type_name: ty.name.clone(),
             format_version: persist::FORMAT_VERSION,
             data: persist::encode(ty, base.pos, base.yaw, &base.props),
+            fence: base.fence,
         })
     }
 
@@ -685,6 +689,7 @@ impl Baseapp {
                 detached: None,
                 claiming: None,
                 holder: None,
+                fence: row.fence,
             },
         );
         self.send(client, &welcome);

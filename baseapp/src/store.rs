@@ -137,7 +137,19 @@ pub fn execute(db: &mut dyn Storage, op: StoreOp) -> StoreDone {
         },
         StoreOp::Save(batch) => StoreDone::Saved {
             count: batch.len(),
-            result: db.save_entities(&batch).map_err(|e| e.to_string()),
+            result: db
+                .save_entities(&batch)
+                .map(|fenced| {
+                    if fenced > 0 {
+                        // Written by a newer owner: this baseapp was
+                        // declared dead and its bases live on elsewhere.
+                        tracing::warn!(
+                            fenced,
+                            "saves refused: a newer owner has saved these entities"
+                        );
+                    }
+                })
+                .map_err(|e| e.to_string()),
         },
     }
 }
@@ -161,5 +173,6 @@ fn load_player(
         type_name: type_name.to_string(),
         format_version: FORMAT_VERSION,
         data: fresh.to_vec(),
+        fence: 0,
     })
 }

@@ -439,6 +439,9 @@ pub struct BaseCopy {
     /// The token before it, still good until the client is back with the
     /// new one (the welcome that carried it may have been lost).
     pub prev_token: Option<Ticket>,
+    /// The fence its saves carry; the base restored from this copy saves
+    /// with one more, so the baseapp it came from cannot write over it.
+    pub fence: u64,
 }
 
 /// Most ghost moves in one [`AppMsg::GhostMoves`].

@@ -101,6 +101,7 @@ impl Storage for MemStorage {
                 type_name: type_name.to_string(),
                 format_version,
                 data: data.to_vec(),
+                fence: 0,
             },
         );
         Ok(id)
@@ -110,17 +111,21 @@ impl Storage for MemStorage {
         Ok(self.entities.get(&id.0).cloned())
     }
 
-    fn save_entities(&mut self, batch: &[StoredEntity]) -> Result<(), StorageError> {
+    fn save_entities(&mut self, batch: &[StoredEntity]) -> Result<usize, StorageError> {
         if let Some(missing) = batch
             .iter()
             .find(|e| !self.entities.contains_key(&e.db_id.0))
         {
             return Err(StorageError::NoSuchEntity(missing.db_id));
         }
+        let mut fenced = 0;
         for e in batch {
-            self.entities.insert(e.db_id.0, e.clone());
+            match self.entities.get_mut(&e.db_id.0) {
+                Some(row) if row.fence <= e.fence => *row = e.clone(),
+                _ => fenced += 1,
+            }
         }
-        Ok(())
+        Ok(fenced)
     }
 
     fn delete_entity(&mut self, id: DbId) -> Result<(), StorageError> {
@@ -159,6 +164,7 @@ mod tests {
             type_name: "Avatar".into(),
             format_version: 1,
             data: vec![],
+            fence: 0,
         };
         let good = StoredEntity {
             data: b"y".to_vec(),
@@ -168,6 +174,7 @@ mod tests {
         assert_eq!(m.load_entity(e).expect("load").expect("row").data, b"x");
         m.save_entities(&[good]).expect("save");
         assert_eq!(m.load_entity(e).expect("load").expect("row").data, b"y");
+        super::super::fence_tests::a_lower_fence_cannot_write_over_a_higher(&mut m, e);
         assert!(matches!(
             m.delete_entity(e),
             Err(StorageError::EntityInUse(_))

@@ -13,6 +13,8 @@
 //! The API is synchronous; async callers run it on a blocking thread.
 
 mod error;
+#[cfg(test)]
+pub(crate) mod fence_tests;
 mod memory;
 mod password;
 mod schema;
@@ -59,6 +61,13 @@ pub struct StoredEntity {
     pub format_version: u32,
     /// The encoded entity state.
     pub data: Vec<u8>,
+    /// The writer's fence. A save is refused once a save with a higher
+    /// fence has been taken: a base restored from its copy after its
+    /// baseapp was declared dead saves with one more than the copy had, so
+    /// that baseapp, if it lives on (a partition), cannot write over it.
+    /// 0 for a new row; a loaded row carries the fence it was last saved
+    /// with, which its next owner keeps.
+    pub fence: u64,
 }
 
 /// The account a successful login resolves to.
@@ -115,8 +124,10 @@ pub trait Storage: Send {
     /// Either the whole batch is durable or none of it is: an entity's save is
     /// never half-written, and a batch is never half-applied. An entity whose
     /// id does not exist is [`StorageError::NoSuchEntity`] and rolls back the
-    /// whole batch. If an id appears twice, the later entry wins.
-    fn save_entities(&mut self, batch: &[StoredEntity]) -> Result<(), StorageError>;
+    /// whole batch. If an id appears twice, the later entry wins. An entry
+    /// whose fence is below the row's is skipped (the rest are written);
+    /// returns how many were.
+    fn save_entities(&mut self, batch: &[StoredEntity]) -> Result<usize, StorageError>;
 
     /// Deletes an entity.
     ///

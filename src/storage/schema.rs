@@ -29,6 +29,8 @@ const MIGRATIONS: &[&str] = &[
          created_at    INTEGER
      );
      CREATE INDEX accounts_entity_id ON accounts(entity_id);",
+    // 2: the writer's fence (see `StoredEntity::fence`).
+    "ALTER TABLE entities ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes and the newest it can read.
@@ -93,6 +95,26 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 2);
+    }
+
+    #[test]
+    fn a_first_version_database_keeps_its_rows_and_gains_the_fence() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO entities (type_name, format_version, data, updated_at)
+             VALUES ('Avatar', 1, x'01', 0)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (data, fence): (Vec<u8>, i64) = conn
+            .query_row("SELECT data, fence FROM entities", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((data, fence), (vec![1], 0));
     }
 
     #[test]

@@ -175,9 +175,9 @@ impl Storage for SqliteStorage {
     }
 
     fn load_entity(&mut self, id: DbId) -> Result<Option<StoredEntity>, StorageError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT type_name, format_version, data FROM entities WHERE id = ?1")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT type_name, format_version, data, fence FROM entities WHERE id = ?1",
+        )?;
         let entity = stmt
             .query_row([id.0], |row| {
                 Ok(StoredEntity {
@@ -185,41 +185,51 @@ impl Storage for SqliteStorage {
                     type_name: row.get(0)?,
                     format_version: row.get(1)?,
                     data: row.get(2)?,
+                    fence: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
                 })
             })
             .optional()?;
         Ok(entity)
     }
 
-    fn save_entities(&mut self, batch: &[StoredEntity]) -> Result<(), StorageError> {
+    fn save_entities(&mut self, batch: &[StoredEntity]) -> Result<usize, StorageError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let now = unix_time();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut fenced = 0;
         {
             let mut stmt = tx.prepare_cached(
                 "UPDATE entities SET type_name = ?1, format_version = ?2, data = ?3,
-                 updated_at = ?4 WHERE id = ?5",
+                 updated_at = ?4, fence = ?6 WHERE id = ?5 AND fence <= ?6",
             )?;
+            let mut exists = tx.prepare_cached("SELECT 1 FROM entities WHERE id = ?1")?;
             for entity in batch {
+                // SQLite integers are signed; fences stay far below 2^63.
+                let fence = i64::try_from(entity.fence).unwrap_or(i64::MAX);
                 let changed = stmt.execute(params![
                     entity.type_name,
                     entity.format_version,
                     entity.data,
                     now,
-                    entity.db_id.0
+                    entity.db_id.0,
+                    fence
                 ])?;
                 if changed == 0 {
+                    if exists.exists([entity.db_id.0])? {
+                        fenced += 1;
+                        continue;
+                    }
                     // Dropping `tx` rolls the whole batch back.
                     return Err(StorageError::NoSuchEntity(entity.db_id));
                 }
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(fenced)
     }
 
     fn delete_entity(&mut self, id: DbId) -> Result<(), StorageError> {

@@ -123,6 +123,7 @@ impl Baseapp {
             next_out: b.next_out,
             token: b.token,
             prev_token: b.prev_token,
+            fence: b.fence,
         })
     }
 
@@ -190,13 +191,16 @@ impl Baseapp {
             next_out: copy.next_out,
             held: BTreeMap::new(),
             unacked: VecDeque::new(),
-            dirty: false,
+            // Saved at the next period, so that its fence shuts out its
+            // old baseapp if that lives on.
+            dirty: true,
             leaving: false,
             token: copy.token,
             prev_token: copy.prev_token,
             detached: Some(now),
             claiming: (!lost).then_some(dead),
             holder: None,
+            fence: copy.fence.saturating_add(1),
         };
         if let Some(account) = base.account {
             self.online.insert(account, e);

@@ -154,6 +154,7 @@ impl Rig {
             type_name: ty.name.clone(),
             format_version: persist::FORMAT_VERSION,
             data: persist::encode(ty, SPAWN, 0.25, &ty.defaults()),
+            fence: 0,
         }
     }
 
@@ -549,6 +550,7 @@ fn a_stored_player_comes_back_as_saved() {
         type_name: "Avatar".into(),
         format_version: persist::FORMAT_VERSION,
         data: persist::encode(&ty, [5.0, 1.0, 6.0], 1.0, &props),
+        fence: 3,
     };
     let ticket = r.issue(42);
     r.hello(5, ticket);
@@ -560,6 +562,14 @@ fn a_stored_player_comes_back_as_saved() {
     assert_eq!(*pos, [5.0, 1.0, 6.0]);
     assert!(props.contains(&(gold, Value::Int(77))), "{props:?}");
     assert!(props.contains(&(title, Value::String("veteran".into()))));
+    // Its saves keep the fence the row had.
+    let out = r.input(5, ClientInput::Msg(ClientMsg::Logout));
+    let fences: Vec<u64> = saves(&out)
+        .into_iter()
+        .flatten()
+        .map(|row| row.fence)
+        .collect();
+    assert_eq!(fences, vec![3]);
 }
 
 #[test]
@@ -1705,6 +1715,7 @@ fn a_dead_baseapps_bases_come_back_from_their_copies_and_claim_their_reals() {
         next_out: 40,
         token: Ticket([account as u8; 16]),
         prev_token: None,
+        fence: 6,
     };
     let (won, lost) = (EntityId(77), EntityId(78));
     r.b.handle(r.now, PEER, AppMsg::BaseBackup(Box::new(copy(won, 1))));
@@ -1775,4 +1786,16 @@ fn a_dead_baseapps_bases_come_back_from_their_copies_and_claim_their_reals() {
         AppMsg::BaseBackup(Box::new(copy(EntityId(79), 3))),
     );
     assert_eq!(r.b.copies_held(), 0);
+    // The restored base is saved at the next period with a fence above its
+    // copy's, so the dead baseapp, if it lives on, cannot write over it.
+    let period = BaseConfig::default().save_period;
+    r.b.tick(r.now);
+    r.b.drain();
+    r.b.tick(r.now.plus(period));
+    let rows: Vec<StoredEntity> = saves(&r.b.drain()).into_iter().flatten().collect();
+    let row = rows
+        .iter()
+        .find(|row| row.db_id == DbId(10))
+        .expect("the restored base is saved");
+    assert_eq!(row.fence, 7);
 }

@@ -34,6 +34,7 @@ fn batch(generation: u64, ids: &[DbId]) -> Vec<StoredEntity> {
             type_name: "Avatar".to_owned(),
             format_version: 2,
             data: payload(generation, id),
+            fence: 0,
         })
         .collect()
 }

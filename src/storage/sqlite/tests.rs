@@ -35,6 +35,7 @@ fn entity(db_id: DbId, type_name: &str, format_version: u32, data: &[u8]) -> Sto
         type_name: type_name.to_owned(),
         format_version,
         data: data.to_vec(),
+        fence: 0,
     }
 }
 
@@ -191,6 +192,18 @@ fn account_links_to_its_entity() {
         "{err}"
     );
     assert_eq!(db.login("erin", "pw", false).unwrap().entity, Some(player));
+}
+
+#[test]
+fn a_lower_fence_cannot_write_over_a_higher() {
+    let (_dir, path) = temp_db();
+    let mut db = open(&path);
+    let e = db.create_entity("Avatar", 1, b"x").unwrap();
+    crate::storage::fence_tests::a_lower_fence_cannot_write_over_a_higher(&mut db, e);
+    // And it holds across a reopen.
+    drop(db);
+    let mut db = open(&path);
+    assert_eq!(db.load_entity(e).unwrap().unwrap().fence, 5);
 }
 
 #[test]
