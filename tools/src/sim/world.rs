@@ -14,7 +14,7 @@ use tessera::storage::{MemStorage, Storage};
 use tessera::{AppId, Definitions, EntityId, Time, MANAGER};
 use tessera_baseapp::bases::{BaseConfig, Baseapp, ClientInput, ClientOut, Output as BaseOut};
 use tessera_cellapp::behavior::Behaviors;
-use tessera_cellapp::cell::{Cell, CellConfig, EntitySnapshot, Faults, OFFLOAD_HYSTERESIS};
+use tessera_cellapp::cell::{Cell, CellConfig, EntitySnapshot, Faults};
 use tessera_cellapp::index::IndexKind;
 use tessera_cellapp::load::{CostModel, LoadSource};
 use tessera_manager::cluster::{Admission, Manager, Output as ManagerOut};
@@ -22,6 +22,9 @@ use tessera_manager::cluster::{Admission, Manager, Output as ManagerOut};
 use super::client::SimClient;
 use super::crowd::Crowd;
 use super::net::{Conditions, Delivery, Net, Node, Payload};
+
+mod checks;
+mod crash;
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -448,83 +451,6 @@ impl SimWorld {
         self.cells.values().flat_map(|c| c.snapshot()).collect()
     }
 
-    /// Kills a cellapp or baseapp now, as `kill -9` would: its core and
-    /// everything in it are gone, and whatever is still on its way to it is
-    /// lost. Returns false if there was no such app.
-    pub fn crash(&mut self, app: AppId) -> bool {
-        let gone = self.cells.remove(&app).is_some() || self.bases.remove(&app).is_some();
-        if gone {
-            self.dead.insert(app);
-        }
-        // Its clients notice when their connections time out.
-        let homed: Vec<u64> = self
-            .home
-            .iter()
-            .filter(|(_, b)| **b == app)
-            .map(|(c, _)| *c)
-            .collect();
-        for c in homed {
-            self.home.remove(&c);
-            let at = self.now + CLIENT_TIMEOUT_US;
-            self.net.send(
-                &mut self.rng,
-                at,
-                Node::App(app),
-                Node::Client(c),
-                Payload::Lost,
-            );
-        }
-        gone
-    }
-
-    /// Kills the manager now, as `kill -9` would, and starts a new one
-    /// `down_us` later that waits for the apps to come back. Whatever was
-    /// on its way to or from the dead manager is lost with its links; the
-    /// apps notice after their link timeout and dial until it is back.
-    pub fn crash_manager(&mut self, down_us: u64) {
-        let up = self.now + down_us;
-        self.manager = Manager::new(&self.defs, self.manager.space().clone());
-        if let Some(p) = tessera_manager::balance::policy(self.cfg.policy) {
-            self.manager.set_policy(p);
-        }
-        self.manager
-            .await_rejoins(Time(up), std::time::Duration::from_micros(REJOIN_WINDOW_US));
-        self.manager_up_at = up;
-        self.net
-            .purge(|d| (d.to == Node::Manager || d.from == Node::Manager) && d.from != d.to);
-        let apps: Vec<AppId> = self
-            .cells
-            .keys()
-            .chain(self.bases.keys())
-            .copied()
-            .collect();
-        for app in apps {
-            let at = (self.now + LINK_TIMEOUT_US).max(up) + self.rng.gen_range(0..REDIAL_US);
-            self.net.send(
-                &mut self.rng,
-                at,
-                Node::App(app),
-                Node::App(app),
-                Payload::Redial,
-            );
-        }
-    }
-
-    /// Apps the manager refused back since the start.
-    pub fn refused(&self) -> &[AppId] {
-        &self.refused
-    }
-
-    /// The newest layout any running app holds.
-    pub fn newest_layout(&self) -> Option<tessera::layout::Layout> {
-        self.cells
-            .values()
-            .filter_map(|c| c.layout())
-            .chain(self.bases.values().filter_map(|b| b.layout()))
-            .max_by_key(|l| l.epoch)
-            .cloned()
-    }
-
     /// The ids of the baseapps still running.
     pub fn baseapps(&self) -> Vec<AppId> {
         self.bases.keys().copied().collect()
@@ -663,43 +589,6 @@ impl SimWorld {
             }
             Node::Client(c) => self.deliver_client(c, d),
         }
-    }
-
-    /// An app's side of its membership, as its driver keeps it: dialling a
-    /// manager it lost with its report, getting back in, or stopping when
-    /// refused. Returns the delivery if it is for the core.
-    fn membership(&mut self, app: AppId, d: Delivery) -> Option<Delivery> {
-        match d.payload {
-            Payload::Redial if d.at < self.manager_up_at => {
-                let at = d.at + REDIAL_US;
-                self.net
-                    .send(&mut self.rng, at, d.to, d.to, Payload::Redial);
-            }
-            Payload::Redial => {
-                let reg = self.regs.get(&app)?.clone();
-                let report = match (self.cells.get(&app), self.bases.get(&app)) {
-                    (Some(cell), _) => cell.rejoin(reg, false),
-                    (None, Some(base)) => base.rejoin(reg),
-                    (None, None) => return None,
-                };
-                let msg = Payload::App(AppMsg::Rejoin(Box::new(report)));
-                self.net.send(&mut self.rng, d.at, d.to, Node::Manager, msg);
-            }
-            Payload::App(AppMsg::Registered { .. }) => {
-                if let Some(cell) = self.cells.get_mut(&app) {
-                    cell.rejoined();
-                }
-                if let Some(base) = self.bases.get_mut(&app) {
-                    base.rejoined();
-                }
-            }
-            Payload::App(AppMsg::RegisterRefused { .. }) => {
-                self.refused.push(app);
-                self.crash(app);
-            }
-            _ => return Some(d),
-        }
-        None
     }
 
     fn manager_output(&mut self, out: ManagerOut) {
@@ -955,184 +844,5 @@ impl SimWorld {
             }
             _ => {}
         }
-    }
-
-    /// No entity has two reals.
-    pub fn check_single_real(&self) -> Result<(), String> {
-        let mut seen = std::collections::BTreeSet::new();
-        for (app, cell) in &self.cells {
-            for id in cell.real_ids() {
-                if !seen.insert(id) {
-                    return Err(format!("{id} has a second real on {app}"));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// After quiescence, all of: [`SimWorld::check_single_real`] (and
-    /// nothing broke during the run), [`SimWorld::check_placement`],
-    /// [`SimWorld::check_ghosts`] and [`SimWorld::check_pings`].
-    pub fn check_settled(&self, entities: usize) -> Result<(), String> {
-        self.check_single_real()?;
-        if let Some(b) = &self.broken {
-            return Err(b.clone());
-        }
-        self.check_placement(entities)?;
-        self.check_ghosts()?;
-        self.check_pings()
-    }
-
-    /// Every entity there should be is real exactly once, on the cellapp
-    /// whose cell covers it (within the offload hysteresis).
-    pub fn check_placement(&self, entities: usize) -> Result<(), String> {
-        let total = self.check_placement_of_all()?;
-        if total != entities {
-            return Err(format!("{total} reals, expected {entities}"));
-        }
-        Ok(())
-    }
-
-    /// Every real is on the cellapp whose cell covers it (within the
-    /// offload hysteresis). Returns how many reals there are.
-    pub fn check_placement_of_all(&self) -> Result<usize, String> {
-        let layout = self.manager.layout().ok_or("no layout")?;
-        let mut total = 0;
-        for (app, cell) in &self.cells {
-            for e in cell.snapshot() {
-                total += 1;
-                let own = layout
-                    .cells()
-                    .into_iter()
-                    .filter(|c| c.app == *app)
-                    .any(|c| {
-                        c.rect
-                            .grow(OFFLOAD_HYSTERESIS + 0.5)
-                            .holds(e.pos.x, e.pos.z)
-                    });
-                if !own {
-                    return Err(format!(
-                        "{} is real on {app} but stands at {:?}, outside its cell",
-                        e.id, e.pos
-                    ));
-                }
-            }
-        }
-        Ok(total)
-    }
-
-    /// Every ghost equals its real's position and ghosted properties and
-    /// points to the real's cellapp.
-    pub fn check_ghosts(&self) -> Result<(), String> {
-        let reals: BTreeMap<EntityId, EntitySnapshot> =
-            self.reals().into_iter().map(|r| (r.id, r)).collect();
-        for (app, cell) in &self.cells {
-            for (g, real_app) in cell.ghosts() {
-                let r = reals
-                    .get(&g.id)
-                    .ok_or_else(|| format!("{app} holds a ghost of {}, which has no real", g.id))?;
-                if g.pos != r.pos {
-                    return Err(format!(
-                        "ghost of {} on {app} at {:?}, real at {:?}",
-                        g.id, g.pos, r.pos
-                    ));
-                }
-                let ty = self.defs.get(g.type_id).ok_or("unknown type")?;
-                for p in ty.properties.iter().filter(|p| p.flags.on_ghosts()) {
-                    if g.props.get(p.index as usize) != r.props.get(p.index as usize) {
-                        return Err(format!("ghost of {} on {app}: {} differs", g.id, p.name));
-                    }
-                }
-                let holder = self
-                    .cells
-                    .iter()
-                    .find(|(_, c)| c.real_ids().any(|id| id == g.id))
-                    .map(|(a, _)| *a);
-                if holder != Some(real_app) {
-                    return Err(format!(
-                        "ghost of {} on {app} points to {real_app}, real is on {holder:?}",
-                        g.id
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Every client's numbered pings came back exactly once, in order.
-    pub fn check_pings(&self) -> Result<(), String> {
-        for c in self.clients.values() {
-            let expected: Vec<i64> = (1..=c.pinged).collect();
-            if c.pongs != expected {
-                let first_bad = c.pongs.iter().zip(&expected).position(|(a, b)| a != b);
-                return Err(format!(
-                    "client {}: {} pings, {} pongs, first out of order at {first_bad:?}",
-                    c.id,
-                    c.pinged,
-                    c.pongs.len()
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// While everything moves: every playing client sees every entity within
-    /// its radius less `slack`, and nothing farther than radius plus
-    /// `hysteresis` plus `slack` (`slack` covers what entities move during a
-    /// tick or two of delay). Positions are not compared: lost datagrams
-    /// make them lag until the next update.
-    pub fn check_membership(&self, hysteresis: f32, slack: f32) -> Result<usize, String> {
-        let reals = self.reals();
-        let by_id: BTreeMap<EntityId, &EntitySnapshot> = reals.iter().map(|r| (r.id, r)).collect();
-        let mut checked = 0;
-        for client in self.clients.values() {
-            let Some(view) = client.view() else { continue };
-            let Some(me) = by_id.get(&view.me) else {
-                continue;
-            };
-            let Some(radius) = me.aoi else { continue };
-            for other in &reals {
-                if other.id == me.id {
-                    continue;
-                }
-                let d =
-                    ((other.pos.x - me.pos.x).powi(2) + (other.pos.z - me.pos.z).powi(2)).sqrt();
-                let seen = view.others.contains_key(&other.id);
-                if !seen && d < radius - slack {
-                    return Err(format!(
-                        "{} misses {} at {d:.1} m while moving",
-                        me.id, other.id
-                    ));
-                }
-                if seen && d > radius + hysteresis + slack {
-                    return Err(format!(
-                        "{} still sees {} at {d:.1} m while moving",
-                        me.id, other.id
-                    ));
-                }
-                checked += 1;
-            }
-        }
-        Ok(checked)
-    }
-
-    /// Checks every playing client's view against the reals: every entity
-    /// within the AoI radius seen at its exact position with its public
-    /// properties, nothing beyond radius plus `hysteresis`, nothing that does
-    /// not exist. Returns how many sightings were checked.
-    pub fn check_views(&self, hysteresis: f32) -> Result<usize, String> {
-        let reals = self.reals();
-        let by_id: BTreeMap<EntityId, &EntitySnapshot> = reals.iter().map(|r| (r.id, r)).collect();
-        let mut checked = 0;
-        for client in self.clients.values() {
-            let Some(view) = client.view() else {
-                return Err(format!(
-                    "client {} is not playing: {:?}",
-                    client.id, client.phase
-                ));
-            };
-            checked += super::truth::check_view(view, &by_id, &self.defs, hysteresis)?;
-        }
-        Ok(checked)
     }
 }
