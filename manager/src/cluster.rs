@@ -72,6 +72,17 @@ impl AppInfo {
     }
 }
 
+/// Why a line was not moved.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveLineError {
+    /// The layout refused.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// A restarted manager is waiting for the apps to report back.
+    #[error("line {} stays: the manager is waiting for the apps to report back", .0 .0)]
+    Rejoining(LineId),
+}
+
 /// Everything the core asks its driver to do.
 #[derive(Debug)]
 pub enum Output {
@@ -200,8 +211,12 @@ impl Manager {
     }
 
     /// Moves a cut line (an operator's hand, or later the balancer) and tells
-    /// every app. Returns where the line went (clamped to its range).
-    pub fn move_line(&mut self, line: LineId, pos: f32) -> Result<f32, LayoutError> {
+    /// every app. Returns where the line went (clamped to its range). Lines
+    /// stay while a restarted manager waits for the apps to report back.
+    pub fn move_line(&mut self, line: LineId, pos: f32) -> Result<f32, MoveLineError> {
+        if self.rejoining.is_some() {
+            return Err(MoveLineError::Rejoining(line));
+        }
         let layout = self.layout.as_mut().ok_or(LayoutError::NoLine(line))?;
         let before = layout.epoch;
         let at = layout.move_line(line, pos)?;
@@ -255,8 +270,9 @@ impl Manager {
         Ok(())
     }
 
-    /// An app asks to join. Returns its new id, or why it is refused.
-    pub fn register(&mut self, now: Time, msg: &AppMsg) -> Result<AppId, String> {
+    /// An app asks to join (through [`Manager::admit`]). Returns its new
+    /// id, or why it is refused.
+    pub(crate) fn register(&mut self, now: Time, msg: &AppMsg) -> Result<AppId, String> {
         let AppMsg::Register(reg) = msg else {
             return Err("the first message must be Register".into());
         };

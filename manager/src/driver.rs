@@ -344,12 +344,6 @@ async fn run(
             }
             Some((id, result)) = checked.recv() => core.account_checked(Time::now(), id, result),
             Some(cmd) = commands.recv() => match cmd {
-                admin::Command::MoveLine { line, reply, .. } if core.is_rejoining() => {
-                    let _ = reply.send(Err(format!(
-                        "line {} stays: the manager is waiting for the apps to report back",
-                        line.0
-                    )));
-                }
                 admin::Command::MoveLine { line, pos, reply } => {
                     let result = core
                         .move_line(line, pos)

@@ -268,10 +268,15 @@ impl SimWorld {
             public_addr: public,
             admin_addr: None,
         };
-        let app = self
+        // Refused, or told to wait while a restarted manager takes its
+        // apps back: no app.
+        let app = match self
             .manager
-            .register(Time(self.now), &AppMsg::Register(reg.clone()))
-            .ok()?;
+            .admit(Time(self.now), &AppMsg::Register(reg.clone()))
+        {
+            Admission::Member(app) => app,
+            Admission::Wait | Admission::Refused(_) => return None,
+        };
         self.regs.insert(app, reg);
         if let Some(p) = public {
             self.public.insert(p, app);

@@ -173,7 +173,12 @@ fn a_restarted_manager_takes_the_apps_back_and_keeps_their_layout_and_ids() {
         ),
         "{out:?}"
     );
-    // Nothing changes before the window closes.
+    // Nothing changes before the window closes, not even by hand.
+    let line = layout.lines()[0].line;
+    assert!(matches!(
+        m.move_line(line, 100.0),
+        Err(crate::cluster::MoveLineError::Rejoining(_))
+    ));
     m.tick(T0.plus(WINDOW / 2));
     assert!(m.is_rejoining());
     assert_eq!(m.layout(), Some(&layout));
