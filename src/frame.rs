@@ -23,6 +23,7 @@ pub enum FrameError {
     #[error("stream ended inside a frame")]
     Truncated,
     /// The stream failed.
+    #[cfg(feature = "transport")]
     #[error("stream read failed: {0}")]
     Read(#[from] quinn::ReadError),
     /// The bytes are not a valid message.
@@ -72,6 +73,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
 
 /// Reads one frame body into `buf`. Returns `Ok(false)` when the stream ended
 /// cleanly between frames.
+#[cfg(feature = "transport")]
 pub async fn read_frame(
     recv: &mut quinn::RecvStream,
     max: usize,
@@ -103,6 +105,7 @@ pub async fn read_frame(
 }
 
 /// Reads and decodes one message; `Ok(None)` on a clean end of stream.
+#[cfg(feature = "transport")]
 pub async fn read_msg<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
     max: usize,

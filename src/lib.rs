@@ -11,6 +11,8 @@
 #[cfg(feature = "admin")]
 pub mod admin;
 pub mod balance;
+pub mod channel;
+#[cfg(feature = "transport")]
 pub mod client;
 pub mod defs;
 pub mod demo;
@@ -20,12 +22,14 @@ pub mod layout;
 pub mod link;
 pub mod membership;
 pub mod metrics;
+#[cfg(feature = "transport")]
 pub mod net;
 pub mod proto;
 #[cfg(feature = "storage")]
 pub mod storage;
 pub mod time;
 pub mod value;
+pub mod view;
 
 pub use defs::{Definitions, PropFlags, Side, TypeDef, TypeId};
 pub use ids::{AppId, EntityId, IdBlock, IdPool, MANAGER};

@@ -303,16 +303,4 @@ pub async fn connect(
     })
 }
 
-/// Close codes an application uses when it closes a connection on purpose.
-pub mod close {
-    /// Normal end (logout, shutdown).
-    pub const DONE: u32 = 0;
-    /// The peer broke the protocol (bad frame, bad value, forbidden call).
-    pub const PROTOCOL: u32 = 1;
-    /// The peer was refused (ticket, definitions, version).
-    pub const REFUSED: u32 = 2;
-    /// The peer could not keep up.
-    pub const SLOW: u32 = 3;
-    /// The server is going away.
-    pub const SHUTDOWN: u32 = 4;
-}
+pub use crate::proto::close;

@@ -35,3 +35,16 @@ impl Time {
         self.0 as f64 / 1e6
     }
 }
+
+/// Sleeps until `at` on the wall clock (for ever if `None`): how a driver
+/// waits for the time its core asked to be woken at.
+#[cfg(feature = "transport")]
+pub async fn sleep_until(at: Option<Time>) {
+    match at {
+        Some(at) => {
+            let wait = at.since(Time::now());
+            tokio::time::sleep(wait).await;
+        }
+        None => std::future::pending().await,
+    }
+}

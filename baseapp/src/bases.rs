@@ -8,24 +8,26 @@
 //! A client that breaks a rule costs only its own connection, with a reason.
 //!
 //! Storage is I/O, so the core asks for it with [`StoreOp`] outputs and hears
-//! back through [`Baseapp::store_done`].
+//! back through [`Bases::store_done`].
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tessera::defs::{Definitions, Side, TypeDef};
 use tessera::frame::encode_body;
 use tessera::layout::Layout;
-use tessera::net::close;
 use tessera::proto::app::{AppMsg, CellInfo, CellState, Delivery, EntityMsg, Load, SpaceInfo};
 use tessera::proto::client::{ClientDatagram, ClientMsg, ServerMsg};
+use tessera::proto::close;
 use tessera::proto::{finite, Pos, Ticket, PROTOCOL_MAJOR};
-use tessera::storage::{DbId, StoredEntity};
+use tessera::storage::StoredEntity;
 use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
 use crate::persist;
+use base::{Base, Client, Half};
+use tessera::channel::Frames;
 
 /// How often the driver ticks the core.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -50,6 +52,10 @@ pub struct BaseConfig {
     /// How long an entity whose client's connection was lost (or whose
     /// baseapp died) waits for the client to resume before it logs out.
     pub resume_grace: Duration,
+    /// How long a client's stream may wait for a missing frame before it
+    /// is started over. Links between live apps lose nothing, so a frame
+    /// missing this long was lost with a cellapp that died.
+    pub stream_patience: Duration,
 }
 
 impl Default for BaseConfig {
@@ -61,6 +67,7 @@ impl Default for BaseConfig {
             spawn_area: None,
             backup_period: Duration::from_secs(2),
             resume_grace: Duration::from_secs(30),
+            stream_patience: Duration::from_secs(3),
         }
     }
 }
@@ -85,7 +92,7 @@ pub enum ClientOut {
     Datagram(Vec<u8>),
     /// Close the connection with a code and a reason (logged by the driver).
     Close {
-        /// One of [`tessera::net::close`].
+        /// One of [`tessera::proto::close`].
         code: u32,
         /// Why.
         reason: String,
@@ -150,46 +157,8 @@ struct Proxy {
     phase: Phase,
 }
 
-/// The base half of an entity.
-struct Base {
-    db_id: Option<DbId>,
-    account: Option<i64>,
-    ty: usize,
-    pos: Pos,
-    yaw: f32,
-    props: Vec<Value>,
-    client: Option<ClientId>,
-    cell: Option<AppId>,
-    /// How many times the real has moved cell, as far as the base knows.
-    version: u32,
-    /// The next sequence number on the channel to the real.
-    next_seq: u64,
-    /// The next stream frame expected from the real, and frames that came early.
-    next_out: u64,
-    held: BTreeMap<u64, Vec<u8>>,
-    /// Channel messages sent that the real has not yet confirmed applied
-    /// (a backup confirms): sent again if a cellapp on the way dies.
-    unacked: VecDeque<(u64, EntityMsg)>,
-    dirty: bool,
-    leaving: bool,
-    /// The secret its client resumes the session with, and the one before
-    /// it (good until the client comes back with the new one).
-    token: Ticket,
-    prev_token: Option<Ticket>,
-    /// Since when it has had no client and waits for one to resume.
-    detached: Option<Time>,
-    /// Restored from a copy after its baseapp (this one) died, and waiting
-    /// for its real to accept this baseapp as its base.
-    claiming: Option<AppId>,
-    /// The baseapp holding its copy.
-    holder: Option<AppId>,
-    /// Its saves' fence (see [`StoredEntity::fence`]): the row's when
-    /// loaded, one more than its copy's when restored from one.
-    fence: u64,
-}
-
 /// The baseapp core.
-pub struct Baseapp {
+pub struct Bases {
     app: AppId,
     defs: Arc<Definitions>,
     cfg: BaseConfig,
@@ -223,7 +192,7 @@ pub struct Baseapp {
     out: Vec<Output>,
 }
 
-impl Baseapp {
+impl Bases {
     /// A baseapp core. `seed` makes tickets unpredictable; drivers pass OS entropy.
     pub fn new(
         app: AppId,
@@ -232,8 +201,8 @@ impl Baseapp {
         space: SpaceInfo,
         ids: IdBlock,
         seed: [u8; 32],
-    ) -> Baseapp {
-        Baseapp {
+    ) -> Bases {
+        Bases {
             app,
             defs,
             cfg,
@@ -363,7 +332,7 @@ impl Baseapp {
             if self
                 .bases
                 .get(&e)
-                .is_some_and(|b| !b.leaving && b.claiming.is_none())
+                .is_some_and(|b| !b.leaving() && !b.claiming())
             {
                 return self.attach(client, e, now);
             }
@@ -418,9 +387,8 @@ impl Baseapp {
                 self.proxies.remove(&client);
                 // The entity waits for its client to resume.
                 if let Some(b) = entity.and_then(|e| self.bases.get_mut(&e)) {
-                    if b.client == Some(client) {
-                        b.client = None;
-                        b.detached = Some(now);
+                    if b.client == Client::Connected(client) {
+                        b.client = Client::Away { since: now };
                     }
                 }
             }
@@ -446,6 +414,9 @@ impl Baseapp {
                 let Some(e) = entity else { return };
                 if !finite(&pos) || !yaw.is_finite() {
                     return self.violation(client, "a move to a non-finite position".into());
+                }
+                if let Some(b) = self.bases.get_mut(&e) {
+                    b.last_move = Some((pos, yaw, now));
                 }
                 self.send_on_channel(e, EntityMsg::Move { seq, pos, yaw });
             }
@@ -520,7 +491,7 @@ impl Baseapp {
         let value = Value::Int(now.saturating_add(n));
         base.props[i as usize] = value.clone();
         base.dirty = true;
-        if let Some(client) = base.client {
+        if let Some(client) = base.client.id() {
             self.send(
                 client,
                 &ServerMsg::Props {
@@ -534,7 +505,7 @@ impl Baseapp {
     /// Forgets an entity's client (already closed by the caller).
     fn detach(&mut self, e: EntityId) {
         if let Some(b) = self.bases.get_mut(&e) {
-            b.client = None;
+            b.client = Client::Gone;
         }
     }
 
@@ -544,7 +515,7 @@ impl Baseapp {
         let Some(base) = self.bases.get_mut(&e) else {
             return;
         };
-        if let Some(client) = base.client.take() {
+        if let Client::Connected(client) = std::mem::replace(&mut base.client, Client::Gone) {
             self.out.push(Output::Client(
                 client,
                 ClientOut::Close {
@@ -553,11 +524,17 @@ impl Baseapp {
                 },
             ));
         }
-        base.leaving = true;
-        if base.cell.is_some() {
-            self.send_on_channel(e, EntityMsg::Destroy);
-        } else {
-            self.finish(e);
+        match base.half {
+            Half::Placed { cell } => {
+                base.half = Half::Leaving { cell };
+                self.send_on_channel(e, EntityMsg::Destroy);
+            }
+            // Already on its way out.
+            Half::Leaving { .. } => {}
+            // Not this baseapp's to destroy or save: its real has not
+            // taken it.
+            Half::Claiming { .. } => self.not_rebased(e),
+            Half::Unplaced => self.finish(e),
         }
     }
 
@@ -567,13 +544,8 @@ impl Baseapp {
         let Some(base) = self.bases.get_mut(&e) else {
             return;
         };
-        let Some(cell) = base.cell else { return };
-        let seq = base.next_seq;
-        base.next_seq += 1;
-        if base.unacked.len() >= recovery::MAX_UNACKED {
-            base.unacked.pop_front();
-        }
-        base.unacked.push_back((seq, msg.clone()));
+        let Some(cell) = base.half.cell() else { return };
+        let (seq, msg) = base.channel.send(msg);
         self.out.push(Output::App(
             cell,
             AppMsg::ToEntity {
@@ -582,6 +554,22 @@ impl Baseapp {
                 msg,
             },
         ));
+    }
+
+    /// Starts the client's stream over: its frames number past anything
+    /// sent so far, and the real sends it everything anew
+    /// ([`EntityMsg::Attach`], as for a resumed client). For a stream stuck
+    /// behind frames that will never come (they were on their way from a
+    /// cellapp that died).
+    fn resync(&mut self, e: EntityId) {
+        let Some(b) = self.bases.get_mut(&e) else {
+            return;
+        };
+        if b.client.id().is_none() {
+            return;
+        }
+        let out_seq = b.channel.attach();
+        self.send_on_channel(e, EntityMsg::Attach { out_seq });
     }
 
     fn finish(&mut self, e: EntityId) {
@@ -675,21 +663,17 @@ impl Baseapp {
                 pos: loaded.pos,
                 yaw: loaded.yaw,
                 props: loaded.props,
-                client: Some(client),
-                cell: None,
+                client: Client::Connected(client),
+                half: Half::Unplaced,
                 version: 0,
-                next_seq: 0,
-                next_out: 0,
-                held: BTreeMap::new(),
-                unacked: VecDeque::new(),
+                channel: Default::default(),
                 dirty: false,
-                leaving: false,
                 token,
                 prev_token: None,
-                detached: None,
-                claiming: None,
                 holder: None,
                 fence: row.fence,
+                last_move: None,
+                backed_up: None,
             },
         );
         self.send(client, &welcome);
@@ -727,7 +711,7 @@ impl Baseapp {
         let Some(base) = self.bases.get(&e) else {
             return;
         };
-        if base.cell.is_some() || base.leaving {
+        if base.half != Half::Unplaced {
             return;
         }
         let Some(cell) = self.cell_for(base.pos) else {
@@ -748,12 +732,9 @@ impl Baseapp {
         let type_id = ty.id;
         let mut version = 0;
         if let Some(b) = self.bases.get_mut(&e) {
-            b.cell = Some(cell);
+            b.half = Half::Placed { cell };
             version = b.version;
-            b.next_seq = 0;
-            b.next_out = 0;
-            b.held.clear();
-            b.unacked.clear();
+            b.channel.reset();
         }
         self.out.push(Output::App(
             cell,
@@ -773,7 +754,7 @@ impl Baseapp {
         let waiting: Vec<EntityId> = self
             .bases
             .iter()
-            .filter(|(_, b)| b.cell.is_none() && !b.leaving)
+            .filter(|(_, b)| b.half == Half::Unplaced)
             .map(|(e, _)| *e)
             .collect();
         for e in waiting {
@@ -781,22 +762,12 @@ impl Baseapp {
         }
     }
 
-    /// A link to another app went down. Entities leaving whose cell half
-    /// was there are saved from their last backup (a stop must not wait on
-    /// a cellapp it cannot reach); the others keep their cell half, which
-    /// is restored elsewhere only once the manager declares the cellapp
-    /// dead (a link can drop while the cellapp lives on).
+    /// The connection to another app dropped. Nothing is lost with it
+    /// (the link sends again what did not arrive once it is back), so only
+    /// placement notices: no new cell half goes to a cellapp that is not
+    /// linked.
     pub fn link_down(&mut self, app: AppId) {
         self.linked.remove(&app);
-        let leaving: Vec<EntityId> = self
-            .bases
-            .iter()
-            .filter(|(_, b)| b.cell == Some(app) && b.leaving)
-            .map(|(e, _)| *e)
-            .collect();
-        for e in leaving {
-            self.finish(e);
-        }
     }
 
     /// A message from another app.
@@ -847,22 +818,27 @@ impl Baseapp {
                     let Some(base) = self.bases.get_mut(&p.entity) else {
                         continue;
                     };
-                    let Some(client) = base.client else { continue };
+                    let Some(client) = base.client.id() else {
+                        continue;
+                    };
                     match p.delivery {
                         Delivery::Datagram => self
                             .out
                             .push(Output::Client(client, ClientOut::Datagram(p.bytes))),
                         // Stream frames keep their order even when the
                         // entity's cell changed between them.
-                        Delivery::Reliable if p.seq >= base.next_out => {
-                            base.held.insert(p.seq, p.bytes);
-                            while let Some(bytes) = base.held.remove(&base.next_out) {
-                                base.next_out += 1;
-                                self.out
-                                    .push(Output::Client(client, ClientOut::Reliable(bytes)));
+                        Delivery::Reliable => match base.channel.frame(now, p.seq, p.bytes) {
+                            Frames::Ready(frames) => {
+                                for bytes in frames {
+                                    self.out
+                                        .push(Output::Client(client, ClientOut::Reliable(bytes)));
+                                }
                             }
-                        }
-                        Delivery::Reliable => {}
+                            Frames::Stuck { expected } => {
+                                tracing::warn!(entity = %p.entity, expected, "client stream stuck behind a lost frame; starting it over");
+                                self.resync(p.entity);
+                            }
+                        },
                     }
                 }
             }
@@ -873,10 +849,13 @@ impl Baseapp {
             } => {
                 // Only from where the real is: a backup still on its way from
                 // a cell the real has left is older than what follows.
-                if let Some(b) = self.bases.get_mut(&entity).filter(|b| b.cell == Some(from)) {
-                    while b.unacked.front().is_some_and(|(seq, _)| *seq < applied) {
-                        b.unacked.pop_front();
-                    }
+                if let Some(b) = self
+                    .bases
+                    .get_mut(&entity)
+                    .filter(|b| b.half.cell() == Some(from))
+                {
+                    b.channel.confirm(applied);
+                    b.backed_up = Some(now);
                     self.absorb(entity, state);
                 }
             }
@@ -889,17 +868,25 @@ impl Baseapp {
             } => {
                 if let Some(b) = self.bases.get_mut(&entity) {
                     // Older news (from a cell the real has left again) is ignored.
-                    if b.cell.is_some() && version > b.version {
-                        b.version = version;
-                        b.cell = Some(cell);
+                    if version > b.version {
+                        match &mut b.half {
+                            Half::Placed { cell: at }
+                            | Half::Claiming { cell: at, .. }
+                            | Half::Leaving { cell: at } => {
+                                b.version = version;
+                                *at = cell;
+                            }
+                            Half::Unplaced => {}
+                        }
                     }
                 }
             }
             AppMsg::EntityDestroyed { entity, state } => {
                 self.absorb(entity, state);
                 if let Some(b) = self.bases.get_mut(&entity) {
-                    b.cell = None;
-                    if b.leaving {
+                    let leaving = b.leaving();
+                    b.half = Half::Unplaced;
+                    if leaving {
                         self.finish(entity);
                     }
                 }
@@ -945,6 +932,17 @@ impl Baseapp {
         self.ticks += 1;
         self.back_up_share();
         self.expire_detached(now);
+        let patience = self.cfg.stream_patience;
+        let stuck: Vec<EntityId> = self
+            .bases
+            .iter()
+            .filter(|(_, b)| b.channel.stuck(now, patience))
+            .map(|(e, _)| *e)
+            .collect();
+        for e in stuck {
+            tracing::warn!(entity = %e, "client stream waited too long for a frame; starting it over");
+            self.resync(e);
+        }
         let due = match self.last_save {
             None => {
                 self.last_save = Some(now);
@@ -980,12 +978,12 @@ impl Baseapp {
     }
 
     /// Begins a clean stop: every entity leaves (cell halves send their final
-    /// state) and is saved. [`Baseapp::drained`] says when it is done.
+    /// state) and is saved. [`Bases::drained`] says when it is done.
     pub fn stop(&mut self) {
         self.stopping = true;
         let all: Vec<EntityId> = self.bases.keys().copied().collect();
         for e in all {
-            if let Some(client) = self.bases.get(&e).and_then(|b| b.client) {
+            if let Some(client) = self.bases.get(&e).and_then(|b| b.client.id()) {
                 self.proxies.remove(&client);
                 self.out.push(Output::Client(
                     client,
@@ -1016,6 +1014,7 @@ impl Baseapp {
 }
 
 mod backup;
+mod base;
 mod recovery;
 mod rejoin;
 mod session;

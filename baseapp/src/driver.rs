@@ -1,34 +1,32 @@
 //! The baseapp driver: tokio tasks that accept client connections (one QUIC
 //! connection per client: a stream for the handshake, calls and events,
-//! datagrams for movement), link to the manager and the cellapps, run the
-//! storage thread, and feed the [`Baseapp`] core. Decoding is bounded here;
-//! every rule about what a client may do is in the core.
+//! datagrams for movement), carry the app links through the QUIC
+//! [`Transport`], run the storage thread, and pump the [`Baseapp`] core.
+//! Decoding is bounded here; every rule about what a client may do, and
+//! every timer, is in the core.
 
 use rand::RngCore;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tessera::frame::{self, frame_bytes};
-use tessera::link::{self, LinkEvent, LinkSender};
-use tessera::membership::{Dials, Membership, Rejoined};
+use tessera::link::quic::Transport;
 use tessera::net::{self, close};
-use tessera::proto::app::{AppMsg, Registration, Role};
+use tessera::proto::app::{Registration, Role};
 use tessera::proto::client::{ClientDatagram, ClientMsg};
 use tessera::proto::{ALPN_APP, ALPN_CLIENT, PROTOCOL_MAJOR};
-use tessera::{AppId, Definitions, Time, MANAGER};
+use tessera::{AppId, Definitions, Time};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use crate::bases::{BaseConfig, Baseapp, ClientId, ClientInput, ClientOut, Output};
+use crate::baseapp::{self, Baseapp, BaseappConfig, Output};
+use crate::bases::{BaseConfig, ClientId, ClientInput, ClientOut};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use tessera::metrics::LinkMeter;
-
-/// The period of the baseapp's own loop (periodic saves, timeouts).
-use crate::bases::TICK;
 
 /// The largest frame a client may send.
 pub const MAX_CLIENT_FRAME: usize = 8 * 1024;
@@ -81,9 +79,9 @@ pub enum BaseappError {
     /// QUIC setup failed.
     #[error(transparent)]
     Net(#[from] net::NetError),
-    /// Joining the cluster failed.
-    #[error(transparent)]
-    Link(#[from] link::LinkError),
+    /// The manager did not take the baseapp.
+    #[error("the manager did not take this baseapp: {0}")]
+    Refused(String),
     /// The database could not be opened.
     #[error("database: {0}")]
     Storage(#[from] tessera::storage::StorageError),
@@ -176,7 +174,6 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
     let public_addr = local(&public, opts.bind_public)?;
     let metrics = Metrics::new();
     let admin_addr = tessera::admin::serve_metrics(opts.admin, &metrics.registry).await?;
-    let (links_tx, links) = mpsc::unbounded_channel();
     let registration = Registration {
         role: Role::Baseapp,
         protocol: PROTOCOL_MAJOR,
@@ -185,36 +182,16 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
         public_addr: Some(public_addr),
         admin_addr,
     };
-    let (joined, manager, dials) = Membership::join(
-        internal.clone(),
-        identity.cert.clone(),
-        opts.manager,
-        &registration,
-        links_tx.clone(),
-        metrics.app_link.clone(),
-    )
-    .await?;
-    metrics.registry.set_label("app", &joined.app.0.to_string());
     let (store_tx, store_rx) = mpsc::unbounded_channel();
     let store = Store::open(&opts.data_dir.join("world.db"), store_tx, metrics.clone())?;
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
-    let app = joined.app;
-    let core = Baseapp::new(
-        app,
-        opts.defs.clone(),
-        opts.config.clone(),
-        joined.space,
-        joined.ids,
-        seed,
-    );
+    let mut cfg = BaseappConfig::new(opts.manager, registration, opts.defs.clone(), seed);
+    cfg.bases = opts.config.clone();
+    let core = Baseapp::new(Time::now(), cfg);
+    let transport = Transport::new(internal, identity.cert, metrics.app_link.clone());
     // Baseapps with a higher id dial this one: copies of bases come that way.
-    tokio::spawn(link::accept(
-        internal.clone(),
-        opts.defs.digest,
-        links_tx.clone(),
-        metrics.app_link.clone(),
-    ));
+    transport.listen();
     let (clients_tx, clients) = mpsc::unbounded_channel();
     tokio::spawn(accept_clients(
         public.clone(),
@@ -222,30 +199,33 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
         metrics.client_link.clone(),
     ));
     let (stop_tx, stop_rx) = oneshot::channel();
-    let span = tracing::info_span!("baseapp", %app);
-    tracing::info!(parent: &span, %public_addr, %internal_addr, "baseapp joined the cluster");
+    let (joined_tx, joined) = oneshot::channel();
+    let span = tracing::info_span!("baseapp", %public_addr);
     let driver = Driver {
         core,
-        manager,
-        registration,
-        links: HashMap::new(),
-        backlog: HashMap::new(),
-        restored_counted: 0,
-        dialing: HashSet::new(),
+        transport,
         conns: HashMap::new(),
         store,
-        internal,
         public,
-        trust: identity.cert,
-        links_tx,
-        digest: opts.defs.digest,
         metrics: metrics.clone(),
+        joined: Some(joined_tx),
+        restored_counted: 0,
+        ticks: 0,
     };
-    let task = tokio::spawn(
-        driver
-            .run(links, clients, store_rx, dials, stop_rx)
-            .instrument(span),
-    );
+    let task = tokio::spawn(driver.run(clients, store_rx, stop_rx).instrument(span));
+    let app = match joined.await {
+        Ok(Ok(app)) => app,
+        Ok(Err(reason)) => return Err(BaseappError::Refused(reason)),
+        Err(_) => {
+            let why = match task.await {
+                Ok(why) => why.unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
+            return Err(BaseappError::Refused(why));
+        }
+    };
+    metrics.registry.set_label("app", &app.0.to_string());
+    tracing::info!(%app, %public_addr, %internal_addr, "baseapp joined the cluster");
     Ok(BaseappHandle {
         app,
         public_addr,
@@ -408,189 +388,74 @@ async fn client_conn(
 
 struct Driver {
     core: Baseapp,
-    manager: Membership,
-    registration: Registration,
-    links: HashMap<AppId, LinkSender>,
-    backlog: HashMap<AppId, Vec<AppMsg>>,
-    /// Restored entities already added to the metric.
-    restored_counted: u64,
-    dialing: HashSet<AppId>,
+    transport: Transport,
     conns: HashMap<ClientId, Conn>,
     store: Store,
-    internal: quinn::Endpoint,
     public: quinn::Endpoint,
-    trust: rustls::pki_types::CertificateDer<'static>,
-    links_tx: mpsc::UnboundedSender<(AppId, LinkEvent)>,
-    digest: [u8; 32],
     metrics: Metrics,
+    joined: Option<oneshot::Sender<Result<AppId, String>>>,
+    /// Restored entities already added to the metric.
+    restored_counted: u64,
+    /// Seconds of metrics already observed.
+    ticks: u64,
 }
 
 impl Driver {
     async fn run(
         mut self,
-        mut links: mpsc::UnboundedReceiver<(AppId, LinkEvent)>,
         mut clients: mpsc::UnboundedReceiver<(ClientId, ClientEvent)>,
         mut stored: mpsc::UnboundedReceiver<crate::bases::StoreDone>,
-        mut dials: Dials,
         mut stop: oneshot::Receiver<oneshot::Sender<()>>,
     ) -> Option<String> {
-        let mut ticker = tokio::time::interval(TICK);
-        let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
-        let done = loop {
+        let mut stopping = false;
+        let mut stopped_by: Option<oneshot::Sender<()>> = None;
+        loop {
+            let wake = self.core.poll_timeout();
             tokio::select! {
-                Some((from, ev)) = links.recv() => self.link_event(from, ev),
+                (conn, ev) = self.transport.next() => self.core.handle(Time::now(), conn, ev),
                 Some((id, ev)) = clients.recv() => self.client_event(id, ev),
                 Some(done) = stored.recv() => self.core.store_done(Time::now(), done),
-                _ = ticker.tick() => {
+                _ = tessera::time::sleep_until(wake) => {
                     let started = std::time::Instant::now();
-                    self.core.tick(Time::now());
-                    self.metrics.tick.record(started.elapsed(), TICK);
-                    if !self.manager.is_up() {
-                        let report = || AppMsg::Rejoin(Box::new(self.core.rejoin(self.registration.clone())));
-                        self.manager.redial(report);
-                    }
+                    self.core.handle_timeout(Time::now());
+                    self.observe(started.elapsed());
                 }
-                Some(dial) = dials.recv() => match self.manager.dialled(dial) {
-                    Rejoined::Back => {
-                        tracing::info!("back in the cluster with the manager");
-                        self.core.rejoined();
-                    }
-                    Rejoined::Refused(reason) => {
-                        // Declared dead: its bases are restored from their
-                        // copies elsewhere, and its clients resume there.
-                        tracing::error!(%reason, "the manager will not take this baseapp back; stopping");
-                        self.public.close(close::SHUTDOWN.into(), b"server declared dead");
-                        self.internal.close(close::SHUTDOWN.into(), b"declared dead");
-                        // What it still had queued would overwrite the
-                        // restored bases' rows.
-                        self.store.abandon();
-                        return Some(reason);
-                    }
-                    Rejoined::Unreachable => {}
-                },
-                _ = heartbeat.tick() => {
-                    let load = self.core.load();
-                    self.metrics.bases.set(f64::from(load.entities));
-                    let restored = self.core.restored();
-                    self.metrics.entities_restored.add(restored.saturating_sub(self.restored_counted));
-                    self.restored_counted = restored;
-                    self.metrics.clients.set(self.conns.len() as f64);
-                    self.manager.send(&AppMsg::Heartbeat(load));
-                    // Links that failed or dropped are dialled again.
-                    self.dial_links();
-                }
-                reply = &mut stop => break reply.ok(),
-            }
-            self.flush();
-        };
-        // A clean stop: every entity leaves its cell and is saved.
-        tracing::info!("baseapp stopping: saving every entity");
-        self.core.stop();
-        self.flush();
-        let deadline = tokio::time::sleep(Duration::from_secs(5));
-        tokio::pin!(deadline);
-        while !self.core.drained() {
-            tokio::select! {
-                Some((from, ev)) = links.recv() => self.link_event(from, ev),
-                Some(done) = stored.recv() => self.core.store_done(Time::now(), done),
-                _ = &mut deadline => {
-                    tracing::warn!("cells did not answer in time; saving the last backups");
-                    self.core.force_drain();
+                reply = &mut stop, if !stopping => {
+                    // Asked to stop, or the handle was dropped.
+                    stopping = true;
+                    stopped_by = reply.ok();
+                    self.core.stop(Time::now());
                 }
             }
-            self.flush();
-        }
-        self.manager.send(&AppMsg::Goodbye);
-        self.store.close();
-        self.public
-            .close(close::SHUTDOWN.into(), b"server shutting down");
-        self.internal
-            .close(close::SHUTDOWN.into(), b"baseapp stopping");
-        tracing::info!("baseapp stopped; everything saved");
-        if let Some(reply) = done {
-            let _ = reply.send(());
-        }
-        None
-    }
-
-    fn link_event(&mut self, from: AppId, ev: LinkEvent) {
-        match ev {
-            LinkEvent::Opened(sender) => {
-                if from != MANAGER {
-                    tracing::info!(peer = %from, "linked to app");
-                    self.dialing.remove(&from);
-                    for msg in self.backlog.remove(&from).unwrap_or_default() {
-                        sender.send(&msg);
-                    }
-                    self.links.insert(from, sender);
-                    self.core.link_up(from);
+            if let Some(ended) = self.flush().await {
+                if let Some(reply) = stopped_by {
+                    let _ = reply.send(());
                 }
-            }
-            LinkEvent::Msg(msg) => {
-                let is_cells = matches!(
-                    msg,
-                    AppMsg::Cells(_) | AppMsg::Layout { .. } | AppMsg::Baseapps(_)
-                );
-                self.core.handle(Time::now(), from, msg);
-                if is_cells {
-                    self.dial_links();
-                }
-            }
-            LinkEvent::Closed { reason, link } => {
-                if from == MANAGER {
-                    if self.manager.closed(link) {
-                        tracing::warn!(%reason, "manager link closed; clients play on while the manager is dialled again");
-                    }
-                } else if self.links.get(&from).map(LinkSender::id) != link {
-                    // A late close of a link already replaced changes nothing.
-                } else {
-                    tracing::warn!(peer = %from, %reason, "app link closed");
-                    self.links.remove(&from);
-                    self.dialing.remove(&from);
-                    self.core.link_down(from);
-                }
+                return ended;
             }
         }
     }
 
-    fn dial_links(&mut self) {
-        let hello = AppMsg::LinkHello {
-            app: self.core.app(),
-            defs_digest: self.digest,
-        };
-        // Every cellapp; of the other baseapps, those with a lower id (the
-        // higher id dials).
-        let me = self.core.app();
-        let peers = self.core.peers().into_iter().filter(|p| p.app < me);
-        for cell in self.core.cells().to_vec().into_iter().chain(peers) {
-            if self.links.contains_key(&cell.app) || !self.dialing.insert(cell.app) {
-                continue;
-            }
-            let (endpoint, trust, events, hello, meter) = (
-                self.internal.clone(),
-                self.trust.clone(),
-                self.links_tx.clone(),
-                hello.clone(),
-                self.metrics.app_link.clone(),
-            );
-            tokio::spawn(async move {
-                match link::dial(&endpoint, &trust, cell.addr, &hello).await {
-                    Ok((send, recv)) => {
-                        link::spawn(cell.app, send, recv, events, &meter);
-                    }
-                    Err(e) => {
-                        tracing::warn!(peer = %cell.app, error = %e, "cannot link to app");
-                        let _ = events.send((
-                            cell.app,
-                            LinkEvent::Closed {
-                                reason: e.to_string(),
-                                link: None,
-                            },
-                        ));
-                    }
-                }
-            });
+    /// Once a second, copies the core's counts into the metrics.
+    fn observe(&mut self, took: std::time::Duration) {
+        let second = Time::now().0 / 1_000_000;
+        if second == self.ticks {
+            return;
         }
+        self.ticks = second;
+        self.metrics
+            .tick
+            .record(took, std::time::Duration::from_millis(100));
+        if let Some(bases) = self.core.bases() {
+            let load = bases.load();
+            self.metrics.bases.set(f64::from(load.entities));
+            let restored = bases.restored();
+            self.metrics
+                .entities_restored
+                .add(restored.saturating_sub(self.restored_counted));
+            self.restored_counted = restored;
+        }
+        self.metrics.clients.set(self.conns.len() as f64);
     }
 
     fn client_event(&mut self, id: ClientId, ev: ClientEvent) {
@@ -604,7 +469,7 @@ impl Driver {
                 ticket,
             } => {
                 self.conns.insert(id, Conn { conn, writer });
-                self.core.hello(id, protocol, digest, ticket, now);
+                self.core.hello(now, id, protocol, digest, ticket);
             }
             ClientEvent::Input(input) => {
                 if let ClientInput::Gone(_) = &input {
@@ -612,35 +477,52 @@ impl Driver {
                 }
                 self.core.client_input(now, id, input);
             }
-            ClientEvent::Bad(reason) => self.core.violation(id, reason),
+            ClientEvent::Bad(reason) => self.core.violation(now, id, reason),
         }
     }
 
-    fn flush(&mut self) {
-        for out in self.core.drain() {
+    /// Carries out what the core asked. Returns why it stopped, once it has.
+    async fn flush(&mut self) -> Option<Option<String>> {
+        let outs: Vec<Output> = self.core.drain().collect();
+        for out in outs {
             match out {
-                Output::App(to, _) if self.core.is_dead(to) => {
-                    // Nothing more goes to a dead app.
-                    self.backlog.remove(&to);
-                }
-                Output::App(to, msg) if to == MANAGER => {
-                    // Without a manager link this is lost, like the
-                    // requests it answers.
-                    self.manager.send(&msg);
-                }
-                Output::App(to, msg) => {
-                    match self.links.get(&to) {
-                        Some(l) => {
-                            l.send(&msg);
-                        }
-                        // The link is coming up: keep the message, in order.
-                        None => self.backlog.entry(to).or_default().push(msg),
-                    }
-                }
+                Output::Transmit(t) => self.transport.apply(t),
                 Output::Store(op) => self.store.submit(op),
                 Output::Client(id, out) => self.deliver(id, out),
+                Output::Joined(app) => {
+                    if let Some(tx) = self.joined.take() {
+                        let _ = tx.send(Ok(app));
+                    }
+                }
+                Output::Ended(why) => return Some(self.end(why).await),
             }
         }
+        None
+    }
+
+    async fn end(&mut self, why: baseapp::Ended) -> Option<String> {
+        let reason = match why {
+            baseapp::Ended::Left => {
+                self.store.close();
+                None
+            }
+            baseapp::Ended::Refused(reason) => {
+                if let Some(tx) = self.joined.take() {
+                    let _ = tx.send(Err(reason.clone()));
+                }
+                // What it still had queued would overwrite the restored
+                // bases' rows.
+                self.store.abandon();
+                Some(reason)
+            }
+        };
+        self.public
+            .close(close::SHUTDOWN.into(), b"server shutting down");
+        self.transport
+            .shutdown(close::SHUTDOWN, "baseapp stopping")
+            .await;
+        tracing::info!("baseapp stopped");
+        reason
     }
 
     fn deliver(&mut self, id: ClientId, out: ClientOut) {

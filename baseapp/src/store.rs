@@ -6,25 +6,36 @@
 //! bases live on elsewhere, so what it still had queued must not be
 //! written over theirs.
 
+#[cfg(feature = "driver")]
 use std::path::Path;
+#[cfg(feature = "driver")]
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "driver")]
 use std::sync::mpsc as std_mpsc;
+#[cfg(feature = "driver")]
 use std::sync::Arc;
+#[cfg(feature = "driver")]
 use std::thread::JoinHandle;
-use tessera::storage::{AccountId, HashCost, SqliteStorage, Storage, StorageError, StoredEntity};
+use tessera::storage::{AccountId, Storage, StorageError, StoredEntity};
+#[cfg(feature = "driver")]
+use tessera::storage::{HashCost, SqliteStorage};
+#[cfg(feature = "driver")]
 use tokio::sync::mpsc;
 
 use crate::bases::{StoreDone, StoreOp};
+#[cfg(feature = "driver")]
 use crate::metrics::Metrics;
 use crate::persist::FORMAT_VERSION;
 
 /// A handle to the storage thread.
+#[cfg(feature = "driver")]
 pub struct Store {
     tx: Option<std_mpsc::Sender<StoreOp>>,
     thread: Option<JoinHandle<()>>,
     abandoned: Arc<AtomicBool>,
 }
 
+#[cfg(feature = "driver")]
 impl Store {
     /// Opens the database and starts the thread; writes are counted and
     /// timed on `metrics`.
@@ -58,7 +69,7 @@ impl Store {
     }
 
     /// Lets the thread finish everything queued, then waits for it.
-    pub fn close(mut self) {
+    pub fn close(&mut self) {
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -67,13 +78,14 @@ impl Store {
 
     /// Drops everything still queued: the thread finishes the write under
     /// way (a transaction, so whole or not at all) and writes nothing more.
-    pub fn abandon(mut self) {
+    pub fn abandon(&mut self) {
         self.abandoned.store(true, Ordering::SeqCst);
         self.tx = None;
         self.thread = None;
     }
 }
 
+#[cfg(feature = "driver")]
 fn run(
     mut db: SqliteStorage,
     rx: std_mpsc::Receiver<StoreOp>,

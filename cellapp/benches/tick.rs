@@ -91,7 +91,6 @@ fn cell(w: &Workload, index: IndexKind) -> Cell {
         seed: 3,
         ghost_distance: 110.0,
         app: AppId(1),
-        faults: Default::default(),
         load: tessera_cellapp::load::LoadSource::Measured,
     };
     let mut cell = Cell::new(

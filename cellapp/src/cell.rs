@@ -44,14 +44,13 @@ pub struct CellConfig {
     pub ghost_distance: f32,
     /// The cellapp's own id (which cells of the layout are its own).
     pub app: AppId,
-    /// Deliberate defects, all off in a real world (see [`Faults`]).
-    pub faults: Faults,
     /// Where the load it reports comes from.
     pub load: LoadSource,
 }
 
 /// Deliberate defects that tests plant to show that the simulator's checks
-/// catch them. Every one is off by default and no command turns one on.
+/// catch them. Only a build with the `faults` feature can plant them
+/// ([`Cell::plant`]), and no command does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
     /// A cell that no longer holds an entity's real drops its channel
@@ -81,7 +80,6 @@ impl Default for CellConfig {
             seed: 1,
             ghost_distance: 110.0,
             app: AppId(1),
-            faults: Faults::default(),
             load: LoadSource::Measured,
         }
     }
@@ -246,6 +244,8 @@ pub struct Cell {
     /// Offloads since the last load report, by destination.
     flows: BTreeMap<AppId, u32>,
     retired: bool,
+    #[cfg(feature = "faults")]
+    faults: Faults,
 }
 
 impl Cell {
@@ -307,7 +307,24 @@ impl Cell {
             migrations_reported: (0, 0),
             flows: BTreeMap::new(),
             retired: false,
+            #[cfg(feature = "faults")]
+            faults: Faults::default(),
         }
+    }
+
+    /// Plants deliberate defects (tests of the simulator's checks).
+    #[cfg(feature = "faults")]
+    pub fn plant(&mut self, faults: Faults) {
+        self.faults = faults;
+    }
+
+    /// Whether a planted defect is on (never, without the `faults` feature).
+    #[allow(unused_variables)]
+    fn faulty(&self, which: fn(&Faults) -> bool) -> bool {
+        #[cfg(feature = "faults")]
+        return which(&self.faults);
+        #[cfg(not(feature = "faults"))]
+        false
     }
 
     /// The settings.
@@ -323,6 +340,11 @@ impl Cell {
             witnesses: self.reals.iter().filter(|r| r.witness.is_some()).count(),
             ..self.stats
         }
+    }
+
+    /// Ticks run so far.
+    pub fn ticks(&self) -> u64 {
+        self.tick
     }
 
     /// Stops (or restarts) server-driven behaviour; client input still applies.

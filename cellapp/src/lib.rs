@@ -2,11 +2,15 @@
 //!
 //! The cellapp simulates cells: the real entities inside each cell, their
 //! behaviours, the spatial index, and the witness (area of interest) of every
-//! client-controlled real. [`cell::Cell`] is the sans-IO core;
-//! [`driver`] is the thin tokio task that connects it to the cluster.
+//! client-controlled real. [`cell::Cell`] is the cell's state
+//! machine, and [`cellapp::Cellapp`] the whole process's (membership,
+//! links, timers) around it, with no I/O; [`driver`] is the thin tokio task
+//! that pumps it (feature `driver`).
 
 pub mod behavior;
 pub mod cell;
+pub mod cellapp;
+#[cfg(feature = "driver")]
 pub mod driver;
 pub mod index;
 pub mod load;

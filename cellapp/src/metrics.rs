@@ -3,10 +3,9 @@
 //! layout epoch it acts on, and the traffic of its app links.
 //! `docs/operations.md` lists them.
 
-use tessera::metrics::{Counter, Gauge, LinkMeter, Registry, TickMeter};
-use tessera::proto::app::AppMsg;
-
 use crate::cell::{Cell, CellStats};
+use crate::cellapp::Traffic;
+use tessera::metrics::{Counter, Gauge, LinkMeter, Registry, TickMeter};
 
 /// The kinds of ghost message, in the order of the counters.
 const GHOST_KINDS: [&str; 4] = ["create", "update", "delete", "moves"];
@@ -88,8 +87,14 @@ impl Metrics {
     }
 
     /// Copies the cell's counts `s` (its [`Cell::stats`], taken once a
-    /// second: counting walks the cell).
-    pub fn observe(&self, cell: &Cell, s: &CellStats) {
+    /// second: counting walks the cell) and the ghost traffic.
+    pub fn observe(&self, cell: &Cell, s: &CellStats, traffic: &Traffic) {
+        for (counter, n) in self.ghosts_in.iter().zip(traffic.ghosts_in) {
+            counter.advance_to(n);
+        }
+        for (counter, n) in self.ghosts_out.iter().zip(traffic.ghosts_out) {
+            counter.advance_to(n);
+        }
         self.reals.set(s.reals as f64);
         self.ghosts.set(s.ghosts as f64);
         self.witnesses.set(s.witnesses as f64);
@@ -100,34 +105,10 @@ impl Metrics {
         self.migrations_out.advance_to(s.offloads);
         self.moves_refused.advance_to(s.moves_refused);
     }
-
-    /// Counts a message received, if it is a ghost message.
-    pub fn received(&self, msg: &AppMsg) {
-        if let Some(i) = ghost_kind(msg) {
-            self.ghosts_in[i].inc();
-        }
-    }
-
-    /// Counts a message sent, if it is a ghost message.
-    pub fn sent(&self, msg: &AppMsg) {
-        if let Some(i) = ghost_kind(msg) {
-            self.ghosts_out[i].inc();
-        }
-    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
-    }
-}
-
-fn ghost_kind(msg: &AppMsg) -> Option<usize> {
-    match msg {
-        AppMsg::GhostCreate(_) => Some(0),
-        AppMsg::GhostUpdate { .. } => Some(1),
-        AppMsg::GhostDelete { .. } => Some(2),
-        AppMsg::GhostMoves(_) => Some(3),
-        _ => None,
     }
 }

@@ -9,21 +9,11 @@ use tokio::sync::mpsc;
 
 use crate::cluster::LoginId;
 
-/// A check to run.
-pub struct Check {
-    /// The login.
-    pub login: LoginId,
-    /// Name.
-    pub name: String,
-    /// Password.
-    pub password: String,
-    /// Create if free.
-    pub create: bool,
-}
+use crate::cluster::AccountCheck;
 
 /// The pool.
 pub struct Accounts {
-    tx: std_mpsc::Sender<Check>,
+    tx: std_mpsc::Sender<AccountCheck>,
 }
 
 impl Accounts {
@@ -34,7 +24,7 @@ impl Accounts {
         threads: usize,
         done: mpsc::UnboundedSender<(LoginId, Result<Account, StorageError>)>,
     ) -> Result<Accounts, StorageError> {
-        let (tx, rx) = std_mpsc::channel::<Check>();
+        let (tx, rx) = std_mpsc::channel::<AccountCheck>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let mut db = SqliteStorage::open(path, cost)?;
@@ -63,7 +53,7 @@ impl Accounts {
     }
 
     /// Queues a check.
-    pub fn check(&self, c: Check) {
+    pub fn check(&self, c: AccountCheck) {
         let _ = self.tx.send(c);
     }
 }

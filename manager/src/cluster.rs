@@ -5,7 +5,7 @@
 //! holds the entity of a session token, get a ticket from it). A restarted
 //! manager rebuilds all this from what the apps report ([`rejoin`]). A
 //! sans-IO state machine: account checks go out as
-//! [`Output::CheckAccount`] and come back through [`Manager::account_checked`].
+//! [`Output::CheckAccount`] and come back through [`Cluster::account_checked`].
 
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -91,18 +91,22 @@ pub enum Output {
     /// Answer a login.
     Login(LoginId, LoginReply),
     /// Check (or create) an account.
-    CheckAccount {
-        /// The login.
-        login: LoginId,
-        /// Account name.
-        name: String,
-        /// Password.
-        password: String,
-        /// Create if free.
-        create: bool,
-    },
+    CheckAccount(AccountCheck),
     /// Close the link of an app that is no longer a member.
     Drop(AppId),
+}
+
+/// An account to check (or create), for a login.
+#[derive(Debug)]
+pub struct AccountCheck {
+    /// The login.
+    pub login: LoginId,
+    /// Account name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+    /// Create if free.
+    pub create: bool,
 }
 
 /// A login or resume waiting for a ticket.
@@ -119,7 +123,7 @@ struct Pending {
 }
 
 /// The manager core.
-pub struct Manager {
+pub struct Cluster {
     digest: [u8; 32],
     space: SpaceInfo,
     apps: BTreeMap<AppId, AppInfo>,
@@ -140,10 +144,10 @@ pub struct Manager {
     rejoining: Option<rejoin::Rejoining>,
 }
 
-impl Manager {
+impl Cluster {
     /// A manager for a world with these definitions and this space.
-    pub fn new(defs: &Definitions, space: SpaceInfo) -> Manager {
-        Manager {
+    pub fn new(defs: &Definitions, space: SpaceInfo) -> Cluster {
+        Cluster {
             digest: defs.digest,
             space,
             apps: BTreeMap::new(),
@@ -270,7 +274,7 @@ impl Manager {
         Ok(())
     }
 
-    /// An app asks to join (through [`Manager::admit`]). Returns its new
+    /// An app asks to join (through [`Cluster::admit`]). Returns its new
     /// id, or why it is refused.
     pub(crate) fn register(&mut self, now: Time, msg: &AppMsg) -> Result<AppId, String> {
         let AppMsg::Register(reg) = msg else {
@@ -566,12 +570,12 @@ impl Manager {
                 "name or password has a bad length",
             );
         }
-        self.out.push(Output::CheckAccount {
+        self.out.push(Output::CheckAccount(AccountCheck {
             login,
             name: req.name,
             password: req.password,
             create: req.create,
-        });
+        }));
     }
 
     /// The account check finished.

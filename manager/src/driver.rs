@@ -1,6 +1,7 @@
-//! The manager driver: accepts app links and login connections over QUIC,
-//! serves admin HTTP, runs account checks on a thread pool, and feeds the
-//! [`Manager`] core.
+//! The manager driver: carries app links through the QUIC [`Transport`],
+//! accepts login connections, serves admin HTTP, runs account checks on a
+//! thread pool, and pumps the [`Manager`] core. Every timer and rule is the
+//! core's.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,28 +9,25 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tessera::frame;
-use tessera::link::{self, LinkEvent, LinkSender};
+use tessera::link::quic::Transport;
 use tessera::net::{self, close};
-use tessera::proto::app::{AppMsg, Role, SpaceInfo};
+use tessera::proto::app::{Role, SpaceInfo};
 use tessera::proto::login::{LoginReply, LoginRequest, ResumeRequest};
 use tessera::proto::{ALPN_APP, ALPN_LOGIN, ALPN_RESUME};
 use tessera::storage::{HashCost, StorageError};
-use tessera::{AppId, Definitions, Time};
+use tessera::{Definitions, Time};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use crate::accounts::{Accounts, Check};
+use crate::accounts::Accounts;
 use crate::admin::{self, ClusterView};
-use crate::cluster::{Admission, LoginId, Manager, Output};
+use crate::cluster::LoginId;
+use crate::manager::{Manager, ManagerConfig, Output};
 use crate::metrics::Metrics;
 use tessera::metrics::LinkMeter;
 
 /// The largest login frame.
 const MAX_LOGIN_FRAME: usize = 1024;
-
-/// The period of the manager's own loop: heartbeats, balancing, the
-/// published view.
-const TICK: Duration = Duration::from_millis(500);
 
 /// How to run a manager.
 #[derive(Clone)]
@@ -198,8 +196,8 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
         2,
         checked_tx,
     )?;
-    let (joins_tx, joins) = mpsc::unbounded_channel();
-    tokio::spawn(accept_apps(internal.clone(), joins_tx));
+    let transport = Transport::new(internal, identity.cert.clone(), metrics.app_link.clone());
+    transport.listen();
     let (logins_tx, logins) = mpsc::unbounded_channel();
     tokio::spawn(accept_logins(
         login.clone(),
@@ -207,17 +205,17 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
         metrics.login_link.clone(),
     ));
     let (stop_tx, stop_rx) = oneshot::channel();
-    let mut core = Manager::new(&opts.defs, opts.space.clone());
+    let cfg = ManagerConfig {
+        rejoin_window: opts.rejoin_window,
+        ..ManagerConfig::default()
+    };
+    let mut core = Manager::new(Time::now(), &opts.defs, opts.space.clone(), cfg);
     core.set_policy(policy);
-    if !opts.rejoin_window.is_zero() {
-        core.await_rejoins(Time::now(), opts.rejoin_window);
-    }
     let span = tracing::info_span!("manager");
     tracing::info!(parent: &span, %internal_addr, %login_addr, %admin_addr, "manager up");
     let task = tokio::spawn(
         run(
-            core, accounts, view, joins, logins, checked, commands, stop_rx, internal, login,
-            metrics,
+            core, accounts, view, transport, logins, checked, commands, stop_rx, login, metrics,
         )
         .instrument(span),
     );
@@ -228,28 +226,6 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
         stop: Some(stop_tx),
         task,
     })
-}
-
-type Join = (
-    quinn::Connection,
-    AppMsg,
-    quinn::SendStream,
-    quinn::RecvStream,
-);
-
-async fn accept_apps(endpoint: quinn::Endpoint, joins: mpsc::UnboundedSender<Join>) {
-    while let Some(incoming) = endpoint.accept().await {
-        let joins = joins.clone();
-        tokio::spawn(async move {
-            let Ok(conn) = incoming.await else { return };
-            match link::accept_first(&conn).await {
-                Ok((first, send, recv)) => {
-                    let _ = joins.send((conn, first, send, recv));
-                }
-                Err(e) => tracing::warn!(error = %e, "app link failed at handshake"),
-            }
-        });
-    }
 }
 
 async fn accept_logins(
@@ -300,7 +276,7 @@ async fn run(
     mut core: Manager,
     accounts: Accounts,
     view: admin::Shared,
-    mut joins: mpsc::UnboundedReceiver<Join>,
+    mut transport: Transport,
     mut logins: mpsc::UnboundedReceiver<LoginAsk>,
     mut checked: mpsc::UnboundedReceiver<(
         LoginId,
@@ -308,33 +284,14 @@ async fn run(
     )>,
     mut commands: mpsc::UnboundedReceiver<admin::Command>,
     mut stop: oneshot::Receiver<()>,
-    internal: quinn::Endpoint,
     login: quinn::Endpoint,
     metrics: Metrics,
 ) {
-    let (events_tx, mut events) = mpsc::unbounded_channel::<(AppId, LinkEvent)>();
-    let mut links: HashMap<AppId, (LinkSender, quinn::Connection)> = HashMap::new();
     let mut replies: HashMap<LoginId, oneshot::Sender<LoginReply>> = HashMap::new();
-    let mut ticker = tokio::time::interval(TICK);
-    // Fresh apps that wait while apps of a previous run come back.
-    let mut held: Vec<Join> = Vec::new();
     loop {
+        let wake = core.poll_timeout();
         tokio::select! {
-            Some(join) = joins.recv() => {
-                if let Some(join) = admit(&mut core, join, &mut links, &events_tx, &metrics) {
-                    held.push(join);
-                }
-            }
-            Some((from, ev)) = events.recv() => match ev {
-                LinkEvent::Opened(_) => {}
-                LinkEvent::Msg(msg) => core.handle(Time::now(), from, msg),
-                LinkEvent::Closed { reason, link } => {
-                    if links.get(&from).map(|(l, _)| l.id()) == link {
-                        links.remove(&from);
-                        core.app_gone(from, &reason);
-                    }
-                }
-            },
+            (conn, ev) = transport.next() => core.handle(Time::now(), conn, ev),
             Some(ask) = logins.recv() => {
                 replies.insert(ask.id, ask.reply);
                 match ask.req {
@@ -343,58 +300,21 @@ async fn run(
                 }
             }
             Some((id, result)) = checked.recv() => core.account_checked(Time::now(), id, result),
-            Some(cmd) = commands.recv() => match cmd {
-                admin::Command::MoveLine { line, pos, reply } => {
-                    let result = core
-                        .move_line(line, pos)
-                        .map(|_| core.space_view())
-                        .map_err(|e| e.to_string())
-                        .and_then(|v| v.ok_or_else(|| "no layout yet".to_string()));
-                    if result.is_ok() {
-                        tracing::info!(line = line.0, pos, "line moved by hand");
-                    }
-                    let _ = reply.send(result);
-                    publish(&core, &view, &metrics);
-                }
-                admin::Command::SetPolicy { name, reply } => {
-                    let result = match crate::balance::policy(&name) {
-                        Some(p) => {
-                            core.set_policy(p);
-                            tracing::info!(policy = %name, "balancing policy switched");
-                            Ok(())
-                        }
-                        None => Err(ManagerError::UnknownPolicy(name).to_string()),
-                    };
-                    let _ = reply.send(result);
-                }
-                admin::Command::Retire { app, reply } => {
-                    let result = core.retire(Time::now(), app).map_err(|e| e.to_string());
-                    let _ = reply.send(result);
-                    publish(&core, &view, &metrics);
-                }
-            },
-            _ = ticker.tick() => {
-                let started = std::time::Instant::now();
-                core.tick(Time::now());
-                if !core.is_rejoining() {
-                    for join in std::mem::take(&mut held) {
-                        if let Some(join) = admit(&mut core, join, &mut links, &events_tx, &metrics) {
-                            held.push(join);
-                        }
-                    }
-                }
+            Some(cmd) = commands.recv() => {
+                command(&mut core, cmd);
                 publish(&core, &view, &metrics);
-                metrics.tick.record(started.elapsed(), TICK);
+            }
+            _ = tessera::time::sleep_until(wake) => {
+                let started = std::time::Instant::now();
+                core.handle_timeout(Time::now());
+                publish(&core, &view, &metrics);
+                metrics.tick.record(started.elapsed(), core.config().tick);
             }
             _ = &mut stop => break,
         }
         for out in core.drain() {
             match out {
-                Output::App(to, msg) => {
-                    if let Some((l, _)) = links.get(&to) {
-                        l.send(&msg);
-                    }
-                }
+                Output::Transmit(t) => transport.apply(t),
                 Output::Login(id, reply) => {
                     match &reply {
                         LoginReply::Granted { .. } => metrics.logins_ok.inc(),
@@ -404,73 +324,54 @@ async fn run(
                         let _ = tx.send(reply);
                     }
                 }
-                Output::CheckAccount {
-                    login,
-                    name,
-                    password,
-                    create,
-                } => {
-                    accounts.check(Check {
-                        login,
-                        name,
-                        password,
-                        create,
-                    });
-                }
-                Output::Drop(app) => {
-                    if let Some((_, conn)) = links.remove(&app) {
-                        conn.close(close::SHUTDOWN.into(), b"missed heartbeats");
-                    }
-                }
+                Output::CheckAccount(check) => accounts.check(check),
             }
         }
     }
     login.close(close::SHUTDOWN.into(), b"manager stopping");
-    internal.close(close::SHUTDOWN.into(), b"manager stopping");
+    transport
+        .shutdown(close::SHUTDOWN, "manager stopping")
+        .await;
 }
 
-/// Lets an app in, refuses it, or gives it back to wait.
-fn admit(
-    core: &mut Manager,
-    join: Join,
-    links: &mut HashMap<AppId, (LinkSender, quinn::Connection)>,
-    events: &mpsc::UnboundedSender<(AppId, LinkEvent)>,
-    metrics: &Metrics,
-) -> Option<Join> {
-    let (conn, first, send, recv) = join;
-    if conn.close_reason().is_some() {
-        // It gave up (while it waited for the window to close).
-        return None;
-    }
-    match core.admit(Time::now(), &first) {
-        Admission::Member(app) => {
-            let sender = link::spawn(app, send, recv, events.clone(), &metrics.app_link);
-            // An app that dialled again while its rejoin window was open: the
-            // new link replaces the old (whose close is then ignored).
-            if let Some((_, old)) = links.insert(app, (sender, conn)) {
-                old.close(close::SHUTDOWN.into(), b"replaced by a newer link");
+/// Carries out an operator's command from the admin API.
+fn command(core: &mut Manager, cmd: admin::Command) {
+    match cmd {
+        admin::Command::MoveLine { line, pos, reply } => {
+            let cluster = core.cluster_mut();
+            let result = cluster
+                .move_line(line, pos)
+                .map(|_| cluster.space_view())
+                .map_err(|e| e.to_string())
+                .and_then(|v| v.ok_or_else(|| "no layout yet".to_string()));
+            if result.is_ok() {
+                tracing::info!(line = line.0, pos, "line moved by hand");
             }
-            None
+            let _ = reply.send(result);
         }
-        Admission::Wait => Some((conn, first, send, recv)),
-        Admission::Refused(reason) => {
-            tracing::warn!(peer = %conn.remote_address(), %reason, "app refused");
-            tokio::spawn(async move {
-                let mut send = send;
-                let refused = AppMsg::RegisterRefused {
-                    reason: reason.clone(),
-                };
-                let _ = send.write_all(&frame::encode(&refused)).await;
-                let _ = send.finish();
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                conn.close(close::REFUSED.into(), reason.as_bytes());
-            });
-            None
+        admin::Command::SetPolicy { name, reply } => {
+            let result = match crate::balance::policy(&name) {
+                Some(p) => {
+                    core.set_policy(p);
+                    tracing::info!(policy = %name, "balancing policy switched");
+                    Ok(())
+                }
+                None => Err(ManagerError::UnknownPolicy(name).to_string()),
+            };
+            let _ = reply.send(result);
+        }
+        admin::Command::Retire { app, reply } => {
+            let result = core
+                .cluster_mut()
+                .retire(Time::now(), app)
+                .map_err(|e| e.to_string());
+            let _ = reply.send(result);
         }
     }
 }
 
 fn publish(core: &Manager, view: &admin::Shared, metrics: &Metrics) {
+    let core = core.cluster();
     let apps = core.apps();
     let clients = apps
         .iter()

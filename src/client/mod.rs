@@ -22,9 +22,7 @@
 //! # Ok(()) }
 //! ```
 
-mod view;
-
-pub use view::{Seen, View};
+pub use crate::view::{Seen, View};
 
 use crate::defs::Definitions;
 use crate::frame::{self, FrameError};

@@ -138,13 +138,6 @@ pub enum AppMsg {
         /// The ticket.
         ticket: Ticket,
     },
-    /// Baseapp → cellapp, first message on their link.
-    LinkHello {
-        /// The baseapp.
-        app: AppId,
-        /// Its definitions digest.
-        defs_digest: [u8; 32],
-    },
     /// Base → cell: create the cell half of an entity.
     CreateEntity {
         /// The entity.
@@ -157,31 +150,6 @@ pub enum AppMsg {
         /// any version a lost real may have reached when the base restores
         /// one, so its ghost messages are newer than anything before.
         version: u32,
-    },
-    /// Base → cell: destroy the cell half and send back its final state.
-    DestroyEntity {
-        /// The entity.
-        entity: EntityId,
-    },
-    /// Base → cell: the client moved its entity.
-    ClientMove {
-        /// The entity.
-        entity: EntityId,
-        /// The client's sequence number.
-        seq: u32,
-        /// Where.
-        pos: Pos,
-        /// Facing.
-        yaw: f32,
-    },
-    /// Base → cell: call a cell method (already checked by the base).
-    CellCall {
-        /// The entity.
-        entity: EntityId,
-        /// Method index.
-        method: u16,
-        /// Arguments.
-        args: Vec<Value>,
     },
     /// Cell → base: the cell half is gone; this is its final state.
     EntityDestroyed {
@@ -368,6 +336,33 @@ pub enum AppMsg {
     /// ids) and rebuilds the cluster from what the apps report; a manager
     /// that declared the app dead answers [`AppMsg::RegisterRefused`].
     Rejoin(Box<Rejoin>),
+    /// First message on a link between two apps, from the one that
+    /// dialled: who it is, and how far it has received on the session
+    /// between them (the peer sends again from there). Answered with
+    /// [`AppMsg::LinkAccept`], or the connection is closed (code 2 for
+    /// other definitions).
+    LinkOpen {
+        /// The app dialling.
+        app: AppId,
+        /// Its definitions digest.
+        defs_digest: [u8; 32],
+        /// The number of the next session message it expects.
+        recv_next: u64,
+    },
+    /// The answer to [`AppMsg::LinkOpen`]: the link is up; messages on it
+    /// are numbered from `recv_next` in this direction.
+    LinkAccept {
+        /// The app answering.
+        app: AppId,
+        /// The number of the next session message it expects.
+        recv_next: u64,
+    },
+    /// Every session message before `next` has arrived; the sender may
+    /// forget them. Not itself numbered.
+    LinkAck {
+        /// The number of the next session message expected.
+        next: u64,
+    },
 }
 
 /// What an app says about itself when it joins ([`AppMsg::Register`]) or

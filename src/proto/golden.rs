@@ -150,3 +150,14 @@ fn app_heartbeat() {
         &[0x03, 0x00, 0x00, 0x00, 0x3f, 0x03, 0x01],
     );
 }
+
+#[test]
+fn app_link_ack() {
+    roundtrip(
+        &AppMsg::LinkAck { next: 300 },
+        &[
+            0x28, // variant 40, LinkAck
+            0xac, 0x02, // next 300 as varint
+        ],
+    );
+}

@@ -15,6 +15,20 @@ pub mod app;
 pub mod client;
 pub mod login;
 
+/// Close codes an application uses when it closes a connection on purpose.
+pub mod close {
+    /// Normal end (logout, shutdown).
+    pub const DONE: u32 = 0;
+    /// The peer broke the protocol (bad frame, bad value, forbidden call).
+    pub const PROTOCOL: u32 = 1;
+    /// The peer was refused (ticket, definitions, version).
+    pub const REFUSED: u32 = 2;
+    /// The peer could not keep up.
+    pub const SLOW: u32 = 3;
+    /// The server is going away.
+    pub const SHUTDOWN: u32 = 4;
+}
+
 use serde::{Deserialize, Serialize};
 
 /// The protocol's major version. ALPN names carry it; a peer speaking another
@@ -28,7 +42,7 @@ pub const ALPN_LOGIN: &[u8] = b"tessera-login/1";
 /// ALPN of a resume connection to the manager (same port as login).
 pub const ALPN_RESUME: &[u8] = b"tessera-resume/1";
 /// ALPN of a link between two processes of a cluster.
-pub const ALPN_APP: &[u8] = b"tessera-app/1";
+pub const ALPN_APP: &[u8] = b"tessera-app/2";
 
 /// A one-time login ticket: the manager gets it from a baseapp and gives it to
 /// the client, which presents it to that baseapp.

@@ -16,7 +16,7 @@ use tessera::proto::app::SpaceInfo;
 use tessera::storage::HashCost;
 use tessera::{AppId, EntityId};
 use tessera_baseapp::driver::BaseappHandle;
-use tessera_cellapp::driver::Cellapp;
+use tessera_cellapp::driver::CellappHandle as Cellapp;
 use tessera_manager::driver::ManagerHandle;
 
 /// Client endpoints a cluster spreads its logins over.

@@ -407,7 +407,7 @@ async fn bot(
                         }
                     }
                     Behavior::Hotspot => {
-                        let crowd = tessera_tools::sim::crowd::Crowd::hotspot(client.view.bounds, speed);
+                        let crowd = tessera_sim::crowd::Crowd::hotspot(client.view.bounds, speed);
                         (nx, nz) = (x, z);
                         if let Some((gx, gz)) = crowd.goal(0.0, i as u64) {
                             let (dx, dz) = (gx - x, gz - z);

@@ -1,9 +1,6 @@
-//! The library half of `tessera-tools`: the deterministic simulator that runs
-//! the real cores of manager, cellapps and baseapps in one thread, over an
-//! in-memory network and a virtual clock. The `tessera` binary is a thin shell
-//! over the roles and this library; the test suite drives the simulator
-//! directly. [`viz`] draws layout snapshots for `tessera viz` and the
-//! simulator's frames.
+//! The library half of `tessera-tools`: [`viz`], which draws layout
+//! snapshots for `tessera viz` and the simulator's frames. The `tessera`
+//! binary is a thin shell over the roles, the simulator (`tessera-sim`) and
+//! this library.
 
-pub mod sim;
 pub mod viz;

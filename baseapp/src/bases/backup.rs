@@ -20,16 +20,12 @@
 //!
 //! [`BaseConfig::backup_period`]: super::BaseConfig::backup_period
 
-use std::collections::{BTreeMap, VecDeque};
+use tessera::channel::BaseChannel;
 use tessera::proto::app::{AppMsg, BaseCopy, CellInfo, CellState};
 use tessera::storage::DbId;
 use tessera::{AppId, EntityId, Time};
 
-use super::{Base, Baseapp, Output};
-
-/// How far a restored base's channel numbering jumps past the copy's: far
-/// beyond anything the dead base can have sent since the copy was made.
-const SEQ_LEAP: u64 = 1 << 32;
+use super::{Base, Bases, Client, Half, Output};
 
 /// The baseapp that holds the copy of `entity`'s base: the highest ranked
 /// by rendezvous hashing among `peers`.
@@ -50,7 +46,7 @@ fn rank(entity: EntityId, app: AppId) -> u64 {
     z ^ (z >> 31)
 }
 
-impl Baseapp {
+impl Bases {
     /// The manager's list of live baseapps.
     pub(super) fn baseapps(&mut self, list: Vec<CellInfo>) {
         self.peers = list
@@ -80,8 +76,7 @@ impl Baseapp {
         let due: Vec<EntityId> = self
             .bases
             .iter()
-            .filter(|(e, b)| e.0 % slots == slot && b.cell.is_some() && b.claiming.is_none())
-            .filter(|(_, b)| !b.leaving)
+            .filter(|(e, b)| e.0 % slots == slot && matches!(b.half, Half::Placed { .. }))
             .map(|(e, _)| *e)
             .collect();
         for e in due {
@@ -117,10 +112,10 @@ impl Baseapp {
             pos: b.pos,
             yaw: b.yaw,
             props: b.props.clone(),
-            cell: b.cell?,
+            cell: b.half.cell()?,
             version: b.version,
-            next_seq: b.next_seq,
-            next_out: b.next_out,
+            next_seq: b.channel.next_seq(),
+            next_out: b.channel.next_frame(),
             token: b.token,
             prev_token: b.prev_token,
             fence: b.fence,
@@ -170,7 +165,8 @@ impl Baseapp {
         let Some(ty) = self.defs.get(copy.type_id) else {
             return;
         };
-        let seq = copy.next_seq.saturating_add(SEQ_LEAP);
+        let channel = BaseChannel::restored(copy.next_seq, copy.next_out);
+        let seq = channel.next_seq();
         // Its real died too: it is made anew from the copy.
         let lost = self.dead.contains(&copy.cell);
         let base = Base {
@@ -180,27 +176,30 @@ impl Baseapp {
             pos: copy.pos,
             yaw: copy.yaw,
             props: copy.props,
-            client: None,
-            cell: (!lost).then_some(copy.cell),
+            client: Client::Away { since: now },
+            half: if lost {
+                Half::Unplaced
+            } else {
+                Half::Claiming {
+                    cell: copy.cell,
+                    dead,
+                }
+            },
             version: if lost {
                 copy.version.saturating_add(super::recovery::VERSION_LEAP)
             } else {
                 copy.version
             },
-            next_seq: seq,
-            next_out: copy.next_out,
-            held: BTreeMap::new(),
-            unacked: VecDeque::new(),
+            channel,
             // Saved at the next period, so that its fence shuts out its
             // old baseapp if that lives on.
             dirty: true,
-            leaving: false,
             token: copy.token,
             prev_token: copy.prev_token,
-            detached: Some(now),
-            claiming: (!lost).then_some(dead),
             holder: None,
             fence: copy.fence.saturating_add(1),
+            last_move: None,
+            backed_up: Some(now),
         };
         if let Some(account) = base.account {
             self.online.insert(account, e);
@@ -223,15 +222,21 @@ impl Baseapp {
 
     /// The real took this baseapp as its base: the base is back.
     pub(super) fn rebased(&mut self, from: AppId, e: EntityId, version: u32, state: CellState) {
-        let Some(b) = self.bases.get_mut(&e).filter(|b| b.claiming.is_some()) else {
+        let Some(b) = self.bases.get_mut(&e) else {
             return;
         };
-        b.claiming = None;
-        // A `RealMoved` from a cell the real went on to may have come first.
-        if version >= b.version {
-            b.cell = Some(from);
+        let Half::Claiming { cell, .. } = b.half else {
+            return;
+        };
+        // A `RealMoved` from a cell the real went on to may have come
+        // first: the newer news wins.
+        let cell = if version >= b.version {
             b.version = version;
-        }
+            from
+        } else {
+            cell
+        };
+        b.half = Half::Placed { cell };
         self.restored += 1;
         self.absorb(e, state);
         self.back_up(e);
@@ -240,7 +245,7 @@ impl Baseapp {
     /// The real refused the claim (another baseapp restored it, or it is
     /// gone): this copy was not the one to restore.
     pub(super) fn not_rebased(&mut self, e: EntityId) {
-        if self.bases.get(&e).is_none_or(|b| b.claiming.is_none()) {
+        if self.bases.get(&e).is_none_or(|b| !b.claiming()) {
             return;
         }
         if let Some(b) = self.bases.remove(&e) {

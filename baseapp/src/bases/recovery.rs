@@ -29,12 +29,7 @@ use tessera::proto::app::AppMsg;
 use tessera::proto::client::ServerMsg;
 use tessera::{AppId, EntityId};
 
-use super::{Baseapp, Output};
-
-/// Most channel messages a base keeps unconfirmed; past it the oldest is
-/// forgotten. A backup confirms them, and backups come every few seconds,
-/// so this is many times what a client sends between two.
-pub(crate) const MAX_UNACKED: usize = 4096;
+use super::{Bases, Half, Output};
 
 /// How far above the highest known version a restored real starts: the
 /// lost real may have moved once more without the base hearing of it.
@@ -50,7 +45,7 @@ pub(crate) struct Recovery {
     lost: BTreeMap<EntityId, u32>,
 }
 
-impl Baseapp {
+impl Bases {
     /// The manager declared `app` dead.
     pub(super) fn app_down(&mut self, now: tessera::Time, app: AppId) {
         if !self.dead.insert(app) {
@@ -121,22 +116,27 @@ impl Baseapp {
         let mut restore = Vec::new();
         let mut resend = Vec::new();
         for (e, b) in &self.bases {
-            let Some(cell) = b.cell else { continue };
+            let Some(cell) = b.half.cell() else { continue };
             let handed = r.lost.get(e).copied().filter(|v| *v >= b.version);
             if cell == app || handed.is_some() {
                 let known = handed.unwrap_or(0).max(b.version);
-                restore.push((*e, known.saturating_add(VERSION_LEAP), b.leaving));
-            } else if !b.unacked.is_empty() {
+                restore.push((*e, known.saturating_add(VERSION_LEAP), b.leaving()));
+            } else if b.channel.has_unconfirmed() {
                 resend.push(*e);
             }
         }
         tracing::warn!(%app, restored = restore.len(), "restoring entities from their backups");
         for (e, version, leaving) in restore {
+            let speed = self
+                .bases
+                .get(&e)
+                .and_then(|b| self.ty(b.ty))
+                .map_or(0.0, |t| t.max_speed);
             if let Some(b) = self.bases.get_mut(&e) {
-                b.cell = None;
-                b.version = version;
                 // A claim sent to the dead cellapp is void: made anew.
-                b.claiming = None;
+                b.half = Half::Unplaced;
+                b.version = version;
+                b.resume_where_the_client_is(speed);
             }
             if leaving {
                 // Its cell half is gone: save the last backup.
@@ -147,7 +147,7 @@ impl Baseapp {
             if let Some((client, pos, yaw)) = self
                 .bases
                 .get(&e)
-                .and_then(|b| Some((b.client?, b.pos, b.yaw)))
+                .and_then(|b| Some((b.client.id()?, b.pos, b.yaw)))
             {
                 self.send(client, &ServerMsg::Restored { pos, yaw });
             }
@@ -157,8 +157,8 @@ impl Baseapp {
             let Some(b) = self.bases.get(&e) else {
                 continue;
             };
-            let Some(cell) = b.cell else { continue };
-            for (seq, msg) in &b.unacked {
+            let Some(cell) = b.half.cell() else { continue };
+            for (seq, msg) in b.channel.unconfirmed() {
                 self.out.push(Output::App(
                     cell,
                     AppMsg::ToEntity {

@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use tessera::proto::app::{Registration, Rejoin};
 use tessera::AppId;
 
-use super::Baseapp;
+use super::Bases;
 
-impl Baseapp {
+impl Bases {
     /// The report that goes with this baseapp's [`Registration`] when it
     /// dials a manager it lost.
     pub fn rejoin(&self, registration: Registration) -> Rejoin {

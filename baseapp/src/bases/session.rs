@@ -21,11 +21,7 @@ use tessera::proto::client::ServerMsg;
 use tessera::proto::Ticket;
 use tessera::{EntityId, Time, MANAGER};
 
-use super::{Baseapp, ClientId, Output, Phase, Proxy};
-
-/// How far a new client's stream numbering jumps past what the base has
-/// delivered: beyond any frame the real can have sent for the old client.
-const OUT_LEAP: u64 = 1 << 32;
+use super::{Bases, Client, ClientId, Output, Phase, Proxy};
 
 /// What a ticket lets in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +32,7 @@ pub(crate) enum Admit {
     Entity(EntityId),
 }
 
-impl Baseapp {
+impl Bases {
     /// A fresh unguessable ticket or token.
     pub(super) fn new_ticket(&mut self) -> Ticket {
         let mut bytes = [0u8; 16];
@@ -58,7 +54,7 @@ impl Baseapp {
     /// claiming its real says no until the real has answered.
     pub(super) fn find_session(&mut self, now: Time, req: u64, entity: EntityId, token: Ticket) {
         let ours = self.bases.get(&entity).is_some_and(|b| {
-            (b.token == token || b.prev_token == Some(token)) && b.claiming.is_none() && !b.leaving
+            (b.token == token || b.prev_token == Some(token)) && !b.claiming() && !b.leaving()
         });
         if ours {
             self.issue(now, req, Admit::Entity(entity));
@@ -76,7 +72,7 @@ impl Baseapp {
             .online
             .get(&account)
             .and_then(|e| self.bases.get(e))
-            .is_some_and(|b| !b.leaving);
+            .is_some_and(|b| !b.leaving());
         if here {
             self.issue(now, req, Admit::Account(account));
         } else {
@@ -87,34 +83,31 @@ impl Baseapp {
 
     /// A client comes (back) to an entity that is already in the world.
     pub(super) fn attach(&mut self, client: ClientId, e: EntityId, _now: Time) {
-        let Some(b) = self.bases.get(&e).filter(|b| !b.leaving) else {
+        let Some(b) = self.bases.get(&e).filter(|b| !b.leaving()) else {
             return self.refuse(client, "the session has ended; log in again".into());
         };
         let Some(ty) = self.ty(b.ty) else {
             return self.refuse(client, "entity type is unknown".into());
         };
-        let (Some(account), old) = (b.account, b.client) else {
+        let (Some(account), old) = (b.account, b.client.id()) else {
             return self.refuse(client, "the entity has no player".into());
         };
         let welcome = self.welcome(e, ty, b.pos, b.yaw, &b.props);
         // A connection the client gave up on gives way to the new one.
         if let Some(old) = old {
             self.proxies.remove(&old);
-            self.close(old, tessera::net::close::DONE, "resumed elsewhere".into());
+            self.close(old, tessera::proto::close::DONE, "resumed elsewhere".into());
         }
         let token = self.new_ticket();
         let Some(b) = self.bases.get_mut(&e) else {
             return;
         };
-        b.client = Some(client);
-        b.detached = None;
+        b.client = Client::Connected(client);
         // The old token stays good (only it) until the client is back with
         // the new one: the welcome carrying it may be lost.
         b.prev_token = Some(b.token);
         b.token = token;
-        b.held.clear();
-        b.next_out = b.next_out.saturating_add(OUT_LEAP);
-        let out_seq = b.next_out;
+        let out_seq = b.channel.attach();
         self.proxies.insert(
             client,
             Proxy {
@@ -137,11 +130,14 @@ impl Baseapp {
         let late: Vec<EntityId> = self
             .bases
             .iter()
-            .filter(|(_, b)| !b.leaving && b.detached.is_some_and(|t| now.since(t) >= grace))
+            .filter(|(_, b)| {
+                !b.leaving()
+                    && matches!(b.client, Client::Away { since } if now.since(since) >= grace)
+            })
             .map(|(e, _)| *e)
             .collect();
         for e in late {
-            if self.bases.get(&e).is_some_and(|b| b.claiming.is_some()) {
+            if self.bases.get(&e).is_some_and(|b| b.claiming()) {
                 // Never accepted by its real: not this baseapp's to save.
                 self.not_rebased(e);
             } else {

@@ -114,7 +114,7 @@ impl Cell {
                 .and_then(|i| self.reals[i].ghost.map(|(a, _)| a))
                 .or_else(|| self.forward.get(&entity).map(|f| f.to));
             match next {
-                Some(_) if self.cfg.faults.drop_forwarding => {}
+                Some(_) if self.faulty(|f| f.drop_forwarding) => {}
                 // Its real went to a dead cellapp: the base restores it.
                 Some(app) if self.dead.contains(&app) => {}
                 Some(app) if app != self.cfg.app => self
@@ -144,7 +144,7 @@ impl Cell {
                 return;
             };
             r.next_seq += 1;
-            if self.cfg.faults.apply_twice {
+            if self.faulty(|f| f.apply_twice) {
                 self.apply(entity, msg.clone());
             }
             self.apply(entity, msg);
@@ -334,7 +334,7 @@ impl Cell {
             tick.saturating_sub(u64::from(o.moved_ago)),
         );
         r.base = o.base;
-        let skip_refresh = self.cfg.faults.no_witness_refresh;
+        let skip_refresh = self.faulty(|f| f.no_witness_refresh);
         r.witness = o.witness.map(|(radius, known)| {
             let mut w = Witness::import(radius, &known, tick);
             if skip_refresh {
@@ -453,7 +453,7 @@ impl Cell {
             now.clear();
             for &app in &haunts {
                 if keep.contains(&app) {
-                    if (moved || !dirty.is_empty()) && !self.cfg.faults.no_ghost_updates {
+                    if (moved || !dirty.is_empty()) && !self.faulty(|f| f.no_ghost_updates) {
                         let r = &mut self.reals[i];
                         let stamp = r.next_stamp();
                         if dirty.is_empty() {
@@ -506,7 +506,7 @@ impl Cell {
     /// Moves every real that is more than the hysteresis outside its cell
     /// (or outside a cell shrunk to nothing) to the cellapp that covers it.
     pub(super) fn run_offload(&mut self, tick: u64) {
-        if self.cfg.faults.no_offload {
+        if self.faulty(|f| f.no_offload) {
             return;
         }
         let Some(layout) = &self.layout else { return };
@@ -551,6 +551,7 @@ impl Cell {
             return;
         };
         let me = self.cfg.app;
+        let keep_real = self.faulty(|f| f.keep_real_on_offload);
         let r = &mut self.reals[i];
         r.version += 1;
         r.ghost_n = 0;
@@ -576,7 +577,7 @@ impl Cell {
             sent_us: self.last_tick.map_or(0, |t| t.0),
         };
         // What stays here is a ghost that knows where the real went.
-        if self.cfg.faults.keep_real_on_offload {
+        if keep_real {
             r.base = onload.base;
             self.outbox.push((dest, AppMsg::Onload(Box::new(onload))));
             return;

@@ -25,7 +25,7 @@ use tessera::layout::Rect;
 use tessera::proto::app::{AppMsg, Rejoin, Role};
 use tessera::{AppId, IdBlock, Time};
 
-use super::{AppInfo, Manager, Output};
+use super::{AppInfo, Cluster, Output};
 
 /// App ids a `Rejoin` may name: far more than any cluster has, with room
 /// to count on.
@@ -58,13 +58,13 @@ pub enum Admission {
     /// A member: its link starts.
     Member(AppId),
     /// A fresh app while apps may still come back: ask again after the next
-    /// [`Manager::tick`].
+    /// [`Cluster::tick`].
     Wait,
     /// Refused, and why; the link closes.
     Refused(String),
 }
 
-impl Manager {
+impl Cluster {
     /// This manager may be a restart: for `window` from `now`, apps that
     /// were members come back and fresh ones wait.
     pub fn await_rejoins(&mut self, now: Time, window: Duration) {

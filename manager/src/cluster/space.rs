@@ -19,7 +19,7 @@ use tessera::layout::{Axis, CellId, Layout, LineId, Rect, SpaceView};
 use tessera::proto::app::{AppMsg, Role};
 use tessera::{AppId, Time};
 
-use super::{Manager, Output};
+use super::{Cluster, Output};
 use crate::balance::{Policy, Tessera};
 
 /// How often the balancer runs.
@@ -86,7 +86,7 @@ fn longer(rect: &Rect) -> Axis {
 /// migration counts cover.
 pub const REPORT_PERIOD_S: f32 = 1.0;
 
-impl Manager {
+impl Cluster {
     /// The space's layout with each cell's latest report, as the admin API
     /// serves it; `None` until a cellapp has registered.
     pub fn space_view(&self) -> Option<SpaceView> {

@@ -1,4 +1,4 @@
-//! Direct unit tests of the manager core ([`Manager`]), driven with handcrafted
+//! Direct unit tests of the manager core ([`Cluster`]), driven with handcrafted
 //! app messages, login requests and account-check results on a fake clock
 //! (plain [`Time`] values; nothing here reads a real clock or opens a socket).
 //!
@@ -9,7 +9,7 @@
 //! account-check outcomes, choice of the baseapp with the fewest clients,
 //! tickets, timeouts) and membership upkeep (heartbeats, silent apps dropped).
 
-use super::{LoginId, Manager, Output, HEARTBEAT_TIMEOUT, TICKET_WAIT};
+use super::{Cluster, LoginId, Output, HEARTBEAT_TIMEOUT, TICKET_WAIT};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tessera::proto::app::{AppMsg, CellInfo, Load, Registration, Role, SpaceInfo};
@@ -33,8 +33,8 @@ fn defs() -> Definitions {
     tessera::demo::definitions()
 }
 
-fn manager() -> Manager {
-    Manager::new(&defs(), space())
+fn manager() -> Cluster {
+    Cluster::new(&defs(), space())
 }
 
 fn internal(port: u16) -> SocketAddr {
@@ -61,12 +61,12 @@ fn register_msg(role: Role, port: u16) -> AppMsg {
 }
 
 /// Registers an app whose internal (and, for a baseapp, public) port is `port`.
-fn join(m: &mut Manager, now: Time, role: Role, port: u16) -> AppId {
+fn join(m: &mut Cluster, now: Time, role: Role, port: u16) -> AppId {
     m.register(now, &register_msg(role, port))
         .expect("a well-formed registration is accepted")
 }
 
-fn heartbeat(m: &mut Manager, now: Time, app: AppId, busy: f32, entities: u32, clients: u32) {
+fn heartbeat(m: &mut Cluster, now: Time, app: AppId, busy: f32, entities: u32, clients: u32) {
     m.handle(
         now,
         app,
@@ -119,7 +119,7 @@ fn replies(out: &[Output]) -> Vec<(LoginId, LoginReply)> {
 fn account_checks(out: &[Output]) -> Vec<LoginId> {
     out.iter()
         .filter_map(|o| match o {
-            Output::CheckAccount { login, .. } => Some(*login),
+            Output::CheckAccount(c) => Some(c.login),
             _ => None,
         })
         .collect()
@@ -169,7 +169,7 @@ fn disjoint(a: IdBlock, b: IdBlock) -> bool {
     a.end <= b.next || b.end <= a.next
 }
 
-fn info(m: &Manager, app: AppId) -> super::AppInfo {
+fn info(m: &Cluster, app: AppId) -> super::AppInfo {
     m.apps()
         .into_iter()
         .find(|a| a.id == app.0)
@@ -178,7 +178,7 @@ fn info(m: &Manager, app: AppId) -> super::AppInfo {
 
 /// A cluster with one cellapp (port 100) and the given number of baseapps
 /// (ports 200, 201, ...), outputs drained.
-fn cluster(baseapps: u16) -> (Manager, AppId, Vec<AppId>) {
+fn cluster(baseapps: u16) -> (Cluster, AppId, Vec<AppId>) {
     let mut m = manager();
     let cell = join(&mut m, T0, Role::Cellapp, 100);
     let bases = (0..baseapps)
@@ -190,7 +190,7 @@ fn cluster(baseapps: u16) -> (Manager, AppId, Vec<AppId>) {
 
 /// Runs a login through the account check and the search for the
 /// account's entity, which no baseapp holds; returns the outputs after.
-fn login_checked(m: &mut Manager, now: Time, login: LoginId, acct: Account) -> Vec<Output> {
+fn login_checked(m: &mut Cluster, now: Time, login: LoginId, acct: Account) -> Vec<Output> {
     m.login(now, login, login_req(&acct.name));
     assert_eq!(account_checks(&m.drain()), vec![login]);
     m.account_checked(now, login, Ok(acct));
@@ -478,16 +478,11 @@ fn a_good_login_asks_for_an_account_check() {
     let out = m.drain();
     assert_eq!(out.len(), 1, "{out:?}");
     match &out[0] {
-        Output::CheckAccount {
-            login,
-            name,
-            password,
-            create,
-        } => {
-            assert_eq!(*login, 3);
-            assert_eq!(name, "alice");
-            assert_eq!(password, "secret");
-            assert!(*create);
+        Output::CheckAccount(c) => {
+            assert_eq!(c.login, 3);
+            assert_eq!(c.name, "alice");
+            assert_eq!(c.password, "secret");
+            assert!(c.create);
         }
         other => panic!("expected CheckAccount, got {other:?}"),
     }

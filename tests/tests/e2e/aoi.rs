@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tessera::client::Client;
 use tessera::EntityId;
+use tessera_sim::truth::check_view;
 use tessera_tests::{Cluster, ClusterSpec};
-use tessera_tools::sim::truth::check_view;
 use tokio::sync::watch;
 
 const BOTS: usize = 50;

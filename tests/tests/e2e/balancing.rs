@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera::client::Client;
 use tessera::EntityId;
+use tessera_sim::crowd::Crowd;
+use tessera_sim::truth::check_view;
 use tessera_tests::{http, Cluster, ClusterSpec};
-use tessera_tools::sim::crowd::Crowd;
-use tessera_tools::sim::truth::check_view;
 use tokio::sync::watch;
 
 const BOTS: usize = 1000;

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tessera::client::{Client, Event};
 use tessera::{EntityId, Value};
+use tessera_sim::truth::check_view;
 use tessera_tests::{Cluster, ClusterSpec};
-use tessera_tools::sim::truth::check_view;
 use tokio::sync::watch;
 
 const BOTS: usize = 100;

@@ -3,8 +3,8 @@
 //! rectangle, and a PNG of the drawing's size.
 
 use tessera::layout::SpaceView;
+use tessera_sim::scenario::{self, Scenario, Spec};
 use tessera_tests::{Cluster, ClusterSpec};
-use tessera_tools::sim::scenario::{self, Scenario, Spec};
 use tessera_tools::viz;
 
 /// The `<rect class="cell">` elements of an SVG: (cell, x, y, width, height).

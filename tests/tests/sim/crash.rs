@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use tessera::{EntityId, Value};
-use tessera_tools::sim::SimWorld;
+use tessera_sim::SimWorld;
 
 use super::four_cells;
 
@@ -212,7 +212,7 @@ fn a_killed_baseapp_loses_nothing_across_seeds() {
 /// entities of their own.
 #[test]
 fn a_killed_manager_loses_nothing_across_seeds() {
-    use tessera_tools::sim::REJOIN_WINDOW_US;
+    let rejoin_window = tessera_manager::manager::DEFAULT_REJOIN_WINDOW.as_micros() as u64;
     let mut downtime = 0;
     for seed in 1..=SEEDS {
         let (mut w, at) = two_baseapps_at_their_step(seed);
@@ -247,17 +247,17 @@ fn a_killed_manager_loses_nothing_across_seeds() {
         );
         // Just before the window closes every app is back and the layout
         // is the newest any of them held.
-        w.run_until(at + down + REJOIN_WINDOW_US - 1);
+        w.run_until(at + down + rejoin_window - 1);
         let m = w.manager();
         assert!(m.is_rejoining(), "seed {seed}");
         assert_eq!(m.apps().len(), 6, "seed {seed}: {:?}", m.apps());
         assert_eq!(m.layout(), held.as_ref(), "seed {seed}: the layout changed");
-        w.run_until(at + down + REJOIN_WINDOW_US + 1_000_000);
+        w.run_until(at + down + rejoin_window + 1_000_000);
         assert!(!w.manager().is_rejoining(), "seed {seed}");
         w.add_clients(4);
-        w.run_until(at + down + REJOIN_WINDOW_US + 6_000_000);
+        w.run_until(at + down + rejoin_window + 6_000_000);
         w.freeze();
-        w.run_until(at + down + REJOIN_WINDOW_US + 9_000_000);
+        w.run_until(at + down + rejoin_window + 9_000_000);
         assert!(
             w.refused().is_empty(),
             "seed {seed}: refused {:?}",

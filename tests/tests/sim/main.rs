@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 use tessera_cellapp::Faults;
-use tessera_tools::sim::scenario::{self, Scenario, Spec, SCENARIOS};
-use tessera_tools::sim::score::Score;
-use tessera_tools::sim::{SimConfig, SimWorld};
+use tessera_sim::scenario::{self, Scenario, Spec, SCENARIOS};
+use tessera_sim::score::Score;
+use tessera_sim::{SimConfig, SimWorld};
 
 mod crash;
 
@@ -82,7 +82,10 @@ fn run_cells(seed: u64) -> Result<(u64, usize, u64), String> {
 fn checks(seed: u64, faults: Faults) -> (Vec<String>, u64, usize, u64) {
     let cfg = SimConfig {
         seed,
-        faults,
+        faults: tessera_sim::Faults {
+            cell: faults,
+            ..Default::default()
+        },
         cellapps: 4,
         npcs: 15,
         clients: 16,

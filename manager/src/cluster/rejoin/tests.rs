@@ -4,7 +4,7 @@
 
 use super::Admission;
 use crate::cluster::tests::registration;
-use crate::cluster::{Manager, Output};
+use crate::cluster::{Cluster, Output};
 use std::time::Duration;
 use tessera::layout::Layout;
 use tessera::proto::app::{AppMsg, Rejoin, Role, SpaceInfo};
@@ -15,16 +15,16 @@ use tessera::{AppId, IdBlock, Time};
 const T0: Time = Time(1_700_000_000_000_000);
 const WINDOW: Duration = Duration::from_secs(3);
 
-fn manager() -> Manager {
+fn manager() -> Cluster {
     let space = SpaceInfo {
         bounds: [0.0, 0.0, 1000.0, 1000.0],
         tick_hz: 10,
     };
-    Manager::new(&tessera::demo::definitions(), space)
+    Cluster::new(&tessera::demo::definitions(), space)
 }
 
 /// A manager started again: it waits `WINDOW` from `T0` for apps.
-fn restarted() -> Manager {
+fn restarted() -> Cluster {
     let mut m = manager();
     m.await_rejoins(T0, WINDOW);
     m
@@ -66,7 +66,7 @@ fn rejoin(app: AppId, role: Role, port: u16, layout: Option<&Layout>, ids_end: u
 }
 
 /// One app comes back with `layout` and is taken back.
-fn back(m: &mut Manager, app: AppId, role: Role, port: u16, layout: &Layout) {
+fn back(m: &mut Cluster, app: AppId, role: Role, port: u16, layout: &Layout) {
     assert_eq!(
         admitted(m, T0, &rejoin(app, role, port, Some(layout), 0)),
         app
@@ -74,20 +74,20 @@ fn back(m: &mut Manager, app: AppId, role: Role, port: u16, layout: &Layout) {
 }
 
 /// The first world's three apps come back, each with its layout.
-fn all_back(m: &mut Manager, (c1, c2, b): (AppId, AppId, AppId), layout: &Layout) {
+fn all_back(m: &mut Cluster, (c1, c2, b): (AppId, AppId, AppId), layout: &Layout) {
     back(m, b, Role::Baseapp, 200, layout);
     back(m, c1, Role::Cellapp, 100, layout);
     back(m, c2, Role::Cellapp, 101, layout);
 }
 
-fn admitted(m: &mut Manager, now: Time, msg: &AppMsg) -> AppId {
+fn admitted(m: &mut Cluster, now: Time, msg: &AppMsg) -> AppId {
     match m.admit(now, msg) {
         Admission::Member(app) => app,
         other => panic!("not admitted: {other:?}"),
     }
 }
 
-fn refused(m: &mut Manager, now: Time, msg: &AppMsg) -> String {
+fn refused(m: &mut Cluster, now: Time, msg: &AppMsg) -> String {
     match m.admit(now, msg) {
         Admission::Refused(why) => why,
         other => panic!("not refused: {other:?}"),

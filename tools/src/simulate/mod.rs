@@ -10,9 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tessera_manager::balance::POLICIES;
-use tessera_tools::sim::figure;
-use tessera_tools::sim::scenario::{self, Scenario, Spec};
-use tessera_tools::sim::score::Score;
+use tessera_sim::scenario::{self, Scenario, Spec};
+use tessera_sim::score::Score;
+
+mod figure;
 
 /// `tessera sim`.
 #[derive(Args, Clone, Debug)]

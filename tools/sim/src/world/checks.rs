@@ -13,7 +13,7 @@ impl SimWorld {
     /// No entity has two reals.
     pub fn check_single_real(&self) -> Result<(), String> {
         let mut seen = std::collections::BTreeSet::new();
-        for (app, cell) in &self.cells {
+        for (app, cell) in &self.cells() {
             for id in cell.real_ids() {
                 if !seen.insert(id) {
                     return Err(format!("{id} has a second real on {app}"));
@@ -49,9 +49,9 @@ impl SimWorld {
     /// Every real is on the cellapp whose cell covers it (within the
     /// offload hysteresis). Returns how many reals there are.
     pub fn check_placement_of_all(&self) -> Result<usize, String> {
-        let layout = self.manager.layout().ok_or("no layout")?;
+        let layout = self.manager().layout().ok_or("no layout")?;
         let mut total = 0;
-        for (app, cell) in &self.cells {
+        for (app, cell) in &self.cells() {
             for e in cell.snapshot() {
                 total += 1;
                 let own = layout
@@ -79,7 +79,7 @@ impl SimWorld {
     pub fn check_ghosts(&self) -> Result<(), String> {
         let reals: BTreeMap<EntityId, EntitySnapshot> =
             self.reals().into_iter().map(|r| (r.id, r)).collect();
-        for (app, cell) in &self.cells {
+        for (app, cell) in &self.cells() {
             for (g, real_app) in cell.ghosts() {
                 let r = reals
                     .get(&g.id)
@@ -97,7 +97,7 @@ impl SimWorld {
                     }
                 }
                 let holder = self
-                    .cells
+                    .cells()
                     .iter()
                     .find(|(_, c)| c.real_ids().any(|id| id == g.id))
                     .map(|(a, _)| *a);
@@ -184,7 +184,7 @@ impl SimWorld {
                     client.id, client.phase
                 ));
             };
-            checked += crate::sim::truth::check_view(view, &by_id, &self.defs, hysteresis)?;
+            checked += crate::truth::check_view(view, &by_id, &self.defs, hysteresis)?;
         }
         Ok(checked)
     }

@@ -4,11 +4,11 @@
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use tessera::client::View;
 use tessera::frame::decode;
 use tessera::proto::client::{ClientDatagram, ClientMsg, ServerDatagram, ServerMsg};
 use tessera::proto::login::{LoginReply, LoginRequest, ResumeRequest};
 use tessera::proto::PROTOCOL_MAJOR;
+use tessera::view::View;
 use tessera::{Definitions, Value};
 use tessera_baseapp::bases::ClientOut;
 
@@ -49,6 +49,8 @@ pub struct SimClient {
     session: Option<(tessera::EntityId, tessera::proto::Ticket)>,
     /// Sessions resumed so far.
     pub resumed: u32,
+    /// Moves the server refused and pulled the client back from.
+    pub corrected: u32,
 }
 
 impl SimClient {
@@ -69,6 +71,7 @@ impl SimClient {
                 .map(|m| m.index),
             session: None,
             resumed: 0,
+            corrected: 0,
         }
     }
 
@@ -156,6 +159,9 @@ impl SimClient {
                     }
                 }
                 Ok(msg) => {
+                    if let ServerMsg::Corrected { .. } = &msg {
+                        self.corrected += 1;
+                    }
                     if let ServerMsg::Call { method, args, .. } = &msg {
                         if Some(*method) == self.pong {
                             if let Some(n) = args.first().and_then(Value::as_int) {

@@ -198,8 +198,9 @@ impl Sampler {
 
 fn frame(world: &SimWorld, layout: &tessera::layout::Layout, second: u32, imbalance: f64) -> Frame {
     let mut view = SpaceView::of(1, layout, |_| None, 1.0);
+    let cells = world.cells();
     for c in &mut view.cells {
-        let Some(cell) = world.cells().get(&c.view.app) else {
+        let Some(cell) = cells.get(&c.view.app) else {
             continue;
         };
         let points: Vec<(f32, f32, f32)> = cell

@@ -167,12 +167,13 @@ impl Spec {
                 min_delay_us: 200,
                 max_delay_us: 2_000,
                 loss: 0.0,
+                ..Conditions::default()
             },
             check_every_step: false,
-            faults: Default::default(),
             cost: Default::default(),
             policy,
             crowd: self.crowd(),
+            ..SimConfig::default()
         })
     }
 }

@@ -3,7 +3,7 @@
 //! tests use the same check.
 
 use std::collections::BTreeMap;
-use tessera::client::View;
+use tessera::view::View;
 use tessera::{Definitions, EntityId};
 use tessera_cellapp::cell::EntitySnapshot;
 

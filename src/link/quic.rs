@@ -1,0 +1,289 @@
+//! The QUIC side of app links: what a driver uses to carry out the
+//! [`Transmit`]s of its core's link table and manager link, and to report
+//! back what happened to each connection as [`ConnEvent`]s. It decides
+//! nothing: every rule about who dials whom, when, and what to resend is
+//! in [`super::Links`] and [`crate::membership::Membership`].
+//!
+//! Each connection carries one bidirectional stream of [`AppMsg`] frames.
+//! A writer task owns its send half (frames queued in order, coalesced into
+//! writes of up to about 1 MiB); a reader task decodes frames, bounded by
+//! [`MAX_APP_FRAME`], and reports them. A connection another process opens
+//! must send its first frame within [`FIRST_FRAME_WAIT`].
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+use super::{ConnEvent, ConnId, Transmit, MAX_APP_FRAME};
+use crate::frame;
+use crate::metrics::LinkMeter;
+use crate::proto::app::AppMsg;
+
+/// How long a connection another process opened may take to send its
+/// first frame.
+pub const FIRST_FRAME_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a closing connection waits for what it sent to be read before
+/// it closes.
+const CLOSE_LINGER: Duration = Duration::from_millis(200);
+
+enum Cmd {
+    Frame(Bytes),
+    Close { code: u32, reason: String },
+}
+
+enum Internal {
+    Event(ConnId, ConnEvent),
+    Accepted(ConnId, mpsc::UnboundedSender<Cmd>, AppMsg),
+}
+
+/// The connections of one endpoint, named by [`ConnId`].
+pub struct Transport {
+    endpoint: quinn::Endpoint,
+    trust: rustls::pki_types::CertificateDer<'static>,
+    writers: HashMap<ConnId, mpsc::UnboundedSender<Cmd>>,
+    tx: mpsc::UnboundedSender<Internal>,
+    rx: mpsc::UnboundedReceiver<Internal>,
+    meter: LinkMeter,
+    accepted: Arc<AtomicU64>,
+}
+
+impl Transport {
+    /// The connections of `endpoint`, dialling peers whose certificate is
+    /// `trust`, counting traffic on `meter`.
+    pub fn new(
+        endpoint: quinn::Endpoint,
+        trust: rustls::pki_types::CertificateDer<'static>,
+        meter: LinkMeter,
+    ) -> Transport {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Transport {
+            endpoint,
+            trust,
+            writers: HashMap::new(),
+            tx,
+            rx,
+            meter,
+            accepted: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+
+    /// Starts taking the connections other processes open to this
+    /// endpoint; each is reported as [`ConnEvent::Accepted`] with its first
+    /// message.
+    pub fn listen(&self) {
+        let (endpoint, tx, meter, accepted) = (
+            self.endpoint.clone(),
+            self.tx.clone(),
+            self.meter.clone(),
+            self.accepted.clone(),
+        );
+        tokio::spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                let (tx, meter, accepted) = (tx.clone(), meter.clone(), accepted.clone());
+                tokio::spawn(async move {
+                    let peer = incoming.remote_address();
+                    let first = async {
+                        let conn = incoming.await.map_err(|e| e.to_string())?;
+                        let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+                        let mut buf = Vec::new();
+                        match frame::read_msg::<AppMsg>(&mut recv, MAX_APP_FRAME, &mut buf).await {
+                            Ok(Some(first)) => {
+                                meter.received(buf.len() + frame::HEADER_LEN);
+                                Ok((conn, send, recv, first))
+                            }
+                            Ok(None) => Err("closed before its first message".to_string()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    };
+                    let (conn, send, recv, first) =
+                        match tokio::time::timeout(FIRST_FRAME_WAIT, first).await {
+                            Ok(Ok(c)) => c,
+                            Ok(Err(reason)) => {
+                                tracing::warn!(%peer, %reason, "incoming app link failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::warn!(%peer, "incoming app link sent nothing in time");
+                                return;
+                            }
+                        };
+                    let id = ConnId::accepted(accepted.fetch_add(1, Ordering::Relaxed) + 1);
+                    let (wtx, wrx) = mpsc::unbounded_channel();
+                    if tx.send(Internal::Accepted(id, wtx, first)).is_err() {
+                        return;
+                    }
+                    run(id, conn, send, recv, wrx, tx, meter).await;
+                });
+            }
+        });
+    }
+
+    /// Carries out one thing a core asked.
+    pub fn apply(&mut self, t: Transmit) {
+        match t {
+            Transmit::Send { conn, frame } => {
+                if let Some(w) = self.writers.get(&conn) {
+                    let _ = w.send(Cmd::Frame(frame));
+                }
+            }
+            Transmit::Close { conn, code, reason } => {
+                if let Some(w) = self.writers.remove(&conn) {
+                    let _ = w.send(Cmd::Close { code, reason });
+                }
+            }
+            Transmit::Dial { conn, addr, hello } => {
+                let (wtx, wrx) = mpsc::unbounded_channel();
+                self.writers.insert(conn, wtx);
+                let (endpoint, trust, tx, meter) = (
+                    self.endpoint.clone(),
+                    self.trust.clone(),
+                    self.tx.clone(),
+                    self.meter.clone(),
+                );
+                tokio::spawn(async move {
+                    let dial = async {
+                        let cfg = crate::net::client_config(&trust, crate::proto::ALPN_APP)
+                            .map_err(|e| e.to_string())?;
+                        let c = crate::net::connect(&endpoint, cfg, addr)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let (mut send, recv) = c.open_bi().await.map_err(|e| e.to_string())?;
+                        send.write_all(&hello).await.map_err(|e| e.to_string())?;
+                        meter.sent(hello.len());
+                        Ok::<_, String>((c, send, recv))
+                    };
+                    match dial.await {
+                        Ok((c, send, recv)) => {
+                            let _ = tx.send(Internal::Event(conn, ConnEvent::Opened));
+                            run(conn, c, send, recv, wrx, tx, meter).await;
+                        }
+                        Err(reason) => {
+                            let _ = tx.send(Internal::Event(conn, ConnEvent::Closed(reason)));
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// The next thing that happened to a connection. Cancel-safe.
+    pub async fn next(&mut self) -> (ConnId, ConnEvent) {
+        loop {
+            // The transport holds a sender itself, so this never ends.
+            let Some(internal) = self.rx.recv().await else {
+                std::future::pending::<()>().await;
+                continue;
+            };
+            match internal {
+                Internal::Event(conn, ev) => {
+                    if let ConnEvent::Closed(_) = ev {
+                        self.writers.remove(&conn);
+                    }
+                    return (conn, ev);
+                }
+                Internal::Accepted(conn, writer, first) => {
+                    self.writers.insert(conn, writer);
+                    return (conn, ConnEvent::Accepted(first));
+                }
+            }
+        }
+    }
+
+    /// Closes every connection once what was queued on it has gone out
+    /// (waiting at most [`CLOSE_LINGER`]), then the endpoint.
+    pub async fn shutdown(&mut self, code: u32, reason: &str) {
+        for (_, w) in self.writers.drain() {
+            let _ = w.send(Cmd::Close {
+                code,
+                reason: reason.to_string(),
+            });
+        }
+        tokio::time::sleep(CLOSE_LINGER).await;
+        self.endpoint.close(code.into(), reason.as_bytes());
+    }
+}
+
+/// Runs a connection's writer and reader until it ends, then reports it
+/// closed (unless this side closed it).
+async fn run(
+    id: ConnId,
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    events: mpsc::UnboundedSender<Internal>,
+    meter: LinkMeter,
+) {
+    let writer_conn = conn.clone();
+    let writer_meter = meter.clone();
+    let writer = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Some(cmd) = cmds.recv().await {
+            let mut close = None;
+            buf.clear();
+            match cmd {
+                Cmd::Frame(f) => buf.extend_from_slice(&f),
+                Cmd::Close { code, reason } => close = Some((code, reason)),
+            }
+            // Coalesce what is queued into one write.
+            while close.is_none() && buf.len() < 1 << 20 {
+                match cmds.try_recv() {
+                    Ok(Cmd::Frame(f)) => buf.extend_from_slice(&f),
+                    Ok(Cmd::Close { code, reason }) => close = Some((code, reason)),
+                    Err(_) => break,
+                }
+            }
+            if !buf.is_empty() {
+                if send.write_all(&buf).await.is_err() {
+                    return;
+                }
+                writer_meter.sent(buf.len());
+            }
+            if let Some((code, reason)) = close {
+                let _ = send.finish();
+                let _ = tokio::time::timeout(CLOSE_LINGER, send.stopped()).await;
+                writer_conn.close(code.into(), reason.as_bytes());
+                return;
+            }
+        }
+        // Every handle to the writer is gone: the core forgot the
+        // connection without closing it.
+        let _ = send.finish();
+    });
+    let mut buf = Vec::new();
+    let reason = loop {
+        match frame::read_msg::<AppMsg>(&mut recv, MAX_APP_FRAME, &mut buf).await {
+            Ok(Some(msg)) => {
+                meter.received(buf.len() + frame::HEADER_LEN);
+                if events
+                    .send(Internal::Event(id, ConnEvent::Msg(msg)))
+                    .is_err()
+                {
+                    writer.abort();
+                    return;
+                }
+            }
+            Ok(None) => break "the peer closed the link".to_string(),
+            Err(e) => {
+                // A frame that breaks the rules closes the connection.
+                if !matches!(e, frame::FrameError::Read(_)) {
+                    conn.close(
+                        crate::proto::close::PROTOCOL.into(),
+                        e.to_string().as_bytes(),
+                    );
+                }
+                break e.to_string();
+            }
+        }
+    };
+    let _ = events.send(Internal::Event(id, ConnEvent::Closed(reason)));
+}
