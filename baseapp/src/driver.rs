@@ -4,7 +4,7 @@
 //! storage thread, and feed the [`Baseapp`] core. Decoding is bounded here;
 //! every rule about what a client may do is in the core.
 
-use rand::RngCore;
+use rand::Rng;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -198,7 +198,7 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
     let (store_tx, store_rx) = mpsc::unbounded_channel();
     let store = Store::open(&opts.data_dir.join("world.db"), store_tx, metrics.clone())?;
     let mut seed = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut seed);
+    rand::rand_core::UnwrapErr(rand::rngs::SysRng).fill_bytes(&mut seed);
     let app = joined.app;
     let core = Baseapp::new(
         app,

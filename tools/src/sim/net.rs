@@ -4,7 +4,7 @@
 //! links interleave differently for different seeds. Unreliable sends may be
 //! lost.
 
-use rand::Rng;
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap};
 use tessera::proto::app::AppMsg;
@@ -151,8 +151,9 @@ impl Net {
 
     /// Sends reliably and in order on the (from, to) link.
     pub fn send(&mut self, rng: &mut ChaCha8Rng, now: u64, from: Node, to: Node, payload: Payload) {
-        let delay = rng
-            .gen_range(self.cond.min_delay_us..=self.cond.max_delay_us.max(self.cond.min_delay_us));
+        let delay = rng.random_range(
+            self.cond.min_delay_us..=self.cond.max_delay_us.max(self.cond.min_delay_us),
+        );
         let link = self.last.entry((from, to)).or_insert(0);
         let at = (now + delay).max(*link);
         *link = at;
@@ -168,12 +169,13 @@ impl Net {
         to: Node,
         payload: Payload,
     ) {
-        if rng.gen_bool(self.cond.loss.clamp(0.0, 1.0)) {
+        if rng.random_bool(self.cond.loss.clamp(0.0, 1.0)) {
             self.lost += 1;
             return;
         }
-        let delay = rng
-            .gen_range(self.cond.min_delay_us..=self.cond.max_delay_us.max(self.cond.min_delay_us));
+        let delay = rng.random_range(
+            self.cond.min_delay_us..=self.cond.max_delay_us.max(self.cond.min_delay_us),
+        );
         self.push(now + delay, from, to, payload);
     }
 

@@ -2,7 +2,7 @@
 //! memory database and simulated clients, driven by the in-memory network and
 //! a virtual clock. Everything that happens is decided by the seed.
 
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -239,11 +239,11 @@ impl SimWorld {
     pub fn add_clients(&mut self, n: usize) {
         let first = self.clients.keys().next_back().map_or(0, |c| c + 1);
         for c in first..first + n as u64 {
-            let heading = self.rng.gen_range(0.0..std::f32::consts::TAU);
+            let heading = self.rng.random_range(0.0..std::f32::consts::TAU);
             self.clients
                 .insert(c, SimClient::new(c, heading, &self.defs));
             let req = self.clients[&c].login_request(&self.defs);
-            let at = self.now + self.rng.gen_range(0..500_000);
+            let at = self.now + self.rng.random_range(0..500_000);
             self.net.send(
                 &mut self.rng,
                 at,
@@ -289,7 +289,7 @@ impl SimWorld {
                 other => self.manager_output(other),
             }
         }
-        let first = self.now + self.rng.gen_range(0..TICK_US);
+        let first = self.now + self.rng.random_range(0..TICK_US);
         self.net.timer(first, Node::App(app));
         Some(app)
     }
@@ -637,7 +637,7 @@ impl SimWorld {
     fn heartbeat_due(&mut self, node: Node) -> bool {
         let t = self.ticks.entry(node).or_insert(0);
         *t += 1;
-        *t % 10 == 0
+        (*t).is_multiple_of(10)
     }
 
     fn deliver_cell(&mut self, app: AppId, d: Delivery, now: Time, from: AppId) {

@@ -3,7 +3,7 @@
 //! rebuilt from what the apps report; and the apps' side of that, dialling
 //! a lost manager until it takes them back or refuses them.
 
-use rand::Rng;
+use rand::RngExt;
 use tessera::proto::app::AppMsg;
 use tessera::{AppId, Time};
 use tessera_manager::cluster::Manager;
@@ -63,7 +63,7 @@ impl SimWorld {
             .copied()
             .collect();
         for app in apps {
-            let at = (self.now + LINK_TIMEOUT_US).max(up) + self.rng.gen_range(0..REDIAL_US);
+            let at = (self.now + LINK_TIMEOUT_US).max(up) + self.rng.random_range(0..REDIAL_US);
             self.net.send(
                 &mut self.rng,
                 at,
