@@ -1,10 +1,9 @@
 //! `tessera viz`: a layout snapshot drawn for reports. The snapshot is a
 //! [`SpaceView`] as JSON, read from a file (a `frame-NNNN.json` that
 //! `tessera sim` wrote, or a saved `/api/spaces/1/layout`) or fetched from a
-//! live manager's admin URL; the drawing is SVG or PNG, both from one
-//! [`scene::Scene`].
+//! live manager's admin URL; the drawing is SVG, from one
+//! [`scene::Scene`], or that SVG rendered to PNG.
 
-mod font;
 pub mod png;
 pub mod scene;
 pub mod svg;
@@ -40,6 +39,9 @@ pub enum VizError {
     /// The snapshot itself is bad.
     #[error(transparent)]
     View(#[from] ViewError),
+    /// The drawing could not be rendered to PNG.
+    #[error("cannot render the PNG: {0}")]
+    Render(String),
     /// The output is neither `.svg` nor `.png`.
     #[error("--out must end in .svg or .png, not {0}")]
     Format(String),
@@ -92,9 +94,9 @@ pub fn svg(v: &SpaceView, title: &str) -> String {
     svg::write(&scene::scene(v, title), PX as f32)
 }
 
-/// The snapshot as PNG bytes.
-pub fn png(v: &SpaceView, title: &str) -> Vec<u8> {
-    png::write(&scene::scene(v, title), PX)
+/// The snapshot as PNG bytes: its SVG, rendered.
+pub fn png(v: &SpaceView, title: &str) -> Result<Vec<u8>, VizError> {
+    png::write(&scene::scene(v, title), PX).map_err(VizError::Render)
 }
 
 /// Draws the snapshot at `from` into `out`; the format follows `out`'s
@@ -111,7 +113,7 @@ pub fn render(from: &str, out: &std::path::Path, title: &str) -> Result<(), VizE
     let bytes = if ext.as_deref() == Some("svg") {
         svg(&view, title).into_bytes()
     } else {
-        png(&view, title)
+        png(&view, title)?
     };
     std::fs::write(out, bytes).map_err(|source| VizError::Write {
         path: out.display().to_string(),
