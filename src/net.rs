@@ -161,7 +161,7 @@ pub fn load_or_create_identity(data_dir: &Path) -> Result<Identity, NetError> {
     }
     let generated =
         rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string(), "127.0.0.1".into()])?;
-    let key = generated.key_pair.serialize_der();
+    let key = generated.signing_key.serialize_der();
     let cert = generated.cert.der().to_vec();
     write_atomic(&key_file, &key)?;
     write_atomic(&cert_file, &cert)?;
@@ -176,6 +176,10 @@ pub fn load_trusted_cert(path: &Path) -> Result<CertificateDer<'static>, NetErro
     Ok(CertificateDer::from(read(path)?))
 }
 
+// rustls deprecated its *ring* provider for lacking post-quantum key
+// exchange; the one that has it (aws-lc-rs) needs a C toolchain and a
+// different quinn feature, so *ring* stays for now.
+#[allow(deprecated)]
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

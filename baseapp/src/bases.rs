@@ -10,7 +10,7 @@
 //! Storage is I/O, so the core asks for it with [`StoreOp`] outputs and hears
 //! back through [`Bases::store_done`].
 
-use rand::{RngCore, SeedableRng};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

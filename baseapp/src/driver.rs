@@ -5,7 +5,7 @@
 //! Decoding is bounded here; every rule about what a client may do, and
 //! every timer, is in the core.
 
-use rand::RngCore;
+use rand::Rng;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -185,7 +185,7 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
     let (store_tx, store_rx) = mpsc::unbounded_channel();
     let store = Store::open(&opts.data_dir.join("world.db"), store_tx, metrics.clone())?;
     let mut seed = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut seed);
+    rand::rand_core::UnwrapErr(rand::rngs::SysRng).fill_bytes(&mut seed);
     let mut cfg = BaseappConfig::new(opts.manager, registration, opts.defs.clone(), seed);
     cfg.bases = opts.config.clone();
     let core = Baseapp::new(Time::now(), cfg);

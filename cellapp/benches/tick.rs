@@ -11,7 +11,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use glam::Vec3;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::path::Path;
 use std::time::Duration;
 use tessera::proto::app::{AppMsg, CellState};
@@ -35,8 +35,8 @@ impl CellBehavior for Drift {
             dir = -dir;
             next = real.pos + dir * speed;
         }
-        let yaw = if ctx.rng.gen_ratio(1, 50) {
-            real.yaw + ctx.rng.gen_range(-1.0..1.0)
+        let yaw = if ctx.rng.random_ratio(1, 50) {
+            real.yaw + ctx.rng.random_range(-1.0..1.0)
         } else {
             dir.x.atan2(dir.z)
         };
@@ -113,8 +113,12 @@ fn cell(w: &Workload, index: IndexKind) -> Cell {
                 entity: tessera::EntityId((1 << 41) + i as u64),
                 type_id: watcher,
                 state: CellState {
-                    pos: [rng.gen_range(0.0..w.size), 0.0, rng.gen_range(0.0..w.size)],
-                    yaw: rng.gen_range(0.0..std::f32::consts::TAU),
+                    pos: [
+                        rng.random_range(0.0..w.size),
+                        0.0,
+                        rng.random_range(0.0..w.size),
+                    ],
+                    yaw: rng.random_range(0.0..std::f32::consts::TAU),
                     props: vec![],
                 },
                 version: 0,

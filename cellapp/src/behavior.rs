@@ -3,7 +3,7 @@
 //! `Avatar` (client-driven) and `Npc` (a server-driven wanderer), live here.
 
 use glam::Vec3;
-use rand::Rng;
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 use tessera::defs::{MethodDef, TypeDef};
@@ -119,10 +119,10 @@ impl CellBehavior for Wanderer {
             Some(g) => g,
             None => {
                 // Half the time pick a nearby goal, otherwise rest for this tick.
-                if ctx.rng.gen_bool(0.9) {
+                if ctx.rng.random_bool(0.9) {
                     let reach = 60.0;
-                    let gx = (real.pos.x + ctx.rng.gen_range(-reach..reach)).clamp(x0, x1);
-                    let gz = (real.pos.z + ctx.rng.gen_range(-reach..reach)).clamp(z0, z1);
+                    let gx = (real.pos.x + ctx.rng.random_range(-reach..reach)).clamp(x0, x1);
+                    let gz = (real.pos.z + ctx.rng.random_range(-reach..reach)).clamp(z0, z1);
                     let g = Vec3::new(gx, real.pos.y, gz);
                     real.goal = Some(g);
                     // The path is straight: face along it once.
@@ -143,8 +143,8 @@ impl CellBehavior for Wanderer {
         } else {
             real.move_to(real.pos + to / dist * step, real.yaw, ctx.tick);
         }
-        if ctx.rng.gen_ratio(1, 200) {
-            let mood = ctx.rng.gen_range(0..8);
+        if ctx.rng.random_ratio(1, 200) {
+            let mood = ctx.rng.random_range(0..8);
             ctx.set(real, "mood", Value::Int(mood));
         }
     }

@@ -7,7 +7,7 @@
 //! simulator drive it directly.
 
 use glam::{Vec2, Vec3};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -449,9 +449,9 @@ impl Cell {
         for _ in 0..n {
             let Some(id) = self.ids.take() else { break };
             let pos = Vec3::new(
-                self.rng.gen_range(x0..=x1),
+                self.rng.random_range(x0..=x1),
                 0.0,
-                self.rng.gen_range(z0..=z1),
+                self.rng.random_range(z0..=z1),
             );
             self.add_real(Real::new(id, type_id, pos, 0.0, props.clone(), self.tick));
             made += 1;
@@ -863,7 +863,7 @@ impl Cell {
             + new as f32 * m.migration_us;
         let period_us = 1e6 / f32::from(self.cfg.tick_hz.max(1));
         self.meter.tick(self.cfg.load, units, period_us);
-        if tick % u64::from(self.cfg.tick_hz.max(1)) != 0 {
+        if !tick.is_multiple_of(u64::from(self.cfg.tick_hz.max(1))) {
             return;
         }
         let Some(layout) = &self.layout else { return };
@@ -1020,7 +1020,7 @@ impl Cell {
             let r = &self.reals[i];
             // Spread over the period: each real has its own phase. The phase
             // is checked first: it reads only the entry's first cache line.
-            if r.id.0.wrapping_add(tick) % period != 0 {
+            if !r.id.0.wrapping_add(tick).is_multiple_of(period) {
                 continue;
             }
             if let Some(base) = r.base {

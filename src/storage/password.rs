@@ -2,9 +2,9 @@
 //! password hashing. Kept apart from the database code so the rules are
 //! checked in one place whatever backend stores the result.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt, SaltString};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
-use rand::RngCore;
 
 use super::StorageError;
 
@@ -77,15 +77,12 @@ impl PasswordHashing {
         Ok(Self { params })
     }
 
-    /// Hashes `password` with a fresh random salt, returning a PHC string.
+    /// Hashes `password` with a fresh random salt (16 bytes from the
+    /// operating system), returning a PHC string.
     pub(super) fn hash(&self, password: &str) -> Result<String, StorageError> {
-        let mut salt_bytes = [0u8; Salt::RECOMMENDED_LENGTH];
-        rand::rngs::OsRng.fill_bytes(&mut salt_bytes);
-        let salt = SaltString::encode_b64(&salt_bytes)
-            .map_err(|e| StorageError::Hash(format!("cannot encode salt: {e}")))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone());
-        let hash = argon
-            .hash_password(password.as_bytes(), &salt)
+        let hash: PasswordHash = argon
+            .hash_password(password.as_bytes())
             .map_err(|e| StorageError::Hash(format!("cannot hash password: {e}")))?;
         Ok(hash.to_string())
     }
@@ -97,7 +94,7 @@ impl PasswordHashing {
             .map_err(|e| StorageError::Hash(format!("stored password hash is unreadable: {e}")))?;
         match Argon2::default().verify_password(password.as_bytes(), &parsed) {
             Ok(()) => Ok(()),
-            Err(argon2::password_hash::Error::Password) => Err(StorageError::WrongPassword),
+            Err(argon2::password_hash::Error::PasswordInvalid) => Err(StorageError::WrongPassword),
             Err(e) => Err(StorageError::Hash(format!(
                 "cannot verify password against stored hash: {e}"
             ))),

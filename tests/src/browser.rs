@@ -114,7 +114,7 @@ impl Browser {
         self.next += 1;
         let msg = json!({"id": id, "method": method, "params": params}).to_string();
         self.page
-            .send(Message::Text(msg))
+            .send(Message::Text(msg.into()))
             .map_err(|e| e.to_string())?;
         loop {
             let m = self.page.read().map_err(|e| e.to_string())?;

@@ -246,34 +246,31 @@ impl Cluster {
     }
 }
 
-/// One HTTP/1.1 request to the admin API; returns the head and the body.
-pub async fn http(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> (String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+pub use tessera_tools::http::{request, Answer};
+
+/// One request to an admin API at `addr` (`GET`, or `POST` with a JSON
+/// `body`), through [`request`] on a blocking thread; returns the answer
+/// whatever its status, and panics if there is none.
+pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> Answer {
+    let (method, url, body) = (
+        method.to_string(),
+        format!("http://{addr}{path}"),
+        body.to_string(),
     );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (head.to_string(), body.to_string())
+    tokio::task::spawn_blocking(move || {
+        request(&method, &url, &body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    })
+    .await
+    .expect("the request's thread")
 }
 
 /// The manager's `/api/spaces/1/layout`, once it has one (it is published
 /// twice a second, so right after the cluster starts it may not yet be).
 pub async fn space_layout(admin: std::net::SocketAddr) -> serde_json::Value {
     for _ in 0..100 {
-        let (head, body) = http(admin, "GET", "/api/spaces/1/layout", "").await;
-        if head.starts_with("HTTP/1.1 200") {
-            return serde_json::from_str(&body).expect("layout JSON");
+        let answer = http(admin, "GET", "/api/spaces/1/layout", "").await;
+        if answer.status == 200 {
+            return serde_json::from_str(&answer.body).expect("layout JSON");
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }

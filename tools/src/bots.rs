@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -367,7 +367,7 @@ async fn bot(
         .get(client.view.my_type)
         .map(|t| t.max_speed * 0.7)
         .unwrap_or(1.0);
-    let mut heading: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
+    let mut heading: f32 = rng.random_range(0.0..std::f32::consts::TAU);
     let mut step = tokio::time::interval(Duration::from_millis(100));
     let mut latencies = Vec::new();
     let mut steady = Vec::new();
@@ -384,8 +384,8 @@ async fn bot(
                 let (mut nx, mut nz);
                 match behavior {
                     Behavior::Wander => {
-                        if rng.gen_ratio(1, 30) {
-                            heading += rng.gen_range(-1.5..1.5);
+                        if rng.random_ratio(1, 30) {
+                            heading += rng.random_range(-1.5..1.5);
                         }
                         nx = x + heading.sin() * speed * 0.1;
                         nz = z + heading.cos() * speed * 0.1;
@@ -428,7 +428,7 @@ async fn bot(
                     break Err(e);
                 }
                 if tick % 50 == (i as u64 % 50) {
-                    let emote = tessera::Value::Int(rng.gen_range(0..8));
+                    let emote = tessera::Value::Int(rng.random_range(0..8));
                     if let Err(e) = client.call("set_emote", vec![emote]).await {
                         break Err(e);
                     }

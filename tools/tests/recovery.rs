@@ -591,24 +591,14 @@ fn get(addr: SocketAddr, path: &str) -> String {
 
 /// A POST to an admin HTTP port: the status code and the body.
 async fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("admin {addr}: {e}"));
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("request");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.expect("answer");
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let (url, body) = (format!("http://{addr}{path}"), body.to_string());
+    let answer = tokio::task::spawn_blocking(move || {
+        tessera_tools::http::request("POST", &url, &body)
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+    })
+    .await
+    .expect("the request's thread");
+    (answer.status, answer.body)
 }
 
 /// The manager's layout as (epoch, every cell's id, cellapp and rectangle).

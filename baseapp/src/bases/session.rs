@@ -15,7 +15,7 @@
 //!
 //! [`BaseConfig::resume_grace`]: super::BaseConfig::resume_grace
 
-use rand::RngCore;
+use rand::Rng;
 use tessera::proto::app::{AppMsg, EntityMsg};
 use tessera::proto::client::ServerMsg;
 use tessera::proto::Ticket;

@@ -221,16 +221,16 @@ impl SpatialIndex for RTreeIndex {
         }
         let (lo, hi) = query_box(center, radius);
         let envelope = AABB::from_corners([lo.x, lo.y], [hi.x, hi.y]);
-        let _: ControlFlow<()> =
-            self.tree
-                .locate_in_envelope_intersecting_int(&envelope, |entry| {
-                    if let Some(&(id, pos)) = self.slots.get(entry.data) {
-                        if is_within(pos, center, radius) {
-                            out.push(id);
-                        }
+        let _: ControlFlow<()> = self
+            .tree
+            .locate_in_envelope_intersecting_int(envelope, |entry| {
+                if let Some(&(id, pos)) = self.slots.get(entry.data) {
+                    if is_within(pos, center, radius) {
+                        out.push(id);
                     }
-                    ControlFlow::Continue(())
-                });
+                }
+                ControlFlow::Continue(())
+            });
     }
 
     fn len(&self) -> usize {

@@ -19,7 +19,7 @@ use super::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::f32::consts::TAU;
@@ -735,8 +735,12 @@ fn run_case(case: &Case, budget: Budget, exact: bool) -> (World, Client) {
         if ops.crowd {
             for id in &ids {
                 let e = &world.ents[id];
-                let step = Vec3::new(rng.gen_range(-2.0..2.0), 0.0, rng.gen_range(-2.0..2.0));
-                let (pos, yaw) = (e.pos + step, e.yaw + rng.gen_range(-0.2..0.2));
+                let step = Vec3::new(
+                    rng.random_range(-2.0..2.0),
+                    0.0,
+                    rng.random_range(-2.0..2.0),
+                );
+                let (pos, yaw) = (e.pos + step, e.yaw + rng.random_range(-0.2..0.2));
                 world.move_to(*id, pos, yaw, tick);
             }
         }

@@ -3,7 +3,7 @@
 //! every entity within the AoI radius present with its exact position and
 //! public properties, nothing beyond the radius plus the leave hysteresis.
 
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tessera::client::Client;
@@ -24,7 +24,7 @@ enum Phase {
 
 async fn bot(mut client: Client, seed: u64, mut phase: watch::Receiver<Phase>) -> Client {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut heading: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
+    let mut heading: f32 = rng.random_range(0.0..std::f32::consts::TAU);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -35,7 +35,7 @@ async fn bot(mut client: Client, seed: u64, mut phase: watch::Receiver<Phase>) -
             }
             _ = tick.tick() => {
                 if *phase.borrow() == Phase::Move {
-                    heading += rng.gen_range(-0.3..0.3);
+                    heading += rng.random_range(-0.3..0.3);
                     let [x, y, z] = client.view.my_pos;
                     let [x0, z0, x1, z1] = client.view.bounds;
                     let nx = (x + heading.sin() * 0.8).clamp(x0 + 1.0, x1 - 1.0);

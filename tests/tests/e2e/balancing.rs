@@ -75,8 +75,8 @@ async fn gatherer(
 
 /// Each cellapp's load as the manager sees it.
 async fn loads(cluster: &Cluster) -> BTreeMap<u32, f64> {
-    let (_, body) = http(cluster.manager.admin_addr, "GET", "/api/cluster", "").await;
-    let v: serde_json::Value = serde_json::from_str(&body).expect("cluster JSON");
+    let answer = http(cluster.manager.admin_addr, "GET", "/api/cluster", "").await;
+    let v: serde_json::Value = serde_json::from_str(&answer.body).expect("cluster JSON");
     v["apps"]
         .as_array()
         .into_iter()
@@ -99,14 +99,14 @@ fn imbalance(loads: &BTreeMap<u32, f64>) -> f64 {
 /// The layout's epoch, the area of each cellapp's cell, and the area of
 /// the cell where the crowd gathers.
 async fn layout(cluster: &Cluster) -> (u64, BTreeMap<u32, f64>, f64) {
-    let (_, body) = http(
+    let answer = http(
         cluster.manager.admin_addr,
         "GET",
         "/api/spaces/1/layout",
         "",
     )
     .await;
-    let v: serde_json::Value = serde_json::from_str(&body).expect("layout JSON");
+    let v: serde_json::Value = serde_json::from_str(&answer.body).expect("layout JSON");
     let mut areas = BTreeMap::new();
     let (hx, hz) = (0.3 * f64::from(SIZE), 0.3 * f64::from(SIZE));
     let mut hot = 0.0;
@@ -185,14 +185,14 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
 
     // Balancing on: the lines move until the loads even out.
     let (epoch0, _, hot0) = layout(&cluster).await;
-    let (head, body) = http(
+    let answer = http(
         cluster.manager.admin_addr,
         "POST",
         "/api/balance",
         r#"{"policy": "tessera"}"#,
     )
     .await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    assert_eq!(answer.status, 200, "{}", answer.body);
     let started = Instant::now();
     let mut even_for = 0;
     while started.elapsed() < Duration::from_secs(90) && even_for < 5 {
@@ -241,14 +241,14 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
     assert!(share, "the fifth cellapp never took a share");
 
     // Retired through the admin API, it hands everything back and exits.
-    let (head, body) = http(
+    let answer = http(
         cluster.manager.admin_addr,
         "POST",
         &format!("/api/apps/{}/retire", fifth.0),
         "",
     )
     .await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    assert_eq!(answer.status, 200, "{}", answer.body);
     let mut gone = cluster.cellapps.pop().expect("the fifth");
     tokio::time::timeout(Duration::from_secs(60), gone.wait())
         .await

@@ -23,10 +23,11 @@ struct Scrape {
 
 impl Scrape {
     async fn of(addr: SocketAddr, role: &'static str) -> Scrape {
-        let (head, body) = http(addr, "GET", "/metrics", "").await;
-        assert!(head.starts_with("HTTP/1.1 200"), "{role}: {head}");
-        assert!(head.contains("text/plain; version=0.0.4"), "{role}: {head}");
-        let lines = body.lines().map(|l| Ok(l.to_string()));
+        let answer = http(addr, "GET", "/metrics", "").await;
+        assert_eq!(answer.status, 200, "{role}: {}", answer.body);
+        let kind = answer.content_type.unwrap_or_default();
+        assert!(kind.contains("text/plain; version=0.0.4"), "{role}: {kind}");
+        let lines = answer.body.lines().map(|l| Ok(l.to_string()));
         let inner = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
         for s in &inner.samples {
             assert_eq!(s.labels.get("role"), Some(role), "{}", s.metric);
@@ -266,10 +267,10 @@ async fn every_role_serves_documented_metrics_that_follow_the_world() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (head, body) = http(base_admin, "GET", "/healthz", "").await;
+    let answer = http(base_admin, "GET", "/healthz", "").await;
     assert!(
-        head.starts_with("HTTP/1.1 200") && body.trim() == "ok",
-        "{head}"
+        answer.status == 200 && answer.body.trim() == "ok",
+        "{answer:?}"
     );
     cluster.stop().await;
 }

@@ -109,14 +109,14 @@ async fn the_cell_view_draws_the_live_layout() {
         line["range"][1].as_f64().expect("range"),
     );
     let pos = lo + (hi - lo) * 0.3;
-    let (head, body) = http(
+    let answer = http(
         admin,
         "POST",
         &format!("/api/spaces/1/lines/{}", line["line"]),
         &format!("{{\"pos\": {pos}}}"),
     )
     .await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}{body}");
+    assert_eq!(answer.status, 200, "{}", answer.body);
     let after = space_layout(admin).await;
     let epoch = after["epoch"].clone();
     let moved: Vec<Value> = after["cells"].as_array().expect("cells").clone();

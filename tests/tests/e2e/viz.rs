@@ -1,6 +1,6 @@
 //! `tessera viz` draws a live manager's layout and a frame written by the
 //! simulator, as SVG and PNG: one shape per cell, with the cell's own
-//! rectangle, and a PNG of the drawing's size.
+//! rectangle, and a PNG of the drawing's size with its title and cells.
 
 use tessera::layout::SpaceView;
 use tessera_sim::scenario::{self, Scenario, Spec};
@@ -29,7 +29,8 @@ fn cell_rects(svg: &str) -> Vec<(u32, [f32; 4])> {
 }
 
 /// The SVG has exactly one cell shape per cell, each on its rectangle
-/// (z flipped, below one title band); the PNG is a PNG of its size.
+/// (z flipped, below one title band); the PNG decodes to an image of its
+/// size, with ink in the title band and every cell filled.
 fn check_drawing(v: &SpaceView) {
     let svg = viz::svg(v, "test");
     let rects = cell_rects(&svg);
@@ -57,13 +58,52 @@ fn check_drawing(v: &SpaceView) {
             c.view.cell.0
         );
     }
-    let png = viz::png(v, "test");
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let (w, h) = (
-        u32::from_be_bytes([png[16], png[17], png[18], png[19]]),
-        u32::from_be_bytes([png[20], png[21], png[22], png[23]]),
+    // The PNG: the drawing's size, the title inked on a white band,
+    // and every cell filled where it stands.
+    let png = viz::png(v, "test").expect("PNG");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(&png))
+        .read_info()
+        .expect("a PNG");
+    let mut px = vec![0; reader.output_buffer_size().expect("a size")];
+    let info = reader.next_frame(&mut px).expect("an image");
+    let (w, h) = (info.width, info.height);
+    assert_eq!(info.color_type, png::ColorType::Rgba);
+    let scene = viz::scene::scene(v, "test");
+    let scale = viz::PX as f32 / scene.width.max(scene.height);
+    assert_eq!(
+        (w, h),
+        (
+            (scene.width * scale).round() as u32,
+            (scene.height * scale).round() as u32
+        )
     );
     assert!(w.max(h) == viz::PX && w.min(h) > 0, "{w} × {h}");
+    let at = |x: u32, y: u32| {
+        let i = ((y * w + x) * 4) as usize;
+        [px[i], px[i + 1], px[i + 2]]
+    };
+    let band = (band.expect("a cell") * scale) as u32;
+    let ink = (0..band)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| at(x, y).iter().all(|&c| c < 100))
+        .count();
+    assert!(ink > 100, "{ink} dark pixels in the title band");
+    assert_eq!(at(1, 1), [255, 255, 255]);
+    for shape in &scene.shapes {
+        if let viz::scene::Shape::Cell {
+            cell,
+            rect: [x, y, cw, ch],
+            ..
+        } = shape
+        {
+            let (px_x, px_y) = ((x - scene.x0 + cw * 0.1) * scale, (y + ch * 0.1) * scale);
+            assert_ne!(
+                at(px_x as u32, px_y as u32),
+                [255, 255, 255],
+                "cell {cell} is not drawn"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

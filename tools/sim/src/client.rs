@@ -2,7 +2,7 @@
 //! keeps a [`View`] from the server's messages exactly as the real client
 //! library does (it uses the same `View`).
 
-use rand::Rng;
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use tessera::frame::decode;
 use tessera::proto::client::{ClientDatagram, ClientMsg, ServerDatagram, ServerMsg};
@@ -202,8 +202,8 @@ impl SimClient {
         let Phase::Playing(view) = &mut self.phase else {
             return None;
         };
-        if rng.gen_ratio(1, 20) {
-            self.heading += rng.gen_range(-1.5..1.5);
+        if rng.random_ratio(1, 20) {
+            self.heading += rng.random_range(-1.5..1.5);
         }
         let [x0, z0, x1, z1] = view.bounds;
         let [x, y, z] = view.my_pos;

@@ -9,7 +9,7 @@
 //! with the same bound as the driver), closed by either side, or cut by a
 //! crash or a planted fault, which loses whatever was in flight on them.
 
-use rand::Rng;
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap};
 use tessera::link::{ConnEvent, ConnId};
@@ -176,7 +176,7 @@ impl Net {
     }
 
     fn delay(&self, rng: &mut ChaCha8Rng) -> u64 {
-        rng.gen_range(self.cond.min_delay_us..=self.cond.max_delay_us.max(self.cond.min_delay_us))
+        rng.random_range(self.cond.min_delay_us..=self.cond.max_delay_us.max(self.cond.min_delay_us))
     }
 
     /// Sends reliably and in order on the (from, to) pair.
@@ -197,7 +197,7 @@ impl Net {
         to: Node,
         payload: Payload,
     ) {
-        if rng.gen_bool(self.cond.loss.clamp(0.0, 1.0)) {
+        if rng.random_bool(self.cond.loss.clamp(0.0, 1.0)) {
             self.lost += 1;
             return;
         }

@@ -144,7 +144,7 @@ impl Sampler {
                     *seen = (line.pos, dir);
                 }
             }
-            if self.frame_every > 0 && second % self.frame_every == 0 {
+            if self.frame_every > 0 && second.is_multiple_of(self.frame_every) {
                 self.frames.push(frame(world, layout, second, imbalance));
             }
         }

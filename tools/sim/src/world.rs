@@ -5,7 +5,7 @@
 //! next needs waking and the world wakes it then. Everything that happens
 //! is decided by the seed.
 
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -293,11 +293,11 @@ impl SimWorld {
     pub fn add_clients(&mut self, n: usize) {
         let first = self.clients.keys().next_back().map_or(0, |c| c + 1);
         for c in first..first + n as u64 {
-            let heading = self.rng.gen_range(0.0..std::f32::consts::TAU);
+            let heading = self.rng.random_range(0.0..std::f32::consts::TAU);
             self.clients
                 .insert(c, SimClient::new(c, heading, &self.defs));
             let req = self.clients[&c].login_request(&self.defs);
-            let at = self.now + self.rng.gen_range(0..500_000);
+            let at = self.now + self.rng.random_range(0..500_000);
             self.net.send(
                 &mut self.rng,
                 at,

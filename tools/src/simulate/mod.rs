@@ -129,7 +129,7 @@ pub fn run(a: SimArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let quiet = a.quiet;
         let mut progress = |p: scenario::Progress| {
-            if !quiet && (p.second % 5 == 0 || p.second == p.of) {
+            if !quiet && (p.second.is_multiple_of(5) || p.second == p.of) {
                 let wall = started.elapsed().as_secs_f64().max(1e-6);
                 eprint!(
                     "\r{policy:>9}: {:>5}/{} s  imbalance {:>5.2}  {:>5.1}x real time ",

@@ -1,6 +1,6 @@
 //! The picture of a [`SpaceView`] as a list of shapes, in world metres with
-//! z flipped so north is up, below a title band. The SVG and PNG writers
-//! both draw this one scene, so they show the same thing.
+//! z flipped so north is up, below a title band. The SVG writer draws this
+//! scene, and the PNG is that SVG rendered, so they show the same thing.
 
 use tessera::layout::{Axis, SpaceView};
 
