@@ -10,6 +10,7 @@ use tessera_sim::score::Score;
 use tessera_sim::{SimConfig, SimWorld};
 
 mod crash;
+mod links;
 
 /// Walk for a while, freeze, let everything settle, then compare every
 /// client's view with the truth.

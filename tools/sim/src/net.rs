@@ -176,7 +176,9 @@ impl Net {
     }
 
     fn delay(&self, rng: &mut ChaCha8Rng) -> u64 {
-        rng.random_range(self.cond.min_delay_us..=self.cond.max_delay_us.max(self.cond.min_delay_us))
+        rng.random_range(
+            self.cond.min_delay_us..=self.cond.max_delay_us.max(self.cond.min_delay_us),
+        )
     }
 
     /// Sends reliably and in order on the (from, to) pair.

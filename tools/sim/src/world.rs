@@ -119,12 +119,13 @@ enum Proc {
 }
 
 /// Counts of what went on, for tests.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SimStats {
     /// Heartbeats the manager received.
     pub heartbeats: u64,
-    /// Dials of the manager's address.
-    pub manager_dials: u64,
+    /// Every dial of the manager's address: which process, and when
+    /// (microseconds).
+    pub manager_dials: Vec<(u32, u64)>,
     /// App links cut by a planted fault.
     pub links_cut: u64,
 }
@@ -840,8 +841,8 @@ impl SimWorld {
         let now = self.now;
         match t {
             Transmit::Dial { conn, addr, hello } => {
-                if addr == manager_addr() {
-                    self.stats.manager_dials += 1;
+                if let (Node::Proc(pid), true) = (node, addr == manager_addr()) {
+                    self.stats.manager_dials.push((pid, now));
                 }
                 let to = self
                     .addrs
