@@ -600,9 +600,9 @@ impl Bases {
     }
 
     /// Storage answered.
-    pub fn store_done(&mut self, _now: Time, done: StoreDone) {
+    pub fn store_done(&mut self, now: Time, done: StoreDone) {
         match done {
-            StoreDone::Player { client, result } => self.player_loaded(client, result),
+            StoreDone::Player { client, result } => self.player_loaded(now, client, result),
             StoreDone::Saved { count, result } => match result {
                 Ok(()) => tracing::debug!(count, "entities saved"),
                 Err(e) => tracing::error!(count, error = %e, "saving entities failed"),
@@ -610,7 +610,7 @@ impl Bases {
         }
     }
 
-    fn player_loaded(&mut self, client: ClientId, result: Result<StoredEntity, String>) {
+    fn player_loaded(&mut self, now: Time, client: ClientId, result: Result<StoredEntity, String>) {
         let Some(proxy) = self.proxies.get(&client) else {
             return;
         };
@@ -673,7 +673,8 @@ impl Bases {
                 holder: None,
                 fence: row.fence,
                 last_move: None,
-                backed_up: None,
+                // Where it stands is known as of now.
+                backed_up: Some(now),
             },
         );
         self.send(client, &welcome);

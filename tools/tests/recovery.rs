@@ -111,6 +111,8 @@ struct BotState {
     /// When its session was resumed on a new connection, and to where.
     resumed_at: Option<Instant>,
     baseapp: Option<SocketAddr>,
+    /// Moves the server refused, pulling the client back.
+    corrected: u32,
 }
 
 type Shared = Arc<Mutex<BotState>>;
@@ -156,6 +158,7 @@ async fn bot(mut client: Client, i: usize, state: Shared, walking: Arc<AtomicBoo
                     }
                 }
                 Ok(Event::Restored) => lock(&state).restored_at = Some(Instant::now()),
+                Ok(Event::Corrected { .. }) => lock(&state).corrected += 1,
                 Ok(Event::Props(e)) if e == me => {
                     let mut s = lock(&state);
                     if s.restored_at.is_some() && s.live_at.is_none() {
@@ -401,12 +404,13 @@ async fn world() -> World {
     w
 }
 
-/// Every bot stayed connected, on one connection, and its entity kept its
-/// title (cell side) and gold (base side).
+/// Every bot stayed connected, on one connection, no move of it was
+/// refused, and its entity kept its title (cell side) and gold (base side).
 fn all_played_on(states: &[std::sync::MutexGuard<'_, BotState>]) {
     for (i, s) in states.iter().enumerate() {
         assert_eq!(s.error, None, "bot {i} was disconnected");
         assert_eq!(s.resumed_at, None, "bot {i} lost its connection");
+        assert_eq!(s.corrected, 0, "bot {i} was pulled back");
         assert_eq!(s.title, Some(title_of(i)), "bot {i}: its title after");
         assert_eq!(
             s.gold,
@@ -466,8 +470,10 @@ async fn a_killed_cellapp_costs_no_client_anything() {
     );
     neighbours_seen(&states);
     let worst = restored.iter().max().copied().unwrap_or_default();
+    let corrected: u32 = states.iter().map(|s| s.corrected).sum();
+    let disconnected = states.iter().filter(|s| s.error.is_some()).count();
     println!(
-        "recovery: {} entities on the killed cellapp live again {} ms after the kill",
+        "recovery: {} entities on the killed cellapp live again {} ms after the kill; {corrected} moves corrected, {disconnected} clients disconnected",
         restored.len(),
         worst.as_millis()
     );

@@ -162,6 +162,8 @@ fn a_killed_cellapp_loses_nothing_across_seeds() {
         if let Err(e) = recovered(&w, &at_crash, &BTreeMap::new()) {
             panic!("seed {seed} (killed {victim} at {at} µs): {e}");
         }
+        // A restored real starts where its client is: nobody is pulled back.
+        assert_eq!(w.corrected(), 0, "seed {seed}: moves corrected");
         restored += w.restored();
     }
     assert!(
