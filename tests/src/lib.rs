@@ -179,7 +179,10 @@ impl Cluster {
     }
 
     /// Every real on every cellapp by id; fails the test if an entity is
-    /// real twice or the count is not `expected`.
+    /// real twice or the count is not `expected`. The cellapps are read one
+    /// after another: call it only while nothing migrates (entities still
+    /// and lines held), or a real in flight between two reads is counted
+    /// on neither.
     pub async fn reals_once(
         &self,
         expected: usize,

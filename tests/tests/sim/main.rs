@@ -11,6 +11,7 @@ use tessera_sim::{SimConfig, SimWorld};
 
 mod crash;
 mod links;
+mod truth;
 
 /// Walk for a while, freeze, let everything settle, then compare every
 /// client's view with the truth.

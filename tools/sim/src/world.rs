@@ -439,14 +439,40 @@ impl SimWorld {
     /// Stops every NPC and every client's walking, and the balancer's line
     /// moves, so the world settles.
     pub fn freeze(&mut self) {
-        self.manager
-            .set_policy(Box::new(tessera_manager::balance::Static));
+        self.hold_lines();
+        self.still();
+    }
+
+    /// Stops every NPC and every client's walking; the balancer goes on.
+    pub fn still(&mut self) {
         for c in self.cells_mut() {
             c.set_frozen(true);
         }
         for c in self.clients.values_mut() {
             c.walking = false;
         }
+    }
+
+    /// Stops the balancer moving lines (the `static` policy).
+    pub fn hold_lines(&mut self) {
+        self.manager
+            .set_policy(Box::new(tessera_manager::balance::Static));
+    }
+
+    /// Every real, read the way a harness outside the world reads it: one
+    /// cellapp after another (in id order), the world running on for
+    /// `gap_us` between two. Whatever migrates meanwhile may be read twice
+    /// or not at all.
+    pub fn reals_one_by_one(&mut self, gap_us: u64) -> Vec<EntitySnapshot> {
+        let mut all = Vec::new();
+        for app in self.cellapps() {
+            if let Some(cell) = self.cells().get(&app) {
+                all.extend(cell.snapshot());
+            }
+            let until = self.now + gap_us;
+            self.run_until(until);
+        }
+        all
     }
 
     /// Makes one delivery. Returns false if nothing is left to deliver.
