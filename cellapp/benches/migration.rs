@@ -16,8 +16,8 @@ use tessera::proto::app::AppMsg;
 use tessera::{AppId, Definitions, IdBlock, Time};
 use tessera_cellapp::behavior::{Behaviors, CellBehavior, Ctx};
 use tessera_cellapp::cell::{Cell, CellConfig};
+use tessera_cellapp::entry::Entry;
 use tessera_cellapp::index::IndexKind;
-use tessera_cellapp::real::Real;
 
 const ENTITIES: usize = 2000;
 
@@ -25,7 +25,7 @@ const ENTITIES: usize = 2000;
 struct Shuttle;
 
 impl CellBehavior for Shuttle {
-    fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Real) {
+    fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Entry) {
         let x = if real.pos.x < 500.0 { 503.0 } else { 497.0 };
         real.move_to(Vec3::new(x, 0.0, real.pos.z), real.yaw, ctx.tick);
     }

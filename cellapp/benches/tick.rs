@@ -18,15 +18,15 @@ use tessera::proto::app::{AppMsg, CellState};
 use tessera::{AppId, Definitions, IdBlock, Time};
 use tessera_cellapp::behavior::{Behaviors, CellBehavior, Ctx};
 use tessera_cellapp::cell::{Cell, CellConfig};
+use tessera_cellapp::entry::Entry;
 use tessera_cellapp::index::IndexKind;
-use tessera_cellapp::real::Real;
 use tessera_cellapp::witness::Budget;
 
 /// Moves every entity every tick in a straight line, bouncing off the edges.
 struct Drift;
 
 impl CellBehavior for Drift {
-    fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Real) {
+    fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Entry) {
         let [x0, z0, x1, z1] = ctx.bounds;
         let speed = ctx.ty.max_speed * ctx.dt;
         let mut dir = Vec3::new(real.yaw.sin(), 0.0, real.yaw.cos());

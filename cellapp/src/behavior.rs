@@ -11,7 +11,7 @@ use tessera::frame::encode_body;
 use tessera::proto::client::ServerMsg;
 use tessera::Value;
 
-use crate::real::Real;
+use crate::entry::Entry;
 
 /// What a behaviour may touch besides its entity.
 pub struct Ctx<'a> {
@@ -31,7 +31,7 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Queues a call of a client method on the entity's own client.
-    pub fn call_client(&self, real: &mut Real, method: &str, args: Vec<Value>) {
+    pub fn call_client(&self, real: &mut Entry, method: &str, args: Vec<Value>) {
         if let Some(m) = self.ty.method(method) {
             real.to_own_client.push(encode_body(&ServerMsg::Call {
                 entity: real.id,
@@ -42,7 +42,7 @@ impl Ctx<'_> {
     }
 
     /// Sets a property by name (ignored if the type has no such property).
-    pub fn set(&self, real: &mut Real, name: &str, value: Value) {
+    pub fn set(&self, real: &mut Entry, name: &str, value: Value) {
         if let Some(p) = self.ty.prop(name) {
             real.set_prop(p.index, value);
         }
@@ -52,9 +52,9 @@ impl Ctx<'_> {
 /// The cell-side logic of one entity type.
 pub trait CellBehavior: Send + Sync {
     /// Called every tick for every real of the type.
-    fn tick(&self, _ctx: &mut Ctx<'_>, _real: &mut Real) {}
+    fn tick(&self, _ctx: &mut Ctx<'_>, _real: &mut Entry) {}
     /// A cell method was called (arguments already checked against the definition).
-    fn call(&self, _ctx: &mut Ctx<'_>, _real: &mut Real, _method: &MethodDef, _args: &[Value]) {}
+    fn call(&self, _ctx: &mut Ctx<'_>, _real: &mut Entry, _method: &MethodDef, _args: &[Value]) {}
 }
 
 /// Behaviours by type name.
@@ -87,7 +87,7 @@ impl Behaviors {
 pub struct Avatar;
 
 impl CellBehavior for Avatar {
-    fn call(&self, ctx: &mut Ctx<'_>, real: &mut Real, method: &MethodDef, args: &[Value]) {
+    fn call(&self, ctx: &mut Ctx<'_>, real: &mut Entry, method: &MethodDef, args: &[Value]) {
         let first = args.first().cloned();
         match (method.name.as_str(), first) {
             ("set_title", Some(v)) => ctx.set(real, "title", v),
@@ -113,7 +113,7 @@ impl CellBehavior for Avatar {
 pub struct Wanderer;
 
 impl CellBehavior for Wanderer {
-    fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Real) {
+    fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Entry) {
         let [x0, z0, x1, z1] = ctx.bounds;
         let goal = match real.goal {
             Some(g) => g,

@@ -14,14 +14,14 @@ use std::collections::BTreeMap;
 use tessera::defs::{Definitions, Side, TypeDef, TypeId};
 use tessera::frame::encode_body;
 use tessera::layout::{CellView, Layout};
-use tessera::proto::app::{AppMsg, CellState, ClientPacket, Delivery, Stamp};
+use tessera::proto::app::{AppMsg, CellState, ClientPacket, Delivery};
 use tessera::proto::client::{PropValue, ServerMsg};
 use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
 use crate::behavior::{Behaviors, Ctx};
+use crate::entry::Entry;
 use crate::index::{new_index, IndexKind, SpatialIndex};
 use crate::load::{CostModel, LoadSource, Meter};
-use crate::real::Real;
 use crate::witness::{Brief, Budget, PropsView, Scene, Witness, WitnessOut};
 
 /// Settings of a cell.
@@ -121,15 +121,17 @@ pub struct EntitySnapshot {
     pub props: Vec<Value>,
 }
 
-mod haunt;
+mod channel;
+mod ghosts;
+mod migration;
 mod rebase;
 mod recovery;
 mod rejoin;
 #[cfg(test)]
 mod tests;
-pub use haunt::OFFLOAD_HYSTERESIS;
+pub use migration::OFFLOAD_HYSTERESIS;
 
-/// The spatial index is keyed by slot in `reals`, not by entity id, so a
+/// The spatial index is keyed by slot in `entries`, not by entity id, so a
 /// query leads straight to the compact per-tick copy of each candidate.
 fn key(slot: usize) -> EntityId {
     EntityId(slot as u64)
@@ -169,11 +171,11 @@ struct TypeInfo {
     ghosted: Vec<u16>,
 }
 
-/// The witnesses' view of the cell's reals: hot fields from a compact copy
-/// made once per tick, properties from the reals themselves.
+/// The witnesses' view of the cell's entries: hot fields from a compact copy
+/// made once per tick, properties from the entries themselves.
 #[derive(Clone, Copy)]
 struct CellScene<'a> {
-    reals: &'a [Real],
+    entries: &'a [Entry],
     briefs: &'a [Brief],
     slot: &'a FxHashMap<EntityId, usize>,
     types: &'a [TypeInfo],
@@ -185,7 +187,7 @@ impl<'a> Scene<'a> for CellScene<'a> {
     }
 
     fn props(&self, id: EntityId) -> Option<PropsView<'a>> {
-        let r = self.reals.get(*self.slot.get(&id)?)?;
+        let r = self.entries.get(*self.slot.get(&id)?)?;
         Some(PropsView {
             props: &r.props,
             public: self
@@ -202,9 +204,11 @@ pub struct Cell {
     cfg: CellConfig,
     types: Vec<TypeInfo>,
     behaviors: Behaviors,
-    reals: Vec<Real>,
+    /// Every entity the cell holds: its reals and the ghosts of reals on
+    /// other cellapps.
+    entries: Vec<Entry>,
     slot: FxHashMap<EntityId, usize>,
-    /// Keys are slots in `reals`, always exactly `0..reals.len()`. The
+    /// Keys are slots in `entries`, always exactly `0..entries.len()`. The
     /// positions are brought up to date only before a query (see
     /// [`Cell::sync_index`]): a cell with no witnesses never asks, so it
     /// never pays for keeping them.
@@ -224,10 +228,10 @@ pub struct Cell {
     /// The layout's cells, flattened once per layout (every tick reads them).
     cells: Vec<CellView>,
     later: Vec<(String, usize)>,
-    forward: FxHashMap<EntityId, recovery::Forward>,
+    forward: migration::Forwarding,
     /// Cellapps known dead: nothing from them is taken any more.
     dead: std::collections::BTreeSet<AppId>,
-    tombs: FxHashMap<EntityId, Stamp>,
+    tombs: ghosts::Tombs,
     handoffs_us: Vec<u32>,
     outbox: Vec<(AppId, AppMsg)>,
     to_clients: BTreeMap<AppId, Vec<ClientPacket>>,
@@ -280,7 +284,7 @@ impl Cell {
             cfg,
             types,
             behaviors,
-            reals: Vec::new(),
+            entries: Vec::new(),
             slot: FxHashMap::default(),
             indexed_tick: 0,
             index_stale: false,
@@ -291,9 +295,9 @@ impl Cell {
             layout: None,
             cells: Vec::new(),
             later: Vec::new(),
-            forward: FxHashMap::default(),
+            forward: Default::default(),
             dead: Default::default(),
-            tombs: FxHashMap::default(),
+            tombs: Default::default(),
             handoffs_us: Vec::new(),
             outbox: Vec::new(),
             to_clients: BTreeMap::new(),
@@ -335,9 +339,9 @@ impl Cell {
     /// Counts for load reports.
     pub fn stats(&self) -> CellStats {
         CellStats {
-            reals: self.reals.iter().filter(|r| !r.is_ghost()).count(),
-            ghosts: self.reals.iter().filter(|r| r.is_ghost()).count(),
-            witnesses: self.reals.iter().filter(|r| r.witness.is_some()).count(),
+            reals: self.entries.iter().filter(|r| !r.is_ghost()).count(),
+            ghosts: self.entries.iter().filter(|r| r.is_ghost()).count(),
+            witnesses: self.entries.iter().filter(|r| r.witness.is_some()).count(),
             ..self.stats
         }
     }
@@ -360,7 +364,7 @@ impl Cell {
     /// Every real, as it is now.
     pub fn snapshot(&self) -> Vec<EntitySnapshot> {
         let mut all: Vec<_> = self
-            .reals
+            .entries
             .iter()
             .filter(|r| !r.is_ghost())
             .map(|r| EntitySnapshot {
@@ -389,20 +393,20 @@ impl Cell {
         Vec3::new(pos.x.clamp(x0, x1), pos.y, pos.z.clamp(z0, z1))
     }
 
-    fn add_real(&mut self, mut real: Real) {
+    fn add_real(&mut self, mut real: Entry) {
         real.pos = self.clamp(real.pos);
-        let i = self.reals.len();
+        let i = self.entries.len();
         self.index.insert(key(i), xz(real.pos));
         self.slot.insert(real.id, i);
-        self.reals.push(real);
+        self.entries.push(real);
     }
 
-    fn remove_real(&mut self, id: EntityId) -> Option<Real> {
+    fn remove_real(&mut self, id: EntityId) -> Option<Entry> {
         let i = self.slot.remove(&id)?;
-        let last = self.reals.len() - 1;
-        let real = self.reals.swap_remove(i);
+        let last = self.entries.len() - 1;
+        let real = self.entries.swap_remove(i);
         self.index.remove(key(last));
-        if let Some(moved) = self.reals.get(i) {
+        if let Some(moved) = self.entries.get(i) {
             // The last real took slot i: re-key it in the index.
             self.slot.insert(moved.id, i);
             self.index.remove(key(i));
@@ -453,7 +457,7 @@ impl Cell {
                 0.0,
                 self.rng.random_range(z0..=z1),
             );
-            self.add_real(Real::new(id, type_id, pos, 0.0, props.clone(), self.tick));
+            self.add_real(Entry::new(id, type_id, pos, 0.0, props.clone(), self.tick));
             made += 1;
         }
         made
@@ -465,12 +469,12 @@ impl Cell {
     /// slowly, so doing it every [`REORDER_TICKS`] ticks keeps the order good.
     fn reorder(&mut self) {
         let [x0, z0, ..] = self.cfg.bounds;
-        self.reals.sort_by_cached_key(|r| {
+        self.entries.sort_by_cached_key(|r| {
             let gx = ((r.pos.x - x0) / REORDER_CELL).clamp(0.0, 65535.0) as u32;
             let gz = ((r.pos.z - z0) / REORDER_CELL).clamp(0.0, 65535.0) as u32;
             (morton(gx, gz), r.id)
         });
-        for (i, r) in self.reals.iter().enumerate() {
+        for (i, r) in self.entries.iter().enumerate() {
             self.slot.insert(r.id, i);
         }
         self.index_stale = true;
@@ -480,14 +484,14 @@ impl Cell {
     /// that moved since the last time, or all of them after a reorder.
     fn sync_index(&mut self) {
         if self.index_stale {
-            for i in 0..self.reals.len() {
+            for i in 0..self.entries.len() {
                 self.index.remove(key(i));
             }
-            for (i, r) in self.reals.iter().enumerate() {
+            for (i, r) in self.entries.iter().enumerate() {
                 self.index.insert(key(i), xz(r.pos));
             }
         } else {
-            for (i, r) in self.reals.iter().enumerate() {
+            for (i, r) in self.entries.iter().enumerate() {
                 if r.moved_tick >= self.indexed_tick {
                     self.index.update(key(i), xz(r.pos));
                 }
@@ -497,7 +501,7 @@ impl Cell {
         self.indexed_tick = self.tick;
     }
 
-    fn cell_state(&self, real: &Real) -> CellState {
+    fn cell_state(&self, real: &Entry) -> CellState {
         let cell = self
             .types
             .get(real.type_id.0 as usize)
@@ -524,11 +528,8 @@ impl Cell {
             Delivery::Reliable => self
                 .slot
                 .get(&entity)
-                .and_then(|&i| self.reals.get_mut(i))
-                .map_or(0, |r| {
-                    r.out_seq += 1;
-                    r.out_seq - 1
-                }),
+                .and_then(|&i| self.entries.get_mut(i))
+                .map_or(0, |r| r.channel.number_frame()),
             Delivery::Datagram => 0,
         };
         self.to_clients.entry(base).or_default().push(ClientPacket {
@@ -613,7 +614,7 @@ impl Cell {
             return;
         }
         if let Some(&i) = self.slot.get(&entity) {
-            if !self.reals[i].is_ghost() {
+            if !self.entries[i].is_ghost() {
                 tracing::warn!(%entity, "create for an entity that is already real here refused");
                 return;
             }
@@ -621,8 +622,8 @@ impl Cell {
             // left here must not block it.
             self.remove_real(entity);
         }
-        self.forward.remove(&entity);
-        self.tombs.remove(&entity);
+        self.forward.clear(entity);
+        self.tombs.lift(entity);
         let Some(info) = self.types.get(type_id.0 as usize) else {
             tracing::warn!(%entity, ?type_id, "create for an unknown type refused");
             return;
@@ -644,7 +645,7 @@ impl Cell {
             .then(|| Box::new(Witness::new(info.def.aoi_radius)));
         let max_speed = info.def.max_speed;
         let own = info.own.clone();
-        let mut real = Real::new(
+        let mut real = Entry::new(
             entity,
             type_id,
             Vec3::from_array(state.pos),
@@ -701,9 +702,9 @@ impl Cell {
         };
         let max_speed = self
             .types
-            .get(self.reals[i].type_id.0 as usize)
+            .get(self.entries[i].type_id.0 as usize)
             .map_or(0.0, |t| t.def.max_speed);
-        let real = &mut self.reals[i];
+        let real = &mut self.entries[i];
         if real.witness.is_none() {
             return;
         }
@@ -735,7 +736,7 @@ impl Cell {
         let Some(&i) = self.slot.get(&entity) else {
             return;
         };
-        let real = &mut self.reals[i];
+        let real = &mut self.entries[i];
         if real.is_ghost() {
             return;
         }
@@ -785,7 +786,7 @@ impl Cell {
             .map(|t| self.behaviors.get(&t.def.name))
             .collect();
         let mut witnesses = false;
-        for real in self.reals.iter_mut() {
+        for real in self.entries.iter_mut() {
             let Some(info) = self.types.get(real.type_id.0 as usize) else {
                 continue;
             };
@@ -820,7 +821,7 @@ impl Cell {
             self.run_witnesses(tick, now);
         }
         self.run_backups(tick);
-        for real in self.reals.iter_mut() {
+        for real in self.entries.iter_mut() {
             real.dirty.clear();
         }
         for (base, packets) in std::mem::take(&mut self.to_clients) {
@@ -846,7 +847,7 @@ impl Cell {
     fn measure(&mut self, tick: u64) {
         let m = self.costs();
         let (mut reals, mut ghosts, mut witnesses) = (0u32, 0u32, 0u32);
-        for r in &self.reals {
+        for r in &self.entries {
             if r.is_ghost() {
                 ghosts += 1;
             } else {
@@ -871,7 +872,7 @@ impl Cell {
             return;
         };
         let points: Vec<(f32, f32, f32)> = self
-            .reals
+            .entries
             .iter()
             .filter(|r| !r.is_ghost())
             .map(|r| {
@@ -932,7 +933,7 @@ impl Cell {
         let mut ids = std::mem::take(&mut self.scratch_ids);
         let mut cands = std::mem::take(&mut self.scratch_cands);
         self.briefs.clear();
-        self.briefs.extend(self.reals.iter().map(|r| Brief {
+        self.briefs.extend(self.entries.iter().map(|r| Brief {
             id: r.id,
             type_id: r.type_id,
             pos: r.pos,
@@ -940,19 +941,19 @@ impl Cell {
             moved_tick: r.moved_tick,
             dirty: !r.dirty.is_empty(),
         }));
-        for i in 0..self.reals.len() {
+        for i in 0..self.entries.len() {
             let (id, center, base) = {
-                let r = &self.reals[i];
+                let r = &self.entries[i];
                 (r.id, r.pos, r.base)
             };
-            let Some(mut witness) = self.reals[i].witness.take() else {
+            let Some(mut witness) = self.entries[i].witness.take() else {
                 continue;
             };
             out.clear();
             // Own-client messages first: they were queued during the tick.
-            out.reliable.append(&mut self.reals[i].to_own_client);
+            out.reliable.append(&mut self.entries[i].to_own_client);
             let own_dirty: Vec<PropValue> = {
-                let r = &self.reals[i];
+                let r = &self.entries[i];
                 let own = self
                     .types
                     .get(r.type_id.0 as usize)
@@ -980,24 +981,23 @@ impl Cell {
                     .copied(),
             );
             let scene = CellScene {
-                reals: &self.reals,
+                entries: &self.entries,
                 briefs: &self.briefs,
                 slot: &self.slot,
                 types: &self.types,
             };
             witness.update_briefs(id, center, tick, now.0, &cands, scene, &budget, &mut out);
-            self.reals[i].witness = Some(witness);
+            self.entries[i].witness = Some(witness);
             if let Some(base) = base {
                 let packets = self.to_clients.entry(base).or_default();
-                let r = &mut self.reals[i];
+                let r = &mut self.entries[i];
                 for bytes in out.reliable.drain(..) {
                     packets.push(ClientPacket {
                         entity: id,
                         delivery: Delivery::Reliable,
-                        seq: r.out_seq,
+                        seq: r.channel.number_frame(),
                         bytes,
                     });
-                    r.out_seq += 1;
                 }
                 for bytes in out.datagrams.drain(..) {
                     packets.push(ClientPacket {
@@ -1016,8 +1016,8 @@ impl Cell {
 
     fn run_backups(&mut self, tick: u64) {
         let period = u64::from(self.cfg.backup_ticks.max(1));
-        for i in 0..self.reals.len() {
-            let r = &self.reals[i];
+        for i in 0..self.entries.len() {
+            let r = &self.entries[i];
             // Spread over the period: each real has its own phase. The phase
             // is checked first: it reads only the entry's first cache line.
             if !r.id.0.wrapping_add(tick).is_multiple_of(period) {
@@ -1030,7 +1030,7 @@ impl Cell {
                     AppMsg::Backup {
                         entity: r.id,
                         state,
-                        applied: r.next_seq,
+                        applied: r.channel.applied(),
                     },
                 ));
             }

@@ -12,10 +12,10 @@ pub mod cell;
 pub mod cellapp;
 #[cfg(feature = "driver")]
 pub mod driver;
+pub mod entry;
 pub mod index;
 pub mod load;
 pub mod metrics;
-pub mod real;
 pub mod witness;
 
 pub use cell::{Cell, CellConfig, Faults};

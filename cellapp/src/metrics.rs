@@ -64,7 +64,7 @@ impl Metrics {
         };
         Metrics {
             tick: TickMeter::new(&r),
-            reals: gauge("tessera_reals", "Real entities in the cell."),
+            reals: gauge("tessera_reals", "Entry entities in the cell."),
             ghosts: gauge("tessera_ghosts", "Ghosts of entities real in other cells."),
             witnesses: gauge("tessera_witnesses", "Reals with a witness (a client)."),
             load: gauge(

@@ -22,11 +22,11 @@ impl Cell {
     /// A restored base claims its real, directly or forwarded here.
     pub(super) fn rebase(&mut self, entity: EntityId, base: AppId, dead: AppId, seq: u64) {
         let here = self.slot.get(&entity).copied();
-        let Some(i) = here.filter(|&i| !self.reals[i].is_ghost()) else {
+        let Some(i) = here.filter(|&i| !self.entries[i].is_ghost()) else {
             // On towards the real, as channel messages go.
             let next = here
-                .and_then(|i| self.reals[i].ghost.map(|(a, _)| a))
-                .or_else(|| self.forward.get(&entity).map(|f| f.to))
+                .and_then(|i| self.entries[i].ghost().map(|(a, _)| a))
+                .or_else(|| self.forward.to(entity))
                 .filter(|a| *a != self.cfg.app && !self.dead.contains(a));
             let msg = match next {
                 Some(_) => AppMsg::Rebase {
@@ -44,16 +44,15 @@ impl Cell {
         // too, perhaps later): a message of its still on the way would
         // otherwise land in the new channel.
         self.dead.insert(dead);
-        let r = &mut self.reals[i];
+        let r = &mut self.entries[i];
         if r.base != Some(dead) {
             self.outbox.push((base, AppMsg::NotRebased { entity }));
             return;
         }
         r.base = Some(base);
-        r.next_seq = seq;
-        r.pending.clear();
+        r.channel.rebase(seq);
         let version = r.version;
-        let state = self.cell_state(&self.reals[i]);
+        let state = self.cell_state(&self.entries[i]);
         self.outbox.push((
             base,
             AppMsg::Rebased {
@@ -69,11 +68,11 @@ impl Cell {
         let Some(&i) = self.slot.get(&entity) else {
             return;
         };
-        let r = &mut self.reals[i];
+        let r = &mut self.entries[i];
         let Some(base) = r.base else { return };
         let Some(w) = r.witness.as_mut() else { return };
         **w = Witness::new(w.radius);
-        r.out_seq = out_seq;
+        r.channel.attach(out_seq);
         r.to_own_client.clear();
         // The new connection numbers its moves afresh.
         r.move_seq = 0;
@@ -93,7 +92,12 @@ impl Cell {
             .map(|t| t.own.as_slice())
             .unwrap_or(&[]);
         own.iter()
-            .filter_map(|&p| self.reals[i].props.get(p as usize).map(|v| (p, v.clone())))
+            .filter_map(|&p| {
+                self.entries[i]
+                    .props
+                    .get(p as usize)
+                    .map(|v| (p, v.clone()))
+            })
             .collect()
     }
 }

@@ -25,17 +25,6 @@ use tessera::{AppId, EntityId, MANAGER};
 
 use super::Cell;
 
-/// Where a real that left this cell went.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Forward {
-    /// The cellapp it went to.
-    pub to: AppId,
-    /// Its base, to tell if that cellapp dies.
-    pub base: Option<AppId>,
-    /// The version it left with.
-    pub version: u32,
-}
-
 impl Cell {
     /// `app` is dead, says the manager or a baseapp (`from`).
     pub(super) fn app_down(&mut self, from: AppId, app: AppId) {
@@ -49,13 +38,7 @@ impl Cell {
             self.purge(app);
         }
         if from != MANAGER {
-            let mut lost: Vec<(EntityId, u32)> = self
-                .forward
-                .iter()
-                .filter(|(_, f)| f.to == app && f.base == Some(from))
-                .map(|(e, f)| (*e, f.version))
-                .collect();
-            lost.sort_unstable();
+            let lost = self.forward.sent_to(app, Some(from));
             self.outbox.push((from, AppMsg::DownSeen { app, lost }));
         }
     }
@@ -69,29 +52,23 @@ impl Cell {
     /// it as a holder of ghosts of reals here.
     fn purge(&mut self, app: AppId) {
         let ghosts: Vec<EntityId> = self
-            .reals
+            .entries
             .iter()
-            .filter(|r| r.ghost.is_some_and(|(a, _)| a == app))
+            .filter(|r| r.ghost().is_some_and(|(a, _)| a == app))
             .map(|r| r.id)
             .collect();
         let dropped = ghosts.len();
         for e in ghosts {
             self.remove_real(e);
         }
-        for r in &mut self.reals {
+        for r in &mut self.entries {
             r.haunts.retain(|a| *a != app);
         }
         // Reals that went from here to the dead app may have ghosts
         // elsewhere still pointing here. Every cell drops its ghost of them
         // as of the version they went with: a real that moved on, or a
         // restored one, is newer and unaffected.
-        let mut sent: Vec<(EntityId, u32)> = self
-            .forward
-            .iter()
-            .filter(|(_, f)| f.to == app)
-            .map(|(e, f)| (*e, f.version))
-            .collect();
-        sent.sort_unstable();
+        let sent = self.forward.sent_to(app, None);
         let mut others: Vec<AppId> = self
             .cells
             .iter()

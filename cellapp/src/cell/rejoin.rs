@@ -15,7 +15,7 @@ impl Cell {
     /// The report that goes with this cellapp's [`Registration`] when it
     /// dials a manager it lost. `retiring`: it had asked to leave.
     pub fn rejoin(&self, registration: Registration, retiring: bool) -> Rejoin {
-        let held = self.reals.iter().map(|r| r.id.0 + 1).max().unwrap_or(0);
+        let held = self.entries.iter().map(|r| r.id.0 + 1).max().unwrap_or(0);
         // The cellapps of the layout, and the baseapps of its reals: a
         // lone baseapp that died while the manager was away has no peer
         // to report it, and its reals wait for its death to be declared.
@@ -23,7 +23,7 @@ impl Cell {
             .cells
             .iter()
             .map(|c| c.app)
-            .chain(self.reals.iter().filter_map(|r| r.base))
+            .chain(self.entries.iter().filter_map(|r| r.base))
             .filter(|a| *a != self.cfg.app && !self.dead.contains(a))
             .collect();
         Rejoin {

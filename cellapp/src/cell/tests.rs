@@ -45,7 +45,7 @@ fn cell(index: IndexKind) -> Cell {
 /// The index's answer and the brute-force one, for queries over the cell.
 fn check_index(cell: &mut Cell) {
     cell.sync_index();
-    assert_eq!(cell.index.len(), cell.reals.len());
+    assert_eq!(cell.index.len(), cell.entries.len());
     for (cx, cz, r) in [
         (150.0, 150.0, 60.0),
         (10.0, 20.0, 40.0),
@@ -54,10 +54,13 @@ fn check_index(cell: &mut Cell) {
         let center = Vec2::new(cx, cz);
         let mut found = Vec::new();
         cell.index.within(center, r, &mut found);
-        let mut found: Vec<EntityId> = found.iter().map(|k| cell.reals[k.0 as usize].id).collect();
+        let mut found: Vec<EntityId> = found
+            .iter()
+            .map(|k| cell.entries[k.0 as usize].id)
+            .collect();
         found.sort();
         let mut truth: Vec<EntityId> = cell
-            .reals
+            .entries
             .iter()
             .filter(|e| xz(e.pos).distance(center) <= r)
             .map(|e| e.id)
@@ -99,7 +102,7 @@ fn an_index_left_behind_without_witnesses_answers_exactly_when_asked() {
             "{kind}: nothing asked, nothing kept"
         );
         c.spawn("Npc", 20);
-        let gone: Vec<EntityId> = c.reals.iter().step_by(7).map(|r| r.id).collect();
+        let gone: Vec<EntityId> = c.entries.iter().step_by(7).map(|r| r.id).collect();
         for id in gone {
             c.remove_real(id);
         }
@@ -148,8 +151,8 @@ fn a_real_whose_base_died_takes_the_first_claim_only() {
         .iter()
         .any(|(to, m)| *to == second && *m == AppMsg::NotRebased { entity: e }));
     let i = c.slot[&e];
-    assert_eq!(c.reals[i].base, Some(first));
-    assert_eq!(c.reals[i].next_seq, 1 << 32);
+    assert_eq!(c.entries[i].base, Some(first));
+    assert_eq!(c.entries[i].channel.applied(), 1 << 32);
     // A channel message the dead base sent arrives late: void.
     c.handle(
         Time(2),
@@ -173,7 +176,7 @@ fn a_real_whose_base_died_takes_the_first_claim_only() {
     );
     let i = c.slot[&e];
     assert_eq!(
-        c.reals[i].out_seq,
+        c.entries[i].channel.clone().number_frame(),
         (1 << 33) + 2,
         "Restored and Props queued"
     );

@@ -6,7 +6,7 @@
 
 use glam::Vec3;
 use tessera_cellapp::behavior::{CellBehavior, Ctx, Wanderer};
-use tessera_cellapp::real::Real;
+use tessera_cellapp::entry::Entry;
 
 /// A gathering: where its centre is over time, and who joins.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,7 +84,7 @@ impl Crowd {
 }
 
 impl CellBehavior for Crowd {
-    fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Real) {
+    fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Entry) {
         let t = ctx.now.0 as f32 / 1e6;
         let (Some((cx, cz)), Some((dx, dz))) = (self.centre(t), self.place(real.id.0)) else {
             Wanderer.tick(ctx, real);

@@ -1,14 +1,17 @@
-//! A real entity: the authoritative cell half of an entity, with its
-//! position, properties, the changes made this tick, and the movement
-//! allowance that validates a client's moves.
+//! An entry of a cell: an entity as the cell holds it, either its *real*
+//! (the authoritative cell half, with its base, witness, channel and the
+//! movement allowance that validates a client's moves) or a *ghost* (a
+//! read-only copy of an entity real on another cellapp, kept current by its
+//! real). [`Kind`] says which. Both share one layout, so a witness reads
+//! reals and ghosts alike from one table.
 
 use glam::Vec3;
 use tessera::defs::TypeId;
 use tessera::{AppId, EntityId, Value};
 
 use crate::witness::Witness;
-use std::collections::BTreeMap;
-use tessera::proto::app::{EntityMsg, Stamp};
+use tessera::channel::RealChannel;
+use tessera::proto::app::Stamp;
 
 /// The cellapps holding ghosts of a real: rarely more than three.
 pub type Haunts = smallvec::SmallVec<[AppId; 4]>;
@@ -39,7 +42,21 @@ pub enum MoveError {
     },
 }
 
-/// The cell half of one entity.
+/// Whether an entry is an entity's real or a ghost of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The authoritative cell half.
+    Real,
+    /// A read-only copy of an entity real elsewhere.
+    Ghost {
+        /// The cellapp its real is on, as far as this cellapp knows.
+        real: AppId,
+        /// The stamp of the newest ghost message applied.
+        stamp: Stamp,
+    },
+}
+
+/// One entity as a cell holds it: its real or a ghost of it.
 ///
 /// The fields every tick reads for every entry (identity, place, ghost
 /// state, witness pointer, changes, haunts, goal) come first and fill the
@@ -49,7 +66,7 @@ pub enum MoveError {
 /// witness is boxed for the same reason: only client entities have one.
 #[derive(Debug)]
 #[repr(C)]
-pub struct Real {
+pub struct Entry {
     /// Its id.
     pub id: EntityId,
     /// Position.
@@ -58,9 +75,8 @@ pub struct Real {
     pub yaw: f32,
     /// The tick it last moved.
     pub moved_tick: u64,
-    /// Set if this entry is a ghost: where the real is, and the stamp of the
-    /// newest ghost message applied.
-    pub ghost: Option<(AppId, Stamp)>,
+    /// Its real, or a ghost of it.
+    pub kind: Kind,
     /// Its type.
     pub type_id: TypeId,
     /// Its AoI, if a client controls it.
@@ -84,20 +100,17 @@ pub struct Real {
     pub version: u32,
     /// Counter of ghost messages sent at this version.
     pub ghost_n: u32,
-    /// The next sequence number expected on the channel from the base.
-    pub next_seq: u64,
-    /// The next output sequence for its client's stream frames.
-    pub out_seq: u64,
+    /// The real's end of the entity channel: its base's messages in order,
+    /// and the numbering of its client's stream frames.
+    pub channel: RealChannel,
     /// Messages for its own client, flushed at the end of the tick.
     pub to_own_client: Vec<Vec<u8>>,
-    /// Channel messages that arrived ahead of their turn.
-    pub pending: BTreeMap<u64, EntityMsg>,
 }
 
 // The hot fields end within the first two cache lines.
-const _: () = assert!(std::mem::offset_of!(Real, props) <= 128);
+const _: () = assert!(std::mem::offset_of!(Entry, props) <= 128);
 
-impl Real {
+impl Entry {
     /// A real with nothing but its identity, place and properties.
     pub fn new(
         id: EntityId,
@@ -106,8 +119,8 @@ impl Real {
         yaw: f32,
         props: Vec<Value>,
         tick: u64,
-    ) -> Real {
-        Real {
+    ) -> Entry {
+        Entry {
             id,
             type_id,
             pos,
@@ -121,19 +134,25 @@ impl Real {
             allowance: 0.0,
             goal: None,
             to_own_client: Vec::new(),
-            ghost: None,
+            kind: Kind::Real,
             haunts: Haunts::new(),
             version: 0,
             ghost_n: 0,
-            next_seq: 0,
-            pending: BTreeMap::new(),
-            out_seq: 0,
+            channel: RealChannel::default(),
         }
     }
 
     /// True if this entry is a ghost, not the real.
     pub fn is_ghost(&self) -> bool {
-        self.ghost.is_some()
+        matches!(self.kind, Kind::Ghost { .. })
+    }
+
+    /// For a ghost: where its real is and the newest stamp applied.
+    pub fn ghost(&self) -> Option<(AppId, Stamp)> {
+        match self.kind {
+            Kind::Real => None,
+            Kind::Ghost { real, stamp } => Some((real, stamp)),
+        }
     }
 
     /// The next stamp for a ghost message about this real.

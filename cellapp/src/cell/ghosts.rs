@@ -1,0 +1,330 @@
+//! Ghosts (design §8): read-only copies of reals near a cell's edges, held
+//! by the cellapps whose cells are near, so that a witness there sees the
+//! entity. Each tick a real makes sure every other cellapp whose cell meets
+//! the square of side 2 × ghost distance around it holds its ghost, keeps
+//! them current, and drops them (with hysteresis) when it moves away.
+//!
+//! Ghost messages carry a stamp (the real's version, then a counter)
+//! because messages from an old and a new real travel on different links;
+//! a ghost applies only what is newer than what it has. A deletion leaves a
+//! tombstone ([`Tombs`]) so that a late create cannot bring a ghost back.
+
+use glam::Vec3;
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+use tessera::layout::Rect;
+use tessera::proto::app::{AppMsg, GhostMove, GhostState, Stamp, MAX_GHOST_MOVES};
+use tessera::proto::client::PropValue;
+use tessera::{AppId, EntityId};
+
+use super::{Cell, EntitySnapshot};
+use crate::entry::{Entry, Kind};
+
+/// Extra distance before a ghost is dropped.
+const GHOST_HYSTERESIS: f32 = 20.0;
+
+/// The newest stamp of every ghost deleted here, so that an older ghost
+/// message still on its way does not bring it back; an entity destroyed
+/// or forgotten is buried for good.
+#[derive(Debug, Default)]
+pub(super) struct Tombs(FxHashMap<EntityId, Stamp>);
+
+impl Tombs {
+    /// The stamp of a forgotten entity: newer than anything.
+    const FOREVER: Stamp = (u32::MAX, u32::MAX);
+
+    /// Whether a ghost message with `stamp` comes too late.
+    pub(super) fn bars(&self, entity: EntityId, stamp: Stamp) -> bool {
+        self.0.get(&entity).is_some_and(|t| *t >= stamp)
+    }
+
+    /// A ghost was deleted as of `stamp`.
+    pub(super) fn bury(&mut self, entity: EntityId, stamp: Stamp) {
+        let tomb = self.0.entry(entity).or_insert(stamp);
+        *tomb = (*tomb).max(stamp);
+    }
+
+    /// The entity is gone for good: no ghost message brings it back.
+    pub(super) fn bury_forever(&mut self, entity: EntityId) {
+        self.0.insert(entity, Self::FOREVER);
+    }
+
+    /// The entity is real here again (or re-created): its old tomb goes.
+    pub(super) fn lift(&mut self, entity: EntityId) {
+        self.0.remove(&entity);
+    }
+}
+
+impl Cell {
+    /// Every ghost held here, with the cellapp its real is on.
+    pub fn ghosts(&self) -> Vec<(EntitySnapshot, AppId)> {
+        let mut all: Vec<_> = self
+            .entries
+            .iter()
+            .filter_map(|r| {
+                let (real, _) = r.ghost()?;
+                Some((
+                    EntitySnapshot {
+                        id: r.id,
+                        type_id: r.type_id,
+                        pos: r.pos,
+                        yaw: r.yaw,
+                        aoi: None,
+                        props: r.props.clone(),
+                    },
+                    real,
+                ))
+            })
+            .collect();
+        all.sort_by_key(|(s, _)| s.id);
+        all
+    }
+
+    fn ghosted(&self, r: &Entry, only: Option<&[u16]>) -> Vec<PropValue> {
+        let Some(info) = self.types.get(r.type_id.0 as usize) else {
+            return Vec::new();
+        };
+        info.ghosted
+            .iter()
+            .filter(|i| only.is_none_or(|d| d.contains(i)))
+            .filter_map(|&i| r.props.get(i as usize).map(|v| (i, v.clone())))
+            .collect()
+    }
+
+    pub(super) fn ghost_state(&self, i: usize, stamp: Stamp) -> GhostState {
+        let r = &self.entries[i];
+        GhostState {
+            entity: r.id,
+            stamp,
+            type_id: r.type_id,
+            real: self.cfg.app,
+            pos: r.pos.to_array(),
+            yaw: r.yaw,
+            props: self.ghosted(r, None),
+        }
+    }
+
+    pub(super) fn forget(&mut self, entity: EntityId) {
+        self.forward.clear(entity);
+        self.tombs.bury_forever(entity);
+        if let Some(&i) = self.slot.get(&entity) {
+            if self.entries[i].is_ghost() {
+                self.remove_real(entity);
+            }
+        }
+    }
+
+    pub(super) fn ghost_create(&mut self, g: GhostState) {
+        if self.tombs.bars(g.entity, g.stamp) {
+            return;
+        }
+        let tick = self.tick;
+        let Some(info) = self.types.get(g.type_id.0 as usize) else {
+            return;
+        };
+        let mut props = info.def.defaults();
+        for (i, v) in &g.props {
+            if let (Some(slot), Some(def)) = (
+                props.get_mut(*i as usize),
+                info.def.properties.get(*i as usize),
+            ) {
+                if def.flags.on_ghosts() && v.check(def.ty).is_ok() {
+                    *slot = v.clone();
+                }
+            }
+        }
+        match self.slot.get(&g.entity).copied() {
+            Some(i) => {
+                let r = &mut self.entries[i];
+                let Some((_, stamp)) = r.ghost() else {
+                    return; // The real is here: a stale ghost message.
+                };
+                if g.stamp <= stamp {
+                    return;
+                }
+                r.kind = Kind::Ghost {
+                    real: g.real,
+                    stamp: g.stamp,
+                };
+                for (idx, (old, new)) in r.props.iter_mut().zip(props).enumerate() {
+                    if *old != new {
+                        *old = new;
+                        r.dirty.push(idx as u16);
+                    }
+                }
+                r.move_to(Vec3::from_array(g.pos), g.yaw, tick);
+            }
+            None => {
+                let mut r = Entry::new(
+                    g.entity,
+                    g.type_id,
+                    Vec3::from_array(g.pos),
+                    g.yaw,
+                    props,
+                    tick,
+                );
+                r.kind = Kind::Ghost {
+                    real: g.real,
+                    stamp: g.stamp,
+                };
+                self.add_real(r);
+            }
+        }
+    }
+
+    pub(super) fn ghost_update(
+        &mut self,
+        entity: EntityId,
+        stamp: Stamp,
+        pos: Vec3,
+        yaw: f32,
+        props: Vec<PropValue>,
+    ) {
+        let tick = self.tick;
+        let Some(&i) = self.slot.get(&entity) else {
+            return;
+        };
+        let r = &mut self.entries[i];
+        let Some(info) = self.types.get(r.type_id.0 as usize) else {
+            return;
+        };
+        let Some((real, old)) = r.ghost() else { return };
+        if stamp <= old {
+            return;
+        }
+        r.kind = Kind::Ghost { real, stamp };
+        if pos.is_finite() && yaw.is_finite() {
+            r.move_to(pos, yaw, tick);
+        }
+        for (idx, v) in props {
+            if info.ghosted.contains(&idx) {
+                r.set_prop(idx, v);
+            }
+        }
+    }
+
+    pub(super) fn ghost_delete(&mut self, entity: EntityId, stamp: Stamp) {
+        self.tombs.bury(entity, stamp);
+        if let Some(&i) = self.slot.get(&entity) {
+            if self.entries[i].ghost().is_some_and(|(_, s)| s < stamp) {
+                self.remove_real(entity);
+            }
+        }
+    }
+
+    /// The other apps whose cells meet the square of half-side `d` around
+    /// `pos` (closed: touching counts), sorted, from `others` (each other
+    /// app's cell rectangles).
+    fn apps_near(others: &[(Rect, AppId)], pos: Vec3, d: f32, apps: &mut Vec<AppId>) {
+        let square = Rect::new(pos.x - d, pos.z - d, pos.x + d, pos.z + d);
+        apps.clear();
+        apps.extend(
+            others
+                .iter()
+                .filter(|(r, _)| r.meets(&square))
+                .map(|(_, a)| *a),
+        );
+        apps.sort();
+        apps.dedup();
+    }
+
+    /// Creates, refreshes and drops ghosts of every real.
+    pub(super) fn run_ghosting(&mut self) {
+        if self.layout.is_none() {
+            return;
+        }
+        let tick = self.tick;
+        let d = self.cfg.ghost_distance;
+        // A real whose keep-square lies strictly inside one of this app's
+        // cells meets no other cell: with no ghosts out, nothing to do.
+        let reach = d + GHOST_HYSTERESIS;
+        let cells = &self.cells;
+        let interior: Vec<Rect> = cells
+            .iter()
+            .filter(|c| c.app == self.cfg.app)
+            .map(|c| c.rect)
+            .collect();
+        let others: Vec<(Rect, AppId)> = cells
+            .iter()
+            .filter(|c| c.app != self.cfg.app && !self.dead.contains(&c.app))
+            .map(|c| (c.rect, c.app))
+            .collect();
+        let (mut needed, mut keep, mut now) = (Vec::new(), Vec::new(), Vec::new());
+        let mut moves: BTreeMap<AppId, Vec<GhostMove>> = BTreeMap::new();
+        for i in 0..self.entries.len() {
+            if self.entries[i].is_ghost() {
+                continue;
+            }
+            let pos = self.entries[i].pos;
+            if self.entries[i].haunts.is_empty()
+                && interior.iter().any(|r| {
+                    pos.x - reach > r.x0
+                        && pos.x + reach < r.x1
+                        && pos.z - reach > r.z0
+                        && pos.z + reach < r.z1
+                })
+            {
+                continue;
+            }
+            Self::apps_near(&others, pos, reach, &mut keep);
+            if keep.is_empty() && self.entries[i].haunts.is_empty() {
+                continue;
+            }
+            Self::apps_near(&others, pos, d, &mut needed);
+            let moved = self.entries[i].moved_tick + 1 >= tick;
+            let dirty = self.ghosted(&self.entries[i], Some(&self.entries[i].dirty));
+            let entity = self.entries[i].id;
+            let mut haunts = std::mem::take(&mut self.entries[i].haunts);
+            now.clear();
+            for &app in &haunts {
+                if keep.contains(&app) {
+                    if (moved || !dirty.is_empty()) && !self.faulty(|f| f.no_ghost_updates) {
+                        let r = &mut self.entries[i];
+                        let stamp = r.next_stamp();
+                        if dirty.is_empty() {
+                            // Plain moves travel together, one message per
+                            // neighbour per tick.
+                            moves.entry(app).or_default().push(GhostMove {
+                                entity,
+                                stamp,
+                                pos: r.pos.to_array(),
+                                yaw: r.yaw,
+                            });
+                        } else {
+                            let msg = AppMsg::GhostUpdate {
+                                entity,
+                                stamp,
+                                pos: r.pos.to_array(),
+                                yaw: r.yaw,
+                                props: dirty.clone(),
+                            };
+                            self.outbox.push((app, msg));
+                        }
+                    }
+                    now.push(app);
+                } else {
+                    let stamp = self.entries[i].next_stamp();
+                    self.outbox
+                        .push((app, AppMsg::GhostDelete { entity, stamp }));
+                }
+            }
+            for &app in &needed {
+                if !now.contains(&app) {
+                    let stamp = self.entries[i].next_stamp();
+                    let g = self.ghost_state(i, stamp);
+                    self.outbox.push((app, AppMsg::GhostCreate(Box::new(g))));
+                    now.push(app);
+                }
+            }
+            now.sort();
+            haunts.clear();
+            haunts.extend_from_slice(&now);
+            self.entries[i].haunts = haunts;
+        }
+        for (app, list) in moves {
+            for chunk in list.chunks(MAX_GHOST_MOVES) {
+                self.outbox.push((app, AppMsg::GhostMoves(chunk.to_vec())));
+            }
+        }
+    }
+}
