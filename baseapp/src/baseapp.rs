@@ -16,7 +16,10 @@ use tessera::proto::app::{AppMsg, CellInfo, Registration, SpaceInfo};
 use tessera::proto::Ticket;
 use tessera::{AppId, Definitions, IdBlock, Time, MANAGER};
 
-use crate::bases::{self, BaseConfig, Bases, ClientId, ClientInput, ClientOut, StoreDone, StoreOp};
+use crate::bases::{
+    self, BaseConfig, Bases, ClientId, ClientInput, ClientOut, Refusal, StoreDone, StoreOp,
+    Violation,
+};
 
 /// How to run a baseapp core.
 #[derive(Clone, Debug)]
@@ -187,10 +190,7 @@ impl Baseapp {
             Some(r) => r.bases.hello(client, protocol, digest, ticket, now),
             None => self.out.push(Output::Client(
                 client,
-                ClientOut::Close {
-                    code: tessera::proto::close::REFUSED,
-                    reason: "the server is not up yet".into(),
-                },
+                ClientOut::Close(Refusal::NotUp.into()),
             )),
         }
         self.flush(now);
@@ -205,9 +205,9 @@ impl Baseapp {
     }
 
     /// A client broke the protocol: it loses its connection, nothing else.
-    pub fn violation(&mut self, now: Time, client: ClientId, reason: String) {
+    pub fn violation(&mut self, now: Time, client: ClientId, why: Violation) {
         if let Some(r) = &mut self.running {
-            r.bases.violation(client, reason);
+            r.bases.violation(client, why);
         }
         self.flush(now);
     }

@@ -20,13 +20,13 @@ use tessera::frame::encode_body;
 use tessera::layout::Layout;
 use tessera::proto::app::{AppMsg, CellInfo, CellState, Delivery, EntityMsg, Load, SpaceInfo};
 use tessera::proto::client::{ClientDatagram, ClientMsg, ServerMsg};
-use tessera::proto::close;
 use tessera::proto::{finite, Pos, Ticket, PROTOCOL_MAJOR};
 use tessera::storage::StoredEntity;
 use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
 use crate::persist;
 use base::{Base, Client, Half};
+pub use rules::{Closing, Refusal, Violation};
 use tessera::channel::Frames;
 
 /// How often the driver ticks the core.
@@ -90,13 +90,9 @@ pub enum ClientOut {
     Reliable(Vec<u8>),
     /// Send an encoded `ServerDatagram`.
     Datagram(Vec<u8>),
-    /// Close the connection with a code and a reason (logged by the driver).
-    Close {
-        /// One of [`tessera::proto::close`].
-        code: u32,
-        /// Why.
-        reason: String,
-    },
+    /// Close the connection: why (which gives the close code, and the
+    /// reason the client reads and the driver logs).
+    Close(Closing),
 }
 
 /// A storage request.
@@ -262,9 +258,9 @@ impl Bases {
         self.defs.types.get(i)
     }
 
-    fn close(&mut self, client: ClientId, code: u32, reason: String) {
+    fn close(&mut self, client: ClientId, why: impl Into<Closing>) {
         self.out
-            .push(Output::Client(client, ClientOut::Close { code, reason }));
+            .push(Output::Client(client, ClientOut::Close(why.into())));
     }
 
     fn send(&mut self, client: ClientId, msg: &ServerMsg) {
@@ -304,19 +300,19 @@ impl Bases {
         if protocol != PROTOCOL_MAJOR {
             return self.refuse(
                 client,
-                format!(
-                    "protocol {protocol} is not supported; this server speaks {PROTOCOL_MAJOR}"
-                ),
+                Refusal::ProtocolVersion {
+                    theirs: protocol,
+                    ours: PROTOCOL_MAJOR,
+                },
             );
         }
         if digest != self.defs.digest {
             return self.refuse(
                 client,
-                format!(
-                    "entity definitions digest mismatch: client has {}, server has {}",
-                    Definitions::hex(&digest),
-                    self.defs.digest_hex()
-                ),
+                Refusal::DefinitionsMismatch {
+                    theirs: Definitions::hex(&digest),
+                    ours: self.defs.digest_hex(),
+                },
             );
         }
         let account = match ticket {
@@ -324,7 +320,7 @@ impl Bases {
                 return self.attach(client, e, now)
             }
             Some((session::Admit::Account(account), expires)) if expires >= now => account,
-            _ => return self.refuse(client, "unknown or expired ticket".into()),
+            _ => return self.refuse(client, Refusal::BadTicket),
         };
         if let Some(e) = self.online.get(&account).copied() {
             // Back with the password while the entity is in the world: the
@@ -339,10 +335,10 @@ impl Bases {
         }
         if self.online.contains_key(&account) || self.proxies.values().any(|p| p.account == account)
         {
-            return self.refuse(client, "this account is already in the world".into());
+            return self.refuse(client, Refusal::AlreadyInWorld);
         }
         let Some(ty) = self.defs.by_name(&self.cfg.player_type) else {
-            return self.refuse(client, "the server has no player type".into());
+            return self.refuse(client, Refusal::NoPlayerType);
         };
         let [x0, z0, x1, z1] = self.cfg.spawn_area.unwrap_or(self.space.bounds);
         let u = (self.rng.next_u32() as f32) / (u32::MAX as f32);
@@ -365,14 +361,14 @@ impl Bases {
         }));
     }
 
-    fn refuse(&mut self, client: ClientId, reason: String) {
+    fn refuse(&mut self, client: ClientId, why: Refusal) {
         self.send(
             client,
             &ServerMsg::Refused {
-                reason: reason.clone(),
+                reason: why.to_string(),
             },
         );
-        self.close(client, close::REFUSED, reason);
+        self.close(client, why);
     }
 
     /// Something from a client that already said hello.
@@ -396,15 +392,15 @@ impl Bases {
                 self.proxies.remove(&client);
                 match entity {
                     Some(e) => self.leave(e),
-                    None => self.close(client, close::DONE, "logged out".into()),
+                    None => self.close(client, Closing::LoggedOut),
                 }
             }
             ClientInput::Msg(ClientMsg::Hello { .. }) => {
-                self.violation(client, "a second hello".into());
+                self.violation(client, Violation::SecondHello);
             }
             ClientInput::Msg(ClientMsg::Call { method, args }) => {
                 let Some(e) = entity else {
-                    return self.violation(client, "a call before the welcome".into());
+                    return self.violation(client, Violation::CallBeforeWelcome);
                 };
                 if let Err(reason) = self.client_call(e, method, args) {
                     self.violation(client, reason);
@@ -413,7 +409,7 @@ impl Bases {
             ClientInput::Datagram(ClientDatagram::Move { seq, pos, yaw }) => {
                 let Some(e) = entity else { return };
                 if !finite(&pos) || !yaw.is_finite() {
-                    return self.violation(client, "a move to a non-finite position".into());
+                    return self.violation(client, Violation::NonFiniteMove);
                 }
                 if let Some(b) = self.bases.get_mut(&e) {
                     b.last_move = Some((pos, yaw, now));
@@ -424,42 +420,51 @@ impl Bases {
     }
 
     /// A client broke the protocol: it loses its connection, nothing else.
-    pub fn violation(&mut self, client: ClientId, reason: String) {
+    pub fn violation(&mut self, client: ClientId, why: Violation) {
         let Some(proxy) = self.proxies.remove(&client) else {
             return;
         };
-        self.close(client, close::PROTOCOL, reason);
+        self.close(client, why);
         if let Phase::Playing(e) = proxy.phase {
             self.detach(e);
             self.leave(e);
         }
     }
 
-    fn client_call(&mut self, e: EntityId, method: u16, args: Vec<Value>) -> Result<(), String> {
-        let base = self.bases.get(&e).ok_or("entity is gone")?;
-        let ty = self.ty(base.ty).ok_or("entity type is unknown")?;
+    fn client_call(&mut self, e: EntityId, method: u16, args: Vec<Value>) -> Result<(), Violation> {
+        let base = self.bases.get(&e).ok_or(Violation::EntityGone)?;
+        let ty = self.ty(base.ty).ok_or(Violation::EntityGone)?;
         let m = ty
             .methods
             .get(method as usize)
-            .ok_or_else(|| format!("{} has no method #{method}", ty.name))?;
+            .ok_or_else(|| Violation::NoSuchMethod {
+                ty: ty.name.clone(),
+                method,
+            })?;
+        let named = || (ty.name.clone(), m.name.clone());
         if !m.exposed {
-            return Err(format!(
-                "method {}.{} may not be called by clients",
-                ty.name, m.name
-            ));
+            let (ty, method) = named();
+            return Err(Violation::NotExposed { ty, method });
         }
         if m.args.len() != args.len() {
-            return Err(format!(
-                "method {}.{} takes {} arguments, got {}",
-                ty.name,
-                m.name,
-                m.args.len(),
-                args.len()
-            ));
+            let (ty, method) = named();
+            return Err(Violation::ArgumentCount {
+                ty,
+                method,
+                wanted: m.args.len(),
+                got: args.len(),
+            });
         }
-        for (i, (t, v)) in m.args.iter().zip(&args).enumerate() {
-            v.check(*t)
-                .map_err(|err| format!("method {}.{} argument {i}: {err}", ty.name, m.name))?;
+        for (index, (t, v)) in m.args.iter().zip(&args).enumerate() {
+            if let Err(err) = v.check(*t) {
+                let (ty, method) = named();
+                return Err(Violation::BadArgument {
+                    ty,
+                    method,
+                    index,
+                    problem: err.to_string(),
+                });
+            }
         }
         match m.side {
             Side::Cell => self.send_on_channel(e, EntityMsg::Call { method, args }),
@@ -467,7 +472,10 @@ impl Bases {
                 let name = m.name.clone();
                 self.base_call(e, &name, &args);
             }
-            Side::Client => return Err("client methods cannot be called by clients".into()),
+            Side::Client => {
+                let (ty, method) = named();
+                return Err(Violation::ClientMethod { ty, method });
+            }
         }
         Ok(())
     }
@@ -516,13 +524,8 @@ impl Bases {
             return;
         };
         if let Client::Connected(client) = std::mem::replace(&mut base.client, Client::Gone) {
-            self.out.push(Output::Client(
-                client,
-                ClientOut::Close {
-                    code: close::DONE,
-                    reason: "logged out".into(),
-                },
-            ));
+            self.out
+                .push(Output::Client(client, ClientOut::Close(Closing::LoggedOut)));
         }
         match base.half {
             Half::Placed { cell } => {
@@ -617,32 +620,29 @@ impl Bases {
         let account = proxy.account;
         if self.stopping {
             self.proxies.remove(&client);
-            return self.refuse(client, "server shutting down".into());
+            return self.refuse(client, Refusal::ShuttingDown);
         }
         let row = match result {
             Ok(row) => row,
             Err(e) => {
                 self.proxies.remove(&client);
-                return self.refuse(client, format!("cannot load the player: {e}"));
+                return self.refuse(client, Refusal::LoadFailed(e));
             }
         };
         let Some(ty) = self.defs.by_name(&row.type_name) else {
             self.proxies.remove(&client);
-            return self.refuse(
-                client,
-                format!("stored player type {} is not defined", row.type_name),
-            );
+            return self.refuse(client, Refusal::StoredTypeUnknown(row.type_name));
         };
         let loaded = match persist::decode(ty, row.format_version, &row.data) {
             Ok(l) => l,
             Err(e) => {
                 self.proxies.remove(&client);
-                return self.refuse(client, format!("cannot read the stored player: {e}"));
+                return self.refuse(client, Refusal::Unreadable(e.to_string()));
             }
         };
         let Some(entity) = self.ids.take() else {
             self.proxies.remove(&client);
-            return self.refuse(client, "the server is out of entity ids; try again".into());
+            return self.refuse(client, Refusal::OutOfIds);
         };
         if self.ids.should_ask() {
             self.out.push(Output::App(MANAGER, AppMsg::NeedIds));
@@ -986,13 +986,8 @@ impl Bases {
         for e in all {
             if let Some(client) = self.bases.get(&e).and_then(|b| b.client.id()) {
                 self.proxies.remove(&client);
-                self.out.push(Output::Client(
-                    client,
-                    ClientOut::Close {
-                        code: close::SHUTDOWN,
-                        reason: "server shutting down".into(),
-                    },
-                ));
+                self.out
+                    .push(Output::Client(client, ClientOut::Close(Closing::Shutdown)));
                 self.detach(e);
             }
             self.leave(e);
@@ -1018,6 +1013,7 @@ mod backup;
 mod base;
 mod recovery;
 mod rejoin;
+pub mod rules;
 mod session;
 
 #[cfg(test)]

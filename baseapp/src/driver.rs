@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::baseapp::{self, Baseapp, BaseappConfig, Output};
-use crate::bases::{BaseConfig, ClientId, ClientInput, ClientOut};
+use crate::bases::{BaseConfig, ClientId, ClientInput, ClientOut, Closing, Violation};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use tessera::metrics::LinkMeter;
@@ -477,7 +477,7 @@ impl Driver {
                 }
                 self.core.client_input(now, id, input);
             }
-            ClientEvent::Bad(reason) => self.core.violation(now, id, reason),
+            ClientEvent::Bad(reason) => self.core.violation(now, id, Violation::Malformed(reason)),
         }
     }
 
@@ -549,8 +549,9 @@ impl Driver {
                     self.metrics.client_link.sent(len);
                 }
             }
-            ClientOut::Close { code, reason } => {
-                if code == close::PROTOCOL || code == close::REFUSED {
+            ClientOut::Close(why) => {
+                let (code, reason) = (why.code(), why.to_string());
+                if let Closing::Refused(_) | Closing::Violation(_) = why {
                     tracing::warn!(client = id, %reason, "client disconnected");
                 }
                 let conn = c.conn.clone();

@@ -83,6 +83,74 @@ pub enum MoveLineError {
     Rejoining(LineId),
 }
 
+/// Why an app is not let into the cluster (or back into it).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum AdmitError {
+    /// Its first message is neither `Register` nor `Rejoin`.
+    #[error("the first message must be Register or Rejoin")]
+    NotAJoin,
+    /// It speaks another protocol version.
+    #[error("protocol {theirs} is not supported; the manager speaks {ours}")]
+    ProtocolVersion {
+        /// The app's.
+        theirs: u16,
+        /// The manager's.
+        ours: u16,
+    },
+    /// It has other entity definitions.
+    #[error("entity definitions digest mismatch: app has {theirs}, manager has {ours}")]
+    DefinitionsMismatch {
+        /// The app's digest, in hex.
+        theirs: String,
+        /// The manager's digest, in hex.
+        ours: String,
+    },
+    /// A baseapp that gave no address for clients.
+    #[error("a baseapp must give its client address")]
+    NoClientAddress,
+    /// It lost its link to this manager (which never died): a member whose
+    /// link drops is declared dead.
+    #[error("app {0} lost its link to this manager and was declared dead")]
+    LostLink(AppId),
+    /// This manager declared it dead.
+    #[error("app {0} was declared dead")]
+    DeclaredDead(AppId),
+    /// It came back after the rejoin window closed.
+    #[error("app {0} came back after the manager had rebuilt the cluster; it is declared dead")]
+    TooLate(AppId),
+    /// It claims the manager's id.
+    #[error("app id 0 is the manager's")]
+    ManagersId,
+    /// It reports ids this manager could never have handed out.
+    #[error("app {app} reports ids beyond what this manager hands out (apps below {max_app}, entities below {max_entity})")]
+    IdsOutOfRange {
+        /// The app.
+        app: AppId,
+        /// The bound on app ids.
+        max_app: u32,
+        /// The bound on entity ids.
+        max_entity: u64,
+    },
+    /// It reports a layout that is not a sound tree.
+    #[error("app {app} reports a bad layout: {error}")]
+    BadLayout {
+        /// The app.
+        app: AppId,
+        /// What is wrong with it.
+        error: LayoutError,
+    },
+    /// It reports a layout of another space.
+    #[error("app {app} reports a layout of other bounds ({theirs:?}) than this manager's space ({ours:?}); was the manager started with another --size?")]
+    OtherBounds {
+        /// The app.
+        app: AppId,
+        /// The layout's bounds.
+        theirs: tessera::layout::Rect,
+        /// The space's bounds.
+        ours: [f32; 4],
+    },
+}
+
 /// Everything the core asks its driver to do.
 #[derive(Debug)]
 pub enum Output {
@@ -254,31 +322,30 @@ impl Cluster {
 
     /// Whether an app of this protocol, definitions and addresses may be a
     /// member.
-    fn check(&self, reg: &Registration) -> Result<(), String> {
+    fn check(&self, reg: &Registration) -> Result<(), AdmitError> {
         if reg.protocol != PROTOCOL_MAJOR {
-            return Err(format!(
-                "protocol {} is not supported; the manager speaks {PROTOCOL_MAJOR}",
-                reg.protocol
-            ));
+            return Err(AdmitError::ProtocolVersion {
+                theirs: reg.protocol,
+                ours: PROTOCOL_MAJOR,
+            });
         }
         if reg.defs_digest != self.digest {
-            return Err(format!(
-                "entity definitions digest mismatch: app has {}, manager has {}",
-                Definitions::hex(&reg.defs_digest),
-                Definitions::hex(&self.digest)
-            ));
+            return Err(AdmitError::DefinitionsMismatch {
+                theirs: Definitions::hex(&reg.defs_digest),
+                ours: Definitions::hex(&self.digest),
+            });
         }
         if reg.role == Role::Baseapp && reg.public_addr.is_none() {
-            return Err("a baseapp must give its client address".into());
+            return Err(AdmitError::NoClientAddress);
         }
         Ok(())
     }
 
     /// An app asks to join (through [`Cluster::admit`]). Returns its new
     /// id, or why it is refused.
-    pub(crate) fn register(&mut self, now: Time, msg: &AppMsg) -> Result<AppId, String> {
+    pub(crate) fn register(&mut self, now: Time, msg: &AppMsg) -> Result<AppId, AdmitError> {
         let AppMsg::Register(reg) = msg else {
-            return Err("the first message must be Register".into());
+            return Err(AdmitError::NotAJoin);
         };
         self.check(reg)?;
         let app = AppId(self.next_app);

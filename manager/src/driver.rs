@@ -188,8 +188,8 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
         metrics.registry.clone(),
     ));
     let (checked_tx, checked) = mpsc::unbounded_channel();
-    // One hashing thread: password checks are deliberately slow, and a login
-    // storm must not take every core from the running world.
+    // Two hashing threads: password checks are deliberately slow, and a
+    // login storm must not take every core from the running world.
     let accounts = Accounts::open(
         &opts.data_dir.join("world.db"),
         opts.hash_cost,

@@ -151,7 +151,8 @@ impl Manager {
                 self.conns.insert(conn, app);
             }
             Admission::Wait => self.held.push((conn, first)),
-            Admission::Refused(reason) => {
+            Admission::Refused(why) => {
+                let reason = why.to_string();
                 tracing::warn!(%conn, %reason, "app refused");
                 let refused = AppMsg::RegisterRefused {
                     reason: reason.clone(),

@@ -120,9 +120,12 @@ pub enum ServerMsg {
         /// Server time of this state.
         sent_us: u64,
     },
-    /// The process simulating the client's entity died and the entity was
-    /// brought back from its last backup: it stands here now, and what the
-    /// client saw around it is void (it is sent again as it comes in view).
+    /// The entity stands here now, and what the client saw around it is
+    /// void (it is sent again as it comes into view). Sent when the cellapp
+    /// simulating the entity died and it was brought back, when the client
+    /// resumed its session on a new connection (after `Welcome` and
+    /// `Session`), and when the client's stream was started over because
+    /// frames for it were lost with a cellapp that died.
     Restored {
         /// Where the entity is.
         pos: Pos,

@@ -122,12 +122,15 @@ impl Base {
     /// moved it, if that is a move the real could have allowed since its
     /// last backup (at most `max_speed` metres a second, and a second's
     /// allowance to spare), so the client is not pulled back to where the
-    /// backup left it. Otherwise it starts at the backup.
-    pub(crate) fn resume_where_the_client_is(&mut self, max_speed: f32) {
+    /// backup left it, and inside the space's `bounds`. Otherwise it starts
+    /// at the backup.
+    pub(crate) fn resume_where_the_client_is(&mut self, max_speed: f32, bounds: [f32; 4]) {
         let (Some((pos, yaw, at)), Some(backed)) = (self.last_move, self.backed_up) else {
             return;
         };
-        if at <= backed {
+        let [x0, z0, x1, z1] = bounds;
+        let inside = (x0..=x1).contains(&pos[0]) && (z0..=z1).contains(&pos[2]);
+        if at <= backed || !inside {
             return;
         }
         let secs = at.since(backed).as_secs_f32() + 1.0;

@@ -127,6 +127,7 @@ impl Bases {
         }
         tracing::warn!(%app, restored = restore.len(), "restoring entities from their backups");
         for (e, version, leaving) in restore {
+            let bounds = self.space.bounds;
             let speed = self
                 .bases
                 .get(&e)
@@ -136,7 +137,7 @@ impl Bases {
                 // A claim sent to the dead cellapp is void: made anew.
                 b.half = Half::Unplaced;
                 b.version = version;
-                b.resume_where_the_client_is(speed);
+                b.resume_where_the_client_is(speed, bounds);
             }
             if leaving {
                 // Its cell half is gone: save the last backup.

@@ -21,7 +21,7 @@ use tessera::proto::client::ServerMsg;
 use tessera::proto::Ticket;
 use tessera::{EntityId, Time, MANAGER};
 
-use super::{Bases, Client, ClientId, Output, Phase, Proxy};
+use super::{Bases, Client, ClientId, Closing, Output, Phase, Proxy, Refusal};
 
 /// What a ticket lets in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,19 +84,19 @@ impl Bases {
     /// A client comes (back) to an entity that is already in the world.
     pub(super) fn attach(&mut self, client: ClientId, e: EntityId, _now: Time) {
         let Some(b) = self.bases.get(&e).filter(|b| !b.leaving()) else {
-            return self.refuse(client, "the session has ended; log in again".into());
+            return self.refuse(client, Refusal::SessionEnded);
         };
         let Some(ty) = self.ty(b.ty) else {
-            return self.refuse(client, "entity type is unknown".into());
+            return self.refuse(client, Refusal::UnknownType);
         };
         let (Some(account), old) = (b.account, b.client.id()) else {
-            return self.refuse(client, "the entity has no player".into());
+            return self.refuse(client, Refusal::NoPlayer);
         };
         let welcome = self.welcome(e, ty, b.pos, b.yaw, &b.props);
         // A connection the client gave up on gives way to the new one.
         if let Some(old) = old {
             self.proxies.remove(&old);
-            self.close(old, tessera::proto::close::DONE, "resumed elsewhere".into());
+            self.close(old, Closing::ResumedElsewhere);
         }
         let token = self.new_ticket();
         let Some(b) = self.bases.get_mut(&e) else {

@@ -11,7 +11,10 @@
 //! cell packets to clients, and persistence (save on logout with the final
 //! cell state, periodic saves of dirty entities, clean stop and forced drain).
 
-use super::{BaseConfig, Bases, ClientId, ClientInput, ClientOut, Output, StoreDone, StoreOp};
+use super::{
+    BaseConfig, Bases, ClientId, ClientInput, ClientOut, Closing, Output, Refusal, StoreDone,
+    StoreOp, Violation,
+};
 use crate::persist;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -231,12 +234,10 @@ fn sent(out: &[Output], client: ClientId) -> Vec<ServerMsg> {
 }
 
 /// The closes asked for `client`, in order.
-fn closes(out: &[Output], client: ClientId) -> Vec<(u32, String)> {
+fn closes(out: &[Output], client: ClientId) -> Vec<Closing> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Client(c, ClientOut::Close { code, reason }) if *c == client => {
-                Some((*code, reason.clone()))
-            }
+            Output::Client(c, ClientOut::Close(why)) if *c == client => Some(why.clone()),
             _ => None,
         })
         .collect()
@@ -277,44 +278,34 @@ fn saved_ids(out: &[Output]) -> BTreeSet<DbId> {
     saves(out).into_iter().flatten().map(|r| r.db_id).collect()
 }
 
-/// Asserts the client was refused: a `Refused` then a `REFUSED` close, both
-/// with a reason containing `needle`, and nothing else. Returns the reason.
-fn assert_refused(out: &[Output], client: ClientId, needle: &str) -> String {
+/// Asserts the client was refused for `why`: a `Refused` naming it, then
+/// a close with code `REFUSED`, and nothing else.
+fn assert_refused(out: &[Output], client: ClientId, why: Refusal) {
     assert_eq!(out.len(), 2, "a refusal is a message and a close: {out:?}");
-    let reason = match (&out[0], &out[1]) {
+    match (&out[0], &out[1]) {
         (
             Output::Client(c1, ClientOut::Reliable(bytes)),
-            Output::Client(c2, ClientOut::Close { code, reason }),
+            Output::Client(c2, ClientOut::Close(closing)),
         ) if *c1 == client && *c2 == client => {
-            assert_eq!(*code, close::REFUSED);
+            assert_eq!(closing, &Closing::Refused(why.clone()));
+            assert_eq!(closing.code(), close::REFUSED);
             let msg = frame::decode::<ServerMsg>(bytes).expect("decodes");
             assert_eq!(
                 msg,
                 ServerMsg::Refused {
-                    reason: reason.clone()
+                    reason: why.to_string()
                 }
             );
-            reason.clone()
         }
         _ => panic!("expected Refused then a close for client {client}: {out:?}"),
-    };
-    assert!(
-        reason.contains(needle),
-        "{reason:?} should mention {needle:?}"
-    );
-    reason
+    }
 }
 
-/// Asserts the first close of `client` is a protocol violation naming `needle`.
-fn assert_violation(out: &[Output], client: ClientId, needle: &str) {
+/// Asserts the first close of `client` is the protocol violation `why`.
+fn assert_violation(out: &[Output], client: ClientId, why: Violation) {
     let c = closes(out, client);
-    assert!(!c.is_empty(), "the client is closed: {out:?}");
-    assert_eq!(c[0].0, close::PROTOCOL, "{c:?}");
-    assert!(
-        c[0].1.contains(needle),
-        "{:?} should mention {needle:?}",
-        c[0].1
-    );
+    assert_eq!(c.first(), Some(&Closing::Violation(why)), "{out:?}");
+    assert_eq!(c[0].code(), close::PROTOCOL);
 }
 
 fn state(pos: Pos, yaw: f32, props: Vec<(u16, Value)>) -> CellState {
@@ -376,7 +367,7 @@ fn a_hello_with_an_unknown_ticket_is_refused() {
     let mut r = rig();
     r.issue(42);
     let out = r.hello(5, Ticket([9; 16]));
-    assert_refused(&out, 5, "ticket");
+    assert_refused(&out, 5, Refusal::BadTicket);
     assert_eq!(r.b.load().clients, 0);
 }
 
@@ -387,9 +378,11 @@ fn a_hello_with_a_wrong_digest_is_refused_naming_the_mismatch() {
     let wrong = [0x5a; 32];
     r.b.hello(5, PROTOCOL_MAJOR, wrong, ticket, r.now);
     let out = r.b.drain();
-    let reason = assert_refused(&out, 5, "digest mismatch");
-    assert!(reason.contains(&Definitions::hex(&wrong)), "{reason}");
-    assert!(reason.contains(&r.defs.digest_hex()), "{reason}");
+    let why = Refusal::DefinitionsMismatch {
+        theirs: Definitions::hex(&wrong),
+        ours: r.defs.digest_hex(),
+    };
+    assert_refused(&out, 5, why);
 }
 
 #[test]
@@ -398,7 +391,11 @@ fn a_hello_with_a_wrong_protocol_is_refused_naming_it() {
     let ticket = r.issue(42);
     r.b.hello(5, PROTOCOL_MAJOR + 6, r.defs.digest, ticket, r.now);
     let out = r.b.drain();
-    assert_refused(&out, 5, &format!("protocol {}", PROTOCOL_MAJOR + 6));
+    let why = Refusal::ProtocolVersion {
+        theirs: PROTOCOL_MAJOR + 6,
+        ours: PROTOCOL_MAJOR,
+    };
+    assert_refused(&out, 5, why);
 }
 
 #[test]
@@ -407,20 +404,28 @@ fn a_ticket_is_spent_by_any_attempt() {
     // Refused for its digest: the ticket is gone all the same.
     let ticket = r.issue(42);
     r.b.hello(5, PROTOCOL_MAJOR, [0; 32], ticket, r.now);
-    assert_refused(&r.b.drain(), 5, "digest");
+    let out = r.b.drain();
+    assert!(matches!(
+        closes(&out, 5)[..],
+        [Closing::Refused(Refusal::DefinitionsMismatch { .. })]
+    ));
     let out = r.hello(6, ticket);
-    assert_refused(&out, 6, "unknown or expired ticket");
+    assert_refused(&out, 6, Refusal::BadTicket);
 
     // Refused for its protocol: likewise.
     let ticket = r.issue(43);
     r.b.hello(7, 0, r.defs.digest, ticket, r.now);
-    assert_refused(&r.b.drain(), 7, "protocol");
-    assert_refused(&r.hello(8, ticket), 8, "ticket");
+    let why = Refusal::ProtocolVersion {
+        theirs: 0,
+        ours: PROTOCOL_MAJOR,
+    };
+    assert_refused(&r.b.drain(), 7, why);
+    assert_refused(&r.hello(8, ticket), 8, Refusal::BadTicket);
 
     // Used successfully: cannot be used twice.
     let ticket = r.issue(44);
     assert_eq!(loads(&r.hello(9, ticket)), vec![(9, 44)]);
-    assert_refused(&r.hello(10, ticket), 10, "ticket");
+    assert_refused(&r.hello(10, ticket), 10, Refusal::BadTicket);
 }
 
 #[test]
@@ -436,7 +441,7 @@ fn an_expired_ticket_is_refused() {
         "valid up to its ttl"
     );
     r.advance(US);
-    assert_refused(&r.hello(6, late), 6, "expired");
+    assert_refused(&r.hello(6, late), 6, Refusal::BadTicket);
 }
 
 #[test]
@@ -447,7 +452,7 @@ fn tick_forgets_expired_tickets() {
     r.b.tick(T0.plus(ttl + US));
     r.b.drain();
     // Even presented at a time it would have been valid, it is gone.
-    assert_refused(&r.hello(5, ticket), 5, "ticket");
+    assert_refused(&r.hello(5, ticket), 5, Refusal::BadTicket);
 }
 
 #[test]
@@ -461,13 +466,17 @@ fn a_second_session_of_an_online_account_takes_over_or_is_refused_while_loading(
         matches!(&sent(&out, 6)[..], [ServerMsg::Welcome { entity, .. }, ServerMsg::Session { .. }] if *entity == p.entity),
         "the new connection plays the same entity: {out:?}"
     );
-    assert_eq!(closes(&out, 5).len(), 1, "the old one gives way");
+    assert_eq!(
+        closes(&out, 5),
+        vec![Closing::ResumedElsewhere],
+        "the old one gives way"
+    );
     assert!(loads(&out).is_empty());
     // While the first session is still loading, a second is refused.
     let t1 = r.issue(50);
     let t2 = r.issue(50);
     assert_eq!(loads(&r.hello(7, t1)), vec![(7, 50)]);
-    assert_refused(&r.hello(8, t2), 8, "already in the world");
+    assert_refused(&r.hello(8, t2), 8, Refusal::AlreadyInWorld);
 }
 
 // ---- welcome and the cell ---------------------------------------------------
@@ -578,19 +587,30 @@ fn a_player_that_cannot_be_loaded_is_refused() {
     let ticket = r.issue(42);
     r.hello(5, ticket);
     let out = r.loaded(5, Err("disk on fire".into()));
-    assert_refused(&out, 5, "disk on fire");
+    assert_refused(&out, 5, Refusal::LoadFailed("disk on fire".into()));
 
     let ticket = r.issue(43);
     r.hello(6, ticket);
     let mut row = r.fresh_row(DbId(1));
     row.type_name = "Dragon".into();
-    assert_refused(&r.loaded(6, Ok(row)), 6, "Dragon");
+    assert_refused(
+        &r.loaded(6, Ok(row)),
+        6,
+        Refusal::StoredTypeUnknown("Dragon".into()),
+    );
 
     let ticket = r.issue(44);
     r.hello(7, ticket);
     let mut row = r.fresh_row(DbId(1));
     row.data = vec![0xff];
-    assert_refused(&r.loaded(7, Ok(row)), 7, "stored player");
+    let out = r.loaded(7, Ok(row));
+    assert!(
+        matches!(
+            closes(&out, 7)[..],
+            [Closing::Refused(Refusal::Unreadable(_))]
+        ),
+        "{out:?}"
+    );
     assert_eq!(r.b.load(), Default::default());
 }
 
@@ -680,52 +700,81 @@ fn bad_client_calls_cost_the_client_its_connection() {
     let avatar_methods = tessera::demo::definitions();
     let ty = avatar_methods.by_name("Avatar").expect("Avatar");
     let idx = |n: &str| ty.method(n).expect("method").index;
-    let cases: Vec<(&str, u16, Vec<Value>, Vec<&str>)> = vec![
+    let named = |method: &str| ("Avatar".to_string(), method.to_string());
+    let not_exposed = |m: &str| {
+        let (ty, method) = named(m);
+        Violation::NotExposed { ty, method }
+    };
+    let count = |m: &str, wanted, got| {
+        let (ty, method) = named(m);
+        Violation::ArgumentCount {
+            ty,
+            method,
+            wanted,
+            got,
+        }
+    };
+    let bad_arg = |m: &str| {
+        let (ty, method) = named(m);
+        move |v: &Violation| matches!(v, Violation::BadArgument { ty: t, method: n, index: 0, .. } if *t == ty && *n == method)
+    };
+    type Check = Box<dyn Fn(&Violation) -> bool>;
+    let is = |v: Violation| -> Check { Box::new(move |got: &Violation| *got == v) };
+    let cases: Vec<(&str, u16, Vec<Value>, Check)> = vec![
         (
             "not exposed",
             idx("set_health"),
             vec![Value::Int(1000)],
-            vec!["set_health", "may not be called"],
+            is(not_exposed("set_health")),
         ),
         (
             "a client method",
             idx("pong"),
             vec![Value::Int(1)],
-            vec!["pong"],
+            is(not_exposed("pong")),
         ),
         (
             "too few arguments",
             idx("set_title"),
             vec![],
-            vec!["set_title", "takes 1 arguments, got 0"],
+            is(count("set_title", 1, 0)),
         ),
         (
             "too many arguments",
             idx("add_gold"),
             vec![Value::Int(1), Value::Int(2)],
-            vec!["add_gold", "got 2"],
+            is(count("add_gold", 1, 2)),
         ),
         (
             "wrong type",
             idx("set_title"),
             vec![Value::Int(3)],
-            vec!["set_title", "argument 0"],
+            Box::new(bad_arg("set_title")),
         ),
         (
             "a float where an int is due",
             idx("ping"),
             vec![Value::Float(f32::NAN)],
-            vec!["ping", "argument 0"],
+            Box::new(bad_arg("ping")),
         ),
-        ("unknown index", 99, vec![], vec!["Avatar", "#99"]),
+        (
+            "unknown index",
+            99,
+            vec![],
+            is(Violation::NoSuchMethod {
+                ty: "Avatar".into(),
+                method: 99,
+            }),
+        ),
     ];
-    for (what, method, args, needles) in cases {
+    for (what, method, args, check) in cases {
         let mut r = rig();
         r.cell_up();
         let (p, _) = r.login(5, 42);
         let out = r.call(5, method, args);
-        for needle in needles {
-            assert_violation(&out, 5, needle);
+        match closes(&out, 5).first() {
+            Some(Closing::Violation(v)) => assert!(check(v), "{what}: {v:?}"),
+            other => panic!("{what}: expected a violation, got {other:?}"),
         }
         let msgs = app_msgs(&out);
         assert!(
@@ -754,7 +803,7 @@ fn a_call_before_the_welcome_is_a_violation() {
     r.hello(5, ticket);
     let m = r.method("set_title");
     let out = r.call(5, m, vec![Value::String("x".into())]);
-    assert_violation(&out, 5, "before the welcome");
+    assert_violation(&out, 5, Violation::CallBeforeWelcome);
     // A load finishing afterwards brings no one into the world.
     let row = r.fresh_row(DbId(1));
     assert!(r.loaded(5, Ok(row)).is_empty());
@@ -773,7 +822,7 @@ fn a_second_hello_is_a_violation() {
             ticket: Ticket([0; 16]),
         }),
     );
-    assert_violation(&out, 5, "second hello");
+    assert_violation(&out, 5, Violation::SecondHello);
 }
 
 #[test]
@@ -834,7 +883,7 @@ fn a_non_finite_move_closes_the_client() {
             5,
             ClientInput::Datagram(ClientDatagram::Move { seq: 1, pos, yaw }),
         );
-        assert_violation(&out, 5, "non-finite");
+        assert_violation(&out, 5, Violation::NonFiniteMove);
         let msgs = app_msgs(&out);
         assert!(
             !msgs.iter().any(|(_, m)| matches!(
@@ -951,7 +1000,7 @@ fn logout_destroys_the_cell_half_and_saves_its_final_state() {
     r.call(5, m, vec![Value::Int(30)]);
 
     let out = r.input(5, ClientInput::Msg(ClientMsg::Logout));
-    assert_eq!(closes(&out, 5), vec![(close::DONE, "logged out".into())]);
+    assert_eq!(closes(&out, 5), vec![Closing::LoggedOut]);
     let msgs = app_msgs(&out);
     assert!(msgs.len() == 1 && destroys(&msgs, p.entity), "{msgs:?}");
     assert!(saves(&out).is_empty(), "not before the final state");
@@ -1036,7 +1085,7 @@ fn logout_without_a_cell_saves_at_once() {
     let mut r = rig();
     let (p, _) = r.login(5, 42);
     let out = r.input(5, ClientInput::Msg(ClientMsg::Logout));
-    assert_eq!(closes(&out, 5), vec![(close::DONE, "logged out".into())]);
+    assert_eq!(closes(&out, 5), vec![Closing::LoggedOut]);
     assert!(app_msgs(&out).is_empty());
     assert_eq!(saved_ids(&out), BTreeSet::from([p.db]));
 }
@@ -1047,7 +1096,7 @@ fn logout_while_loading_closes_without_a_save() {
     let ticket = r.issue(42);
     r.hello(5, ticket);
     let out = r.input(5, ClientInput::Msg(ClientMsg::Logout));
-    assert_eq!(closes(&out, 5), vec![(close::DONE, "logged out".into())]);
+    assert_eq!(closes(&out, 5), vec![Closing::LoggedOut]);
     assert!(saves(&out).is_empty());
     let row = r.fresh_row(DbId(1));
     assert!(r.loaded(5, Ok(row)).is_empty());
@@ -1336,7 +1385,7 @@ fn stop_then_final_states_drain_and_save_everyone() {
     let out = r.b.drain();
     for p in &players {
         let c = closes(&out, p.client);
-        assert_eq!(c.first().map(|c| c.0), Some(close::SHUTDOWN), "{c:?}");
+        assert_eq!(c.first(), Some(&Closing::Shutdown), "{c:?}");
         assert!(destroys(&app_msgs(&out), p.entity), "{out:?}");
     }
     assert!(saves(&out).is_empty(), "saves wait for the final states");
@@ -1471,8 +1520,7 @@ fn a_disconnected_client_is_closed_exactly_once() {
         }),
     );
     let c = closes(&out, 5);
-    assert_eq!(c.len(), 1, "one close, as a protocol violation: {c:?}");
-    assert_eq!(c[0].0, close::PROTOCOL);
+    assert_eq!(c, vec![Closing::Violation(Violation::NonFiniteMove)]);
 
     // A stop.
     let mut r = rig();
@@ -1480,8 +1528,7 @@ fn a_disconnected_client_is_closed_exactly_once() {
     r.login(5, 42);
     r.b.stop();
     let c = closes(&r.b.drain(), 5);
-    assert_eq!(c.len(), 1, "one close, as a shutdown: {c:?}");
-    assert_eq!(c[0].0, close::SHUTDOWN);
+    assert_eq!(c, vec![Closing::Shutdown]);
 }
 
 #[test]

@@ -25,7 +25,7 @@ use tessera::layout::Rect;
 use tessera::proto::app::{AppMsg, Rejoin, Role};
 use tessera::{AppId, IdBlock, Time};
 
-use super::{AppInfo, Cluster, Output};
+use super::{AdmitError, AppInfo, Cluster, Output};
 
 /// App ids a `Rejoin` may name: far more than any cluster has, with room
 /// to count on.
@@ -53,7 +53,7 @@ pub(super) struct Rejoining {
 }
 
 /// What becomes of an app that dialled the manager.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Admission {
     /// A member: its link starts.
     Member(AppId),
@@ -61,7 +61,7 @@ pub enum Admission {
     /// [`Cluster::tick`].
     Wait,
     /// Refused, and why; the link closes.
-    Refused(String),
+    Refused(AdmitError),
 }
 
 impl Cluster {
@@ -91,7 +91,7 @@ impl Cluster {
             AppMsg::Register(_) if self.rejoining.is_some() => return Admission::Wait,
             AppMsg::Register(_) => self.register(now, first),
             AppMsg::Rejoin(r) => self.rejoin(now, r),
-            _ => Err("the first message must be Register or Rejoin".into()),
+            _ => Err(AdmitError::NotAJoin),
         };
         match result {
             Ok(app) => Admission::Member(app),
@@ -99,7 +99,7 @@ impl Cluster {
         }
     }
 
-    fn rejoin(&mut self, now: Time, r: &Rejoin) -> Result<AppId, String> {
+    fn rejoin(&mut self, now: Time, r: &Rejoin) -> Result<AppId, AdmitError> {
         self.check(&r.registration)?;
         self.check_report(r)?;
         let app = r.app;
@@ -107,20 +107,16 @@ impl Cluster {
             // The app lost its link to a manager that is still here.
             self.app_gone(app, "its link dropped and it dialled again");
             self.out.push(Output::Drop(app));
-            return Err(format!(
-                "app {app} lost its link to this manager and was declared dead"
-            ));
+            return Err(AdmitError::LostLink(app));
         }
         if self.dead.contains(&app) {
-            return Err(format!("app {app} was declared dead"));
+            return Err(AdmitError::DeclaredDead(app));
         }
         let Some(w) = self.rejoining.as_mut() else {
             // Nobody reported it in time: dead now, so what it held is
             // restored by the others.
             self.announce_down(app);
-            return Err(format!(
-                "app {app} came back after the manager had rebuilt the cluster; it is declared dead"
-            ));
+            return Err(AdmitError::TooLate(app));
         };
         w.ids_end = w.ids_end.max(r.ids_end);
         w.members.insert(app);
@@ -152,26 +148,29 @@ impl Cluster {
 
     /// What a `Rejoin` reports must be usable: ids the manager can count
     /// past, and a layout of this space that is a sound tree.
-    fn check_report(&self, r: &Rejoin) -> Result<(), String> {
+    fn check_report(&self, r: &Rejoin) -> Result<(), AdmitError> {
         let app = r.app;
         if app == tessera::MANAGER {
-            return Err("app id 0 is the manager's".into());
+            return Err(AdmitError::ManagersId);
         }
         let ids = r.members.iter().chain(&r.dead).chain([&app]);
         if ids.clone().any(|a| a.0 >= MAX_APP) || r.ids_end > MAX_ENTITY_ID {
-            return Err(format!(
-                "app {app} reports ids beyond what this manager hands out (apps below {MAX_APP}, entities below {MAX_ENTITY_ID})"
-            ));
+            return Err(AdmitError::IdsOutOfRange {
+                app,
+                max_app: MAX_APP,
+                max_entity: MAX_ENTITY_ID,
+            });
         }
         if let Some(layout) = &r.layout {
             layout
                 .validate()
-                .map_err(|e| format!("app {app} reports a bad layout: {e}"))?;
+                .map_err(|error| AdmitError::BadLayout { app, error })?;
             if layout.bounds != Rect::from_bounds(self.space.bounds) {
-                return Err(format!(
-                    "app {app} reports a layout of other bounds ({:?}) than this manager's space ({:?}); was the manager started with another --size?",
-                    layout.bounds, self.space.bounds
-                ));
+                return Err(AdmitError::OtherBounds {
+                    app,
+                    theirs: layout.bounds,
+                    ours: self.space.bounds,
+                });
             }
         }
         Ok(())

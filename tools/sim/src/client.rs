@@ -139,7 +139,7 @@ impl SimClient {
     /// Something from the baseapp.
     pub fn receive(&mut self, out: ClientOut) {
         match out {
-            ClientOut::Close { reason, .. } => self.phase = Phase::Gone(reason),
+            ClientOut::Close(why) => self.phase = Phase::Gone(why.to_string()),
             ClientOut::Reliable(bytes) => match decode::<ServerMsg>(&bytes) {
                 Ok(ServerMsg::Welcome {
                     entity,

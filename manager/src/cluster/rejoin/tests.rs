@@ -4,7 +4,7 @@
 
 use super::Admission;
 use crate::cluster::tests::registration;
-use crate::cluster::{Cluster, Output};
+use crate::cluster::{AdmitError, Cluster, Output};
 use std::time::Duration;
 use tessera::layout::Layout;
 use tessera::proto::app::{AppMsg, Rejoin, Role, SpaceInfo};
@@ -87,7 +87,7 @@ fn admitted(m: &mut Cluster, now: Time, msg: &AppMsg) -> AppId {
     }
 }
 
-fn refused(m: &mut Cluster, now: Time, msg: &AppMsg) -> String {
+fn refused(m: &mut Cluster, now: Time, msg: &AppMsg) -> AdmitError {
     match m.admit(now, msg) {
         Admission::Refused(why) => why,
         other => panic!("not refused: {other:?}"),
@@ -233,7 +233,7 @@ fn a_member_that_does_not_come_back_is_declared_dead_and_its_cell_given_away() {
         T0.plus(WINDOW * 2),
         &rejoin(c2, Role::Cellapp, 101, Some(&layout), 0),
     );
-    assert!(why.contains("declared dead"), "{why}");
+    assert_eq!(why, AdmitError::DeclaredDead(c2));
 }
 
 #[test]
@@ -257,7 +257,7 @@ fn an_app_the_manager_still_had_or_never_heard_of_is_refused_and_declared_dead()
         T0,
         &rejoin(c, Role::Cellapp, 100, layout.as_ref(), 0),
     );
-    assert!(why.contains("declared dead"), "{why}");
+    assert_eq!(why, AdmitError::LostLink(c));
     let out = m.drain();
     assert_eq!(downs(&out), vec![(b, c)]);
     assert!(out.iter().any(|o| matches!(o, Output::Drop(a) if *a == c)));
@@ -265,7 +265,7 @@ fn an_app_the_manager_still_had_or_never_heard_of_is_refused_and_declared_dead()
     // is restored by the others.
     let stranger = AppId(40);
     let why = refused(&mut m, T0, &rejoin(stranger, Role::Baseapp, 201, None, 0));
-    assert!(why.contains("declared dead"), "{why}");
+    assert_eq!(why, AdmitError::TooLate(stranger));
     assert_eq!(downs(&m.drain()), vec![(b, stranger)]);
     // And once refused, always refused.
     refused(&mut m, T0, &rejoin(stranger, Role::Baseapp, 201, None, 0));
@@ -374,19 +374,31 @@ fn a_report_the_manager_cannot_use_is_refused_and_changes_nothing() {
         AppMsg::Rejoin(r)
     };
     let why = refused(&mut m, T0, &bad(&|r| r.ids_end = u64::MAX));
-    assert!(why.contains("ids beyond"), "{why}");
+    assert!(
+        matches!(why, AdmitError::IdsOutOfRange { app, .. } if app == c1),
+        "{why}"
+    );
     let why = refused(&mut m, T0, &bad(&|r| r.members = vec![AppId(u32::MAX)]));
-    assert!(why.contains("ids beyond"), "{why}");
+    assert!(matches!(why, AdmitError::IdsOutOfRange { .. }), "{why}");
     let other =
         Layout::equal(tessera::layout::Rect::new(0.0, 0.0, 10.0, 10.0), &[c1, c2]).expect("layout");
     let why = refused(&mut m, T0, &bad(&|r| r.layout = Some(other.clone())));
-    assert!(why.contains("other bounds"), "{why}");
+    assert!(matches!(why, AdmitError::OtherBounds { .. }), "{why}");
     // A cut whose low side is itself, as a broken peer could send it.
     let mut json = serde_json::to_value(&layout).expect("encode");
     json["nodes"][0]["Cut"]["low"] = serde_json::json!(0);
     let malformed: Layout = serde_json::from_value(json).expect("decode");
     let why = refused(&mut m, T0, &bad(&|r| r.layout = Some(malformed.clone())));
-    assert!(why.contains("malformed"), "{why}");
+    assert!(
+        matches!(
+            why,
+            AdmitError::BadLayout {
+                error: tessera::layout::LayoutError::Malformed(_),
+                ..
+            }
+        ),
+        "{why}"
+    );
     assert!(m.apps().is_empty());
     assert_eq!(m.layout(), None);
 }
