@@ -101,10 +101,10 @@ enum Phase {
     Member { conn: ConnId, beat: Time },
     /// A member whose manager link dropped; it dials at `at`.
     Lost { at: Time, failures: u32 },
-    /// A member dialling its manager with a `Rejoin`.
+    /// A member dialling its manager with a `Rejoin`, since `started`.
     Rejoining {
         conn: ConnId,
-        deadline: Time,
+        started: Time,
         failures: u32,
     },
     /// Refused, left, or never joined: nothing more.
@@ -235,16 +235,18 @@ impl Membership {
             }
             (
                 Phase::Rejoining {
-                    conn: c, failures, ..
+                    conn: c,
+                    started,
+                    failures,
                 },
                 ConnEvent::Closed(reason),
             ) if *c == conn => {
-                let failures = *failures + 1;
+                let (failures, started) = (*failures + 1, *started);
                 if failures == 1 {
                     tracing::warn!(%reason, "manager unreachable; dialling it again until it is back");
                 }
                 self.phase = Phase::Lost {
-                    at: now.plus(self.cfg.redial),
+                    at: self.next_dial(started, now),
                     failures,
                 };
                 None
@@ -294,7 +296,7 @@ impl Membership {
             }
             Phase::Member { beat, .. } => Some(beat),
             Phase::Lost { at, .. } => Some(at),
-            Phase::Rejoining { deadline, .. } => Some(deadline),
+            Phase::Rejoining { started, .. } => Some(started.plus(self.cfg.dial_timeout)),
             Phase::Over => None,
         }
     }
@@ -365,9 +367,9 @@ impl Membership {
             }
             Phase::Rejoining {
                 conn,
-                deadline,
+                started,
                 failures,
-            } if deadline <= now => {
+            } if started.plus(self.cfg.dial_timeout) <= now => {
                 self.out.push(Transmit::Close {
                     conn,
                     code: close::SHUTDOWN,
@@ -380,7 +382,7 @@ impl Membership {
                     );
                 }
                 self.phase = Phase::Lost {
-                    at: now.plus(self.cfg.redial),
+                    at: self.next_dial(started, now),
                     failures: failures + 1,
                 };
             }
@@ -393,13 +395,20 @@ impl Membership {
                 });
                 self.phase = Phase::Rejoining {
                     conn,
-                    deadline: now.plus(self.cfg.dial_timeout),
+                    started: now,
                     failures,
                 };
             }
             _ => {}
         }
         None
+    }
+
+    /// When to dial again after a dial made at `started` failed at `now`:
+    /// dials start at most every [`MembershipConfig::redial`], so one that
+    /// timed out is followed at once.
+    fn next_dial(&self, started: Time, now: Time) -> Time {
+        started.plus(self.cfg.redial).max(now)
     }
 
     /// Takes what the membership asks of the driver, in order.
@@ -489,7 +498,8 @@ mod tests {
         let ev = m.handle(Time(1_000), conn, ConnEvent::Closed("gone".into()));
         assert!(matches!(ev, Some(MembershipEvent::Lost)));
         assert!(!m.send(&AppMsg::NeedIds), "nothing goes while lost");
-        // Redial after 250 ms, give it 500 ms, again after 250 ms.
+        // Redial after 250 ms and give it 500 ms; dials start at most
+        // every 250 ms, so the next follows the timed-out one at once.
         assert_eq!(m.poll_timeout(), Some(Time(251_000)));
         tick(&mut m, Time(251_000));
         let first = dialled(&mut m);
@@ -499,7 +509,8 @@ mod tests {
             m.drain().collect::<Vec<_>>().as_slice(),
             [Transmit::Close { conn, .. }] if *conn == first
         ));
-        tick(&mut m, Time(1_001_000));
+        assert_eq!(m.poll_timeout(), Some(Time(751_000)));
+        tick(&mut m, Time(751_000));
         let second = dialled(&mut m);
         assert_ne!(first, second);
         let ev = m.handle(Time(1_100_000), second, ConnEvent::Msg(registered()));

@@ -168,11 +168,8 @@ impl Baseapp {
                 None => {}
             }
         } else if let ConnEvent::Accepted(_) = ev {
-            self.out.push(Output::Transmit(Transmit::Close {
-                conn,
-                code: tessera::proto::close::REFUSED,
-                reason: "not registered yet".into(),
-            }));
+            let refused = Transmit::refuse_unregistered(conn);
+            self.out.push(Output::Transmit(refused));
         }
         self.flush(now);
     }
@@ -380,13 +377,11 @@ impl Baseapp {
             self.out.extend(r.links.drain().map(Output::Transmit));
             if r.stopping.is_some() && r.bases.drained() {
                 tracing::info!("baseapp stopped; everything saved");
+                // The goodbye goes out before the end.
                 self.membership.leave();
-                self.ended = true;
-                self.running = None;
                 self.out
                     .extend(self.membership.drain().map(Output::Transmit));
-                self.out.push(Output::Ended(Ended::Left));
-                return;
+                return self.end(Ended::Left);
             }
         }
         self.out

@@ -21,12 +21,20 @@ use tessera_cellapp::index::IndexKind;
 
 const ENTITIES: usize = 2000;
 
-/// Jumps across x = 500 every tick.
+/// Jumps across x = 500 every tick, farther than the offload hysteresis
+/// past it, so the real moves cell every time.
 struct Shuttle;
+
+/// How far past the line a jump lands.
+const JUMP: f32 = tessera_cellapp::cell::OFFLOAD_HYSTERESIS + 4.0;
 
 impl CellBehavior for Shuttle {
     fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Entry) {
-        let x = if real.pos.x < 500.0 { 503.0 } else { 497.0 };
+        let x = if real.pos.x < 500.0 {
+            500.0 + JUMP
+        } else {
+            500.0 - JUMP
+        };
         real.move_to(Vec3::new(x, 0.0, real.pos.z), real.yaw, ctx.tick);
     }
 }

@@ -229,12 +229,8 @@ impl Cellapp {
                 Some(LinkEvent::Down(_)) | None => {}
             }
         } else if let ConnEvent::Accepted(_) = ev {
-            // Nobody can know this cellapp before it registers.
-            self.out.push(Output::Transmit(Transmit::Close {
-                conn,
-                code: tessera::proto::close::REFUSED,
-                reason: "not registered yet".into(),
-            }));
+            let refused = Transmit::refuse_unregistered(conn);
+            self.out.push(Output::Transmit(refused));
         }
         self.flush(now);
     }
@@ -277,6 +273,8 @@ impl Cellapp {
             backup_ticks: (self.cfg.backup_period.as_secs_f64() * f64::from(hz)).max(1.0) as u32,
             ghost_distance: self.cfg.defs.max_aoi_radius() + 10.0,
             app,
+            // Cellapps started with the same seed still draw apart.
+            seed: self.cfg.cell.seed ^ u64::from(app.0),
             ..self.cfg.cell.clone()
         };
         let mut cell = Cell::new(&self.cfg.defs, behaviors, cell_cfg, ids);

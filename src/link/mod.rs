@@ -146,6 +146,18 @@ pub enum Transmit {
     },
 }
 
+impl Transmit {
+    /// Refuses a connection another process opened before this one has
+    /// registered with its manager: nobody can know it yet.
+    pub fn refuse_unregistered(conn: ConnId) -> Transmit {
+        Transmit::Close {
+            conn,
+            code: close::REFUSED,
+            reason: "not registered yet".into(),
+        }
+    }
+}
+
 /// Encodes a message as a frame to transmit.
 pub fn encode(msg: &AppMsg) -> Bytes {
     Bytes::from(frame::encode(msg))

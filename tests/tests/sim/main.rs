@@ -109,23 +109,8 @@ fn checks(seed: u64, faults: Faults) -> (Vec<String>, u64, usize, u64) {
     w.run_until(10_000_000);
     w.freeze();
     w.run_until(13_000_000);
-    let mut add = |name: &str, r: Result<(), String>| {
-        if let Err(e) = r {
-            failures.push(format!("{name}: {e}"));
-        }
-    };
-    add("single real", w.check_single_real());
-    add("single real", w.broken.clone().map_or(Ok(()), Err));
-    add("placement", w.check_placement(entities));
-    add("ghosts", w.check_ghosts());
-    add("pings", w.check_pings());
-    let checked = match w.check_views(5.0) {
-        Ok(n) => n,
-        Err(e) => {
-            failures.push(format!("views: {e}"));
-            0
-        }
-    };
+    let (settled, checked) = w.settled_failures(entities);
+    failures.extend(settled);
     (failures, w.fingerprint(), checked, w.offloads())
 }
 

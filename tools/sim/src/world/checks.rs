@@ -23,6 +23,32 @@ impl SimWorld {
         Ok(())
     }
 
+    /// Every check of a world that has settled, each on its own so a
+    /// planted fault can be matched to the check that catches it: the
+    /// failures (each tagged with its check's name) and how many sightings
+    /// the views check compared.
+    pub fn settled_failures(&self, entities: usize) -> (Vec<String>, usize) {
+        let mut failures = Vec::new();
+        let mut add = |name: &str, r: Result<(), String>| {
+            if let Err(e) = r {
+                failures.push(format!("{name}: {e}"));
+            }
+        };
+        add("single real", self.check_single_real());
+        add("single real", self.broken.clone().map_or(Ok(()), Err));
+        add("placement", self.check_placement(entities));
+        add("ghosts", self.check_ghosts());
+        add("pings", self.check_pings());
+        let checked = match self.check_views(5.0) {
+            Ok(n) => n,
+            Err(e) => {
+                failures.push(format!("views: {e}"));
+                0
+            }
+        };
+        (failures, checked)
+    }
+
     /// After quiescence, all of: [`SimWorld::check_single_real`] (and
     /// nothing broke during the run), [`SimWorld::check_placement`],
     /// [`SimWorld::check_ghosts`] and [`SimWorld::check_pings`].
