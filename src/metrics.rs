@@ -384,6 +384,50 @@ impl LinkMeter {
     }
 }
 
+/// What the sessions of an app's links did ([`crate::link::LinkStats`]):
+/// connections that dropped while their session lived on, messages sent
+/// again on the next connection, and messages dropped because a peer's
+/// backlog was full.
+#[derive(Clone, Debug)]
+pub struct SessionMeter {
+    /// Connections that dropped while the session lived on.
+    pub dropped: Counter,
+    /// Messages sent again on a new connection.
+    pub resent: Counter,
+    /// Messages dropped because a peer's backlog was full.
+    pub overflowed: Counter,
+}
+
+impl SessionMeter {
+    /// The meter in `registry`.
+    pub fn new(registry: &Registry) -> SessionMeter {
+        SessionMeter {
+            dropped: registry.counter(
+                "tessera_link_drops_total",
+                "App-link connections that dropped while their session lived on.",
+                &[],
+            ),
+            resent: registry.counter(
+                "tessera_link_resent_total",
+                "App-link messages sent again on a new connection.",
+                &[],
+            ),
+            overflowed: registry.counter(
+                "tessera_link_overflows_total",
+                "App-link messages dropped because a peer's backlog was full.",
+                &[],
+            ),
+        }
+    }
+
+    /// Copies a link table's counts.
+    pub fn observe(&self, stats: &crate::link::LinkStats) {
+        self.dropped.advance_to(stats.dropped);
+        self.resent.advance_to(stats.resent);
+        self.overflowed.advance_to(stats.overflowed);
+    }
+}
+
 /// How long each tick of an app's loop took, and how many overran their
 /// period.
 #[derive(Clone, Debug)]

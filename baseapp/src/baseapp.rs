@@ -34,8 +34,6 @@ pub struct BaseappConfig {
     pub bases: BaseConfig,
     /// Seeds tickets and session tokens; drivers pass OS entropy.
     pub seed: [u8; 32],
-    /// How often the bases' periodic work runs (tickets, copies, saves).
-    pub tick: Duration,
     /// Timing of the manager link.
     pub membership: MembershipConfig,
     /// Timing and bounds of the app links.
@@ -60,7 +58,6 @@ impl BaseappConfig {
             defs,
             bases: BaseConfig::default(),
             seed,
-            tick: Duration::from_millis(100),
             membership: MembershipConfig::default(),
             links: LinkConfig::default(),
             stop_wait: Duration::from_secs(5),
@@ -115,6 +112,11 @@ impl Baseapp {
             ended: false,
             out: Vec::new(),
         }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &BaseappConfig {
+        &self.cfg
     }
 
     /// Its id, once registered.
@@ -299,9 +301,10 @@ impl Baseapp {
         if let Some(r) = &mut self.running {
             if r.next_tick <= now {
                 r.bases.tick(now);
-                r.next_tick = r.next_tick.plus(self.cfg.tick);
+                let tick = self.cfg.bases.tick;
+                r.next_tick = r.next_tick.plus(tick);
                 if r.next_tick <= now {
-                    r.next_tick = now.plus(self.cfg.tick);
+                    r.next_tick = now.plus(tick);
                 }
             }
             r.links.handle_timeout(now);

@@ -29,9 +29,6 @@ use base::{Base, Client, Half};
 pub use rules::{Closing, Refusal, Violation};
 use tessera::channel::Frames;
 
-/// How often the driver ticks the core.
-pub const TICK: Duration = Duration::from_millis(100);
-
 /// A connection's id on this baseapp.
 pub type ClientId = u64;
 
@@ -52,6 +49,10 @@ pub struct BaseConfig {
     /// How long an entity whose client's connection was lost (or whose
     /// baseapp died) waits for the client to resume before it logs out.
     pub resume_grace: Duration,
+    /// How often the bases' periodic work runs: tickets expire, a share of
+    /// the bases is copied, stuck streams and waiting entities are looked
+    /// at, and saves fall due.
+    pub tick: Duration,
     /// How long a client's stream may wait for a missing frame before it
     /// is started over. Links between live apps lose nothing, so a frame
     /// missing this long was lost with a cellapp that died.
@@ -68,6 +69,7 @@ impl Default for BaseConfig {
             backup_period: Duration::from_secs(2),
             resume_grace: Duration::from_secs(30),
             stream_patience: Duration::from_secs(3),
+            tick: Duration::from_millis(100),
         }
     }
 }
@@ -1001,6 +1003,11 @@ impl Bases {
         for e in all {
             self.finish(e);
         }
+    }
+
+    /// Ticks run so far.
+    pub fn ticks(&self) -> u64 {
+        self.ticks
     }
 
     /// This baseapp's id.

@@ -209,7 +209,6 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
         public,
         metrics: metrics.clone(),
         joined: Some(joined_tx),
-        restored_counted: 0,
         ticks: 0,
     };
     let task = tokio::spawn(driver.run(clients, store_rx, stop_rx).instrument(span));
@@ -394,9 +393,7 @@ struct Driver {
     public: quinn::Endpoint,
     metrics: Metrics,
     joined: Option<oneshot::Sender<Result<AppId, String>>>,
-    /// Restored entities already added to the metric.
-    restored_counted: u64,
-    /// Seconds of metrics already observed.
+    /// The bases' ticks as of the last look, to time each one.
     ticks: u64,
 }
 
@@ -437,25 +434,29 @@ impl Driver {
     }
 
     /// Once a second, copies the core's counts into the metrics.
+    /// Times each tick of the bases, and once a second copies the core's
+    /// counts into the metrics.
     fn observe(&mut self, took: std::time::Duration) {
-        let second = Time::now().0 / 1_000_000;
-        if second == self.ticks {
+        let Some(bases) = self.core.bases() else {
+            return;
+        };
+        let ticks = bases.ticks();
+        if ticks == self.ticks {
             return;
         }
-        self.ticks = second;
-        self.metrics
-            .tick
-            .record(took, std::time::Duration::from_millis(100));
-        if let Some(bases) = self.core.bases() {
-            let load = bases.load();
-            self.metrics.bases.set(f64::from(load.entities));
-            let restored = bases.restored();
-            self.metrics
-                .entities_restored
-                .add(restored.saturating_sub(self.restored_counted));
-            self.restored_counted = restored;
+        self.ticks = ticks;
+        let period = self.core.config().bases.tick;
+        self.metrics.tick.record(took, period);
+        let per_second = (1_000_000 / period.as_micros().max(1)) as u64;
+        if ticks % per_second.max(1) != 0 {
+            return;
         }
+        self.metrics.bases.set(f64::from(bases.load().entities));
+        self.metrics.entities_restored.advance_to(bases.restored());
         self.metrics.clients.set(self.conns.len() as f64);
+        if let Some(links) = self.core.links() {
+            self.metrics.sessions.observe(&links.stats());
+        }
     }
 
     fn client_event(&mut self, id: ClientId, ev: ClientEvent) {

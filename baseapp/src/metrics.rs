@@ -2,7 +2,7 @@
 //! loop's ticks, clients and bases, database writes, and the traffic of its
 //! app links and client connections. `docs/operations.md` lists them.
 
-use tessera::metrics::{Counter, DbMeter, Gauge, LinkMeter, Registry, TickMeter};
+use tessera::metrics::{Counter, DbMeter, Gauge, LinkMeter, Registry, SessionMeter, TickMeter};
 
 /// The baseapp's metric handles.
 #[derive(Clone, Debug)]
@@ -28,6 +28,8 @@ pub struct Metrics {
     pub app_link: LinkMeter,
     /// Client connections (stream frames and datagrams).
     pub client_link: LinkMeter,
+    /// What the app links' sessions did.
+    pub sessions: SessionMeter,
 }
 
 impl Metrics {
@@ -60,6 +62,7 @@ impl Metrics {
             db: DbMeter::new(&r),
             app_link: LinkMeter::new(&r, "app"),
             client_link: LinkMeter::new(&r, "client"),
+            sessions: SessionMeter::new(&r),
             registry: r,
         }
     }

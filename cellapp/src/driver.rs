@@ -316,6 +316,9 @@ impl Driver {
         if ticks % u64::from(hz) == 0 {
             self.metrics
                 .observe(cell, &cell.stats(), &self.core.traffic());
+            if let Some(links) = self.core.links() {
+                self.metrics.sessions.observe(&links.stats());
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::cell::{Cell, CellStats};
 use crate::cellapp::Traffic;
-use tessera::metrics::{Counter, Gauge, LinkMeter, Registry, TickMeter};
+use tessera::metrics::{Counter, Gauge, LinkMeter, Registry, SessionMeter, TickMeter};
 
 /// The kinds of ghost message, in the order of the counters.
 const GHOST_KINDS: [&str; 4] = ["create", "update", "delete", "moves"];
@@ -39,6 +39,8 @@ pub struct Metrics {
     ghosts_out: [Counter; 4],
     /// App links.
     pub link: LinkMeter,
+    /// What the app links' sessions did.
+    pub sessions: SessionMeter,
 }
 
 impl Metrics {
@@ -82,6 +84,7 @@ impl Metrics {
             ghosts_in: ghost("in"),
             ghosts_out: ghost("out"),
             link: LinkMeter::new(&r, "app"),
+            sessions: SessionMeter::new(&r),
             registry: r,
         }
     }

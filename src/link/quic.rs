@@ -229,15 +229,22 @@ async fn run(
         let mut buf = Vec::new();
         while let Some(cmd) = cmds.recv().await {
             let mut close = None;
+            let mut frames = 0;
             buf.clear();
             match cmd {
-                Cmd::Frame(f) => buf.extend_from_slice(&f),
+                Cmd::Frame(f) => {
+                    buf.extend_from_slice(&f);
+                    frames += 1;
+                }
                 Cmd::Close { code, reason } => close = Some((code, reason)),
             }
             // Coalesce what is queued into one write.
             while close.is_none() && buf.len() < 1 << 20 {
                 match cmds.try_recv() {
-                    Ok(Cmd::Frame(f)) => buf.extend_from_slice(&f),
+                    Ok(Cmd::Frame(f)) => {
+                        buf.extend_from_slice(&f);
+                        frames += 1;
+                    }
                     Ok(Cmd::Close { code, reason }) => close = Some((code, reason)),
                     Err(_) => break,
                 }
@@ -246,7 +253,8 @@ async fn run(
                 if send.write_all(&buf).await.is_err() {
                     return;
                 }
-                writer_meter.sent(buf.len());
+                writer_meter.msgs_out.add(frames);
+                writer_meter.bytes_out.add(buf.len() as u64);
             }
             if let Some((code, reason)) = close {
                 let _ = send.finish();

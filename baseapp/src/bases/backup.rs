@@ -70,7 +70,7 @@ impl Bases {
 
     /// Sends this tick's share of the bases to their holders.
     pub(super) fn back_up_share(&mut self) {
-        let tick = super::TICK.as_micros().max(1) as u64;
+        let tick = self.cfg.tick.as_micros().max(1) as u64;
         let slots = (self.cfg.backup_period.as_micros() as u64 / tick).max(1);
         let slot = self.ticks % slots;
         let due: Vec<EntityId> = self

@@ -1235,6 +1235,123 @@ fn a_dead_cellapps_entities_come_back_from_their_last_backup() {
     assert!(sent(&out, 6).is_empty(), "q lived on: {out:?}");
 }
 
+/// `CELL` dies with only `OTHER` left, and `OTHER` confirms: what the
+/// baseapp sends then.
+fn cell_dies(r: &mut Rig) -> Vec<Output> {
+    let other = CellInfo {
+        app: OTHER,
+        addr: SocketAddr::from(([10, 0, 0, 3], 100)),
+    };
+    r.b.handle(r.now, MANAGER, AppMsg::Cells(vec![other]));
+    r.b.handle(r.now, MANAGER, AppMsg::AppDown { app: CELL });
+    r.b.handle(
+        r.now,
+        OTHER,
+        AppMsg::DownSeen {
+            app: CELL,
+            lost: vec![],
+        },
+    );
+    r.b.drain()
+}
+
+/// Where the restored real of `e` is created.
+fn created_at(out: &[Output], e: EntityId) -> Pos {
+    app_msgs(out)
+        .into_iter()
+        .find_map(|(_, m)| match m {
+            AppMsg::CreateEntity { entity, state, .. } if entity == e => Some(state.pos),
+            _ => None,
+        })
+        .expect("a CreateEntity")
+}
+
+#[test]
+fn a_restored_real_starts_where_its_client_last_moved_it_if_it_could_have() {
+    let mut r = rig();
+    two_cells(&mut r);
+    let (p, _) = r.login(5, 42);
+    let (q, _) = r.login(6, 43);
+    for e in [p.entity, q.entity] {
+        r.cell_says(AppMsg::Backup {
+            entity: e,
+            state: state([100.0, 0.0, 100.0], 0.0, vec![]),
+            applied: 0,
+        });
+    }
+    // Two seconds later p's client has walked 10 m (the Avatar may walk
+    // 12 m/s); q's claims a jump of 300 m.
+    r.advance(Duration::from_secs(2));
+    let walk = |to: Pos| {
+        ClientInput::Datagram(ClientDatagram::Move {
+            seq: 1,
+            pos: to,
+            yaw: 1.0,
+        })
+    };
+    r.input(5, walk([110.0, 0.0, 100.0]));
+    r.input(6, walk([400.0, 0.0, 100.0]));
+    let out = cell_dies(&mut r);
+    assert_eq!(created_at(&out, p.entity), [110.0, 0.0, 100.0]);
+    assert_eq!(
+        sent(&out, 5),
+        vec![ServerMsg::Restored {
+            pos: [110.0, 0.0, 100.0],
+            yaw: 1.0
+        }],
+        "the client is not pulled back"
+    );
+    assert_eq!(
+        created_at(&out, q.entity),
+        [100.0, 0.0, 100.0],
+        "a move the real could not have allowed is not taken"
+    );
+}
+
+#[test]
+fn a_client_stream_stuck_behind_a_lost_frame_starts_over() {
+    let mut r = rig();
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    // Frame 0 was lost on its way; frame 1 waits for it.
+    let out = r.cell_says(AppMsg::ToClients(vec![ClientPacket {
+        entity: p.entity,
+        delivery: Delivery::Reliable,
+        seq: 1,
+        bytes: vec![1],
+    }]));
+    assert!(sent(&out, 5).is_empty(), "held: {out:?}");
+    let patience = BaseConfig::default().stream_patience;
+    r.advance(patience - Duration::from_millis(200));
+    r.b.tick(r.now);
+    assert!(app_msgs(&r.b.drain()).is_empty(), "not yet");
+    r.advance(Duration::from_millis(200));
+    r.b.tick(r.now);
+    let msgs = app_msgs(&r.b.drain());
+    let Some(out_seq) = msgs.iter().find_map(|(to, m)| match m {
+        AppMsg::ToEntity {
+            entity,
+            msg: EntityMsg::Attach { out_seq },
+            ..
+        } if *to == CELL && *entity == p.entity => Some(*out_seq),
+        _ => None,
+    }) else {
+        panic!("the real is asked to start the stream over: {msgs:?}");
+    };
+    assert!(out_seq > 1, "past every frame numbered before");
+    // The stream flows again from there.
+    let out = r.cell_says(AppMsg::ToClients(vec![ClientPacket {
+        entity: p.entity,
+        delivery: Delivery::Reliable,
+        seq: out_seq,
+        bytes: frame::encode_body(&ServerMsg::Restored {
+            pos: [0.0; 3],
+            yaw: 0.0,
+        }),
+    }]));
+    assert_eq!(sent(&out, 5).len(), 1, "{out:?}");
+}
+
 #[test]
 fn a_real_handed_to_a_dead_cellapp_is_restored_and_unconfirmed_messages_are_sent_again() {
     let mut r = rig();
