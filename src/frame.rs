@@ -1,6 +1,8 @@
 //! Framing for QUIC streams: a 4-byte little-endian length, then a postcard
 //! message of that many bytes. Every read is bounded by a maximum frame size
-//! that the caller configures, so a peer cannot make us buffer without limit.
+//! that the caller configures, so a peer cannot make us buffer without
+//! limit, and a frame's buffer grows only as its bytes arrive, so announcing
+//! a large frame reserves nothing.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -38,6 +40,11 @@ pub enum FrameError {
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     frame_bytes(&encode_body(msg))
 }
+
+/// The most a frame read asks of its stream at once: the buffer grows by
+/// at most this much beyond what has arrived.
+#[cfg(feature = "transport")]
+const READ_CHUNK: usize = 16 * 1024;
 
 /// Bytes of the length prefix in front of every frame.
 pub const HEADER_LEN: usize = 4;
@@ -92,12 +99,15 @@ pub async fn read_frame(
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
+    // The buffer grows as bytes arrive, never to the announced length
+    // ahead of them: announcing a large frame costs the peer the bytes.
     buf.clear();
-    buf.resize(len, 0);
-    let mut got = 0;
-    while got < len {
-        match recv.read(&mut buf[got..]).await? {
-            Some(n) => got += n,
+    while buf.len() < len {
+        let start = buf.len();
+        let want = (len - start).min(READ_CHUNK);
+        buf.resize(start + want, 0);
+        match recv.read(&mut buf[start..]).await? {
+            Some(n) => buf.truncate(start + n),
             None => return Err(FrameError::Truncated),
         }
     }

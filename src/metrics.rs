@@ -396,6 +396,11 @@ pub struct SessionMeter {
     pub resent: Counter,
     /// Messages dropped because a peer's backlog was full.
     pub overflowed: Counter,
+    /// Connections closed because the peer's certificate was not the one
+    /// listed for the app it claimed.
+    pub impostors: Counter,
+    /// Messages dropped because their sender's role may not send them.
+    pub refused: Counter,
 }
 
 impl SessionMeter {
@@ -417,6 +422,16 @@ impl SessionMeter {
                 "App-link messages dropped because a peer's backlog was full.",
                 &[],
             ),
+            impostors: registry.counter(
+                "tessera_link_impostors_total",
+                "App-link connections closed because the peer's certificate is not the one the manager listed for the app it claimed.",
+                &[],
+            ),
+            refused: registry.counter(
+                "tessera_link_refused_total",
+                "App-link messages dropped because an app of the sender's role may not send them.",
+                &[],
+            ),
         }
     }
 
@@ -425,6 +440,8 @@ impl SessionMeter {
         self.dropped.advance_to(stats.dropped);
         self.resent.advance_to(stats.resent);
         self.overflowed.advance_to(stats.overflowed);
+        self.impostors.advance_to(stats.impostors);
+        self.refused.advance_to(stats.refused);
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tessera::link::{ConnEvent, ConnId, LinkConfig, LinkEvent, Links, Transmit};
 pub use tessera::membership::Ended;
 use tessera::membership::{Membership, MembershipConfig, MembershipEvent};
-use tessera::proto::app::{AppMsg, CellInfo, Registration, SpaceInfo};
+use tessera::proto::app::{AppMsg, Registration, Role, SpaceInfo};
 use tessera::proto::Ticket;
 use tessera::{AppId, Definitions, IdBlock, Time, MANAGER};
 
@@ -86,9 +86,6 @@ struct Running {
     bases: Bases,
     links: Links,
     next_tick: Time,
-    /// The cellapps and baseapps of the newest lists the manager sent.
-    cellapps: std::collections::BTreeSet<AppId>,
-    baseapps: std::collections::BTreeSet<AppId>,
     /// A clean stop under way: until when it waits for the cells.
     stopping: Option<Time>,
 }
@@ -169,7 +166,7 @@ impl Baseapp {
                 Some(LinkEvent::Down(app)) => r.bases.link_down(app),
                 None => {}
             }
-        } else if let ConnEvent::Accepted(_) = ev {
+        } else if let ConnEvent::Accepted(..) = ev {
             let refused = Transmit::refuse_unregistered(conn);
             self.out.push(Output::Transmit(refused));
         }
@@ -254,8 +251,6 @@ impl Baseapp {
             bases,
             links: Links::new(app, self.cfg.defs.digest, self.cfg.links),
             next_tick: now,
-            cellapps: Default::default(),
-            baseapps: Default::default(),
             stopping: None,
         }));
         self.out.push(Output::Joined(app));
@@ -266,13 +261,18 @@ impl Baseapp {
         let Some(r) = &mut self.running else { return };
         if from == MANAGER {
             match &msg {
-                AppMsg::Cells(cells) => learn(now, r, cells, Kind::Cellapps),
+                // Every cellapp is dialled; of the other baseapps, those
+                // with a lower id (the higher id dials).
+                AppMsg::Cells(cells) => r.links.listed(now, Role::Cellapp, cells, |_| true),
                 AppMsg::Layout { layout, cells }
                     if r.bases.layout().is_none_or(|l| layout.epoch > l.epoch) =>
                 {
-                    learn(now, r, cells, Kind::Cellapps)
+                    r.links.listed(now, Role::Cellapp, cells, |_| true)
                 }
-                AppMsg::Baseapps(list) => learn(now, r, list, Kind::Baseapps),
+                AppMsg::Baseapps(list) => {
+                    let me = r.app;
+                    r.links.listed(now, Role::Baseapp, list, |app| app < me)
+                }
                 AppMsg::AppDown { app } => forget(&mut r.links, *app, "declared dead"),
                 _ => {}
             }
@@ -395,35 +395,6 @@ impl Baseapp {
     pub fn drain(&mut self) -> std::vec::Drain<'_, Output> {
         self.out.drain(..)
     }
-}
-
-enum Kind {
-    Cellapps,
-    Baseapps,
-}
-
-/// Links to the apps of a list the manager sent, and forgets those of the
-/// same kind that were on the last list and are not on this one (they
-/// left). Every cellapp is dialled; of the other baseapps, those with a
-/// lower id (the higher id dials).
-fn learn(now: Time, r: &mut Running, list: &[CellInfo], kind: Kind) {
-    let me = r.app;
-    for c in list {
-        let dial = match kind {
-            Kind::Cellapps => true,
-            Kind::Baseapps => c.app < me,
-        };
-        r.links.learn(now, c.app, c.addr, dial);
-    }
-    let listed = list.iter().map(|c| c.app).filter(|a| *a != me).collect();
-    let known = match kind {
-        Kind::Cellapps => &mut r.cellapps,
-        Kind::Baseapps => &mut r.baseapps,
-    };
-    for app in known.difference(&listed) {
-        forget(&mut r.links, *app, "left the cluster");
-    }
-    *known = listed;
 }
 
 fn forget(links: &mut Links, app: AppId, why: &str) {

@@ -20,7 +20,7 @@ use tessera::frame::encode_body;
 use tessera::layout::Layout;
 use tessera::proto::app::{AppMsg, CellInfo, CellState, Delivery, EntityMsg, Load, SpaceInfo};
 use tessera::proto::client::{ClientDatagram, ClientMsg, ServerMsg};
-use tessera::proto::{finite, Pos, Ticket, PROTOCOL_MAJOR};
+use tessera::proto::{finite, Pos, Ticket, TokenHash, PROTOCOL_MAJOR};
 use tessera::storage::StoredEntity;
 use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
@@ -380,6 +380,12 @@ impl Bases {
             Some(Phase::Loading) => None,
             None => return,
         };
+        if !matches!(input, ClientInput::Gone(_)) {
+            // It has the welcome, and the token that came with it.
+            if let Some(b) = entity.and_then(|e| self.bases.get_mut(&e)) {
+                b.prev_token = None;
+            }
+        }
         match input {
             ClientInput::Gone(_) => {
                 self.proxies.remove(&client);
@@ -549,7 +555,15 @@ impl Bases {
         let Some(base) = self.bases.get_mut(&e) else {
             return;
         };
-        let Some(cell) = base.half.cell() else { return };
+        let Some(cell) = base.half.cell() else {
+            // Sent once the cell half is placed.
+            if !base.hold(msg) {
+                if let Some(client) = base.client.id() {
+                    self.violation(client, Violation::AheadOfEntity);
+                }
+            }
+            return;
+        };
         let (seq, msg) = base.channel.send(msg);
         self.out.push(Output::App(
             cell,
@@ -670,11 +684,13 @@ impl Bases {
                 version: 0,
                 channel: Default::default(),
                 dirty: false,
-                token,
+                token: TokenHash::of(&token),
                 prev_token: None,
                 holder: None,
                 fence: row.fence,
                 last_move: None,
+                held: Vec::new(),
+                resend: false,
                 // Where it stands is known as of now.
                 backed_up: Some(now),
             },
@@ -748,7 +764,69 @@ impl Bases {
                 version,
             },
         ));
+        let held = self
+            .bases
+            .get_mut(&e)
+            .map(|b| std::mem::take(&mut b.held))
+            .unwrap_or_default();
+        for msg in held {
+            self.send_on_channel(e, msg);
+        }
         self.back_up(e);
+    }
+
+    /// Sends again what the real has not confirmed applied, to where the
+    /// base believes it is; the real drops what it already has.
+    fn resend_unconfirmed(&mut self, e: EntityId) {
+        let Some(b) = self.bases.get(&e) else { return };
+        let Some(cell) = b.half.cell() else { return };
+        for (seq, msg) in b.channel.unconfirmed() {
+            self.out.push(Output::App(
+                cell,
+                AppMsg::ToEntity {
+                    entity: e,
+                    seq: *seq,
+                    msg: msg.clone(),
+                },
+            ));
+        }
+    }
+
+    /// Cellapps on the previous list that are not on `now_listed` and
+    /// were not declared dead left the cluster: a message on its way
+    /// through one of them when it went is lost (a departed app's links
+    /// are forgotten). Every base sends again what its real has not
+    /// confirmed: at once where the base knows the real is elsewhere,
+    /// else once the real's new cell reports.
+    fn cellapps_left(&mut self, now_listed: &[CellInfo]) {
+        let left: Vec<AppId> = self
+            .cells
+            .iter()
+            .map(|c| c.app)
+            .filter(|a| !now_listed.iter().any(|c| c.app == *a) && !self.dead.contains(a))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        let mut now = Vec::new();
+        for (e, b) in self.bases.iter_mut() {
+            if !b.channel.has_unconfirmed() {
+                continue;
+            }
+            match b.half.cell() {
+                Some(cell) if left.contains(&cell) => b.resend = true,
+                Some(_) => now.push(*e),
+                None => {}
+            }
+        }
+        tracing::info!(
+            ?left,
+            resent = now.len(),
+            "cellapps left; unconfirmed channel messages sent again"
+        );
+        for e in now {
+            self.resend_unconfirmed(e);
+        }
     }
 
     /// A link to another app came up.
@@ -806,12 +884,14 @@ impl Bases {
             AppMsg::NotRebased { entity } => self.not_rebased(entity),
             AppMsg::Cells(cells) => {
                 self.cellapps.extend(cells.iter().map(|c| c.app));
+                self.cellapps_left(&cells);
                 self.cells = cells;
             }
             AppMsg::Layout { layout, cells } => {
                 self.cellapps.extend(cells.iter().map(|c| c.app));
                 if self.layout.as_ref().is_none_or(|l| layout.epoch > l.epoch) {
                     self.layout = Some(layout);
+                    self.cellapps_left(&cells);
                     self.cells = cells;
                 }
             }
@@ -880,6 +960,9 @@ impl Bases {
                                 *at = cell;
                             }
                             Half::Unplaced => {}
+                        }
+                        if std::mem::take(&mut b.resend) {
+                            self.resend_unconfirmed(entity);
                         }
                     }
                 }

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tessera::frame::{self, frame_bytes};
 use tessera::link::quic::Transport;
+use tessera::net::gate::{self, Gate, GateConfig, Pass};
 use tessera::net::{self, close};
 use tessera::proto::app::{Registration, Role};
 use tessera::proto::client::{ClientDatagram, ClientMsg};
-use tessera::proto::{ALPN_APP, ALPN_CLIENT, PROTOCOL_MAJOR};
+use tessera::proto::{ALPN_CLIENT, PROTOCOL_MAJOR};
 use tessera::{AppId, Definitions, Time};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -71,6 +72,8 @@ pub struct Options {
     pub config: BaseConfig,
     /// Where to serve `/metrics` and `/healthz`, if anywhere.
     pub admin: Option<SocketAddr>,
+    /// Client connections one IP address may hold at once.
+    pub clients_per_addr: usize,
 }
 
 /// Why the baseapp could not run.
@@ -157,10 +160,11 @@ struct Conn {
 
 /// Starts a baseapp.
 pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
+    let cluster = net::ca::load_identity(&opts.data_dir)?;
     let identity = net::load_or_create_identity(&opts.data_dir)?;
     let internal = net::endpoint(
         opts.bind_internal,
-        Some(net::server_config(&identity, &[ALPN_APP])?),
+        Some(net::internal_server_config(&cluster)?),
     )?;
     let public = net::endpoint(
         opts.bind_public,
@@ -189,12 +193,13 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
     let mut cfg = BaseappConfig::new(opts.manager, registration, opts.defs.clone(), seed);
     cfg.bases = opts.config.clone();
     let core = Baseapp::new(Time::now(), cfg);
-    let transport = Transport::new(internal, identity.cert, metrics.app_link.clone());
+    let transport = Transport::new(internal, &cluster, metrics.app_link.clone())?;
     // Baseapps with a higher id dial this one: copies of bases come that way.
-    transport.listen();
+    transport.listen(net::gate::Gate::new(net::gate::GateConfig::internal()));
     let (clients_tx, clients) = mpsc::unbounded_channel();
     tokio::spawn(accept_clients(
         public.clone(),
+        Gate::new(GateConfig::clients(opts.clients_per_addr)),
         clients_tx,
         metrics.client_link.clone(),
     ));
@@ -237,32 +242,42 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
 
 async fn accept_clients(
     endpoint: quinn::Endpoint,
+    gate: Gate,
     events: mpsc::UnboundedSender<(ClientId, ClientEvent)>,
     meter: LinkMeter,
 ) {
     let mut next: ClientId = 1;
     while let Some(incoming) = endpoint.accept().await {
+        let peer = incoming.remote_address();
+        let Some((connecting, pass)) = gate::admit(&gate, incoming) else {
+            continue;
+        };
         let id = next;
         next += 1;
         let events = events.clone();
         let meter = meter.clone();
+        let wait = gate.config().first_wait;
         tokio::spawn(async move {
-            let peer = incoming.remote_address();
             let span = tracing::info_span!("client", id, %peer);
-            client_conn(incoming, id, events, meter)
+            client_conn(connecting, pass, wait, id, events, meter)
                 .instrument(span)
                 .await;
         });
     }
 }
 
+/// Runs one client's connection: the hello within `wait`, then frames and
+/// datagrams until it ends. The pass holds the connection's place at the
+/// port until then.
 async fn client_conn(
-    incoming: quinn::Incoming,
+    connecting: quinn::Connecting,
+    mut pass: Pass,
+    wait: Duration,
     id: ClientId,
     events: mpsc::UnboundedSender<(ClientId, ClientEvent)>,
     meter: LinkMeter,
 ) {
-    let Ok(conn) = incoming.await else { return };
+    let Ok(conn) = connecting.await else { return };
     let handshake = async {
         let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
@@ -278,7 +293,7 @@ async fn client_conn(
         }
     };
     let (mut send, mut recv, protocol, digest, ticket) =
-        match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+        match tokio::time::timeout(wait, handshake).await {
             Ok(Ok(h)) => h,
             Ok(Err(reason)) => {
                 tracing::warn!(%reason, "client refused at handshake");
@@ -291,6 +306,7 @@ async fn client_conn(
                 return;
             }
         };
+    pass.arrived();
     let (tx, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer = Writer {
         tx,
@@ -374,6 +390,11 @@ async fn client_conn(
         e = datagrams => e,
     };
     if let Some(e) = last {
+        if let ClientEvent::Input(ClientInput::Gone(reason)) = &e {
+            // The client finished or reset its stream: nothing more can
+            // come from it, and keep-alives must not hold the connection.
+            conn.close(close::DONE.into(), reason.as_bytes());
+        }
         let _ = events.send((id, e));
     }
     // After a violation the core closes the connection; wait for that so a

@@ -129,6 +129,7 @@ mod recovery;
 mod rejoin;
 #[cfg(test)]
 mod tests;
+pub use channel::Refusals;
 pub use migration::OFFLOAD_HYSTERESIS;
 
 /// The spatial index is keyed by slot in `entries`, not by entity id, so a
@@ -233,6 +234,8 @@ pub struct Cell {
     dead: std::collections::BTreeSet<AppId>,
     tombs: ghosts::Tombs,
     handoffs_us: Vec<u32>,
+    /// Messages refused for who sent them.
+    refusals: channel::Refusals,
     outbox: Vec<(AppId, AppMsg)>,
     to_clients: BTreeMap<AppId, Vec<ClientPacket>>,
     scratch_ids: Vec<EntityId>,
@@ -299,6 +302,7 @@ impl Cell {
             dead: Default::default(),
             tombs: Default::default(),
             handoffs_us: Vec::new(),
+            refusals: Default::default(),
             outbox: Vec::new(),
             to_clients: BTreeMap::new(),
             scratch_ids: Vec::new(),
@@ -746,6 +750,13 @@ impl Cell {
         let Some(m) = info.def.methods.get(method as usize) else {
             return;
         };
+        if !m.exposed {
+            // Calls on the channel come from clients; the base checked
+            // this too, but the cell does not take its word for it.
+            self.refusals.not_exposed += 1;
+            tracing::warn!(%entity, method = %m.name, "a client's call of a method not exposed refused");
+            return;
+        }
         if m.side != Side::Cell
             || m.args.len() != args.len()
             || m.args.iter().zip(args).any(|(t, v)| v.check(*t).is_err())

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tessera::link::{ConnEvent, ConnId, LinkConfig, LinkEvent, Links, Transmit};
 pub use tessera::membership::Ended;
 use tessera::membership::{Membership, MembershipConfig, MembershipEvent};
-use tessera::proto::app::{AppMsg, Load, Registration};
+use tessera::proto::app::{AppMsg, Load, Registration, Role};
 use tessera::{AppId, Definitions, IdBlock, Time, MANAGER};
 
 use crate::behavior::Behaviors;
@@ -118,8 +118,6 @@ struct Running {
     next_tick: Time,
     period: Duration,
     retiring: Option<Retiring>,
-    /// The cellapps of the newest layout the manager sent.
-    listed: std::collections::BTreeSet<AppId>,
 }
 
 enum Phase {
@@ -228,7 +226,7 @@ impl Cellapp {
                 Some(LinkEvent::Up(app)) => tracing::debug!(peer = %app, "app linked"),
                 Some(LinkEvent::Down(_)) | None => {}
             }
-        } else if let ConnEvent::Accepted(_) = ev {
+        } else if let ConnEvent::Accepted(..) = ev {
             let refused = Transmit::refuse_unregistered(conn);
             self.out.push(Output::Transmit(refused));
         }
@@ -291,7 +289,6 @@ impl Cellapp {
             next_tick: now,
             period,
             retiring: None,
-            listed: Default::default(),
         }));
         self.out.push(Output::Joined(app));
     }
@@ -304,21 +301,24 @@ impl Cellapp {
         if let Some(k) = ghost_kind(&msg) {
             self.traffic.ghosts_in[k] += 1;
         }
+        if from != MANAGER
+            && r.links.role(from) == Some(Role::Baseapp)
+            && !r.cell.base_may_send(from, &msg)
+        {
+            return;
+        }
         match &msg {
             AppMsg::Layout { layout, cells } if from == MANAGER => {
                 let newer = r.cell.layout().is_none_or(|l| layout.epoch > l.epoch);
                 if newer {
                     // Cellapps link to each other: the higher id dials.
-                    for c in cells {
-                        r.links.learn(now, c.app, c.addr, c.app < r.app);
-                    }
-                    // A cellapp missing from the newest list has left.
-                    let listed = cells.iter().map(|c| c.app).collect();
-                    for app in r.listed.difference(&listed) {
-                        forget(&mut r.links, *app, "left the cluster");
-                    }
-                    r.listed = listed;
+                    let me = r.app;
+                    r.links.listed(now, Role::Cellapp, cells, |app| app < me);
                 }
+            }
+            // Baseapps dial cellapps; a cellapp takes only those listed.
+            AppMsg::Baseapps(list) if from == MANAGER => {
+                r.links.listed(now, Role::Baseapp, list, |_| false);
             }
             AppMsg::AppDown { app } if from == MANAGER => {
                 forget(&mut r.links, *app, "declared dead");

@@ -60,6 +60,8 @@ pub enum CellappError {
 
 enum Control {
     Snapshot(oneshot::Sender<Vec<EntitySnapshot>>),
+    Ghosts(oneshot::Sender<Vec<(EntitySnapshot, AppId)>>),
+    Links(oneshot::Sender<Vec<(AppId, bool, usize)>>),
     Handoffs(oneshot::Sender<Vec<u32>>),
     Stats(oneshot::Sender<CellStats>),
     Freeze(bool),
@@ -104,6 +106,17 @@ impl CellappHandle {
     /// Every real entity, as the cell has it now.
     pub async fn snapshot(&self) -> Vec<EntitySnapshot> {
         self.ask(Control::Snapshot).await
+    }
+
+    /// Every ghost the cell holds, with the cellapp its real is on.
+    pub async fn ghosts(&self) -> Vec<(EntitySnapshot, AppId)> {
+        self.ask(Control::Ghosts).await
+    }
+
+    /// Every peer with a link session: whether its connection is up, and
+    /// the bytes held for it until it acknowledges them.
+    pub async fn links(&self) -> Vec<(AppId, bool, usize)> {
+        self.ask(Control::Links).await
     }
 
     /// Counts of the cell.
@@ -153,11 +166,8 @@ impl CellappHandle {
 
 /// Starts a cellapp: binds, registers with the manager, and runs until stopped.
 pub async fn start(opts: Options) -> Result<CellappHandle, CellappError> {
-    let identity = net::load_or_create_identity(&opts.data_dir)?;
-    let endpoint = net::endpoint(
-        opts.bind,
-        Some(net::server_config(&identity, &[tessera::proto::ALPN_APP])?),
-    )?;
+    let cluster = net::ca::load_identity(&opts.data_dir)?;
+    let endpoint = net::endpoint(opts.bind, Some(net::internal_server_config(&cluster)?))?;
     let addr = endpoint
         .local_addr()
         .map_err(|source| net::NetError::Bind {
@@ -185,8 +195,8 @@ pub async fn start(opts: Options) -> Result<CellappHandle, CellappError> {
     cfg.cell.seed = opts.seed;
     cfg.npcs = ("Npc".into(), opts.npcs);
     let core = Cellapp::new(Time::now(), cfg);
-    let transport = Transport::new(endpoint, identity.cert.clone(), metrics.link.clone());
-    transport.listen();
+    let transport = Transport::new(endpoint, &cluster, metrics.link.clone())?;
+    transport.listen(net::gate::Gate::new(net::gate::GateConfig::internal()));
     let (control, control_rx) = mpsc::unbounded_channel();
     let (joined_tx, joined) = oneshot::channel();
     let driver = Driver {
@@ -282,6 +292,16 @@ impl Driver {
         match c {
             Control::Snapshot(tx) => {
                 let _ = tx.send(self.core.cell().map(|c| c.snapshot()).unwrap_or_default());
+            }
+            Control::Ghosts(tx) => {
+                let _ = tx.send(self.core.cell().map(|c| c.ghosts()).unwrap_or_default());
+            }
+            Control::Links(tx) => {
+                let links = self
+                    .core
+                    .links()
+                    .map(|l| l.peers().map(|p| (p, l.is_up(p), l.backlog(p))).collect());
+                let _ = tx.send(links.unwrap_or_default());
             }
             Control::Stats(tx) => {
                 let _ = tx.send(self.core.cell().map(|c| c.stats()).unwrap_or_default());

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub migrations_out: Counter,
     /// Client moves refused.
     pub moves_refused: Counter,
+    /// Entity messages refused for who sent them: not the entity's base,
+    /// and clients' calls of methods not exposed.
+    refused: [Counter; 2],
     /// Ghost messages received, by kind.
     ghosts_in: [Counter; 4],
     /// Ghost messages sent, by kind.
@@ -81,6 +84,13 @@ impl Metrics {
                 "Client moves refused (too fast, out of bounds, not finite).",
                 &[],
             ),
+            refused: ["not_its_base", "not_exposed"].map(|why| {
+                r.counter(
+                    "tessera_entity_messages_refused_total",
+                    "Entity messages refused for who sent them, by reason.",
+                    &[("reason", why)],
+                )
+            }),
             ghosts_in: ghost("in"),
             ghosts_out: ghost("out"),
             link: LinkMeter::new(&r, "app"),
@@ -107,6 +117,9 @@ impl Metrics {
         self.migrations_in.advance_to(s.onloads);
         self.migrations_out.advance_to(s.offloads);
         self.moves_refused.advance_to(s.moves_refused);
+        let refused = cell.refusals();
+        self.refused[0].advance_to(refused.not_its_base);
+        self.refused[1].advance_to(refused.not_exposed);
     }
 }
 

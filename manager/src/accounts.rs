@@ -1,8 +1,10 @@
 //! Account checks off the async runtime: a small pool of threads, each with
-//! its own database handle, hashing and verifying passwords (argon2 is
-//! deliberately slow) without stalling the manager.
+//! its own database handle (and its own argon2 working memory, reused),
+//! hashing and verifying passwords (argon2 is deliberately slow) without
+//! stalling the manager.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use tessera::storage::{Account, HashCost, SqliteStorage, Storage, StorageError};
 use tokio::sync::mpsc;
@@ -13,7 +15,7 @@ use crate::cluster::AccountCheck;
 
 /// The pool.
 pub struct Accounts {
-    tx: std_mpsc::Sender<AccountCheck>,
+    tx: std_mpsc::Sender<(AccountCheck, Arc<AtomicBool>)>,
 }
 
 impl Accounts {
@@ -22,9 +24,9 @@ impl Accounts {
         path: &Path,
         cost: HashCost,
         threads: usize,
-        done: mpsc::UnboundedSender<(LoginId, Result<Account, StorageError>)>,
+        done: mpsc::UnboundedSender<(LoginId, Option<Result<Account, StorageError>>)>,
     ) -> Result<Accounts, StorageError> {
-        let (tx, rx) = std_mpsc::channel::<AccountCheck>();
+        let (tx, rx) = std_mpsc::channel::<(AccountCheck, Arc<AtomicBool>)>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let mut db = SqliteStorage::open(path, cost)?;
@@ -37,8 +39,14 @@ impl Accounts {
                         Ok(guard) => guard.recv(),
                         Err(_) => return,
                     };
-                    let Ok(c) = next else { return };
-                    let result = db.login(&c.name, &c.password, c.create);
+                    let Ok((c, left)) = next else { return };
+                    // Its client left while it waited: nobody would read
+                    // the answer, so no hash is spent on it.
+                    let result = if left.load(Ordering::Relaxed) {
+                        None
+                    } else {
+                        Some(db.login(&c.name, &c.password, c.create))
+                    };
                     if done.send((c.login, result)).is_err() {
                         return;
                     }
@@ -52,8 +60,10 @@ impl Accounts {
         Ok(Accounts { tx })
     }
 
-    /// Queues a check.
-    pub fn check(&self, c: AccountCheck) {
-        let _ = self.tx.send(c);
+    /// Queues a check, skipped if `left` is set by the time a thread
+    /// takes it (answered with `None`). The manager core bounds how many
+    /// are queued ([`crate::cluster::throttle`]).
+    pub fn check(&self, c: AccountCheck, left: Arc<AtomicBool>) {
+        let _ = self.tx.send((c, left));
     }
 }

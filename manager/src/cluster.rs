@@ -9,16 +9,18 @@
 
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tessera::layout::{Layout, LayoutError, LineId};
-use tessera::proto::app::{AppMsg, CellInfo, Load, Registration, Role, SpaceInfo};
+use tessera::proto::app::{AppMsg, CellInfo, CertId, Load, Registration, Role, SpaceInfo};
 use tessera::proto::login::{
     LoginReply, LoginRequest, RefuseReason, ResumeRequest, MAX_NAME_BYTES, MAX_PASSWORD_BYTES,
 };
-use tessera::proto::PROTOCOL_MAJOR;
+use tessera::proto::{TokenHash, PROTOCOL_MAJOR};
 use tessera::storage::{Account, StorageError};
 use tessera::{AppId, Definitions, IdBlock, Time};
+use throttle::{LoginLimits, Throttle, Throttled};
 
 /// A login connection's id.
 pub type LoginId = u64;
@@ -53,10 +55,13 @@ pub struct AppInfo {
     last_seen: Time,
     #[serde(skip)]
     kind: Role,
+    /// The certificate it registered with.
+    #[serde(skip)]
+    cert: CertId,
 }
 
 impl AppInfo {
-    fn new(app: AppId, reg: &Registration, now: Time) -> AppInfo {
+    fn new(app: AppId, reg: &Registration, cert: CertId, now: Time) -> AppInfo {
         AppInfo {
             id: app.0,
             role: reg.role.to_string(),
@@ -68,6 +73,7 @@ impl AppInfo {
             clients: 0,
             last_seen: now,
             kind: reg.role,
+            cert,
         }
     }
 }
@@ -118,6 +124,17 @@ pub enum AdmitError {
     /// It came back after the rejoin window closed.
     #[error("app {0} came back after the manager had rebuilt the cluster; it is declared dead")]
     TooLate(AppId),
+    /// It names a live member whose certificate is not the one it
+    /// presented; the member is left alone.
+    #[error("app {app} is a live member under another certificate ({listed}); this link presented {presented}")]
+    NotItsCertificate {
+        /// The app it claims to be.
+        app: AppId,
+        /// The certificate the app registered with.
+        listed: CertId,
+        /// The one this link presented.
+        presented: CertId,
+    },
     /// It claims the manager's id.
     #[error("app id 0 is the manager's")]
     ManagersId,
@@ -130,14 +147,6 @@ pub enum AdmitError {
         max_app: u32,
         /// The bound on entity ids.
         max_entity: u64,
-    },
-    /// It reports a layout that is not a sound tree.
-    #[error("app {app} reports a bad layout: {error}")]
-    BadLayout {
-        /// The app.
-        app: AppId,
-        /// What is wrong with it.
-        error: LayoutError,
     },
     /// It reports a layout of another space.
     #[error("app {app} reports a layout of other bounds ({theirs:?}) than this manager's space ({ours:?}); was the manager started with another --size?")]
@@ -210,6 +219,8 @@ pub struct Cluster {
     dead: BTreeSet<AppId>,
     /// While apps may still come back to a restarted manager.
     rejoining: Option<rejoin::Rejoining>,
+    /// Login limits, checked before any password is hashed.
+    throttle: Throttle,
 }
 
 impl Cluster {
@@ -229,6 +240,7 @@ impl Cluster {
             balance: space::Balance::new(),
             dead: BTreeSet::new(),
             rejoining: None,
+            throttle: Throttle::new(LoginLimits::default()),
         }
     }
 
@@ -263,6 +275,7 @@ impl Cluster {
             .map(|(id, a)| CellInfo {
                 app: *id,
                 addr: a.internal_addr,
+                cert: a.cert,
             })
             .collect()
     }
@@ -305,18 +318,24 @@ impl Cluster {
             .map(|(id, a)| CellInfo {
                 app: *id,
                 addr: a.internal_addr,
+                cert: a.cert,
             })
             .collect()
     }
 
-    /// Sends every baseapp the cellapps, or the baseapps.
+    /// Sends every baseapp the cellapps, or every app the baseapps
+    /// (cellapps take links only from the baseapps listed).
     fn tell_baseapps(&mut self, which: Role) {
         let (list, make): (_, fn(Vec<CellInfo>) -> AppMsg) = match which {
             Role::Cellapp => (self.cells(), AppMsg::Cells),
             Role::Baseapp => (self.baseapps(), AppMsg::Baseapps),
         };
-        for b in self.baseapps() {
-            self.out.push(Output::App(b.app, make(list.clone())));
+        let to: Vec<AppId> = match which {
+            Role::Cellapp => self.baseapps().iter().map(|b| b.app).collect(),
+            Role::Baseapp => self.apps.keys().copied().collect(),
+        };
+        for app in to {
+            self.out.push(Output::App(app, make(list.clone())));
         }
     }
 
@@ -343,14 +362,19 @@ impl Cluster {
 
     /// An app asks to join (through [`Cluster::admit`]). Returns its new
     /// id, or why it is refused.
-    pub(crate) fn register(&mut self, now: Time, msg: &AppMsg) -> Result<AppId, AdmitError> {
+    pub(crate) fn register(
+        &mut self,
+        now: Time,
+        msg: &AppMsg,
+        cert: CertId,
+    ) -> Result<AppId, AdmitError> {
         let AppMsg::Register(reg) = msg else {
             return Err(AdmitError::NotAJoin);
         };
         self.check(reg)?;
         let app = AppId(self.next_app);
         self.next_app += 1;
-        self.apps.insert(app, AppInfo::new(app, reg, now));
+        self.apps.insert(app, AppInfo::new(app, reg, cert, now));
         let (role, internal_addr) = (reg.role, reg.internal_addr);
         let ids = self.grant_ids();
         self.out.push(Output::App(
@@ -364,6 +388,9 @@ impl Cluster {
         tracing::info!(%app, %role, %internal_addr, "app registered");
         match role {
             Role::Cellapp => {
+                // It takes links only from the baseapps listed.
+                let baseapps = self.baseapps();
+                self.out.push(Output::App(app, AppMsg::Baseapps(baseapps)));
                 self.tell_baseapps(Role::Cellapp);
                 self.cellapp_joined(app);
             }
@@ -597,7 +624,10 @@ impl Cluster {
     /// A client whose connection was lost asks to get back into its entity
     /// with its session token: every baseapp is asked; the one holding the
     /// entity issues a ticket.
-    pub fn resume(&mut self, now: Time, login: LoginId, req: ResumeRequest) {
+    pub fn resume(&mut self, now: Time, login: LoginId, from: IpAddr, req: ResumeRequest) {
+        if let Err(why) = self.throttle.resume(now, from) {
+            return self.refuse(login, RefuseReason::RateLimited, &why.to_string());
+        }
         if self.refuse_stranger(login, req.protocol, &req.defs_digest) {
             return;
         }
@@ -616,14 +646,14 @@ impl Cluster {
                 AppMsg::FindSession {
                     req: id,
                     entity: req.entity,
-                    token: req.token,
+                    token: TokenHash::of(&req.token),
                 },
             ));
         }
     }
 
     /// A client asks to log in.
-    pub fn login(&mut self, _now: Time, login: LoginId, req: LoginRequest) {
+    pub fn login(&mut self, now: Time, login: LoginId, from: IpAddr, req: LoginRequest) {
         if self.refuse_stranger(login, req.protocol, &req.defs_digest) {
             return;
         }
@@ -637,12 +667,29 @@ impl Cluster {
                 "name or password has a bad length",
             );
         }
+        if let Err(why) = self.throttle.login(now, from, &req.name, req.create) {
+            let reason = match why {
+                Throttled::Busy => RefuseReason::Unavailable,
+                _ => RefuseReason::RateLimited,
+            };
+            return self.refuse(login, reason, &why.to_string());
+        }
         self.out.push(Output::CheckAccount(AccountCheck {
             login,
             name: req.name,
             password: req.password,
             create: req.create,
         }));
+    }
+
+    /// Sets the login limits.
+    pub fn set_login_limits(&mut self, limits: LoginLimits) {
+        self.throttle = Throttle::new(limits);
+    }
+
+    /// An account check was dropped unchecked: its client had left.
+    pub fn account_dropped(&mut self, _login: LoginId) {
+        self.throttle.checked();
     }
 
     /// The account check finished.
@@ -652,6 +699,7 @@ impl Cluster {
         login: LoginId,
         result: Result<Account, StorageError>,
     ) {
+        self.throttle.checked();
         let account = match result {
             Ok(a) => a,
             Err(StorageError::WrongPassword) | Err(StorageError::NoSuchAccount(_)) => {
@@ -664,6 +712,7 @@ impl Cluster {
             Err(
                 e @ (StorageError::InvalidName(_)
                 | StorageError::EmptyPassword
+                | StorageError::PasswordTooShort { .. }
                 | StorageError::PasswordTooLong { .. }),
             ) => return self.refuse(login, RefuseReason::InvalidRequest, &e.to_string()),
             Err(e) => {
@@ -696,6 +745,7 @@ impl Cluster {
     /// balance the cells.
     pub fn tick(&mut self, now: Time) {
         self.settle(now);
+        self.throttle.tick(now);
         self.balance_tick(now);
         let silent: Vec<AppId> = self
             .apps
@@ -727,6 +777,7 @@ impl Cluster {
 
 mod rejoin;
 mod space;
+pub mod throttle;
 pub use rejoin::Admission;
 pub use space::{RetireError, BALANCE_PERIOD};
 

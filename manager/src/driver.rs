@@ -4,16 +4,19 @@
 //! core's.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tessera::frame;
 use tessera::link::quic::Transport;
+use tessera::net::gate::{self, Gate, GateConfig, Pass};
 use tessera::net::{self, close};
 use tessera::proto::app::{Role, SpaceInfo};
 use tessera::proto::login::{LoginReply, LoginRequest, ResumeRequest};
-use tessera::proto::{ALPN_APP, ALPN_LOGIN, ALPN_RESUME};
+use tessera::proto::{ALPN_LOGIN, ALPN_RESUME};
 use tessera::storage::{HashCost, StorageError};
 use tessera::{Definitions, Time};
 use tokio::sync::{mpsc, oneshot};
@@ -21,6 +24,7 @@ use tracing::Instrument;
 
 use crate::accounts::Accounts;
 use crate::admin::{self, ClusterView};
+use crate::cluster::throttle::LoginLimits;
 use crate::cluster::LoginId;
 use crate::manager::{Manager, ManagerConfig, Output};
 use crate::metrics::Metrics;
@@ -28,6 +32,8 @@ use tessera::metrics::LinkMeter;
 
 /// The largest login frame.
 const MAX_LOGIN_FRAME: usize = 1024;
+/// How long a login waits for the manager's answer.
+const LOGIN_ANSWER_WAIT: Duration = Duration::from_secs(30);
 
 /// How to run a manager.
 #[derive(Clone)]
@@ -53,6 +59,13 @@ pub struct Options {
     /// Longer than the apps' link timeout; zero for a manager that is
     /// certainly the first.
     pub rejoin_window: Duration,
+    /// Login connections one IP address may hold at once.
+    pub logins_per_addr: usize,
+    /// Login rate limits and the bound on account checks in flight.
+    pub login_limits: LoginLimits,
+    /// Host names the admin HTTP answers to besides IP literals and
+    /// `localhost` (a request naming another host is refused).
+    pub admin_hosts: Vec<String>,
 }
 
 /// Why the manager could not run.
@@ -107,8 +120,11 @@ enum Request {
 
 struct LoginAsk {
     id: LoginId,
+    from: IpAddr,
     req: Request,
     reply: oneshot::Sender<LoginReply>,
+    /// Set once the client has left.
+    left: Arc<AtomicBool>,
 }
 
 /// The ALPN a connection agreed on.
@@ -148,10 +164,11 @@ async fn read_request(
 pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     let policy = crate::balance::policy(&opts.policy)
         .ok_or_else(|| ManagerError::UnknownPolicy(opts.policy.clone()))?;
+    let cluster = net::ca::load_identity(&opts.data_dir)?;
     let identity = net::load_or_create_identity(&opts.data_dir)?;
     let internal = net::endpoint(
         opts.bind_internal,
-        Some(net::server_config(&identity, &[ALPN_APP])?),
+        Some(net::internal_server_config(&cluster)?),
     )?;
     let login = net::endpoint(
         opts.bind_login,
@@ -181,11 +198,18 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     }));
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let metrics = Metrics::new();
+    let token = admin::guard::load_or_create_token(&opts.data_dir).map_err(|source| {
+        ManagerError::Admin {
+            addr: opts.bind_admin,
+            source,
+        }
+    })?;
     tokio::spawn(admin::serve(
         listener,
         view.clone(),
         commands_tx,
         metrics.registry.clone(),
+        Arc::new(admin::Guard::new(token, opts.admin_hosts.clone())),
     ));
     let (checked_tx, checked) = mpsc::unbounded_channel();
     // Two hashing threads: password checks are deliberately slow, and a
@@ -196,17 +220,19 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
         2,
         checked_tx,
     )?;
-    let transport = Transport::new(internal, identity.cert.clone(), metrics.app_link.clone());
-    transport.listen();
+    let transport = Transport::new(internal, &cluster, metrics.app_link.clone())?;
+    transport.listen(net::gate::Gate::new(net::gate::GateConfig::internal()));
     let (logins_tx, logins) = mpsc::unbounded_channel();
     tokio::spawn(accept_logins(
         login.clone(),
+        Gate::new(GateConfig::clients(opts.logins_per_addr)),
         logins_tx,
         metrics.login_link.clone(),
     ));
     let (stop_tx, stop_rx) = oneshot::channel();
     let cfg = ManagerConfig {
         rejoin_window: opts.rejoin_window,
+        logins: opts.login_limits,
         ..ManagerConfig::default()
     };
     let mut core = Manager::new(Time::now(), &opts.defs, opts.space.clone(), cfg);
@@ -230,44 +256,93 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
 
 async fn accept_logins(
     endpoint: quinn::Endpoint,
+    gate: Gate,
     asks: mpsc::UnboundedSender<LoginAsk>,
     meter: LinkMeter,
 ) {
     let mut next: LoginId = 1;
     while let Some(incoming) = endpoint.accept().await {
+        let Some((connecting, pass)) = gate::admit(&gate, incoming) else {
+            continue;
+        };
         let id = next;
         next += 1;
         let asks = asks.clone();
         let meter = meter.clone();
+        let wait = gate.config().first_wait;
         tokio::spawn(async move {
-            let Ok(conn) = incoming.await else { return };
-            let exchange = async {
-                let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-                let mut buf = Vec::new();
-                let req = read_request(&conn, &mut recv, &mut buf).await?;
-                meter.received(buf.len() + frame::HEADER_LEN);
-                let (tx, rx) = oneshot::channel();
-                asks.send(LoginAsk { id, req, reply: tx })
-                    .map_err(|_| "manager stopping".to_string())?;
-                let reply = rx.await.map_err(|_| "manager stopping".to_string())?;
-                let bytes = frame::encode(&reply);
-                meter.sent(bytes.len());
-                send.write_all(&bytes).await.map_err(|e| e.to_string())?;
-                let _ = send.finish();
-                Ok::<(), String>(())
-            };
-            match tokio::time::timeout(Duration::from_secs(30), exchange).await {
-                Ok(Ok(())) => {
-                    // The client closes once it has read the reply.
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
-                }
-                Ok(Err(reason)) => {
-                    tracing::warn!(peer = %conn.remote_address(), %reason, "login failed");
-                    conn.close(close::PROTOCOL.into(), reason.as_bytes());
-                }
-                Err(_) => conn.close(close::PROTOCOL.into(), b"login timed out"),
-            }
+            let Ok(conn) = connecting.await else { return };
+            login_conn(conn, pass, wait, id, asks, meter).await;
         });
+    }
+}
+
+/// One login connection: its request within `wait`, the manager's answer
+/// within [`LOGIN_ANSWER_WAIT`], then the client closes.
+async fn login_conn(
+    conn: quinn::Connection,
+    mut pass: Pass,
+    wait: Duration,
+    id: LoginId,
+    asks: mpsc::UnboundedSender<LoginAsk>,
+    meter: LinkMeter,
+) {
+    let request = async {
+        let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let req = read_request(&conn, &mut recv, &mut buf).await?;
+        meter.received(buf.len() + frame::HEADER_LEN);
+        Ok::<_, String>((send, req))
+    };
+    let (mut send, req) = match tokio::time::timeout(wait, request).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(reason)) => {
+            tracing::warn!(peer = %conn.remote_address(), %reason, "login failed");
+            conn.close(close::PROTOCOL.into(), reason.as_bytes());
+            return;
+        }
+        Err(_) => {
+            conn.close(close::PROTOCOL.into(), b"no login request in time");
+            return;
+        }
+    };
+    pass.arrived();
+    let answer = async {
+        let (tx, rx) = oneshot::channel();
+        let left = Arc::new(AtomicBool::new(false));
+        asks.send(LoginAsk {
+            id,
+            from: conn.remote_address().ip(),
+            req,
+            reply: tx,
+            left: left.clone(),
+        })
+        .map_err(|_| "manager stopping".to_string())?;
+        // A client that leaves gives up its place: its check, if still
+        // queued, is skipped.
+        let reply = tokio::select! {
+            reply = rx => reply.map_err(|_| "manager stopping".to_string())?,
+            _ = conn.closed() => {
+                left.store(true, Ordering::Relaxed);
+                return Err("the client left".to_string());
+            }
+        };
+        let bytes = frame::encode(&reply);
+        meter.sent(bytes.len());
+        send.write_all(&bytes).await.map_err(|e| e.to_string())?;
+        let _ = send.finish();
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(LOGIN_ANSWER_WAIT, answer).await {
+        Ok(Ok(())) => {
+            // The client closes once it has read the reply.
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        }
+        Ok(Err(reason)) => {
+            tracing::warn!(peer = %conn.remote_address(), %reason, "login failed");
+            conn.close(close::PROTOCOL.into(), reason.as_bytes());
+        }
+        Err(_) => conn.close(close::SHUTDOWN.into(), b"login timed out"),
     }
 }
 
@@ -280,26 +355,30 @@ async fn run(
     mut logins: mpsc::UnboundedReceiver<LoginAsk>,
     mut checked: mpsc::UnboundedReceiver<(
         LoginId,
-        Result<tessera::storage::Account, StorageError>,
+        Option<Result<tessera::storage::Account, StorageError>>,
     )>,
     mut commands: mpsc::UnboundedReceiver<admin::Command>,
     mut stop: oneshot::Receiver<()>,
     login: quinn::Endpoint,
     metrics: Metrics,
 ) {
-    let mut replies: HashMap<LoginId, oneshot::Sender<LoginReply>> = HashMap::new();
+    let mut replies: HashMap<LoginId, (oneshot::Sender<LoginReply>, Arc<AtomicBool>)> =
+        HashMap::new();
     loop {
         let wake = core.poll_timeout();
         tokio::select! {
             (conn, ev) = transport.next() => core.handle(Time::now(), conn, ev),
             Some(ask) = logins.recv() => {
-                replies.insert(ask.id, ask.reply);
+                replies.insert(ask.id, (ask.reply, ask.left));
                 match ask.req {
-                    Request::Login(req) => core.login(Time::now(), ask.id, req),
-                    Request::Resume(req) => core.resume(Time::now(), ask.id, req),
+                    Request::Login(req) => core.login(Time::now(), ask.id, ask.from, req),
+                    Request::Resume(req) => core.resume(Time::now(), ask.id, ask.from, req),
                 }
             }
-            Some((id, result)) = checked.recv() => core.account_checked(Time::now(), id, result),
+            Some((id, result)) = checked.recv() => match result {
+                Some(result) => core.account_checked(Time::now(), id, result),
+                None => core.account_dropped(id),
+            },
             Some(cmd) = commands.recv() => {
                 command(&mut core, cmd);
                 publish(&core, &view, &metrics);
@@ -320,11 +399,19 @@ async fn run(
                         LoginReply::Granted { .. } => metrics.logins_ok.inc(),
                         LoginReply::Refused { .. } => metrics.logins_failed.inc(),
                     }
-                    if let Some(tx) = replies.remove(&id) {
+                    if let Some((tx, _)) = replies.remove(&id) {
                         let _ = tx.send(reply);
                     }
                 }
-                Output::CheckAccount(check) => accounts.check(check),
+                Output::CheckAccount(check) => {
+                    // Skipped if the client has left by the time a
+                    // hashing thread takes it.
+                    let left = replies
+                        .get(&check.login)
+                        .map(|(_, left)| left.clone())
+                        .unwrap_or_default();
+                    accounts.check(check, left);
+                }
             }
         }
     }

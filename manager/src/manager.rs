@@ -7,15 +7,17 @@
 //! what it leaves ([`Output`]).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 use tessera::link::{encode, ConnEvent, ConnId, Transmit};
-use tessera::proto::app::{AppMsg, SpaceInfo};
+use tessera::proto::app::{AppMsg, CertId, SpaceInfo};
 use tessera::proto::close;
 use tessera::proto::login::{LoginReply, LoginRequest, ResumeRequest};
 use tessera::storage::{Account, StorageError};
 use tessera::{AppId, Definitions, Time};
 
 use crate::balance::Policy;
+use crate::cluster::throttle::LoginLimits;
 use crate::cluster::{self, AccountCheck, Admission, Cluster, LoginId};
 
 /// How to run a manager core.
@@ -29,6 +31,8 @@ pub struct ManagerConfig {
     /// than the apps' link timeout; zero for a manager that is certainly the
     /// first.
     pub rejoin_window: Duration,
+    /// Login limits, checked before any password is hashed.
+    pub logins: LoginLimits,
 }
 
 impl Default for ManagerConfig {
@@ -36,6 +40,7 @@ impl Default for ManagerConfig {
         ManagerConfig {
             tick: Duration::from_millis(500),
             rejoin_window: DEFAULT_REJOIN_WINDOW,
+            logins: LoginLimits::default(),
         }
     }
 }
@@ -63,7 +68,7 @@ pub struct Manager {
     /// Whose each member connection is.
     conns: BTreeMap<ConnId, AppId>,
     /// Fresh apps waiting while apps of a previous run come back.
-    held: Vec<(ConnId, AppMsg)>,
+    held: Vec<(ConnId, AppMsg, CertId)>,
     next_tick: Time,
     out: Vec<Output>,
 }
@@ -74,6 +79,7 @@ impl Manager {
     /// of a previous run first).
     pub fn new(now: Time, defs: &Definitions, space: SpaceInfo, cfg: ManagerConfig) -> Manager {
         let mut cluster = Cluster::new(defs, space);
+        cluster.set_login_limits(cfg.logins);
         if !cfg.rejoin_window.is_zero() {
             cluster.await_rejoins(now, cfg.rejoin_window);
         }
@@ -113,14 +119,14 @@ impl Manager {
     /// What happened to an app connection.
     pub fn handle(&mut self, now: Time, conn: ConnId, ev: ConnEvent) {
         match ev {
-            ConnEvent::Accepted(first) => self.admit(now, conn, first),
+            ConnEvent::Accepted(first, cert) => self.admit(now, conn, first, cert),
             ConnEvent::Msg(msg) => {
                 if let Some(&app) = self.conns.get(&conn) {
                     self.cluster.handle(now, app, msg);
                 }
             }
             ConnEvent::Closed(reason) => {
-                self.held.retain(|(c, _)| *c != conn);
+                self.held.retain(|(c, ..)| *c != conn);
                 if let Some(app) = self.conns.remove(&conn) {
                     if self.members.get(&app) == Some(&conn) {
                         self.members.remove(&app);
@@ -128,14 +134,14 @@ impl Manager {
                     }
                 }
             }
-            ConnEvent::Opened => {}
+            ConnEvent::Opened(_) => {}
         }
     }
 
     /// Lets an app in, refuses it, or holds it until the rejoin window
-    /// closes.
-    fn admit(&mut self, now: Time, conn: ConnId, first: AppMsg) {
-        match self.cluster.admit(now, &first) {
+    /// closes. `cert` is the certificate its connection presented.
+    fn admit(&mut self, now: Time, conn: ConnId, first: AppMsg, cert: CertId) {
+        match self.cluster.admit(now, &first, cert) {
             Admission::Member(app) => {
                 // An app that dialled again while its rejoin window was
                 // open: the new link replaces the old (whose close is then
@@ -150,7 +156,7 @@ impl Manager {
                 }
                 self.conns.insert(conn, app);
             }
-            Admission::Wait => self.held.push((conn, first)),
+            Admission::Wait => self.held.push((conn, first, cert)),
             Admission::Refused(why) => {
                 let reason = why.to_string();
                 tracing::warn!(%conn, %reason, "app refused");
@@ -170,14 +176,19 @@ impl Manager {
         }
     }
 
-    /// A client asks to log in.
-    pub fn login(&mut self, now: Time, login: LoginId, req: LoginRequest) {
-        self.cluster.login(now, login, req);
+    /// A client at `from` asks to log in.
+    pub fn login(&mut self, now: Time, login: LoginId, from: IpAddr, req: LoginRequest) {
+        self.cluster.login(now, login, from, req);
     }
 
-    /// A client asks to resume its session.
-    pub fn resume(&mut self, now: Time, login: LoginId, req: ResumeRequest) {
-        self.cluster.resume(now, login, req);
+    /// A client at `from` asks to resume its session.
+    pub fn resume(&mut self, now: Time, login: LoginId, from: IpAddr, req: ResumeRequest) {
+        self.cluster.resume(now, login, from, req);
+    }
+
+    /// An account check was dropped before it ran: its client had left.
+    pub fn account_dropped(&mut self, login: LoginId) {
+        self.cluster.account_dropped(login);
     }
 
     /// An account check finished.
@@ -206,8 +217,8 @@ impl Manager {
         }
         self.cluster.tick(now);
         if !self.cluster.is_rejoining() {
-            for (conn, first) in std::mem::take(&mut self.held) {
-                self.admit(now, conn, first);
+            for (conn, first, cert) in std::mem::take(&mut self.held) {
+                self.admit(now, conn, first, cert);
             }
         }
     }

@@ -180,8 +180,10 @@ pub struct LineView {
     pub high: Vec<CellId>,
 }
 
-/// The layout of one space.
+/// The layout of one space. Decoding one checks it ([`Layout::validate`]):
+/// a layout that came from elsewhere and is unsound never exists.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Unchecked")]
 pub struct Layout {
     /// The space's bounds.
     pub bounds: Rect,
@@ -191,6 +193,34 @@ pub struct Layout {
     root: u32,
     next_cell: u32,
     next_line: u32,
+}
+
+/// A layout as decoded, before [`Layout::validate`] has passed it.
+#[derive(Deserialize)]
+struct Unchecked {
+    bounds: Rect,
+    epoch: u64,
+    nodes: Vec<Node>,
+    root: u32,
+    next_cell: u32,
+    next_line: u32,
+}
+
+impl TryFrom<Unchecked> for Layout {
+    type Error = LayoutError;
+
+    fn try_from(u: Unchecked) -> Result<Layout, LayoutError> {
+        let layout = Layout {
+            bounds: u.bounds,
+            epoch: u.epoch,
+            nodes: u.nodes,
+            root: u.root,
+            next_cell: u.next_cell,
+            next_line: u.next_line,
+        };
+        layout.validate()?;
+        Ok(layout)
+    }
 }
 
 impl Layout {

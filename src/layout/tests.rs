@@ -301,5 +301,22 @@ fn a_malformed_layout_from_the_wire_is_named_not_walked() {
             "{what}: {:?}",
             bad.validate()
         );
+        // Nothing unsound survives decoding, in a message or alone.
+        let bytes = crate::frame::encode_body(&bad);
+        assert!(
+            crate::frame::decode::<Layout>(&bytes).is_err(),
+            "{what} decoded"
+        );
+        let msg = crate::proto::app::AppMsg::Layout {
+            layout: bad,
+            cells: Vec::new(),
+        };
+        let bytes = crate::frame::encode_body(&msg);
+        assert!(
+            crate::frame::decode::<crate::proto::app::AppMsg>(&bytes).is_err(),
+            "{what} decoded inside a Layout message"
+        );
     }
+    let bytes = crate::frame::encode_body(&good);
+    assert_eq!(crate::frame::decode::<Layout>(&bytes).ok(), Some(good));
 }

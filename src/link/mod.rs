@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::frame;
-use crate::proto::app::AppMsg;
+use crate::proto::app::{AppMsg, CellInfo, CertId, Role};
 use crate::proto::close;
 use crate::{AppId, Time};
 use session::{Incoming, Outgoing, Queued, Received};
@@ -106,10 +106,11 @@ impl ConnIds {
 #[derive(Debug)]
 pub enum ConnEvent {
     /// A connection this process asked to dial is up and its first message
-    /// is on its way.
-    Opened,
-    /// Another process opened a connection to this one; its first message.
-    Accepted(AppMsg),
+    /// is on its way; the certificate the peer presented.
+    Opened(CertId),
+    /// Another process opened a connection to this one: its first message
+    /// and the certificate it presented.
+    Accepted(AppMsg, CertId),
     /// A message arrived.
     Msg(AppMsg),
     /// The connection is gone (or a dial never got through), and why.
@@ -240,6 +241,9 @@ enum State {
 struct Peer {
     /// Where to dial it, once known.
     addr: Option<SocketAddr>,
+    /// Its certificate and role, as the manager lists it; until then no
+    /// connection to or from it is taken.
+    known: Option<(CertId, Role)>,
     /// Whether this side dials (otherwise it waits to be dialled).
     dials: bool,
     state: State,
@@ -255,6 +259,7 @@ impl Peer {
     fn new(now: Time) -> Peer {
         Peer {
             addr: None,
+            known: None,
             dials: false,
             state: State::Down { retry: now },
             tx: Outgoing::default(),
@@ -295,6 +300,11 @@ pub struct LinkStats {
     pub duplicates: u64,
     /// Messages dropped because a backlog was full.
     pub overflowed: u64,
+    /// Connections closed because the peer's certificate was not the one
+    /// listed for the app it claimed (or was dialled as).
+    pub impostors: u64,
+    /// Messages dropped because their sender's role may not send them.
+    pub refused: u64,
 }
 
 /// A process's links to the other apps of its cluster.
@@ -308,6 +318,8 @@ pub struct Links {
     wire: Wire,
     /// Peers declared dead or gone: nothing more to or from them.
     gone: BTreeSet<AppId>,
+    /// The apps of each role on the manager's last list.
+    lists: BTreeMap<Role, BTreeSet<AppId>>,
     stats: LinkStats,
     #[cfg(feature = "faults")]
     faults: LinkFaults,
@@ -325,6 +337,7 @@ impl Links {
             peers: BTreeMap::new(),
             wire: Wire::default(),
             gone: BTreeSet::new(),
+            lists: BTreeMap::new(),
             stats: LinkStats::default(),
             #[cfg(feature = "faults")]
             faults: LinkFaults::default(),
@@ -347,23 +360,58 @@ impl Links {
         self.stats
     }
 
-    /// A member of the cluster at `addr`. If `dial`, this side keeps a
-    /// connection to it; otherwise it waits for the peer to dial.
-    pub fn learn(&mut self, now: Time, peer: AppId, addr: SocketAddr, dial: bool) {
+    /// A member of the cluster, of `role`, as the manager lists it. If
+    /// `dial`, this side keeps a connection to it; otherwise it waits for
+    /// the peer to dial. A connection from or to it must present the
+    /// certificate listed.
+    pub fn learn(&mut self, now: Time, member: &CellInfo, role: Role, dial: bool) {
+        let peer = member.app;
         if self.gone.contains(&peer) || peer == self.me {
             return;
         }
         let p = self.peers.entry(peer).or_insert_with(|| Peer::new(now));
-        let moved = p.addr.is_some_and(|a| a != addr);
-        p.addr = Some(addr);
+        let moved = p.addr.is_some_and(|a| a != member.addr)
+            || p.known.is_some_and(|(cert, _)| cert != member.cert);
+        p.addr = Some(member.addr);
+        p.known = Some((member.cert, role));
         p.dials = dial;
-        if moved && dial {
-            // Dial the new address from now on.
+        if moved {
+            // Another process under that id: whatever connection there is
+            // was not to it.
             if let Some(conn) = p.conn() {
                 self.wire.close(conn, close::SHUTDOWN, "the peer moved");
             }
             p.state = State::Down { retry: now };
         }
+    }
+
+    /// The manager's newest list of the apps of `role`: learns each
+    /// ([`Links::learn`]; this side dials those `dial` picks), and forgets
+    /// the apps of that role on the previous list that are not on this one:
+    /// they left.
+    pub fn listed(
+        &mut self,
+        now: Time,
+        role: Role,
+        list: &[CellInfo],
+        dial: impl Fn(AppId) -> bool,
+    ) {
+        for member in list {
+            self.learn(now, member, role, dial(member.app));
+        }
+        let now_listed: BTreeSet<AppId> = list.iter().map(|c| c.app).collect();
+        let before = std::mem::replace(self.lists.entry(role).or_default(), now_listed.clone());
+        for app in before.difference(&now_listed) {
+            let lost = self.forget(*app, "left the cluster");
+            if !lost.is_empty() {
+                tracing::info!(peer = %app, messages = lost.len(), "app left; messages it never acknowledged are dropped");
+            }
+        }
+    }
+
+    /// The role the manager lists a peer in, once listed.
+    pub fn role(&self, peer: AppId) -> Option<Role> {
+        self.peers.get(&peer)?.known.map(|(_, role)| role)
     }
 
     /// Whether a connection to the peer is up.
@@ -442,14 +490,34 @@ impl Links {
     /// needs to know, if anything.
     pub fn handle(&mut self, now: Time, conn: ConnId, ev: ConnEvent) -> Option<LinkEvent> {
         match ev {
-            ConnEvent::Accepted(first) => self.accepted(now, conn, first),
-            ConnEvent::Opened => None,
+            ConnEvent::Accepted(first, cert) => self.accepted(conn, first, cert),
+            ConnEvent::Opened(cert) => self.opened(now, conn, cert),
             ConnEvent::Closed(reason) => self.closed(now, conn, &reason),
             ConnEvent::Msg(msg) => self.received(now, conn, msg),
         }
     }
 
-    fn accepted(&mut self, now: Time, conn: ConnId, first: AppMsg) -> Option<LinkEvent> {
+    /// A dialled connection is up: the peer must be who the manager listed.
+    fn opened(&mut self, now: Time, conn: ConnId, cert: CertId) -> Option<LinkEvent> {
+        let app = *self.wire.conns.get(&conn)?;
+        let p = self.peers.get_mut(&app)?;
+        if p.known.is_some_and(|(listed, _)| listed == cert) {
+            return None;
+        }
+        self.stats.impostors += 1;
+        tracing::warn!(peer = %app, %conn, %cert, "the process dialled is not the app listed; closing");
+        p.state = State::Down {
+            retry: now.plus(self.cfg.redial),
+        };
+        self.wire.close(
+            conn,
+            close::REFUSED,
+            format!("not the certificate of app {app}"),
+        );
+        None
+    }
+
+    fn accepted(&mut self, conn: ConnId, first: AppMsg, cert: CertId) -> Option<LinkEvent> {
         let resend = self.resends();
         let refuse = |wire: &mut Wire, code, reason: &str| {
             tracing::warn!(%conn, reason, "app link refused");
@@ -474,7 +542,20 @@ impl Links {
         if self.gone.contains(&app) || app == self.me {
             return refuse(&mut self.wire, close::REFUSED, "not a member");
         }
-        let p = self.peers.entry(app).or_insert_with(|| Peer::new(now));
+        let Some(p) = self.peers.get_mut(&app).filter(|p| p.known.is_some()) else {
+            // Not listed (yet): the dialler tries again after its redial,
+            // by when the manager's list may have it.
+            return refuse(&mut self.wire, close::REFUSED, "not a listed member");
+        };
+        if p.known.is_none_or(|(listed, _)| listed != cert) {
+            self.stats.impostors += 1;
+            tracing::warn!(claimed = %app, %conn, %cert, "a link claims an app id its certificate is not listed for");
+            return refuse(
+                &mut self.wire,
+                close::REFUSED,
+                "the certificate is not the claimed app's",
+            );
+        }
         if !p.tx.restart(recv_next) {
             return refuse(&mut self.wire, close::PROTOCOL, "session out of step");
         }
@@ -579,6 +660,7 @@ impl Links {
                 if !matches!(p.state, State::Up { conn: c } if c == conn) {
                     return None;
                 }
+                let role = p.known.map(|(_, role)| role);
                 match p.rx.receive() {
                     Received::Next => {}
                     Received::Duplicate => {
@@ -605,6 +687,15 @@ impl Links {
                     p.ack_due = None;
                 } else if p.ack_due.is_none() {
                     p.ack_due = Some(now.plus(self.cfg.ack_delay));
+                }
+                if !role.is_some_and(|r| msg.may_come_from(r)) {
+                    // Numbered and acknowledged like any other, so the
+                    // session stays in step; never delivered.
+                    self.stats.refused += 1;
+                    if self.stats.refused.is_power_of_two() {
+                        tracing::warn!(peer = %app, ?role, msg = %msg.kind_name(), refused = self.stats.refused, "message its sender may not send; dropped");
+                    }
+                    return None;
                 }
                 Some(LinkEvent::Msg(app, msg))
             }

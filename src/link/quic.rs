@@ -8,7 +8,8 @@
 //! A writer task owns its send half (frames queued in order, coalesced into
 //! writes of up to about 1 MiB); a reader task decodes frames, bounded by
 //! [`MAX_APP_FRAME`], and reports them. A connection another process opens
-//! must send its first frame within [`FIRST_FRAME_WAIT`].
+//! passes the port's [`Gate`] and must send its first frame within the
+//! gate's wait.
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -20,11 +21,11 @@ use tokio::sync::mpsc;
 use super::{ConnEvent, ConnId, Transmit, MAX_APP_FRAME};
 use crate::frame;
 use crate::metrics::LinkMeter;
+use crate::net::ca::ClusterIdentity;
+use crate::net::gate::{self, Gate};
+use crate::net::NetError;
 use crate::proto::app::AppMsg;
-
-/// How long a connection another process opened may take to send its
-/// first frame.
-pub const FIRST_FRAME_WAIT: Duration = Duration::from_secs(10);
+use crate::proto::app::CertId;
 
 /// How long a closing connection waits for what it sent to be read before
 /// it closes.
@@ -37,13 +38,13 @@ enum Cmd {
 
 enum Internal {
     Event(ConnId, ConnEvent),
-    Accepted(ConnId, mpsc::UnboundedSender<Cmd>, AppMsg),
+    Accepted(ConnId, mpsc::UnboundedSender<Cmd>, AppMsg, CertId),
 }
 
 /// The connections of one endpoint, named by [`ConnId`].
 pub struct Transport {
     endpoint: quinn::Endpoint,
-    trust: rustls::pki_types::CertificateDer<'static>,
+    dial: quinn::ClientConfig,
     writers: HashMap<ConnId, mpsc::UnboundedSender<Cmd>>,
     tx: mpsc::UnboundedSender<Internal>,
     rx: mpsc::UnboundedReceiver<Internal>,
@@ -52,23 +53,24 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// The connections of `endpoint`, dialling peers whose certificate is
-    /// `trust`, counting traffic on `meter`.
+    /// The connections of `endpoint` (an internal port, made with
+    /// [`crate::net::internal_server_config`]), dialling other processes
+    /// as `identity`, counting traffic on `meter`.
     pub fn new(
         endpoint: quinn::Endpoint,
-        trust: rustls::pki_types::CertificateDer<'static>,
+        identity: &ClusterIdentity,
         meter: LinkMeter,
-    ) -> Transport {
+    ) -> Result<Transport, NetError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        Transport {
+        Ok(Transport {
             endpoint,
-            trust,
+            dial: crate::net::internal_client_config(identity)?,
             writers: HashMap::new(),
             tx,
             rx,
             meter,
             accepted: Arc::new(AtomicU64::new(0)),
-        }
+        })
     }
 
     /// The endpoint.
@@ -77,9 +79,9 @@ impl Transport {
     }
 
     /// Starts taking the connections other processes open to this
-    /// endpoint; each is reported as [`ConnEvent::Accepted`] with its first
-    /// message.
-    pub fn listen(&self) {
+    /// endpoint, through `gate`; each is reported as
+    /// [`ConnEvent::Accepted`] with its first message.
+    pub fn listen(&self, gate: Gate) {
         let (endpoint, tx, meter, accepted) = (
             self.endpoint.clone(),
             self.tx.clone(),
@@ -88,24 +90,32 @@ impl Transport {
         );
         tokio::spawn(async move {
             while let Some(incoming) = endpoint.accept().await {
+                let peer = incoming.remote_address();
+                let Some((connecting, pass)) = gate::admit(&gate, incoming) else {
+                    continue;
+                };
                 let (tx, meter, accepted) = (tx.clone(), meter.clone(), accepted.clone());
+                let wait = gate.config().first_wait;
                 tokio::spawn(async move {
-                    let peer = incoming.remote_address();
                     let first = async {
-                        let conn = incoming.await.map_err(|e| e.to_string())?;
+                        let conn = connecting.await.map_err(|e| e.to_string())?;
+                        // The handshake asked for a certificate from the
+                        // cluster CA; without one it would have failed.
+                        let cert = crate::net::peer_cert(&conn)
+                            .ok_or_else(|| "no certificate".to_string())?;
                         let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
                         let mut buf = Vec::new();
                         match frame::read_msg::<AppMsg>(&mut recv, MAX_APP_FRAME, &mut buf).await {
                             Ok(Some(first)) => {
                                 meter.received(buf.len() + frame::HEADER_LEN);
-                                Ok((conn, send, recv, first))
+                                Ok((conn, send, recv, first, cert))
                             }
                             Ok(None) => Err("closed before its first message".to_string()),
                             Err(e) => Err(e.to_string()),
                         }
                     };
-                    let (conn, send, recv, first) =
-                        match tokio::time::timeout(FIRST_FRAME_WAIT, first).await {
+                    let (conn, send, recv, first, cert) =
+                        match tokio::time::timeout(wait, first).await {
                             Ok(Ok(c)) => c,
                             Ok(Err(reason)) => {
                                 tracing::warn!(%peer, %reason, "incoming app link failed");
@@ -116,9 +126,10 @@ impl Transport {
                                 return;
                             }
                         };
+                    drop(pass);
                     let id = ConnId::accepted(accepted.fetch_add(1, Ordering::Relaxed) + 1);
                     let (wtx, wrx) = mpsc::unbounded_channel();
-                    if tx.send(Internal::Accepted(id, wtx, first)).is_err() {
+                    if tx.send(Internal::Accepted(id, wtx, first, cert)).is_err() {
                         return;
                     }
                     run(id, conn, send, recv, wrx, tx, meter).await;
@@ -143,27 +154,27 @@ impl Transport {
             Transmit::Dial { conn, addr, hello } => {
                 let (wtx, wrx) = mpsc::unbounded_channel();
                 self.writers.insert(conn, wtx);
-                let (endpoint, trust, tx, meter) = (
+                let (endpoint, cfg, tx, meter) = (
                     self.endpoint.clone(),
-                    self.trust.clone(),
+                    self.dial.clone(),
                     self.tx.clone(),
                     self.meter.clone(),
                 );
                 tokio::spawn(async move {
                     let dial = async {
-                        let cfg = crate::net::client_config(&trust, crate::proto::ALPN_APP)
-                            .map_err(|e| e.to_string())?;
-                        let c = crate::net::connect(&endpoint, cfg, addr)
+                        let c = crate::net::connect_internal(&endpoint, cfg, addr)
                             .await
                             .map_err(|e| e.to_string())?;
+                        let cert = crate::net::peer_cert(&c)
+                            .ok_or_else(|| "the peer presented no certificate".to_string())?;
                         let (mut send, recv) = c.open_bi().await.map_err(|e| e.to_string())?;
                         send.write_all(&hello).await.map_err(|e| e.to_string())?;
                         meter.sent(hello.len());
-                        Ok::<_, String>((c, send, recv))
+                        Ok::<_, String>((c, send, recv, cert))
                     };
                     match dial.await {
-                        Ok((c, send, recv)) => {
-                            let _ = tx.send(Internal::Event(conn, ConnEvent::Opened));
+                        Ok((c, send, recv, cert)) => {
+                            let _ = tx.send(Internal::Event(conn, ConnEvent::Opened(cert)));
                             run(conn, c, send, recv, wrx, tx, meter).await;
                         }
                         Err(reason) => {
@@ -190,9 +201,9 @@ impl Transport {
                     }
                     return (conn, ev);
                 }
-                Internal::Accepted(conn, writer, first) => {
+                Internal::Accepted(conn, writer, first, cert) => {
                     self.writers.insert(conn, writer);
-                    return (conn, ConnEvent::Accepted(first));
+                    return (conn, ConnEvent::Accepted(first, cert));
                 }
             }
         }

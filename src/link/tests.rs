@@ -12,6 +12,19 @@ fn addr(app: AppId) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 10_000 + app.0 as u16))
 }
 
+/// The certificate each test app presents.
+fn cert(app: AppId) -> CertId {
+    CertId([app.0 as u8; 32])
+}
+
+fn member(app: AppId) -> CellInfo {
+    CellInfo {
+        app,
+        addr: addr(app),
+        cert: cert(app),
+    }
+}
+
 fn ping(n: u64) -> AppMsg {
     AppMsg::Forget {
         entity: EntityId(n),
@@ -45,6 +58,8 @@ struct World {
     wire: Wire,
     got_at_b: Vec<u64>,
     got_at_a: Vec<u64>,
+    /// What else reached B.
+    other_at_b: Vec<AppMsg>,
     ups: u32,
 }
 
@@ -52,8 +67,8 @@ impl World {
     fn new(cfg: LinkConfig) -> World {
         let mut a = Links::new(A, [7; 32], cfg);
         let mut b = Links::new(B, [7; 32], cfg);
-        a.learn(Time(0), B, addr(B), true);
-        b.learn(Time(0), A, addr(A), false);
+        a.learn(Time(0), &member(B), Role::Cellapp, true);
+        b.learn(Time(0), &member(A), Role::Cellapp, false);
         World {
             now: Time(0),
             a,
@@ -61,6 +76,7 @@ impl World {
             wire: Wire::default(),
             got_at_b: Vec::new(),
             got_at_a: Vec::new(),
+            other_at_b: Vec::new(),
             ups: 0,
         }
     }
@@ -77,10 +93,12 @@ impl World {
                     self.wire.to_b.clear();
                     self.wire.to_a.clear();
                     let first = decode(&hello);
-                    self.wire.for_a.push_back((conn, ConnEvent::Opened));
+                    self.wire
+                        .for_a
+                        .push_back((conn, ConnEvent::Opened(cert(B))));
                     self.wire
                         .for_b
-                        .push_back((theirs, ConnEvent::Accepted(first)));
+                        .push_back((theirs, ConnEvent::Accepted(first, cert(A))));
                 }
                 Transmit::Send { conn, frame } => {
                     if self.wire.conn.is_some_and(|(c, _)| c == conn) {
@@ -146,7 +164,10 @@ impl World {
             match self.b.handle(self.now, conn, ev) {
                 Some(LinkEvent::Msg(from, m)) => {
                     assert_eq!(from, A);
-                    self.got_at_b.push(number(&m));
+                    match m {
+                        AppMsg::Forget { .. } => self.got_at_b.push(number(&m)),
+                        other => self.other_at_b.push(other),
+                    }
                 }
                 Some(LinkEvent::Up(_)) => self.ups += 1,
                 _ => {}
@@ -300,41 +321,79 @@ fn a_forgotten_peer_gives_back_what_it_never_acknowledged() {
 #[test]
 fn strangers_are_refused() {
     let mut b = Links::new(B, [7; 32], LinkConfig::default());
+    b.learn(Time(0), &member(A), Role::Cellapp, false);
     let conn = ConnId::accepted(1);
-    let other_defs = AppMsg::LinkOpen {
-        app: A,
-        defs_digest: [8; 32],
-        recv_next: 0,
+    let mut refused = |first: AppMsg, cert: CertId, code: u32| {
+        assert!(b
+            .handle(Time(0), conn, ConnEvent::Accepted(first.clone(), cert))
+            .is_none());
+        let out: Vec<_> = b.drain().collect();
+        assert!(
+            matches!(out.as_slice(), [Transmit::Close { code: c, .. }] if *c == code),
+            "{first:?}: {out:?}"
+        );
     };
-    assert!(b
-        .handle(Time(0), conn, ConnEvent::Accepted(other_defs))
+    let open = |app: AppId, defs_digest: [u8; 32], recv_next: u64| AppMsg::LinkOpen {
+        app,
+        defs_digest,
+        recv_next,
+    };
+    refused(open(A, [8; 32], 0), cert(A), close::REFUSED);
+    refused(AppMsg::Goodbye, cert(A), close::PROTOCOL);
+    // A peer claiming to have received messages never sent.
+    refused(open(A, [7; 32], 5), cert(A), close::PROTOCOL);
+    // An app the manager has not listed, and one whose certificate is
+    // another's: the manager's id among them.
+    refused(open(AppId(3), [7; 32], 0), cert(AppId(3)), close::REFUSED);
+    refused(open(crate::MANAGER, [7; 32], 0), cert(A), close::REFUSED);
+    refused(open(A, [7; 32], 0), cert(AppId(3)), close::REFUSED);
+    assert_eq!(b.stats().impostors, 1);
+    assert!(!b.is_up(A));
+}
+
+#[test]
+fn a_dialled_process_must_be_the_app_listed() {
+    let mut a = Links::new(A, [7; 32], LinkConfig::default());
+    a.learn(Time(0), &member(B), Role::Cellapp, true);
+    a.handle_timeout(Time(0));
+    let Some(Transmit::Dial { conn, .. }) = a.drain().next() else {
+        panic!("A dials B")
+    };
+    assert!(a
+        .handle(Time(1), conn, ConnEvent::Opened(cert(AppId(9))))
         .is_none());
-    let out: Vec<_> = b.drain().collect();
+    let out: Vec<_> = a.drain().collect();
     assert!(
         matches!(out.as_slice(), [Transmit::Close { code, .. }] if *code == close::REFUSED),
         "{out:?}"
     );
-    let not_a_hello = AppMsg::Goodbye;
-    assert!(b
-        .handle(Time(0), conn, ConnEvent::Accepted(not_a_hello))
-        .is_none());
-    let out: Vec<_> = b.drain().collect();
-    assert!(
-        matches!(out.as_slice(), [Transmit::Close { code, .. }] if *code == close::PROTOCOL),
-        "{out:?}"
-    );
-    // A peer claiming to have received messages never sent.
-    let ahead = AppMsg::LinkOpen {
-        app: A,
-        defs_digest: [7; 32],
-        recv_next: 5,
+    assert_eq!(a.stats().impostors, 1);
+}
+
+#[test]
+fn messages_a_role_may_not_send_are_dropped_in_step() {
+    let mut w = World::new(LinkConfig::default());
+    // B takes A for a baseapp: ghost and migration traffic (cellapps')
+    // from it is dropped, yet numbered, so what follows still arrives.
+    w.b.learn(Time(0), &member(A), Role::Baseapp, false);
+    w.a.send(w.now, B, &ping(1)).expect("kept");
+    w.a.send(w.now, B, &AppMsg::Retired).expect("kept");
+    let to_entity = AppMsg::ToEntity {
+        entity: EntityId(5),
+        seq: 0,
+        msg: crate::proto::app::EntityMsg::Destroy,
     };
-    assert!(b
-        .handle(Time(0), conn, ConnEvent::Accepted(ahead))
-        .is_none());
-    let out: Vec<_> = b.drain().collect();
+    w.a.send(w.now, B, &to_entity).expect("kept");
+    w.settle();
+    assert!(w.got_at_b.is_empty(), "{:?}", w.got_at_b);
+    assert_eq!(w.b.stats().refused, 2, "the ping and the manager's message");
+    assert_eq!(
+        w.other_at_b,
+        vec![to_entity],
+        "ToEntity may come from a base"
+    );
     assert!(
-        matches!(out.as_slice(), [Transmit::Close { code, .. }] if *code == close::PROTOCOL),
-        "{out:?}"
+        w.a.all_acknowledged(),
+        "the dropped ones were acknowledged too"
     );
 }

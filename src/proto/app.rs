@@ -3,7 +3,7 @@
 //! both ways. Cellapps and baseapps dial the manager; baseapps dial cellapps.
 
 use super::client::PropValue;
-use super::{Pos, Ticket};
+use super::{Pos, Ticket, TokenHash};
 use crate::defs::TypeId;
 use crate::ids::{AppId, EntityId, IdBlock};
 use crate::layout::Layout;
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// What a process does in the cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Simulates cells.
     Cellapp,
@@ -38,13 +38,37 @@ pub struct SpaceInfo {
     pub tick_hz: u16,
 }
 
-/// Where one cell is simulated.
+/// The SHA-256 of the certificate a process presents on its internal
+/// links: who a link is, as the manager recorded it when the process
+/// registered (design §10).
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CertId(pub [u8; 32]);
+
+impl std::fmt::Debug for CertId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CertId({self})")
+    }
+}
+
+impl std::fmt::Display for CertId {
+    /// The first eight bytes in hex: enough to tell certificates apart in
+    /// a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(&self.0[..8]))
+    }
+}
+
+/// One app as others reach it: a cellapp in a layout, or a member in the
+/// manager's lists.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CellInfo {
-    /// The cellapp.
+    /// The app.
     pub app: AppId,
     /// Its internal address.
     pub addr: SocketAddr,
+    /// The certificate it registered with; a link claiming to be `app`
+    /// must present it.
+    pub cert: CertId,
 }
 
 /// The cell half of an entity as the base keeps it: position and cell-side
@@ -300,23 +324,25 @@ pub enum AppMsg {
         /// The entity.
         entity: EntityId,
     },
-    /// Manager → every baseapp: a client presents this session token for
-    /// this entity. The baseapp holding the entity's base answers with
-    /// [`AppMsg::TicketIssued`]; every other answers [`AppMsg::NoSession`].
+    /// Manager → every baseapp: a client presents a session token for
+    /// this entity. The baseapp holding the entity's base, detached from its
+    /// client, with that token, answers with [`AppMsg::TicketIssued`];
+    /// every other answers [`AppMsg::NoSession`].
     FindSession {
         /// The manager's request id.
         req: u64,
         /// The client's entity.
         entity: EntityId,
-        /// The token it was given.
-        token: Ticket,
+        /// The hash of the token presented (the token itself stays with
+        /// the manager).
+        token: TokenHash,
     },
     /// Baseapp → manager: it holds no such session.
     NoSession {
         /// The manager's request id.
         req: u64,
     },
-    /// Manager → every baseapp: the live baseapps and their internal
+    /// Manager → every app: the live baseapps and their internal
     /// addresses (base copies go among them). Sent whenever they change.
     Baseapps(Vec<CellInfo>),
     /// Manager → every baseapp: an account passed its password check. The
@@ -363,6 +389,65 @@ pub enum AppMsg {
         /// The number of the next session message expected.
         next: u64,
     },
+}
+
+impl AppMsg {
+    /// The message's kind, for logs (`"ToEntity"`). Formats the whole
+    /// message to find it: for the rare log line, not per message.
+    pub fn kind_name(&self) -> String {
+        let debug = format!("{self:?}");
+        debug
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Whether an app of `role` may send this on a link between apps.
+    /// What only the manager says, and what only the manager is told,
+    /// travel on the manager link alone; on an app link they are refused.
+    pub fn may_come_from(&self, role: Role) -> bool {
+        use AppMsg::*;
+        let (base, cell) = (role == Role::Baseapp, role == Role::Cellapp);
+        match self {
+            LinkOpen { .. } | LinkAccept { .. } | LinkAck { .. } => true,
+            // Bases send them; cells forward them toward the real.
+            ToEntity { .. } | Rebase { .. } => true,
+            CreateEntity { .. } | AppDown { .. } | BaseBackup(_) | BaseGone { .. } => base,
+            EntityDestroyed { .. }
+            | Backup { .. }
+            | ToClients(_)
+            | GhostCreate(_)
+            | GhostUpdate { .. }
+            | GhostDelete { .. }
+            | GhostMoves(_)
+            | Onload(_)
+            | RealMoved { .. }
+            | Forget { .. }
+            | DownSeen { .. }
+            | Rebased { .. }
+            | NotRebased { .. } => cell,
+            Register(_)
+            | Registered { .. }
+            | RegisterRefused { .. }
+            | Heartbeat(_)
+            | NeedIds
+            | Ids(_)
+            | Cells(_)
+            | IssueTicket { .. }
+            | TicketIssued { .. }
+            | Goodbye
+            | Layout { .. }
+            | CellLoad(_)
+            | Retire
+            | Retired
+            | FindSession { .. }
+            | NoSession { .. }
+            | Baseapps(_)
+            | FindPlayer { .. }
+            | Rejoin(_) => false,
+        }
+    }
 }
 
 /// What an app says about itself when it joins ([`AppMsg::Register`]) or
@@ -429,11 +514,12 @@ pub struct BaseCopy {
     pub next_seq: u64,
     /// The next client stream frame number the base expected from the real.
     pub next_out: u64,
-    /// The session token its client may resume with.
-    pub token: Ticket,
-    /// The token before it, still good until the client is back with the
-    /// new one (the welcome that carried it may have been lost).
-    pub prev_token: Option<Ticket>,
+    /// The hash of the session token its client may resume with.
+    pub token: TokenHash,
+    /// The hash of the token before it, good until the client speaks on
+    /// the connection that brought it the new one (the welcome that carried
+    /// it may have been lost).
+    pub prev_token: Option<TokenHash>,
     /// The fence its saves carry; the base restored from this copy saves
     /// with one more, so the baseapp it came from cannot write over it.
     pub fence: u64,

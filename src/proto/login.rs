@@ -42,6 +42,9 @@ pub enum RefuseReason {
     Unavailable,
     /// Something failed on the server.
     Internal,
+    /// Too many logins from this address or to this account: wait, then
+    /// try again. No password was checked.
+    RateLimited,
 }
 
 /// A client whose connection was lost asks to get back into its entity,

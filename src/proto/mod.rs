@@ -42,12 +42,26 @@ pub const ALPN_LOGIN: &[u8] = b"tessera-login/1";
 /// ALPN of a resume connection to the manager (same port as login).
 pub const ALPN_RESUME: &[u8] = b"tessera-resume/1";
 /// ALPN of a link between two processes of a cluster.
-pub const ALPN_APP: &[u8] = b"tessera-app/2";
+pub const ALPN_APP: &[u8] = b"tessera-app/3";
 
 /// A one-time login ticket: the manager gets it from a baseapp and gives it to
 /// the client, which presents it to that baseapp.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Ticket(pub [u8; 16]);
+
+/// The SHA-256 of a session token: what the apps of a cluster keep and
+/// pass among themselves, so that no copy of a base and no message between
+/// apps carries a token a client could resume with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    /// The hash of `token`.
+    pub fn of(token: &Ticket) -> TokenHash {
+        use sha2::{Digest, Sha256};
+        TokenHash(Sha256::digest(token.0).into())
+    }
+}
 
 /// A position on the wire: x, y (height), z in metres.
 pub type Pos = [f32; 3];

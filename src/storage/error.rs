@@ -36,6 +36,12 @@ pub enum StorageError {
     /// The password is empty.
     #[error("password is empty")]
     EmptyPassword,
+    /// A new account's password is shorter than the minimum.
+    #[error("a new account's password must be at least {min} bytes long")]
+    PasswordTooShort {
+        /// The shortest length allowed, in bytes.
+        min: usize,
+    },
     /// The password is longer than the limit.
     #[error("password is {len} bytes long; at most {max} bytes are allowed")]
     PasswordTooLong {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::password::{validate_name, validate_password};
+use super::password::{validate_name, validate_new_password, validate_password};
 use super::{Account, AccountId, DbId, Storage, StorageError, StoredEntity};
 
 /// Accounts and entities in memory.
@@ -51,6 +51,7 @@ impl Storage for MemStorage {
         if !create {
             return Err(StorageError::NoSuchAccount(name.to_string()));
         }
+        validate_new_password(password)?;
         self.next_account += 1;
         let id = self.next_account;
         self.accounts
@@ -146,14 +147,14 @@ mod tests {
     #[test]
     fn behaves_like_the_contract() {
         let mut m = MemStorage::new();
-        let a = m.login("Ann", "pw", true).expect("created");
-        assert_eq!(m.login("ann", "pw", false).expect("login").id, a.id);
+        let a = m.login("Ann", "password1", true).expect("created");
+        assert_eq!(m.login("ann", "password1", false).expect("login").id, a.id);
         assert!(matches!(
             m.login("ann", "no", false),
             Err(StorageError::WrongPassword)
         ));
         assert!(matches!(
-            m.login("bob", "pw", false),
+            m.login("bob", "password1", false),
             Err(StorageError::NoSuchAccount(_))
         ));
         let e = m.create_entity("Avatar", 1, b"x").expect("entity");

@@ -24,7 +24,7 @@ use std::fmt;
 
 pub use error::StorageError;
 pub use memory::MemStorage;
-pub use password::{HashCost, MAX_NAME_LEN, MAX_PASSWORD_LEN};
+pub use password::{HashCost, MAX_NAME_LEN, MAX_PASSWORD_LEN, MIN_NEW_PASSWORD_LEN};
 pub use sqlite::SqliteStorage;
 
 /// A database row id of a persistent entity.
@@ -93,8 +93,9 @@ pub trait Storage: Send {
     /// bytes. Without `create`, an unknown name is
     /// [`StorageError::NoSuchAccount`]. With `create`, an unknown name becomes
     /// a new account with this password; a name that already exists logs in
-    /// normally if the password matches. Either way a password that does not
-    /// match the account is [`StorageError::WrongPassword`].
+    /// normally if the password matches; a new account's password must be
+    /// at least [`MIN_NEW_PASSWORD_LEN`] bytes. Either way a password that
+    /// does not match the account is [`StorageError::WrongPassword`].
     fn login(&mut self, name: &str, password: &str, create: bool) -> Result<Account, StorageError>;
 
     /// The account with this id.

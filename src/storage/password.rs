@@ -2,9 +2,9 @@
 //! password hashing. Kept apart from the database code so the rules are
 //! checked in one place whatever backend stores the result.
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Params, Version};
+use rand::Rng;
 
 use super::StorageError;
 
@@ -13,6 +13,10 @@ pub const MAX_NAME_LEN: usize = 32;
 
 /// The longest password, in bytes.
 pub const MAX_PASSWORD_LEN: usize = 128;
+
+/// The shortest password a new account may have, in bytes. Accounts made
+/// before a longer minimum keep logging in.
+pub const MIN_NEW_PASSWORD_LEN: usize = 8;
 
 /// Password hashing cost (argon2id).
 ///
@@ -63,42 +67,144 @@ pub(super) fn validate_password(password: &str) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Hashes new passwords at a fixed cost and verifies stored hashes.
-#[derive(Clone, Debug)]
+/// Checks that a new account's password is at least
+/// [`MIN_NEW_PASSWORD_LEN`] bytes long.
+pub(super) fn validate_new_password(password: &str) -> Result<(), StorageError> {
+    if password.len() < MIN_NEW_PASSWORD_LEN {
+        return Err(StorageError::PasswordTooShort {
+            min: MIN_NEW_PASSWORD_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// Hashes new passwords at a fixed cost and verifies stored hashes. Each
+/// keeps the argon2 working memory it last used and hashes into it again:
+/// one per hashing thread, so a storm of logins costs no more memory than
+/// one login per thread (allocating it per hash leaves it in the
+/// allocator's arenas).
 pub(super) struct PasswordHashing {
     params: Params,
+    /// Working memory, grown to the largest cost met so far.
+    scratch: Vec<argon2::Block>,
+    /// A hash of no one's password, verified against for names that have
+    /// no account: an unknown name costs what a known one does.
+    dummy: String,
+}
+
+impl std::fmt::Debug for PasswordHashing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHashing")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The length of a hash's output, in bytes.
+const OUTPUT_LEN: usize = 32;
+/// The length of a fresh salt, in bytes.
+const SALT_LEN: usize = 16;
+
+fn hash_error(what: &str, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Hash(format!("{what}: {e}"))
 }
 
 impl PasswordHashing {
     /// Checks the cost and builds a hasher for it.
     pub(super) fn new(cost: HashCost) -> Result<Self, StorageError> {
-        let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
-            .map_err(|e| StorageError::Hash(format!("invalid hash cost {cost:?}: {e}")))?;
-        Ok(Self { params })
+        let params = Params::new(
+            cost.memory_kib,
+            cost.iterations,
+            cost.parallelism,
+            Some(OUTPUT_LEN),
+        )
+        .map_err(|e| StorageError::Hash(format!("invalid hash cost {cost:?}: {e}")))?;
+        let mut hashing = PasswordHashing {
+            params,
+            scratch: Vec::new(),
+            dummy: String::new(),
+        };
+        let mut nobody = [0u8; 24];
+        rand::rand_core::UnwrapErr(rand::rngs::SysRng).fill_bytes(&mut nobody);
+        hashing.dummy = hashing.hash(&hex::encode(nobody))?;
+        Ok(hashing)
+    }
+
+    /// The working memory for `params`, reused.
+    fn memory(&mut self, params: &Params) -> &mut [argon2::Block] {
+        let n = params.block_count();
+        if self.scratch.len() < n {
+            self.scratch.resize(n, argon2::Block::default());
+        }
+        &mut self.scratch[..n]
     }
 
     /// Hashes `password` with a fresh random salt (16 bytes from the
     /// operating system), returning a PHC string.
-    pub(super) fn hash(&self, password: &str) -> Result<String, StorageError> {
-        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone());
-        let hash: PasswordHash = argon
-            .hash_password(password.as_bytes())
-            .map_err(|e| StorageError::Hash(format!("cannot hash password: {e}")))?;
-        Ok(hash.to_string())
+    pub(super) fn hash(&mut self, password: &str) -> Result<String, StorageError> {
+        let mut salt = [0u8; SALT_LEN];
+        rand::rand_core::UnwrapErr(rand::rngs::SysRng).fill_bytes(&mut salt);
+        let params = self.params.clone();
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let mut out = [0u8; OUTPUT_LEN];
+        argon
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                &salt,
+                &mut out,
+                self.memory(&params),
+            )
+            .map_err(|e| hash_error("cannot hash password", e))?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params)
+                .map_err(|e| hash_error("cannot write hash parameters", e))?,
+            salt: Some(Salt::new(&salt).map_err(|e| hash_error("bad salt", e))?),
+            hash: Some(Output::new(&out).map_err(|e| hash_error("bad output", e))?),
+        };
+        Ok(phc.to_string())
     }
 
     /// Checks `password` against a stored PHC string, using the parameters
     /// recorded in it.
-    pub(super) fn verify(&self, password: &str, stored: &str) -> Result<(), StorageError> {
-        let parsed = PasswordHash::new(stored)
-            .map_err(|e| StorageError::Hash(format!("stored password hash is unreadable: {e}")))?;
-        match Argon2::default().verify_password(password.as_bytes(), &parsed) {
-            Ok(()) => Ok(()),
-            Err(argon2::password_hash::Error::PasswordInvalid) => Err(StorageError::WrongPassword),
-            Err(e) => Err(StorageError::Hash(format!(
-                "cannot verify password against stored hash: {e}"
-            ))),
+    pub(super) fn verify(&mut self, password: &str, stored: &str) -> Result<(), StorageError> {
+        let unreadable = |e: &dyn std::fmt::Display| {
+            StorageError::Hash(format!("stored password hash is unreadable: {e}"))
+        };
+        let parsed = PasswordHash::new(stored).map_err(|e| unreadable(&e))?;
+        let algorithm =
+            Algorithm::try_from(parsed.algorithm.as_str()).map_err(|e| unreadable(&e))?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).map_err(|e| unreadable(&e))?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(&parsed).map_err(|e| unreadable(&e))?;
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return Err(unreadable(&"no salt or no hash"));
+        };
+        let mut out = vec![0u8; expected.len()];
+        Argon2::new(algorithm, version, params.clone())
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                salt.as_ref(),
+                &mut out,
+                self.memory(&params),
+            )
+            .map_err(|e| hash_error("cannot verify password", e))?;
+        // Output compares in constant time.
+        match Output::new(&out) {
+            Ok(got) if got == expected => Ok(()),
+            Ok(_) => Err(StorageError::WrongPassword),
+            Err(e) => Err(hash_error("cannot verify password", e)),
         }
+    }
+
+    /// Spends what verifying a password costs, for a name with no account.
+    pub(super) fn verify_nobody(&mut self, password: &str) {
+        let dummy = std::mem::take(&mut self.dummy);
+        let _ = self.verify(password, &dummy);
+        self.dummy = dummy;
     }
 }
 
@@ -151,7 +257,7 @@ mod tests {
 
     #[test]
     fn hashes_are_salted_argon2id_and_verify() {
-        let hashing = PasswordHashing::new(CHEAP).unwrap();
+        let mut hashing = PasswordHashing::new(CHEAP).unwrap();
         let a = hashing.hash("secret").unwrap();
         let b = hashing.hash("secret").unwrap();
         assert!(a.starts_with("$argon2id$"), "{a}");
@@ -166,9 +272,9 @@ mod tests {
 
     #[test]
     fn hashes_made_at_another_cost_still_verify() {
-        let old = PasswordHashing::new(CHEAP).unwrap();
+        let mut old = PasswordHashing::new(CHEAP).unwrap();
         let stored = old.hash("secret").unwrap();
-        let new = PasswordHashing::new(HashCost {
+        let mut new = PasswordHashing::new(HashCost {
             memory_kib: 512,
             iterations: 2,
             parallelism: 1,
@@ -179,7 +285,7 @@ mod tests {
 
     #[test]
     fn unreadable_stored_hash_is_an_error() {
-        let hashing = PasswordHashing::new(CHEAP).unwrap();
+        let mut hashing = PasswordHashing::new(CHEAP).unwrap();
         assert!(matches!(
             hashing.verify("secret", "not a hash"),
             Err(StorageError::Hash(_))

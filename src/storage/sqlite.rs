@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{ffi, params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
-use super::password::{validate_name, validate_password, HashCost, PasswordHashing};
+use super::password::{
+    validate_name, validate_new_password, validate_password, HashCost, PasswordHashing,
+};
 use super::{schema, Account, AccountId, DbId, Storage, StorageError, StoredEntity};
 
 /// How long to wait for another process's lock before giving up.
@@ -77,7 +79,7 @@ impl SqliteStorage {
 
     /// Checks `password` against an account found by name.
     fn verify(
-        &self,
+        &mut self,
         account: Account,
         hash: &str,
         password: &str,
@@ -100,8 +102,12 @@ impl Storage for SqliteStorage {
             return self.verify(account, &hash, password);
         }
         if !create {
+            // As slow as a wrong password: timing tells no one which names
+            // have accounts.
+            self.hashing.verify_nobody(password);
             return Err(StorageError::NoSuchAccount(name.to_owned()));
         }
+        validate_new_password(password)?;
         let hash = self.hashing.hash(password)?;
         let inserted = self
             .conn

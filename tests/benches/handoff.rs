@@ -86,7 +86,10 @@ async fn run(size: f32) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for i in 0..BOTS {
-            match cluster.login(&format!("walker{i}"), "pw", true).await {
+            match cluster
+                .login(&format!("walker{i}"), "password1", true)
+                .await
+            {
                 Ok(c) => tasks.push(tokio::spawn(walk(c, stop_rx.clone()))),
                 Err(e) => panic!("login: {e}"),
             }

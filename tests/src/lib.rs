@@ -7,6 +7,8 @@
 
 pub mod browser;
 
+pub mod intruder;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use tessera::storage::HashCost;
 use tessera::{AppId, EntityId};
 use tessera_baseapp::driver::BaseappHandle;
 use tessera_cellapp::driver::CellappHandle as Cellapp;
+use tessera_manager::cluster::throttle::LoginLimits;
 use tessera_manager::driver::ManagerHandle;
 
 /// Client endpoints a cluster spreads its logins over.
@@ -35,6 +38,12 @@ pub struct ClusterSpec {
     pub baseapps: usize,
     /// The balancing policy.
     pub policy: &'static str,
+    /// Login limits: by default none to speak of, since every client of a
+    /// test connects from the loopback address.
+    pub login_limits: LoginLimits,
+    /// Password hashing cost: by default cheap, since these tests are about
+    /// the world, not about argon2's cost.
+    pub hash_cost: HashCost,
 }
 
 impl Default for ClusterSpec {
@@ -45,6 +54,12 @@ impl Default for ClusterSpec {
             cellapps: 1,
             baseapps: 1,
             policy: "tessera",
+            login_limits: LoginLimits::one_address(),
+            hash_cost: HashCost {
+                memory_kib: 256,
+                iterations: 1,
+                parallelism: 1,
+            },
         }
     }
 }
@@ -106,6 +121,7 @@ impl Cluster {
         // real-process tests do), so connections may be patient.
         tessera::net::set_link_idle_timeout(std::time::Duration::from_secs(5));
         tessera::net::set_client_idle_timeout(std::time::Duration::from_secs(10));
+        tessera::net::ca::init(data).expect("cluster CA");
         let defs = Arc::new(tessera::demo::definitions());
         let manager = tessera_manager::driver::start(tessera_manager::driver::Options {
             bind_internal: loopback(),
@@ -117,15 +133,14 @@ impl Cluster {
                 bounds: [0.0, 0.0, spec.size, spec.size],
                 tick_hz: 10,
             },
-            // Cheap hashing: these tests are about the world, not about argon2's cost.
-            hash_cost: HashCost {
-                memory_kib: 256,
-                iterations: 1,
-                parallelism: 1,
-            },
+            hash_cost: spec.hash_cost,
             policy: spec.policy.to_string(),
             // The manager of this harness never restarts.
             rejoin_window: std::time::Duration::ZERO,
+            // Every client of these tests connects from one address.
+            logins_per_addr: 100_000,
+            login_limits: spec.login_limits,
+            admin_hosts: Vec::new(),
         })
         .await
         .expect("manager starts");
@@ -144,6 +159,7 @@ impl Cluster {
                     defs: defs.clone(),
                     config: Default::default(),
                     admin: Some(loopback()),
+                    clients_per_addr: 100_000,
                 })
                 .await
                 .expect("baseapp starts"),
@@ -249,19 +265,44 @@ impl Cluster {
     }
 }
 
-pub use tessera_tools::http::{request, Answer};
+pub use tessera_tools::http::{request, request_with, Answer};
 
 /// One request to an admin API at `addr` (`GET`, or `POST` with a JSON
 /// `body`), through [`request`] on a blocking thread; returns the answer
 /// whatever its status, and panics if there is none.
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> Answer {
-    let (method, url, body) = (
+    http_as(addr, method, path, body, None).await
+}
+
+/// Like [`http`], with the admin token of the data directory `data`.
+pub async fn admin(
+    data: &Path,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Answer {
+    let token = std::fs::read_to_string(tessera_manager::admin::guard::token_path(data))
+        .expect("the admin token");
+    http_as(addr, method, path, body, Some(token.trim())).await
+}
+
+async fn http_as(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Answer {
+    let (method, url, body, token) = (
         method.to_string(),
         format!("http://{addr}{path}"),
         body.to_string(),
+        token.map(str::to_string),
     );
     tokio::task::spawn_blocking(move || {
-        request(&method, &url, &body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+        request_with(&method, &url, &body, token.as_deref())
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
     })
     .await
     .expect("the request's thread")

@@ -39,6 +39,17 @@ pub enum HttpError {
 /// is `GET` (`body` is not sent) or `POST` (`body` is sent as
 /// `application/json`). Chunked and length-delimited bodies are both read.
 pub fn request(method: &str, url: &str, body: &str) -> Result<Answer, HttpError> {
+    request_with(method, url, body, None)
+}
+
+/// Like [`request`], presenting `token` as a bearer token (the manager's
+/// admin API takes one on every change).
+pub fn request_with(
+    method: &str,
+    url: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Result<Answer, HttpError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .proxy(None)
@@ -47,13 +58,20 @@ pub fn request(method: &str, url: &str, body: &str) -> Result<Answer, HttpError>
         .timeout_per_read(Some(TIMEOUT))
         .build()
         .into();
-    let mut answer = match method {
-        "GET" => agent.get(url).call()?,
-        "POST" => agent
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut answer = match (method, &bearer) {
+        ("GET", None) => agent.get(url).call()?,
+        ("GET", Some(b)) => agent.get(url).header("Authorization", b).call()?,
+        ("POST", None) => agent
             .post(url)
             .content_type("application/json")
             .send(body)?,
-        other => return Err(HttpError::Method(other.to_string())),
+        ("POST", Some(b)) => agent
+            .post(url)
+            .header("Authorization", b)
+            .content_type("application/json")
+            .send(body)?,
+        (other, _) => return Err(HttpError::Method(other.to_string())),
     };
     let content_type = answer
         .headers()

@@ -1,8 +1,10 @@
 //! `tessera`: run a whole world on one machine (`up`), one role of it
 //! (`manager`, `cellapp`, `baseapp`), bot clients (`bots`), the
-//! load-balancing simulator (`sim`), or draw a layout snapshot (`viz`).
+//! load-balancing simulator (`sim`), draw a layout snapshot (`viz`), or
+//! make the cluster's certificates (`ca`).
 
 mod bots;
+mod ca;
 mod roles;
 mod simulate;
 mod up;
@@ -35,6 +37,8 @@ enum Command {
     Bots(bots::BotsArgs),
     /// Score load-balancing policies on a simulated world, faster than real time.
     Sim(simulate::SimArgs),
+    /// Make the cluster's certificate authority, or issue a process's certificate.
+    Ca(ca::CaArgs),
     /// Draw a layout snapshot (a live manager's layout, or a frame of `tessera sim`) as SVG or PNG.
     Viz(VizArgs),
 }
@@ -86,6 +90,10 @@ fn main() -> anyhow::Result<()> {
         Command::Cellapp(a) => serve(json, roles::cellapp(a)),
         Command::Baseapp(a) => serve(json, roles::baseapp(a)),
         Command::Bots(a) => serve(json, bots::run(a)),
+        Command::Ca(a) => {
+            init_logs(json, "warn");
+            ca::run(a)
+        }
         Command::Viz(a) => {
             init_logs(json, "warn");
             tessera_tools::viz::render(&a.from, &a.out, &a.title)?;

@@ -3,6 +3,7 @@
 //! closes.
 
 use anyhow::Context;
+use clap::builder::TypedValueParser;
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use tessera::proto::app::SpaceInfo;
 use tessera::storage::HashCost;
 use tessera::Definitions;
 use tessera_cellapp::index::IndexKind;
+use tessera_manager::cluster::throttle::LoginLimits;
 
 /// Flags every role shares.
 #[derive(Args, Clone, Debug)]
@@ -35,6 +37,11 @@ pub struct Common {
     #[arg(long, default_value_t = 2000, env = "TESSERA_CLIENT_TIMEOUT_MS",
           value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub client_timeout_ms: u64,
+    /// Client and login connections one IP address may hold at once on
+    /// this process's public ports (1–1000000).
+    #[arg(long, default_value_t = tessera::net::gate::DEFAULT_PER_ADDR, env = "TESSERA_CONNS_PER_ADDR",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(|n| n as usize))]
+    pub conns_per_addr: usize,
 }
 
 impl Common {
@@ -76,6 +83,15 @@ pub struct WorldArgs {
     /// Load-balancing policy: static, bigworld or tessera.
     #[arg(long, default_value = "tessera")]
     pub policy: String,
+    /// A host name the admin HTTP answers to, besides IP addresses and
+    /// `localhost` (repeat for more; a request naming any other host is
+    /// refused, against DNS rebinding).
+    #[arg(
+        long = "admin-host",
+        env = "TESSERA_ADMIN_HOSTS",
+        value_delimiter = ','
+    )]
+    pub admin_hosts: Vec<String>,
 }
 
 /// `tessera manager`.
@@ -96,6 +112,13 @@ pub struct ManagerArgs {
     #[arg(long, default_value_t = 3000, env = "TESSERA_REJOIN_WINDOW_MS",
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub rejoin_window_ms: u64,
+    /// Login limits: `default` (per address, per account, accounts made per
+    /// address, checks in flight), or `one-address` for a world whose
+    /// clients all share one address, as bots on this machine do (rates
+    /// unlimited).
+    #[arg(long, default_value = "default", env = "TESSERA_LOGIN_LIMITS",
+          value_parser = ["default", "one-address"])]
+    pub login_limits: String,
 }
 
 /// `tessera cellapp`.
@@ -222,11 +245,21 @@ pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
         hash_cost: HashCost::default(),
         policy: a.world.policy.clone(),
         rejoin_window: std::time::Duration::from_millis(a.rejoin_window_ms),
+        logins_per_addr: a.common.conns_per_addr,
+        login_limits: match a.login_limits.as_str() {
+            "one-address" => LoginLimits::one_address(),
+            _ => LoginLimits::default(),
+        },
+        admin_hosts: a.world.admin_hosts.clone(),
     })
     .await?;
     println!("internal: {}", handle.internal_addr);
     println!("login: {}", handle.login_addr);
     println!("admin: http://{}", handle.admin_addr);
+    println!(
+        "admin token: in {}",
+        tessera_manager::admin::guard::token_path(&a.common.data).display()
+    );
     println!("cell view: http://{}/", handle.admin_addr);
     stop_requested(a.common.stop_on_eof).await;
     handle.stop().await;
@@ -287,6 +320,7 @@ pub async fn baseapp(a: BaseappArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         admin: Some(a.admin),
+        clients_per_addr: a.common.conns_per_addr,
     })
     .await
     .context("baseapp could not join the cluster")?;

@@ -117,13 +117,20 @@ async fn stop(procs: &mut Vec<Proc>) {
 }
 
 /// Runs `tessera up`.
+/// Connections one address may hold under `up`: its bots all connect from
+/// the loopback address.
+const UP_CONNS_PER_ADDR: usize = 20_000;
+
 pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.cellapps >= 1, "--cellapps must be at least 1");
     anyhow::ensure!(a.baseapps >= 1, "--baseapps must be at least 1");
     std::fs::create_dir_all(&a.data)
         .with_context(|| format!("cannot create data directory {}", a.data.display()))?;
-    // Create the certificate once, before children race to do it.
+    // Create the certificates once, before children race to do it: the
+    // public ports' certificate, and the cluster CA each child signs its
+    // own certificate with.
     tessera::net::load_or_create_identity(&a.data)?;
+    tessera::net::ca::init(&a.data)?;
     let data = a.data.display().to_string();
     let common = |role: &str| -> Vec<String> {
         vec![
@@ -131,6 +138,9 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             "--data".into(),
             data.clone(),
             "--stop-on-eof".into(),
+            // The world and its bots share one machine and one address.
+            "--conns-per-addr".into(),
+            UP_CONNS_PER_ADDR.to_string(),
         ]
     };
     let mut manager = common("manager");
@@ -149,12 +159,28 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         // earlier run can come back to it.
         "--rejoin-window-ms".into(),
         "0".into(),
+        // Its bots log in from this machine's one address.
+        "--login-limits".into(),
+        "one-address".into(),
     ]);
+    for host in &a.world.admin_hosts {
+        manager.extend(["--admin-host".into(), host.clone()]);
+    }
     let (manager, lines) = spawn("manager", manager, "admin:").await?;
     let mut managers = vec![manager];
     for l in lines {
         println!("{l}");
     }
+    // The manager made it on its first start; every change through the
+    // admin API takes it.
+    let token_file = tessera_manager::admin::guard::token_path(&a.data);
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("cannot read the admin token {}", token_file.display()))?;
+    println!(
+        "admin token: {} (in {}; send it as `Authorization: Bearer …` to change anything)",
+        token.trim(),
+        token_file.display()
+    );
     let mut cellapps = Vec::new();
     let mut baseapps = Vec::new();
     let mut bots = Vec::new();

@@ -274,6 +274,8 @@ struct World {
 async fn world() -> World {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path();
+    // Every process signs its own certificate with this CA.
+    tessera::net::ca::init(data).expect("cluster CA");
     let d = data.display().to_string();
     let common = |role: &str| -> Vec<String> {
         vec![
@@ -295,6 +297,9 @@ async fn world() -> World {
         "400",
         "--policy",
         "static",
+        // Its bots log in from this machine's one address.
+        "--login-limits",
+        "one-address",
     ] {
         args.push(a.into());
     }
@@ -310,6 +315,7 @@ async fn world() -> World {
         ("--admin", admin.to_string()),
         ("--size", "400".into()),
         ("--policy", "static".into()),
+        ("--login-limits", "one-address".into()),
     ] {
         manager_args.extend([flag.to_string(), value]);
     }
@@ -373,7 +379,7 @@ async fn world() -> World {
     for i in 0..BOTS {
         let ep = &w.endpoints[i % w.endpoints.len()];
         let name = format!("bot{i}");
-        let mut client = Client::login_and_connect(ep, &w.setup, w.login, &name, "pw", true)
+        let mut client = Client::login_and_connect(ep, &w.setup, w.login, &name, "password1", true)
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         client
@@ -562,7 +568,7 @@ async fn database_holds_everything(mut w: World) {
     let (_again, _) = start(data, "baseapp-again", &args, "baseapp");
     for i in 0..BOTS {
         let name = format!("bot{i}");
-        let c = Client::login_and_connect(&endpoint, &setup, login, &name, "pw", false)
+        let c = Client::login_and_connect(&endpoint, &setup, login, &name, "password1", false)
             .await
             .unwrap_or_else(|e| panic!("{name} logs in again: {e}"));
         let title = setup
@@ -596,10 +602,12 @@ fn get(addr: SocketAddr, path: &str) -> String {
 }
 
 /// A POST to an admin HTTP port: the status code and the body.
-async fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+async fn post(data: &Path, addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
     let (url, body) = (format!("http://{addr}{path}"), body.to_string());
+    let token = std::fs::read_to_string(tessera_manager::admin::guard::token_path(data))
+        .expect("the admin token");
     let answer = tokio::task::spawn_blocking(move || {
-        tessera_tools::http::request("POST", &url, &body)
+        tessera_tools::http::request_with("POST", &url, &body, Some(token.trim()))
             .unwrap_or_else(|e| panic!("POST {url}: {e}"))
     })
     .await
@@ -661,7 +669,13 @@ async fn a_killed_manager_started_again_finds_the_world_where_it_was() {
     let _turn = TURN.lock().await;
     let mut w = world().await;
     // A line moved by hand: a layout no fresh manager would cut.
-    let (status, body) = post(w.admin, "/api/spaces/1/lines/1", r#"{"pos": 130}"#).await;
+    let (status, body) = post(
+        w._dir.path(),
+        w.admin,
+        "/api/spaces/1/lines/1",
+        r#"{"pos": 130}"#,
+    )
+    .await;
     assert_eq!(status, 200, "moving a line: {body}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = layout(w.admin);

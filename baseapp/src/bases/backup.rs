@@ -56,18 +56,6 @@ impl Bases {
             .collect();
     }
 
-    /// The other live baseapps with their internal addresses, for the
-    /// driver to link to.
-    pub fn peers(&self) -> Vec<CellInfo> {
-        self.peers
-            .iter()
-            .map(|(app, addr)| CellInfo {
-                app: *app,
-                addr: *addr,
-            })
-            .collect()
-    }
-
     /// Sends this tick's share of the bases to their holders.
     pub(super) fn back_up_share(&mut self) {
         let tick = self.cfg.tick.as_micros().max(1) as u64;
@@ -199,6 +187,8 @@ impl Bases {
             holder: None,
             fence: copy.fence.saturating_add(1),
             last_move: None,
+            held: Vec::new(),
+            resend: false,
             backed_up: Some(now),
         };
         if let Some(account) = base.account {

@@ -7,7 +7,8 @@
 //! combinations are the types'.
 
 use tessera::channel::BaseChannel;
-use tessera::proto::{Pos, Ticket};
+use tessera::proto::app::EntityMsg;
+use tessera::proto::{Pos, TokenHash};
 use tessera::storage::DbId;
 use tessera::{AppId, Time, Value};
 
@@ -93,10 +94,11 @@ pub(crate) struct Base {
     /// The entity channel's base end.
     pub channel: BaseChannel,
     pub dirty: bool,
-    /// The secret its client resumes the session with, and the one before
-    /// it (good until the client comes back with the new one).
-    pub token: Ticket,
-    pub prev_token: Option<Ticket>,
+    /// The hash of the secret its client resumes the session with, and of
+    /// the one before it (good until the client speaks on the connection
+    /// that brought it the new one).
+    pub token: TokenHash,
+    pub prev_token: Option<TokenHash>,
     /// The baseapp holding its copy.
     pub holder: Option<AppId>,
     /// Its saves' fence (see [`tessera::storage::StoredEntity::fence`]):
@@ -110,9 +112,34 @@ pub(crate) struct Base {
     pub last_move: Option<(Pos, f32, Time)>,
     /// When its cell half last backed up.
     pub backed_up: Option<Time>,
+    /// Messages for the cell half that came while it was unplaced, sent
+    /// once it is placed (at most [`MAX_HELD`]; a client's moves replace
+    /// each other).
+    pub held: Vec<EntityMsg>,
+    /// A cellapp its channel may have passed through left the cluster:
+    /// what the real has not confirmed goes again once the base hears
+    /// where the real is.
+    pub resend: bool,
 }
 
+/// Most messages a base holds for a cell half that is not placed yet.
+pub(crate) const MAX_HELD: usize = 64;
+
 impl Base {
+    /// Holds a message for a cell half that is not placed yet; false if
+    /// the base already holds all it may (the client is far ahead of its
+    /// entity).
+    pub(crate) fn hold(&mut self, msg: EntityMsg) -> bool {
+        if let (EntityMsg::Move { .. }, Some(EntityMsg::Move { .. })) = (&msg, self.held.last()) {
+            self.held.pop();
+        }
+        if self.held.len() >= MAX_HELD {
+            return false;
+        }
+        self.held.push(msg);
+        true
+    }
+
     /// Whether it is logging out.
     pub(crate) fn leaving(&self) -> bool {
         matches!(self.half, Half::Leaving { .. })

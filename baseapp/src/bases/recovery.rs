@@ -155,20 +155,7 @@ impl Bases {
             self.place_in_cell(e);
         }
         for e in resend {
-            let Some(b) = self.bases.get(&e) else {
-                continue;
-            };
-            let Some(cell) = b.half.cell() else { continue };
-            for (seq, msg) in b.channel.unconfirmed() {
-                self.out.push(Output::App(
-                    cell,
-                    AppMsg::ToEntity {
-                        entity: e,
-                        seq: *seq,
-                        msg: msg.clone(),
-                    },
-                ));
-            }
+            self.resend_unconfirmed(e);
         }
     }
 

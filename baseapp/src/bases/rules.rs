@@ -128,6 +128,9 @@ pub enum Violation {
     /// A frame or datagram that does not decode (the driver found it).
     #[error("{0}")]
     Malformed(String),
+    /// More calls than a base holds while its entity is being placed.
+    #[error("too many calls before the entity is in the world")]
+    AheadOfEntity,
 }
 
 /// Why the baseapp closes a client's connection.

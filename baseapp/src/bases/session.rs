@@ -5,8 +5,11 @@
 //! A ticket admits a client once: the manager gets one after checking a
 //! password ([`Admit::Account`]) or after the client presented its session
 //! token ([`Admit::Entity`]). Each welcome comes with a fresh session token
-//! (`ServerMsg::Session`), which travels with the base's copy, so the
-//! baseapp that restores a dead baseapp's base knows it too.
+//! (`ServerMsg::Session`); the base keeps only its hash, which travels with
+//! the base's copy, so the baseapp that restores a dead baseapp's base
+//! knows it too. A token resumes only a session whose client is away, and
+//! at most [`BaseConfig::resume_grace`] after it left; the token before the
+//! newest stays good only until the client speaks on its new connection.
 //!
 //! An entity whose client is gone waits [`BaseConfig::resume_grace`] for it
 //! to come back, still in the world, then logs out and is saved. A client
@@ -18,7 +21,7 @@
 use rand::Rng;
 use tessera::proto::app::{AppMsg, EntityMsg};
 use tessera::proto::client::ServerMsg;
-use tessera::proto::Ticket;
+use tessera::proto::{Ticket, TokenHash};
 use tessera::{EntityId, Time, MANAGER};
 
 use super::{Bases, Client, ClientId, Closing, Output, Phase, Proxy, Refusal};
@@ -50,11 +53,17 @@ impl Bases {
     }
 
     /// The manager asks who holds a session: a ticket if this baseapp holds
-    /// the entity and the token is its own, a no otherwise. A base still
-    /// claiming its real says no until the real has answered.
-    pub(super) fn find_session(&mut self, now: Time, req: u64, entity: EntityId, token: Ticket) {
+    /// the entity, its client is away, and the token is its own; a no
+    /// otherwise. A connected client is not taken over (a stolen token
+    /// cannot kick a player out): its own resume waits until its lost
+    /// connection has timed out. A base still claiming its real says no
+    /// until the real has answered.
+    pub(super) fn find_session(&mut self, now: Time, req: u64, entity: EntityId, token: TokenHash) {
         let ours = self.bases.get(&entity).is_some_and(|b| {
-            (b.token == token || b.prev_token == Some(token)) && !b.claiming() && !b.leaving()
+            (b.token == token || b.prev_token == Some(token))
+                && matches!(b.client, Client::Away { .. })
+                && !b.claiming()
+                && !b.leaving()
         });
         if ours {
             self.issue(now, req, Admit::Entity(entity));
@@ -93,7 +102,9 @@ impl Bases {
             return self.refuse(client, Refusal::NoPlayer);
         };
         let welcome = self.welcome(e, ty, b.pos, b.yaw, &b.props);
-        // A connection the client gave up on gives way to the new one.
+        // A connection the client gave up on gives way to the new one (it
+        // was away when the ticket was issued; it may have come back
+        // since on another ticket).
         if let Some(old) = old {
             self.proxies.remove(&old);
             self.close(old, Closing::ResumedElsewhere);
@@ -103,10 +114,10 @@ impl Bases {
             return;
         };
         b.client = Client::Connected(client);
-        // The old token stays good (only it) until the client is back with
-        // the new one: the welcome carrying it may be lost.
+        // The old token stays good (only it) until the client speaks on
+        // this connection: the welcome carrying the new one may be lost.
         b.prev_token = Some(b.token);
-        b.token = token;
+        b.token = TokenHash::of(&token);
         let out_seq = b.channel.attach();
         self.proxies.insert(
             client,

@@ -23,11 +23,11 @@ use std::time::Duration;
 use tessera::defs::TypeDef;
 use tessera::frame;
 use tessera::proto::app::{
-    AppMsg, CellInfo, CellState, ClientPacket, Delivery, EntityMsg, SpaceInfo,
+    AppMsg, CellInfo, CellState, CertId, ClientPacket, Delivery, EntityMsg, SpaceInfo,
 };
 use tessera::proto::client::{ClientDatagram, ClientMsg, ServerMsg};
 use tessera::proto::close;
-use tessera::proto::{Pos, Ticket, PROTOCOL_MAJOR};
+use tessera::proto::{Pos, Ticket, TokenHash, PROTOCOL_MAJOR};
 use tessera::storage::{DbId, StoredEntity};
 use tessera::{AppId, Definitions, EntityId, IdBlock, Time, Value, MANAGER};
 
@@ -52,6 +52,7 @@ fn cell_info() -> CellInfo {
     CellInfo {
         app: CELL,
         addr: SocketAddr::from(([10, 0, 0, 1], 100)),
+        cert: CertId::default(),
     }
 }
 
@@ -1151,6 +1152,7 @@ fn two_cells(r: &mut Rig) {
     let other = CellInfo {
         app: OTHER,
         addr: SocketAddr::from(([10, 0, 0, 3], 100)),
+        cert: CertId::default(),
     };
     r.b.handle(r.now, MANAGER, AppMsg::Cells(vec![cell_info(), other]));
     r.b.link_up(CELL);
@@ -1184,6 +1186,7 @@ fn a_dead_cellapps_entities_come_back_from_their_last_backup() {
     let other = CellInfo {
         app: OTHER,
         addr: SocketAddr::from(([10, 0, 0, 3], 100)),
+        cert: CertId::default(),
     };
     r.b.handle(r.now, MANAGER, AppMsg::Cells(vec![other]));
     r.b.handle(r.now, MANAGER, AppMsg::AppDown { app: CELL });
@@ -1241,6 +1244,7 @@ fn cell_dies(r: &mut Rig) -> Vec<Output> {
     let other = CellInfo {
         app: OTHER,
         addr: SocketAddr::from(([10, 0, 0, 3], 100)),
+        cert: CertId::default(),
     };
     r.b.handle(r.now, MANAGER, AppMsg::Cells(vec![other]));
     r.b.handle(r.now, MANAGER, AppMsg::AppDown { app: CELL });
@@ -1387,6 +1391,7 @@ fn a_real_handed_to_a_dead_cellapp_is_restored_and_unconfirmed_messages_are_sent
     let info = |app: AppId, last: u8| CellInfo {
         app,
         addr: SocketAddr::from(([10, 0, 0, last], 100)),
+        cert: CertId::default(),
     };
     let (one, two, three) = (info(CELL, 1), info(OTHER, 3), info(third, 4));
     r.b.handle(
@@ -1723,7 +1728,11 @@ impl Rig {
         self.b.handle(
             self.now,
             MANAGER,
-            AppMsg::FindSession { req, entity, token },
+            AppMsg::FindSession {
+                req,
+                entity,
+                token: TokenHash::of(&token),
+            },
         );
         match &app_msgs(&self.b.drain())[..] {
             [(MANAGER, answer)] => answer.clone(),
@@ -1737,6 +1746,7 @@ impl Rig {
             .map(|app| CellInfo {
                 app,
                 addr: SocketAddr::from(([10, 0, 0, 2], 200 + app.0 as u16)),
+                cert: CertId::default(),
             })
             .collect();
         self.b.handle(self.now, MANAGER, AppMsg::Baseapps(list));
@@ -1785,25 +1795,36 @@ fn a_lost_client_resumes_its_entity_with_its_token_or_logs_out_after_the_grace()
         attach.is_some_and(|s| s >= 1 << 32),
         "the real starts over: {out:?}"
     );
-    // The old token stays good until the new one is used (the welcome that
-    // carried the new one may be lost); then it is spent.
-    assert!(matches!(
-        r.find(p.entity, token),
-        AppMsg::TicketIssued { .. }
-    ));
-    let AppMsg::TicketIssued { ticket, .. } = r.find(p.entity, *fresh) else {
-        panic!("the new token gets a ticket");
-    };
+    // While its client is connected, no token takes the session over.
+    for t in [token, *fresh] {
+        assert!(matches!(r.find(p.entity, t), AppMsg::NoSession { .. }));
+    }
+    // Lost before it said anything: the welcome with the new token may
+    // never have arrived, so the old one still resumes.
     r.input(6, ClientInput::Gone("timed out".into()));
+    let AppMsg::TicketIssued { ticket, .. } = r.find(p.entity, token) else {
+        panic!("the old token still gets a ticket");
+    };
     let out = r.hello(7, ticket);
+    let newest = token_of(&out, 7);
+    // Once the client speaks on its new connection, only the newest token
+    // is good.
+    r.call(7, r.method("ping"), vec![Value::Int(1)]);
+    r.input(7, ClientInput::Gone("timed out".into()));
+    for t in [token, *fresh] {
+        assert!(matches!(r.find(p.entity, t), AppMsg::NoSession { .. }));
+    }
+    let AppMsg::TicketIssued { ticket, .. } = r.find(p.entity, newest) else {
+        panic!("the newest token gets a ticket");
+    };
+    let out = r.hello(8, ticket);
     assert!(matches!(
-        &sent(&out, 7)[..],
+        &sent(&out, 8)[..],
         [ServerMsg::Welcome { .. }, ServerMsg::Session { .. }]
     ));
-    assert!(matches!(r.find(p.entity, token), AppMsg::NoSession { .. }));
 
     // Lost again, and never back: the entity logs out after the grace.
-    r.input(7, ClientInput::Gone("timed out".into()));
+    r.input(8, ClientInput::Gone("timed out".into()));
     r.advance(BaseConfig::default().resume_grace - US);
     r.b.tick(r.now);
     assert!(!destroys(&app_msgs(&r.b.drain()), p.entity));
@@ -1844,7 +1865,11 @@ fn bases_are_copied_to_their_rendezvous_holder_which_forgets_them_when_they_go()
     assert_eq!(copied.len(), 1, "copied once, at once: {out:?}");
     assert_eq!(copied[0].0, holder);
     assert_eq!((copied[0].1.entity, copied[0].1.cell), (p.entity, CELL));
-    assert_eq!(copied[0].1.token, token_of(&out, 5));
+    assert_eq!(
+        copied[0].1.token,
+        TokenHash::of(&token_of(&out, 5)),
+        "only the token's hash leaves the baseapp"
+    );
     // Within a backup period, it is copied again.
     let mut again = 0;
     for _ in 0..20 {
@@ -1884,7 +1909,7 @@ fn a_dead_baseapps_bases_come_back_from_their_copies_and_claim_their_reals() {
         version: 3,
         next_seq: 17,
         next_out: 40,
-        token: Ticket([account as u8; 16]),
+        token: TokenHash::of(&Ticket([account as u8; 16])),
         prev_token: None,
         fence: 6,
     };
@@ -1969,4 +1994,70 @@ fn a_dead_baseapps_bases_come_back_from_their_copies_and_claim_their_reals() {
         .find(|row| row.db_id == DbId(10))
         .expect("the restored base is saved");
     assert_eq!(row.fence, 7);
+}
+
+#[test]
+fn calls_before_the_entity_is_placed_wait_for_it() {
+    let mut r = rig();
+    // No cellapp is linked yet: the player is welcomed, its entity waits.
+    let (p, _) = r.login(5, 42);
+    let m = r.method("set_title");
+    let args = vec![Value::String("early".into())];
+    let out = r.call(5, m, args.clone());
+    assert!(app_msgs(&out).is_empty(), "{out:?}");
+    let out = r.cell_up();
+    let msgs = app_msgs(&out);
+    let create = msgs
+        .iter()
+        .position(|(_, m)| matches!(m, AppMsg::CreateEntity { entity, .. } if *entity == p.entity))
+        .expect("placed");
+    let held = AppMsg::ToEntity {
+        entity: p.entity,
+        seq: 0,
+        msg: EntityMsg::Call { method: m, args },
+    };
+    let call = msgs
+        .iter()
+        .position(|(to, msg)| *to == CELL && *msg == held)
+        .expect("the held call follows the creation");
+    assert!(create < call, "{msgs:?}");
+}
+
+#[test]
+fn a_base_sends_again_what_a_departed_cellapp_may_have_swallowed() {
+    let mut r = rig();
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    let m = r.method("set_title");
+    let args = vec![Value::String("on its way".into())];
+    r.call(5, m, args.clone());
+    let other = CellInfo {
+        app: OTHER,
+        addr: SocketAddr::from(([10, 0, 0, 3], 100)),
+        cert: CertId::default(),
+    };
+    // The real moved to OTHER; then its old cell left the cluster.
+    r.b.handle(
+        r.now,
+        MANAGER,
+        AppMsg::Cells(vec![cell_info(), other.clone()]),
+    );
+    r.b.handle(
+        r.now,
+        OTHER,
+        AppMsg::RealMoved {
+            entity: p.entity,
+            cell: OTHER,
+            version: 1,
+        },
+    );
+    r.b.drain();
+    r.b.handle(r.now, MANAGER, AppMsg::Cells(vec![other]));
+    let out = r.b.drain();
+    let again = AppMsg::ToEntity {
+        entity: p.entity,
+        seq: 0,
+        msg: EntityMsg::Call { method: m, args },
+    };
+    assert_eq!(app_msgs(&out), vec![(OTHER, again)]);
 }

@@ -11,7 +11,58 @@ use tessera::{AppId, EntityId};
 
 use super::Cell;
 
+/// Messages a cell refused for who sent them, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// An entity's channel message or claim from a baseapp that is not
+    /// the entity's base (as this cell knows it).
+    pub not_its_base: u64,
+    /// A client's call of a method that is not exposed.
+    pub not_exposed: u64,
+}
+
 impl Cell {
+    /// Whether baseapp `from` may send `msg` here: a message on an
+    /// entity's channel only if it is the entity's base, a claim of a
+    /// restored base only if the base it replaces is the entity's, as this
+    /// cell knows it (the real here, or where the real went from here). A
+    /// refusal is counted and logged; the message is dropped.
+    pub fn base_may_send(&mut self, from: AppId, msg: &AppMsg) -> bool {
+        let (entity, base) = match msg {
+            AppMsg::ToEntity { entity, .. } => (*entity, from),
+            AppMsg::Rebase { entity, dead, .. } if *dead != from => (*entity, *dead),
+            AppMsg::Rebase { .. } => return self.refuse_base(from, None),
+            _ => return true,
+        };
+        let real = self
+            .slot
+            .get(&entity)
+            .map(|&i| &self.entries[i])
+            .filter(|e| !e.is_ghost());
+        let known = match real {
+            Some(e) => e.base,
+            None => self.forward.base(entity),
+        };
+        if known == Some(base) {
+            return true;
+        }
+        self.refuse_base(from, Some(entity))
+    }
+
+    fn refuse_base(&mut self, from: AppId, entity: Option<EntityId>) -> bool {
+        self.refusals.not_its_base += 1;
+        let n = self.refusals.not_its_base;
+        if n.is_power_of_two() {
+            tracing::warn!(%from, ?entity, refused = n, "entity message from a baseapp that is not the entity's base dropped");
+        }
+        false
+    }
+
+    /// Messages refused so far for who sent them.
+    pub fn refusals(&self) -> Refusals {
+        self.refusals
+    }
+
     /// A message on an entity's channel from its base, directly or forwarded.
     pub(super) fn on_channel(&mut self, entity: EntityId, seq: u64, msg: EntityMsg) {
         let here = self.slot.get(&entity).copied();

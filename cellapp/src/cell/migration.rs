@@ -47,6 +47,21 @@ impl Forwarding {
         self.0.get(&entity).map(|f| f.to)
     }
 
+    /// The base of an entity whose real left from here.
+    pub(super) fn base(&self, entity: EntityId) -> Option<AppId> {
+        self.0.get(&entity).and_then(|f| f.base)
+    }
+
+    /// A restored base claimed the entity through here: it is the base
+    /// from now on.
+    pub(super) fn rebased(&mut self, entity: EntityId, dead: AppId, base: AppId) {
+        if let Some(f) = self.0.get_mut(&entity) {
+            if f.base == Some(dead) {
+                f.base = Some(base);
+            }
+        }
+    }
+
     /// The real left for another cellapp.
     pub(super) fn left(&mut self, entity: EntityId, forward: Forward) {
         self.0.insert(entity, forward);

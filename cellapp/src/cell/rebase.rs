@@ -28,6 +28,11 @@ impl Cell {
                 .and_then(|i| self.entries[i].ghost().map(|(a, _)| a))
                 .or_else(|| self.forward.to(entity))
                 .filter(|a| *a != self.cfg.app && !self.dead.contains(a));
+            if next.is_some() {
+                // The claimant's messages come this way too until it hears
+                // where the real is.
+                self.forward.rebased(entity, dead, base);
+            }
             let msg = match next {
                 Some(_) => AppMsg::Rebase {
                     entity,

@@ -22,7 +22,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tessera::layout::Rect;
-use tessera::proto::app::{AppMsg, Rejoin, Role};
+use tessera::proto::app::{AppMsg, CertId, Rejoin, Role};
 use tessera::{AppId, IdBlock, Time};
 
 use super::{AdmitError, AppInfo, Cluster, Output};
@@ -86,11 +86,14 @@ impl Cluster {
 
     /// An app dialled with its first message: a fresh [`AppMsg::Register`]
     /// or an [`AppMsg::Rejoin`].
-    pub fn admit(&mut self, now: Time, first: &AppMsg) -> Admission {
+    /// `cert` is the certificate its connection presented: the app's
+    /// from now on, and for a `Rejoin` of a live member, the one it must
+    /// have registered with.
+    pub fn admit(&mut self, now: Time, first: &AppMsg, cert: CertId) -> Admission {
         let result = match first {
             AppMsg::Register(_) if self.rejoining.is_some() => return Admission::Wait,
-            AppMsg::Register(_) => self.register(now, first),
-            AppMsg::Rejoin(r) => self.rejoin(now, r),
+            AppMsg::Register(_) => self.register(now, first, cert),
+            AppMsg::Rejoin(r) => self.rejoin(now, r, cert),
             _ => Err(AdmitError::NotAJoin),
         };
         match result {
@@ -99,10 +102,20 @@ impl Cluster {
         }
     }
 
-    fn rejoin(&mut self, now: Time, r: &Rejoin) -> Result<AppId, AdmitError> {
+    fn rejoin(&mut self, now: Time, r: &Rejoin, cert: CertId) -> Result<AppId, AdmitError> {
         self.check(&r.registration)?;
         self.check_report(r)?;
         let app = r.app;
+        if let Some(member) = self.apps.get(&app) {
+            if member.cert != cert {
+                // Somebody else naming a member: it changes nothing.
+                return Err(AdmitError::NotItsCertificate {
+                    app,
+                    listed: member.cert,
+                    presented: cert,
+                });
+            }
+        }
         if self.apps.contains_key(&app) && self.rejoining.is_none() {
             // The app lost its link to a manager that is still here.
             self.app_gone(app, "its link dropped and it dialled again");
@@ -133,7 +146,7 @@ impl Cluster {
         let reg = &r.registration;
         // A second dial while the window is open (the app took its first
         // for failed) replaces the first: the driver closes the old link.
-        self.apps.insert(app, AppInfo::new(app, reg, now));
+        self.apps.insert(app, AppInfo::new(app, reg, cert, now));
         self.out.push(Output::App(
             app,
             AppMsg::Registered {
@@ -147,7 +160,7 @@ impl Cluster {
     }
 
     /// What a `Rejoin` reports must be usable: ids the manager can count
-    /// past, and a layout of this space that is a sound tree.
+    /// past, and a layout of this space (decoding made sure it is a sound tree).
     fn check_report(&self, r: &Rejoin) -> Result<(), AdmitError> {
         let app = r.app;
         if app == tessera::MANAGER {
@@ -161,10 +174,8 @@ impl Cluster {
                 max_entity: MAX_ENTITY_ID,
             });
         }
+        // Decoding checked the layout's tree (`Layout::validate`).
         if let Some(layout) = &r.layout {
-            layout
-                .validate()
-                .map_err(|error| AdmitError::BadLayout { app, error })?;
             if layout.bounds != Rect::from_bounds(self.space.bounds) {
                 return Err(AdmitError::OtherBounds {
                     app,

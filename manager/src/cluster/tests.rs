@@ -12,11 +12,15 @@
 use super::{AdmitError, Cluster, LoginId, Output, HEARTBEAT_TIMEOUT, TICKET_WAIT};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tessera::proto::app::{AppMsg, CellInfo, Load, Registration, Role, SpaceInfo};
+use tessera::proto::app::{AppMsg, CellInfo, CertId, Load, Registration, Role, SpaceInfo};
 use tessera::proto::login::{LoginReply, LoginRequest, RefuseReason, ResumeRequest};
 use tessera::proto::{Ticket, PROTOCOL_MAJOR};
 use tessera::storage::{Account, AccountId, DbId, StorageError};
 use tessera::{AppId, Definitions, EntityId, IdBlock, Time};
+
+/// Where the tests' clients log in from.
+pub(super) const CLIENT: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
 
 /// The fake clock's starting point.
 const T0: Time = Time(1_700_000_000_000_000);
@@ -56,13 +60,30 @@ pub(super) fn registration(role: Role, port: u16) -> Registration {
     }
 }
 
+/// The certificate of the app whose internal port is `port`.
+pub(super) fn cert(port: u16) -> CertId {
+    let mut id = [0u8; 32];
+    id[..2].copy_from_slice(&port.to_le_bytes());
+    CertId(id)
+}
+
+/// The certificate the app sending `msg` (a `Register` or `Rejoin`)
+/// presents: the one of its internal port.
+pub(super) fn cert_of(msg: &AppMsg) -> CertId {
+    match msg {
+        AppMsg::Register(reg) => cert(reg.internal_addr.port()),
+        AppMsg::Rejoin(r) => cert(r.registration.internal_addr.port()),
+        _ => CertId::default(),
+    }
+}
+
 fn register_msg(role: Role, port: u16) -> AppMsg {
     AppMsg::Register(registration(role, port))
 }
 
 /// Registers an app whose internal (and, for a baseapp, public) port is `port`.
 fn join(m: &mut Cluster, now: Time, role: Role, port: u16) -> AppId {
-    m.register(now, &register_msg(role, port))
+    m.register(now, &register_msg(role, port), cert(port))
         .expect("a well-formed registration is accepted")
 }
 
@@ -191,7 +212,7 @@ fn cluster(baseapps: u16) -> (Cluster, AppId, Vec<AppId>) {
 /// Runs a login through the account check and the search for the
 /// account's entity, which no baseapp holds; returns the outputs after.
 fn login_checked(m: &mut Cluster, now: Time, login: LoginId, acct: Account) -> Vec<Output> {
-    m.login(now, login, login_req(&acct.name));
+    m.login(now, login, CLIENT, login_req(&acct.name));
     assert_eq!(account_checks(&m.drain()), vec![login]);
     m.account_checked(now, login, Ok(acct));
     let mut out = m.drain();
@@ -222,7 +243,7 @@ fn register_refuses_a_wrong_protocol() {
     if let AppMsg::Register(reg) = &mut msg {
         reg.protocol = PROTOCOL_MAJOR + 98;
     }
-    let err = m.register(T0, &msg).expect_err("refused");
+    let err = m.register(T0, &msg, cert_of(&msg)).expect_err("refused");
     assert_eq!(
         err,
         AdmitError::ProtocolVersion {
@@ -242,7 +263,7 @@ fn register_refuses_a_wrong_digest_and_names_the_mismatch() {
     if let AppMsg::Register(reg) = &mut msg {
         reg.defs_digest = wrong;
     }
-    let err = m.register(T0, &msg).expect_err("refused");
+    let err = m.register(T0, &msg, cert_of(&msg)).expect_err("refused");
     assert_eq!(
         err,
         AdmitError::DefinitionsMismatch {
@@ -261,7 +282,7 @@ fn register_refuses_a_baseapp_without_a_public_address() {
     if let AppMsg::Register(reg) = &mut msg {
         reg.public_addr = None;
     }
-    let err = m.register(T0, &msg).expect_err("refused");
+    let err = m.register(T0, &msg, cert_of(&msg)).expect_err("refused");
     assert_eq!(err, AdmitError::NoClientAddress);
     assert!(m.drain().is_empty());
     assert!(m.apps().is_empty());
@@ -272,7 +293,9 @@ fn register_refuses_a_baseapp_without_a_public_address() {
 #[test]
 fn register_refuses_a_first_message_that_is_not_register() {
     let mut m = manager();
-    let err = m.register(T0, &AppMsg::NeedIds).expect_err("refused");
+    let err = m
+        .register(T0, &AppMsg::NeedIds, CertId::default())
+        .expect_err("refused");
     assert_eq!(err, AdmitError::NotAJoin);
     assert!(m.drain().is_empty());
 }
@@ -359,10 +382,12 @@ fn a_registering_baseapp_gets_the_current_cells() {
         CellInfo {
             app: c1,
             addr: internal(100),
+            cert: cert(100),
         },
         CellInfo {
             app: c2,
             addr: internal(101),
+            cert: cert(101),
         },
     ]);
     // Registered first, then the cells (other messages may follow).
@@ -399,10 +424,12 @@ fn a_new_cellapp_sends_every_baseapp_updated_cells() {
         CellInfo {
             app: c1,
             addr: internal(100),
+            cert: cert(100),
         },
         CellInfo {
             app: c2,
             addr: internal(101),
+            cert: cert(101),
         },
     ]);
     // Every baseapp, and no cellapp, gets the new list.
@@ -414,6 +441,7 @@ fn a_new_cellapp_sends_every_baseapp_updated_cells() {
     let cells = AppMsg::Cells(vec![CellInfo {
         app: c2,
         addr: internal(101),
+        cert: cert(101),
     }]);
     assert_eq!(cells_sent(&msgs), vec![(b1, cells.clone()), (b2, cells)]);
 }
@@ -425,7 +453,7 @@ fn a_login_with_a_wrong_protocol_is_refused_without_an_account_check() {
     let (mut m, _, _) = cluster(1);
     let mut req = login_req("alice");
     req.protocol = PROTOCOL_MAJOR + 1;
-    m.login(T0, 7, req);
+    m.login(T0, 7, CLIENT, req);
     let out = m.drain();
     assert!(account_checks(&out).is_empty(), "{out:?}");
     let (reason, message) = refusal(&out, 7);
@@ -441,7 +469,7 @@ fn a_login_with_a_wrong_digest_is_refused_without_an_account_check() {
     let (mut m, _, _) = cluster(1);
     let mut req = login_req("alice");
     req.defs_digest = [0x11; 32];
-    m.login(T0, 8, req);
+    m.login(T0, 8, CLIENT, req);
     let out = m.drain();
     assert!(account_checks(&out).is_empty(), "{out:?}");
     let (reason, message) = refusal(&out, 8);
@@ -467,7 +495,7 @@ fn a_login_with_a_bad_name_or_password_length_is_refused_without_an_account_chec
         let login = 20 + i as LoginId;
         let mut req = login_req(name);
         req.password = password;
-        m.login(T0, login, req);
+        m.login(T0, login, CLIENT, req);
         let out = m.drain();
         assert!(account_checks(&out).is_empty(), "{out:?}");
         assert_eq!(refusal(&out, login).0, RefuseReason::InvalidRequest);
@@ -481,7 +509,7 @@ fn a_good_login_asks_for_an_account_check() {
     let (mut m, _, _) = cluster(1);
     let mut req = login_req("alice");
     req.create = true;
-    m.login(T0, 3, req);
+    m.login(T0, 3, CLIENT, req);
     let out = m.drain();
     assert_eq!(out.len(), 1, "{out:?}");
     match &out[0] {
@@ -567,7 +595,7 @@ fn wrong_password_and_no_such_account_are_bad_credentials() {
     ];
     for (i, e) in errors.into_iter().enumerate() {
         let login = 30 + i as LoginId;
-        m.login(T0, login, login_req("alice"));
+        m.login(T0, login, CLIENT, login_req("alice"));
         m.drain();
         m.account_checked(T0, login, Err(e));
         let out = m.drain();
@@ -673,7 +701,7 @@ fn a_silent_app_is_dropped_on_tick_and_its_pending_logins_are_refused() {
     };
     let mut asks = Vec::new();
     for (login, name) in [(13, "alice"), (14, "bob")] {
-        m.login(T0, login, login_req(name));
+        m.login(T0, login, CLIENT, login_req(name));
         m.drain();
         m.account_checked(T0, login, Ok(account(login as i64, name)));
         asks.push(finds(&m.drain()));
@@ -810,7 +838,7 @@ fn any_message_keeps_an_app_alive() {
 #[test]
 fn a_login_goes_to_the_baseapp_already_holding_the_accounts_entity() {
     let (mut m, _, bases) = cluster(2);
-    m.login(T0, 7, login_req("ann"));
+    m.login(T0, 7, CLIENT, login_req("ann"));
     m.drain();
     m.account_checked(T0, 7, Ok(account(42, "ann")));
     let asked: Vec<(AppId, u64)> = app_msgs(&m.drain())
@@ -850,7 +878,7 @@ fn a_resume_asks_every_baseapp_and_is_refused_when_none_holds_the_session() {
         entity: EntityId(9),
         token: Ticket([1; 16]),
     };
-    m.resume(T0, 8, req);
+    m.resume(T0, 8, CLIENT, req);
     let asked: Vec<(AppId, u64)> = app_msgs(&m.drain())
         .into_iter()
         .filter_map(|(to, msg)| match msg {

@@ -63,7 +63,7 @@ fn crash_child() {
         .map(|s| DbId(s.parse().unwrap()))
         .collect();
     let mut db = open(Path::new(&path));
-    db.login("survivor", "pw", true).unwrap();
+    db.login("survivor", "password1", true).unwrap();
     db.save_entities(&batch(1, &ids)).unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "\n{SAVED}").unwrap();
@@ -109,7 +109,7 @@ fn acknowledged_batch_survives_sigkill() {
     assert!(!status.success(), "child was killed: {status:?}");
 
     let mut db = open(&path);
-    db.login("survivor", "pw", false).unwrap();
+    db.login("survivor", "password1", false).unwrap();
     let first = db.load_entity(ids[0]).unwrap().unwrap();
     assert_eq!(first.data.len(), PAYLOAD_LEN, "the child's batch is there");
     let generation = u64::from_le_bytes(first.data[..8].try_into().unwrap());

@@ -69,14 +69,14 @@ fn open_sets_up_the_file() {
 fn account_create_then_login() {
     let (_dir, path) = temp_db();
     let mut db = open(&path);
-    let created = db.login("Alice", "hunter2", true).unwrap();
+    let created = db.login("Alice", "hunter2hunter2", true).unwrap();
     assert_eq!(created.name, "Alice");
     assert_eq!(created.entity, None);
-    assert_eq!(db.login("Alice", "hunter2", false).unwrap(), created);
+    assert_eq!(db.login("Alice", "hunter2hunter2", false).unwrap(), created);
     // Creating again with the right password logs in to the same account.
-    assert_eq!(db.login("Alice", "hunter2", true).unwrap(), created);
+    assert_eq!(db.login("Alice", "hunter2hunter2", true).unwrap(), created);
     // Names are compared case-insensitively; the stored spelling is kept.
-    assert_eq!(db.login("aLICE", "hunter2", false).unwrap(), created);
+    assert_eq!(db.login("aLICE", "hunter2hunter2", false).unwrap(), created);
     assert_eq!(account_count(&path), 1);
 }
 
@@ -84,7 +84,7 @@ fn account_create_then_login() {
 fn unknown_account_without_create_is_refused() {
     let (_dir, path) = temp_db();
     let mut db = open(&path);
-    let err = db.login("nobody", "pw", false).unwrap_err();
+    let err = db.login("nobody", "password1", false).unwrap_err();
     assert!(
         matches!(&err, StorageError::NoSuchAccount(n) if n == "nobody"),
         "{err}"
@@ -96,8 +96,8 @@ fn unknown_account_without_create_is_refused() {
 fn wrong_password_is_refused() {
     let (_dir, path) = temp_db();
     let mut db = open(&path);
-    db.login("bob", "right", true).unwrap();
-    for wrong in ["wrong", "Right", "right ", "r"] {
+    db.login("bob", "right-password", true).unwrap();
+    for wrong in ["wrong", "Right-password", "right-password ", "r"] {
         let err = db.login("bob", wrong, false).unwrap_err();
         assert!(
             matches!(err, StorageError::WrongPassword),
@@ -110,13 +110,13 @@ fn wrong_password_is_refused() {
 fn create_on_an_existing_name_with_a_wrong_password_is_refused() {
     let (_dir, path) = temp_db();
     let mut db = open(&path);
-    let bob = db.login("bob", "right", true).unwrap();
+    let bob = db.login("bob", "right-password", true).unwrap();
     let err = db.login("bob", "other", true).unwrap_err();
     assert!(matches!(err, StorageError::WrongPassword), "{err}");
     let err = db.login("BOB", "other", true).unwrap_err();
     assert!(matches!(err, StorageError::WrongPassword), "{err}");
     assert_eq!(account_count(&path), 1);
-    assert_eq!(db.login("bob", "right", false).unwrap(), bob);
+    assert_eq!(db.login("bob", "right-password", false).unwrap(), bob);
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn invalid_names_and_passwords_are_refused() {
     let mut db = open(&path);
     let long = "a".repeat(33);
     for name in ["", "a b", "a/b", "Zoë", "a'; DROP TABLE accounts;--", &long] {
-        let err = db.login(name, "pw", true).unwrap_err();
+        let err = db.login(name, "password1", true).unwrap_err();
         assert!(
             matches!(&err, StorageError::InvalidName(n) if n == name),
             "{name:?}: {err}"
@@ -135,6 +135,11 @@ fn invalid_names_and_passwords_are_refused() {
     assert!(matches!(err, StorageError::EmptyPassword), "{err}");
     let err = db.login("carol", &"p".repeat(129), true).unwrap_err();
     assert!(matches!(err, StorageError::PasswordTooLong { .. }), "{err}");
+    let err = db.login("carol", "seven77", true).unwrap_err();
+    assert!(
+        matches!(err, StorageError::PasswordTooShort { min: 8 }),
+        "{err}"
+    );
     assert_eq!(account_count(&path), 0);
     db.login(&"a".repeat(32), &"p".repeat(128), true).unwrap();
 }
@@ -143,8 +148,8 @@ fn invalid_names_and_passwords_are_refused() {
 fn passwords_are_stored_as_salted_argon2id() {
     let (_dir, path) = temp_db();
     let mut db = open(&path);
-    db.login("one", "same", true).unwrap();
-    db.login("two", "same", true).unwrap();
+    db.login("one", "same-password", true).unwrap();
+    db.login("two", "same-password", true).unwrap();
     let conn = Connection::open(&path).unwrap();
     let hashes: Vec<String> = conn
         .prepare("SELECT password_hash FROM accounts ORDER BY id")
@@ -163,11 +168,11 @@ fn passwords_are_stored_as_salted_argon2id() {
 fn corrupt_stored_hash_is_an_error() {
     let (_dir, path) = temp_db();
     let mut db = open(&path);
-    db.login("dave", "pw", true).unwrap();
+    db.login("dave", "password1", true).unwrap();
     db.conn
         .execute("UPDATE accounts SET password_hash = 'garbage'", [])
         .unwrap();
-    let err = db.login("dave", "pw", false).unwrap_err();
+    let err = db.login("dave", "password1", false).unwrap_err();
     assert!(matches!(err, StorageError::Hash(_)), "{err}");
 }
 
@@ -175,10 +180,13 @@ fn corrupt_stored_hash_is_an_error() {
 fn account_links_to_its_entity() {
     let (_dir, path) = temp_db();
     let mut db = open(&path);
-    let account = db.login("erin", "pw", true).unwrap();
+    let account = db.login("erin", "password1", true).unwrap();
     let player = db.create_entity("Avatar", 1, b"state").unwrap();
     db.set_account_entity(account.id, player).unwrap();
-    assert_eq!(db.login("erin", "pw", false).unwrap().entity, Some(player));
+    assert_eq!(
+        db.login("erin", "password1", false).unwrap().entity,
+        Some(player)
+    );
 
     let missing = DbId(player.0 + 100);
     let err = db.set_account_entity(account.id, missing).unwrap_err();
@@ -191,7 +199,10 @@ fn account_links_to_its_entity() {
         matches!(err, StorageError::NoSuchAccountId(AccountId(999))),
         "{err}"
     );
-    assert_eq!(db.login("erin", "pw", false).unwrap().entity, Some(player));
+    assert_eq!(
+        db.login("erin", "password1", false).unwrap().entity,
+        Some(player)
+    );
 }
 
 #[test]
@@ -238,7 +249,7 @@ fn entity_create_load_save_delete() {
 fn entity_linked_to_an_account_is_not_deleted() {
     let (_dir, path) = temp_db();
     let mut db = open(&path);
-    let account = db.login("frank", "pw", true).unwrap();
+    let account = db.login("frank", "password1", true).unwrap();
     let player = db.create_entity("Avatar", 1, b"state").unwrap();
     db.set_account_entity(account.id, player).unwrap();
     let err = db.delete_entity(player).unwrap_err();
@@ -304,7 +315,7 @@ fn reopening_keeps_everything() {
     let (_dir, path) = temp_db();
     let (account, saved) = {
         let mut db = open(&path);
-        let account = db.login("gina", "pw", true).unwrap();
+        let account = db.login("gina", "password1", true).unwrap();
         let id = db.create_entity("Avatar", 1, b"v1").unwrap();
         db.set_account_entity(account.id, id).unwrap();
         let saved = entity(id, "Avatar", 4, b"v2");
@@ -312,7 +323,7 @@ fn reopening_keeps_everything() {
         (account, saved)
     };
     let mut db = open(&path);
-    let again = db.login("gina", "pw", false).unwrap();
+    let again = db.login("gina", "password1", false).unwrap();
     assert_eq!(again.id, account.id);
     assert_eq!(again.entity, Some(saved.db_id));
     assert_eq!(db.load_entity(saved.db_id).unwrap().unwrap(), saved);
@@ -356,20 +367,26 @@ fn two_handles_on_one_file_see_each_others_writes() {
     let mut manager = open(&path);
     let mut baseapp = open(&path);
 
-    let account = manager.login("hana", "pw", true).unwrap();
-    assert_eq!(baseapp.login("hana", "pw", false).unwrap(), account);
+    let account = manager.login("hana", "password1", true).unwrap();
+    assert_eq!(baseapp.login("hana", "password1", false).unwrap(), account);
 
     let id = baseapp.create_entity("Avatar", 1, b"v1").unwrap();
     assert_eq!(manager.load_entity(id).unwrap().unwrap().data, b"v1");
     manager.set_account_entity(account.id, id).unwrap();
-    assert_eq!(baseapp.login("hana", "pw", false).unwrap().entity, Some(id));
+    assert_eq!(
+        baseapp.login("hana", "password1", false).unwrap().entity,
+        Some(id)
+    );
 
     let saved = entity(id, "Avatar", 2, b"v2");
     baseapp.save_entities(std::slice::from_ref(&saved)).unwrap();
     assert_eq!(manager.load_entity(id).unwrap().unwrap(), saved);
 
     // Creating the same name from the other handle logs in to the one account.
-    assert_eq!(baseapp.login("hana", "pw", true).unwrap().id, account.id);
+    assert_eq!(
+        baseapp.login("hana", "password1", true).unwrap().id,
+        account.id
+    );
     let err = baseapp.login("hana", "bad", true).unwrap_err();
     assert!(matches!(err, StorageError::WrongPassword), "{err}");
 }

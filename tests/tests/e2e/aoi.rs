@@ -69,7 +69,7 @@ async fn every_bot_sees_the_truth() {
     let mut tasks = Vec::new();
     for i in 0..BOTS {
         let client = cluster
-            .login(&format!("viewer{i}"), "pw", true)
+            .login(&format!("viewer{i}"), "password1", true)
             .await
             .expect("bot logs in");
         tasks.push(tokio::spawn(bot(client, i as u64, phase_rx.clone())));

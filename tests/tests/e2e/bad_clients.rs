@@ -30,11 +30,14 @@ async fn offenders_are_disconnected_and_others_carry_on() {
     )
     .await;
     let mut good = cluster
-        .login("good", "pw", true)
+        .login("good", "password1", true)
         .await
         .expect("good client");
 
-    let mut garbage = cluster.login("garbage", "pw", true).await.expect("login");
+    let mut garbage = cluster
+        .login("garbage", "password1", true)
+        .await
+        .expect("login");
     garbage
         .send_raw(&frame_bytes(&[0xff, 0xff, 0xff, 0xff, 0xff]))
         .await
@@ -42,7 +45,10 @@ async fn offenders_are_disconnected_and_others_carry_on() {
     let why = reason(wait_closed(&mut garbage, 5).await);
     assert!(why.contains("undecodable frame"), "{why}");
 
-    let mut oversize = cluster.login("oversize", "pw", true).await.expect("login");
+    let mut oversize = cluster
+        .login("oversize", "password1", true)
+        .await
+        .expect("login");
     oversize
         .send_raw(&(10_000_000u32).to_le_bytes())
         .await
@@ -50,17 +56,26 @@ async fn offenders_are_disconnected_and_others_carry_on() {
     let why = reason(wait_closed(&mut oversize, 5).await);
     assert!(why.contains("exceeds the limit"), "{why}");
 
-    let mut bad_datagram = cluster.login("baddgram", "pw", true).await.expect("login");
+    let mut bad_datagram = cluster
+        .login("baddgram", "password1", true)
+        .await
+        .expect("login");
     bad_datagram.send_raw_datagram(vec![7; 12]).expect("sent");
     let why = reason(wait_closed(&mut bad_datagram, 5).await);
     assert!(why.contains("undecodable datagram"), "{why}");
 
-    let mut nan = cluster.login("nan", "pw", true).await.expect("login");
+    let mut nan = cluster
+        .login("nan", "password1", true)
+        .await
+        .expect("login");
     nan.send_move([f32::NAN, 0.0, 1.0], 0.0).expect("sent");
     let why = reason(wait_closed(&mut nan, 5).await);
     assert!(why.contains("non-finite"), "{why}");
 
-    let mut forbidden = cluster.login("forbidden", "pw", true).await.expect("login");
+    let mut forbidden = cluster
+        .login("forbidden", "password1", true)
+        .await
+        .expect("login");
     forbidden
         .call("set_health", vec![Value::Int(1_000_000)])
         .await
@@ -68,7 +83,10 @@ async fn offenders_are_disconnected_and_others_carry_on() {
     let why = reason(wait_closed(&mut forbidden, 5).await);
     assert!(why.contains("may not be called by clients"), "{why}");
 
-    let mut wrong_args = cluster.login("wrongargs", "pw", true).await.expect("login");
+    let mut wrong_args = cluster
+        .login("wrongargs", "password1", true)
+        .await
+        .expect("login");
     wrong_args
         .call("set_title", vec![Value::Int(3)])
         .await
@@ -77,7 +95,10 @@ async fn offenders_are_disconnected_and_others_carry_on() {
     assert!(why.contains("argument 0"), "{why}");
 
     // Too fast: the move is refused and the client is put back, but keeps its connection.
-    let mut speeder = cluster.login("speeder", "pw", true).await.expect("login");
+    let mut speeder = cluster
+        .login("speeder", "password1", true)
+        .await
+        .expect("login");
     let start = speeder.view.my_pos;
     let far = [
         (start[0] + 150.0) % 200.0,

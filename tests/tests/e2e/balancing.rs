@@ -14,7 +14,7 @@ use tessera::client::Client;
 use tessera::EntityId;
 use tessera_sim::crowd::Crowd;
 use tessera_sim::truth::check_view;
-use tessera_tests::{http, Cluster, ClusterSpec};
+use tessera_tests::{admin, http, Cluster, ClusterSpec};
 use tokio::sync::watch;
 
 const BOTS: usize = 1000;
@@ -126,6 +126,7 @@ async fn layout(cluster: &Cluster) -> (u64, BTreeMap<u32, f64>, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
+    tessera_tests::logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = Cluster::start(
         dir.path(),
@@ -143,7 +144,7 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
     let mut tasks = Vec::new();
     for i in 0..BOTS {
         let client = cluster
-            .login(&format!("gatherer{i}"), "pw", true)
+            .login(&format!("gatherer{i}"), "password1", true)
             .await
             .expect("bot logs in");
         tasks.push(tokio::spawn(gatherer(
@@ -185,7 +186,8 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
 
     // Balancing on: the lines move until the loads even out.
     let (epoch0, _, hot0) = layout(&cluster).await;
-    let answer = http(
+    let answer = admin(
+        &cluster.data,
         cluster.manager.admin_addr,
         "POST",
         "/api/balance",
@@ -241,7 +243,8 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
     assert!(share, "the fifth cellapp never took a share");
 
     // Retired through the admin API, it hands everything back and exits.
-    let answer = http(
+    let answer = admin(
+        &cluster.data,
         cluster.manager.admin_addr,
         "POST",
         &format!("/api/apps/{}/retire", fifth.0),
@@ -268,7 +271,8 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
     // Nobody noticed: every bot is still connected and sees the truth. The
     // truth is read one cellapp after another, so the lines are held first:
     // a real migrating between two reads would be counted on neither.
-    let answer = http(
+    let answer = admin(
+        &cluster.data,
         cluster.manager.admin_addr,
         "POST",
         "/api/balance",
@@ -294,7 +298,10 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
     let deadline = settled + Duration::from_secs(180);
     for c in &mut clients {
         while let Err(e) = check_view(&c.view, &by_id, &cluster.setup.defs, HYSTERESIS) {
-            assert!(Instant::now() < deadline, "{e}");
+            if Instant::now() >= deadline {
+                let where_ = whereabouts(&cluster, c, &by_id).await;
+                panic!("{e}; {}; {where_}", diagnose(c, &by_id));
+            }
             if let Ok(ev) = tokio::time::timeout(Duration::from_millis(200), c.next_event()).await {
                 ev.expect("bot stays connected");
             }
@@ -305,4 +312,98 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
         settled.elapsed().as_secs_f32()
     );
     cluster.stop().await;
+}
+
+/// What is wrong with a client's view, counted: for a failure message.
+fn diagnose(
+    c: &Client,
+    truth: &BTreeMap<EntityId, &tessera_cellapp::cell::EntitySnapshot>,
+) -> String {
+    let Some(me) = truth.get(&c.view.me) else {
+        return "not real".into();
+    };
+    let radius = me.aoi.unwrap_or(0.0);
+    let (mut stale, mut missing, mut right) = (0, 0, 0);
+    for other in truth.values().filter(|o| o.id != me.id) {
+        let d = (other.pos - me.pos).length();
+        match c.view.others.get(&other.id) {
+            Some(seen) if seen.pos == other.pos.to_array() => right += 1,
+            Some(_) => stale += 1,
+            None if d <= radius => missing += 1,
+            None => {}
+        }
+    }
+    // What the cluster warned of, by message, counted.
+    let mut warned: BTreeMap<String, usize> = BTreeMap::new();
+    for line in tessera_tests::logs().lines() {
+        let text = line
+            .split_once(": ")
+            .map_or(line, |(_, t)| t)
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        *warned.entry(text).or_default() += 1;
+    }
+    format!(
+        "its view holds {} entities: {right} right, {stale} at old positions, {missing} in range missing; it resumed {} times; warnings: {warned:?}",
+        c.view.others.len(),
+        c.resumed
+    )
+}
+
+/// Where the entities a client sees wrong are real, and what the client's
+/// own cellapp holds of them: for a failure message.
+async fn whereabouts(
+    cluster: &Cluster,
+    c: &Client,
+    truth: &BTreeMap<EntityId, &tessera_cellapp::cell::EntitySnapshot>,
+) -> String {
+    let mut real_on = BTreeMap::new();
+    for cell in &cluster.cellapps {
+        for s in cell.snapshot().await {
+            real_on.insert(s.id, cell.app);
+        }
+    }
+    let Some(&mine) = real_on.get(&c.view.me) else {
+        return "the client's entity is real nowhere".into();
+    };
+    let Some(home) = cluster.cellapps.iter().find(|a| a.app == mine) else {
+        return "its cellapp is gone".into();
+    };
+    let ghosts: BTreeMap<EntityId, (tessera::AppId, glam::Vec3)> = home
+        .ghosts()
+        .await
+        .into_iter()
+        .map(|(s, real)| (s.id, (real, s.pos)))
+        .collect();
+    let Some(me) = truth.get(&c.view.me) else {
+        return String::new();
+    };
+    // Per cellapp of the real: wrong in the view, and of those, what the
+    // client's cellapp holds (no ghost, a ghost at the real's position, a
+    // ghost elsewhere).
+    let mut per: BTreeMap<tessera::AppId, [usize; 4]> = BTreeMap::new();
+    for other in truth.values().filter(|o| o.id != me.id) {
+        let d = (other.pos - me.pos).length();
+        let wrong = match c.view.others.get(&other.id) {
+            Some(seen) => seen.pos != other.pos.to_array(),
+            None => d <= me.aoi.unwrap_or(0.0),
+        };
+        if !wrong {
+            continue;
+        }
+        let on = real_on.get(&other.id).copied().unwrap_or(tessera::AppId(0));
+        let e = per.entry(on).or_default();
+        e[0] += 1;
+        match ghosts.get(&other.id) {
+            None if on != mine => e[1] += 1,
+            Some((_, pos)) if *pos == other.pos => e[2] += 1,
+            _ => e[3] += 1,
+        }
+    }
+    format!(
+        "client's cellapp {mine}; wrong by the real's cellapp [wrong, no ghost, ghost right, ghost elsewhere/real here]: {per:?}; links of its cellapp: {:?}",
+        home.links().await
+    )
 }

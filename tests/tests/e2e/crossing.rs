@@ -90,7 +90,7 @@ async fn bots_cross_cells_and_lose_nothing() {
     let mut tasks = Vec::new();
     for i in 0..BOTS {
         let client = cluster
-            .login(&format!("crosser{i}"), "pw", true)
+            .login(&format!("crosser{i}"), "password1", true)
             .await
             .expect("bot logs in");
         tasks.push(tokio::spawn(crosser(client, walk_rx.clone())));

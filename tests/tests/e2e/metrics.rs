@@ -98,7 +98,7 @@ async fn every_role_serves_documented_metrics_that_follow_the_world() {
     for i in 0..BOTS {
         bots.push(
             cluster
-                .login(&format!("metered{i}"), "pw", true)
+                .login(&format!("metered{i}"), "password1", true)
                 .await
                 .expect("login"),
         );

@@ -19,7 +19,7 @@ async fn position_and_properties_survive_logout_and_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
     let mut alice = cluster
-        .login("alice", "secret", true)
+        .login("alice", "secret-password", true)
         .await
         .expect("alice logs in");
     let [x, y, z] = alice.view.my_pos;
@@ -51,7 +51,7 @@ async fn position_and_properties_survive_logout_and_restart() {
         assert_eq!(prop(c, &setup, "gold"), Some(Value::Int(42)));
     };
     let again = cluster
-        .login("alice", "secret", false)
+        .login("alice", "secret-password", false)
         .await
         .expect("alice logs in again");
     check(&again);
@@ -61,7 +61,7 @@ async fn position_and_properties_survive_logout_and_restart() {
     cluster.stop().await;
     let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
     let back = cluster
-        .login("alice", "secret", false)
+        .login("alice", "secret-password", false)
         .await
         .expect("alice after restart");
     check(&back);
@@ -73,7 +73,10 @@ async fn position_and_properties_survive_logout_and_restart() {
 async fn unsaved_session_is_saved_on_shutdown() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
-    let mut bob = cluster.login("bob", "pw", true).await.expect("bob logs in");
+    let mut bob = cluster
+        .login("bob", "password1", true)
+        .await
+        .expect("bob logs in");
     bob.call("set_title", vec![Value::String("stayed".into())])
         .await
         .expect("call");
@@ -88,7 +91,7 @@ async fn unsaved_session_is_saved_on_shutdown() {
     drop(bob);
     let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
     let back = cluster
-        .login("bob", "pw", false)
+        .login("bob", "password1", false)
         .await
         .expect("bob after restart");
     assert_eq!(
@@ -103,7 +106,7 @@ async fn wrong_password_and_other_definitions_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path(), ClusterSpec::default()).await;
     let carol = cluster
-        .login("carol", "right", true)
+        .login("carol", "right-password", true)
         .await
         .expect("carol created");
     carol.logout().await.expect("logout");
@@ -128,7 +131,7 @@ async fn wrong_password_and_other_definitions_are_refused() {
         &other,
         cluster.manager.login_addr,
         "carol",
-        "right",
+        "right-password",
         false,
     )
     .await;
@@ -146,7 +149,7 @@ async fn wrong_password_and_other_definitions_are_refused() {
         &cluster.setup,
         cluster.manager.login_addr,
         "carol",
-        "right",
+        "right-password",
         false,
     )
     .await

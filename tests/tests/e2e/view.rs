@@ -10,7 +10,7 @@
 use serde_json::Value;
 use std::time::Duration;
 use tessera_tests::browser::{self, Browser};
-use tessera_tests::{http, space_layout, Cluster, ClusterSpec};
+use tessera_tests::{space_layout, Cluster, ClusterSpec};
 
 /// Runs blocking browser work off the async runtime.
 async fn with<T: Send + 'static>(
@@ -109,7 +109,8 @@ async fn the_cell_view_draws_the_live_layout() {
         line["range"][1].as_f64().expect("range"),
     );
     let pos = lo + (hi - lo) * 0.3;
-    let answer = http(
+    let answer = tessera_tests::admin(
+        &cluster.data,
         admin,
         "POST",
         &format!("/api/spaces/1/lines/{}", line["line"]),

@@ -112,7 +112,7 @@ impl SimClient {
             protocol: PROTOCOL_MAJOR,
             defs_digest: defs.digest,
             name: self.name.clone(),
-            password: format!("{}-pw", self.name),
+            password: format!("{}-password", self.name),
             create: true,
         }
     }

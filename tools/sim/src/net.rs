@@ -13,6 +13,7 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap};
 use tessera::link::{ConnEvent, ConnId};
+use tessera::proto::app::CertId;
 use tessera::proto::client::{ClientDatagram, ClientMsg};
 use tessera::proto::login::{LoginReply, LoginRequest};
 use tessera::proto::Ticket;
@@ -30,6 +31,21 @@ pub enum Node {
     Client(u64),
     /// The database.
     Store,
+}
+
+/// The certificate a node presents on its app links: one per process, as
+/// each real process makes its own from the cluster CA.
+pub fn cert_of(node: Node) -> CertId {
+    let (kind, n) = match node {
+        Node::Manager => (0, 0),
+        Node::Proc(n) => (1, n as u64),
+        Node::Client(n) => (2, n),
+        Node::Store => (3, 0),
+    };
+    let mut id = [0u8; 32];
+    id[0] = kind;
+    id[1..9].copy_from_slice(&n.to_le_bytes());
+    CertId(id)
 }
 
 /// What travels.
@@ -258,14 +274,14 @@ impl Net {
             now,
             from.0,
             to,
-            Payload::Conn(theirs, ConnEvent::Accepted(hello), key),
+            Payload::Conn(theirs, ConnEvent::Accepted(hello, cert_of(from.0)), key),
         );
         let back = now + 2 * self.delay(rng);
         self.at(
             back,
             to,
             from.0,
-            Payload::Conn(from.1, ConnEvent::Opened, key),
+            Payload::Conn(from.1, ConnEvent::Opened(cert_of(to)), key),
         );
     }
 

@@ -25,6 +25,9 @@ use tessera_cellapp::cellapp::{self, Cellapp, CellappConfig};
 use tessera_cellapp::index::IndexKind;
 use tessera_cellapp::load::{CostModel, LoadSource};
 use tessera_manager::cluster::Cluster;
+
+/// The address every simulated client logs in from.
+const CLIENT_ADDR: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
 use tessera_manager::manager::{self, Manager, ManagerConfig};
 
 use super::client::SimClient;
@@ -100,7 +103,12 @@ impl Default for SimConfig {
             policy: "tessera",
             npcs_total: None,
             crowd: None,
-            manager: ManagerConfig::default(),
+            // The simulated clients are all at one address
+            // ([`CLIENT_ADDR`]); the throttle has its own tests.
+            manager: ManagerConfig {
+                logins: tessera_manager::cluster::throttle::LoginLimits::one_address(),
+                ..ManagerConfig::default()
+            },
             membership: Default::default(),
             links: Default::default(),
         }
@@ -680,12 +688,12 @@ impl SimWorld {
             }
             Payload::Login(req) => {
                 if let Node::Client(c) = d.from {
-                    self.manager.login(now, c, req);
+                    self.manager.login(now, c, CLIENT_ADDR, req);
                 }
             }
             Payload::Resume(req) => {
                 if let Node::Client(c) = d.from {
-                    self.manager.resume(now, c, req);
+                    self.manager.resume(now, c, CLIENT_ADDR, req);
                 }
             }
             Payload::Checked(login, result) => self.manager.account_checked(now, login, result),

@@ -1,12 +1,17 @@
 //! QUIC plumbing shared by every role and the client: certificates, endpoint
 //! and transport settings, and connecting with a given ALPN.
 //!
-//! Servers present a self-signed certificate generated into the data
-//! directory on first start and reused after; clients trust that certificate
-//! (pinned). Keep-alive is on and the idle timeout is set on purpose, so a
+//! Public ports (clients, logins) present a self-signed certificate
+//! generated into the data directory on first start and reused after;
+//! clients trust that certificate (pinned). Internal ports speak mutual TLS
+//! with certificates from the cluster CA ([`ca`]); who may connect before
+//! saying anything is decided at each port's [`gate`]. Keep-alive is on and the idle timeout is set on purpose, so a
 //! dead peer is noticed within [`client_idle_timeout`] (clients) or
 //! [`link_idle_timeout`] (processes of the cluster): [`IDLE_TIMEOUT`] and
 //! [`LINK_IDLE_TIMEOUT`] unless the process was started with others.
+
+pub mod ca;
+pub mod gate;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -79,6 +84,20 @@ pub enum NetError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A key file is not a key.
+    #[error("key file {path}: {reason}")]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A process of the cluster has no certificate from the cluster CA.
+    #[error("no cluster certificate in {}: run `tessera ca init` there (or `tessera ca issue` into it from the CA's directory)", dir.join("tls").display())]
+    NoClusterIdentity {
+        /// The data directory.
+        dir: PathBuf,
+    },
     /// Generating a certificate failed.
     #[error("cannot generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
@@ -128,14 +147,18 @@ pub fn cert_path(data_dir: &Path) -> PathBuf {
     data_dir.join("tls").join("cert.der")
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, NetError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, NetError> {
     std::fs::read(path).map_err(|source| NetError::CertFile {
         path: path.to_path_buf(),
         source,
     })
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NetError> {
+/// Writes a file whole or not at all; a `secret` one is readable by its
+/// owner alone.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), NetError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let err = |source| NetError::CertFile {
         path: path.to_path_buf(),
         source,
@@ -144,7 +167,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NetError> {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(err)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .map_err(err)?;
+    file.write_all(bytes).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
 
@@ -163,8 +193,8 @@ pub fn load_or_create_identity(data_dir: &Path) -> Result<Identity, NetError> {
         rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string(), "127.0.0.1".into()])?;
     let key = generated.signing_key.serialize_der();
     let cert = generated.cert.der().to_vec();
-    write_atomic(&key_file, &key)?;
-    write_atomic(&cert_file, &cert)?;
+    write_atomic(&key_file, &key, true)?;
+    write_atomic(&cert_file, &cert, false)?;
     Ok(Identity {
         cert: CertificateDer::from(cert),
         key: PrivatePkcs8KeyDer::from(key),
@@ -252,6 +282,63 @@ pub fn client_config(
     Ok(cfg)
 }
 
+fn cluster_roots(id: &ca::ClusterIdentity) -> Result<Arc<rustls::RootCertStore>, NetError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(id.ca.clone())?;
+    Ok(Arc::new(roots))
+}
+
+/// The server configuration of an internal port: it presents this
+/// process's cluster certificate and completes a handshake only with a
+/// peer that presents one signed by the same CA.
+pub fn internal_server_config(id: &ca::ClusterIdentity) -> Result<quinn::ServerConfig, NetError> {
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(cluster_roots(id)?, provider())
+            .build()
+            .map_err(|e| NetError::QuicTls(e.to_string()))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![id.cert.clone()],
+            PrivateKeyDer::Pkcs8(id.key.clone_key()),
+        )?;
+    tls.alpn_protocols = vec![crate::proto::ALPN_APP.to_vec()];
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::QuicTls(e.to_string()))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    cfg.transport_config(transport(crate::proto::ALPN_APP));
+    Ok(cfg)
+}
+
+/// The client configuration for dialling another process of the cluster:
+/// it expects a certificate from the cluster CA and presents this
+/// process's own.
+pub fn internal_client_config(id: &ca::ClusterIdentity) -> Result<quinn::ClientConfig, NetError> {
+    let roots = Arc::unwrap_or_clone(cluster_roots(id)?);
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![id.cert.clone()],
+            PrivateKeyDer::Pkcs8(id.key.clone_key()),
+        )?;
+    tls.alpn_protocols = vec![crate::proto::ALPN_APP.to_vec()];
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| NetError::QuicTls(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    cfg.transport_config(transport(crate::proto::ALPN_APP));
+    Ok(cfg)
+}
+
+/// The certificate a connection's peer presented, as [`ca::fingerprint`]
+/// names it; `None` if it presented none.
+pub fn peer_cert(conn: &quinn::Connection) -> Option<ca::CertId> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    certs.first().map(ca::fingerprint)
+}
+
 /// The UDP buffer size each endpoint asks the kernel for, each way. One
 /// socket carries every client of a baseapp (or every bot of a bots process):
 /// at a thousand clients the default (about 200 KiB) holds only a few
@@ -288,19 +375,38 @@ pub fn endpoint(
     .map_err(bind)
 }
 
-/// Connects to `addr` with the given client configuration.
+/// Connects to `addr` with the given client configuration, expecting the
+/// server certificate of a public port ([`SERVER_NAME`]).
 pub async fn connect(
     endpoint: &quinn::Endpoint,
     cfg: quinn::ClientConfig,
     addr: SocketAddr,
 ) -> Result<quinn::Connection, NetError> {
-    let connecting =
-        endpoint
-            .connect_with(cfg, addr, SERVER_NAME)
-            .map_err(|e| NetError::Connect {
-                addr,
-                reason: e.to_string(),
-            })?;
+    connect_named(endpoint, cfg, addr, SERVER_NAME).await
+}
+
+/// Connects to another process's internal port, expecting a cluster
+/// certificate ([`ca::CLUSTER_NAME`]).
+pub async fn connect_internal(
+    endpoint: &quinn::Endpoint,
+    cfg: quinn::ClientConfig,
+    addr: SocketAddr,
+) -> Result<quinn::Connection, NetError> {
+    connect_named(endpoint, cfg, addr, ca::CLUSTER_NAME).await
+}
+
+async fn connect_named(
+    endpoint: &quinn::Endpoint,
+    cfg: quinn::ClientConfig,
+    addr: SocketAddr,
+    name: &str,
+) -> Result<quinn::Connection, NetError> {
+    let connecting = endpoint
+        .connect_with(cfg, addr, name)
+        .map_err(|e| NetError::Connect {
+            addr,
+            reason: e.to_string(),
+        })?;
     connecting.await.map_err(|e| NetError::Connect {
         addr,
         reason: e.to_string(),

@@ -6,7 +6,9 @@
 //! `{"pos": metres}` to move a line by hand, `POST /api/apps/{app}/retire`
 //! to have a cellapp hand its cell to the others and go, and
 //! `POST /api/balance` with `{"policy": name}` to switch the balancing policy
-//! while the world runs (`static` holds the lines where they are). The driver publishes a fresh
+//! while the world runs (`static` holds the lines where they are). Every
+//! `POST` takes the bearer token of the data directory, and every request
+//! an allowed host ([`guard`]). The driver publishes a fresh
 //! [`ClusterView`] whenever membership, load or the layout changes; moves go
 //! to the driver as [`Command`]s.
 
@@ -23,6 +25,9 @@ use tessera::metrics::Registry;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::AppInfo;
+
+pub mod guard;
+pub use guard::Guard;
 
 /// What the admin API asks the manager to do.
 #[derive(Debug)]
@@ -209,11 +214,13 @@ async fn retire(
 }
 
 /// The admin router: the manager's own routes and, from
-/// [`tessera::admin::router`], `/metrics` and `/healthz`.
+/// [`tessera::admin::router`], `/metrics` and `/healthz`, all behind
+/// `guard`.
 pub fn router(
     view: Shared,
     commands: mpsc::UnboundedSender<Command>,
     registry: Registry,
+    guard: Arc<Guard>,
 ) -> Router {
     Router::new()
         .route("/", get(page))
@@ -225,6 +232,7 @@ pub fn router(
         .route("/api/balance", post(set_policy))
         .with_state(AdminState { view, commands })
         .merge(tessera::admin::router(registry))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
 }
 
 /// Serves the admin API on a bound listener until the task is dropped.
@@ -233,8 +241,9 @@ pub async fn serve(
     view: Shared,
     commands: mpsc::UnboundedSender<Command>,
     registry: Registry,
+    guard: Arc<Guard>,
 ) {
-    if let Err(e) = axum::serve(listener, router(view, commands, registry)).await {
+    if let Err(e) = axum::serve(listener, router(view, commands, registry, guard)).await {
         tracing::error!(error = %e, "admin HTTP stopped");
     }
 }
