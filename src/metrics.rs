@@ -401,6 +401,8 @@ pub struct SessionMeter {
     pub impostors: Counter,
     /// Messages dropped because their sender's role may not send them.
     pub refused: Counter,
+    /// Client datagrams not sent to a baseapp for want of a connection.
+    pub datagrams_dropped: Counter,
 }
 
 impl SessionMeter {
@@ -432,6 +434,11 @@ impl SessionMeter {
                 "App-link messages dropped because an app of the sender's role may not send them.",
                 &[],
             ),
+            datagrams_dropped: registry.counter(
+                "tessera_link_datagrams_dropped_total",
+                "Client datagrams (positions) a cellapp did not send to a baseapp for want of a connection.",
+                &[],
+            ),
         }
     }
 
@@ -442,6 +449,7 @@ impl SessionMeter {
         self.overflowed.advance_to(stats.overflowed);
         self.impostors.advance_to(stats.impostors);
         self.refused.advance_to(stats.refused);
+        self.datagrams_dropped.advance_to(stats.lossy_dropped);
     }
 }
 

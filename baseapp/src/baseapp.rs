@@ -353,6 +353,10 @@ impl Baseapp {
         if !self.ended {
             self.ended = true;
             self.running = None;
+            // What the membership queued (a goodbye) goes out before the
+            // end: a driver carries out nothing after it.
+            self.out
+                .extend(self.membership.drain().map(Output::Transmit));
             self.out.push(Output::Ended(why));
         }
     }

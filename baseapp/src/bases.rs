@@ -896,7 +896,7 @@ impl Bases {
                 }
             }
             AppMsg::Ids(block) => self.ids.grant(block),
-            AppMsg::ToClients(packets) => {
+            AppMsg::ToClients(packets) | AppMsg::ClientDatagrams(packets) => {
                 for p in packets {
                     let Some(base) = self.bases.get_mut(&p.entity) else {
                         continue;

@@ -74,6 +74,9 @@ pub struct Options {
     pub admin: Option<SocketAddr>,
     /// Client connections one IP address may hold at once.
     pub clients_per_addr: usize,
+    /// New client connections one IP address may open a second (after a
+    /// burst of twice as many); 0 for no limit.
+    pub conn_rate_per_addr: f64,
 }
 
 /// Why the baseapp could not run.
@@ -199,7 +202,10 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
     let (clients_tx, clients) = mpsc::unbounded_channel();
     tokio::spawn(accept_clients(
         public.clone(),
-        Gate::new(GateConfig::clients(opts.clients_per_addr)),
+        Gate::new(GateConfig::clients(
+            opts.clients_per_addr,
+            opts.conn_rate_per_addr,
+        )),
         clients_tx,
         metrics.client_link.clone(),
     ));

@@ -836,7 +836,17 @@ impl Cell {
             real.dirty.clear();
         }
         for (base, packets) in std::mem::take(&mut self.to_clients) {
-            self.outbox.push((base, AppMsg::ToClients(packets)));
+            // Stream frames go on the link's session; datagrams beside it
+            // (a lost one is superseded by the next tick's).
+            let (reliable, datagrams): (Vec<_>, Vec<_>) = packets
+                .into_iter()
+                .partition(|p| p.delivery == Delivery::Reliable);
+            if !reliable.is_empty() {
+                self.outbox.push((base, AppMsg::ToClients(reliable)));
+            }
+            if !datagrams.is_empty() {
+                self.outbox.push((base, AppMsg::ClientDatagrams(datagrams)));
+            }
         }
         if self.ids.should_ask() {
             self.outbox.push((MANAGER, AppMsg::NeedIds));

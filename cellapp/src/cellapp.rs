@@ -453,6 +453,11 @@ impl Cellapp {
         if !self.ended {
             self.ended = true;
             self.phase = Phase::Over;
+            // A goodbye the membership just queued goes out before the end:
+            // a driver stops carrying out transmits once the core has ended,
+            // and without it the manager would take the leave for a death.
+            self.out
+                .extend(self.membership.drain().map(Output::Transmit));
             self.out.push(Output::Ended(why));
         }
     }
@@ -469,8 +474,12 @@ impl Cellapp {
                     // ones go to the manager that comes back.
                     self.membership.send(&msg);
                 } else if !r.cell.is_dead(to) {
-                    // A full backlog is counted and logged by the links.
-                    let _ = r.links.send(now, to, &msg);
+                    if msg.is_numbered() {
+                        // A full backlog is counted and logged by the links.
+                        let _ = r.links.send(now, to, &msg);
+                    } else {
+                        r.links.send_lossy(to, &msg);
+                    }
                 }
             }
             self.out.extend(r.links.drain().map(Output::Transmit));
@@ -489,5 +498,67 @@ fn forget(links: &mut Links, app: AppId, why: &str) {
     let lost = links.forget(app, why);
     if !lost.is_empty() {
         tracing::info!(peer = %app, messages = lost.len(), why, "app gone; messages it never acknowledged are dropped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera::proto::app::{CertId, Role, SpaceInfo};
+
+    fn registered(now: Time) -> Cellapp {
+        let defs = Arc::new(tessera::demo::definitions());
+        let manager = SocketAddr::from(([127, 0, 0, 1], 7000));
+        let registration = Registration {
+            role: Role::Cellapp,
+            protocol: tessera::proto::PROTOCOL_MAJOR,
+            defs_digest: defs.digest,
+            internal_addr: SocketAddr::from(([127, 0, 0, 1], 7100)),
+            public_addr: None,
+            admin_addr: None,
+        };
+        let cfg = CellappConfig::new(manager, registration, defs, Behaviors::demo());
+        let mut c = Cellapp::new(now, cfg);
+        c.handle_timeout(now);
+        let dial = c.drain().find_map(|o| match o {
+            Output::Transmit(Transmit::Dial { conn, .. }) => Some(conn),
+            _ => None,
+        });
+        let Some(conn) = dial else {
+            panic!("the cellapp dials its manager")
+        };
+        c.handle(now, conn, ConnEvent::Opened(CertId::default()));
+        let welcome = AppMsg::Registered {
+            app: AppId(3),
+            ids: IdBlock { next: 1, end: 100 },
+            space: SpaceInfo {
+                bounds: [0.0, 0.0, 100.0, 100.0],
+                tick_hz: 10,
+            },
+        };
+        c.handle(now, conn, ConnEvent::Msg(welcome));
+        assert_eq!(c.app(), Some(AppId(3)));
+        c.drain().for_each(drop);
+        c
+    }
+
+    #[test]
+    fn a_cellapp_that_leaves_says_goodbye_before_it_ends() {
+        let now = Time(1_000_000);
+        let mut c = registered(now);
+        c.stop(now);
+        let out: Vec<Output> = c.drain().collect();
+        let goodbye = out.iter().position(|o| {
+            matches!(o, Output::Transmit(Transmit::Send { frame, .. })
+                if tessera::frame::decode::<AppMsg>(&frame[tessera::frame::HEADER_LEN..]).ok()
+                    == Some(AppMsg::Goodbye))
+        });
+        let ended = out
+            .iter()
+            .position(|o| matches!(o, Output::Ended(Ended::Left)));
+        match (goodbye, ended) {
+            (Some(g), Some(e)) => assert!(g < e, "{out:?}"),
+            _ => panic!("a goodbye and an end: {out:?}"),
+        }
     }
 }

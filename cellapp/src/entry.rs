@@ -7,7 +7,7 @@
 
 use glam::Vec3;
 use tessera::defs::TypeId;
-use tessera::{AppId, EntityId, Value};
+use tessera::{AppId, EntityId, Time, Value};
 
 use crate::witness::Witness;
 use tessera::channel::RealChannel;
@@ -100,6 +100,9 @@ pub struct Entry {
     pub version: u32,
     /// Counter of ghost messages sent at this version.
     pub ghost_n: u32,
+    /// For a ghost: when it last heard newer news from its real (a create,
+    /// a refresh, a move), or the real left from here.
+    pub refreshed: Time,
     /// The real's end of the entity channel: its base's messages in order,
     /// and the numbering of its client's stream frames.
     pub channel: RealChannel,
@@ -138,6 +141,7 @@ impl Entry {
             haunts: Haunts::new(),
             version: 0,
             ghost_n: 0,
+            refreshed: Time(0),
             channel: RealChannel::default(),
         }
     }

@@ -29,7 +29,8 @@ pub type LoginId = u64;
 pub const ID_BLOCK: u64 = 1 << 20;
 /// A login waiting longer than this for a ticket is refused.
 pub const TICKET_WAIT: Duration = Duration::from_secs(5);
-/// An app silent for this long is dropped from the cluster.
+/// By default, an app silent for this long is dropped from the cluster
+/// ([`Cluster::set_heartbeat_timeout`]).
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One app as the manager knows it.
@@ -221,6 +222,8 @@ pub struct Cluster {
     rejoining: Option<rejoin::Rejoining>,
     /// Login limits, checked before any password is hashed.
     throttle: Throttle,
+    /// An app silent for this long is dropped.
+    heartbeat_timeout: Duration,
 }
 
 impl Cluster {
@@ -241,6 +244,7 @@ impl Cluster {
             dead: BTreeSet::new(),
             rejoining: None,
             throttle: Throttle::new(LoginLimits::default()),
+            heartbeat_timeout: HEARTBEAT_TIMEOUT,
         }
     }
 
@@ -682,6 +686,12 @@ impl Cluster {
         }));
     }
 
+    /// Sets how long an app may be silent before it is dropped (and, if
+    /// it did not say goodbye, declared dead).
+    pub fn set_heartbeat_timeout(&mut self, timeout: Duration) {
+        self.heartbeat_timeout = timeout;
+    }
+
     /// Sets the login limits.
     pub fn set_login_limits(&mut self, limits: LoginLimits) {
         self.throttle = Throttle::new(limits);
@@ -750,7 +760,7 @@ impl Cluster {
         let silent: Vec<AppId> = self
             .apps
             .iter()
-            .filter(|(_, a)| now.since(a.last_seen) > HEARTBEAT_TIMEOUT)
+            .filter(|(_, a)| now.since(a.last_seen) > self.heartbeat_timeout)
             .map(|(id, _)| *id)
             .collect();
         for app in silent {

@@ -61,11 +61,16 @@ pub struct Options {
     pub rejoin_window: Duration,
     /// Login connections one IP address may hold at once.
     pub logins_per_addr: usize,
+    /// New login connections one IP address may open a second (after a
+    /// burst of twice as many); 0 for no limit.
+    pub conn_rate_per_addr: f64,
     /// Login rate limits and the bound on account checks in flight.
     pub login_limits: LoginLimits,
     /// Host names the admin HTTP answers to besides IP literals and
     /// `localhost` (a request naming another host is refused).
     pub admin_hosts: Vec<String>,
+    /// How long an app may be silent before it is dropped.
+    pub heartbeat_timeout: Duration,
 }
 
 /// Why the manager could not run.
@@ -225,7 +230,10 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     let (logins_tx, logins) = mpsc::unbounded_channel();
     tokio::spawn(accept_logins(
         login.clone(),
-        Gate::new(GateConfig::clients(opts.logins_per_addr)),
+        Gate::new(GateConfig::clients(
+            opts.logins_per_addr,
+            opts.conn_rate_per_addr,
+        )),
         logins_tx,
         metrics.login_link.clone(),
     ));
@@ -233,6 +241,7 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     let cfg = ManagerConfig {
         rejoin_window: opts.rejoin_window,
         logins: opts.login_limits,
+        heartbeat_timeout: opts.heartbeat_timeout,
         ..ManagerConfig::default()
     };
     let mut core = Manager::new(Time::now(), &opts.defs, opts.space.clone(), cfg);

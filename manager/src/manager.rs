@@ -33,6 +33,8 @@ pub struct ManagerConfig {
     pub rejoin_window: Duration,
     /// Login limits, checked before any password is hashed.
     pub logins: LoginLimits,
+    /// How long an app may be silent before it is dropped.
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -41,6 +43,7 @@ impl Default for ManagerConfig {
             tick: Duration::from_millis(500),
             rejoin_window: DEFAULT_REJOIN_WINDOW,
             logins: LoginLimits::default(),
+            heartbeat_timeout: crate::cluster::HEARTBEAT_TIMEOUT,
         }
     }
 }
@@ -80,6 +83,7 @@ impl Manager {
     pub fn new(now: Time, defs: &Definitions, space: SpaceInfo, cfg: ManagerConfig) -> Manager {
         let mut cluster = Cluster::new(defs, space);
         cluster.set_login_limits(cfg.logins);
+        cluster.set_heartbeat_timeout(cfg.heartbeat_timeout);
         if !cfg.rejoin_window.is_zero() {
             cluster.await_rejoins(now, cfg.rejoin_window);
         }

@@ -38,6 +38,11 @@ use crate::proto::close;
 use crate::{AppId, Time};
 use session::{Incoming, Outgoing, Queued, Received};
 
+/// Bytes queued for writing on a connection past which a driver drops
+/// frames sent outside the session ([`Transmit::SendLossy`]): positions a
+/// peer would get late are worth nothing.
+pub const LOSSY_QUEUE: usize = 1 << 20;
+
 /// The largest frame accepted on an app link.
 pub const MAX_APP_FRAME: usize = 16 << 20;
 
@@ -128,6 +133,15 @@ pub enum Transmit {
         addr: SocketAddr,
         /// The first frame.
         hello: Bytes,
+    },
+    /// Send a frame outside the link's session (client datagrams): the
+    /// driver drops it instead if the connection is already behind (see
+    /// [`LOSSY_QUEUE`]); nothing sends it again.
+    SendLossy {
+        /// Which.
+        conn: ConnId,
+        /// The frame.
+        frame: Bytes,
     },
     /// Send a frame (length prefix and body) on a connection.
     Send {
@@ -305,6 +319,9 @@ pub struct LinkStats {
     pub impostors: u64,
     /// Messages dropped because their sender's role may not send them.
     pub refused: u64,
+    /// Messages outside the session ([`Links::send_lossy`]) not sent for
+    /// want of a connection.
+    pub lossy_dropped: u64,
 }
 
 /// A process's links to the other apps of its cluster.
@@ -468,6 +485,30 @@ impl Links {
                     self.wire.close(conn, close::SLOW, reason);
                 }
                 Err(SendError::Full { peer, held, max })
+            }
+        }
+    }
+
+    /// Sends a message outside the peer's session (see
+    /// [`AppMsg::is_numbered`]): now if its connection is up, else never;
+    /// the driver may still drop it if the connection is behind. Nothing is
+    /// kept or sent again. Returns whether it went to the driver.
+    pub fn send_lossy(&mut self, peer: AppId, msg: &AppMsg) -> bool {
+        let up = self.peers.get(&peer).and_then(|p| match p.state {
+            State::Up { conn } => Some(conn),
+            _ => None,
+        });
+        match up {
+            Some(conn) => {
+                self.wire.out.push(Transmit::SendLossy {
+                    conn,
+                    frame: encode(msg),
+                });
+                true
+            }
+            None => {
+                self.stats.lossy_dropped += 1;
+                false
             }
         }
     }
@@ -656,6 +697,16 @@ impl Links {
                 Some(LinkEvent::Up(app))
             }
             AppMsg::LinkOpen { .. } => None,
+            msg if !msg.is_numbered() => {
+                if !matches!(p.state, State::Up { conn: c } if c == conn) {
+                    return None;
+                }
+                if !p.known.is_some_and(|(_, role)| msg.may_come_from(role)) {
+                    self.stats.refused += 1;
+                    return None;
+                }
+                Some(LinkEvent::Msg(app, msg))
+            }
             msg => {
                 if !matches!(p.state, State::Up { conn: c } if c == conn) {
                     return None;

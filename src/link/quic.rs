@@ -13,12 +13,12 @@
 
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-use super::{ConnEvent, ConnId, Transmit, MAX_APP_FRAME};
+use super::{ConnEvent, ConnId, Transmit, LOSSY_QUEUE, MAX_APP_FRAME};
 use crate::frame;
 use crate::metrics::LinkMeter;
 use crate::net::ca::ClusterIdentity;
@@ -38,14 +38,41 @@ enum Cmd {
 
 enum Internal {
     Event(ConnId, ConnEvent),
-    Accepted(ConnId, mpsc::UnboundedSender<Cmd>, AppMsg, CertId),
+    Accepted(ConnId, Writer, AppMsg, CertId),
+}
+
+/// The queue of one connection's writer task, and the bytes in it.
+struct Writer {
+    tx: mpsc::UnboundedSender<Cmd>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    fn new() -> (Writer, mpsc::UnboundedReceiver<Cmd>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        (Writer { tx, queued }, rx)
+    }
+
+    fn frame(&self, frame: Bytes) {
+        self.queued.fetch_add(frame.len(), Ordering::Relaxed);
+        let _ = self.tx.send(Cmd::Frame(frame));
+    }
+
+    /// Queues a frame sent outside the session, unless the connection is
+    /// already [`LOSSY_QUEUE`] bytes behind.
+    fn lossy(&self, frame: Bytes) {
+        if self.queued.load(Ordering::Relaxed) < LOSSY_QUEUE {
+            self.frame(frame);
+        }
+    }
 }
 
 /// The connections of one endpoint, named by [`ConnId`].
 pub struct Transport {
     endpoint: quinn::Endpoint,
     dial: quinn::ClientConfig,
-    writers: HashMap<ConnId, mpsc::UnboundedSender<Cmd>>,
+    writers: HashMap<ConnId, Writer>,
     tx: mpsc::UnboundedSender<Internal>,
     rx: mpsc::UnboundedReceiver<Internal>,
     meter: LinkMeter,
@@ -128,11 +155,15 @@ impl Transport {
                         };
                     drop(pass);
                     let id = ConnId::accepted(accepted.fetch_add(1, Ordering::Relaxed) + 1);
-                    let (wtx, wrx) = mpsc::unbounded_channel();
-                    if tx.send(Internal::Accepted(id, wtx, first, cert)).is_err() {
+                    let (writer, wrx) = Writer::new();
+                    let queued = writer.queued.clone();
+                    if tx
+                        .send(Internal::Accepted(id, writer, first, cert))
+                        .is_err()
+                    {
                         return;
                     }
-                    run(id, conn, send, recv, wrx, tx, meter).await;
+                    run(id, conn, send, recv, (wrx, queued), tx, meter).await;
                 });
             }
         });
@@ -143,17 +174,23 @@ impl Transport {
         match t {
             Transmit::Send { conn, frame } => {
                 if let Some(w) = self.writers.get(&conn) {
-                    let _ = w.send(Cmd::Frame(frame));
+                    w.frame(frame);
+                }
+            }
+            Transmit::SendLossy { conn, frame } => {
+                if let Some(w) = self.writers.get(&conn) {
+                    w.lossy(frame);
                 }
             }
             Transmit::Close { conn, code, reason } => {
                 if let Some(w) = self.writers.remove(&conn) {
-                    let _ = w.send(Cmd::Close { code, reason });
+                    let _ = w.tx.send(Cmd::Close { code, reason });
                 }
             }
             Transmit::Dial { conn, addr, hello } => {
-                let (wtx, wrx) = mpsc::unbounded_channel();
-                self.writers.insert(conn, wtx);
+                let (writer, wrx) = Writer::new();
+                let queued = writer.queued.clone();
+                self.writers.insert(conn, writer);
                 let (endpoint, cfg, tx, meter) = (
                     self.endpoint.clone(),
                     self.dial.clone(),
@@ -175,7 +212,7 @@ impl Transport {
                     match dial.await {
                         Ok((c, send, recv, cert)) => {
                             let _ = tx.send(Internal::Event(conn, ConnEvent::Opened(cert)));
-                            run(conn, c, send, recv, wrx, tx, meter).await;
+                            run(conn, c, send, recv, (wrx, queued), tx, meter).await;
                         }
                         Err(reason) => {
                             let _ = tx.send(Internal::Event(conn, ConnEvent::Closed(reason)));
@@ -213,7 +250,7 @@ impl Transport {
     /// (waiting at most [`CLOSE_LINGER`]), then the endpoint.
     pub async fn shutdown(&mut self, code: u32, reason: &str) {
         for (_, w) in self.writers.drain() {
-            let _ = w.send(Cmd::Close {
+            let _ = w.tx.send(Cmd::Close {
                 code,
                 reason: reason.to_string(),
             });
@@ -230,7 +267,7 @@ async fn run(
     conn: quinn::Connection,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    (mut cmds, queued): (mpsc::UnboundedReceiver<Cmd>, Arc<AtomicUsize>),
     events: mpsc::UnboundedSender<Internal>,
     meter: LinkMeter,
 ) {
@@ -264,6 +301,7 @@ async fn run(
                 if send.write_all(&buf).await.is_err() {
                     return;
                 }
+                queued.fetch_sub(buf.len(), Ordering::Relaxed);
                 writer_meter.msgs_out.add(frames);
                 writer_meter.bytes_out.add(buf.len() as u64);
             }

@@ -58,8 +58,9 @@ struct World {
     wire: Wire,
     got_at_b: Vec<u64>,
     got_at_a: Vec<u64>,
-    /// What else reached B.
+    /// What else reached B, and A.
     other_at_b: Vec<AppMsg>,
+    other_at_a: Vec<AppMsg>,
     ups: u32,
 }
 
@@ -77,6 +78,7 @@ impl World {
             got_at_b: Vec::new(),
             got_at_a: Vec::new(),
             other_at_b: Vec::new(),
+            other_at_a: Vec::new(),
             ups: 0,
         }
     }
@@ -100,7 +102,7 @@ impl World {
                         .for_b
                         .push_back((theirs, ConnEvent::Accepted(first, cert(A))));
                 }
-                Transmit::Send { conn, frame } => {
+                Transmit::Send { conn, frame } | Transmit::SendLossy { conn, frame } => {
                     if self.wire.conn.is_some_and(|(c, _)| c == conn) {
                         self.wire.to_b.push_back(decode(&frame));
                     }
@@ -111,7 +113,7 @@ impl World {
         let from_b: Vec<Transmit> = self.b.drain().collect();
         for t in from_b {
             match t {
-                Transmit::Send { conn, frame } => {
+                Transmit::Send { conn, frame } | Transmit::SendLossy { conn, frame } => {
                     if self.wire.conn.is_some_and(|(_, c)| c == conn) {
                         self.wire.to_a.push_back(decode(&frame));
                     }
@@ -176,7 +178,10 @@ impl World {
         while let Some((conn, ev)) = self.wire.for_a.pop_front() {
             if let Some(LinkEvent::Msg(from, m)) = self.a.handle(self.now, conn, ev) {
                 assert_eq!(from, B);
-                self.got_at_a.push(number(&m));
+                match m {
+                    AppMsg::Forget { .. } => self.got_at_a.push(number(&m)),
+                    other => self.other_at_a.push(other),
+                }
             }
         }
         self.pump_transmits();
@@ -396,4 +401,43 @@ fn messages_a_role_may_not_send_are_dropped_in_step() {
         w.a.all_acknowledged(),
         "the dropped ones were acknowledged too"
     );
+}
+
+#[test]
+fn datagrams_go_beside_the_session_and_only_while_connected() {
+    let mut w = World::new(LinkConfig::default());
+    let lossy = AppMsg::ClientDatagrams(Vec::new());
+    assert!(!w.a.send_lossy(B, &lossy), "no connection yet: not sent");
+    w.a.send(w.now, B, &ping(0)).expect("kept");
+    w.settle();
+    assert!(w.a.send_lossy(B, &lossy), "sent while up");
+    w.a.send(w.now, B, &ping(1)).expect("kept");
+    w.settle();
+    assert_eq!(
+        w.got_at_b,
+        vec![0, 1],
+        "the session's numbering is untouched"
+    );
+    assert_eq!(w.other_at_b, vec![lossy.clone()]);
+    // Lost with a cut connection, it is not sent again.
+    assert!(w.a.send_lossy(B, &lossy));
+    w.cut();
+    w.settle();
+    assert_eq!(w.other_at_b.len(), 1, "a lost datagram stays lost");
+    assert_eq!(w.a.stats().lossy_dropped, 1);
+    assert!(w.a.all_acknowledged());
+}
+
+#[test]
+fn the_accepting_side_sends_datagrams_to_the_dialler() {
+    let mut w = World::new(LinkConfig::default());
+    w.settle();
+    // B accepted A's connection; B → A goes beside the session too.
+    let lossy = AppMsg::ClientDatagrams(Vec::new());
+    assert!(w.b.send_lossy(A, &lossy));
+    w.b.send(w.now, A, &ping(7)).expect("kept");
+    w.settle();
+    assert_eq!(w.got_at_a, vec![7], "the session's numbering is untouched");
+    assert_eq!(w.other_at_a, vec![lossy]);
+    assert!(w.b.all_acknowledged());
 }

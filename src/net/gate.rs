@@ -1,16 +1,18 @@
 //! Admission of connections that have not yet said who they are. Before a
-//! peer's first message a connection costs memory and a task and proves
-//! nothing, so each port keeps a [`Gate`]: a cap on connections still
-//! waiting for their first message, address validation (QUIC Retry) once
-//! more than a few are waiting, and optionally a cap on the connections one
-//! address may hold at once (client ports: one host must not take a
-//! baseapp's every slot). A refused connection costs the refuser a packet.
+//! peer's first message a connection costs memory, a task and a TLS
+//! handshake, and proves nothing, so each port keeps a [`Gate`]: a cap on
+//! connections still waiting for their first message, address validation
+//! (QUIC Retry) once more than a few are waiting, and optionally a cap on
+//! the connections one address may hold at once and on how fast it may
+//! open them (client ports: one host must not take a baseapp's every slot,
+//! nor its CPU with handshakes). A connection refused here costs the
+//! refuser a packet, before any cryptography.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Limits of one port.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +26,9 @@ pub struct GateConfig {
     pub retry_above: usize,
     /// Connections one IP address may hold at once, if capped.
     pub per_addr: Option<usize>,
+    /// New connections one IP address may open: a burst, then so many a
+    /// second; if limited.
+    pub rate_per_addr: Option<(f64, f64)>,
     /// How long a connection may take to send its first message.
     pub first_wait: Duration,
 }
@@ -36,21 +41,28 @@ impl GateConfig {
             max_waiting: 64,
             retry_above: 16,
             per_addr: None,
+            rate_per_addr: None,
             first_wait: Duration::from_secs(5),
         }
     }
 
     /// The limits of a port clients connect to, with at most `per_addr`
-    /// connections from one address.
-    pub fn clients(per_addr: usize) -> GateConfig {
+    /// connections from one address, opened at most `rate` a second after
+    /// a burst of twice that (unlimited if `rate` is zero).
+    pub fn clients(per_addr: usize, rate: f64) -> GateConfig {
         GateConfig {
             max_waiting: 1024,
             retry_above: 128,
             per_addr: Some(per_addr),
+            rate_per_addr: (rate > 0.0).then_some((2.0 * rate, rate)),
             first_wait: Duration::from_secs(5),
         }
     }
 }
+
+/// The default rate of new connections from one address to a client or
+/// login port, a second (after a burst of twice as many).
+pub const DEFAULT_RATE_PER_ADDR: f64 = 10.0;
 
 /// The default cap on connections from one address to a client port.
 pub const DEFAULT_PER_ADDR: usize = 256;
@@ -79,7 +91,13 @@ pub struct GateStats {
 struct Counts {
     waiting: usize,
     by_addr: HashMap<IpAddr, usize>,
+    /// Each address's bucket of new connections: tokens, and when counted.
+    opened: HashMap<IpAddr, (f64, Instant)>,
 }
+
+/// Addresses whose connection buckets a gate keeps before it forgets the
+/// full ones.
+const MAX_BUCKETS: usize = 100_000;
 
 /// One port's admission state; cheap to clone (shared).
 #[derive(Clone, Debug)]
@@ -117,6 +135,10 @@ impl Gate {
     /// Decides on a connection from `from`, whose address QUIC has
     /// `validated` (or not).
     pub fn admit(&self, from: SocketAddr, validated: bool) -> Admit {
+        self.admit_at(from, validated, Instant::now())
+    }
+
+    fn admit_at(&self, from: SocketAddr, validated: bool, now: Instant) -> Admit {
         let Ok(mut c) = self.counts.lock() else {
             return Admit::Refuse("server error");
         };
@@ -132,6 +154,20 @@ impl Gate {
             if c.by_addr.get(&ip).copied().unwrap_or(0) >= cap {
                 return refuse("too many connections from this address");
             }
+        }
+        if let Some((burst, per_sec)) = self.cfg.rate_per_addr {
+            if c.opened.len() >= MAX_BUCKETS {
+                c.opened.retain(|_, (tokens, at)| {
+                    *tokens + now.duration_since(*at).as_secs_f64() * per_sec < burst
+                });
+            }
+            let (tokens, at) = c.opened.get(&ip).copied().unwrap_or((burst, now));
+            let tokens = (tokens + now.duration_since(at).as_secs_f64() * per_sec).min(burst);
+            if tokens < 1.0 {
+                c.opened.insert(ip, (tokens, now));
+                return refuse("too many new connections from this address");
+            }
+            c.opened.insert(ip, (tokens - 1.0, now));
         }
         if c.waiting >= self.cfg.retry_above && !validated {
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
@@ -235,6 +271,7 @@ mod tests {
             max_waiting: 2,
             retry_above: 10,
             per_addr: None,
+            rate_per_addr: None,
             first_wait: Duration::from_secs(1),
         });
         let Admit::Accept(mut a) = gate.admit(addr(1, 1), false) else {
@@ -260,6 +297,7 @@ mod tests {
             max_waiting: 10,
             retry_above: 1,
             per_addr: None,
+            rate_per_addr: None,
             first_wait: Duration::from_secs(1),
         });
         let _a = gate.admit(addr(1, 1), false);
@@ -269,10 +307,7 @@ mod tests {
 
     #[test]
     fn one_address_holds_at_most_its_cap() {
-        let gate = Gate::new(GateConfig {
-            per_addr: Some(2),
-            ..GateConfig::clients(2)
-        });
+        let gate = Gate::new(GateConfig::clients(2, 0.0));
         let mut held = Vec::new();
         for port in 0..2 {
             let Admit::Accept(mut p) = gate.admit(addr(1, port), true) else {
@@ -285,5 +320,31 @@ mod tests {
         assert!(matches!(gate.admit(addr(2, 9), true), Admit::Accept(_)));
         held.pop();
         assert!(matches!(gate.admit(addr(1, 9), true), Admit::Accept(_)));
+    }
+
+    #[test]
+    fn an_address_opens_connections_at_its_rate() {
+        let gate = Gate::new(GateConfig::clients(1000, 2.0));
+        let t0 = Instant::now();
+        let mut held = Vec::new();
+        for port in 0..4 {
+            match gate.admit_at(addr(1, port), true, t0) {
+                Admit::Accept(p) => held.push(p),
+                other => panic!("within the burst of 4: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            gate.admit_at(addr(1, 9), true, t0),
+            Admit::Refuse(_)
+        ));
+        assert!(
+            matches!(gate.admit_at(addr(2, 9), true, t0), Admit::Accept(_)),
+            "another address is not slowed"
+        );
+        let later = t0 + Duration::from_millis(500);
+        assert!(matches!(
+            gate.admit_at(addr(1, 9), true, later),
+            Admit::Accept(_)
+        ));
     }
 }

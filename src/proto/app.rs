@@ -389,6 +389,11 @@ pub enum AppMsg {
         /// The number of the next session message expected.
         next: u64,
     },
+    /// Cell → base: datagrams (positions) for clients of this baseapp. Not
+    /// part of the link's session: not numbered, sent only while the
+    /// connection is up, never kept or sent again — the next tick's
+    /// positions supersede a lost one, as on the client's own connection.
+    ClientDatagrams(Vec<ClientPacket>),
 }
 
 impl AppMsg {
@@ -401,6 +406,19 @@ impl AppMsg {
             .next()
             .unwrap_or_default()
             .to_string()
+    }
+
+    /// Whether the link's session numbers this message (and keeps it until
+    /// it is acknowledged). The handshake, acknowledgements and client
+    /// datagrams travel outside the session.
+    pub fn is_numbered(&self) -> bool {
+        !matches!(
+            self,
+            AppMsg::LinkOpen { .. }
+                | AppMsg::LinkAccept { .. }
+                | AppMsg::LinkAck { .. }
+                | AppMsg::ClientDatagrams(_)
+        )
     }
 
     /// Whether an app of `role` may send this on a link between apps.
@@ -417,6 +435,7 @@ impl AppMsg {
             EntityDestroyed { .. }
             | Backup { .. }
             | ToClients(_)
+            | ClientDatagrams(_)
             | GhostCreate(_)
             | GhostUpdate { .. }
             | GhostDelete { .. }

@@ -25,6 +25,13 @@ use tessera_manager::driver::ManagerHandle;
 /// Client endpoints a cluster spreads its logins over.
 const CLIENT_ENDPOINTS: usize = 8;
 
+/// How long a process of a test cluster may go unheard before its link
+/// closes or the manager drops it. A whole cluster and up to a thousand
+/// clients share this process's two worker threads, and a cellapp taking
+/// a share of a crowd can go unpolled for seconds; no test here kills a
+/// process (the real-process tests do), so the cluster may be patient.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// How to build a test cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterSpec {
@@ -44,6 +51,9 @@ pub struct ClusterSpec {
     /// Password hashing cost: by default cheap, since these tests are about
     /// the world, not about argon2's cost.
     pub hash_cost: HashCost,
+    /// New login connections one address may open a second (0: no limit,
+    /// the default: every client of a test has the same address).
+    pub conn_rate_per_addr: f64,
 }
 
 impl Default for ClusterSpec {
@@ -60,6 +70,7 @@ impl Default for ClusterSpec {
                 iterations: 1,
                 parallelism: 1,
             },
+            conn_rate_per_addr: 0.0,
         }
     }
 }
@@ -114,12 +125,9 @@ fn loopback() -> std::net::SocketAddr {
 impl Cluster {
     /// Starts a cluster storing into `data`.
     pub async fn start(data: &Path, spec: ClusterSpec) -> Cluster {
-        // A whole cluster and up to a thousand clients share this process's
-        // two worker threads, so a connection driver can go unpolled for
-        // longer than the 750 ms (links) or 2 s (clients) a process is
-        // given in production. No test here kills a process (the
-        // real-process tests do), so connections may be patient.
-        tessera::net::set_link_idle_timeout(std::time::Duration::from_secs(5));
+        // Far longer than the 750 ms (links) or 2 s (clients) of
+        // production: see PATIENCE.
+        tessera::net::set_link_idle_timeout(PATIENCE);
         tessera::net::set_client_idle_timeout(std::time::Duration::from_secs(10));
         tessera::net::ca::init(data).expect("cluster CA");
         let defs = Arc::new(tessera::demo::definitions());
@@ -139,8 +147,10 @@ impl Cluster {
             rejoin_window: std::time::Duration::ZERO,
             // Every client of these tests connects from one address.
             logins_per_addr: 100_000,
+            conn_rate_per_addr: spec.conn_rate_per_addr,
             login_limits: spec.login_limits,
             admin_hosts: Vec::new(),
+            heartbeat_timeout: PATIENCE,
         })
         .await
         .expect("manager starts");
@@ -160,6 +170,7 @@ impl Cluster {
                     config: Default::default(),
                     admin: Some(loopback()),
                     clients_per_addr: 100_000,
+                    conn_rate_per_addr: 0.0,
                 })
                 .await
                 .expect("baseapp starts"),

@@ -42,6 +42,11 @@ pub struct Common {
     #[arg(long, default_value_t = tessera::net::gate::DEFAULT_PER_ADDR, env = "TESSERA_CONNS_PER_ADDR",
           value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(|n| n as usize))]
     pub conns_per_addr: usize,
+    /// New client and login connections one IP address may open a second
+    /// on this process's public ports, after a burst of twice as many
+    /// (0: no limit). Refused before any TLS handshake.
+    #[arg(long, default_value_t = tessera::net::gate::DEFAULT_RATE_PER_ADDR, env = "TESSERA_CONN_RATE_PER_ADDR")]
+    pub conn_rate_per_addr: f64,
 }
 
 impl Common {
@@ -119,6 +124,12 @@ pub struct ManagerArgs {
     #[arg(long, default_value = "default", env = "TESSERA_LOGIN_LIMITS",
           value_parser = ["default", "one-address"])]
     pub login_limits: String,
+    /// Milliseconds an app may go without a heartbeat before the manager
+    /// drops it (and, if it did not say goodbye, declares it dead)
+    /// (1000–600000).
+    #[arg(long, default_value_t = 5000, env = "TESSERA_HEARTBEAT_TIMEOUT_MS",
+          value_parser = clap::value_parser!(u64).range(1000..=600_000))]
+    pub heartbeat_timeout_ms: u64,
 }
 
 /// `tessera cellapp`.
@@ -246,11 +257,13 @@ pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
         policy: a.world.policy.clone(),
         rejoin_window: std::time::Duration::from_millis(a.rejoin_window_ms),
         logins_per_addr: a.common.conns_per_addr,
+        conn_rate_per_addr: a.common.conn_rate_per_addr,
         login_limits: match a.login_limits.as_str() {
             "one-address" => LoginLimits::one_address(),
             _ => LoginLimits::default(),
         },
         admin_hosts: a.world.admin_hosts.clone(),
+        heartbeat_timeout: std::time::Duration::from_millis(a.heartbeat_timeout_ms),
     })
     .await?;
     println!("internal: {}", handle.internal_addr);
@@ -321,6 +334,7 @@ pub async fn baseapp(a: BaseappArgs) -> anyhow::Result<()> {
         },
         admin: Some(a.admin),
         clients_per_addr: a.common.conns_per_addr,
+        conn_rate_per_addr: a.common.conn_rate_per_addr,
     })
     .await
     .context("baseapp could not join the cluster")?;

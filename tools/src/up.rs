@@ -141,6 +141,8 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             // The world and its bots share one machine and one address.
             "--conns-per-addr".into(),
             UP_CONNS_PER_ADDR.to_string(),
+            "--conn-rate-per-addr".into(),
+            "0".into(),
         ]
     };
     let mut manager = common("manager");

@@ -283,6 +283,9 @@ async fn world() -> World {
             "--data".into(),
             d.clone(),
             "--stop-on-eof".into(),
+            // The bots all connect from this machine's one address.
+            "--conn-rate-per-addr".into(),
+            "0".into(),
         ]
     };
     let mut args = common("manager");
@@ -562,6 +565,8 @@ async fn database_holds_everything(mut w: World) {
         "--data".into(),
         data.display().to_string(),
         "--stop-on-eof".into(),
+        "--conn-rate-per-addr".into(),
+        "0".into(),
         "--manager".into(),
     ];
     args.push(w.internal.clone());

@@ -8,6 +8,8 @@
 //! because messages from an old and a new real travel on different links;
 //! a ghost applies only what is newer than what it has. A deletion leaves a
 //! tombstone ([`Tombs`]) so that a late create cannot bring a ghost back.
+//! Every few seconds each real sends its ghosts their whole state again
+//! ([`GHOST_REFRESH_TICKS`]), so no ghost stays wrong for longer.
 
 use glam::Vec3;
 use rustc_hash::FxHashMap;
@@ -15,13 +17,28 @@ use std::collections::BTreeMap;
 use tessera::layout::Rect;
 use tessera::proto::app::{AppMsg, GhostMove, GhostState, Stamp, MAX_GHOST_MOVES};
 use tessera::proto::client::PropValue;
-use tessera::{AppId, EntityId};
+use tessera::{AppId, EntityId, Time};
 
 use super::{Cell, EntitySnapshot};
 use crate::entry::{Entry, Kind};
 
 /// Extra distance before a ghost is dropped.
 const GHOST_HYSTERESIS: f32 = 20.0;
+
+/// Every this many ticks (staggered by entity id) a real sends each of its
+/// ghosts its whole state again. Ghost messages travel exactly once on a
+/// live link, but a cellapp that was declared dead, a full link backlog or
+/// a purge on a stale pointer can still leave a ghost behind or take it
+/// away, and a still real sends nothing else: the refresh bounds how long
+/// any ghost can be wrong.
+pub(super) const GHOST_REFRESH_TICKS: u64 = 50;
+
+/// A ghost that has heard nothing newer from its real (no refresh, no
+/// move) for this long is dropped: its real no longer counts this cellapp
+/// among its ghosts' holders. Measured in time, not in this cellapp's
+/// ticks, and several refresh periods long, so a real whose cellapp ticks
+/// slowly under load keeps its ghosts.
+pub(super) const GHOST_ORPHAN_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The newest stamp of every ghost deleted here, so that an older ghost
 /// message still on its way does not bring it back; an entity destroyed
@@ -119,6 +136,7 @@ impl Cell {
             return;
         }
         let tick = self.tick;
+        let now = self.last_tick.unwrap_or(Time(0));
         let Some(info) = self.types.get(g.type_id.0 as usize) else {
             return;
         };
@@ -146,6 +164,7 @@ impl Cell {
                     real: g.real,
                     stamp: g.stamp,
                 };
+                r.refreshed = now;
                 for (idx, (old, new)) in r.props.iter_mut().zip(props).enumerate() {
                     if *old != new {
                         *old = new;
@@ -167,6 +186,7 @@ impl Cell {
                     real: g.real,
                     stamp: g.stamp,
                 };
+                r.refreshed = now;
                 self.add_real(r);
             }
         }
@@ -181,6 +201,7 @@ impl Cell {
         props: Vec<PropValue>,
     ) {
         let tick = self.tick;
+        let now = self.last_tick.unwrap_or(Time(0));
         let Some(&i) = self.slot.get(&entity) else {
             return;
         };
@@ -193,6 +214,9 @@ impl Cell {
             return;
         }
         r.kind = Kind::Ghost { real, stamp };
+        // Only the current real sends newer news, and only while it counts
+        // this cellapp among its ghosts' holders.
+        r.refreshed = now;
         if pos.is_finite() && yaw.is_finite() {
             r.move_to(pos, yaw, tick);
         }
@@ -228,12 +252,42 @@ impl Cell {
         apps.dedup();
     }
 
+    /// Drops ghosts that have heard nothing newer from their real for
+    /// [`GHOST_ORPHAN_AFTER`]: it no longer counts this cellapp among its
+    /// ghosts' holders (a lost deletion, a purge elsewhere), and a ghost
+    /// nobody updates would show its entity where it no longer is.
+    fn drop_orphans(&mut self) {
+        let Some(now) = self.last_tick else { return };
+        for r in self.entries.iter_mut() {
+            // Made before this cell first ticked: counted from now.
+            if r.refreshed == Time(0) {
+                r.refreshed = now;
+            }
+        }
+        let orphans: Vec<(EntityId, Stamp)> = self
+            .entries
+            .iter()
+            .filter(|r| now.since(r.refreshed) > GHOST_ORPHAN_AFTER)
+            .filter_map(|r| Some((r.id, r.ghost()?.1)))
+            .collect();
+        if !orphans.is_empty() {
+            tracing::debug!(ghosts = orphans.len(), "ghosts no real refreshes dropped");
+        }
+        for (entity, stamp) in orphans {
+            self.tombs.bury(entity, stamp);
+            self.remove_real(entity);
+        }
+    }
+
     /// Creates, refreshes and drops ghosts of every real.
     pub(super) fn run_ghosting(&mut self) {
         if self.layout.is_none() {
             return;
         }
         let tick = self.tick;
+        if tick.is_multiple_of(GHOST_REFRESH_TICKS) {
+            self.drop_orphans();
+        }
         let d = self.cfg.ghost_distance;
         // A real whose keep-square lies strictly inside one of this app's
         // cells meets no other cell: with no ghosts out, nothing to do.
@@ -274,11 +328,18 @@ impl Cell {
             let moved = self.entries[i].moved_tick + 1 >= tick;
             let dirty = self.ghosted(&self.entries[i], Some(&self.entries[i].dirty));
             let entity = self.entries[i].id;
+            let refresh = tick
+                .wrapping_add(entity.0)
+                .is_multiple_of(GHOST_REFRESH_TICKS);
             let mut haunts = std::mem::take(&mut self.entries[i].haunts);
             now.clear();
             for &app in &haunts {
                 if keep.contains(&app) {
-                    if (moved || !dirty.is_empty()) && !self.faulty(|f| f.no_ghost_updates) {
+                    if refresh && !self.faulty(|f| f.no_ghost_updates) {
+                        let stamp = self.entries[i].next_stamp();
+                        let g = self.ghost_state(i, stamp);
+                        self.outbox.push((app, AppMsg::GhostCreate(Box::new(g))));
+                    } else if (moved || !dirty.is_empty()) && !self.faulty(|f| f.no_ghost_updates) {
                         let r = &mut self.entries[i];
                         let stamp = r.next_stamp();
                         if dirty.is_empty() {

@@ -266,6 +266,7 @@ impl Cell {
             real: dest,
             stamp: (r.version, 0),
         };
+        r.refreshed = self.last_tick.unwrap_or(Time(0));
         r.haunts.clear();
         r.to_own_client.clear();
         self.forward.left(

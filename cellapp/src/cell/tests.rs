@@ -2,9 +2,12 @@
 //! is brought up to date only when a witness asks, and must then answer as
 //! if it had followed every move.
 
+use super::ghosts::{GHOST_ORPHAN_AFTER, GHOST_REFRESH_TICKS};
 use super::*;
 use crate::behavior::Wanderer;
 use std::path::Path;
+use std::time::Duration;
+use tessera::proto::app::GhostState;
 
 fn defs() -> Definitions {
     let text = r#"
@@ -206,4 +209,102 @@ fn a_claim_for_an_unknown_entity_is_refused() {
             }
         )]
     );
+}
+
+/// A cell of app 1 in a space cut in two at x = 150 (app 2 the other side).
+fn halved() -> Cell {
+    let mut c = cell(IndexKind::Grid);
+    let bounds = tessera::layout::Rect::new(0.0, 0.0, 300.0, 300.0);
+    let layout = Layout::equal(bounds, &[AppId(1), AppId(2)]).expect("two cells");
+    c.handle(
+        Time(0),
+        tessera::MANAGER,
+        AppMsg::Layout {
+            layout,
+            cells: Vec::new(),
+        },
+    );
+    c
+}
+
+fn ticks(c: &mut Cell, n: u64) -> Vec<(AppId, AppMsg)> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let now = Time(c.ticks() * 100_000 + 100_000);
+        c.tick(now);
+        out.extend(c.drain());
+    }
+    out
+}
+
+#[test]
+fn a_still_real_sends_its_ghosts_their_whole_state_now_and_then() {
+    let mut c = halved();
+    c.set_frozen(true);
+    let npc = defs().by_name("Npc").map_or(TypeId(0), |t| t.id);
+    let entity = EntityId(5);
+    c.handle(
+        Time(0),
+        AppId(9),
+        AppMsg::CreateEntity {
+            entity,
+            type_id: npc,
+            state: CellState {
+                pos: [145.0, 0.0, 150.0],
+                yaw: 0.0,
+                props: Vec::new(),
+            },
+            version: 0,
+        },
+    );
+    let out = ticks(&mut c, 3 * GHOST_REFRESH_TICKS);
+    let creates = out
+        .iter()
+        .filter(|(to, m)| {
+            *to == AppId(2) && matches!(m, AppMsg::GhostCreate(g) if g.entity == entity)
+        })
+        .count();
+    let moves = out
+        .iter()
+        .filter(|(_, m)| matches!(m, AppMsg::GhostMoves(_) | AppMsg::GhostUpdate { .. }))
+        .count();
+    assert_eq!(moves, 0, "it does not move");
+    assert!(
+        creates >= 3,
+        "created once and refreshed every {GHOST_REFRESH_TICKS} ticks: {creates}"
+    );
+}
+
+#[test]
+fn a_ghost_no_real_refreshes_is_dropped() {
+    let mut c = halved();
+    let npc = defs().by_name("Npc").map_or(TypeId(0), |t| t.id);
+    let g = |n: u32| {
+        AppMsg::GhostCreate(Box::new(GhostState {
+            entity: EntityId(77),
+            stamp: (1, n),
+            type_id: npc,
+            real: AppId(2),
+            pos: [155.0, 0.0, 150.0],
+            yaw: 0.0,
+            props: Vec::new(),
+        }))
+    };
+    let held = |c: &Cell| c.ghosts().iter().any(|(s, _)| s.id == EntityId(77));
+    c.handle(Time(0), AppId(2), g(1));
+    // Refreshed in time, it stays.
+    for n in 2..6 {
+        ticks(&mut c, GHOST_REFRESH_TICKS);
+        assert!(held(&c), "refreshed ghost dropped");
+        c.handle(Time(0), AppId(2), g(n));
+    }
+    // Forgotten by its real, it goes, and a late message does not bring
+    // it back.
+    let period = Duration::from_secs(1) / u32::from(CellConfig::default().tick_hz);
+    let orphaned =
+        GHOST_ORPHAN_AFTER.as_micros() / period.as_micros() + GHOST_REFRESH_TICKS as u128;
+    ticks(&mut c, orphaned as u64 + 1);
+    assert!(!held(&c), "an orphaned ghost stays");
+    c.handle(Time(0), AppId(2), g(5));
+    assert!(!held(&c), "an old create brought it back");
 }

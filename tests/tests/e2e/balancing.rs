@@ -290,6 +290,12 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
     for t in tasks {
         clients.push(t.await.expect("bot stayed connected"));
     }
+    eprintln!("warnings so far: {:?}", warnings());
+    for line in tessera_tests::logs().lines().filter(|l| {
+        l.contains("declared dead") || l.contains("left the cluster") || l.contains("backlog full")
+    }) {
+        eprintln!("  {line}");
+    }
     let truth = cluster.reals_once(4 * NPCS + BOTS).await;
     let by_id: BTreeMap<EntityId, _> = truth.iter().map(|(id, s)| (*id, s)).collect();
     // Under a thousand clients on two cores the last updates can still be
@@ -333,18 +339,7 @@ fn diagnose(
             None => {}
         }
     }
-    // What the cluster warned of, by message, counted.
-    let mut warned: BTreeMap<String, usize> = BTreeMap::new();
-    for line in tessera_tests::logs().lines() {
-        let text = line
-            .split_once(": ")
-            .map_or(line, |(_, t)| t)
-            .split('=')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        *warned.entry(text).or_default() += 1;
-    }
+    let warned = warnings();
     format!(
         "its view holds {} entities: {right} right, {stale} at old positions, {missing} in range missing; it resumed {} times; warnings: {warned:?}",
         c.view.others.len(),
@@ -406,4 +401,20 @@ async fn whereabouts(
         "client's cellapp {mine}; wrong by the real's cellapp [wrong, no ghost, ghost right, ghost elsewhere/real here]: {per:?}; links of its cellapp: {:?}",
         home.links().await
     )
+}
+
+/// What the cluster warned of, by message, counted.
+fn warnings() -> BTreeMap<String, usize> {
+    let mut warned: BTreeMap<String, usize> = BTreeMap::new();
+    for line in tessera_tests::logs().lines() {
+        let text = line
+            .split_once(": ")
+            .map_or(line, |(_, t)| t)
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        *warned.entry(text).or_default() += 1;
+    }
+    warned
 }

@@ -86,8 +86,10 @@ async fn serve(role: &str, data: &Path, manager: Option<SocketAddr>) {
                 policy: "static".into(),
                 rejoin_window: Duration::ZERO,
                 logins_per_addr: 1000,
+                conn_rate_per_addr: 0.0,
                 login_limits: tessera_manager::cluster::throttle::LoginLimits::one_address(),
                 admin_hosts: Vec::new(),
+                heartbeat_timeout: Duration::from_secs(20),
             })
             .await
             .expect("manager starts");
@@ -124,6 +126,7 @@ async fn serve(role: &str, data: &Path, manager: Option<SocketAddr>) {
                 config: Default::default(),
                 admin: Some(loopback()),
                 clients_per_addr: 1000,
+                conn_rate_per_addr: 0.0,
             })
             .await
             .expect("baseapp starts");

@@ -1,6 +1,7 @@
-//! A flood of wrong-password logins from one address is answered by the
-//! rate limits before any password is hashed, and a player logging in
-//! from another address meanwhile gets in.
+//! A flood of wrong-password logins from one address is stopped before any
+//! password is hashed — most of its connections turned away at the port,
+//! the rest answered by the login limits — and a player logging in from
+//! another address meanwhile gets in.
 //!
 //! Run with `TESSERA_LOGIN_BENCH=1` (release), it hashes at argon2's real
 //! cost and prints the legitimate login's latency against idle: the
@@ -55,6 +56,7 @@ async fn a_login_flood_is_limited_and_a_player_gets_in() {
         dir.path(),
         ClusterSpec {
             login_limits: LoginLimits::default(),
+            conn_rate_per_addr: tessera::net::gate::DEFAULT_RATE_PER_ADDR,
             hash_cost: if bench {
                 HashCost::default()
             } else {
@@ -90,11 +92,13 @@ async fn a_login_flood_is_limited_and_a_player_gets_in() {
     let stop = Arc::new(AtomicBool::new(false));
     let limited = Arc::new(AtomicU64::new(0));
     let wrong = Arc::new(AtomicU64::new(0));
+    let turned_away = Arc::new(AtomicU64::new(0));
     let flood = endpoint_at([127, 0, 0, 1]);
     let mut tasks = Vec::new();
     for _ in 0..FLOODERS {
         let (stop, limited, wrong, flood) =
             (stop.clone(), limited.clone(), wrong.clone(), flood.clone());
+        let turned_away = turned_away.clone();
         let (setup, login) = (cluster.setup.clone(), cluster.manager.login_addr);
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -116,6 +120,9 @@ async fn a_login_flood_is_limited_and_a_player_gets_in() {
                         reason: RefuseReason::BadCredentials,
                         ..
                     }) => wrong.fetch_add(1, Ordering::Relaxed),
+                    // Refused at the port, before any handshake: too many
+                    // new connections from this address.
+                    Err(ClientError::Net(_)) => turned_away.fetch_add(1, Ordering::Relaxed),
                     other => panic!("a wrong password got {other:?}"),
                 };
             }
@@ -131,20 +138,24 @@ async fn a_login_flood_is_limited_and_a_player_gets_in() {
     for t in tasks {
         t.await.expect("flooder");
     }
-    let (limited, wrong) = (
+    let (limited, wrong, turned_away) = (
         limited.load(Ordering::Relaxed),
         wrong.load(Ordering::Relaxed),
+        turned_away.load(Ordering::Relaxed),
     );
     eprintln!(
-        "login latency (median of 5): idle {:?}, under a flood from {FLOODERS} tasks {:?}; flood answers: {limited} rate-limited, {wrong} checked and wrong (hash cost {})",
+        "login latency (median of 5): idle {:?}, under a flood from {FLOODERS} tasks {:?}; flood: {turned_away} connections turned away at the port, {limited} answered rate-limited, {wrong} checked and wrong (hash cost {})",
         median(idle),
         median(flooded),
         if bench { "argon2 default" } else { "test" }
     );
-    assert!(limited > 0, "the flood was never rate limited");
     assert!(
-        limited > wrong,
-        "most of the flood must be answered before hashing: {limited} limited, {wrong} hashed"
+        limited + turned_away > 0,
+        "the flood was never rate limited"
+    );
+    assert!(
+        limited + turned_away > wrong,
+        "most of the flood must be stopped before hashing: {turned_away} turned away, {limited} limited, {wrong} hashed"
     );
     cluster.stop().await;
 }

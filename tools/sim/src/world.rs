@@ -888,10 +888,12 @@ impl SimWorld {
                     Err(e) => self.broken = Some(format!("{node:?} dialled with {e}")),
                 }
             }
-            Transmit::Send { conn, frame } => match decode(&frame) {
-                Ok(msg) => self.net.send_on(&mut self.rng, now, node, conn, msg),
-                Err(e) => self.broken = Some(format!("{node:?} sent {e}")),
-            },
+            Transmit::Send { conn, frame } | Transmit::SendLossy { conn, frame } => {
+                match decode(&frame) {
+                    Ok(msg) => self.net.send_on(&mut self.rng, now, node, conn, msg),
+                    Err(e) => self.broken = Some(format!("{node:?} sent {e}")),
+                }
+            }
             Transmit::Close { conn, reason, .. } => {
                 self.net.close(&mut self.rng, now, node, conn, reason)
             }
