@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,15 +77,6 @@ pub enum Admit {
     Refuse(&'static str),
 }
 
-/// Counts a gate keeps, for metrics.
-#[derive(Debug, Default)]
-pub struct GateStats {
-    /// Connections refused (too many waiting, or too many from one address).
-    pub refused: AtomicU64,
-    /// Connections sent a Retry.
-    pub retried: AtomicU64,
-}
-
 #[derive(Debug, Default)]
 struct Counts {
     waiting: usize,
@@ -104,7 +94,6 @@ const MAX_BUCKETS: usize = 100_000;
 pub struct Gate {
     cfg: GateConfig,
     counts: Arc<Mutex<Counts>>,
-    stats: Arc<GateStats>,
 }
 
 impl Gate {
@@ -113,18 +102,12 @@ impl Gate {
         Gate {
             cfg,
             counts: Arc::default(),
-            stats: Arc::default(),
         }
     }
 
     /// The limits.
     pub fn config(&self) -> &GateConfig {
         &self.cfg
-    }
-
-    /// Counts so far.
-    pub fn stats(&self) -> &GateStats {
-        &self.stats
     }
 
     /// Connections waiting for their first message now.
@@ -143,10 +126,7 @@ impl Gate {
             return Admit::Refuse("server error");
         };
         let ip = from.ip();
-        let refuse = |why| {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            Admit::Refuse(why)
-        };
+        let refuse = Admit::Refuse;
         if c.waiting >= self.cfg.max_waiting {
             return refuse("too many connections waiting");
         }
@@ -170,7 +150,6 @@ impl Gate {
             c.opened.insert(ip, (tokens - 1.0, now));
         }
         if c.waiting >= self.cfg.retry_above && !validated {
-            self.stats.retried.fetch_add(1, Ordering::Relaxed);
             return Admit::Retry;
         }
         c.waiting += 1;
@@ -288,7 +267,6 @@ mod tests {
         };
         drop(b);
         assert_eq!(gate.waiting(), 1);
-        assert_eq!(gate.stats().refused.load(Ordering::Relaxed), 1);
     }
 
     #[test]

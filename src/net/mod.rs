@@ -157,14 +157,20 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, NetError> {
 /// Writes a file whole or not at all; a `secret` one is readable by its
 /// owner alone.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), NetError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let err = |source| NetError::CertFile {
+    write_file_atomic(path, bytes, secret).map_err(|source| NetError::CertFile {
         path: path.to_path_buf(),
         source,
-    };
+    })
+}
+
+/// Writes a file whole or not at all (a temporary beside it, then a
+/// rename), creating its directory; a `secret` one is readable by its owner
+/// alone (certificate keys, the admin token).
+pub fn write_file_atomic(path: &Path, bytes: &[u8], secret: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+        std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut file = std::fs::OpenOptions::new()
@@ -172,10 +178,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<()
         .create(true)
         .truncate(true)
         .mode(if secret { 0o600 } else { 0o644 })
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Loads the server identity from `data_dir/tls/`, generating a self-signed

@@ -34,19 +34,7 @@ pub fn load_or_create_token(data_dir: &Path) -> std::io::Result<String> {
     let mut bytes = [0u8; 32];
     rand::rand_core::UnwrapErr(rand::rngs::SysRng).fill_bytes(&mut bytes);
     let token = bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(data_dir)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(token.as_bytes())?;
-    file.write_all(b"\n")?;
-    std::fs::rename(&tmp, &path)?;
+    tessera::net::write_file_atomic(&path, format!("{token}\n").as_bytes(), true)?;
     Ok(token)
 }
 

@@ -187,11 +187,6 @@ impl Throttle {
         }
     }
 
-    /// The limits.
-    pub fn limits(&self) -> &LoginLimits {
-        &self.limits
-    }
-
     /// A login from `from` to account `name` (making it if `create`):
     /// either it may go to the hashing threads (and counts as in flight
     /// until [`Throttle::checked`]), or why not. Names are counted
