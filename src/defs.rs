@@ -122,6 +122,77 @@ pub struct MethodDef {
     pub exposed: bool,
 }
 
+/// Why arguments do not fit a method's definition.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ArgsError {
+    /// Too many or too few.
+    #[error("takes {wanted} arguments, got {got}")]
+    Count {
+        /// How many the method declares.
+        wanted: usize,
+        /// How many came.
+        got: usize,
+    },
+    /// One argument is not of its declared type.
+    #[error("argument {index}: {problem}")]
+    Arg {
+        /// Which argument, from 0.
+        index: usize,
+        /// What is wrong with it.
+        problem: crate::value::ValueError,
+    },
+}
+
+impl MethodDef {
+    /// Checks arguments against the method's declared argument types.
+    pub fn check_args(&self, args: &[Value]) -> Result<(), ArgsError> {
+        if self.args.len() != args.len() {
+            return Err(ArgsError::Count {
+                wanted: self.args.len(),
+                got: args.len(),
+            });
+        }
+        for (index, (t, v)) in self.args.iter().zip(args).enumerate() {
+            v.check(*t)
+                .map_err(|problem| ArgsError::Arg { index, problem })?;
+        }
+        Ok(())
+    }
+}
+
+/// Why game code cannot set a property to a value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PropError {
+    /// The type has no property of that name.
+    #[error("type {ty} has no property {name}")]
+    NoSuchProperty {
+        /// The type.
+        ty: String,
+        /// The name asked for.
+        name: String,
+    },
+    /// The property lives on the other half of the entity.
+    #[error("{ty}.{name} lives on the other half, not the {side:?} one")]
+    WrongSide {
+        /// The type.
+        ty: String,
+        /// The property.
+        name: String,
+        /// The half that asked.
+        side: Side,
+    },
+    /// The value does not fit the property.
+    #[error("{ty}.{name}: {problem}")]
+    WrongValue {
+        /// The type.
+        ty: String,
+        /// The property.
+        name: String,
+        /// What is wrong.
+        problem: crate::value::ValueError,
+    },
+}
+
 /// One entity type.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TypeDef {
@@ -150,6 +221,28 @@ impl TypeDef {
     pub fn method(&self, name: &str) -> Option<&MethodDef> {
         self.methods.iter().find(|m| m.name == name)
     }
+    /// The property `name`, if the `side` half (cell or base) may set it to
+    /// `value`.
+    pub fn settable(&self, name: &str, value: &Value, side: Side) -> Result<&PropDef, PropError> {
+        let p = self.prop(name).ok_or_else(|| PropError::NoSuchProperty {
+            ty: self.name.clone(),
+            name: name.into(),
+        })?;
+        if p.flags.on_base() != (side == Side::Base) {
+            return Err(PropError::WrongSide {
+                ty: self.name.clone(),
+                name: name.into(),
+                side,
+            });
+        }
+        value.check(p.ty).map_err(|problem| PropError::WrongValue {
+            ty: self.name.clone(),
+            name: name.into(),
+            problem,
+        })?;
+        Ok(p)
+    }
+
     /// Default values of every property, in index order.
     pub fn defaults(&self) -> Vec<Value> {
         self.properties.iter().map(|p| p.default.clone()).collect()
@@ -397,12 +490,22 @@ mod tests {
     }
 
     #[test]
-    fn demo_definitions_load() {
-        let d = crate::demo::definitions();
-        let avatar = d.by_name("Avatar").expect("Avatar");
-        assert!(avatar.has_client);
-        assert!(d.by_name("Npc").is_some());
-        assert_eq!(d.get(avatar.id).map(|t| &t.name), Some(&avatar.name));
+    fn types_are_found_by_name_and_by_id() {
+        let d = parse(
+            r#"
+            [types.Player]
+            has_client = true
+            aoi_radius = 50.0
+            max_speed = 5.0
+            [types.Monster]
+            max_speed = 3.0
+            "#,
+        )
+        .expect("valid");
+        let player = d.by_name("Player").expect("Player");
+        assert!(player.has_client);
+        assert!(d.by_name("Monster").is_some_and(|m| !m.has_client));
+        assert_eq!(d.get(player.id).map(|t| &t.name), Some(&player.name));
     }
 
     #[test]

@@ -15,7 +15,6 @@ pub mod channel;
 #[cfg(feature = "transport")]
 pub mod client;
 pub mod defs;
-pub mod demo;
 pub mod frame;
 pub mod ids;
 pub mod layout;

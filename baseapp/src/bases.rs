@@ -15,7 +15,7 @@ use rand_chacha::ChaCha20Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use tessera::defs::{Definitions, Side, TypeDef};
+use tessera::defs::{ArgsError, Definitions, Side, TypeDef};
 use tessera::frame::encode_body;
 use tessera::layout::Layout;
 use tessera::proto::app::{AppMsg, CellInfo, CellState, Delivery, EntityMsg, Load, SpaceInfo};
@@ -24,6 +24,7 @@ use tessera::proto::{finite, Pos, Ticket, TokenHash, PROTOCOL_MAJOR};
 use tessera::storage::StoredEntity;
 use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
+use crate::behavior::{self, BaseBehavior, BaseBehaviors, BaseCalled, BaseCtx};
 use crate::persist;
 use base::{Base, Client, Half};
 pub use rules::{Closing, Refusal, Violation};
@@ -39,8 +40,10 @@ pub struct BaseConfig {
     pub save_period: Duration,
     /// How long a login ticket stays valid.
     pub ticket_ttl: Duration,
-    /// The entity type players get.
+    /// The entity type players get (the game chooses it).
     pub player_type: String,
+    /// The game's base behaviours.
+    pub behaviors: BaseBehaviors,
     /// Where new players appear: min x, min z, max x, max z (the whole space if `None`).
     pub spawn_area: Option<[f32; 4]>,
     /// How often each base is copied to another baseapp (spread over the
@@ -64,7 +67,8 @@ impl Default for BaseConfig {
         BaseConfig {
             save_period: Duration::from_secs(10),
             ticket_ttl: Duration::from_secs(30),
-            player_type: "Avatar".into(),
+            player_type: String::new(),
+            behaviors: BaseBehaviors::default(),
             spawn_area: None,
             backup_period: Duration::from_secs(2),
             resume_grace: Duration::from_secs(30),
@@ -187,6 +191,8 @@ pub struct Bases {
     ticks: u64,
     last_save: Option<Time>,
     stopping: bool,
+    /// The time of the last input or tick: what base hooks see.
+    now: Time,
     out: Vec<Output>,
 }
 
@@ -223,6 +229,7 @@ impl Bases {
             ticks: 0,
             last_save: None,
             stopping: false,
+            now: Time(0),
             out: Vec::new(),
         }
     }
@@ -375,6 +382,7 @@ impl Bases {
 
     /// Something from a client that already said hello.
     pub fn client_input(&mut self, now: Time, client: ClientId, input: ClientInput) {
+        self.now = now;
         let entity = match self.proxies.get(&client).map(|p| &p.phase) {
             Some(Phase::Playing(e)) => Some(*e),
             Some(Phase::Loading) => None,
@@ -454,31 +462,36 @@ impl Bases {
             let (ty, method) = named();
             return Err(Violation::NotExposed { ty, method });
         }
-        if m.args.len() != args.len() {
+        if let Err(e) = m.check_args(&args) {
             let (ty, method) = named();
-            return Err(Violation::ArgumentCount {
-                ty,
-                method,
-                wanted: m.args.len(),
-                got: args.len(),
-            });
-        }
-        for (index, (t, v)) in m.args.iter().zip(&args).enumerate() {
-            if let Err(err) = v.check(*t) {
-                let (ty, method) = named();
-                return Err(Violation::BadArgument {
+            return Err(match e {
+                ArgsError::Count { wanted, got } => Violation::ArgumentCount {
+                    ty,
+                    method,
+                    wanted,
+                    got,
+                },
+                ArgsError::Arg { index, problem } => Violation::BadArgument {
                     ty,
                     method,
                     index,
-                    problem: err.to_string(),
-                });
-            }
+                    problem: problem.to_string(),
+                },
+            });
         }
         match m.side {
             Side::Cell => self.send_on_channel(e, EntityMsg::Call { method, args }),
             Side::Base => {
-                let name = m.name.clone();
-                self.base_call(e, &name, &args);
+                let m = m.clone();
+                self.base_hook(e, "call", |b, ctx| {
+                    b.call(
+                        ctx,
+                        &BaseCalled {
+                            method: &m,
+                            args: &args,
+                        },
+                    )
+                });
             }
             Side::Client => {
                 let (ty, method) = named();
@@ -488,31 +501,48 @@ impl Bases {
         Ok(())
     }
 
-    /// The demo world's base methods.
-    fn base_call(&mut self, e: EntityId, method: &str, args: &[Value]) {
-        if method != "add_gold" {
-            return;
-        }
+    /// Runs a base hook of `e`'s type, if the game registered one: what it
+    /// changed is saved with the base, and what the own client sees is
+    /// sent to it.
+    fn base_hook(
+        &mut self,
+        e: EntityId,
+        hook: &'static str,
+        f: impl FnOnce(&dyn BaseBehavior, &mut BaseCtx<'_>),
+    ) {
+        let defs = self.defs.clone();
+        let now = self.now;
         let Some(base) = self.bases.get_mut(&e) else {
             return;
         };
-        let Some(ty) = self.defs.types.get(base.ty) else {
+        let Some(def) = defs.types.get(base.ty) else {
             return;
         };
-        let (Some(gold), Some(n)) = (ty.prop("gold"), args.first().and_then(Value::as_int)) else {
+        let Some(b) = self.cfg.behaviors.get(&def.name) else {
             return;
         };
-        let i = gold.index;
-        let now = base.props[i as usize].as_int().unwrap_or(0);
-        let value = Value::Int(now.saturating_add(n));
-        base.props[i as usize] = value.clone();
+        let Some(changed) = behavior::run(b.as_ref(), e, def, &mut base.props, now, hook, f) else {
+            return;
+        };
+        if changed.is_empty() {
+            return;
+        }
         base.dirty = true;
-        if let Some(client) = base.client.id() {
+        let seen: Vec<_> = changed
+            .iter()
+            .filter(|&&i| {
+                def.properties
+                    .get(i as usize)
+                    .is_some_and(|p| p.flags.own_client())
+            })
+            .filter_map(|&i| Some((i, base.props.get(i as usize)?.clone())))
+            .collect();
+        if let (Some(client), false) = (base.client.id(), seen.is_empty()) {
             self.send(
                 client,
                 &ServerMsg::Props {
                     entity: e,
-                    props: vec![(i, value)],
+                    props: seen,
                 },
             );
         }
@@ -528,6 +558,15 @@ impl Bases {
     /// Starts the end of an entity's session: the cell half is destroyed and
     /// sends its final state; then the base is saved and dropped.
     fn leave(&mut self, e: EntityId) {
+        // Once per logout: not again while it is on its way out, and not
+        // for a base whose real has not taken it.
+        if self
+            .bases
+            .get(&e)
+            .is_some_and(|b| matches!(b.half, Half::Placed { .. } | Half::Unplaced))
+        {
+            self.base_hook(e, "logout", |b, ctx| b.logout(ctx));
+        }
         let Some(base) = self.bases.get_mut(&e) else {
             return;
         };
@@ -620,6 +659,7 @@ impl Bases {
 
     /// Storage answered.
     pub fn store_done(&mut self, now: Time, done: StoreDone) {
+        self.now = now;
         match done {
             StoreDone::Player { client, result } => self.player_loaded(now, client, result),
             StoreDone::Saved { count, result } => match result {
@@ -649,7 +689,7 @@ impl Bases {
             self.proxies.remove(&client);
             return self.refuse(client, Refusal::StoredTypeUnknown(row.type_name));
         };
-        let loaded = match persist::decode(ty, row.format_version, &row.data) {
+        let mut loaded = match persist::decode(ty, row.format_version, &row.data) {
             Ok(l) => l,
             Err(e) => {
                 self.proxies.remove(&client);
@@ -662,6 +702,21 @@ impl Bases {
         };
         if self.ids.should_ask() {
             self.out.push(Output::App(MANAGER, AppMsg::NeedIds));
+        }
+        // The game's login hook, before the client is told anything.
+        let mut dirty = false;
+        if let Some(b) = self.cfg.behaviors.get(&ty.name) {
+            let hook = |b: &dyn BaseBehavior, ctx: &mut BaseCtx<'_>| b.login(ctx);
+            dirty = behavior::run(
+                b.as_ref(),
+                entity,
+                ty,
+                &mut loaded.props,
+                now,
+                "login",
+                hook,
+            )
+            .is_some_and(|changed| !changed.is_empty());
         }
         let welcome = self.welcome(entity, ty, loaded.pos, loaded.yaw, &loaded.props);
         let ty_index = ty.id.0 as usize;
@@ -683,7 +738,7 @@ impl Bases {
                 half: Half::Unplaced,
                 version: 0,
                 channel: Default::default(),
-                dirty: false,
+                dirty,
                 token: TokenHash::of(&token),
                 prev_token: None,
                 holder: None,
@@ -853,6 +908,7 @@ impl Bases {
 
     /// A message from another app.
     pub fn handle(&mut self, now: Time, from: AppId, msg: AppMsg) {
+        self.now = now;
         if self.dead.contains(&from) {
             // Still in flight from a process declared dead: void.
             return;
@@ -1014,6 +1070,7 @@ impl Bases {
     /// holders, log out entities whose client did not resume in time, save
     /// dirty entities.
     pub fn tick(&mut self, now: Time) {
+        self.now = now;
         self.tickets.retain(|_, (_, expires)| *expires >= now);
         self.ticks += 1;
         self.back_up_share();

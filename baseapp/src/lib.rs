@@ -8,6 +8,7 @@
 
 pub mod baseapp;
 pub mod bases;
+pub mod behavior;
 #[cfg(feature = "driver")]
 pub mod driver;
 pub mod metrics;

@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn roundtrip_keeps_persistent_props_only() {
-        let defs = tessera::demo::definitions();
+        let defs = tessera_demo::definitions();
         let ty = defs.by_name("Avatar").expect("Avatar");
         let mut props = ty.defaults();
         let title = ty.prop("title").expect("title").index as usize;
@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn renamed_and_retyped_props_fall_back_to_defaults() {
-        let defs = tessera::demo::definitions();
+        let defs = tessera_demo::definitions();
         let ty = defs.by_name("Avatar").expect("Avatar");
         let saved = SavedV1 {
             pos: [0.0; 3],

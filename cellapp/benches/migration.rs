@@ -16,7 +16,6 @@ use tessera::proto::app::AppMsg;
 use tessera::{AppId, Definitions, IdBlock, Time};
 use tessera_cellapp::behavior::{Behaviors, CellBehavior, Ctx};
 use tessera_cellapp::cell::{Cell, CellConfig};
-use tessera_cellapp::entry::Entry;
 use tessera_cellapp::index::IndexKind;
 
 const ENTITIES: usize = 2000;
@@ -29,19 +28,20 @@ struct Shuttle;
 const JUMP: f32 = tessera_cellapp::cell::OFFLOAD_HYSTERESIS + 4.0;
 
 impl CellBehavior for Shuttle {
-    fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Entry) {
-        let x = if real.pos.x < 500.0 {
+    fn tick(&self, ctx: &mut Ctx<'_>) {
+        let pos = ctx.pos();
+        let x = if pos.x < 500.0 {
             500.0 + JUMP
         } else {
             500.0 - JUMP
         };
-        real.move_to(Vec3::new(x, 0.0, real.pos.z), real.yaw, ctx.tick);
+        ctx.move_to(Vec3::new(x, 0.0, pos.z), ctx.yaw());
     }
 }
 
 fn cell(app: u32, defs: &Definitions, layout: &Layout, ids: IdBlock) -> Cell {
     let mut behaviors = Behaviors::default();
-    behaviors.register("Walker", Box::new(Shuttle));
+    behaviors.register("Walker", Shuttle);
     let cfg = CellConfig {
         bounds: [0.0, 0.0, 1000.0, 1000.0],
         index: IndexKind::Grid,

@@ -18,7 +18,6 @@ use tessera::proto::app::{AppMsg, CellState};
 use tessera::{AppId, Definitions, IdBlock, Time};
 use tessera_cellapp::behavior::{Behaviors, CellBehavior, Ctx};
 use tessera_cellapp::cell::{Cell, CellConfig};
-use tessera_cellapp::entry::Entry;
 use tessera_cellapp::index::IndexKind;
 use tessera_cellapp::witness::Budget;
 
@@ -26,21 +25,22 @@ use tessera_cellapp::witness::Budget;
 struct Drift;
 
 impl CellBehavior for Drift {
-    fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Entry) {
-        let [x0, z0, x1, z1] = ctx.bounds;
-        let speed = ctx.ty.max_speed * ctx.dt;
-        let mut dir = Vec3::new(real.yaw.sin(), 0.0, real.yaw.cos());
-        let mut next = real.pos + dir * speed;
+    fn tick(&self, ctx: &mut Ctx<'_>) {
+        let [x0, z0, x1, z1] = ctx.bounds();
+        let speed = ctx.def().max_speed * ctx.dt();
+        let (pos, yaw) = (ctx.pos(), ctx.yaw());
+        let mut dir = Vec3::new(yaw.sin(), 0.0, yaw.cos());
+        let mut next = pos + dir * speed;
         if next.x < x0 || next.x > x1 || next.z < z0 || next.z > z1 {
             dir = -dir;
-            next = real.pos + dir * speed;
+            next = pos + dir * speed;
         }
-        let yaw = if ctx.rng.random_ratio(1, 50) {
-            real.yaw + ctx.rng.random_range(-1.0..1.0)
+        let yaw = if ctx.rng().random_ratio(1, 50) {
+            yaw + ctx.rng().random_range(-1.0..1.0)
         } else {
             dir.x.atan2(dir.z)
         };
-        real.move_to(next, yaw, ctx.tick);
+        ctx.move_to(next, yaw);
     }
 }
 
@@ -76,8 +76,8 @@ struct Workload {
 fn cell(w: &Workload, index: IndexKind) -> Cell {
     let defs = defs(w.aoi);
     let mut behaviors = Behaviors::default();
-    behaviors.register("Walker", Box::new(Drift));
-    behaviors.register("Watcher", Box::new(Drift));
+    behaviors.register("Walker", Drift);
+    behaviors.register("Watcher", Drift);
     let cfg = CellConfig {
         bounds: [0.0, 0.0, w.size, w.size],
         tick_hz: 10,

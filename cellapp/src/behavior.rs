@@ -1,151 +1,139 @@
-//! Entity behaviour on the cell, in Rust: each type's logic implements
-//! [`CellBehavior`] and is registered by type name. The demo world's types,
-//! `Avatar` (client-driven) and `Npc` (a server-driven wanderer), live here.
+//! The game's cell logic: what an entity type does on the cell, written in
+//! Rust by the game and registered by type name in [`Behaviors`].
+//!
+//! A behaviour sees the world through a [`Ctx`]: its own entity, every
+//! entity the cell holds within a radius (reals and ghosts alike, as they
+//! stood before this round of behaviours ran), its timers, and mailboxes to
+//! other entities and to clients. It changes only its own entity, and even
+//! that through the context: changes are collected while behaviours run and
+//! applied after, so what one behaviour reads never depends on which ran
+//! first. Another entity is changed only by calling one of its methods,
+//! which runs on that entity's real wherever it lives.
+//!
+//! Nothing here names a game's types: the cellapp runs whatever the game
+//! registered.
 
-use glam::Vec3;
-use rand::RngExt;
-use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
-use tessera::defs::{MethodDef, TypeDef};
-use tessera::frame::encode_body;
-use tessera::proto::client::ServerMsg;
-use tessera::Value;
+mod ctx;
+mod mailbox;
+pub mod motion;
+mod timers;
+mod traps;
 
-use crate::entry::Entry;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use tessera::defs::MethodDef;
+use tessera::{EntityId, Value};
 
-/// What a behaviour may touch besides its entity.
-pub struct Ctx<'a> {
-    /// The entity's type.
-    pub ty: &'a TypeDef,
-    /// The seeded random source of the cell.
-    pub rng: &'a mut ChaCha8Rng,
-    /// The space's bounds: min x, min z, max x, max z.
-    pub bounds: [f32; 4],
-    /// Seconds per tick.
-    pub dt: f32,
-    /// The current tick.
-    pub tick: u64,
-    /// The time of this tick.
-    pub now: tessera::Time,
+pub use ctx::{Audience, Ctx, GameError, Neighbor};
+pub(crate) use ctx::{Clock, Effect, Overlay, Stage};
+pub use mailbox::{Mailbox, Offered};
+pub use timers::{TimerId, Timers, MAX_TIMERS};
+pub(crate) use traps::diff;
+pub use traps::{TrapId, Traps, MAX_TRAPS};
+
+/// Who called a cell method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// The entity's own client (the method is exposed; its arguments were
+    /// checked against the definitions).
+    Client,
+    /// Another entity, through its mailbox.
+    Entity(EntityId),
 }
 
-impl Ctx<'_> {
-    /// Queues a call of a client method on the entity's own client.
-    pub fn call_client(&self, real: &mut Entry, method: &str, args: Vec<Value>) {
-        if let Some(m) = self.ty.method(method) {
-            real.to_own_client.push(encode_body(&ServerMsg::Call {
-                entity: real.id,
-                method: m.index,
-                args,
-            }));
-        }
+/// Another entity came into a range or went out of it: a client's AoI
+/// ([`CellBehavior::aoi`]) or a proximity trap ([`CellBehavior::trap`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// It came in.
+    Entered(EntityId),
+    /// It went out (or was destroyed).
+    Left(EntityId),
+}
+
+/// A call of a cell method, as a behaviour receives it. The arguments have
+/// been checked against the method's definition.
+#[derive(Clone, Copy, Debug)]
+pub struct Called<'a> {
+    /// The method.
+    pub method: &'a MethodDef,
+    /// Its arguments, one per declared argument, of the declared types.
+    pub args: &'a [Value],
+    /// Who called.
+    pub caller: Caller,
+}
+
+impl Called<'_> {
+    /// The method's name.
+    pub fn name(&self) -> &str {
+        &self.method.name
     }
 
-    /// Sets a property by name (ignored if the type has no such property).
-    pub fn set(&self, real: &mut Entry, name: &str, value: Value) {
-        if let Some(p) = self.ty.prop(name) {
-            real.set_prop(p.index, value);
-        }
+    /// The argument at `i`, if the method has one there.
+    pub fn arg(&self, i: usize) -> Option<&Value> {
+        self.args.get(i)
     }
 }
 
-/// The cell-side logic of one entity type.
-pub trait CellBehavior: Send + Sync {
-    /// Called every tick for every real of the type.
-    fn tick(&self, _ctx: &mut Ctx<'_>, _real: &mut Entry) {}
-    /// A cell method was called (arguments already checked against the definition).
-    fn call(&self, _ctx: &mut Ctx<'_>, _real: &mut Entry, _method: &MethodDef, _args: &[Value]) {}
+/// The cell-side logic of one entity type. Every hook has a default that
+/// does nothing, so a type implements only what it uses.
+///
+/// Hooks run inside the cell's tick or while it applies a message. A hook
+/// that panics fails that one hook: the panic is caught, logged with the
+/// entity and the hook, what the hook had asked for is dropped, and the
+/// cell goes on.
+pub trait CellBehavior: Send + Sync + 'static {
+    /// The entity was created: spawned on this cell, or created from its
+    /// base. Not called when a real moves in from another cell.
+    fn created(&self, _ctx: &mut Ctx<'_>) {}
+    /// Every tick, for every real of the type.
+    fn tick(&self, _ctx: &mut Ctx<'_>) {}
+    /// One of the type's cell methods was called.
+    fn call(&self, _ctx: &mut Ctx<'_>, _call: &Called<'_>) {}
+    /// A timer the entity set fired: its id and the tag it was set with.
+    fn timer(&self, _ctx: &mut Ctx<'_>, _timer: TimerId, _tag: u32) {}
+    /// For an entity with a client: another entity entered or left what
+    /// the client sees (after this tick's updates were made).
+    fn aoi(&self, _ctx: &mut Ctx<'_>, _change: Presence) {}
+    /// An entity came within one of the entity's proximity traps, or went
+    /// out of it: the trap and the tag it was set with. Each entity that
+    /// enters leaves once, whichever cells the two are on.
+    fn trap(&self, _ctx: &mut Ctx<'_>, _trap: TrapId, _tag: u32, _change: Presence) {}
 }
 
-/// Behaviours by type name.
-#[derive(Default)]
+/// The cell behaviours of a game, by type name. Cheap to clone: every cell
+/// of a process (and of the simulator) shares the same behaviours.
+#[derive(Clone, Default)]
 pub struct Behaviors {
-    by_name: HashMap<String, Box<dyn CellBehavior>>,
+    by_name: BTreeMap<String, Arc<dyn CellBehavior>>,
+}
+
+impl fmt::Debug for Behaviors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.by_name.keys()).finish()
+    }
 }
 
 impl Behaviors {
-    /// The demo world's behaviours.
-    pub fn demo() -> Behaviors {
-        let mut b = Behaviors::default();
-        b.register("Avatar", Box::new(Avatar));
-        b.register("Npc", Box::new(Wanderer));
-        b
+    /// Registers the behaviour of a type, replacing any before it.
+    pub fn register(&mut self, type_name: &str, behavior: impl CellBehavior) {
+        self.by_name
+            .insert(type_name.to_string(), Arc::new(behavior));
     }
 
-    /// Registers a behaviour for a type name.
-    pub fn register(&mut self, type_name: &str, behavior: Box<dyn CellBehavior>) {
+    /// Registers a behaviour already shared.
+    pub fn register_shared(&mut self, type_name: &str, behavior: Arc<dyn CellBehavior>) {
         self.by_name.insert(type_name.to_string(), behavior);
     }
 
-    /// The behaviour of a type, if any.
-    pub fn get(&self, type_name: &str) -> Option<&dyn CellBehavior> {
-        self.by_name.get(type_name).map(|b| b.as_ref())
+    /// The behaviour of a type, if the game registered one.
+    pub fn get(&self, type_name: &str) -> Option<&Arc<dyn CellBehavior>> {
+        self.by_name.get(type_name)
     }
-}
 
-/// The demo player: its exposed cell methods.
-pub struct Avatar;
-
-impl CellBehavior for Avatar {
-    fn call(&self, ctx: &mut Ctx<'_>, real: &mut Entry, method: &MethodDef, args: &[Value]) {
-        let first = args.first().cloned();
-        match (method.name.as_str(), first) {
-            ("set_title", Some(v)) => ctx.set(real, "title", v),
-            ("set_emote", Some(v)) => ctx.set(real, "emote", v),
-            ("set_health", Some(v)) => ctx.set(real, "health", v),
-            ("ping", Some(v)) => {
-                let pings = ctx
-                    .ty
-                    .prop("pings")
-                    .and_then(|p| real.props.get(p.index as usize))
-                    .and_then(Value::as_int)
-                    .unwrap_or(0);
-                ctx.set(real, "pings", Value::Int(pings + 1));
-                ctx.call_client(real, "pong", vec![v]);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// A server-driven entity that walks to random points, pausing now and then,
-/// and changes its mood once in a while.
-pub struct Wanderer;
-
-impl CellBehavior for Wanderer {
-    fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Entry) {
-        let [x0, z0, x1, z1] = ctx.bounds;
-        let goal = match real.goal {
-            Some(g) => g,
-            None => {
-                // Half the time pick a nearby goal, otherwise rest for this tick.
-                if ctx.rng.random_bool(0.9) {
-                    let reach = 60.0;
-                    let gx = (real.pos.x + ctx.rng.random_range(-reach..reach)).clamp(x0, x1);
-                    let gz = (real.pos.z + ctx.rng.random_range(-reach..reach)).clamp(z0, z1);
-                    let g = Vec3::new(gx, real.pos.y, gz);
-                    real.goal = Some(g);
-                    // The path is straight: face along it once.
-                    let to = g - real.pos;
-                    real.yaw = to.x.atan2(to.z);
-                    g
-                } else {
-                    return;
-                }
-            }
-        };
-        let step = ctx.ty.max_speed * 0.8 * ctx.dt;
-        let to = goal - real.pos;
-        let dist = to.length();
-        if dist <= step {
-            real.move_to(goal, real.yaw, ctx.tick);
-            real.goal = None;
-        } else {
-            real.move_to(real.pos + to / dist * step, real.yaw, ctx.tick);
-        }
-        if ctx.rng.random_ratio(1, 200) {
-            let mood = ctx.rng.random_range(0..8);
-            ctx.set(real, "mood", Value::Int(mood));
-        }
+    /// The names of the types with a behaviour.
+    pub fn type_names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
     }
 }

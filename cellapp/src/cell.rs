@@ -18,11 +18,12 @@ use tessera::proto::app::{AppMsg, CellState, ClientPacket, Delivery};
 use tessera::proto::client::{PropValue, ServerMsg};
 use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
-use crate::behavior::{Behaviors, Ctx};
+use crate::behavior::{Behaviors, CellBehavior, Effect};
 use crate::entry::Entry;
 use crate::index::{new_index, IndexKind, SpatialIndex};
 use crate::load::{CostModel, LoadSource, Meter};
 use crate::witness::{Brief, Budget, PropsView, Scene, Witness, WitnessOut};
+use std::sync::Arc;
 
 /// Settings of a cell.
 #[derive(Clone, Debug)]
@@ -102,6 +103,9 @@ pub struct CellStats {
     pub offloads: u64,
     /// Reals arrived from another cell.
     pub onloads: u64,
+    /// Hooks of game code that panicked (each failed alone; see
+    /// [`crate::behavior::CellBehavior`]).
+    pub game_panics: u64,
 }
 
 /// One entity as the cell sees it, for tests and tools.
@@ -122,6 +126,7 @@ pub struct EntitySnapshot {
 }
 
 mod channel;
+mod game;
 mod ghosts;
 mod migration;
 mod rebase;
@@ -160,8 +165,8 @@ fn morton(x: u32, z: u32) -> u32 {
 }
 
 /// Per-type data computed once from the definitions.
-struct TypeInfo {
-    def: TypeDef,
+pub(crate) struct TypeInfo {
+    pub(crate) def: TypeDef,
     /// Properties other clients see.
     public: Vec<u16>,
     /// Cell-side properties the own client sees.
@@ -169,7 +174,45 @@ struct TypeInfo {
     /// Cell-side properties.
     cell: Vec<u16>,
     /// Properties ghosts carry.
-    ghosted: Vec<u16>,
+    pub(crate) ghosted: Vec<u16>,
+    /// The game's behaviour for the type, if it registered one.
+    pub(crate) behavior: Option<Arc<dyn CellBehavior>>,
+}
+
+/// How far the spatial index has followed the entries. Positions are
+/// brought up to date only before a query: a cell where nobody asks never
+/// pays for keeping them.
+#[derive(Debug, Default)]
+pub(crate) struct IndexSync {
+    /// Entries that moved at or after this tick have stale positions in
+    /// the index.
+    indexed_tick: u64,
+    /// Slots were reordered since the index was last brought up to date:
+    /// it is rebuilt whole.
+    stale: bool,
+}
+
+impl IndexSync {
+    /// Brings the index's positions up to date: every entry that moved
+    /// since the last time, or all of them after a reorder.
+    pub(crate) fn sync(&mut self, index: &mut dyn SpatialIndex, entries: &[Entry], tick: u64) {
+        if self.stale {
+            for i in 0..entries.len() {
+                index.remove(key(i));
+            }
+            for (i, r) in entries.iter().enumerate() {
+                index.insert(key(i), xz(r.pos));
+            }
+        } else {
+            for (i, r) in entries.iter().enumerate() {
+                if r.moved_tick >= self.indexed_tick {
+                    index.update(key(i), xz(r.pos));
+                }
+            }
+        }
+        self.stale = false;
+        self.indexed_tick = tick;
+    }
 }
 
 /// The witnesses' view of the cell's entries: hot fields from a compact copy
@@ -204,22 +247,31 @@ impl<'a> Scene<'a> for CellScene<'a> {
 pub struct Cell {
     cfg: CellConfig,
     types: Vec<TypeInfo>,
-    behaviors: Behaviors,
     /// Every entity the cell holds: its reals and the ghosts of reals on
     /// other cellapps.
     entries: Vec<Entry>,
     slot: FxHashMap<EntityId, usize>,
     /// Keys are slots in `entries`, always exactly `0..entries.len()`. The
-    /// positions are brought up to date only before a query (see
-    /// [`Cell::sync_index`]): a cell with no witnesses never asks, so it
-    /// never pays for keeping them.
+    /// positions are brought up to date only before a query
+    /// ([`IndexSync`]).
     index: Box<dyn SpatialIndex>,
-    /// Entries that moved at or after this tick have stale positions in the
-    /// index.
-    indexed_tick: u64,
-    /// Slots were reordered since the index was last brought up to date: it
-    /// is rebuilt whole.
-    index_stale: bool,
+    index_sync: IndexSync,
+    /// Some type has a behaviour.
+    has_behaviors: bool,
+    /// Calls between entities waiting to run on their callee here.
+    inbox: std::collections::VecDeque<tessera::proto::app::Mail>,
+    /// Entities made this round whose `created` hook has not run.
+    fresh: Vec<EntityId>,
+    /// What behaviours asked for, waiting to be applied (kept to reuse).
+    fx: Vec<(EntityId, Effect)>,
+    /// The round's own writes, for each entity to read back.
+    overlay: crate::behavior::Overlay,
+    /// This tick's changes to what clients see, for the AoI hooks: the
+    /// witness's entity, who entered, who left.
+    aoi_changes: Vec<(EntityId, Vec<EntityId>, Vec<EntityId>)>,
+    /// The largest AoI radius of any type: how far a client may be from an
+    /// entity it sees.
+    max_aoi: f32,
     ids: IdPool,
     rng: ChaCha8Rng,
     tick: u64,
@@ -258,7 +310,7 @@ pub struct Cell {
 impl Cell {
     /// A cell with no entities.
     pub fn new(defs: &Definitions, behaviors: Behaviors, cfg: CellConfig, ids: IdBlock) -> Cell {
-        let types = defs
+        let types: Vec<TypeInfo> = defs
             .types
             .iter()
             .map(|t| {
@@ -270,6 +322,7 @@ impl Cell {
                         .collect()
                 };
                 TypeInfo {
+                    behavior: behaviors.get(&t.name).cloned(),
                     public: pick(&|p| p.flags.other_clients()),
                     own: pick(&|p| p.flags.own_client() && p.flags.on_cell()),
                     cell: pick(&|p| p.flags.on_cell()),
@@ -285,12 +338,17 @@ impl Cell {
             index: new_index(cfg.index, (Vec2::new(x0, z0), Vec2::new(x1, z1)), hint),
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,
+            has_behaviors: types.iter().any(|t: &TypeInfo| t.behavior.is_some()),
             types,
-            behaviors,
             entries: Vec::new(),
             slot: FxHashMap::default(),
-            indexed_tick: 0,
-            index_stale: false,
+            index_sync: IndexSync::default(),
+            inbox: Default::default(),
+            fresh: Vec::new(),
+            fx: Vec::new(),
+            overlay: Default::default(),
+            aoi_changes: Vec::new(),
+            max_aoi: defs.max_aoi_radius(),
             ids: IdPool::new(ids),
             tick: 0,
             last_tick: None,
@@ -446,7 +504,8 @@ impl Cell {
     }
 
     /// Creates `n` server-driven entities of type `type_name` at random places
-    /// in this cellapp's area. Returns how many were made (fewer if ids ran out).
+    /// in this cellapp's area, and runs their `created` hooks. Returns how
+    /// many were made (fewer if ids ran out).
     pub fn spawn(&mut self, type_name: &str, n: usize) -> usize {
         let Some(info) = self.types.iter().find(|t| t.def.name == type_name) else {
             return 0;
@@ -462,8 +521,10 @@ impl Cell {
                 self.rng.random_range(z0..=z1),
             );
             self.add_real(Entry::new(id, type_id, pos, 0.0, props.clone(), self.tick));
+            self.fresh.push(id);
             made += 1;
         }
+        self.settle(self.now());
         made
     }
 
@@ -481,28 +542,13 @@ impl Cell {
         for (i, r) in self.entries.iter().enumerate() {
             self.slot.insert(r.id, i);
         }
-        self.index_stale = true;
+        self.index_sync.stale = true;
     }
 
-    /// Brings the index's positions up to date before a query: every entry
-    /// that moved since the last time, or all of them after a reorder.
+    /// Brings the index's positions up to date before a query.
     fn sync_index(&mut self) {
-        if self.index_stale {
-            for i in 0..self.entries.len() {
-                self.index.remove(key(i));
-            }
-            for (i, r) in self.entries.iter().enumerate() {
-                self.index.insert(key(i), xz(r.pos));
-            }
-        } else {
-            for (i, r) in self.entries.iter().enumerate() {
-                if r.moved_tick >= self.indexed_tick {
-                    self.index.update(key(i), xz(r.pos));
-                }
-            }
-        }
-        self.index_stale = false;
-        self.indexed_tick = self.tick;
+        self.index_sync
+            .sync(self.index.as_mut(), &self.entries, self.tick);
     }
 
     fn cell_state(&self, real: &Entry) -> CellState {
@@ -557,7 +603,10 @@ impl Cell {
                 type_id,
                 state,
                 version,
-            } => self.create_from_base(from, entity, type_id, state, version),
+            } => {
+                self.create_from_base(from, entity, type_id, state, version);
+                self.settle(now);
+            }
             AppMsg::Ids(block) => self.add_ids(block),
             AppMsg::ToEntity { entity, seq, msg } => self.on_channel(entity, seq, msg),
             AppMsg::Rebase {
@@ -599,6 +648,12 @@ impl Cell {
             }
             AppMsg::Retired if from == MANAGER => self.retired = true,
             AppMsg::AppDown { app } => self.app_down(from, app),
+            AppMsg::Mail(mail) => self.mail_arrived(now, *mail),
+            AppMsg::Broadcast {
+                entity,
+                method,
+                args,
+            } => self.broadcast_arrived(entity, method, args),
             other => {
                 tracing::debug!(?from, msg = ?std::mem::discriminant(&other), "cell ignores message");
             }
@@ -673,6 +728,7 @@ impl Cell {
         let placed = self.clamp(real.pos);
         let (has_witness, yaw, at) = (real.witness.is_some(), real.yaw, real.pos);
         self.add_real(real);
+        self.fresh.push(entity);
         if has_witness {
             self.queue_for_client(
                 base,
@@ -740,7 +796,7 @@ impl Cell {
         let Some(&i) = self.slot.get(&entity) else {
             return;
         };
-        let real = &mut self.entries[i];
+        let real = &self.entries[i];
         if real.is_ghost() {
             return;
         }
@@ -757,24 +813,11 @@ impl Cell {
             tracing::warn!(%entity, method = %m.name, "a client's call of a method not exposed refused");
             return;
         }
-        if m.side != Side::Cell
-            || m.args.len() != args.len()
-            || m.args.iter().zip(args).any(|(t, v)| v.check(*t).is_err())
-        {
+        if m.side != Side::Cell || m.check_args(args).is_err() {
             tracing::warn!(%entity, method = %m.name, "cell call with bad arguments dropped");
             return;
         }
-        if let Some(b) = self.behaviors.get(&info.def.name) {
-            let mut ctx = Ctx {
-                ty: &info.def,
-                rng: &mut self.rng,
-                bounds: self.cfg.bounds,
-                dt: 1.0 / self.cfg.tick_hz.max(1) as f32,
-                tick: self.tick,
-                now: self.last_tick.unwrap_or(Time(0)),
-            };
-            b.call(&mut ctx, real, m, args);
-        }
+        self.run_client_call(entity, method, args);
     }
 
     /// Runs one tick: behaviours, index, witnesses, backups.
@@ -789,40 +832,18 @@ impl Cell {
             .map_or(dt, |t| now.since(t).as_secs_f32())
             .clamp(0.0, 1.0);
         self.last_tick = Some(now);
-        // Behaviours and movement allowances; each type's behaviour is
-        // looked up once.
-        let behaviors: Vec<_> = self
-            .types
-            .iter()
-            .map(|t| self.behaviors.get(&t.def.name))
-            .collect();
+        // Movement allowances, then the game's behaviours.
         let mut witnesses = false;
         for real in self.entries.iter_mut() {
-            let Some(info) = self.types.get(real.type_id.0 as usize) else {
-                continue;
-            };
-            if real.is_ghost() {
+            if real.is_ghost() || real.witness.is_none() {
                 continue;
             }
-            if real.witness.is_some() {
-                witnesses = true;
+            witnesses = true;
+            if let Some(info) = self.types.get(real.type_id.0 as usize) {
                 real.refill(info.def.max_speed, elapsed);
             }
-            if self.frozen && real.witness.is_none() {
-                continue;
-            }
-            if let Some(b) = behaviors.get(real.type_id.0 as usize).copied().flatten() {
-                let mut ctx = Ctx {
-                    ty: &info.def,
-                    rng: &mut self.rng,
-                    bounds: self.cfg.bounds,
-                    dt,
-                    tick,
-                    now,
-                };
-                b.tick(&mut ctx, real);
-            }
         }
+        self.run_behaviors(now);
         if tick % REORDER_TICKS == 1 {
             self.reorder();
         }
@@ -830,6 +851,7 @@ impl Cell {
         self.run_offload(tick);
         if witnesses {
             self.run_witnesses(tick, now);
+            self.run_aoi_hooks(now);
         }
         self.run_backups(tick);
         for real in self.entries.iter_mut() {
@@ -1009,6 +1031,13 @@ impl Cell {
             };
             witness.update_briefs(id, center, tick, now.0, &cands, scene, &budget, &mut out);
             self.entries[i].witness = Some(witness);
+            if !(out.entered.is_empty() && out.left.is_empty()) && self.has_behaviors {
+                self.aoi_changes.push((
+                    id,
+                    std::mem::take(&mut out.entered),
+                    std::mem::take(&mut out.left),
+                ));
+            }
             if let Some(base) = base {
                 let packets = self.to_clients.entry(base).or_default();
                 let r = &mut self.entries[i];

@@ -507,7 +507,7 @@ mod tests {
     use tessera::proto::app::{CertId, Role, SpaceInfo};
 
     fn registered(now: Time) -> Cellapp {
-        let defs = Arc::new(tessera::demo::definitions());
+        let defs = Arc::new(tessera_demo::definitions());
         let manager = SocketAddr::from(([127, 0, 0, 1], 7000));
         let registration = Registration {
             role: Role::Cellapp,
@@ -517,7 +517,7 @@ mod tests {
             public_addr: None,
             admin_addr: None,
         };
-        let cfg = CellappConfig::new(manager, registration, defs, Behaviors::demo());
+        let cfg = CellappConfig::new(manager, registration, defs, Behaviors::default());
         let mut c = Cellapp::new(now, cfg);
         c.handle_timeout(now);
         let dial = c.drain().find_map(|o| match o {

@@ -32,8 +32,11 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// Entity definitions.
     pub defs: Arc<Definitions>,
-    /// Server-driven entities to create at start.
-    pub npcs: usize,
+    /// The game's cell behaviours.
+    pub behaviors: Behaviors,
+    /// Server-driven entities to create at start, and their type (the
+    /// game's NPC type; none are made without one).
+    pub npcs: (Option<String>, usize),
     /// Spatial index.
     pub index: IndexKind,
     /// Witness limits.
@@ -188,12 +191,13 @@ pub async fn start(opts: Options) -> Result<CellappHandle, CellappError> {
         opts.manager,
         registration,
         opts.defs.clone(),
-        Behaviors::demo(),
+        opts.behaviors.clone(),
     );
     cfg.cell.index = opts.index;
     cfg.cell.budget = opts.budget;
     cfg.cell.seed = opts.seed;
-    cfg.npcs = ("Npc".into(), opts.npcs);
+    let (npc_type, npcs) = opts.npcs.clone();
+    cfg.npcs = (npc_type.unwrap_or_default(), npcs);
     let core = Cellapp::new(Time::now(), cfg);
     let transport = Transport::new(endpoint, &cluster, metrics.link.clone())?;
     transport.listen(net::gate::Gate::new(net::gate::GateConfig::internal()));
@@ -220,7 +224,7 @@ pub async fn start(opts: Options) -> Result<CellappHandle, CellappError> {
         }
     };
     metrics.registry.set_label("app", &app.0.to_string());
-    tracing::info!(%app, %addr, admin = ?admin_addr, npcs = opts.npcs, "cellapp joined the cluster");
+    tracing::info!(%app, %addr, admin = ?admin_addr, npcs = opts.npcs.1, "cellapp joined the cluster");
     Ok(CellappHandle {
         app,
         addr,

@@ -9,6 +9,7 @@ use glam::Vec3;
 use tessera::defs::TypeId;
 use tessera::{AppId, EntityId, Time, Value};
 
+use crate::behavior::{Mailbox, Timers, Traps};
 use crate::witness::Witness;
 use tessera::channel::RealChannel;
 use tessera::proto::app::Stamp;
@@ -108,6 +109,12 @@ pub struct Entry {
     pub channel: RealChannel,
     /// Messages for its own client, flushed at the end of the tick.
     pub to_own_client: Vec<Vec<u8>>,
+    /// The timers its behaviour set (they move with it).
+    pub timers: Timers,
+    /// Its mailboxes' numbering (it moves with it).
+    pub mail: Mailbox,
+    /// Its proximity traps and who is inside them (they move with it).
+    pub traps: Traps,
 }
 
 // The hot fields end within the first two cache lines.
@@ -143,6 +150,9 @@ impl Entry {
             ghost_n: 0,
             refreshed: Time(0),
             channel: RealChannel::default(),
+            timers: Timers::default(),
+            mail: Mailbox::default(),
+            traps: Traps::default(),
         }
     }
 

@@ -166,13 +166,25 @@ pub struct WitnessOut {
     pub reliable: Vec<Vec<u8>>,
     /// Encoded `ServerDatagram`s.
     pub datagrams: Vec<Vec<u8>>,
+    /// Entities the client was sent an `Enter` for, in order.
+    pub entered: Vec<EntityId>,
+    /// Entities the client was sent a `Leave` for, in order.
+    pub left: Vec<EntityId>,
 }
 
 impl WitnessOut {
-    /// Empties both lists.
+    /// Empties every list.
     pub fn clear(&mut self) {
         self.reliable.clear();
         self.datagrams.clear();
+        self.entered.clear();
+        self.left.clear();
+    }
+
+    fn leave(&mut self, entity: EntityId) {
+        self.reliable
+            .push(encode_body(&ServerMsg::Leave { entity }));
+        self.left.push(entity);
     }
 }
 
@@ -378,9 +390,7 @@ impl Witness {
                     |k: &Known| (k.sent.x - center.x).powi(2) + (k.sent.z - center.z).powi(2) <= r2;
                 match old {
                     Some(k) if self.grace > 0 && near(&k) => self.next.push((id, k)),
-                    _ => out
-                        .reliable
-                        .push(encode_body(&ServerMsg::Leave { entity: id })),
+                    _ => out.leave(id),
                 }
                 continue;
             };
@@ -407,6 +417,7 @@ impl Witness {
                         props: p.map(|p| public_props(&p, None)).unwrap_or_default(),
                         sent_us: now_us,
                     }));
+                    out.entered.push(id);
                 }
                 None => {}
                 Some(mut k) if d2 <= outer2 => {
@@ -457,9 +468,7 @@ impl Witness {
                     }
                     self.next.push((id, k));
                 }
-                Some(_) => out
-                    .reliable
-                    .push(encode_body(&ServerMsg::Leave { entity: id })),
+                Some(_) => out.leave(id),
             }
         }
         std::mem::swap(&mut self.known, &mut self.next);

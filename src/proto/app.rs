@@ -394,6 +394,19 @@ pub enum AppMsg {
     /// connection is up, never kept or sent again — the next tick's
     /// positions supersede a lost one, as on the client's own connection.
     ClientDatagrams(Vec<ClientPacket>),
+    /// Cell → cell: a call from one entity to a cell method of another,
+    /// passed on toward the callee's real.
+    Mail(Box<Mail>),
+    /// Real → the cells holding its ghost: call a client method of the
+    /// entity on every client that sees it there.
+    Broadcast {
+        /// The entity.
+        entity: EntityId,
+        /// The client method, by index in the entity's type.
+        method: u16,
+        /// The arguments.
+        args: Vec<Value>,
+    },
 }
 
 impl AppMsg {
@@ -441,6 +454,8 @@ impl AppMsg {
             | GhostDelete { .. }
             | GhostMoves(_)
             | Onload(_)
+            | Mail(_)
+            | Broadcast { .. }
             | RealMoved { .. }
             | Forget { .. }
             | DownSeen { .. }
@@ -670,4 +685,79 @@ pub struct Onload {
     /// When the source sent it (microseconds since the Unix epoch), for the
     /// handoff latency the destination measures.
     pub sent_us: u64,
+    /// Its timers, with when each next fires.
+    pub timers: Vec<TimerState>,
+    /// The id its next timer gets.
+    pub next_timer: u32,
+    /// What its mailboxes remember: calls sent and calls received.
+    pub mail: MailState,
+    /// Its proximity traps, with who is inside each.
+    pub traps: Vec<TrapState>,
+    /// The id its next trap gets.
+    pub next_trap: u32,
+}
+
+/// A proximity trap of a real: a radius around it and the entities inside,
+/// which travel with the real so that its hooks see each entity enter and
+/// leave once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrapState {
+    /// Its id, unique within its entity.
+    pub id: u32,
+    /// Its radius in metres, on the ground plane.
+    pub radius: f32,
+    /// The game's tag, handed back with each enter and leave.
+    pub tag: u32,
+    /// Who was inside at the last look, sorted.
+    pub inside: Vec<EntityId>,
+}
+
+/// A timer of a real. It travels with the real when the real moves cell,
+/// with the time it next fires, so it fires once per period whichever
+/// cell it is on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimerState {
+    /// Its id, unique within its entity.
+    pub id: u32,
+    /// When it next fires.
+    pub due: crate::Time,
+    /// Its period in microseconds; 0 fires once.
+    pub period_us: u64,
+    /// The game's tag, handed back when it fires.
+    pub tag: u32,
+}
+
+/// A call of a cell method from one entity to another, on its way to the
+/// cell that holds the callee's real ([`AppMsg::Mail`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mail {
+    /// The callee.
+    pub to: EntityId,
+    /// The caller.
+    pub from: EntityId,
+    /// The caller's number for this call to this callee, from 1: the
+    /// callee applies each number once, in order.
+    pub seq: u64,
+    /// The callee's method, by index in its type.
+    pub method: u16,
+    /// The arguments, checked against the method by the caller's cell and
+    /// again by the callee's.
+    pub args: Vec<Value>,
+    /// How many cellapps have passed it on (a message that keeps missing
+    /// its callee is dropped after [`MAX_MAIL_HOPS`]).
+    pub hops: u8,
+}
+
+/// The most times a [`Mail`] is passed on before it is dropped.
+pub const MAX_MAIL_HOPS: u8 = 8;
+
+/// What a real's mailboxes remember, as it travels between cells: the last
+/// number sent to each callee, and from each caller the next number
+/// expected and the calls that came ahead of it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MailState {
+    /// Per callee: the last number sent.
+    pub sent: Vec<(EntityId, u64)>,
+    /// Per caller: the next number expected, and calls held until then.
+    pub received: Vec<(EntityId, u64, Vec<Mail>)>,
 }

@@ -161,3 +161,26 @@ fn app_link_ack() {
         ],
     );
 }
+
+#[test]
+fn app_mail() {
+    roundtrip(
+        &AppMsg::Mail(Box::new(crate::proto::app::Mail {
+            to: EntityId(5),
+            from: EntityId(9),
+            seq: 1,
+            method: 2,
+            args: vec![Value::Int(-3)],
+            hops: 0,
+        })),
+        &[
+            0x2a, // variant 42, Mail
+            0x05, // to 5
+            0x09, // from 9
+            0x01, // seq 1
+            0x02, // method 2
+            0x01, 0x01, 0x05, // one argument: Int, -3 zigzagged
+            0x00, // hops 0
+        ],
+    );
+}

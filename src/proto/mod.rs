@@ -42,7 +42,7 @@ pub const ALPN_LOGIN: &[u8] = b"tessera-login/1";
 /// ALPN of a resume connection to the manager (same port as login).
 pub const ALPN_RESUME: &[u8] = b"tessera-resume/1";
 /// ALPN of a link between two processes of a cluster.
-pub const ALPN_APP: &[u8] = b"tessera-app/3";
+pub const ALPN_APP: &[u8] = b"tessera-app/4";
 
 /// A one-time login ticket: the manager gets it from a baseapp and gives it to
 /// the client, which presents it to that baseapp.

@@ -8,6 +8,7 @@
 pub mod browser;
 
 pub mod intruder;
+pub mod sources;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,6 +20,7 @@ use tessera::storage::HashCost;
 use tessera::{AppId, EntityId};
 use tessera_baseapp::driver::BaseappHandle;
 use tessera_cellapp::driver::CellappHandle as Cellapp;
+use tessera_game::Game;
 use tessera_manager::cluster::throttle::LoginLimits;
 use tessera_manager::driver::ManagerHandle;
 
@@ -54,6 +56,8 @@ pub struct ClusterSpec {
     /// New login connections one address may open a second (0: no limit,
     /// the default: every client of a test has the same address).
     pub conn_rate_per_addr: f64,
+    /// The game the cluster runs: the demo world unless a test says.
+    pub game: Game,
 }
 
 impl Default for ClusterSpec {
@@ -71,7 +75,39 @@ impl Default for ClusterSpec {
                 parallelism: 1,
             },
             conn_rate_per_addr: 0.0,
+            game: tessera_demo::game(),
         }
+    }
+}
+
+/// A cellapp's options for `game`: its definitions, behaviours and NPCs.
+pub fn cellapp_options(
+    game: &Game,
+    manager: std::net::SocketAddr,
+    data: &Path,
+    npcs: usize,
+    seed: u64,
+) -> tessera_cellapp::driver::Options {
+    tessera_cellapp::driver::Options {
+        manager,
+        bind: loopback(),
+        data_dir: data.to_path_buf(),
+        defs: game.definitions().clone(),
+        behaviors: game.cell_behaviors().clone(),
+        npcs: (game.npc_type().map(str::to_string), npcs),
+        index: tessera_cellapp::index::IndexKind::RTree,
+        budget: Default::default(),
+        seed,
+        admin: Some(loopback()),
+    }
+}
+
+/// A baseapp's settings for `game`: its player type and base behaviours.
+pub fn base_config(game: &Game) -> tessera_baseapp::BaseConfig {
+    tessera_baseapp::BaseConfig {
+        player_type: game.player_type().to_string(),
+        behaviors: game.base_behaviors().clone(),
+        ..Default::default()
     }
 }
 
@@ -94,28 +130,21 @@ pub struct Cluster {
     logins: std::sync::atomic::AtomicUsize,
     /// The data directory.
     pub data: PathBuf,
+    /// The game it runs.
+    pub game: Game,
 }
 
 async fn start_cellapp(
     manager: &ManagerHandle,
     data: &Path,
-    defs: &Arc<tessera::Definitions>,
+    game: &Game,
     npcs: usize,
     seed: u64,
 ) -> Cellapp {
-    tessera_cellapp::driver::start(tessera_cellapp::driver::Options {
-        manager: manager.internal_addr,
-        bind: loopback(),
-        data_dir: data.to_path_buf(),
-        defs: defs.clone(),
-        npcs,
-        index: tessera_cellapp::index::IndexKind::RTree,
-        budget: Default::default(),
-        seed,
-        admin: Some(loopback()),
-    })
-    .await
-    .expect("cellapp starts")
+    let opts = cellapp_options(game, manager.internal_addr, data, npcs, seed);
+    tessera_cellapp::driver::start(opts)
+        .await
+        .expect("cellapp starts")
 }
 
 fn loopback() -> std::net::SocketAddr {
@@ -130,7 +159,7 @@ impl Cluster {
         tessera::net::set_link_idle_timeout(PATIENCE);
         tessera::net::set_client_idle_timeout(std::time::Duration::from_secs(10));
         tessera::net::ca::init(data).expect("cluster CA");
-        let defs = Arc::new(tessera::demo::definitions());
+        let defs = spec.game.definitions().clone();
         let manager = tessera_manager::driver::start(tessera_manager::driver::Options {
             bind_internal: loopback(),
             bind_login: loopback(),
@@ -156,7 +185,7 @@ impl Cluster {
         .expect("manager starts");
         let mut cellapps = Vec::new();
         for i in 0..spec.cellapps {
-            cellapps.push(start_cellapp(&manager, data, &defs, spec.npcs, 7 + i as u64).await);
+            cellapps.push(start_cellapp(&manager, data, &spec.game, spec.npcs, 7 + i as u64).await);
         }
         let mut baseapps = Vec::new();
         for _ in 0..spec.baseapps {
@@ -167,7 +196,7 @@ impl Cluster {
                     bind_public: loopback(),
                     data_dir: data.to_path_buf(),
                     defs: defs.clone(),
-                    config: Default::default(),
+                    config: base_config(&spec.game),
                     admin: Some(loopback()),
                     clients_per_addr: 100_000,
                     conn_rate_per_addr: 0.0,
@@ -193,13 +222,14 @@ impl Cluster {
                 .collect(),
             logins: Default::default(),
             data: data.to_path_buf(),
+            game: spec.game.clone(),
         }
     }
 
     /// Starts one more cellapp while the world runs (it brings no NPCs).
     pub async fn add_cellapp(&mut self) -> AppId {
         let seed = 100 + self.cellapps.len() as u64;
-        let c = start_cellapp(&self.manager, &self.data, &self.setup.defs, 0, seed).await;
+        let c = start_cellapp(&self.manager, &self.data, &self.game, 0, seed).await;
         let app = c.app;
         self.cellapps.push(c);
         app

@@ -1,6 +1,9 @@
 //! `tessera bots`: N bot clients, each with its own account and QUIC
-//! connection, moving about and counting what they see. Prints progress while
-//! it runs, a summary at the end, and optionally a JSON report.
+//! connection, moving about and counting what they see. How they move is
+//! the `--behavior` pattern; what they do in the game is the game's bot
+//! behaviour for their type ([`tessera_game::bot`]), which may also steer
+//! them. Prints progress while it runs, a summary at the end, and
+//! optionally a JSON report.
 
 use anyhow::Context;
 use clap::Args;
@@ -13,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tessera::client::{Client, ClientError, Event, Setup};
+use tessera_game::bot::{Bot, BotBehaviors, BotCall};
+use tessera_game::Game;
 use tokio::sync::Semaphore;
 
 /// Bots sharing one QUIC endpoint (one UDP socket).
@@ -41,7 +46,7 @@ pub struct BotsArgs {
     /// The server certificate to trust.
     #[arg(long, default_value = "data/tls/cert.der")]
     pub cert: PathBuf,
-    /// Entity definitions file (the demo world's if not given).
+    /// An entity definitions file to use instead of the game's own.
     #[arg(long)]
     pub defs: Option<PathBuf>,
     /// Account names are this prefix and the bot's number.
@@ -173,11 +178,14 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 /// Runs the bots.
-pub async fn run(a: BotsArgs) -> anyhow::Result<()> {
-    let defs = Arc::new(match &a.defs {
-        Some(p) => tessera::Definitions::load(p)?,
-        None => tessera::demo::definitions(),
-    });
+pub async fn run(a: BotsArgs, game: Game) -> anyhow::Result<()> {
+    let game = match &a.defs {
+        Some(p) => game.replace_definitions(tessera::Definitions::load(p)?),
+        None => game,
+    };
+    game.check()
+        .with_context(|| format!("game {} does not fit its definitions", game.name()))?;
+    let defs = game.definitions().clone();
     let trust = tessera::net::load_trusted_cert(&a.cert)
         .with_context(|| format!("cannot read the server certificate {}", a.cert.display()))?;
     let setup = Setup {
@@ -208,9 +216,10 @@ pub async fn run(a: BotsArgs) -> anyhow::Result<()> {
         );
         let stop = stop_rx.clone();
         let (login, behavior, count) = (a.login, a.behavior, a.count);
+        let plays = game.bot_behaviors().clone();
         tasks.push(tokio::spawn(async move {
             bot(
-                i, count, &prefix, login, behavior, setup, endpoint, shared, ramp, stop,
+                i, count, &prefix, login, behavior, plays, setup, endpoint, shared, ramp, stop,
             )
             .await
         }));
@@ -320,6 +329,27 @@ pub async fn run(a: BotsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes a bot's calls. A call the bot's own definitions refuse (a bug in
+/// the game's bot) is counted as `bad_call` and skipped; anything else
+/// ends the bot.
+async fn make_calls(
+    client: &mut Client,
+    shared: &Shared,
+    calls: Vec<BotCall>,
+) -> Result<(), ClientError> {
+    for BotCall { method, args } in calls {
+        match client.call(&method, args).await {
+            Ok(()) => {}
+            Err(ClientError::BadCall(why)) => {
+                shared.error("bad_call");
+                tracing::debug!(%method, %why, "a bot's call refused by its definitions");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn sample(shared: &Shared, all: &mut Vec<u32>, steady: &mut Vec<u32>, latency_us: u64) {
     let v = latency_us.min(u64::from(u32::MAX)) as u32;
     all.push(v);
@@ -335,6 +365,7 @@ async fn bot(
     prefix: &str,
     login: SocketAddr,
     behavior: Behavior,
+    plays: BotBehaviors,
     setup: Setup,
     endpoint: quinn::Endpoint,
     shared: Arc<Shared>,
@@ -362,6 +393,11 @@ async fn bot(
     };
     shared.counters.connected.fetch_add(1, Ordering::Relaxed);
     let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
+    let mut game_rng = rand::rngs::StdRng::seed_from_u64(i as u64 ^ 0x9e37_79b9);
+    let mut plays = setup
+        .defs
+        .get(client.view.my_type)
+        .and_then(|t| plays.make(&t.name, i as u64));
     let speed = setup
         .defs
         .get(client.view.my_type)
@@ -422,16 +458,32 @@ async fn bot(
                         }
                     }
                 }
+                // The game's bot: it may steer, and it makes its calls.
+                let mut calls = Vec::new();
+                if let Some(play) = plays.as_mut() {
+                    let mut b = Bot::new(&client.view, &setup.defs, &mut game_rng, tick);
+                    play.step(&mut b);
+                    let asked = b.finish();
+                    calls = asked.calls;
+                    if let Some([gx, gz]) = asked.walk {
+                        let (dx, dz) = (gx - x, gz - z);
+                        let d = (dx * dx + dz * dz).sqrt();
+                        let step = speed * 0.1;
+                        (nx, nz) = if d > step {
+                            heading = dx.atan2(dz);
+                            (x + dx / d * step, z + dz / d * step)
+                        } else {
+                            (gx, gz)
+                        };
+                    }
+                }
                 nx = nx.clamp(x0 + 1.0, x1 - 1.0);
                 nz = nz.clamp(z0 + 1.0, z1 - 1.0);
                 if let Err(e) = client.send_move([nx, y, nz], heading) {
                     break Err(e);
                 }
-                if tick % 50 == (i as u64 % 50) {
-                    let emote = tessera::Value::Int(rng.random_range(0..8));
-                    if let Err(e) = client.call("set_emote", vec![emote]).await {
-                        break Err(e);
-                    }
+                if let Err(e) = make_calls(&mut client, &shared, calls).await {
+                    break Err(e);
                 }
             }
             ev = client.next_event() => match ev {
@@ -447,6 +499,15 @@ async fn bot(
                     sample(&shared, &mut latencies, &mut steady, latency_us);
                 }
                 Ok(Event::Corrected { .. }) => shared.error("move_corrected"),
+                Ok(Event::Called { entity, method, args }) => {
+                    let Some(play) = plays.as_mut() else { continue };
+                    let mut b = Bot::new(&client.view, &setup.defs, &mut game_rng, tick);
+                    play.called(&mut b, entity, &method, &args);
+                    let calls = b.finish().calls;
+                    if let Err(e) = make_calls(&mut client, &shared, calls).await {
+                        break Err(e);
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => break Err(e),
             }

@@ -1,7 +1,19 @@
-//! The library half of `tessera-tools`: [`viz`], which draws layout
-//! snapshots for `tessera viz` and the simulator's frames, and [`http`], the
-//! HTTP client the tools and the tests share. The `tessera` binary is a thin
-//! shell over the roles, the simulator (`tessera-sim`) and this library.
+//! # tessera-tools
+//!
+//! Tessera's command line as a library: [`run`] takes a game
+//! ([`tessera_game::Game`]) and gives it every `tessera` command with the
+//! game's logic inside. Also [`viz`], which draws layout snapshots for
+//! `tessera viz` and the simulator's frames, and [`http`], the HTTP client
+//! the tools and the tests share. The stock `tessera` binary is
+//! `run(tessera_demo::game())`.
 
+mod bots;
+mod ca;
+mod cli;
 pub mod http;
+mod roles;
+mod simulate;
+mod up;
 pub mod viz;
+
+pub use cli::run;

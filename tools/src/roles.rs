@@ -7,11 +7,11 @@ use clap::builder::TypedValueParser;
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use tessera::proto::app::SpaceInfo;
 use tessera::storage::HashCost;
 use tessera::Definitions;
 use tessera_cellapp::index::IndexKind;
+use tessera_game::Game;
 use tessera_manager::cluster::throttle::LoginLimits;
 
 /// Flags every role shares.
@@ -20,7 +20,8 @@ pub struct Common {
     /// Data directory: TLS certificate and the SQLite database.
     #[arg(long, default_value = "data", env = "TESSERA_DATA")]
     pub data: PathBuf,
-    /// Entity definitions file (the demo world's if not given).
+    /// An entity definitions file to use instead of the game's own (it must
+    /// still define every type the game's code registers).
     #[arg(long, env = "TESSERA_DEFS")]
     pub defs: Option<PathBuf>,
     /// Stop cleanly when standard input closes (used by `tessera up`).
@@ -60,12 +61,16 @@ impl Common {
         Ok(())
     }
 
-    /// Loads the definitions.
-    pub fn definitions(&self) -> anyhow::Result<Arc<Definitions>> {
-        Ok(Arc::new(match &self.defs {
-            Some(path) => Definitions::load(path)?,
-            None => tessera::demo::definitions(),
-        }))
+    /// The game as this process runs it: with the `--defs` file if one is
+    /// given, and checked against its definitions.
+    pub fn game(&self, game: Game) -> anyhow::Result<Game> {
+        let game = match &self.defs {
+            Some(path) => game.replace_definitions(Definitions::load(path)?),
+            None => game,
+        };
+        game.check()
+            .with_context(|| format!("game {} does not fit its definitions", game.name()))?;
+        Ok(game)
     }
 }
 
@@ -227,8 +232,9 @@ fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs the manager until asked to stop.
-pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
+pub async fn manager(a: ManagerArgs, game: Game) -> anyhow::Result<()> {
     a.common.prepare()?;
+    let game = a.common.game(game)?;
     anyhow::ensure!(
         a.world.size.is_finite() && a.world.size > 0.0,
         "--size must be a positive number of metres"
@@ -248,7 +254,7 @@ pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
         bind_login: a.world.login,
         bind_admin: a.world.admin,
         data_dir: a.common.data.clone(),
-        defs: a.common.definitions()?,
+        defs: game.definitions().clone(),
         space: SpaceInfo {
             bounds: [0.0, 0.0, a.world.size, a.world.size],
             tick_hz: a.tick_hz,
@@ -280,14 +286,16 @@ pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
 }
 
 /// Runs a cellapp until asked to stop.
-pub async fn cellapp(a: CellappArgs) -> anyhow::Result<()> {
+pub async fn cellapp(a: CellappArgs, game: Game) -> anyhow::Result<()> {
     a.common.prepare()?;
+    let game = a.common.game(game)?;
     let app = tessera_cellapp::driver::start(tessera_cellapp::driver::Options {
         manager: a.manager,
         bind: a.bind,
         data_dir: a.common.data.clone(),
-        defs: a.common.definitions()?,
-        npcs: a.npcs,
+        defs: game.definitions().clone(),
+        behaviors: game.cell_behaviors().clone(),
+        npcs: (game.npc_type().map(str::to_string), a.npcs),
         index: a.index,
         budget: Default::default(),
         seed: a.seed,
@@ -320,16 +328,19 @@ pub async fn cellapp(a: CellappArgs) -> anyhow::Result<()> {
 }
 
 /// Runs a baseapp until asked to stop; every entity is saved before it exits.
-pub async fn baseapp(a: BaseappArgs) -> anyhow::Result<()> {
+pub async fn baseapp(a: BaseappArgs, game: Game) -> anyhow::Result<()> {
     a.common.prepare()?;
+    let game = a.common.game(game)?;
     let handle = tessera_baseapp::driver::start(tessera_baseapp::driver::Options {
         manager: a.manager,
         bind_internal: a.bind,
         bind_public: a.public,
         data_dir: a.common.data.clone(),
-        defs: a.common.definitions()?,
+        defs: game.definitions().clone(),
         config: tessera_baseapp::BaseConfig {
             save_period: std::time::Duration::from_secs(a.save_secs.max(1)),
+            player_type: game.player_type().to_string(),
+            behaviors: game.base_behaviors().clone(),
             ..Default::default()
         },
         admin: Some(a.admin),

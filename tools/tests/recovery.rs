@@ -124,7 +124,7 @@ fn lock(s: &Shared) -> std::sync::MutexGuard<'_, BotState> {
 /// One client: walks while `walking`, and keeps `state` current.
 async fn bot(mut client: Client, i: usize, state: Shared, walking: Arc<AtomicBool>) {
     let prop = |name: &str| {
-        tessera::demo::definitions()
+        tessera_demo::definitions()
             .by_name("Avatar")
             .and_then(|t| t.prop(name))
             .map(|p| p.index)
@@ -353,7 +353,7 @@ async fn world() -> World {
         baseapps.insert(public, p);
     }
     let setup = Setup {
-        defs: Arc::new(tessera::demo::definitions()),
+        defs: Arc::new(tessera_demo::definitions()),
         trust: tessera::net::load_trusted_cert(&tessera::net::cert_path(data)).expect("cert"),
         max_frame: tessera::frame::DEFAULT_MAX_FRAME,
     };

@@ -15,6 +15,7 @@ use super::{
     BaseConfig, Bases, ClientId, ClientInput, ClientOut, Closing, Output, Refusal, StoreDone,
     StoreOp, Violation,
 };
+use crate::behavior::{BaseBehavior, BaseBehaviors, BaseCalled, BaseCtx};
 use crate::persist;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -73,16 +74,40 @@ struct Player {
     db: DbId,
 }
 
+/// The base method these tests call: `add_gold(n)` adds to `gold`,
+/// saturating, as a game's base behaviour would.
+struct Gold;
+
+impl BaseBehavior for Gold {
+    fn call(&self, ctx: &mut BaseCtx<'_>, call: &BaseCalled<'_>) {
+        if let (true, Some(n)) = (
+            call.name() == "add_gold",
+            call.arg(0).and_then(Value::as_int),
+        ) {
+            let gold = ctx.get_int("gold").saturating_add(n);
+            assert_eq!(ctx.set("gold", Value::Int(gold)), Ok(()));
+        }
+    }
+}
+
+/// The baseapp's settings for the demo world's definitions.
+fn config() -> BaseConfig {
+    let mut behaviors = BaseBehaviors::default();
+    behaviors.register("Avatar", Gold);
+    BaseConfig {
+        player_type: "Avatar".into(),
+        behaviors,
+        ..BaseConfig::default()
+    }
+}
+
 fn rig_with(ids: IdBlock) -> Rig {
-    let defs = Arc::new(tessera::demo::definitions());
-    let b = Bases::new(
-        ME,
-        defs.clone(),
-        BaseConfig::default(),
-        space(),
-        ids,
-        [7; 32],
-    );
+    rig_configured(ids, config())
+}
+
+fn rig_configured(ids: IdBlock, config: BaseConfig) -> Rig {
+    let defs = Arc::new(tessera_demo::definitions());
+    let b = Bases::new(ME, defs.clone(), config, space(), ids, [7; 32]);
     Rig {
         b,
         defs,
@@ -698,7 +723,7 @@ fn an_exposed_cell_method_becomes_a_cell_call() {
 
 #[test]
 fn bad_client_calls_cost_the_client_its_connection() {
-    let avatar_methods = tessera::demo::definitions();
+    let avatar_methods = tessera_demo::definitions();
     let ty = avatar_methods.by_name("Avatar").expect("Avatar");
     let idx = |n: &str| ty.method(n).expect("method").index;
     let named = |method: &str| ("Avatar".to_string(), method.to_string());
@@ -2060,4 +2085,80 @@ fn a_base_sends_again_what_a_departed_cellapp_may_have_swallowed() {
         msg: EntityMsg::Call { method: m, args },
     };
     assert_eq!(app_msgs(&out), vec![(OTHER, again)]);
+}
+
+/// Base hooks that record themselves: a login stamps `last_login`, a
+/// logout adds 100 gold, and `add_gold(13)` sets the gold and then panics.
+struct Hooks;
+
+impl BaseBehavior for Hooks {
+    fn login(&self, ctx: &mut BaseCtx<'_>) {
+        assert_eq!(ctx.set("last_login", Value::Int(7)), Ok(()));
+        assert!(matches!(
+            ctx.set("title", Value::String("x".into())),
+            Err(crate::behavior::BaseError::Prop(
+                tessera::defs::PropError::WrongSide { .. }
+            ))
+        ));
+    }
+
+    fn logout(&self, ctx: &mut BaseCtx<'_>) {
+        let gold = ctx.get_int("gold");
+        assert_eq!(ctx.set("gold", Value::Int(gold + 100)), Ok(()));
+    }
+
+    fn call(&self, ctx: &mut BaseCtx<'_>, call: &BaseCalled<'_>) {
+        assert_eq!(ctx.set("gold", Value::Int(1)), Ok(()));
+        if call.arg(0) == Some(&Value::Int(13)) {
+            panic!("a game bug");
+        }
+    }
+}
+
+#[test]
+fn base_hooks_run_on_login_call_and_logout_and_a_panic_changes_nothing() {
+    let mut behaviors = BaseBehaviors::default();
+    behaviors.register("Avatar", Hooks);
+    let cfg = BaseConfig {
+        player_type: "Avatar".into(),
+        behaviors,
+        ..BaseConfig::default()
+    };
+    let mut r = rig_configured(
+        IdBlock {
+            next: 1000,
+            end: 2000,
+        },
+        cfg,
+    );
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    let (gold, last_login) = (r.prop("gold"), r.prop("last_login"));
+    let m = r.method("add_gold");
+
+    // A panicking call: nothing changes, nothing is sent, the client stays.
+    let out = r.call(5, m, vec![Value::Int(13)]);
+    assert!(sent(&out, 5).is_empty(), "{out:?}");
+    assert!(closes(&out, 5).is_empty());
+    // A call that returns: the change reaches the client.
+    let out = r.call(5, m, vec![Value::Int(1)]);
+    assert_eq!(
+        sent(&out, 5),
+        vec![ServerMsg::Props {
+            entity: p.entity,
+            props: vec![(gold, Value::Int(1))]
+        }]
+    );
+
+    // Logout: the hook's gold is in the final save, with the login's stamp.
+    r.input(5, ClientInput::Msg(ClientMsg::Logout));
+    let out = r.cell_says(AppMsg::EntityDestroyed {
+        entity: p.entity,
+        state: state([0.0, 0.0, 0.0], 0.0, vec![]),
+    });
+    let rows = saves(&out).concat();
+    assert_eq!(rows.len(), 1, "{out:?}");
+    let saved = r.decode_row(&rows[0]);
+    assert_eq!(saved.props[gold as usize], Value::Int(101));
+    assert_eq!(saved.props[last_login as usize], Value::Int(7));
 }

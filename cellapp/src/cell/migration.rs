@@ -15,6 +15,7 @@ use tessera::proto::app::{AppMsg, Onload};
 use tessera::{AppId, EntityId, Time};
 
 use super::Cell;
+use crate::behavior::{Mailbox, Timers, Traps};
 use crate::entry::{Entry, Kind};
 use crate::witness::Witness;
 
@@ -147,6 +148,9 @@ impl Cell {
         r.goal = o.goal.map(Vec3::from_array);
         r.version = o.version;
         r.channel = RealChannel::resume(o.next_seq, o.pending, o.out_seq);
+        r.timers = Timers::from_parts(o.timers, o.next_timer);
+        r.mail = Mailbox::import(o.mail);
+        r.traps = Traps::from_parts(o.traps, o.next_trap);
         r.dirty = dirty;
         r.haunts = o
             .haunts
@@ -237,6 +241,8 @@ impl Cell {
         let mut haunts: Vec<AppId> = r.haunts.iter().copied().filter(|a| *a != dest).collect();
         haunts.push(me);
         let (next_seq, pending, out_seq) = r.channel.export();
+        let (timers, next_timer) = r.timers.to_parts();
+        let (traps, next_trap) = r.traps.to_parts();
         let onload = Onload {
             entity,
             type_id: r.type_id,
@@ -255,6 +261,11 @@ impl Cell {
             pending,
             out_seq,
             sent_us: self.last_tick.map_or(0, |t| t.0),
+            timers,
+            next_timer,
+            mail: r.mail.export(),
+            traps,
+            next_trap,
         };
         // What stays here is a ghost that knows where the real went.
         if keep_real {

@@ -4,7 +4,7 @@
 
 use super::ghosts::{GHOST_ORPHAN_AFTER, GHOST_REFRESH_TICKS};
 use super::*;
-use crate::behavior::Wanderer;
+use crate::behavior::{motion, Ctx};
 use std::path::Path;
 use std::time::Duration;
 use tessera::proto::app::GhostState;
@@ -26,9 +26,18 @@ fn defs() -> Definitions {
     }
 }
 
+/// Walks to random points, as a game's wandering NPC would.
+struct Wander;
+
+impl CellBehavior for Wander {
+    fn tick(&self, ctx: &mut Ctx<'_>) {
+        motion::wander(ctx, 60.0, 4.8);
+    }
+}
+
 fn cell(index: IndexKind) -> Cell {
     let mut behaviors = Behaviors::default();
-    behaviors.register("Npc", Box::new(Wanderer));
+    behaviors.register("Npc", Wander);
     let cfg = CellConfig {
         bounds: [0.0, 0.0, 300.0, 300.0],
         index,
@@ -101,7 +110,7 @@ fn an_index_left_behind_without_witnesses_answers_exactly_when_asked() {
             c.tick(Time(t * 100_000));
         }
         assert!(
-            c.index_stale || c.indexed_tick < 150,
+            c.index_sync.stale || c.index_sync.indexed_tick < 150,
             "{kind}: nothing asked, nothing kept"
         );
         c.spawn("Npc", 20);
@@ -118,10 +127,10 @@ fn an_index_left_behind_without_witnesses_answers_exactly_when_asked() {
                 watcher(&mut c, t);
             }
             assert_eq!(
-                c.indexed_tick, c.tick,
+                c.index_sync.indexed_tick, c.tick,
                 "{kind}: a witness asked at tick {t}"
             );
-            assert!(!c.index_stale);
+            assert!(!c.index_sync.stale);
         }
         check_index(&mut c);
     }

@@ -64,7 +64,7 @@ struct Types {
 
 impl Types {
     fn demo() -> Types {
-        let defs = tessera::demo::definitions();
+        let defs = tessera_demo::definitions();
         Types {
             defaults: defs.types.iter().map(|t| t.defaults()).collect(),
             public: defs
@@ -83,11 +83,11 @@ impl Types {
 }
 
 fn type_named(name: &str) -> TypeId {
-    tessera::demo::definitions().by_name(name).unwrap().id
+    tessera_demo::definitions().by_name(name).unwrap().id
 }
 
 fn prop_index(ty: &str, prop: &str) -> u16 {
-    tessera::demo::definitions()
+    tessera_demo::definitions()
         .by_name(ty)
         .unwrap()
         .prop(prop)
@@ -968,7 +968,7 @@ fn public_indices_follow_the_flags() {
     let avatar = type_named("Avatar").0 as usize;
     let npc = type_named("Npc").0 as usize;
     let names = |ty: &str, idx: &[u16]| -> BTreeSet<String> {
-        let defs = tessera::demo::definitions();
+        let defs = tessera_demo::definitions();
         let t = defs.by_name(ty).unwrap();
         idx.iter()
             .map(|&i| t.properties[i as usize].name.clone())

@@ -34,7 +34,7 @@ fn space() -> SpaceInfo {
 }
 
 fn defs() -> Definitions {
-    tessera::demo::definitions()
+    tessera_demo::definitions()
 }
 
 fn manager() -> Cluster {

@@ -64,7 +64,7 @@ fn loopback() -> SocketAddr {
 async fn serve(role: &str, data: &Path, manager: Option<SocketAddr>) {
     // Four processes and a test share two cores.
     tessera::net::set_link_idle_timeout(Duration::from_secs(5));
-    let defs = Arc::new(tessera::demo::definitions());
+    let defs = Arc::new(tessera_demo::definitions());
     let manager_addr = || manager.expect("the manager's address");
     let stop: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = match role {
         "manager" => {
@@ -100,19 +100,11 @@ async fn serve(role: &str, data: &Path, manager: Option<SocketAddr>) {
             Box::pin(h.stop())
         }
         "cellapp" => {
-            let h = tessera_cellapp::driver::start(tessera_cellapp::driver::Options {
-                manager: manager_addr(),
-                bind: loopback(),
-                data_dir: data.to_path_buf(),
-                defs,
-                npcs: 5,
-                index: tessera_cellapp::index::IndexKind::RTree,
-                budget: Default::default(),
-                seed: 3,
-                admin: Some(loopback()),
-            })
-            .await
-            .expect("cellapp starts");
+            let game = tessera_demo::game();
+            let opts = tessera_tests::cellapp_options(&game, manager_addr(), data, 5, 3);
+            let h = tessera_cellapp::driver::start(opts)
+                .await
+                .expect("cellapp starts");
             println!("HOSTILE app={}", h.app.0);
             Box::pin(h.stop())
         }
@@ -123,7 +115,7 @@ async fn serve(role: &str, data: &Path, manager: Option<SocketAddr>) {
                 bind_public: loopback(),
                 data_dir: data.to_path_buf(),
                 defs,
-                config: Default::default(),
+                config: tessera_tests::base_config(&tessera_demo::game()),
                 admin: Some(loopback()),
                 clients_per_addr: 1000,
                 conn_rate_per_addr: 0.0,
@@ -257,7 +249,7 @@ fn registration(role: Role, addr: SocketAddr) -> Registration {
     Registration {
         role,
         protocol: tessera::proto::PROTOCOL_MAJOR,
-        defs_digest: tessera::demo::definitions().digest,
+        defs_digest: tessera_demo::definitions().digest,
         internal_addr: addr,
         public_addr: (role == Role::Baseapp).then_some(addr),
         admin_addr: None,
@@ -267,7 +259,7 @@ fn registration(role: Role, addr: SocketAddr) -> Registration {
 fn open(app: AppId) -> AppMsg {
     AppMsg::LinkOpen {
         app,
-        defs_digest: tessera::demo::definitions().digest,
+        defs_digest: tessera_demo::definitions().digest,
         recv_next: 0,
     }
 }
@@ -322,7 +314,7 @@ async fn every_attack_fails() {
 
     // A player in the world, who must notice nothing.
     let setup = tessera::client::Setup {
-        defs: Arc::new(tessera::demo::definitions()),
+        defs: Arc::new(tessera_demo::definitions()),
         trust: tessera::net::load_trusted_cert(&tessera::net::cert_path(data)).expect("cert"),
         max_frame: tessera::frame::DEFAULT_MAX_FRAME,
     };
@@ -477,7 +469,7 @@ async fn every_attack_fails() {
     );
 
     // Its own entity, with a method no client may call.
-    let defs = tessera::demo::definitions();
+    let defs = tessera_demo::definitions();
     let avatar = defs.by_name("Avatar").expect("Avatar");
     let mine_entity = EntityId(ids.next);
     link.send(&AppMsg::CreateEntity {

@@ -247,7 +247,7 @@ fn flood_apart() {
         return;
     };
     let setup = tessera::client::Setup {
-        defs: Arc::new(tessera::demo::definitions()),
+        defs: Arc::new(tessera_demo::definitions()),
         trust: tessera::net::load_trusted_cert(std::path::Path::new(&cert)).expect("certificate"),
         max_frame: tessera::frame::DEFAULT_MAX_FRAME,
     };

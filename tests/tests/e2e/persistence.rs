@@ -121,7 +121,7 @@ async fn wrong_password_and_other_definitions_are_refused() {
 
     // A client built with other definitions.
     let mut other = cluster.setup.clone();
-    let mut text = tessera::demo::DEFINITIONS_TOML.to_string();
+    let mut text = tessera_demo::DEFINITIONS_TOML.to_string();
     text.push_str("\n[types.Extra]\nmax_speed = 1.0\n");
     other.defs = std::sync::Arc::new(
         tessera::Definitions::parse(&text, std::path::Path::new("client.toml")).expect("defs"),

@@ -1,12 +1,12 @@
-//! Crowds for the balancing scenarios: a behaviour for the demo's NPC type
-//! in which a share of the NPCs (chosen by id, so the choice survives
+//! Crowds for the balancing scenarios: a behaviour for the NPC type in
+//! which a share of the NPCs (chosen by id, so the choice survives
 //! migration) gathers around a point that may move over time, while the rest
-//! wander as usual. Positions are a function of the entity, its position and
+//! wander. Positions are a function of the entity, its position and
 //! the virtual time, so a run stays a function of its seed.
 
 use glam::Vec3;
-use tessera_cellapp::behavior::{CellBehavior, Ctx, Wanderer};
-use tessera_cellapp::entry::Entry;
+use tessera_cellapp::behavior::motion::{step_toward, wander};
+use tessera_cellapp::behavior::{CellBehavior, Ctx};
 
 /// A gathering: where its centre is over time, and who joins.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,25 +84,24 @@ impl Crowd {
 }
 
 impl CellBehavior for Crowd {
-    fn tick(&self, ctx: &mut Ctx<'_>, real: &mut Entry) {
-        let t = ctx.now.0 as f32 / 1e6;
-        let (Some((cx, cz)), Some((dx, dz))) = (self.centre(t), self.place(real.id.0)) else {
-            Wanderer.tick(ctx, real);
+    fn tick(&self, ctx: &mut Ctx<'_>) {
+        let t = ctx.now().0 as f32 / 1e6;
+        let (Some((cx, cz)), Some((dx, dz))) = (self.centre(t), self.place(ctx.id().0)) else {
+            let speed = ctx.def().max_speed * 0.8;
+            wander(ctx, 60.0, speed);
             return;
         };
-        let [x0, z0, x1, z1] = ctx.bounds;
-        let goal = Vec3::new((cx + dx).clamp(x0, x1), real.pos.y, (cz + dz).clamp(z0, z1));
-        real.goal = None;
-        let to = goal - real.pos;
-        let dist = to.length();
-        let step = self.speed * ctx.dt;
-        if dist <= step {
-            if dist > 0.01 {
-                real.move_to(goal, real.yaw, ctx.tick);
-            }
-        } else {
-            let dir = to / dist;
-            real.move_to(real.pos + dir * step, dir.x.atan2(dir.z), ctx.tick);
+        let [x0, z0, x1, z1] = ctx.bounds();
+        let goal = Vec3::new(
+            (cx + dx).clamp(x0, x1),
+            ctx.pos().y,
+            (cz + dz).clamp(z0, z1),
+        );
+        if ctx.goal().is_some() {
+            ctx.set_goal(None);
+        }
+        if ctx.pos().distance(goal) > 0.01 {
+            step_toward(ctx, goal, self.speed);
         }
     }
 }

@@ -19,7 +19,6 @@ use tessera::storage::{MemStorage, Storage};
 use tessera::{AppId, Definitions, EntityId, Time};
 use tessera_baseapp::baseapp::{self, Baseapp, BaseappConfig};
 use tessera_baseapp::bases::{Bases, ClientInput, ClientOut};
-use tessera_cellapp::behavior::Behaviors;
 use tessera_cellapp::cell::{Cell, EntitySnapshot};
 use tessera_cellapp::cellapp::{self, Cellapp, CellappConfig};
 use tessera_cellapp::index::IndexKind;
@@ -145,6 +144,9 @@ pub struct SimWorld {
     rng: ChaCha8Rng,
     net: Net,
     defs: Arc<Definitions>,
+    /// The demo game's behaviours and player type, which the simulated
+    /// world runs.
+    game: tessera_game::Game,
     space: SpaceInfo,
     manager: Manager,
     procs: BTreeMap<u32, Proc>,
@@ -215,7 +217,8 @@ impl SimWorld {
     /// register over the network), NPCs on every cell once the layout is
     /// whole, and every client's login within half a second after.
     pub fn new(cfg: &SimConfig) -> SimWorld {
-        let defs = Arc::new(tessera::demo::definitions());
+        let game = tessera_demo::game();
+        let defs = game.definitions().clone();
         let space = SpaceInfo {
             bounds: [0.0, 0.0, cfg.size, cfg.size],
             tick_hz: 10,
@@ -232,6 +235,7 @@ impl SimWorld {
             manager: Manager::new(Time(0), &defs, space.clone(), first),
             space,
             defs,
+            game,
             procs: BTreeMap::new(),
             apps: BTreeMap::new(),
             addrs: BTreeMap::new(),
@@ -290,7 +294,9 @@ impl SimWorld {
             };
             if let Some(Proc::Cell(c)) = w.procs.get_mut(&pid) {
                 if let Some(cell) = c.cell_mut() {
-                    cell.spawn("Npc", npcs);
+                    if let Some(npc) = w.game.npc_type() {
+                        cell.spawn(npc, npcs);
+                    }
                 }
             }
         }
@@ -334,9 +340,9 @@ impl SimWorld {
         let now = Time(self.now);
         let proc = match role {
             Role::Cellapp => {
-                let mut behaviors = Behaviors::demo();
-                if let Some(crowd) = &self.cfg.crowd {
-                    behaviors.register("Npc", Box::new(crowd.clone()));
+                let mut behaviors = self.game.cell_behaviors().clone();
+                if let (Some(crowd), Some(npc)) = (&self.cfg.crowd, self.game.npc_type()) {
+                    behaviors.register(npc, crowd.clone());
                 }
                 let mut cfg =
                     CellappConfig::new(manager_addr(), registration, self.defs.clone(), behaviors);
@@ -354,6 +360,8 @@ impl SimWorld {
                     BaseappConfig::new(manager_addr(), registration, self.defs.clone(), seed);
                 cfg.membership = self.cfg.membership;
                 cfg.links = self.cfg.links;
+                cfg.bases.player_type = self.game.player_type().to_string();
+                cfg.bases.behaviors = self.game.base_behaviors().clone();
                 Proc::Base(Box::new(Baseapp::new(now, cfg)))
             }
         };

@@ -11,7 +11,7 @@ use tessera_sim::score::{Frame, Score};
 /// One frame as an SVG document: the layout drawn as `tessera viz` draws
 /// it, titled with the time and the imbalance.
 pub fn frame_svg(f: &Frame, title: &str) -> String {
-    tessera_tools::viz::svg(
+    crate::viz::svg(
         &f.view,
         &format!("{title} · t={} s · imbalance {:.2}", f.second, f.imbalance),
     )

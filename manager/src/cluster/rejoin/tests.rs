@@ -20,7 +20,7 @@ fn manager() -> Cluster {
         bounds: [0.0, 0.0, 1000.0, 1000.0],
         tick_hz: 10,
     };
-    Cluster::new(&tessera::demo::definitions(), space)
+    Cluster::new(&tessera_demo::definitions(), space)
 }
 
 fn register(role: Role, port: u16) -> AppMsg {
@@ -157,7 +157,7 @@ fn a_restarted_manager_takes_the_apps_back_and_keeps_their_layout_and_ids() {
     m.handle(T0, c1, AppMsg::NeedIds);
     let login = LoginRequest {
         protocol: PROTOCOL_MAJOR,
-        defs_digest: tessera::demo::definitions().digest,
+        defs_digest: tessera_demo::definitions().digest,
         name: "ann".into(),
         password: "password1".into(),
         create: true,

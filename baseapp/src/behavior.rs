@@ -1,0 +1,180 @@
+//! The game's base logic: what an entity type does on its base, written in
+//! Rust by the game and registered by type name in [`BaseBehaviors`].
+//!
+//! A base behaviour runs on the baseapp that holds the entity's base: when
+//! its client logs in and out, and when one of its base methods is called.
+//! It reads and sets the base's properties through a [`BaseCtx`]; what it
+//! sets is saved with the entity, and properties its own client sees are
+//! sent to it. A hook that panics fails alone: the base's properties are
+//! left as they were before the hook, and the panic is logged.
+//!
+//! Nothing here names a game's types: the baseapp runs whatever the game
+//! registered.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use tessera::defs::{MethodDef, PropError, Side, TypeDef};
+use tessera::{EntityId, Time, Value};
+
+/// A call of a base method, as a behaviour receives it. The arguments have
+/// been checked against the method's definition.
+#[derive(Clone, Copy, Debug)]
+pub struct BaseCalled<'a> {
+    /// The method.
+    pub method: &'a MethodDef,
+    /// Its arguments, one per declared argument, of the declared types.
+    pub args: &'a [Value],
+}
+
+impl BaseCalled<'_> {
+    /// The method's name.
+    pub fn name(&self) -> &str {
+        &self.method.name
+    }
+
+    /// The argument at `i`, if the method has one there.
+    pub fn arg(&self, i: usize) -> Option<&Value> {
+        self.args.get(i)
+    }
+}
+
+/// The base-side logic of one entity type. Every hook has a default that
+/// does nothing.
+pub trait BaseBehavior: Send + Sync + 'static {
+    /// The entity's client logged in (its base was loaded or created).
+    fn login(&self, _ctx: &mut BaseCtx<'_>) {}
+    /// The entity's client logged out; the base is saved after this.
+    fn logout(&self, _ctx: &mut BaseCtx<'_>) {}
+    /// One of the type's base methods was called by the entity's client.
+    fn call(&self, _ctx: &mut BaseCtx<'_>, _call: &BaseCalled<'_>) {}
+}
+
+/// A request of base game code that cannot be carried out; nothing changes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BaseError {
+    /// A property that does not exist, lives on the cell, or does not take
+    /// the value.
+    #[error(transparent)]
+    Prop(#[from] PropError),
+}
+
+/// What a base behaviour sees and may change: the base's own properties.
+pub struct BaseCtx<'a> {
+    id: EntityId,
+    def: &'a TypeDef,
+    props: &'a mut [Value],
+    changed: Vec<u16>,
+    now: Time,
+}
+
+impl<'a> BaseCtx<'a> {
+    pub(crate) fn new(id: EntityId, def: &'a TypeDef, props: &'a mut [Value], now: Time) -> Self {
+        BaseCtx {
+            id,
+            def,
+            props,
+            changed: Vec::new(),
+            now,
+        }
+    }
+
+    /// The entity's id.
+    pub fn id(&self) -> EntityId {
+        self.id
+    }
+
+    /// The entity's type.
+    pub fn def(&self) -> &TypeDef {
+        self.def
+    }
+
+    /// The baseapp's time.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// One of its base-side properties, by name.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        let p = self.def.prop(name)?;
+        self.props.get(p.index as usize)
+    }
+
+    /// One of its integer properties, or 0 if it is not an integer.
+    pub fn get_int(&self, name: &str) -> i64 {
+        self.get(name).and_then(Value::as_int).unwrap_or(0)
+    }
+
+    /// Sets one of its base-side properties.
+    pub fn set(&mut self, name: &str, value: Value) -> Result<(), BaseError> {
+        let i = self.def.settable(name, &value, Side::Base)?.index;
+        if let Some(slot) = self.props.get_mut(i as usize) {
+            if *slot != value {
+                *slot = value;
+                if !self.changed.contains(&i) {
+                    self.changed.push(i);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The base behaviours of a game, by type name. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct BaseBehaviors {
+    by_name: BTreeMap<String, Arc<dyn BaseBehavior>>,
+}
+
+impl fmt::Debug for BaseBehaviors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.by_name.keys()).finish()
+    }
+}
+
+impl BaseBehaviors {
+    /// Registers the behaviour of a type, replacing any before it.
+    pub fn register(&mut self, type_name: &str, behavior: impl BaseBehavior) {
+        self.by_name
+            .insert(type_name.to_string(), Arc::new(behavior));
+    }
+
+    /// The behaviour of a type, if the game registered one.
+    pub fn get(&self, type_name: &str) -> Option<&Arc<dyn BaseBehavior>> {
+        self.by_name.get(type_name)
+    }
+
+    /// The names of the types with a behaviour.
+    pub fn type_names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+}
+
+/// Runs one hook on a base's properties. Returns the properties it
+/// changed; if the hook panicked, the properties are put back as they were
+/// and `None` is returned.
+pub(crate) fn run(
+    behavior: &dyn BaseBehavior,
+    id: EntityId,
+    def: &TypeDef,
+    props: &mut Vec<Value>,
+    now: Time,
+    hook: &'static str,
+    f: impl FnOnce(&dyn BaseBehavior, &mut BaseCtx<'_>),
+) -> Option<Vec<u16>> {
+    let before = props.clone();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut ctx = BaseCtx::new(id, def, props, now);
+        f(behavior, &mut ctx);
+        ctx.changed
+    }));
+    match outcome {
+        Ok(changed) => Some(changed),
+        Err(_) => {
+            *props = before;
+            tracing::error!(entity = %id, ty = %def.name, hook, "game code panicked on the base; its changes are dropped");
+            None
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Tessera's command line, for any game: run a whole world on one machine
+//! (`up`), one role of it (`manager`, `cellapp`, `baseapp`), bot clients
+//! (`bots`), the load-balancing simulator (`sim`), draw a layout snapshot
+//! (`viz`), or make the cluster's certificates (`ca`). A game's binary
+//! calls [`run`] with its [`Game`]; every process `up` starts is that same
+//! binary, so the game's logic is in all of them.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use tessera_game::Game;
+
+use crate::{bots, ca, roles, simulate, up};
+
+/// Tessera: a seamless-world spatial server for MMO games.
+#[derive(Parser)]
+#[command(name = "tessera", version, about)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "TESSERA_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a whole world on this machine: manager, cellapps, baseapps (and bots).
+    Up(up::UpArgs),
+    /// Run the manager.
+    Manager(roles::ManagerArgs),
+    /// Run a cellapp.
+    Cellapp(roles::CellappArgs),
+    /// Run a baseapp.
+    Baseapp(roles::BaseappArgs),
+    /// Run bot clients against a world.
+    Bots(bots::BotsArgs),
+    /// Score load-balancing policies on a simulated world, faster than real time.
+    Sim(simulate::SimArgs),
+    /// Make the cluster's certificate authority, or issue a process's certificate.
+    Ca(ca::CaArgs),
+    /// Draw a layout snapshot (a live manager's layout, or a frame of `tessera sim`) as SVG or PNG.
+    Viz(VizArgs),
+}
+
+/// `tessera viz`.
+#[derive(Args)]
+struct VizArgs {
+    /// An admin URL (`http://127.0.0.1:7080/api/spaces/1/layout`) or a
+    /// snapshot file (`frame-0001.json` from `tessera sim`).
+    #[arg(long)]
+    from: String,
+    /// The drawing: `.svg` or `.png`.
+    #[arg(long)]
+    out: PathBuf,
+    /// The title above the map.
+    #[arg(long, default_value = "Tessera")]
+    title: String,
+}
+
+fn init_logs(json: bool, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the command line with `game` inside: parses the arguments, checks
+/// that the game's registrations fit its definitions, and runs the
+/// command.
+pub fn run(game: Game) -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let json = cli.log_json;
+    if json {
+        // The processes `tessera up` starts log the same way. Nothing else
+        // runs yet, so setting the environment is safe here.
+        std::env::set_var("TESSERA_LOG_JSON", "1");
+    }
+    match cli.command {
+        Command::Sim(a) => {
+            // One thread, no sockets: the simulated world's own log is noise.
+            init_logs(json, "warn");
+            simulate::run(a)
+        }
+        Command::Up(a) => serve(json, up::run(a)),
+        Command::Manager(a) => serve(json, roles::manager(a, game)),
+        Command::Cellapp(a) => serve(json, roles::cellapp(a, game)),
+        Command::Baseapp(a) => serve(json, roles::baseapp(a, game)),
+        Command::Bots(a) => serve(json, bots::run(a, game)),
+        Command::Ca(a) => {
+            init_logs(json, "warn");
+            ca::run(a)
+        }
+        Command::Viz(a) => {
+            init_logs(json, "warn");
+            crate::viz::render(&a.from, &a.out, &a.title)?;
+            println!("wrote {}", a.out.display());
+            Ok(())
+        }
+    }
+}
+
+/// Runs a networked command on a multi-threaded runtime.
+fn serve(
+    json: bool,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    init_logs(json, "info");
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run)
+}
