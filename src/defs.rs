@@ -160,6 +160,41 @@ impl MethodDef {
     }
 }
 
+/// Why game code cannot call a method.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The type has no method of that name.
+    #[error("type {ty} has no method {method}")]
+    NoSuchMethod {
+        /// The type.
+        ty: String,
+        /// The method asked for.
+        method: String,
+    },
+    /// The method runs somewhere else.
+    #[error("{ty}.{method} is a {side:?} method, not a {wanted:?} one")]
+    WrongSide {
+        /// The type.
+        ty: String,
+        /// The method.
+        method: String,
+        /// Where it runs.
+        side: Side,
+        /// Where the call wanted it.
+        wanted: Side,
+    },
+    /// The arguments do not fit the method.
+    #[error("{ty}.{method}: {problem}")]
+    BadArguments {
+        /// The type.
+        ty: String,
+        /// The method.
+        method: String,
+        /// What is wrong.
+        problem: ArgsError,
+    },
+}
+
 /// Why game code cannot set a property to a value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PropError {
@@ -241,6 +276,34 @@ impl TypeDef {
             problem,
         })?;
         Ok(p)
+    }
+
+    /// The method `name`, if it runs on `side` and takes `args`.
+    pub fn callable(
+        &self,
+        name: &str,
+        side: Side,
+        args: &[Value],
+    ) -> Result<&MethodDef, CallError> {
+        let m = self.method(name).ok_or_else(|| CallError::NoSuchMethod {
+            ty: self.name.clone(),
+            method: name.into(),
+        })?;
+        if m.side != side {
+            return Err(CallError::WrongSide {
+                ty: self.name.clone(),
+                method: name.into(),
+                side: m.side,
+                wanted: side,
+            });
+        }
+        m.check_args(args)
+            .map_err(|problem| CallError::BadArguments {
+                ty: self.name.clone(),
+                method: name.into(),
+                problem,
+            })?;
+        Ok(m)
     }
 
     /// Default values of every property, in index order.

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha20Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use tessera::defs::{ArgsError, Definitions, Side, TypeDef};
+use tessera::defs::{ArgsError, Definitions, MethodDef, Side, TypeDef};
 use tessera::frame::encode_body;
 use tessera::layout::Layout;
 use tessera::proto::app::{AppMsg, CellInfo, CellState, Delivery, EntityMsg, Load, SpaceInfo};
@@ -24,7 +24,9 @@ use tessera::proto::{finite, Pos, Ticket, TokenHash, PROTOCOL_MAJOR};
 use tessera::storage::StoredEntity;
 use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
-use crate::behavior::{self, BaseBehavior, BaseBehaviors, BaseCalled, BaseCtx};
+use crate::behavior::{
+    self, BaseAsk, BaseBehavior, BaseBehaviors, BaseCalled, BaseCaller, BaseCtx,
+};
 use crate::persist;
 use base::{Base, Client, Half};
 pub use rules::{Closing, Refusal, Violation};
@@ -483,15 +485,7 @@ impl Bases {
             Side::Cell => self.send_on_channel(e, EntityMsg::Call { method, args }),
             Side::Base => {
                 let m = m.clone();
-                self.base_hook(e, "call", |b, ctx| {
-                    b.call(
-                        ctx,
-                        &BaseCalled {
-                            method: &m,
-                            args: &args,
-                        },
-                    )
-                });
+                self.run_base_method(e, &m, &args, BaseCaller::Client);
             }
             Side::Client => {
                 let (ty, method) = named();
@@ -521,7 +515,14 @@ impl Bases {
         let Some(b) = self.cfg.behaviors.get(&def.name) else {
             return;
         };
-        let Some(changed) = behavior::run(b.as_ref(), e, def, &mut base.props, now, hook, f) else {
+        let Some(outcome) = behavior::run(b.as_ref(), e, def, &mut base.props, now, hook, f) else {
+            return;
+        };
+        let changed = outcome.changed;
+        for ask in outcome.asks {
+            self.carry_out(e, ask);
+        }
+        let Some(base) = self.bases.get_mut(&e) else {
             return;
         };
         if changed.is_empty() {
@@ -546,6 +547,44 @@ impl Bases {
                 },
             );
         }
+    }
+
+    /// Does what a base hook of `e` asked for.
+    fn carry_out(&mut self, e: EntityId, ask: BaseAsk) {
+        match ask {
+            BaseAsk::Cell { method, args } => {
+                self.send_on_channel(e, EntityMsg::BaseCall { method, args })
+            }
+        }
+    }
+
+    /// Game code on an entity's cell called one of its base methods.
+    fn cell_calls_base(&mut self, e: EntityId, method: u16, args: Vec<Value>) {
+        let Some(m) = self
+            .bases
+            .get(&e)
+            .and_then(|b| self.defs.types.get(b.ty))
+            .and_then(|t| t.methods.get(method as usize))
+            .cloned()
+        else {
+            tracing::debug!(entity = %e, method, "a base call for a base not here dropped");
+            return;
+        };
+        if m.side != Side::Base || m.check_args(&args).is_err() {
+            tracing::warn!(entity = %e, method = %m.name, "a cell's base call that does not fit the definitions dropped");
+            return;
+        }
+        self.run_base_method(e, &m, &args, BaseCaller::Cell);
+    }
+
+    /// Runs a base method of `e` (checked against the definitions).
+    fn run_base_method(&mut self, e: EntityId, m: &MethodDef, args: &[Value], caller: BaseCaller) {
+        let called = BaseCalled {
+            method: m,
+            args,
+            caller,
+        };
+        self.base_hook(e, "call", |b, ctx| b.call(ctx, &called));
     }
 
     /// Forgets an entity's client (already closed by the caller).
@@ -703,21 +742,15 @@ impl Bases {
         if self.ids.should_ask() {
             self.out.push(Output::App(MANAGER, AppMsg::NeedIds));
         }
-        // The game's login hook, before the client is told anything.
-        let mut dirty = false;
+        // The game's login hook, before the client is told anything; what
+        // it asks of the cell waits on the channel until the real is made.
+        let mut login = None;
         if let Some(b) = self.cfg.behaviors.get(&ty.name) {
             let hook = |b: &dyn BaseBehavior, ctx: &mut BaseCtx<'_>| b.login(ctx);
-            dirty = behavior::run(
-                b.as_ref(),
-                entity,
-                ty,
-                &mut loaded.props,
-                now,
-                "login",
-                hook,
-            )
-            .is_some_and(|changed| !changed.is_empty());
+            let props = &mut loaded.props;
+            login = behavior::run(b.as_ref(), entity, ty, props, now, "login", hook);
         }
+        let dirty = login.as_ref().is_some_and(|o| !o.changed.is_empty());
         let welcome = self.welcome(entity, ty, loaded.pos, loaded.yaw, &loaded.props);
         let ty_index = ty.id.0 as usize;
         if let Some(p) = self.proxies.get_mut(&client) {
@@ -752,6 +785,9 @@ impl Bases {
         );
         self.send(client, &welcome);
         self.send(client, &ServerMsg::Session { token });
+        for ask in login.map(|o| o.asks).unwrap_or_default() {
+            self.carry_out(entity, ask);
+        }
         self.place_in_cell(entity);
     }
 
@@ -952,6 +988,11 @@ impl Bases {
                 }
             }
             AppMsg::Ids(block) => self.ids.grant(block),
+            AppMsg::ToBase {
+                entity,
+                method,
+                args,
+            } => self.cell_calls_base(entity, method, args),
             AppMsg::ToClients(packets) | AppMsg::ClientDatagrams(packets) => {
                 for p in packets {
                     let Some(base) = self.bases.get_mut(&p.entity) else {

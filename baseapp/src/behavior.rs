@@ -15,8 +15,17 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use tessera::defs::{MethodDef, PropError, Side, TypeDef};
+use tessera::defs::{CallError, MethodDef, PropError, Side, TypeDef};
 use tessera::{EntityId, Time, Value};
+
+/// Who called a base method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BaseCaller {
+    /// The entity's own client (the method is exposed).
+    Client,
+    /// Game code on the entity's cell.
+    Cell,
+}
 
 /// A call of a base method, as a behaviour receives it. The arguments have
 /// been checked against the method's definition.
@@ -26,6 +35,8 @@ pub struct BaseCalled<'a> {
     pub method: &'a MethodDef,
     /// Its arguments, one per declared argument, of the declared types.
     pub args: &'a [Value],
+    /// Who called.
+    pub caller: BaseCaller,
 }
 
 impl BaseCalled<'_> {
@@ -58,6 +69,18 @@ pub enum BaseError {
     /// the value.
     #[error(transparent)]
     Prop(#[from] PropError),
+    /// A method that does not exist, runs elsewhere, or does not take the
+    /// arguments.
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+/// What a base hook asked for besides its own properties, carried out by
+/// the baseapp after the hook returns.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum BaseAsk {
+    /// Call a cell method of the entity on its real.
+    Cell { method: u16, args: Vec<Value> },
 }
 
 /// What a base behaviour sees and may change: the base's own properties.
@@ -66,6 +89,7 @@ pub struct BaseCtx<'a> {
     def: &'a TypeDef,
     props: &'a mut [Value],
     changed: Vec<u16>,
+    asks: Vec<BaseAsk>,
     now: Time,
 }
 
@@ -76,6 +100,7 @@ impl<'a> BaseCtx<'a> {
             def,
             props,
             changed: Vec::new(),
+            asks: Vec::new(),
             now,
         }
     }
@@ -121,6 +146,16 @@ impl<'a> BaseCtx<'a> {
     }
 }
 
+impl BaseCtx<'_> {
+    /// Calls a cell method of the entity on its real, after the hook
+    /// returns, in order with the entity's other channel messages.
+    pub fn call_cell(&mut self, method: &str, args: Vec<Value>) -> Result<(), BaseError> {
+        let method = self.def.callable(method, Side::Cell, &args)?.index;
+        self.asks.push(BaseAsk::Cell { method, args });
+        Ok(())
+    }
+}
+
 /// The base behaviours of a game, by type name. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct BaseBehaviors {
@@ -151,9 +186,16 @@ impl BaseBehaviors {
     }
 }
 
-/// Runs one hook on a base's properties. Returns the properties it
-/// changed; if the hook panicked, the properties are put back as they were
-/// and `None` is returned.
+/// What a hook changed and asked for.
+pub(crate) struct Outcome {
+    /// The properties it changed.
+    pub changed: Vec<u16>,
+    /// What it asked for.
+    pub asks: Vec<BaseAsk>,
+}
+
+/// Runs one hook on a base's properties. If the hook panicked, the
+/// properties are put back as they were and `None` is returned.
 pub(crate) fn run(
     behavior: &dyn BaseBehavior,
     id: EntityId,
@@ -162,15 +204,18 @@ pub(crate) fn run(
     now: Time,
     hook: &'static str,
     f: impl FnOnce(&dyn BaseBehavior, &mut BaseCtx<'_>),
-) -> Option<Vec<u16>> {
+) -> Option<Outcome> {
     let before = props.clone();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut ctx = BaseCtx::new(id, def, props, now);
         f(behavior, &mut ctx);
-        ctx.changed
+        Outcome {
+            changed: ctx.changed,
+            asks: ctx.asks,
+        }
     }));
     match outcome {
-        Ok(changed) => Some(changed),
+        Ok(o) => Some(o),
         Err(_) => {
             *props = before;
             tracing::error!(entity = %id, ty = %def.name, hook, "game code panicked on the base; its changes are dropped");

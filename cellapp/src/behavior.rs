@@ -38,6 +38,8 @@ pub enum Caller {
     /// The entity's own client (the method is exposed; its arguments were
     /// checked against the definitions).
     Client,
+    /// Game code on the entity's base.
+    Base,
     /// Another entity, through its mailbox.
     Entity(EntityId),
 }

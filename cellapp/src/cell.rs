@@ -18,7 +18,7 @@ use tessera::proto::app::{AppMsg, CellState, ClientPacket, Delivery};
 use tessera::proto::client::{PropValue, ServerMsg};
 use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
-use crate::behavior::{Behaviors, CellBehavior, Effect};
+use crate::behavior::{Behaviors, Caller, CellBehavior, Effect};
 use crate::entry::Entry;
 use crate::index::{new_index, IndexKind, SpatialIndex};
 use crate::load::{CostModel, LoadSource, Meter};
@@ -792,7 +792,9 @@ impl Cell {
         }
     }
 
-    fn call(&mut self, entity: EntityId, method: u16, args: &[Value]) {
+    /// A cell method called on the channel: by the entity's client (which
+    /// may call only exposed methods), or by game code on its base.
+    fn call(&mut self, entity: EntityId, method: u16, args: &[Value], caller: Caller) {
         let Some(&i) = self.slot.get(&entity) else {
             return;
         };
@@ -806,9 +808,9 @@ impl Cell {
         let Some(m) = info.def.methods.get(method as usize) else {
             return;
         };
-        if !m.exposed {
-            // Calls on the channel come from clients; the base checked
-            // this too, but the cell does not take its word for it.
+        if caller == Caller::Client && !m.exposed {
+            // The base checked this too, but the cell does not take its
+            // word for it.
             self.refusals.not_exposed += 1;
             tracing::warn!(%entity, method = %m.name, "a client's call of a method not exposed refused");
             return;
@@ -817,7 +819,7 @@ impl Cell {
             tracing::warn!(%entity, method = %m.name, "cell call with bad arguments dropped");
             return;
         }
-        self.run_client_call(entity, method, args);
+        self.run_call(entity, method, args, caller);
     }
 
     /// Runs one tick: behaviours, index, witnesses, backups.

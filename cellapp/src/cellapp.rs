@@ -32,9 +32,9 @@ pub struct CellappConfig {
     pub cell: CellConfig,
     /// How often each real is backed up to its base.
     pub backup_period: Duration,
-    /// Server-driven entities to create once the cell knows its area, and
-    /// their type.
-    pub npcs: (String, usize),
+    /// Server-driven entities to create once the cell knows its area: how
+    /// many of each type.
+    pub spawns: Vec<(String, usize)>,
     /// Timing of the manager link.
     pub membership: MembershipConfig,
     /// Timing and bounds of the app links.
@@ -62,7 +62,7 @@ impl CellappConfig {
             behaviors,
             cell: CellConfig::default(),
             backup_period: Duration::from_secs(5),
-            npcs: (String::new(), 0),
+            spawns: Vec::new(),
             membership: MembershipConfig::default(),
             links: LinkConfig::default(),
             retire_linger: Duration::from_secs(2),
@@ -276,9 +276,10 @@ impl Cellapp {
             ..self.cfg.cell.clone()
         };
         let mut cell = Cell::new(&self.cfg.defs, behaviors, cell_cfg, ids);
-        let (npc, n) = &self.cfg.npcs;
-        if *n > 0 {
-            cell.spawn_when_placed(npc, *n);
+        for (ty, n) in &self.cfg.spawns {
+            if *n > 0 {
+                cell.spawn_when_placed(ty, *n);
+            }
         }
         let links = Links::new(app, self.cfg.defs.digest, self.cfg.links);
         tracing::info!(%app, "cellapp joined the cluster");

@@ -34,9 +34,8 @@ pub struct Options {
     pub defs: Arc<Definitions>,
     /// The game's cell behaviours.
     pub behaviors: Behaviors,
-    /// Server-driven entities to create at start, and their type (the
-    /// game's NPC type; none are made without one).
-    pub npcs: (Option<String>, usize),
+    /// Server-driven entities to create at start: how many of each type.
+    pub spawns: Vec<(String, usize)>,
     /// Spatial index.
     pub index: IndexKind,
     /// Witness limits.
@@ -196,8 +195,7 @@ pub async fn start(opts: Options) -> Result<CellappHandle, CellappError> {
     cfg.cell.index = opts.index;
     cfg.cell.budget = opts.budget;
     cfg.cell.seed = opts.seed;
-    let (npc_type, npcs) = opts.npcs.clone();
-    cfg.npcs = (npc_type.unwrap_or_default(), npcs);
+    cfg.spawns = opts.spawns.clone();
     let core = Cellapp::new(Time::now(), cfg);
     let transport = Transport::new(endpoint, &cluster, metrics.link.clone())?;
     transport.listen(net::gate::Gate::new(net::gate::GateConfig::internal()));
@@ -224,7 +222,7 @@ pub async fn start(opts: Options) -> Result<CellappHandle, CellappError> {
         }
     };
     metrics.registry.set_label("app", &app.0.to_string());
-    tracing::info!(%app, %addr, admin = ?admin_addr, npcs = opts.npcs.1, "cellapp joined the cluster");
+    tracing::info!(%app, %addr, admin = ?admin_addr, spawns = ?opts.spawns, "cellapp joined the cluster");
     Ok(CellappHandle {
         app,
         addr,

@@ -55,7 +55,7 @@ pub mod cell {
 /// The base API: behaviours of entity types on the base.
 pub mod base {
     pub use tessera_baseapp::behavior::{
-        BaseBehavior, BaseBehaviors, BaseCalled, BaseCtx, BaseError,
+        BaseBehavior, BaseBehaviors, BaseCalled, BaseCaller, BaseCtx, BaseError,
     };
 }
 
@@ -99,6 +99,7 @@ pub struct Game {
     bots: BotBehaviors,
     player_type: Option<String>,
     npc_type: Option<String>,
+    fixtures: Vec<(String, usize)>,
 }
 
 impl Game {
@@ -121,6 +122,7 @@ impl Game {
             bots: BotBehaviors::default(),
             player_type: None,
             npc_type: None,
+            fixtures: Vec::new(),
         }
     }
 
@@ -166,6 +168,23 @@ impl Game {
         self
     }
 
+    /// Entities of `type_name` every cellapp makes in its own area when it
+    /// joins, `per_cellapp` of them, whatever `--npcs` says (a healing
+    /// spring, a vendor).
+    pub fn fixtures(mut self, type_name: &str, per_cellapp: usize) -> Game {
+        self.fixtures.push((type_name.to_string(), per_cellapp));
+        self
+    }
+
+    /// What a cellapp makes when it joins, with `npcs` of the NPC type:
+    /// (type, how many).
+    pub fn spawns(&self, npcs: usize) -> Vec<(String, usize)> {
+        let npcs = self.npc_type.iter().map(|t| (t.clone(), npcs));
+        npcs.chain(self.fixtures.iter().cloned())
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     /// Checks that every registration names a type of the definitions, that
     /// the player type has a client and the NPC type has none.
     pub fn check(&self) -> Result<(), RegisterError> {
@@ -174,6 +193,10 @@ impl Game {
             ("cell behaviour", self.cell.type_names().collect::<Vec<_>>()),
             ("base behaviour", self.base.type_names().collect()),
             ("bot behaviour", self.bots.type_names().collect()),
+            (
+                "fixture",
+                self.fixtures.iter().map(|(t, _)| t.as_str()).collect(),
+            ),
         ];
         for (what, names) in named {
             if let Some(name) = names.into_iter().find(|n| !has(n)) {

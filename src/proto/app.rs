@@ -407,6 +407,15 @@ pub enum AppMsg {
         /// The arguments.
         args: Vec<Value>,
     },
+    /// Real → its base: call a base method of the entity.
+    ToBase {
+        /// The entity.
+        entity: EntityId,
+        /// The base method, by index in the entity's type.
+        method: u16,
+        /// The arguments.
+        args: Vec<Value>,
+    },
 }
 
 impl AppMsg {
@@ -455,6 +464,7 @@ impl AppMsg {
             | GhostMoves(_)
             | Onload(_)
             | Mail(_)
+            | ToBase { .. }
             | Broadcast { .. }
             | RealMoved { .. }
             | Forget { .. }
@@ -603,6 +613,14 @@ pub enum EntityMsg {
     Attach {
         /// The first output sequence for the new client's frames.
         out_seq: u64,
+    },
+    /// Call a cell method for the entity's base (game code on the base):
+    /// checked against the definitions, but any method, exposed or not.
+    BaseCall {
+        /// Method index.
+        method: u16,
+        /// Arguments.
+        args: Vec<Value>,
     },
 }
 

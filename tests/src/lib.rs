@@ -94,7 +94,7 @@ pub fn cellapp_options(
         data_dir: data.to_path_buf(),
         defs: game.definitions().clone(),
         behaviors: game.cell_behaviors().clone(),
-        npcs: (game.npc_type().map(str::to_string), npcs),
+        spawns: game.spawns(npcs),
         index: tessera_cellapp::index::IndexKind::RTree,
         budget: Default::default(),
         seed,

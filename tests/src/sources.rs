@@ -81,7 +81,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_engine_names_nothing_of_the_demo_game() {
+    fn the_engine_names_nothing_of_the_games() {
         let files = {
             let mut v = Vec::new();
             for part in ENGINE {

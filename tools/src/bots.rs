@@ -81,6 +81,8 @@ struct Counters {
     enters: AtomicU64,
     leaves: AtomicU64,
     position_updates: AtomicU64,
+    calls_made: AtomicU64,
+    calls_received: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
 }
@@ -146,6 +148,10 @@ pub struct Report {
     pub aoi_leaves: u64,
     /// Position updates received per second, over all bots.
     pub position_updates_per_sec: f64,
+    /// Method calls the bots' game behaviour made.
+    pub calls_made: u64,
+    /// Client method calls the server made on the bots.
+    pub calls_received: u64,
     /// Bytes received per bot per second.
     pub bytes_in_per_bot_per_sec: f64,
     /// Bytes sent per bot per second.
@@ -280,6 +286,8 @@ pub async fn run(a: BotsArgs, game: Game) -> anyhow::Result<()> {
         aoi_enters: c.enters.load(Ordering::Relaxed),
         aoi_leaves: c.leaves.load(Ordering::Relaxed),
         position_updates_per_sec: c.position_updates.load(Ordering::Relaxed) as f64 / elapsed,
+        calls_made: c.calls_made.load(Ordering::Relaxed),
+        calls_received: c.calls_received.load(Ordering::Relaxed),
         bytes_in_per_bot_per_sec: c.bytes_in.load(Ordering::Relaxed) as f64 / elapsed / bots,
         bytes_out_per_bot_per_sec: c.bytes_out.load(Ordering::Relaxed) as f64 / elapsed / bots,
         aoi_latency_ms: Latency {
@@ -307,6 +315,10 @@ pub async fn run(a: BotsArgs, game: Game) -> anyhow::Result<()> {
     println!(
         "positions       {:.0} updates/s",
         report.position_updates_per_sec
+    );
+    println!(
+        "game calls      {} made, {} received",
+        report.calls_made, report.calls_received
     );
     println!(
         "bytes per bot   {:.0} B/s in, {:.0} B/s out",
@@ -339,7 +351,9 @@ async fn make_calls(
 ) -> Result<(), ClientError> {
     for BotCall { method, args } in calls {
         match client.call(&method, args).await {
-            Ok(()) => {}
+            Ok(()) => {
+                shared.counters.calls_made.fetch_add(1, Ordering::Relaxed);
+            }
             Err(ClientError::BadCall(why)) => {
                 shared.error("bad_call");
                 tracing::debug!(%method, %why, "a bot's call refused by its definitions");
@@ -500,6 +514,7 @@ async fn bot(
                 }
                 Ok(Event::Corrected { .. }) => shared.error("move_corrected"),
                 Ok(Event::Called { entity, method, args }) => {
+                    shared.counters.calls_received.fetch_add(1, Ordering::Relaxed);
                     let Some(play) = plays.as_mut() else { continue };
                     let mut b = Bot::new(&client.view, &setup.defs, &mut game_rng, tick);
                     play.called(&mut b, entity, &method, &args);

@@ -295,7 +295,7 @@ pub async fn cellapp(a: CellappArgs, game: Game) -> anyhow::Result<()> {
         data_dir: a.common.data.clone(),
         defs: game.definitions().clone(),
         behaviors: game.cell_behaviors().clone(),
-        npcs: (game.npc_type().map(str::to_string), a.npcs),
+        spawns: game.spawns(a.npcs),
         index: a.index,
         budget: Default::default(),
         seed: a.seed,

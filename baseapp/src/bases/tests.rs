@@ -15,7 +15,7 @@ use super::{
     BaseConfig, Bases, ClientId, ClientInput, ClientOut, Closing, Output, Refusal, StoreDone,
     StoreOp, Violation,
 };
-use crate::behavior::{BaseBehavior, BaseBehaviors, BaseCalled, BaseCtx};
+use crate::behavior::{BaseBehavior, BaseBehaviors, BaseCalled, BaseCaller, BaseCtx};
 use crate::persist;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -90,10 +90,11 @@ impl BaseBehavior for Gold {
     }
 }
 
-/// The baseapp's settings for the demo world's definitions.
-fn config() -> BaseConfig {
+/// The baseapp's settings for the demo world's definitions, its players'
+/// bases running `behavior`.
+fn config(behavior: impl BaseBehavior) -> BaseConfig {
     let mut behaviors = BaseBehaviors::default();
-    behaviors.register("Avatar", Gold);
+    behaviors.register("Avatar", behavior);
     BaseConfig {
         player_type: "Avatar".into(),
         behaviors,
@@ -102,7 +103,7 @@ fn config() -> BaseConfig {
 }
 
 fn rig_with(ids: IdBlock) -> Rig {
-    rig_configured(ids, config())
+    rig_configured(ids, config(Gold))
 }
 
 fn rig_configured(ids: IdBlock, config: BaseConfig) -> Rig {
@@ -114,6 +115,17 @@ fn rig_configured(ids: IdBlock, config: BaseConfig) -> Rig {
         now: T0,
         next_req: 1,
     }
+}
+
+/// A rig whose players' bases run `behavior`.
+fn rig_playing(behavior: impl BaseBehavior) -> Rig {
+    rig_configured(
+        IdBlock {
+            next: 1000,
+            end: 2000,
+        },
+        config(behavior),
+    )
 }
 
 fn rig() -> Rig {
@@ -2117,20 +2129,7 @@ impl BaseBehavior for Hooks {
 
 #[test]
 fn base_hooks_run_on_login_call_and_logout_and_a_panic_changes_nothing() {
-    let mut behaviors = BaseBehaviors::default();
-    behaviors.register("Avatar", Hooks);
-    let cfg = BaseConfig {
-        player_type: "Avatar".into(),
-        behaviors,
-        ..BaseConfig::default()
-    };
-    let mut r = rig_configured(
-        IdBlock {
-            next: 1000,
-            end: 2000,
-        },
-        cfg,
-    );
+    let mut r = rig_playing(Hooks);
     r.cell_up();
     let (p, _) = r.login(5, 42);
     let (gold, last_login) = (r.prop("gold"), r.prop("last_login"));
@@ -2161,4 +2160,70 @@ fn base_hooks_run_on_login_call_and_logout_and_a_panic_changes_nothing() {
     let saved = r.decode_row(&rows[0]);
     assert_eq!(saved.props[gold as usize], Value::Int(101));
     assert_eq!(saved.props[last_login as usize], Value::Int(7));
+}
+
+/// A base that answers its cell: a call from the cell adds to `gold`; a
+/// call from the client asks the cell to set the health (a method the
+/// client may not call itself).
+struct Relay;
+
+impl BaseBehavior for Relay {
+    fn call(&self, ctx: &mut BaseCtx<'_>, call: &BaseCalled<'_>) {
+        let n = call.arg(0).and_then(Value::as_int).unwrap_or(0);
+        match call.caller {
+            BaseCaller::Cell => assert_eq!(ctx.set("gold", Value::Int(n)), Ok(())),
+            BaseCaller::Client => {
+                assert_eq!(ctx.call_cell("set_health", vec![Value::Int(n)]), Ok(()));
+                assert!(matches!(
+                    ctx.call_cell("add_gold", vec![Value::Int(n)]),
+                    Err(crate::behavior::BaseError::Call(_))
+                ));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_base_and_its_cell_call_each_other() {
+    let mut r = rig_playing(Relay);
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    let (gold, add_gold, set_health) =
+        (r.prop("gold"), r.method("add_gold"), r.method("set_health"));
+    // The cell calls the base: the hook runs, the client hears of its gold.
+    let out = r.cell_says(AppMsg::ToBase {
+        entity: p.entity,
+        method: add_gold,
+        args: vec![Value::Int(40)],
+    });
+    assert_eq!(
+        sent(&out, 5),
+        vec![ServerMsg::Props {
+            entity: p.entity,
+            props: vec![(gold, Value::Int(40))]
+        }]
+    );
+    // A call that does not fit the definitions is dropped.
+    let out = r.cell_says(AppMsg::ToBase {
+        entity: p.entity,
+        method: add_gold,
+        args: vec![Value::String("x".into())],
+    });
+    assert!(out.is_empty(), "{out:?}");
+    // The base calls the cell: a server-only method, on the channel.
+    let out = r.call(5, add_gold, vec![Value::Int(3)]);
+    assert_eq!(
+        app_msgs(&out),
+        vec![(
+            CELL,
+            AppMsg::ToEntity {
+                entity: p.entity,
+                seq: 0,
+                msg: EntityMsg::BaseCall {
+                    method: set_health,
+                    args: vec![Value::Int(3)]
+                }
+            }
+        )]
+    );
 }

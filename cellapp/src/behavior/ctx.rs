@@ -6,7 +6,7 @@ use glam::{Vec2, Vec3};
 use rand_chacha::ChaCha8Rng;
 use rustc_hash::FxHashMap;
 use std::time::Duration;
-use tessera::defs::{ArgsError, PropError, Side, TypeDef, TypeId};
+use tessera::defs::{CallError, PropError, Side, TypeDef, TypeId};
 use tessera::proto::app::{TimerState, TrapState};
 use tessera::{EntityId, IdPool, Time, Value};
 
@@ -41,36 +41,10 @@ pub enum GameError {
     /// No type of that name.
     #[error("no entity type {0}")]
     NoSuchType(String),
-    /// The type has no method of that name.
-    #[error("type {ty} has no method {method}")]
-    NoSuchMethod {
-        /// The type.
-        ty: String,
-        /// The method asked for.
-        method: String,
-    },
-    /// The method runs somewhere else.
-    #[error("{ty}.{method} is a {side:?} method, not a {wanted:?} one")]
-    WrongSide {
-        /// The type.
-        ty: String,
-        /// The method.
-        method: String,
-        /// Where it runs.
-        side: Side,
-        /// Where the call wanted it.
-        wanted: Side,
-    },
-    /// The arguments do not fit the method.
-    #[error("{ty}.{method}: {problem}")]
-    BadArguments {
-        /// The type.
-        ty: String,
-        /// The method.
-        method: String,
-        /// What is wrong.
-        problem: ArgsError,
-    },
+    /// A method that does not exist, runs elsewhere, or does not take the
+    /// arguments.
+    #[error(transparent)]
+    Call(#[from] CallError),
     /// The entity has no client to call.
     #[error("entity {0} has no client")]
     NoClient(EntityId),
@@ -80,6 +54,9 @@ pub enum GameError {
     /// The cellapp has no entity ids left until the manager sends more.
     #[error("no entity ids left")]
     NoIds,
+    /// The entity has no base to call.
+    #[error("entity {0} has no base")]
+    NoBase(EntityId),
     /// The entity has a base: it is destroyed through its base.
     #[error("entity {0} has a base; its base destroys it")]
     HasBase(EntityId),
@@ -129,6 +106,8 @@ pub(crate) enum Effect {
         method: u16,
         args: Vec<Value>,
     },
+    /// Call a base method of this entity (checked).
+    BaseCall { method: u16, args: Vec<Value> },
     /// Call a client method of this entity (checked).
     Client {
         audience: Audience,
@@ -531,8 +510,19 @@ impl Ctx<'_> {
             .get(e.type_id.0 as usize)
             .ok_or(GameError::NoSuchEntity(to))?
             .def;
-        let method = checked_method(def, method, Side::Cell, &args)?;
+        let method = def.callable(method, Side::Cell, &args)?.index;
         self.push(Effect::Call { to, method, args });
+        Ok(())
+    }
+
+    /// Calls a base method of this entity on its base, wherever the base
+    /// lives.
+    pub fn call_base(&mut self, method: &str, args: Vec<Value>) -> Result<(), GameError> {
+        if self.me.base.is_none() {
+            return Err(GameError::NoBase(self.me.id));
+        }
+        let method = self.def.callable(method, Side::Base, &args)?.index;
+        self.push(Effect::BaseCall { method, args });
         Ok(())
     }
 
@@ -544,7 +534,7 @@ impl Ctx<'_> {
         method: &str,
         args: Vec<Value>,
     ) -> Result<(), GameError> {
-        let method = checked_method(self.def, method, Side::Client, &args)?;
+        let method = self.def.callable(method, Side::Client, &args)?.index;
         if audience == Audience::Own && self.me.witness.is_none() {
             return Err(GameError::NoClient(self.me.id));
         }
@@ -608,28 +598,4 @@ impl Ctx<'_> {
         self.push(Effect::Destroy);
         Ok(())
     }
-}
-
-/// Finds a method by name and checks that it runs on `side` and takes
-/// `args`.
-fn checked_method(def: &TypeDef, name: &str, side: Side, args: &[Value]) -> Result<u16, GameError> {
-    let m = def.method(name).ok_or_else(|| GameError::NoSuchMethod {
-        ty: def.name.clone(),
-        method: name.into(),
-    })?;
-    if m.side != side {
-        return Err(GameError::WrongSide {
-            ty: def.name.clone(),
-            method: name.into(),
-            side: m.side,
-            wanted: side,
-        });
-    }
-    m.check_args(args)
-        .map_err(|problem| GameError::BadArguments {
-            ty: def.name.clone(),
-            method: name.into(),
-            problem,
-        })?;
-    Ok(m.index)
 }

@@ -10,6 +10,7 @@ use tessera::proto::app::{AppMsg, EntityMsg};
 use tessera::{AppId, EntityId};
 
 use super::Cell;
+use crate::behavior::Caller;
 
 /// Messages a cell refused for who sent them, by reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,7 +126,8 @@ impl Cell {
             EntityMsg::Move { seq, pos, yaw } => {
                 self.client_move(entity, seq, Vec3::from_array(pos), yaw)
             }
-            EntityMsg::Call { method, args } => self.call(entity, method, &args),
+            EntityMsg::Call { method, args } => self.call(entity, method, &args, Caller::Client),
+            EntityMsg::BaseCall { method, args } => self.call(entity, method, &args, Caller::Base),
             EntityMsg::Destroy => self.destroy(entity),
             EntityMsg::Attach { out_seq } => self.attach(entity, out_seq),
         }

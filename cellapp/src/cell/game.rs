@@ -172,8 +172,15 @@ impl Cell {
         self.settle(now);
     }
 
-    /// A client called a cell method of its entity (checked by the caller).
-    pub(super) fn run_client_call(&mut self, entity: EntityId, method: u16, args: &[Value]) {
+    /// A client or the entity's base called a cell method of the entity
+    /// (checked by the caller).
+    pub(super) fn run_call(
+        &mut self,
+        entity: EntityId,
+        method: u16,
+        args: &[Value],
+        caller: Caller,
+    ) {
         let now = self.now();
         self.round(now, |stage| {
             let (entries, types) = (stage.entries, stage.types);
@@ -190,7 +197,7 @@ impl Cell {
             let called = Called {
                 method: m,
                 args,
-                caller: Caller::Client,
+                caller,
             };
             guarded(stage, i, "call", |b, ctx| b.call(ctx, &called));
         });
@@ -297,6 +304,18 @@ impl Cell {
                     method,
                     args,
                 } => self.call_clients(id, audience, method, args),
+                Effect::BaseCall { method, args } => {
+                    if let Some(base) = self.real_mut(id).and_then(|r| r.base) {
+                        self.outbox.push((
+                            base,
+                            AppMsg::ToBase {
+                                entity: id,
+                                method,
+                                args,
+                            },
+                        ));
+                    }
+                }
                 Effect::Destroy => destroyed.push(id),
                 Effect::Move { pos, yaw } => {
                     let pos = self.clamp(pos);

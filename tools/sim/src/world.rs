@@ -294,8 +294,8 @@ impl SimWorld {
             };
             if let Some(Proc::Cell(c)) = w.procs.get_mut(&pid) {
                 if let Some(cell) = c.cell_mut() {
-                    if let Some(npc) = w.game.npc_type() {
-                        cell.spawn(npc, npcs);
+                    for (ty, n) in w.game.spawns(npcs) {
+                        cell.spawn(&ty, n);
                     }
                 }
             }

@@ -7,6 +7,7 @@ use crate::behavior::{Called, Ctx, GameError};
 use std::path::Path;
 use std::time::Duration;
 use tessera::layout::Rect;
+use tessera::proto::app::EntityMsg;
 
 const WORLD: &str = r#"
     [types.Shuttle]
@@ -38,6 +39,16 @@ const WORLD: &str = r#"
     inside = { type = "int", flags = "CELL_PRIVATE" }
     enters = { type = "int", flags = "CELL_PRIVATE" }
     wrong = { type = "int", flags = "CELL_PRIVATE" }
+
+    [types.Hero]
+    has_client = true
+    aoi_radius = 50.0
+    max_speed = 10.0
+    [types.Hero.properties]
+    by_base = { type = "int", flags = "CELL_PRIVATE" }
+    [types.Hero.methods]
+    secret = { side = "cell", args = [] }
+    paid = { side = "base", args = ["int"] }
 
     [types.Fragile]
     max_speed = 1.0
@@ -168,6 +179,22 @@ impl CellBehavior for Zone {
     }
 }
 
+/// Counts the calls its base makes, and answers each on the base.
+struct Hero;
+
+impl CellBehavior for Hero {
+    fn call(&self, ctx: &mut Ctx<'_>, call: &Called<'_>) {
+        assert_eq!(call.caller, crate::behavior::Caller::Base);
+        let n = ctx.get_int("by_base") + 1;
+        assert!(ctx.set("by_base", Value::Int(n)).is_ok());
+        assert!(ctx.call_base("paid", vec![Value::Int(5)]).is_ok());
+        assert!(matches!(
+            ctx.call_base("secret", vec![]),
+            Err(GameError::Call(_))
+        ));
+    }
+}
+
 /// Spawns three motes when it is made.
 struct Spawner;
 
@@ -226,6 +253,7 @@ fn behaviors() -> Behaviors {
     b.register("Mote", Mote);
     b.register("Fragile", Fragile);
     b.register("Zone", Zone);
+    b.register("Hero", Hero);
     b
 }
 
@@ -407,4 +435,73 @@ fn a_panicking_hook_fails_alone() {
     assert_eq!(a.stats().ticks, 12);
     let n = ints(prop(&defs(), [&a, &b], "Fragile", "n"));
     assert_eq!(n, vec![10, 10]);
+}
+
+#[test]
+fn a_base_calls_any_cell_method_and_the_cell_calls_its_base() {
+    let (mut a, b) = pair();
+    let d = defs();
+    let hero = d.by_name("Hero").expect("Hero");
+    let (secret, paid) = (
+        hero.method("secret").map_or(0, |m| m.index),
+        hero.method("paid").map_or(0, |m| m.index),
+    );
+    let base = AppId(9);
+    let e = EntityId(77);
+    a.handle(
+        Time(0),
+        base,
+        AppMsg::CreateEntity {
+            entity: e,
+            type_id: hero.id,
+            state: CellState {
+                pos: [100.0, 0.0, 100.0],
+                yaw: 0.0,
+                props: vec![],
+            },
+            version: 0,
+        },
+    );
+    a.drain();
+    let on_channel = |seq, msg| AppMsg::ToEntity {
+        entity: e,
+        seq,
+        msg,
+    };
+    // From its client, a method that is not exposed is refused...
+    a.handle(
+        Time(1),
+        base,
+        on_channel(
+            0,
+            EntityMsg::Call {
+                method: secret,
+                args: vec![],
+            },
+        ),
+    );
+    // ...from game code on its base, it runs.
+    a.handle(
+        Time(2),
+        base,
+        on_channel(
+            1,
+            EntityMsg::BaseCall {
+                method: secret,
+                args: vec![],
+            },
+        ),
+    );
+    assert_eq!(ints(prop(&d, [&a, &b], "Hero", "by_base")), vec![1]);
+    assert_eq!(
+        a.drain(),
+        vec![(
+            base,
+            AppMsg::ToBase {
+                entity: e,
+                method: paid,
+                args: vec![Value::Int(5)]
+            }
+        )]
+    );
 }

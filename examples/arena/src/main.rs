@@ -1,0 +1,5 @@
+//! `arena`: Tessera's command line with the arena inside.
+
+fn main() -> anyhow::Result<()> {
+    tessera_tools::run(tessera_arena::game())
+}
