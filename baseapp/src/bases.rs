@@ -241,6 +241,11 @@ impl Bases {
         std::mem::take(&mut self.out)
     }
 
+    /// The entities whose bases this baseapp holds.
+    pub fn entities(&self) -> impl Iterator<Item = EntityId> + '_ {
+        self.bases.keys().copied()
+    }
+
     /// Load figures for the heartbeat.
     pub fn load(&self) -> Load {
         Load {

@@ -68,6 +68,9 @@ pub struct Faults {
     /// A witness that moved cell does not resend properties that changed
     /// while it travelled.
     pub no_witness_refresh: bool,
+    /// A real that arrives from another cell fires its repeating timers'
+    /// last period again.
+    pub refire_timers: bool,
 }
 
 impl Default for CellConfig {

@@ -85,7 +85,7 @@ pub fn run(game: Game) -> anyhow::Result<()> {
         Command::Sim(a) => {
             // One thread, no sockets: the simulated world's own log is noise.
             init_logs(json, "warn");
-            simulate::run(a)
+            simulate::run(a, game)
         }
         Command::Up(a) => serve(json, up::run(a)),
         Command::Manager(a) => serve(json, roles::manager(a, game)),

@@ -148,7 +148,13 @@ impl Cell {
         r.goal = o.goal.map(Vec3::from_array);
         r.version = o.version;
         r.channel = RealChannel::resume(o.next_seq, o.pending, o.out_seq);
-        r.timers = Timers::from_parts(o.timers, o.next_timer);
+        let mut timers = o.timers;
+        if self.faulty(|f| f.refire_timers) {
+            for t in &mut timers {
+                t.due = Time(t.due.0.saturating_sub(t.period_us));
+            }
+        }
+        r.timers = Timers::from_parts(timers, o.next_timer);
         r.mail = Mailbox::import(o.mail);
         r.traps = Traps::from_parts(o.traps, o.next_trap);
         r.dirty = dirty;

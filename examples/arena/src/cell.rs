@@ -38,10 +38,21 @@ pub const HEAL: i64 = 5;
 /// A fighter's full health.
 pub const FULL_HEALTH: i64 = 100;
 
+/// How long a slain monster's corpse lies before it is gone.
+pub const CORPSE: Duration = Duration::from_secs(10);
+
 /// Timer tags.
 const READY: u32 = 1;
 const RISE: u32 = 2;
-const REGEN: u32 = 3;
+/// The tag of a fighter's once-a-second regeneration timer.
+pub const REGEN: u32 = 3;
+const ROT: u32 = 4;
+
+/// Whether a neighbour is alive: a fighter not `dead`, a monster with
+/// health left.
+fn alive(n: &tessera_game::cell::Neighbor<'_>) -> bool {
+    n.get("dead") != Some(&Value::Bool(true)) && n.get("health") != Some(&Value::Int(0))
+}
 
 /// An entity's id as the `int` the arena's methods carry it in.
 pub fn id_arg(id: EntityId) -> Value {
@@ -143,7 +154,7 @@ fn attack(ctx: &mut Ctx<'_>, target: Option<EntityId>) -> Result<(), GameError> 
     }
     let in_reach = ctx
         .entity(target)
-        .is_some_and(|n| n.distance <= FIGHTER_REACH && n.type_name() != "Healer");
+        .is_some_and(|n| n.distance <= FIGHTER_REACH && n.type_name() != "Healer" && alive(&n));
     if !in_reach {
         return Ok(());
     }
@@ -175,16 +186,20 @@ fn rise(ctx: &mut Ctx<'_>) -> Result<(), GameError> {
 }
 
 /// A monster: it chases the nearest living fighter it sees and strikes it
-/// on a cooldown, or wanders. Killed, it pays the killer and another
-/// monster rises somewhere in the space.
+/// on a cooldown, or wanders. Killed, it pays the killer, another monster
+/// rises somewhere in the space, and its corpse lies for a while (taking
+/// any blow still on its way) before it is gone.
 pub struct Monster;
 
 impl CellBehavior for Monster {
     fn tick(&self, ctx: &mut Ctx<'_>) {
+        if ctx.get_int("health") == 0 {
+            return;
+        }
         let prey = ctx
             .around(MONSTER_SIGHT)
             .iter()
-            .find(|n| n.type_name() == "Fighter" && n.get("dead") != Some(&Value::Bool(true)))
+            .find(|n| n.type_name() == "Fighter" && alive(n))
             .map(|n| (n.id, n.pos, n.distance));
         let speed = ctx.def().max_speed;
         let Some((fighter, at, distance)) = prey else {
@@ -227,14 +242,16 @@ impl CellBehavior for Monster {
             let x = ctx.rng().random_range(x0..=x1);
             let z = ctx.rng().random_range(z0..=z1);
             ctx.spawn("Monster", Vec3::new(x, 0.0, z), 0.0, &[])?;
-            ctx.destroy()
+            ctx.add_timer(CORPSE, None, ROT).map(drop)
         });
         report("a monster's death", r);
     }
 
     fn timer(&self, ctx: &mut Ctx<'_>, _timer: TimerId, tag: u32) {
-        if tag == READY {
-            report("a monster's cooldown", ctx.set("ready", Value::Bool(true)));
+        match tag {
+            READY => report("a monster's cooldown", ctx.set("ready", Value::Bool(true))),
+            ROT => report("a corpse", ctx.destroy()),
+            _ => {}
         }
     }
 }

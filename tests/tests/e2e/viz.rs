@@ -164,6 +164,7 @@ async fn viz_draws_a_live_layout_and_a_sim_frame() {
         seed: 3,
         size: None,
         frame_every: 6,
+        game: None,
     };
     let score = scenario::run(&spec, "tessera", &mut |_| {});
     let frame = score.frames.last().expect("a frame");

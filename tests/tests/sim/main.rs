@@ -10,6 +10,7 @@ use tessera_sim::score::Score;
 use tessera_sim::{SimConfig, SimWorld};
 
 mod crash;
+mod game;
 mod links;
 mod truth;
 
@@ -317,6 +318,7 @@ fn small(scenario: Scenario, seed: u64) -> Spec {
         seed,
         size: None,
         frame_every: 0,
+        game: None,
     }
 }
 

@@ -98,6 +98,9 @@ pub struct Spec {
     pub size: Option<f32>,
     /// Seconds between two layout frames (0: none).
     pub frame_every: u32,
+    /// The game whose world runs (the demo's if `None`); the scenario
+    /// moves its NPC type.
+    pub game: Option<tessera_game::Game>,
 }
 
 impl Spec {
@@ -173,6 +176,7 @@ impl Spec {
             cost: Default::default(),
             policy,
             crowd: self.crowd(),
+            game: self.game.clone().unwrap_or_else(tessera_demo::game),
             ..SimConfig::default()
         })
     }

@@ -83,6 +83,8 @@ pub struct SimConfig {
     pub membership: tessera::membership::MembershipConfig,
     /// The apps' link timing and bounds.
     pub links: tessera::link::LinkConfig,
+    /// The game the world runs (its definitions, behaviours and bots).
+    pub game: tessera_game::Game,
 }
 
 impl Default for SimConfig {
@@ -110,6 +112,7 @@ impl Default for SimConfig {
             },
             membership: Default::default(),
             links: Default::default(),
+            game: tessera_demo::game(),
         }
     }
 }
@@ -144,8 +147,7 @@ pub struct SimWorld {
     rng: ChaCha8Rng,
     net: Net,
     defs: Arc<Definitions>,
-    /// The demo game's behaviours and player type, which the simulated
-    /// world runs.
+    /// The game the simulated world runs.
     game: tessera_game::Game,
     space: SpaceInfo,
     manager: Manager,
@@ -217,7 +219,7 @@ impl SimWorld {
     /// register over the network), NPCs on every cell once the layout is
     /// whole, and every client's login within half a second after.
     pub fn new(cfg: &SimConfig) -> SimWorld {
-        let game = tessera_demo::game();
+        let game = cfg.game.clone();
         let defs = game.definitions().clone();
         let space = SpaceInfo {
             bounds: [0.0, 0.0, cfg.size, cfg.size],
@@ -304,13 +306,19 @@ impl SimWorld {
         w
     }
 
+    /// A client playing the game's player type, with the game's bot.
+    fn new_client(&self, c: u64, heading: f32) -> SimClient {
+        let player = self.game.player_type();
+        let bot = self.game.bot_behaviors().make(player, c);
+        SimClient::new(c, heading, &self.defs, player, bot)
+    }
+
     /// `n` more clients, each logging in within the next half second.
     pub fn add_clients(&mut self, n: usize) {
         let first = self.clients.keys().next_back().map_or(0, |c| c + 1);
         for c in first..first + n as u64 {
             let heading = self.rng.random_range(0.0..std::f32::consts::TAU);
-            self.clients
-                .insert(c, SimClient::new(c, heading, &self.defs));
+            self.clients.insert(c, self.new_client(c, heading));
             let req = self.clients[&c].login_request(&self.defs);
             let at = self.now + self.rng.random_range(0..500_000);
             self.net.send(
@@ -911,7 +919,7 @@ impl SimWorld {
     fn deliver_client(&mut self, c: u64, d: Delivery) {
         let speed = self
             .defs
-            .by_name("Avatar")
+            .by_name(self.game.player_type())
             .map_or(1.0, |t| t.max_speed * 0.7);
         let Some(client) = self.clients.get_mut(&c) else {
             return;
@@ -965,9 +973,12 @@ impl SimWorld {
                     _ => {}
                 }
             }
-            Payload::ToClient(out) => client.receive(out),
+            Payload::ToClient(out) => client.receive(out, &self.defs),
             Payload::Timer => {
-                if let (Some(m), Some(b)) = (client.step(&mut self.rng, speed), self.home.get(&c)) {
+                let (goal, calls) = client.play(&self.defs);
+                if let (Some(m), Some(b)) =
+                    (client.step(&mut self.rng, speed, goal), self.home.get(&c))
+                {
                     self.net.send_unreliable(
                         &mut self.rng,
                         d.at,
@@ -976,14 +987,17 @@ impl SimWorld {
                         Payload::ClientDatagram(m),
                     );
                 }
-                if let (Some(m), Some(b)) = (client.ping(&self.defs), self.home.get(&c)) {
-                    self.net.send(
-                        &mut self.rng,
-                        d.at,
-                        d.to,
-                        Node::Proc(*b),
-                        Payload::ClientMsg(m),
-                    );
+                let ping = client.ping();
+                if let Some(b) = self.home.get(&c) {
+                    for m in ping.into_iter().chain(calls) {
+                        self.net.send(
+                            &mut self.rng,
+                            d.at,
+                            d.to,
+                            Node::Proc(*b),
+                            Payload::ClientMsg(m),
+                        );
+                    }
                 }
                 self.net.timer(d.at + CLIENT_TICK_US, d.to);
             }

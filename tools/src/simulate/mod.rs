@@ -92,6 +92,7 @@ fn check(a: &SimArgs) -> anyhow::Result<(Spec, Vec<&'static str>)> {
         seed: a.seed,
         size: a.size,
         frame_every: a.frame_every,
+        game: None,
     };
     Ok((spec, policies))
 }
@@ -111,12 +112,16 @@ fn fmt_recovery(r: &[Option<u32>]) -> String {
 }
 
 /// Runs `tessera sim`.
-pub fn run(a: SimArgs) -> anyhow::Result<()> {
-    let (spec, policies) = check(&a)?;
+pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
+    let (mut spec, policies) = check(&a)?;
+    game.check()
+        .with_context(|| format!("game {} does not fit its definitions", game.name()))?;
+    spec.game = Some(game);
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     println!(
-        "scenario {} · {} cellapps · {} entities · {} s · seed {} · {:.0} m square",
+        "game {} · scenario {} · {} cellapps · {} entities · {} s · seed {} · {:.0} m square",
+        spec.game.as_ref().map_or("demo", |g| g.name()),
         spec.scenario.name(),
         spec.cellapps,
         spec.entities,
