@@ -7,7 +7,7 @@
 //! Properties and methods are indexed by name order within their type, and
 //! types by name order, so the same file always gives the same indices.
 
-use crate::value::{Value, ValueType};
+use crate::value::{MapType, Value, ValueType, MAX_DEPTH, MAX_MAP_KEYS};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -153,7 +153,7 @@ impl MethodDef {
             });
         }
         for (index, (t, v)) in self.args.iter().zip(args).enumerate() {
-            v.check(*t)
+            v.check(t)
                 .map_err(|problem| ArgsError::Arg { index, problem })?;
         }
         Ok(())
@@ -270,11 +270,13 @@ impl TypeDef {
                 side,
             });
         }
-        value.check(p.ty).map_err(|problem| PropError::WrongValue {
-            ty: self.name.clone(),
-            name: name.into(),
-            problem,
-        })?;
+        value
+            .check(&p.ty)
+            .map_err(|problem| PropError::WrongValue {
+                ty: self.name.clone(),
+                name: name.into(),
+                problem,
+            })?;
         Ok(p)
     }
 
@@ -351,6 +353,9 @@ impl fmt::Display for DefError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    /// Map types (BigWorld's `FIXED_DICT`): name, then each key's type.
+    #[serde(default)]
+    maps: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     types: BTreeMap<String, RawType>,
 }
@@ -373,7 +378,7 @@ struct RawType {
 #[serde(deny_unknown_fields)]
 struct RawProp {
     #[serde(rename = "type")]
-    ty: ValueType,
+    ty: String,
     flags: PropFlags,
     #[serde(default)]
     persistent: bool,
@@ -385,9 +390,76 @@ struct RawProp {
 struct RawMethod {
     side: Side,
     #[serde(default)]
-    args: Vec<ValueType>,
+    args: Vec<String>,
     #[serde(default)]
     exposed: bool,
+}
+
+/// A map type's name and what is wrong with it.
+type MapFault = (String, String);
+
+/// Resolves the file's map types, each in terms of the others (a map may
+/// hold another, but not itself).
+fn resolve_maps(
+    raw: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, MapType>, MapFault> {
+    let mut done: BTreeMap<String, MapType> = BTreeMap::new();
+    // Each round resolves every map whose keys name only resolved maps; a
+    // round that resolves none leaves maps that hold themselves.
+    while done.len() < raw.len() {
+        let before = done.len();
+        for (name, keys) in raw {
+            if done.contains_key(name) {
+                continue;
+            }
+            if !valid_name(name) {
+                return Err((name.clone(), "names are letters, digits and _".into()));
+            }
+            if keys.is_empty() || keys.len() > MAX_MAP_KEYS {
+                return Err((name.clone(), format!("needs 1 to {MAX_MAP_KEYS} keys")));
+            }
+            let lookup = |n: &str| done.get(n).cloned();
+            let mut resolved = Vec::new();
+            for (key, ty) in keys {
+                if !valid_name(key) {
+                    return Err((
+                        name.clone(),
+                        format!("key {key:?}: names are letters, digits and _"),
+                    ));
+                }
+                match ValueType::parse(ty, &lookup) {
+                    Ok(t) => resolved.push((key.clone(), t)),
+                    // Perhaps a map not resolved yet.
+                    Err(_) => break,
+                }
+            }
+            if resolved.len() == keys.len() {
+                let m = MapType {
+                    name: name.clone(),
+                    keys: resolved,
+                };
+                if ValueType::Map(m.clone()).depth() > MAX_DEPTH {
+                    return Err((
+                        name.clone(),
+                        format!("nests deeper than the limit of {MAX_DEPTH}"),
+                    ));
+                }
+                done.insert(name.clone(), m);
+            }
+        }
+        if done.len() == before {
+            let stuck = raw
+                .keys()
+                .find(|n| !done.contains_key(*n))
+                .cloned()
+                .unwrap_or_default();
+            return Err((
+                stuck,
+                "names a type that is not declared, or holds itself".into(),
+            ));
+        }
+    }
+    Ok(done)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -426,6 +498,16 @@ impl Definitions {
             message,
         };
         let raw: RawFile = toml::from_str(text).map_err(|e| at(None, None, e.to_string()))?;
+        let maps =
+            resolve_maps(&raw.maps).map_err(|(m, why)| at(None, Some(format!("map {m}")), why))?;
+        let lookup = |name: &str| maps.get(name).cloned();
+        let type_of = |text: &str| -> Result<ValueType, String> {
+            let ty = ValueType::parse(text, &lookup)?;
+            if ty.depth() > MAX_DEPTH {
+                return Err(format!("{text} nests deeper than the limit of {MAX_DEPTH}"));
+            }
+            Ok(ty)
+        };
         if raw.types.is_empty() {
             return Err(at(None, None, "no entity types are defined".into()));
         }
@@ -457,20 +539,17 @@ impl Definitions {
                 if !valid_name(&pname) {
                     return Err(at(t, item, "names are letters, digits and _".into()));
                 }
+                let ty = type_of(&rp.ty).map_err(|e| at(t, item.clone(), e))?;
                 let default = match &rp.default {
-                    None => Value::zero(rp.ty),
-                    Some(v) => Value::from_toml(v, rp.ty).ok_or_else(|| {
-                        at(
-                            t,
-                            item.clone(),
-                            format!("default {v} is not a valid {}", rp.ty),
-                        )
+                    None => Value::zero(&ty),
+                    Some(v) => Value::from_toml(v, &ty).ok_or_else(|| {
+                        at(t, item.clone(), format!("default {v} is not a valid {ty}"))
                     })?,
                 };
                 properties.push(PropDef {
                     index: j as u16,
                     name: pname,
-                    ty: rp.ty,
+                    ty,
                     flags: rp.flags,
                     default,
                     persistent: rp.persistent,
@@ -492,11 +571,17 @@ impl Definitions {
                 if rm.args.len() > 16 {
                     return Err(at(t, item, "at most 16 arguments".into()));
                 }
+                let args = rm
+                    .args
+                    .iter()
+                    .map(|a| type_of(a))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| at(t, item.clone(), e))?;
                 methods.push(MethodDef {
                     index: j as u16,
                     name: mname,
                     side: rm.side,
-                    args: rm.args,
+                    args,
                     exposed: rm.exposed,
                 });
             }
@@ -619,5 +704,66 @@ mod tests {
         assert!(BASE.on_base() && !BASE.on_cell());
         assert!(BASE_AND_CLIENT.own_client() && BASE_AND_CLIENT.on_base());
         assert!(CELL_PUBLIC_AND_OWN.on_ghosts() && !CELL_PUBLIC_AND_OWN.other_clients());
+    }
+
+    #[test]
+    fn map_types_resolve_in_terms_of_each_other_and_nest_boundedly() {
+        let d = parse(
+            r#"
+            [maps.Stack]
+            item = "Item"
+            count = "int"
+            [maps.Item]
+            kind = "string"
+            [types.Chest]
+            max_speed = 1.0
+            [types.Chest.properties]
+            slots = { type = "list<Stack>", flags = "CELL_PRIVATE", default = [{ count = 2, item = { kind = "axe" } }] }
+            owner = { type = "entity", flags = "CELL_PRIVATE" }
+            seal = { type = "bytes", flags = "CELL_PRIVATE", default = [1, 2] }
+            [types.Chest.methods]
+            open = { side = "cell", args = ["entity", "list<list<int>>"] }
+            "#,
+        )
+        .expect("valid");
+        let chest = d.by_name("Chest").expect("Chest");
+        let slots = chest.prop("slots").expect("slots");
+        assert_eq!(slots.ty.to_string(), "list<Stack>");
+        assert_eq!(
+            slots.default,
+            Value::List(vec![Value::Map(vec![
+                Value::Int(2),
+                Value::Map(vec![Value::String("axe".into())]),
+            ])])
+        );
+        assert_eq!(
+            chest.prop("owner").map(|p| &p.default),
+            Some(&Value::Entity(crate::EntityId(0)))
+        );
+        assert_eq!(
+            chest.prop("seal").map(|p| &p.default),
+            Some(&Value::Bytes(vec![1, 2]))
+        );
+
+        let refused = |text: &str, says: &str| {
+            let e = parse(text).expect_err("refused");
+            assert!(e.to_string().contains(says), "{e} should say {says}");
+        };
+        refused(
+            "[maps.Loop]\nnext = \"Loop\"\n[types.A]\nmax_speed = 1.0",
+            "map Loop",
+        );
+        refused(
+            "[types.A]\nmax_speed = 1.0\n[types.A.properties]\nx = { type = \"list<Nope>\", flags = \"CELL_PRIVATE\" }",
+            "property x",
+        );
+        refused(
+            "[types.A]\nmax_speed = 1.0\n[types.A.properties]\nx = { type = \"list<list<list<list<list<int>>>>>\", flags = \"CELL_PRIVATE\" }",
+            "deeper than the limit",
+        );
+        refused(
+            "[maps.Item]\nkind = \"string\"\n[types.A]\nmax_speed = 1.0\n[types.A.properties]\nx = { type = \"Item\", flags = \"CELL_PRIVATE\", default = { colour = \"red\" } }",
+            "not a valid Item",
+        );
     }
 }

@@ -554,6 +554,34 @@ impl Bases {
         }
     }
 
+    /// The cell of `e` found its client naming an entity it has not seen:
+    /// the client is dropped with the reason.
+    fn unseen_entity(&mut self, e: EntityId, method: u16, named: EntityId) {
+        let Some(base) = self.bases.get(&e) else {
+            return;
+        };
+        let Some(client) = base.client.id() else {
+            return;
+        };
+        let (ty, method) = self
+            .defs
+            .types
+            .get(base.ty)
+            .map(|t| {
+                let m = t.methods.get(method as usize).map(|m| m.name.clone());
+                (t.name.clone(), m.unwrap_or_else(|| format!("#{method}")))
+            })
+            .unwrap_or_default();
+        self.violation(
+            client,
+            Violation::UnseenEntity {
+                ty,
+                method,
+                entity: named,
+            },
+        );
+    }
+
     /// Does what a base hook of `e` asked for.
     fn carry_out(&mut self, e: EntityId, ask: BaseAsk) {
         match ask {
@@ -998,6 +1026,11 @@ impl Bases {
                 method,
                 args,
             } => self.cell_calls_base(entity, method, args),
+            AppMsg::UnseenEntity {
+                entity,
+                method,
+                named,
+            } => self.unseen_entity(entity, method, named),
             AppMsg::ToClients(packets) | AppMsg::ClientDatagrams(packets) => {
                 for p in packets {
                     let Some(base) = self.bases.get_mut(&p.entity) else {
@@ -1104,7 +1137,7 @@ impl Bases {
                 ty.properties.get(i as usize),
                 base.props.get_mut(i as usize),
             ) {
-                if p.flags.on_cell() && v.check(p.ty).is_ok() {
+                if p.flags.on_cell() && v.check(&p.ty).is_ok() {
                     *slot = v;
                 }
             }

@@ -84,7 +84,7 @@ pub fn decode(ty: &TypeDef, format: u32, data: &[u8]) -> Result<Loaded, PersistE
     let mut props = ty.defaults();
     for (name, value) in saved.props {
         if let Some(p) = ty.prop(&name) {
-            if p.persistent && value.check(p.ty).is_ok() {
+            if p.persistent && value.check(&p.ty).is_ok() {
                 props[p.index as usize] = value;
             }
         }

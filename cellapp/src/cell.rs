@@ -696,7 +696,7 @@ impl Cell {
                 props.get_mut(i as usize),
                 info.def.properties.get(i as usize),
             ) {
-                if def.flags.on_cell() && v.check(def.ty).is_ok() {
+                if def.flags.on_cell() && v.check(&def.ty).is_ok() {
                     *slot = v;
                 }
             }
@@ -821,6 +821,28 @@ impl Cell {
         if m.side != Side::Cell || m.check_args(args).is_err() {
             tracing::warn!(%entity, method = %m.name, "cell call with bad arguments dropped");
             return;
+        }
+        if caller == Caller::Client {
+            // A client may name only entities it has been shown (or its own).
+            let mut named = Vec::new();
+            args.iter().for_each(|a| a.entities(&mut named));
+            let seen =
+                |e: &EntityId| *e == entity || real.witness.as_ref().is_some_and(|w| w.knows(*e));
+            if let Some(&unseen) = named.iter().find(|e| !seen(e)) {
+                self.refusals.unknown_entity += 1;
+                tracing::warn!(%entity, method = %m.name, named = %unseen, "a client's call naming an entity it has not seen refused");
+                if let Some(base) = real.base {
+                    self.outbox.push((
+                        base,
+                        AppMsg::UnseenEntity {
+                            entity,
+                            method,
+                            named: unseen,
+                        },
+                    ));
+                }
+                return;
+            }
         }
         self.run_call(entity, method, args, caller);
     }

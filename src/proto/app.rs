@@ -416,6 +416,16 @@ pub enum AppMsg {
         /// The arguments.
         args: Vec<Value>,
     },
+    /// Real → its base: the entity's client called a cell method naming
+    /// an entity it has not been shown; the base drops the client.
+    UnseenEntity {
+        /// The entity whose client called.
+        entity: EntityId,
+        /// The method called, by index in the entity's type.
+        method: u16,
+        /// The entity it named.
+        named: EntityId,
+    },
 }
 
 impl AppMsg {
@@ -465,6 +475,7 @@ impl AppMsg {
             | Onload(_)
             | Mail(_)
             | ToBase { .. }
+            | UnseenEntity { .. }
             | Broadcast { .. }
             | RealMoved { .. }
             | Forget { .. }

@@ -184,3 +184,41 @@ fn app_mail() {
         ],
     );
 }
+
+#[test]
+fn values_of_every_kind() {
+    use crate::value::{MapType, ValueType};
+    let item = ValueType::Map(MapType {
+        name: "Item".into(),
+        keys: vec![
+            ("count".into(), ValueType::Int),
+            ("kind".into(), ValueType::String),
+        ],
+    });
+    let cases: [(Value, ValueType, &[u8]); 4] = [
+        (
+            Value::Bytes(vec![0xab, 0xcd]),
+            ValueType::Bytes,
+            &[0x05, 0x02, 0xab, 0xcd],
+        ),
+        (
+            Value::Entity(EntityId(300)),
+            ValueType::Entity,
+            &[0x06, 0xac, 0x02],
+        ),
+        (
+            Value::List(vec![Value::Int(1), Value::Int(2)]),
+            ValueType::List(Box::new(ValueType::Int)),
+            &[0x07, 0x02, 0x01, 0x02, 0x01, 0x04],
+        ),
+        (
+            Value::Map(vec![Value::Int(2), Value::String("axe".into())]),
+            item,
+            &[0x08, 0x02, 0x01, 0x04, 0x03, 0x03, b'a', b'x', b'e'],
+        ),
+    ];
+    for (value, ty, bytes) in cases {
+        assert_eq!(value.check(&ty), Ok(()));
+        roundtrip(&value, bytes);
+    }
+}

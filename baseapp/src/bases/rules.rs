@@ -4,6 +4,7 @@
 //! close code and the reason the client reads.
 
 use tessera::proto::close;
+use tessera::EntityId;
 
 /// Why a client was not let in.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -131,6 +132,17 @@ pub enum Violation {
     /// More calls than a base holds while its entity is being placed.
     #[error("too many calls before the entity is in the world")]
     AheadOfEntity,
+    /// A call naming an entity the client has not been shown (its cell
+    /// found it).
+    #[error("method {ty}.{method} names entity {entity}, which this client has not seen")]
+    UnseenEntity {
+        /// The entity's type.
+        ty: String,
+        /// The method.
+        method: String,
+        /// The entity named.
+        entity: EntityId,
+    },
 }
 
 /// Why the baseapp closes a client's connection.

@@ -2227,3 +2227,24 @@ fn the_base_and_its_cell_call_each_other() {
         )]
     );
 }
+
+#[test]
+fn a_client_naming_an_entity_it_has_not_seen_is_dropped_with_the_reason() {
+    let mut r = rig();
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    let m = r.method("set_title");
+    let out = r.cell_says(AppMsg::UnseenEntity {
+        entity: p.entity,
+        method: m,
+        named: EntityId(4242),
+    });
+    assert_eq!(
+        closes(&out, 5),
+        vec![Closing::Violation(Violation::UnseenEntity {
+            ty: "Avatar".into(),
+            method: "set_title".into(),
+            entity: EntityId(4242),
+        })]
+    );
+}

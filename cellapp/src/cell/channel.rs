@@ -20,6 +20,8 @@ pub struct Refusals {
     pub not_its_base: u64,
     /// A client's call of a method that is not exposed.
     pub not_exposed: u64,
+    /// A client's call naming an entity its client has not seen.
+    pub unknown_entity: u64,
 }
 
 impl Cell {

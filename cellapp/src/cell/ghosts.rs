@@ -146,7 +146,7 @@ impl Cell {
                 props.get_mut(*i as usize),
                 info.def.properties.get(*i as usize),
             ) {
-                if def.flags.on_ghosts() && v.check(def.ty).is_ok() {
+                if def.flags.on_ghosts() && v.check(&def.ty).is_ok() {
                     *slot = v.clone();
                 }
             }

@@ -53,6 +53,10 @@ fn value_like(like: &Value, k: i64) -> Value {
         Value::Float(_) => Value::Float(k as f32),
         Value::String(_) => Value::String(format!("s{k}")),
         Value::Vec3(_) => Value::Vec3([k as f32, 0.0, 0.0]),
+        Value::Bytes(_) => Value::Bytes(k.to_le_bytes().to_vec()),
+        Value::Entity(_) => Value::Entity(EntityId(k.unsigned_abs())),
+        Value::List(_) => Value::List(vec![Value::Int(k)]),
+        Value::Map(v) => Value::Map(v.iter().map(|x| value_like(x, k)).collect()),
     }
 }
 

@@ -21,6 +21,8 @@ pub const FIGHTER_DAMAGE: i64 = 15;
 pub const FIGHTER_COOLDOWN: Duration = Duration::from_millis(800);
 /// How far a monster sees a fighter.
 pub const MONSTER_SIGHT: f32 = 30.0;
+/// A monster looks for prey once in this many ticks.
+pub const LOOK_EVERY_TICKS: u64 = 10;
 /// How close a monster must be to strike.
 pub const MONSTER_REACH: f32 = 2.5;
 /// A monster's strike.
@@ -54,15 +56,13 @@ fn alive(n: &tessera_game::cell::Neighbor<'_>) -> bool {
     n.get("dead") != Some(&Value::Bool(true)) && n.get("health") != Some(&Value::Int(0))
 }
 
-/// An entity's id as the `int` the arena's methods carry it in.
+/// An entity as the arena's methods carry it.
 pub fn id_arg(id: EntityId) -> Value {
-    Value::Int(id.0 as i64)
+    Value::Entity(id)
 }
 
 fn id_of(v: Option<&Value>) -> Option<EntityId> {
-    v.and_then(Value::as_int)
-        .and_then(|i| u64::try_from(i).ok())
-        .map(EntityId)
+    v.and_then(Value::as_entity)
 }
 
 /// A refusal here means the definitions no longer fit the arena's code.
@@ -196,11 +196,25 @@ impl CellBehavior for Monster {
         if ctx.get_int("health") == 0 {
             return;
         }
-        let prey = ctx
-            .around(MONSTER_SIGHT)
-            .iter()
-            .find(|n| n.type_name() == "Fighter" && alive(n))
+        // It looks around once a second (monsters spread over the ticks);
+        // in between it follows the prey it chose.
+        let looks = (ctx.tick() + ctx.id().0).is_multiple_of(LOOK_EVERY_TICKS);
+        let chosen = id_of(ctx.get("prey"));
+        let mut prey = chosen
+            .and_then(|p| ctx.entity(p))
+            .filter(|n| alive(n) && n.distance <= MONSTER_SIGHT * 1.5)
             .map(|n| (n.id, n.pos, n.distance));
+        if prey.is_none() && (looks || chosen.is_some()) {
+            prey = ctx
+                .around(MONSTER_SIGHT)
+                .iter()
+                .find(|n| n.type_name() == "Fighter" && alive(n))
+                .map(|n| (n.id, n.pos, n.distance));
+        }
+        let prey_id = prey.map_or(EntityId(0), |p| p.0);
+        if chosen.unwrap_or(EntityId(0)) != prey_id {
+            report("a monster's prey", ctx.set("prey", id_arg(prey_id)));
+        }
         let speed = ctx.def().max_speed;
         let Some((fighter, at, distance)) = prey else {
             motion::wander(ctx, 40.0, speed * 0.5);

@@ -70,10 +70,13 @@ impl<B: CellBehavior> CellBehavior for Recorded<B> {
     fn call(&self, ctx: &mut Ctx<'_>, call: &Called<'_>) {
         if call.name() == "take_hit" {
             let damage = call.arg(0).and_then(Value::as_int).unwrap_or(0);
-            let attacker = call.arg(1).and_then(Value::as_int).unwrap_or(-1);
+            let attacker = call
+                .arg(1)
+                .and_then(Value::as_entity)
+                .unwrap_or(EntityId(0));
             let killing = ctx.get_int("health") > 0 && ctx.get_int("health") <= damage;
             self.note(|l| {
-                *l.received.entry(EntityId(attacker as u64)).or_default() += damage;
+                *l.received.entry(attacker).or_default() += damage;
                 if killing && ctx.def().name == "Monster" {
                     l.kills += 1;
                 }

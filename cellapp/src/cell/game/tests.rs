@@ -46,8 +46,10 @@ const WORLD: &str = r#"
     max_speed = 10.0
     [types.Hero.properties]
     by_base = { type = "int", flags = "CELL_PRIVATE" }
+    pokes = { type = "int", flags = "CELL_PRIVATE" }
     [types.Hero.methods]
     secret = { side = "cell", args = [] }
+    poke = { side = "cell", args = ["entity"], exposed = true }
     paid = { side = "base", args = ["int"] }
 
     [types.Fragile]
@@ -184,6 +186,11 @@ struct Hero;
 
 impl CellBehavior for Hero {
     fn call(&self, ctx: &mut Ctx<'_>, call: &Called<'_>) {
+        if call.name() == "poke" {
+            let n = ctx.get_int("pokes") + 1;
+            assert!(ctx.set("pokes", Value::Int(n)).is_ok());
+            return;
+        }
         assert_eq!(call.caller, crate::behavior::Caller::Base);
         let n = ctx.get_int("by_base") + 1;
         assert!(ctx.set("by_base", Value::Int(n)).is_ok());
@@ -501,6 +508,44 @@ fn a_base_calls_any_cell_method_and_the_cell_calls_its_base() {
                 entity: e,
                 method: paid,
                 args: vec![Value::Int(5)]
+            }
+        )]
+    );
+    // A client may name itself, or what it has been shown; anything else
+    // costs it its connection (the base is told why).
+    let poke = hero.method("poke").map_or(0, |m| m.index);
+    let named = |e: EntityId| vec![Value::Entity(e)];
+    a.handle(
+        Time(3),
+        base,
+        on_channel(
+            2,
+            EntityMsg::Call {
+                method: poke,
+                args: named(e),
+            },
+        ),
+    );
+    a.handle(
+        Time(4),
+        base,
+        on_channel(
+            3,
+            EntityMsg::Call {
+                method: poke,
+                args: named(EntityId(4242)),
+            },
+        ),
+    );
+    assert_eq!(ints(prop(&d, [&a, &b], "Hero", "pokes")), vec![1]);
+    assert_eq!(
+        a.drain(),
+        vec![(
+            base,
+            AppMsg::UnseenEntity {
+                entity: e,
+                method: poke,
+                named: EntityId(4242)
             }
         )]
     );
