@@ -119,6 +119,15 @@ pub enum StoreOp {
     },
     /// Write entities in one transaction.
     Save(Vec<StoredEntity>),
+    /// Load (or make) a named entity.
+    LoadNamed {
+        /// Its type.
+        type_name: String,
+        /// Its unique name.
+        name: String,
+        /// Encoded state of a new one.
+        fresh: Vec<u8>,
+    },
 }
 
 /// A storage answer.
@@ -128,6 +137,15 @@ pub enum StoreDone {
     Player {
         /// For which client.
         client: ClientId,
+        /// Its row, or why it could not be had.
+        result: Result<StoredEntity, String>,
+    },
+    /// A named entity, for this baseapp to hold.
+    Named {
+        /// Its type.
+        type_name: String,
+        /// Its name.
+        name: String,
         /// Its row, or why it could not be had.
         result: Result<StoredEntity, String>,
     },
@@ -193,6 +211,8 @@ pub struct Bases {
     ticks: u64,
     last_save: Option<Time>,
     stopping: bool,
+    /// Named entities: where each is, and those held here.
+    named: named::Named,
     /// The time of the last input or tick: what base hooks see.
     now: Time,
     out: Vec<Output>,
@@ -231,6 +251,7 @@ impl Bases {
             ticks: 0,
             last_save: None,
             stopping: false,
+            named: Default::default(),
             now: Time(0),
             out: Vec::new(),
         }
@@ -510,26 +531,20 @@ impl Bases {
         f: impl FnOnce(&dyn BaseBehavior, &mut BaseCtx<'_>),
     ) {
         let defs = self.defs.clone();
-        let now = self.now;
         let Some(base) = self.bases.get_mut(&e) else {
             return;
         };
         let Some(def) = defs.types.get(base.ty) else {
             return;
         };
-        let Some(b) = self.cfg.behaviors.get(&def.name) else {
-            return;
-        };
-        let Some(outcome) = behavior::run(b.as_ref(), e, def, &mut base.props, now, hook, f) else {
-            return;
-        };
-        let changed = outcome.changed;
-        for ask in outcome.asks {
-            self.carry_out(e, ask);
-        }
+        let account = base.account;
+        let mut props = std::mem::take(&mut base.props);
+        let changed = self.hook(e, def, &mut props, hook, account, f);
         let Some(base) = self.bases.get_mut(&e) else {
             return;
         };
+        base.props = props;
+        let changed = changed.unwrap_or_default();
         if changed.is_empty() {
             return;
         }
@@ -552,6 +567,33 @@ impl Bases {
                 },
             );
         }
+    }
+
+    /// Runs a hook of the game's base behaviour for `def` on the properties
+    /// of `e` (a player's base or a named entity), and does what it asked
+    /// for. Returns the properties it changed, or `None` if it has no
+    /// behaviour or panicked.
+    pub(crate) fn hook(
+        &mut self,
+        e: EntityId,
+        def: &TypeDef,
+        props: &mut Vec<Value>,
+        hook: &'static str,
+        account: Option<i64>,
+        f: impl FnOnce(&dyn BaseBehavior, &mut BaseCtx<'_>),
+    ) -> Option<Vec<u16>> {
+        let b = self.cfg.behaviors.get(&def.name)?.clone();
+        let defs = self.defs.clone();
+        let at = behavior::At {
+            entity: e,
+            account,
+            now: self.now,
+        };
+        let outcome = behavior::run(b.as_ref(), &defs, def, props, at, hook, f)?;
+        for ask in outcome.asks {
+            self.carry_out(e, ask);
+        }
+        Some(outcome.changed)
     }
 
     /// The cell of `e` found its client naming an entity it has not seen:
@@ -588,6 +630,19 @@ impl Bases {
             BaseAsk::Cell { method, args } => {
                 self.send_on_channel(e, EntityMsg::BaseCall { method, args })
             }
+            BaseAsk::Named {
+                type_id,
+                name,
+                method,
+                args,
+            } => self.call_named(
+                (type_id, name),
+                named::Waiting {
+                    method,
+                    args,
+                    from: e,
+                },
+            ),
         }
     }
 
@@ -734,6 +789,11 @@ impl Bases {
         self.now = now;
         match done {
             StoreDone::Player { client, result } => self.player_loaded(now, client, result),
+            StoreDone::Named {
+                type_name,
+                name,
+                result,
+            } => self.named_loaded(&type_name, name, result),
             StoreDone::Saved { count, result } => match result {
                 Ok(()) => tracing::debug!(count, "entities saved"),
                 Err(e) => tracing::error!(count, error = %e, "saving entities failed"),
@@ -781,7 +841,12 @@ impl Bases {
         if let Some(b) = self.cfg.behaviors.get(&ty.name) {
             let hook = |b: &dyn BaseBehavior, ctx: &mut BaseCtx<'_>| b.login(ctx);
             let props = &mut loaded.props;
-            login = behavior::run(b.as_ref(), entity, ty, props, now, "login", hook);
+            let at = behavior::At {
+                entity,
+                account: Some(account),
+                now,
+            };
+            login = behavior::run(b.as_ref(), &self.defs, ty, props, at, "login", hook);
         }
         let dirty = login.as_ref().is_some_and(|o| !o.changed.is_empty());
         let welcome = self.welcome(entity, ty, loaded.pos, loaded.yaw, &loaded.props);
@@ -1026,6 +1091,23 @@ impl Bases {
                 method,
                 args,
             } => self.cell_calls_base(entity, method, args),
+            AppMsg::Summoned { type_id, name, app } if from == MANAGER => {
+                self.summoned((type_id, name), app)
+            }
+            AppMsg::NamedCall {
+                type_id,
+                name,
+                method,
+                args,
+                from: caller,
+            } => self.named_call_arrived(
+                (type_id, name),
+                named::Waiting {
+                    method,
+                    args,
+                    from: caller,
+                },
+            ),
             AppMsg::UnseenEntity {
                 entity,
                 method,
@@ -1194,6 +1276,7 @@ impl Bases {
                 b.dirty = false;
             }
         }
+        batch.extend(self.named_rows(false));
         if !batch.is_empty() {
             self.out.push(Output::Store(StoreOp::Save(batch)));
         }
@@ -1203,6 +1286,10 @@ impl Bases {
     /// state) and is saved. [`Bases::drained`] says when it is done.
     pub fn stop(&mut self) {
         self.stopping = true;
+        let named = self.named_rows(true);
+        if !named.is_empty() {
+            self.out.push(Output::Store(StoreOp::Save(named)));
+        }
         let all: Vec<EntityId> = self.bases.keys().copied().collect();
         for e in all {
             if let Some(client) = self.bases.get(&e).and_then(|b| b.client.id()) {
@@ -1237,6 +1324,7 @@ impl Bases {
 
 mod backup;
 mod base;
+mod named;
 mod recovery;
 mod rejoin;
 pub mod rules;

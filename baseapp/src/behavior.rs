@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use tessera::defs::{CallError, MethodDef, PropError, Side, TypeDef};
+use tessera::defs::{CallError, Definitions, MethodDef, PropError, Side, TypeDef, TypeId};
+use tessera::proto::app::MAX_ENTITY_NAME;
 use tessera::{EntityId, Time, Value};
 
 /// Who called a base method.
@@ -25,6 +26,8 @@ pub enum BaseCaller {
     Client,
     /// Game code on the entity's cell.
     Cell,
+    /// Game code on another entity's base (a call of a named entity).
+    Entity(EntityId),
 }
 
 /// A call of a base method, as a behaviour receives it. The arguments have
@@ -73,6 +76,15 @@ pub enum BaseError {
     /// arguments.
     #[error(transparent)]
     Call(#[from] CallError),
+    /// No type of that name.
+    #[error("no entity type {0}")]
+    NoSuchType(String),
+    /// A type with a client is a player's, not a named entity.
+    #[error("type {0} has a client; it cannot be a named entity")]
+    NotNamed(String),
+    /// A name that is empty or too long.
+    #[error("a name of {0} bytes: names are 1 to {MAX_ENTITY_NAME} bytes")]
+    BadName(usize),
 }
 
 /// What a base hook asked for besides its own properties, carried out by
@@ -81,33 +93,61 @@ pub enum BaseError {
 pub(crate) enum BaseAsk {
     /// Call a cell method of the entity on its real.
     Cell { method: u16, args: Vec<Value> },
+    /// Call a base method of a named entity.
+    Named {
+        type_id: TypeId,
+        name: String,
+        method: u16,
+        args: Vec<Value>,
+    },
+}
+
+/// Whose hook runs, and when.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct At {
+    /// The entity.
+    pub entity: EntityId,
+    /// Its account, if it is a player's.
+    pub account: Option<i64>,
+    /// The baseapp's time.
+    pub now: Time,
 }
 
 /// What a base behaviour sees and may change: the base's own properties.
 pub struct BaseCtx<'a> {
-    id: EntityId,
+    at: At,
+    defs: &'a Definitions,
     def: &'a TypeDef,
     props: &'a mut [Value],
     changed: Vec<u16>,
     asks: Vec<BaseAsk>,
-    now: Time,
 }
 
 impl<'a> BaseCtx<'a> {
-    pub(crate) fn new(id: EntityId, def: &'a TypeDef, props: &'a mut [Value], now: Time) -> Self {
+    pub(crate) fn new(
+        at: At,
+        defs: &'a Definitions,
+        def: &'a TypeDef,
+        props: &'a mut [Value],
+    ) -> Self {
         BaseCtx {
-            id,
+            at,
+            defs,
             def,
             props,
             changed: Vec::new(),
             asks: Vec::new(),
-            now,
         }
     }
 
     /// The entity's id.
     pub fn id(&self) -> EntityId {
-        self.id
+        self.at.entity
+    }
+
+    /// The player's account, if the entity is a player's.
+    pub fn account(&self) -> Option<i64> {
+        self.at.account
     }
 
     /// The entity's type.
@@ -117,7 +157,7 @@ impl<'a> BaseCtx<'a> {
 
     /// The baseapp's time.
     pub fn now(&self) -> Time {
-        self.now
+        self.at.now
     }
 
     /// One of its base-side properties, by name.
@@ -152,6 +192,37 @@ impl BaseCtx<'_> {
     pub fn call_cell(&mut self, method: &str, args: Vec<Value>) -> Result<(), BaseError> {
         let method = self.def.callable(method, Side::Cell, &args)?.index;
         self.asks.push(BaseAsk::Cell { method, args });
+        Ok(())
+    }
+
+    /// Calls a base method of the named entity of type `type_name` and
+    /// unique `name` (a guild), on whichever baseapp holds it; it is loaded
+    /// (or made, the first time) wherever it is first called. Calls from
+    /// one entity to one named entity run in order.
+    pub fn call_named(
+        &mut self,
+        type_name: &str,
+        name: &str,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<(), BaseError> {
+        let ty = self
+            .defs
+            .by_name(type_name)
+            .ok_or_else(|| BaseError::NoSuchType(type_name.into()))?;
+        if ty.has_client {
+            return Err(BaseError::NotNamed(type_name.into()));
+        }
+        if name.is_empty() || name.len() > MAX_ENTITY_NAME {
+            return Err(BaseError::BadName(name.len()));
+        }
+        let method = ty.callable(method, Side::Base, &args)?.index;
+        self.asks.push(BaseAsk::Named {
+            type_id: ty.id,
+            name: name.to_string(),
+            method,
+            args,
+        });
         Ok(())
     }
 }
@@ -198,16 +269,17 @@ pub(crate) struct Outcome {
 /// properties are put back as they were and `None` is returned.
 pub(crate) fn run(
     behavior: &dyn BaseBehavior,
-    id: EntityId,
+    defs: &Definitions,
     def: &TypeDef,
     props: &mut Vec<Value>,
-    now: Time,
+    at: At,
     hook: &'static str,
     f: impl FnOnce(&dyn BaseBehavior, &mut BaseCtx<'_>),
 ) -> Option<Outcome> {
     let before = props.clone();
+    let id = at.entity;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let mut ctx = BaseCtx::new(id, def, props, now);
+        let mut ctx = BaseCtx::new(at, defs, def, props);
         f(behavior, &mut ctx);
         Outcome {
             changed: ctx.changed,

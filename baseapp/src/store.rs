@@ -147,6 +147,17 @@ pub fn execute(db: &mut dyn Storage, op: StoreOp) -> StoreDone {
             client,
             result: load_player(db, account, &type_name, &fresh).map_err(|e| e.to_string()),
         },
+        StoreOp::LoadNamed {
+            type_name,
+            name,
+            fresh,
+        } => StoreDone::Named {
+            result: db
+                .named_entity(&type_name, &name, crate::persist::FORMAT_VERSION, &fresh)
+                .map_err(|e| e.to_string()),
+            type_name,
+            name,
+        },
         StoreOp::Save(batch) => StoreDone::Saved {
             count: batch.len(),
             result: db

@@ -707,6 +707,9 @@ impl Cell {
             .then(|| Box::new(Witness::new(info.def.aoi_radius)));
         let max_speed = info.def.max_speed;
         let own = info.own.clone();
+        // Clients here may know the entity from before (restored from its
+        // backup after its cellapp died): they hear its properties again.
+        let renewed = info.public.clone();
         let mut real = Entry::new(
             entity,
             type_id,
@@ -722,6 +725,7 @@ impl Cell {
         real.base = Some(base);
         real.version = version;
         real.witness = witness;
+        real.dirty = renewed;
         real.allowance = max_speed;
         // The own client learns its cell-side properties.
         let own_props: Vec<PropValue> = own

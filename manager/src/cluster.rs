@@ -216,6 +216,8 @@ pub struct Cluster {
     out: Vec<Output>,
     /// The balancer and what it knows.
     balance: space::Balance,
+    /// Which baseapp holds each named entity.
+    directory: directory::Directory,
     /// Apps declared dead: they never come back.
     dead: BTreeSet<AppId>,
     /// While apps may still come back to a restarted manager.
@@ -241,6 +243,7 @@ impl Cluster {
             epoch: 0,
             out: Vec::new(),
             balance: space::Balance::new(),
+            directory: Default::default(),
             dead: BTreeSet::new(),
             rejoining: None,
             throttle: Throttle::new(LoginLimits::default()),
@@ -432,6 +435,7 @@ impl Cluster {
             return;
         };
         tracing::warn!(%app, role = %info.role, %reason, "app left the cluster");
+        self.directory.forget(app);
         if !self.left_while_rejoining(app, died) {
             match info.kind {
                 Role::Cellapp => {
@@ -575,6 +579,19 @@ impl Cluster {
                 "no baseapp holds that session (yet); try again or log in",
             ),
             AppMsg::Goodbye => self.remove_app(from, "said goodbye", false),
+            AppMsg::Summon { type_id, name } => {
+                let is_baseapp = self
+                    .apps
+                    .get(&from)
+                    .is_some_and(|a| a.kind == Role::Baseapp);
+                if !is_baseapp || name.len() > tessera::proto::app::MAX_ENTITY_NAME {
+                    tracing::warn!(app = %from, "a summons that is not a baseapp's, or names too long a name, ignored");
+                    return;
+                }
+                let app = self.directory.summon(type_id, name.clone(), from);
+                self.out
+                    .push(Output::App(from, AppMsg::Summoned { type_id, name, app }));
+            }
             AppMsg::CellLoad(report) => self.cell_load(from, *report),
             AppMsg::Retire => {
                 if let Err(e) = self.retire(now, from) {
@@ -785,6 +802,7 @@ impl Cluster {
     }
 }
 
+mod directory;
 mod rejoin;
 mod space;
 pub mod throttle;

@@ -426,7 +426,40 @@ pub enum AppMsg {
         /// The entity it named.
         named: EntityId,
     },
+    /// Baseapp → manager: which baseapp holds the entity of this type and
+    /// unique name? If none does, the asker will.
+    Summon {
+        /// The entity's type.
+        type_id: TypeId,
+        /// Its unique name within the type (at most [`MAX_ENTITY_NAME`] bytes).
+        name: String,
+    },
+    /// Manager → baseapp: the answer to a [`AppMsg::Summon`].
+    Summoned {
+        /// The entity's type.
+        type_id: TypeId,
+        /// Its name.
+        name: String,
+        /// The baseapp that holds it (perhaps the asker, which loads it).
+        app: AppId,
+    },
+    /// Baseapp → baseapp: call a base method of a named entity held there.
+    NamedCall {
+        /// The entity's type.
+        type_id: TypeId,
+        /// Its name.
+        name: String,
+        /// The base method, by index in the type.
+        method: u16,
+        /// The arguments.
+        args: Vec<Value>,
+        /// The calling entity.
+        from: EntityId,
+    },
 }
+
+/// The longest unique name of a named entity, in bytes.
+pub const MAX_ENTITY_NAME: usize = 64;
 
 impl AppMsg {
     /// The message's kind, for logs (`"ToEntity"`). Formats the whole
@@ -463,7 +496,11 @@ impl AppMsg {
             LinkOpen { .. } | LinkAccept { .. } | LinkAck { .. } => true,
             // Bases send them; cells forward them toward the real.
             ToEntity { .. } | Rebase { .. } => true,
-            CreateEntity { .. } | AppDown { .. } | BaseBackup(_) | BaseGone { .. } => base,
+            CreateEntity { .. }
+            | AppDown { .. }
+            | BaseBackup(_)
+            | BaseGone { .. }
+            | NamedCall { .. } => base,
             EntityDestroyed { .. }
             | Backup { .. }
             | ToClients(_)
@@ -500,6 +537,8 @@ impl AppMsg {
             | NoSession { .. }
             | Baseapps(_)
             | FindPlayer { .. }
+            | Summon { .. }
+            | Summoned { .. }
             | Rejoin(_) => false,
         }
     }

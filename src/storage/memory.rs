@@ -13,6 +13,7 @@ use super::{Account, AccountId, DbId, Storage, StorageError, StoredEntity};
 pub struct MemStorage {
     accounts: BTreeMap<i64, (String, String, Option<DbId>)>,
     entities: BTreeMap<i64, StoredEntity>,
+    named: BTreeMap<(String, String), DbId>,
     next_account: i64,
     next_entity: i64,
 }
@@ -84,6 +85,22 @@ impl Storage for MemStorage {
             .get_mut(&account.0)
             .ok_or(StorageError::NoSuchAccountId(account))?;
         a.2 = Some(entity);
+        Ok(())
+    }
+
+    fn find_named(&mut self, type_name: &str, name: &str) -> Result<Option<DbId>, StorageError> {
+        Ok(self
+            .named
+            .get(&(type_name.to_string(), name.to_string()))
+            .copied())
+    }
+
+    fn set_named(&mut self, type_name: &str, name: &str, entity: DbId) -> Result<(), StorageError> {
+        if !self.entities.contains_key(&entity.0) {
+            return Err(StorageError::NoSuchEntity(entity));
+        }
+        self.named
+            .insert((type_name.to_string(), name.to_string()), entity);
         Ok(())
     }
 

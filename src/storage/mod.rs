@@ -135,4 +135,33 @@ pub trait Storage: Send {
     /// Errors with [`StorageError::NoSuchEntity`] if it does not exist and
     /// with [`StorageError::EntityInUse`] if an account is still linked to it.
     fn delete_entity(&mut self, id: DbId) -> Result<(), StorageError>;
+
+    /// The entity a type's unique name refers to, if any (a guild by its
+    /// name).
+    fn find_named(&mut self, type_name: &str, name: &str) -> Result<Option<DbId>, StorageError>;
+
+    /// Makes a type's unique name refer to an entity.
+    ///
+    /// Errors with [`StorageError::NoSuchEntity`] if the entity does not
+    /// exist.
+    fn set_named(&mut self, type_name: &str, name: &str, entity: DbId) -> Result<(), StorageError>;
+
+    /// The entity named `name` of type `type_name`, made from `fresh` if
+    /// there is none yet.
+    fn named_entity(
+        &mut self,
+        type_name: &str,
+        name: &str,
+        format_version: u32,
+        fresh: &[u8],
+    ) -> Result<StoredEntity, StorageError> {
+        if let Some(id) = self.find_named(type_name, name)? {
+            if let Some(row) = self.load_entity(id)? {
+                return Ok(row);
+            }
+        }
+        let id = self.create_entity(type_name, format_version, fresh)?;
+        self.set_named(type_name, name, id)?;
+        self.load_entity(id)?.ok_or(StorageError::NoSuchEntity(id))
+    }
 }

@@ -31,6 +31,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX accounts_entity_id ON accounts(entity_id);",
     // 2: the writer's fence (see `StoredEntity::fence`).
     "ALTER TABLE entities ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;",
+    // 3: entities found by a unique name within their type (a guild).
+    "CREATE TABLE named_entities (
+         type_name TEXT    NOT NULL,
+         name      TEXT    NOT NULL,
+         entity_id INTEGER NOT NULL REFERENCES entities(id),
+         PRIMARY KEY (type_name, name)
+     );",
 ];
 
 /// The schema version this build writes and the newest it can read.

@@ -180,6 +180,34 @@ impl Storage for SqliteStorage {
         Ok(DbId(self.conn.last_insert_rowid()))
     }
 
+    fn find_named(&mut self, type_name: &str, name: &str) -> Result<Option<DbId>, StorageError> {
+        let id = self
+            .conn
+            .prepare_cached(
+                "SELECT entity_id FROM named_entities WHERE type_name = ?1 AND name = ?2",
+            )?
+            .query_row(params![type_name, name], |row| row.get::<_, i64>(0))
+            .optional()?;
+        Ok(id.map(DbId))
+    }
+
+    fn set_named(&mut self, type_name: &str, name: &str, entity: DbId) -> Result<(), StorageError> {
+        let done = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO named_entities (type_name, name, entity_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (type_name, name) DO UPDATE SET entity_id = excluded.entity_id",
+            )?
+            .execute(params![type_name, name, entity.0]);
+        match done {
+            Ok(_) => Ok(()),
+            Err(e) if constraint(&e) == Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => {
+                Err(StorageError::NoSuchEntity(entity))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn load_entity(&mut self, id: DbId) -> Result<Option<StoredEntity>, StorageError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT type_name, format_version, data, fence FROM entities WHERE id = ?1",

@@ -54,6 +54,7 @@ impl Bases {
             .filter(|b| b.app != self.app && !self.dead.contains(&b.app))
             .map(|b| (b.app, b.addr))
             .collect();
+        self.named_holders_left();
     }
 
     /// Sends this tick's share of the bases to their holders.

@@ -107,7 +107,11 @@ fn rig_with(ids: IdBlock) -> Rig {
 }
 
 fn rig_configured(ids: IdBlock, config: BaseConfig) -> Rig {
-    let defs = Arc::new(tessera_demo::definitions());
+    rig_in(tessera_demo::definitions(), ids, config)
+}
+
+fn rig_in(defs: Definitions, ids: IdBlock, config: BaseConfig) -> Rig {
+    let defs = Arc::new(defs);
     let b = Bases::new(ME, defs.clone(), config, space(), ids, [7; 32]);
     Rig {
         b,
@@ -2172,6 +2176,7 @@ impl BaseBehavior for Relay {
         let n = call.arg(0).and_then(Value::as_int).unwrap_or(0);
         match call.caller {
             BaseCaller::Cell => assert_eq!(ctx.set("gold", Value::Int(n)), Ok(())),
+            BaseCaller::Entity(_) => {}
             BaseCaller::Client => {
                 assert_eq!(ctx.call_cell("set_health", vec![Value::Int(n)]), Ok(()));
                 assert!(matches!(
@@ -2246,5 +2251,165 @@ fn a_client_naming_an_entity_it_has_not_seen_is_dropped_with_the_reason() {
             method: "set_title".into(),
             entity: EntityId(4242),
         })]
+    );
+}
+
+// ---- named entities -----------------------------------------------------------
+
+const GUILDS: &str = r#"
+    [types.Avatar]
+    has_client = true
+    aoi_radius = 50.0
+    max_speed = 5.0
+    [types.Avatar.methods]
+    join = { side = "base", args = ["string"], exposed = true }
+    [types.Guild]
+    max_speed = 1.0
+    [types.Guild.properties]
+    members = { type = "list<int>", flags = "BASE", persistent = true }
+    [types.Guild.methods]
+    enlist = { side = "base", args = ["int"] }
+"#;
+
+/// A player joins a guild by name; the guild keeps its members' accounts.
+struct Joins;
+
+impl BaseBehavior for Joins {
+    fn call(&self, ctx: &mut BaseCtx<'_>, call: &BaseCalled<'_>) {
+        match call.name() {
+            "join" => {
+                let name = call
+                    .arg(0)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let account = Value::Int(ctx.account().unwrap_or(-1));
+                assert_eq!(
+                    ctx.call_named("Guild", &name, "enlist", vec![account]),
+                    Ok(())
+                );
+                assert!(ctx.call_named("Avatar", &name, "join", vec![]).is_err());
+            }
+            "enlist" => {
+                assert!(matches!(call.caller, BaseCaller::Entity(_)));
+                let mut members = ctx
+                    .get("members")
+                    .and_then(Value::as_list)
+                    .unwrap_or(&[])
+                    .to_vec();
+                members.extend(call.arg(0).cloned());
+                assert_eq!(ctx.set("members", Value::List(members)), Ok(()));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn named_entities_are_found_by_name_loaded_once_called_in_order_and_saved() {
+    let defs = Definitions::parse(GUILDS, std::path::Path::new("guilds.toml")).expect("defs");
+    let guild = defs.by_name("Guild").expect("Guild").clone();
+    let mut behaviors = BaseBehaviors::default();
+    behaviors.register("Avatar", Joins);
+    behaviors.register("Guild", Joins);
+    let cfg = BaseConfig {
+        player_type: "Avatar".into(),
+        behaviors,
+        ..BaseConfig::default()
+    };
+    let ids = IdBlock {
+        next: 1000,
+        end: 2000,
+    };
+    let mut r = rig_in(defs, ids, cfg);
+    r.cell_up();
+    r.login(5, 42);
+    r.login(6, 43);
+    let join = r.method("join");
+
+    // The first call asks the manager where "red" is.
+    let out = r.call(5, join, vec![Value::String("red".into())]);
+    let summons = app_msgs(&out);
+    assert_eq!(
+        summons,
+        vec![(
+            MANAGER,
+            AppMsg::Summon {
+                type_id: guild.id,
+                name: "red".into()
+            }
+        )]
+    );
+    // A second waits behind it.
+    assert!(app_msgs(&r.call(6, join, vec![Value::String("red".into())])).is_empty());
+    // Here: this baseapp loads it.
+    r.b.handle(
+        r.now,
+        MANAGER,
+        AppMsg::Summoned {
+            type_id: guild.id,
+            name: "red".into(),
+            app: ME,
+        },
+    );
+    let out = r.b.drain();
+    let fresh = out.iter().find_map(|o| match o {
+        Output::Store(StoreOp::LoadNamed {
+            type_name,
+            name,
+            fresh,
+        }) => {
+            assert_eq!((type_name.as_str(), name.as_str()), ("Guild", "red"));
+            Some(fresh.clone())
+        }
+        _ => None,
+    });
+    let row = StoredEntity {
+        db_id: DbId(900),
+        type_name: "Guild".into(),
+        format_version: persist::FORMAT_VERSION,
+        data: fresh.expect("a load of the guild"),
+        fence: 0,
+    };
+    r.b.store_done(
+        r.now,
+        StoreDone::Named {
+            type_name: "Guild".into(),
+            name: "red".into(),
+            result: Ok(row),
+        },
+    );
+    // Both calls ran, in order; the guild is saved with its members.
+    r.b.tick(r.now);
+    r.b.tick(r.now.plus(BaseConfig::default().save_period));
+    let rows: Vec<StoredEntity> = saves(&r.b.drain())
+        .concat()
+        .into_iter()
+        .filter(|row| row.db_id == DbId(900))
+        .collect();
+    assert_eq!(rows.len(), 1);
+    let saved = persist::decode(&guild, rows[0].format_version, &rows[0].data).expect("decodes");
+    let members = guild.prop("members").map_or(0, |p| p.index as usize);
+    assert_eq!(
+        saved.props[members],
+        Value::List(vec![Value::Int(42), Value::Int(43)])
+    );
+
+    // Elsewhere: the call goes to the baseapp that holds it.
+    r.call(5, join, vec![Value::String("blue".into())]);
+    r.b.handle(
+        r.now,
+        MANAGER,
+        AppMsg::Summoned {
+            type_id: guild.id,
+            name: "blue".into(),
+            app: AppId(7),
+        },
+    );
+    let out = r.b.drain();
+    assert!(
+        app_msgs(&out).iter().any(|(to, m)| *to == AppId(7)
+            && matches!(m, AppMsg::NamedCall { name, .. } if name == "blue")),
+        "{out:?}"
     );
 }

@@ -140,6 +140,10 @@ impl Cell {
         let Some(info) = self.types.get(g.type_id.0 as usize) else {
             return;
         };
+        // A client here may still know the entity from before its ghost
+        // went (its cellapp died, and it was restored with older state): a
+        // new ghost's properties count as changed, so it hears them again.
+        let renewed = info.public.clone();
         let mut props = info.def.defaults();
         for (i, v) in &g.props {
             if let (Some(slot), Some(def)) = (
@@ -187,6 +191,7 @@ impl Cell {
                     stamp: g.stamp,
                 };
                 r.refreshed = now;
+                r.dirty = renewed;
                 self.add_real(r);
             }
         }

@@ -41,6 +41,7 @@ pub fn game() -> Game {
         .cell("Monster", cell::Monster)
         .cell("Healer", cell::Spring)
         .base("Fighter", base::FighterBase)
+        .base("Guild", base::Guild)
         .bot("Fighter", |n| Box::new(bots::Brawler::new(n)))
 }
 

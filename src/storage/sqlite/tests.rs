@@ -398,3 +398,32 @@ fn storage_is_usable_as_a_trait_object() {
     let id = db.create_entity("Avatar", 1, b"x").unwrap();
     assert!(db.load_entity(id).unwrap().is_some());
 }
+
+#[test]
+fn named_entities_are_made_once_and_found_again_after_a_reopen() {
+    let (_dir, path) = temp_db();
+    let mut db = open(&path);
+    let guild = db.named_entity("Guild", "red", 1, b"fresh").unwrap();
+    assert_eq!(guild.data, b"fresh");
+    // The same name gives the same entity, whatever `fresh` says now.
+    let again = db.named_entity("Guild", "red", 1, b"other").unwrap();
+    assert_eq!(again.db_id, guild.db_id);
+    // Another name, or another type with the same name, is another entity.
+    let blue = db.named_entity("Guild", "blue", 1, b"b").unwrap();
+    let shop = db.named_entity("Shop", "red", 1, b"s").unwrap();
+    assert!(blue.db_id != guild.db_id && shop.db_id != guild.db_id);
+    let mut saved = guild.clone();
+    saved.data = b"members".to_vec();
+    db.save_entities(&[saved]).unwrap();
+    drop(db);
+    let mut db = open(&path);
+    assert_eq!(db.find_named("Guild", "red").unwrap(), Some(guild.db_id));
+    assert_eq!(
+        db.named_entity("Guild", "red", 1, b"x").unwrap().data,
+        b"members"
+    );
+    assert!(matches!(
+        db.set_named("Guild", "green", DbId(9999)),
+        Err(StorageError::NoSuchEntity(_))
+    ));
+}
