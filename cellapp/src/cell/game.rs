@@ -32,6 +32,11 @@ mod tests;
 /// next tick, so calls that call back and forth cannot stall a tick.
 const MAX_SETTLE_ROUNDS: usize = 4;
 
+/// How far beyond its AoI radius (and the leave hysteresis) a client that
+/// sees an entity is looked for, in metres: what a client may have moved
+/// since the index was last brought up to date.
+const WATCHER_MARGIN: f32 = 10.0;
+
 /// Runs one hook of the real in slot `i`, if its type has a behaviour. A
 /// panic drops what the hook asked for and is counted.
 fn guarded(
@@ -485,8 +490,12 @@ impl Cell {
     /// Queues `bytes` for every client here whose AoI holds `entity`, but
     /// not the entity's own.
     fn send_to_watchers(&mut self, entity: EntityId, at: Vec3, bytes: &[u8]) {
-        self.sync_index();
-        let reach = self.max_aoi + self.cfg.budget.hysteresis + 1.0;
+        // The index is brought up to date at most once a tick for this: a
+        // watcher moves a metre or two in a tick, well inside the margin.
+        if self.index_sync.stale || self.index_sync.indexed_tick < self.tick {
+            self.sync_index();
+        }
+        let reach = self.max_aoi + self.cfg.budget.hysteresis + WATCHER_MARGIN;
         let mut slots = std::mem::take(&mut self.scratch_ids);
         slots.clear();
         self.index.within(xz(at), reach, &mut slots);

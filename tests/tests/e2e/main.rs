@@ -3,6 +3,7 @@
 
 mod admin;
 mod aoi;
+mod arena;
 mod bad_clients;
 mod balancing;
 mod bounds;
