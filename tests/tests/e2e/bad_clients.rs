@@ -154,3 +154,94 @@ async fn offenders_are_disconnected_and_others_carry_on() {
     assert!(good.close_reason().is_none());
     cluster.stop().await;
 }
+
+/// Game calls that break the definitions cost the caller its connection,
+/// with the reason: a method only the server may call, an argument of the
+/// wrong shape, a list over the limit, a map with the wrong keys, and an
+/// entity the client has never been shown. A player beside them plays on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_game_calls_cost_only_the_caller() {
+    logs();
+    // The arena, with two more exposed methods that take a list and a map.
+    let text = tessera_arena::DEFINITIONS_TOML
+        .replace(
+            "[types.Fighter.methods]\n",
+            "[types.Fighter.methods]\nbulk = { side = \"cell\", args = [\"list<int>\"], exposed = true }\ntrade = { side = \"cell\", args = [\"Offer\"], exposed = true }\n",
+        )
+        + "\n[maps.Offer]\nitem = \"string\"\ncount = \"int\"\n";
+    let defs = tessera::Definitions::parse(&text, std::path::Path::new("arena+.toml"))
+        .expect("the extended arena's definitions");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(
+        dir.path(),
+        ClusterSpec {
+            npcs: 20,
+            size: 200.0,
+            game: tessera_arena::game().replace_definitions(defs),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut good = cluster
+        .login("good", "password1", true)
+        .await
+        .expect("good client");
+    let offences: [(&str, &str, Vec<Value>, &str); 6] = [
+        (
+            "serveronly",
+            "take_hit",
+            vec![Value::Int(5), Value::Entity(tessera::EntityId(1))],
+            "may not be called by clients",
+        ),
+        (
+            "shape",
+            "attack",
+            vec![Value::Int(5)],
+            "expected entity, got int",
+        ),
+        (
+            "longlist",
+            "bulk",
+            vec![Value::List(vec![Value::Int(1); 257])],
+            "longer than the limit",
+        ),
+        (
+            "nested",
+            "bulk",
+            vec![Value::List(vec![Value::List(vec![])])],
+            "expected int, got list",
+        ),
+        (
+            "badmap",
+            "trade",
+            vec![Value::Map(vec![Value::String("axe".into())])],
+            "map Offer has 2 keys, got 1 values",
+        ),
+        (
+            "unseen",
+            "attack",
+            vec![Value::Entity(tessera::EntityId(987_654_321))],
+            "which this client has not seen",
+        ),
+    ];
+    for (name, method, args, says) in offences {
+        let mut offender = cluster.login(name, "password1", true).await.expect("login");
+        offender.call(method, args).await.expect("sent");
+        let why = reason(wait_closed(&mut offender, 5).await);
+        assert!(why.contains(says), "{name}: {why}");
+    }
+    // The good player is still in the world, and its calls still work.
+    good.call("join_guild", vec![Value::String("guild1".into())])
+        .await
+        .expect("a good call");
+    wait_for(&mut good, 5, |c, e| {
+        matches!(e, Event::Props(id) if *id == c.view.me)
+            && c.view
+                .my_props
+                .values()
+                .any(|v| v.as_str() == Some("guild1"))
+    })
+    .await
+    .expect("the good player joined its guild");
+    cluster.stop().await;
+}
