@@ -833,7 +833,7 @@ impl Cell {
             let seen =
                 |e: &EntityId| *e == entity || real.witness.as_ref().is_some_and(|w| w.knows(*e));
             if let Some(&unseen) = named.iter().find(|e| !seen(e)) {
-                self.refusals.unknown_entity += 1;
+                self.refusals.unseen_entity += 1;
                 tracing::warn!(%entity, method = %m.name, named = %unseen, "a client's call naming an entity it has not seen refused");
                 if let Some(base) = real.base {
                     self.outbox.push((

@@ -33,9 +33,12 @@ pub struct Metrics {
     pub migrations_out: Counter,
     /// Client moves refused.
     pub moves_refused: Counter,
+    /// Hooks of game code that panicked.
+    pub game_panics: Counter,
     /// Entity messages refused for who sent them: not the entity's base,
-    /// and clients' calls of methods not exposed.
-    refused: [Counter; 2],
+    /// clients' calls of methods not exposed, and clients' calls naming
+    /// entities they have not been shown.
+    refused: [Counter; 3],
     /// Ghost messages received, by kind.
     ghosts_in: [Counter; 4],
     /// Ghost messages sent, by kind.
@@ -84,7 +87,12 @@ impl Metrics {
                 "Client moves refused (too fast, out of bounds, not finite).",
                 &[],
             ),
-            refused: ["not_its_base", "not_exposed"].map(|why| {
+            game_panics: r.counter(
+                "tessera_game_panics_total",
+                "Hooks of game code that panicked (each failed alone; the cell ticked on).",
+                &[],
+            ),
+            refused: ["not_its_base", "not_exposed", "unseen_entity"].map(|why| {
                 r.counter(
                     "tessera_entity_messages_refused_total",
                     "Entity messages refused for who sent them, by reason.",
@@ -117,9 +125,11 @@ impl Metrics {
         self.migrations_in.advance_to(s.onloads);
         self.migrations_out.advance_to(s.offloads);
         self.moves_refused.advance_to(s.moves_refused);
+        self.game_panics.advance_to(s.game_panics);
         let refused = cell.refusals();
         self.refused[0].advance_to(refused.not_its_base);
         self.refused[1].advance_to(refused.not_exposed);
+        self.refused[2].advance_to(refused.unseen_entity);
     }
 }
 

@@ -21,7 +21,7 @@ pub struct Refusals {
     /// A client's call of a method that is not exposed.
     pub not_exposed: u64,
     /// A client's call naming an entity its client has not seen.
-    pub unknown_entity: u64,
+    pub unseen_entity: u64,
 }
 
 impl Cell {
