@@ -3,7 +3,6 @@
 
 mod admin;
 mod aoi;
-mod arena;
 mod bad_clients;
 mod balancing;
 mod bounds;
