@@ -27,6 +27,7 @@ pub mod proto;
 #[cfg(feature = "storage")]
 pub mod storage;
 pub mod time;
+pub mod timers;
 pub mod value;
 pub mod view;
 

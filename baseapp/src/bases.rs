@@ -31,6 +31,7 @@ use crate::persist;
 use base::{Base, Client, Half};
 pub use rules::{Closing, Refusal, Violation};
 use tessera::channel::Frames;
+use tessera::timers::{TimerId, Timers};
 
 /// A connection's id on this baseapp.
 pub type ClientId = u64;
@@ -213,6 +214,9 @@ pub struct Bases {
     stopping: bool,
     /// Named entities: where each is, and those held here.
     named: named::Named,
+    /// Timers set by the game's base behaviours, by entity (players' bases
+    /// and named entities).
+    timers: BTreeMap<EntityId, Timers>,
     /// The time of the last input or tick: what base hooks see.
     now: Time,
     out: Vec<Output>,
@@ -252,6 +256,7 @@ impl Bases {
             last_save: None,
             stopping: false,
             named: Default::default(),
+            timers: BTreeMap::new(),
             now: Time(0),
             out: Vec::new(),
         }
@@ -584,10 +589,15 @@ impl Bases {
     ) -> Option<Vec<u16>> {
         let b = self.cfg.behaviors.get(&def.name)?.clone();
         let defs = self.defs.clone();
+        let timers = self
+            .timers
+            .get(&e)
+            .map_or((TimerId(0), 0), |t| (t.id_after(0), t.len()));
         let at = behavior::At {
             entity: e,
             account,
             now: self.now,
+            timers,
         };
         let outcome = behavior::run(b.as_ref(), &defs, def, props, at, hook, f)?;
         for ask in outcome.asks {
@@ -624,11 +634,44 @@ impl Bases {
         );
     }
 
+    /// Fires the base timers that are due, in the order they fell due.
+    fn fire_timers(&mut self, now: Time) {
+        let mut due = Vec::new();
+        self.timers.retain(|e, t| {
+            due.extend(
+                t.due(now)
+                    .into_iter()
+                    .map(|(id, tag, at)| (at, *e, id, tag)),
+            );
+            !t.is_empty()
+        });
+        due.sort_by_key(|&(at, e, id, _)| (at, e, id));
+        for (at, e, id, tag) in due {
+            if let Some(t) = self.timers.get_mut(&e) {
+                t.fired(id, at);
+            }
+            if self.bases.contains_key(&e) {
+                self.base_hook(e, "timer", |b, ctx| b.timer(ctx, id, tag));
+            } else if self.is_named(e) {
+                self.named_hook(e, "timer", |b, ctx| b.timer(ctx, id, tag));
+            } else {
+                // Its base is gone from here.
+                self.timers.remove(&e);
+            }
+        }
+    }
+
     /// Does what a base hook of `e` asked for.
     fn carry_out(&mut self, e: EntityId, ask: BaseAsk) {
         match ask {
             BaseAsk::Cell { method, args } => {
                 self.send_on_channel(e, EntityMsg::BaseCall { method, args })
+            }
+            BaseAsk::AddTimer(t) => self.timers.entry(e).or_default().add(t),
+            BaseAsk::CancelTimer(id) => {
+                if let Some(t) = self.timers.get_mut(&e) {
+                    t.cancel(id);
+                }
             }
             BaseAsk::Named {
                 type_id,
@@ -758,6 +801,7 @@ impl Bases {
     }
 
     fn finish(&mut self, e: EntityId) {
+        self.timers.remove(&e);
         let Some(base) = self.bases.remove(&e) else {
             return;
         };
@@ -845,6 +889,7 @@ impl Bases {
                 entity,
                 account: Some(account),
                 now,
+                timers: (TimerId(0), 0),
             };
             login = behavior::run(b.as_ref(), &self.defs, ty, props, at, "login", hook);
         }
@@ -1236,6 +1281,7 @@ impl Bases {
         self.ticks += 1;
         self.back_up_share();
         self.expire_detached(now);
+        self.fire_timers(now);
         let patience = self.cfg.stream_patience;
         let stuck: Vec<EntityId> = self
             .bases

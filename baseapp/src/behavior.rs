@@ -15,8 +15,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Duration;
 use tessera::defs::{CallError, Definitions, MethodDef, PropError, Side, TypeDef, TypeId};
-use tessera::proto::app::MAX_ENTITY_NAME;
+use tessera::proto::app::{TimerState, MAX_ENTITY_NAME};
+use tessera::timers::{TimerId, MAX_TIMERS};
 use tessera::{EntityId, Time, Value};
 
 /// Who called a base method.
@@ -61,8 +63,13 @@ pub trait BaseBehavior: Send + Sync + 'static {
     fn login(&self, _ctx: &mut BaseCtx<'_>) {}
     /// The entity's client logged out; the base is saved after this.
     fn logout(&self, _ctx: &mut BaseCtx<'_>) {}
-    /// One of the type's base methods was called by the entity's client.
+    /// One of the type's base methods was called (by the entity's client,
+    /// its cell, or another entity's base).
     fn call(&self, _ctx: &mut BaseCtx<'_>, _call: &BaseCalled<'_>) {}
+    /// A timer the base set fired: its id and the tag it was set with.
+    /// Base timers live as long as the base is held by this baseapp; they
+    /// are not saved.
+    fn timer(&self, _ctx: &mut BaseCtx<'_>, _timer: TimerId, _tag: u32) {}
 }
 
 /// A request of base game code that cannot be carried out; nothing changes.
@@ -85,6 +92,12 @@ pub enum BaseError {
     /// A name that is empty or too long.
     #[error("a name of {0} bytes: names are 1 to {MAX_ENTITY_NAME} bytes")]
     BadName(usize),
+    /// A repeating timer needs a period above zero.
+    #[error("a repeating timer needs a period above zero")]
+    ZeroPeriod,
+    /// The base has as many timers as it may.
+    #[error("the base already has {MAX_TIMERS} timers")]
+    TooManyTimers,
 }
 
 /// What a base hook asked for besides its own properties, carried out by
@@ -93,6 +106,10 @@ pub enum BaseError {
 pub(crate) enum BaseAsk {
     /// Call a cell method of the entity on its real.
     Cell { method: u16, args: Vec<Value> },
+    /// Set a timer on the base.
+    AddTimer(TimerState),
+    /// Cancel one.
+    CancelTimer(TimerId),
     /// Call a base method of a named entity.
     Named {
         type_id: TypeId,
@@ -111,6 +128,8 @@ pub(crate) struct At {
     pub account: Option<i64>,
     /// The baseapp's time.
     pub now: Time,
+    /// The id the base's next timer gets, and how many it has.
+    pub timers: (TimerId, usize),
 }
 
 /// What a base behaviour sees and may change: the base's own properties.
@@ -121,6 +140,7 @@ pub struct BaseCtx<'a> {
     props: &'a mut [Value],
     changed: Vec<u16>,
     asks: Vec<BaseAsk>,
+    timers_added: u32,
 }
 
 impl<'a> BaseCtx<'a> {
@@ -137,6 +157,7 @@ impl<'a> BaseCtx<'a> {
             props,
             changed: Vec::new(),
             asks: Vec::new(),
+            timers_added: 0,
         }
     }
 
@@ -193,6 +214,40 @@ impl BaseCtx<'_> {
         let method = self.def.callable(method, Side::Cell, &args)?.index;
         self.asks.push(BaseAsk::Cell { method, args });
         Ok(())
+    }
+
+    /// Sets a timer that fires `after` from now, then every `every` if
+    /// given; `tag` comes back with each firing.
+    pub fn add_timer(
+        &mut self,
+        after: Duration,
+        every: Option<Duration>,
+        tag: u32,
+    ) -> Result<TimerId, BaseError> {
+        let period_us = match every {
+            Some(p) if p.is_zero() => return Err(BaseError::ZeroPeriod),
+            Some(p) => u64::try_from(p.as_micros()).unwrap_or(u64::MAX),
+            None => 0,
+        };
+        let (first, count) = self.at.timers;
+        if count + self.timers_added as usize >= MAX_TIMERS {
+            return Err(BaseError::TooManyTimers);
+        }
+        let id = TimerId(first.0.wrapping_add(self.timers_added));
+        self.timers_added += 1;
+        let after_us = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
+        self.asks.push(BaseAsk::AddTimer(TimerState {
+            id: id.0,
+            due: Time(self.at.now.0.saturating_add(after_us)),
+            period_us,
+            tag,
+        }));
+        Ok(id)
+    }
+
+    /// Cancels a timer; an id that is not set is ignored.
+    pub fn cancel_timer(&mut self, id: TimerId) {
+        self.asks.push(BaseAsk::CancelTimer(id));
     }
 
     /// Calls a base method of the named entity of type `type_name` and

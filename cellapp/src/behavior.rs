@@ -16,7 +16,6 @@
 mod ctx;
 mod mailbox;
 pub mod motion;
-mod timers;
 mod traps;
 
 use std::collections::BTreeMap;
@@ -28,7 +27,7 @@ use tessera::{EntityId, Value};
 pub use ctx::{Audience, Ctx, GameError, Neighbor};
 pub(crate) use ctx::{Clock, Effect, Overlay, Stage};
 pub use mailbox::{Mailbox, Offered};
-pub use timers::{TimerId, Timers, MAX_TIMERS};
+pub use tessera::timers::{TimerId, Timers, MAX_TIMERS};
 pub(crate) use traps::diff;
 pub use traps::{TrapId, Traps, MAX_TRAPS};
 

@@ -54,6 +54,7 @@ pub mod cell {
 
 /// The base API: behaviours of entity types on the base.
 pub mod base {
+    pub use tessera::timers::TimerId;
     pub use tessera_baseapp::behavior::{
         BaseBehavior, BaseBehaviors, BaseCalled, BaseCaller, BaseCtx, BaseError,
     };

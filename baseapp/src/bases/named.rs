@@ -16,7 +16,7 @@ use tessera::storage::{DbId, StoredEntity};
 use tessera::{AppId, EntityId, Value, MANAGER};
 
 use super::{Bases, Output, StoreOp};
-use crate::behavior::{BaseCalled, BaseCaller};
+use crate::behavior::{BaseBehavior, BaseCalled, BaseCaller, BaseCtx};
 use crate::persist;
 
 /// A call of a named entity's base method, waiting for the entity.
@@ -181,8 +181,43 @@ impl Bases {
         }
     }
 
+    /// Whether a named entity is held here as `e`.
+    pub(crate) fn is_named(&self, e: EntityId) -> bool {
+        self.named.held.contains_key(&e)
+    }
+
     /// Runs a base method of a named entity held here.
     fn run_named(&mut self, e: EntityId, w: Waiting) {
+        let Some(ty) = self.named.held.get(&e).map(|nb| nb.ty) else {
+            return;
+        };
+        let defs = self.defs.clone();
+        let Some(m) = defs
+            .types
+            .get(ty)
+            .and_then(|d| d.methods.get(w.method as usize))
+        else {
+            return;
+        };
+        if m.side != tessera::Side::Base || m.check_args(&w.args).is_err() {
+            tracing::warn!(entity = %e, method = %m.name, "a named entity's call that does not fit the definitions dropped");
+            return;
+        }
+        let called = BaseCalled {
+            method: m,
+            args: &w.args,
+            caller: BaseCaller::Entity(w.from),
+        };
+        self.named_hook(e, "call", |b, ctx| b.call(ctx, &called));
+    }
+
+    /// Runs a hook of a named entity held here; what it changes is saved.
+    pub(crate) fn named_hook(
+        &mut self,
+        e: EntityId,
+        hook: &'static str,
+        f: impl FnOnce(&dyn BaseBehavior, &mut BaseCtx<'_>),
+    ) {
         let Some(nb) = self.named.held.get_mut(&e) else {
             return;
         };
@@ -190,22 +225,8 @@ impl Bases {
         let Some(def) = defs.types.get(nb.ty) else {
             return;
         };
-        let Some(m) = def.methods.get(w.method as usize) else {
-            return;
-        };
-        if m.side != tessera::Side::Base || m.check_args(&w.args).is_err() {
-            tracing::warn!(entity = %e, method = %m.name, "a named entity's call that does not fit the definitions dropped");
-            return;
-        }
         let mut props = std::mem::take(&mut nb.props);
-        let called = BaseCalled {
-            method: m,
-            args: &w.args,
-            caller: BaseCaller::Entity(w.from),
-        };
-        let changed = self.hook(e, def, &mut props, "call", None, |b, ctx| {
-            b.call(ctx, &called)
-        });
+        let changed = self.hook(e, def, &mut props, hook, None, f);
         if let Some(nb) = self.named.held.get_mut(&e) {
             nb.props = props;
             nb.dirty |= changed.is_some_and(|c| !c.is_empty());

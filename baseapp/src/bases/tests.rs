@@ -2413,3 +2413,44 @@ fn named_entities_are_found_by_name_loaded_once_called_in_order_and_saved() {
         "{out:?}"
     );
 }
+
+/// Pays a coin a second from login, on a base timer.
+struct Wage;
+
+impl BaseBehavior for Wage {
+    fn login(&self, ctx: &mut BaseCtx<'_>) {
+        let second = Duration::from_secs(1);
+        assert!(ctx.add_timer(second, Some(second), 9).is_ok());
+        assert!(ctx.add_timer(second, Some(Duration::ZERO), 9).is_err());
+    }
+
+    fn timer(&self, ctx: &mut BaseCtx<'_>, _timer: tessera::timers::TimerId, tag: u32) {
+        assert_eq!(tag, 9);
+        let gold = ctx.get_int("gold") + 1;
+        assert_eq!(ctx.set("gold", Value::Int(gold)), Ok(()));
+    }
+}
+
+#[test]
+fn base_timers_fire_once_a_period_and_tell_the_client() {
+    let mut r = rig_playing(Wage);
+    r.cell_up();
+    let (p, _) = r.login(5, 42);
+    let gold = r.prop("gold");
+    let mut paid = Vec::new();
+    for k in 1..=35u64 {
+        r.b.tick(r.now.plus(Duration::from_millis(100 * k)));
+        for m in sent(&r.b.drain(), 5) {
+            if let ServerMsg::Props { entity, props } = m {
+                assert_eq!(entity, p.entity);
+                paid.extend(
+                    props
+                        .into_iter()
+                        .filter(|(i, _)| *i == gold)
+                        .map(|(_, v)| v),
+                );
+            }
+        }
+    }
+    assert_eq!(paid, vec![Value::Int(1), Value::Int(2), Value::Int(3)]);
+}

@@ -1,12 +1,13 @@
-//! An entity's timers. They belong to the real, not to the cell: each keeps
-//! the time it next fires, and that time travels with the real when it
-//! moves cell ([`tessera::proto::app::TimerState`]), so a timer set on one
-//! cell fires on the next, once per period, never on both.
+//! An entity's timers, set by game code on its cell or its base. On the
+//! cell they belong to the real, not to the cell: each keeps the time it
+//! next fires, and that time travels with the real when it moves cell
+//! ([`crate::proto::app::TimerState`]), so a timer set on one cell fires on
+//! the next, once per period, never on both.
 
-use tessera::proto::app::TimerState;
-use tessera::Time;
+use crate::proto::app::TimerState;
+use crate::time::Time;
 
-/// A timer of one entity, as [`super::Ctx::add_timer`] returned it.
+/// A timer of one entity, as game code's `add_timer` returned it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TimerId(pub u32);
 
@@ -38,7 +39,7 @@ impl Timers {
     }
 
     /// The id the `k`-th timer added from now gets (0 is the next).
-    pub(crate) fn id_after(&self, k: u32) -> TimerId {
+    pub fn id_after(&self, k: u32) -> TimerId {
         TimerId(self.next.wrapping_add(k))
     }
 
@@ -53,19 +54,19 @@ impl Timers {
     }
 
     /// Sets a timer (its id was handed out by [`Timers::id_after`]).
-    pub(crate) fn add(&mut self, t: TimerState) {
+    pub fn add(&mut self, t: TimerState) {
         self.next = self.next.max(t.id.wrapping_add(1));
         self.list.push(t);
     }
 
     /// Cancels a timer; an unknown id is ignored.
-    pub(crate) fn cancel(&mut self, id: TimerId) {
+    pub fn cancel(&mut self, id: TimerId) {
         self.list.retain(|t| t.id != id.0);
     }
 
     /// The firings due at `now`, in the order they fell due: each timer at
     /// most [`MAX_FIRES_PER_TICK`] times.
-    pub(crate) fn due(&self, now: Time) -> Vec<(TimerId, u32, Time)> {
+    pub fn due(&self, now: Time) -> Vec<(TimerId, u32, Time)> {
         let mut out = Vec::new();
         for t in &self.list {
             let mut due = t.due;
@@ -88,7 +89,7 @@ impl Timers {
     /// moves on one period, a one-shot is gone. A firing not at the
     /// timer's current due time (it was cancelled and set again) is
     /// ignored.
-    pub(crate) fn fired(&mut self, id: TimerId, due: Time) {
+    pub fn fired(&mut self, id: TimerId, due: Time) {
         let Some(i) = self.list.iter().position(|t| t.id == id.0) else {
             return;
         };
