@@ -18,6 +18,29 @@ pub const MAX_FIRES_PER_TICK: u32 = 8;
 /// The most timers one entity may have set at once.
 pub const MAX_TIMERS: usize = 256;
 
+/// The state of a new timer `id`, set at `now` to fire `after` from then
+/// and then every `every` (if given, which must not be zero).
+pub fn new_timer(
+    id: TimerId,
+    now: Time,
+    after: std::time::Duration,
+    every: Option<std::time::Duration>,
+    tag: u32,
+) -> Option<TimerState> {
+    let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let period_us = match every {
+        Some(p) if p.is_zero() => return None,
+        Some(p) => micros(p),
+        None => 0,
+    };
+    Some(TimerState {
+        id: id.0,
+        due: Time(now.0.saturating_add(micros(after))),
+        period_us,
+        tag,
+    })
+}
+
 /// The timers of one real.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Timers {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tessera::defs::{CallError, Definitions, MethodDef, PropError, Side, TypeDef, TypeId};
 use tessera::proto::app::{TimerState, MAX_ENTITY_NAME};
-use tessera::timers::{TimerId, MAX_TIMERS};
+use tessera::timers::{new_timer, TimerId, MAX_TIMERS};
 use tessera::{EntityId, Time, Value};
 
 /// Who called a base method.
@@ -224,24 +224,14 @@ impl BaseCtx<'_> {
         every: Option<Duration>,
         tag: u32,
     ) -> Result<TimerId, BaseError> {
-        let period_us = match every {
-            Some(p) if p.is_zero() => return Err(BaseError::ZeroPeriod),
-            Some(p) => u64::try_from(p.as_micros()).unwrap_or(u64::MAX),
-            None => 0,
-        };
         let (first, count) = self.at.timers;
         if count + self.timers_added as usize >= MAX_TIMERS {
             return Err(BaseError::TooManyTimers);
         }
         let id = TimerId(first.0.wrapping_add(self.timers_added));
+        let timer = new_timer(id, self.at.now, after, every, tag).ok_or(BaseError::ZeroPeriod)?;
         self.timers_added += 1;
-        let after_us = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
-        self.asks.push(BaseAsk::AddTimer(TimerState {
-            id: id.0,
-            due: Time(self.at.now.0.saturating_add(after_us)),
-            period_us,
-            tag,
-        }));
+        self.asks.push(BaseAsk::AddTimer(timer));
         Ok(id)
     }
 

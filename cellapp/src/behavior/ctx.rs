@@ -14,6 +14,7 @@ use super::{TimerId, TrapId, MAX_TIMERS, MAX_TRAPS};
 use crate::cell::{IndexSync, TypeInfo};
 use crate::entry::Entry;
 use crate::index::SpatialIndex;
+use tessera::timers::new_timer;
 
 /// Who a client method call goes to (BigWorld's `ownClient`,
 /// `allClients`, `otherClients`).
@@ -440,24 +441,15 @@ impl Ctx<'_> {
         every: Option<Duration>,
         tag: u32,
     ) -> Result<TimerId, GameError> {
-        let period_us = match every {
-            Some(p) if p.is_zero() => return Err(GameError::ZeroPeriod),
-            Some(p) => u64::try_from(p.as_micros()).unwrap_or(u64::MAX),
-            None => 0,
-        };
         let added = self.overlay.added.entry(self.me.id).or_default();
         if self.me.timers.len() + added.0 as usize >= MAX_TIMERS {
             return Err(GameError::TooManyTimers(self.me.id));
         }
         let id = self.me.timers.id_after(added.0);
+        let timer =
+            new_timer(id, self.clock.now, after, every, tag).ok_or(GameError::ZeroPeriod)?;
         added.0 += 1;
-        let after_us = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
-        self.push(Effect::AddTimer(TimerState {
-            id: id.0,
-            due: Time(self.clock.now.0.saturating_add(after_us)),
-            period_us,
-            tag,
-        }));
+        self.push(Effect::AddTimer(timer));
         Ok(id)
     }
 
