@@ -9,18 +9,17 @@ use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use tessera::proto::app::AppMsg;
 use tessera::{frame, AppId, Definitions, IdBlock, Time};
-use tessera_cellapp::behavior::Behaviors;
 use tessera_cellapp::cell::{Cell, CellConfig};
 
 fn defs() -> &'static Definitions {
     static DEFS: OnceLock<Definitions> = OnceLock::new();
-    DEFS.get_or_init(tessera::demo::definitions)
+    DEFS.get_or_init(tessera_demo::definitions)
 }
 
 fuzz_target!(|data: &[u8]| {
     let mut cell = Cell::new(
         defs(),
-        Behaviors::demo(),
+        tessera_demo::game().cell_behaviors().clone(),
         CellConfig::default(),
         IdBlock { next: 1, end: 1000 },
     );
