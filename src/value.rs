@@ -71,10 +71,22 @@ impl ValueType {
     }
 
     /// Reads a type as a definitions file writes it; `maps` are the map
-    /// types declared so far.
+    /// types declared so far. Lists nested deeper than [`MAX_DEPTH`] are
+    /// refused as they are read.
     pub fn parse(text: &str, maps: &dyn Fn(&str) -> Option<MapType>) -> Result<ValueType, String> {
-        let t = text.trim();
-        Ok(match t {
+        let mut t = text.trim();
+        let mut lists = 0;
+        while let Some(of) = t.strip_prefix("list<").and_then(|r| r.strip_suffix('>')) {
+            lists += 1;
+            if lists > MAX_DEPTH {
+                return Err(format!(
+                    "{} nests deeper than the limit of {MAX_DEPTH}",
+                    text.trim()
+                ));
+            }
+            t = of.trim();
+        }
+        let mut ty = match t {
             "bool" => ValueType::Bool,
             "int" => ValueType::Int,
             "float" => ValueType::Float,
@@ -82,11 +94,12 @@ impl ValueType {
             "vec3" => ValueType::Vec3,
             "bytes" => ValueType::Bytes,
             "entity" => ValueType::Entity,
-            _ => match t.strip_prefix("list<").and_then(|r| r.strip_suffix('>')) {
-                Some(of) => ValueType::List(Box::new(ValueType::parse(of, maps)?)),
-                None => ValueType::Map(maps(t).ok_or_else(|| format!("unknown type {t:?}"))?),
-            },
-        })
+            _ => ValueType::Map(maps(t).ok_or_else(|| format!("unknown type {t:?}"))?),
+        };
+        for _ in 0..lists {
+            ty = ValueType::List(Box::new(ty));
+        }
+        Ok(ty)
     }
 }
 
@@ -125,9 +138,39 @@ pub enum Value {
     /// A reference to an entity.
     Entity(EntityId),
     /// A list.
-    List(Vec<Value>),
+    List(#[serde(deserialize_with = "nested")] Vec<Value>),
     /// A map's values, in the order of its type's keys.
-    Map(Vec<Value>),
+    Map(#[serde(deserialize_with = "nested")] Vec<Value>),
+}
+
+thread_local! {
+    /// How many lists and maps the value being decoded on this thread is
+    /// inside of.
+    static DECODING_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Decodes the items of a list or map, refusing values that nest deeper
+/// than [`MAX_DEPTH`] before they are read: decoding recurses, and a sender
+/// must not be able to exhaust the stack with a few bytes per level.
+fn nested<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+    /// Leaves the level however decoding ends.
+    struct Level;
+    impl Drop for Level {
+        fn drop(&mut self) {
+            DECODING_DEPTH.with(|c| c.set(c.get().saturating_sub(1)));
+        }
+    }
+    let depth = DECODING_DEPTH.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let _level = Level;
+    if depth > MAX_DEPTH {
+        return Err(serde::de::Error::custom(format!(
+            "values nest deeper than the limit of {MAX_DEPTH}"
+        )));
+    }
+    Vec::<Value>::deserialize(d)
 }
 
 /// Why a value does not fit its declared type.
@@ -489,6 +532,21 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_while_decoding_without_exhausting_the_stack() {
+        // A list in a list in ..., 100,000 deep: two bytes a level.
+        let mut bytes = [0x07, 0x01].repeat(100_000);
+        bytes.extend([0x01, 0x02]);
+        assert!(postcard::from_bytes::<Value>(&bytes).is_err());
+        // The limit itself decodes, and the counter is left at zero.
+        let mut ok = [0x07, 0x01].repeat(MAX_DEPTH);
+        ok.extend([0x01, 0x02]);
+        let v: Value = postcard::from_bytes(&ok).expect("at the limit");
+        assert_eq!(postcard::to_stdvec(&v).expect("encodes"), ok);
+        let again: Value = postcard::from_bytes(&ok).expect("and again");
+        assert_eq!(again, v);
+    }
+
+    #[test]
     fn types_parse_as_written() {
         let maps = |name: &str| (name == "Item").then(item);
         assert_eq!(
@@ -497,6 +555,8 @@ mod tests {
         );
         assert_eq!(ValueType::parse(" entity ", &maps), Ok(ValueType::Entity));
         assert!(ValueType::parse("list<Nothing>", &maps).is_err());
+        let deep = format!("{}int{}", "list<".repeat(100_000), ">".repeat(100_000));
+        assert!(ValueType::parse(&deep, &maps).is_err_and(|e| e.contains("deeper")));
         assert_eq!(
             ValueType::parse("list<list<int>>", &maps).map(|t| t.depth()),
             Ok(2)

@@ -123,11 +123,6 @@ impl Behaviors {
             .insert(type_name.to_string(), Arc::new(behavior));
     }
 
-    /// Registers a behaviour already shared.
-    pub fn register_shared(&mut self, type_name: &str, behavior: Arc<dyn CellBehavior>) {
-        self.by_name.insert(type_name.to_string(), behavior);
-    }
-
     /// The behaviour of a type, if the game registered one.
     pub fn get(&self, type_name: &str) -> Option<&Arc<dyn CellBehavior>> {
         self.by_name.get(type_name)

@@ -196,6 +196,12 @@ pub(crate) struct IndexSync {
 }
 
 impl IndexSync {
+    /// Whether the index has not followed the entries this tick: a query
+    /// between two syncs of one tick reads positions at most a tick old.
+    pub(crate) fn behind(&self, tick: u64) -> bool {
+        self.stale || self.indexed_tick < tick
+    }
+
     /// Brings the index's positions up to date: every entry that moved
     /// since the last time, or all of them after a reorder.
     pub(crate) fn sync(&mut self, index: &mut dyn SpatialIndex, entries: &[Entry], tick: u64) {

@@ -41,7 +41,7 @@ pub mod guide {}
 
 use std::path::Path;
 use std::sync::Arc;
-use tessera::defs::{DefError, Definitions};
+use tessera::defs::DefError;
 
 /// The cell API: behaviours of entity types on the cell.
 pub mod cell {
@@ -60,7 +60,7 @@ pub mod base {
     };
 }
 
-pub use tessera::defs::{Definitions as Defs, MethodDef, PropDef, TypeDef};
+pub use tessera::defs::{Definitions, MethodDef, PropDef, TypeDef};
 pub use tessera::{EntityId, Time, Value};
 
 use base::{BaseBehavior, BaseBehaviors};

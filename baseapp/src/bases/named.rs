@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use tessera::defs::TypeId;
-use tessera::proto::app::AppMsg;
+use tessera::proto::app::{AppMsg, MAX_ENTITY_NAME};
 use tessera::storage::{DbId, StoredEntity};
 use tessera::{AppId, EntityId, Value, MANAGER};
 
@@ -171,6 +171,11 @@ impl Bases {
 
     /// Another baseapp sends a call to a named entity it was told is here.
     pub(crate) fn named_call_arrived(&mut self, key: (TypeId, String), w: Waiting) {
+        let named_type = self.defs.get(key.0).is_some_and(|t| !t.has_client);
+        if !named_type || key.1.is_empty() || key.1.len() > MAX_ENTITY_NAME {
+            tracing::warn!(type_id = ?key.0, "a call of a named entity with no such type or a bad name dropped");
+            return;
+        }
         match self.named.places.get(&key) {
             Some(Place::There(app)) => {
                 // It moved on (this baseapp restarted, or let it go): pass it on.

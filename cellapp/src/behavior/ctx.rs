@@ -158,10 +158,20 @@ pub(crate) struct Overlay {
 impl Overlay {
     /// Forgets the round.
     pub(crate) fn clear(&mut self) {
-        self.props.clear();
-        self.moved.clear();
-        self.goals.clear();
-        self.added.clear();
+        // Clearing a map costs its capacity: rounds between ticks (a
+        // client's call) mostly find these empty.
+        if !self.props.is_empty() {
+            self.props.clear();
+        }
+        if !self.moved.is_empty() {
+            self.moved.clear();
+        }
+        if !self.goals.is_empty() {
+            self.goals.clear();
+        }
+        if !self.added.is_empty() {
+            self.added.clear();
+        }
     }
 }
 
@@ -390,11 +400,11 @@ impl Ctx<'_> {
     /// ground plane, reals and ghosts alike, nearest first; this entity
     /// itself is left out.
     pub fn within(&mut self, center: Vec3, radius: f32) -> Vec<Neighbor<'_>> {
-        if !*self.synced {
+        if !*self.synced && self.index_sync.behind(self.clock.tick) {
             self.index_sync
                 .sync(self.index.as_mut(), self.entries, self.clock.tick);
-            *self.synced = true;
         }
+        *self.synced = true;
         let mut slots = Vec::new();
         self.index.within(ground(center), radius, &mut slots);
         let c = ground(center);

@@ -492,7 +492,7 @@ impl Cell {
     fn send_to_watchers(&mut self, entity: EntityId, at: Vec3, bytes: &[u8]) {
         // The index is brought up to date at most once a tick for this: a
         // watcher moves a metre or two in a tick, well inside the margin.
-        if self.index_sync.stale || self.index_sync.indexed_tick < self.tick {
+        if self.index_sync.behind(self.tick) {
             self.sync_index();
         }
         let reach = self.max_aoi + self.cfg.budget.hysteresis + WATCHER_MARGIN;
