@@ -807,7 +807,7 @@ mod rejoin;
 mod space;
 pub mod throttle;
 pub use rejoin::Admission;
-pub use space::{RetireError, BALANCE_PERIOD};
+pub use space::{RetireError, BALANCE_PERIOD, DEFAULT_BALANCE_FLOOR};
 
 #[cfg(test)]
 mod tests;

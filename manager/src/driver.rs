@@ -71,6 +71,8 @@ pub struct Options {
     pub admin_hosts: Vec<String>,
     /// How long an app may be silent before it is dropped.
     pub heartbeat_timeout: Duration,
+    /// The load at least one cell must report before lines move.
+    pub balance_floor: f32,
 }
 
 /// Why the manager could not run.
@@ -242,6 +244,7 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
         rejoin_window: opts.rejoin_window,
         logins: opts.login_limits,
         heartbeat_timeout: opts.heartbeat_timeout,
+        balance_floor: opts.balance_floor,
         ..ManagerConfig::default()
     };
     let mut core = Manager::new(Time::now(), &opts.defs, opts.space.clone(), cfg);

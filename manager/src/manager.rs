@@ -35,6 +35,9 @@ pub struct ManagerConfig {
     pub logins: LoginLimits,
     /// How long an app may be silent before it is dropped.
     pub heartbeat_timeout: Duration,
+    /// The load (share of the tick period) at least one cell must report
+    /// before the balancer moves a line; 0 balances at any load.
+    pub balance_floor: f32,
 }
 
 impl Default for ManagerConfig {
@@ -44,6 +47,7 @@ impl Default for ManagerConfig {
             rejoin_window: DEFAULT_REJOIN_WINDOW,
             logins: LoginLimits::default(),
             heartbeat_timeout: crate::cluster::HEARTBEAT_TIMEOUT,
+            balance_floor: crate::cluster::DEFAULT_BALANCE_FLOOR,
         }
     }
 }
@@ -84,6 +88,7 @@ impl Manager {
         let mut cluster = Cluster::new(defs, space);
         cluster.set_login_limits(cfg.logins);
         cluster.set_heartbeat_timeout(cfg.heartbeat_timeout);
+        cluster.set_balance_floor(cfg.balance_floor);
         if !cfg.rejoin_window.is_zero() {
             cluster.await_rejoins(now, cfg.rejoin_window);
         }

@@ -47,6 +47,8 @@ pub struct ClusterSpec {
     pub baseapps: usize,
     /// The balancing policy.
     pub policy: &'static str,
+    /// The load at least one cellapp must report before lines move.
+    pub balance_floor: f32,
     /// Login limits: by default none to speak of, since every client of a
     /// test connects from the loopback address.
     pub login_limits: LoginLimits,
@@ -68,6 +70,7 @@ impl Default for ClusterSpec {
             cellapps: 1,
             baseapps: 1,
             policy: "tessera",
+            balance_floor: tessera_manager::cluster::DEFAULT_BALANCE_FLOOR,
             login_limits: LoginLimits::one_address(),
             hash_cost: HashCost {
                 memory_kib: 256,
@@ -180,6 +183,7 @@ impl Cluster {
             login_limits: spec.login_limits,
             admin_hosts: Vec::new(),
             heartbeat_timeout: PATIENCE,
+            balance_floor: spec.balance_floor,
         })
         .await
         .expect("manager starts");

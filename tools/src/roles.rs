@@ -93,6 +93,11 @@ pub struct WorldArgs {
     /// Load-balancing policy: static, bigworld or tessera.
     #[arg(long, default_value = "tessera")]
     pub policy: String,
+    /// The load (share of the tick period, 0–1) at least one cellapp must
+    /// report before the balancer moves a line; 0 balances at any load.
+    #[arg(long, default_value_t = tessera_manager::cluster::DEFAULT_BALANCE_FLOOR,
+          env = "TESSERA_BALANCE_FLOOR", value_parser = parse_share)]
+    pub balance_floor: f32,
     /// A host name the admin HTTP answers to, besides IP addresses and
     /// `localhost` (repeat for more; a request naming any other host is
     /// refused, against DNS rebinding).
@@ -226,6 +231,15 @@ pub async fn stop_requested(stop_on_eof: bool) -> StopReason {
     }
 }
 
+/// A share between 0 and 1, as a flag gives it.
+fn parse_share(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is not between 0 and 1")),
+        Err(e) => Err(format!("{s:?} is not a number: {e}")),
+    }
+}
+
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))
@@ -270,6 +284,7 @@ pub async fn manager(a: ManagerArgs, game: Game) -> anyhow::Result<()> {
         },
         admin_hosts: a.world.admin_hosts.clone(),
         heartbeat_timeout: std::time::Duration::from_millis(a.heartbeat_timeout_ms),
+        balance_floor: a.world.balance_floor,
     })
     .await?;
     println!("internal: {}", handle.internal_addr);

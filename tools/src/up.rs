@@ -157,6 +157,8 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         a.world.size.to_string(),
         "--policy".into(),
         a.world.policy.clone(),
+        "--balance-floor".into(),
+        a.world.balance_floor.to_string(),
         // Under `up` the manager is the first of its world: no apps of an
         // earlier run can come back to it.
         "--rejoin-window-ms".into(),

@@ -24,6 +24,10 @@ use crate::balance::{Policy, Tessera};
 
 /// How often the balancer runs.
 pub const BALANCE_PERIOD: Duration = Duration::from_secs(1);
+/// The load (share of the tick period) at least one cell must report before
+/// the balancer moves a line: below it every cellapp is idle enough that
+/// moving lines would only cost migrations.
+pub const DEFAULT_BALANCE_FLOOR: f32 = 0.1;
 /// A retiring cell loses this share of its width per balancer run.
 const RETIRE_STEPS: f32 = 4.0;
 /// How long a retiring cell with no area may take to report that its reals
@@ -60,6 +64,8 @@ pub(crate) struct Balance {
     reports: BTreeMap<CellId, CellReport>,
     last: Option<Time>,
     retiring: BTreeMap<AppId, Retirement>,
+    /// See [`DEFAULT_BALANCE_FLOOR`].
+    floor: f32,
 }
 
 impl Balance {
@@ -69,6 +75,7 @@ impl Balance {
             reports: BTreeMap::new(),
             last: None,
             retiring: BTreeMap::new(),
+            floor: DEFAULT_BALANCE_FLOOR,
         }
     }
 }
@@ -102,6 +109,12 @@ impl Cluster {
     /// Chooses the balancing policy (the default is `tessera`).
     pub fn set_policy(&mut self, policy: Box<dyn Policy>) {
         self.balance.policy = policy;
+    }
+
+    /// The load at least one cell must report before the balancer moves a
+    /// line (see [`DEFAULT_BALANCE_FLOOR`]); 0 balances at any load.
+    pub fn set_balance_floor(&mut self, floor: f32) {
+        self.balance.floor = floor;
     }
 
     /// After any change of the layout: keep the epoch, forget reports of
@@ -278,7 +291,13 @@ impl Cluster {
                 (l.line, touches)
             })
             .collect();
-        let plan = self.balance.policy.plan(layout, &self.balance.reports);
+        let floor = self.balance.floor;
+        let idle = self.balance.reports.values().all(|r| r.load < floor);
+        let plan = if idle {
+            Vec::new()
+        } else {
+            self.balance.policy.plan(layout, &self.balance.reports)
+        };
         for (line, to) in plan {
             if lines.get(&line).copied().unwrap_or(true) {
                 continue;

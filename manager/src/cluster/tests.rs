@@ -9,9 +9,10 @@
 //! account-check outcomes, choice of the baseapp with the fewest clients,
 //! tickets, timeouts) and membership upkeep (heartbeats, silent apps dropped).
 
-use super::{AdmitError, Cluster, LoginId, Output, HEARTBEAT_TIMEOUT, TICKET_WAIT};
+use super::{AdmitError, Cluster, LoginId, Output, BALANCE_PERIOD, HEARTBEAT_TIMEOUT, TICKET_WAIT};
 use std::net::SocketAddr;
 use std::time::Duration;
+use tessera::balance::CellReport;
 use tessera::proto::app::{AppMsg, CellInfo, CertId, Load, Registration, Role, SpaceInfo};
 use tessera::proto::login::{LoginReply, LoginRequest, RefuseReason, ResumeRequest};
 use tessera::proto::{Ticket, PROTOCOL_MAJOR};
@@ -896,4 +897,55 @@ fn a_resume_asks_every_baseapp_and_is_refused_when_none_holds_the_session() {
     }
     let (reason, _) = refusal(&m.drain(), 8);
     assert_eq!(reason, RefuseReason::Unavailable);
+}
+
+// ---- balancing -----------------------------------------------------------
+
+/// Every cell reports its share of `points` at `cost` load per point.
+fn report_loads(m: &mut Cluster, now: Time, points: &[(f32, f32, f32)], cost: f32) {
+    let layout = m.layout().expect("a layout").clone();
+    for c in layout.cells() {
+        let here: Vec<(f32, f32, f32)> = points
+            .iter()
+            .copied()
+            .filter(|(x, z, _)| layout.locate(*x, *z) == c.cell)
+            .collect();
+        let load = here.len() as f32 * cost;
+        let report = CellReport::from_points(c.cell, layout.epoch, &c.rect, &here, load);
+        m.handle(now, c.app, AppMsg::CellLoad(Box::new(report)));
+    }
+}
+
+#[test]
+fn lines_stay_while_every_cell_is_under_the_load_floor() {
+    let mut m = manager();
+    m.set_balance_floor(0.1);
+    join(&mut m, T0, Role::Cellapp, 100);
+    join(&mut m, T0, Role::Cellapp, 101);
+    // Everything crowds one corner: a policy would move the line to it.
+    let crowd: Vec<(f32, f32, f32)> = (0..100)
+        .map(|i| (10.0 + (i % 10) as f32, 10.0 + (i / 10) as f32, 1.0))
+        .collect();
+    let epoch = m.layout().expect("a layout").epoch;
+    let mut now = T0;
+    for _ in 0..10 {
+        report_loads(&mut m, now, &crowd, 0.0009);
+        now = now.plus(BALANCE_PERIOD);
+        m.tick(now);
+    }
+    assert_eq!(
+        m.layout().expect("a layout").epoch,
+        epoch,
+        "a cell at 9 % of its tick, under a floor of 10 %, moved a line"
+    );
+    // The same crowd at a load over the floor is balanced.
+    for _ in 0..10 {
+        report_loads(&mut m, now, &crowd, 0.005);
+        now = now.plus(BALANCE_PERIOD);
+        m.tick(now);
+    }
+    assert!(
+        m.layout().expect("a layout").epoch > epoch,
+        "no line moved at 50 %"
+    );
 }

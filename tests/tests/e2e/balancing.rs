@@ -135,6 +135,10 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
             npcs: NPCS,
             size: SIZE,
             policy: "static",
+            // On a test machine a crowd of 1,000 bots may load its
+            // cellapp less than the default floor: what is tested here is
+            // the policy evening out the loads it is given.
+            balance_floor: 0.0,
             ..Default::default()
         },
     )

@@ -90,6 +90,7 @@ async fn serve(role: &str, data: &Path, manager: Option<SocketAddr>) {
                 login_limits: tessera_manager::cluster::throttle::LoginLimits::one_address(),
                 admin_hosts: Vec::new(),
                 heartbeat_timeout: Duration::from_secs(20),
+                balance_floor: tessera_manager::cluster::DEFAULT_BALANCE_FLOOR,
             })
             .await
             .expect("manager starts");

@@ -106,8 +106,12 @@ impl Default for SimConfig {
             crowd: None,
             // The simulated clients are all at one address
             // ([`CLIENT_ADDR`]); the throttle has its own tests.
+            // The balancer runs at any load: the simulator's worlds are
+            // small, their modelled loads a few percent, and what it
+            // compares is where policies put lines.
             manager: ManagerConfig {
                 logins: tessera_manager::cluster::throttle::LoginLimits::one_address(),
+                balance_floor: 0.0,
                 ..ManagerConfig::default()
             },
             membership: Default::default(),
