@@ -245,9 +245,46 @@ pub struct TypeDef {
     pub properties: Vec<PropDef>,
     /// Methods in index order.
     pub methods: Vec<MethodDef>,
+    /// Levels of detail, nearest first: how often, and with which
+    /// properties, a client sees an entity of this type at each distance.
+    /// Never empty: a type that declares none has one level, every tick,
+    /// every property other clients see, out to any distance.
+    pub detail: Vec<DetailLevel>,
 }
 
+/// One level of detail: a band of distance from the watching client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DetailLevel {
+    /// The band's outer edge in metres (the last level's is infinite).
+    pub within: f32,
+    /// Ticks between two position updates in this band (1: every tick).
+    pub every: u16,
+    /// The properties (indices, all seen by other clients) a client is
+    /// sent for an entity in this band: on entering it, and when they
+    /// change while it is in it.
+    pub props: Vec<u16>,
+}
+
+/// The most properties other clients may see of one type (a witness keeps
+/// one bit per property for what its client holds).
+pub const MAX_PUBLIC_PROPS: usize = 64;
+
+/// The most levels of detail a type may declare.
+pub const MAX_DETAIL_LEVELS: usize = 8;
+
 impl TypeDef {
+    /// The level of detail for an entity `distance` metres away: its index
+    /// and the level.
+    pub fn detail_at(&self, distance: f32) -> (usize, &DetailLevel) {
+        let last = self.detail.len().saturating_sub(1);
+        let i = self
+            .detail
+            .iter()
+            .position(|l| distance <= l.within)
+            .unwrap_or(last);
+        (i, &self.detail[i])
+    }
+
     /// A property by name.
     pub fn prop(&self, name: &str) -> Option<&PropDef> {
         self.properties.iter().find(|p| p.name == name)
@@ -372,6 +409,21 @@ struct RawType {
     properties: BTreeMap<String, RawProp>,
     #[serde(default)]
     methods: BTreeMap<String, RawMethod>,
+    #[serde(default)]
+    detail: Vec<RawDetail>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetail {
+    within: Option<f32>,
+    #[serde(default = "every_tick")]
+    every: u16,
+    props: Option<Vec<String>>,
+}
+
+fn every_tick() -> u16 {
+    1
 }
 
 #[derive(Deserialize)]
@@ -460,6 +512,92 @@ fn resolve_maps(
         }
     }
     Ok(done)
+}
+
+/// A type's levels of detail from its `[[types.T.detail]]` tables: bands
+/// nearest first, each further out than the one before; only the last may
+/// leave out `within`. None declared: one level, every tick, every public
+/// property.
+fn detail_levels(
+    raw: &[RawDetail],
+    props: &[PropDef],
+) -> Result<Vec<DetailLevel>, (Option<String>, String)> {
+    let public: Vec<u16> = props
+        .iter()
+        .filter(|p| p.flags.other_clients())
+        .map(|p| p.index)
+        .collect();
+    if public.len() > MAX_PUBLIC_PROPS {
+        return Err((
+            None,
+            format!(
+                "{} properties other clients see; at most {MAX_PUBLIC_PROPS}",
+                public.len()
+            ),
+        ));
+    }
+    if raw.is_empty() {
+        return Ok(vec![DetailLevel {
+            within: f32::INFINITY,
+            every: 1,
+            props: public,
+        }]);
+    }
+    if raw.len() > MAX_DETAIL_LEVELS {
+        return Err((
+            None,
+            format!("at most {MAX_DETAIL_LEVELS} levels of detail"),
+        ));
+    }
+    let mut levels: Vec<DetailLevel> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let item = || Some(format!("detail level {}", i + 1));
+        let last = i + 1 == raw.len();
+        let within = match r.within {
+            Some(w) if w.is_finite() && w > 0.0 => w,
+            None if last => f32::INFINITY,
+            None => {
+                return Err((
+                    item(),
+                    "needs `within` (only the last level may leave it out)".into(),
+                ))
+            }
+            Some(w) => return Err((item(), format!("within = {w}: must be a positive number"))),
+        };
+        if levels.last().is_some_and(|l| l.within >= within) {
+            return Err((item(), "must reach further than the level before".into()));
+        }
+        if r.every == 0 {
+            return Err((item(), "every must be at least 1 tick".into()));
+        }
+        let props = match &r.props {
+            None => public.clone(),
+            Some(names) => {
+                let mut idx = Vec::new();
+                for n in names {
+                    match props.iter().find(|p| &p.name == n) {
+                        Some(p) if p.flags.other_clients() => idx.push(p.index),
+                        Some(_) => {
+                            return Err((
+                                item(),
+                                format!("property {n} is not seen by other clients"),
+                            ))
+                        }
+                        None => return Err((item(), format!("no property {n}"))),
+                    }
+                }
+                idx.sort_unstable();
+                idx.dedup();
+                idx
+            }
+        };
+        levels.push(DetailLevel {
+            within,
+            every: r.every,
+            props,
+        });
+    }
+    Ok(levels)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -588,6 +726,8 @@ impl Definitions {
             if properties.len() > 256 || methods.len() > 256 {
                 return Err(at(t, None, "at most 256 properties and 256 methods".into()));
             }
+            let detail =
+                detail_levels(&rt.detail, &properties).map_err(|(item, e)| at(t, item, e))?;
             types.push(TypeDef {
                 id: TypeId(i as u16),
                 name,
@@ -596,6 +736,7 @@ impl Definitions {
                 max_speed: rt.max_speed,
                 properties,
                 methods,
+                detail,
             });
         }
         let canonical = postcard::to_stdvec(&types).map_err(|e| at(None, None, e.to_string()))?;
@@ -764,6 +905,120 @@ mod tests {
         refused(
             "[maps.Item]\nkind = \"string\"\n[types.A]\nmax_speed = 1.0\n[types.A.properties]\nx = { type = \"Item\", flags = \"CELL_PRIVATE\", default = { colour = \"red\" } }",
             "not a valid Item",
+        );
+    }
+
+    #[test]
+    fn levels_of_detail_are_read_nearest_first_with_their_properties() {
+        let defs = parse(
+            r#"
+            [types.Npc]
+            max_speed = 4.0
+            [types.Npc.properties]
+            name = { type = "string", flags = "ALL_CLIENTS" }
+            mood = { type = "int", flags = "OTHER_CLIENTS" }
+            secret = { type = "int", flags = "CELL_PRIVATE" }
+            [[types.Npc.detail]]
+            within = 30.0
+            [[types.Npc.detail]]
+            within = 60.0
+            every = 2
+            props = ["name"]
+            [[types.Npc.detail]]
+            every = 5
+            props = []
+            "#,
+        )
+        .expect("parses");
+        let npc = defs.by_name("Npc").expect("Npc");
+        let (mood, name) = (
+            npc.prop("mood").expect("mood").index,
+            npc.prop("name").expect("name").index,
+        );
+        let levels: Vec<(f32, u16, Vec<u16>)> = npc
+            .detail
+            .iter()
+            .map(|l| (l.within, l.every, l.props.clone()))
+            .collect();
+        let mut public = vec![mood, name];
+        public.sort();
+        assert_eq!(
+            levels,
+            vec![
+                (30.0, 1, public),
+                (60.0, 2, vec![name]),
+                (f32::INFINITY, 5, vec![])
+            ]
+        );
+        assert_eq!(npc.detail_at(30.0).0, 0);
+        assert_eq!(npc.detail_at(30.5).0, 1);
+        assert_eq!(npc.detail_at(1e9).0, 2);
+        // Without levels: one, every tick, every public property.
+        let plain = parse("[types.A]\nmax_speed = 1.0\n").expect("parses");
+        let a = &plain.types[0];
+        assert_eq!(a.detail.len(), 1);
+        assert_eq!((a.detail[0].within, a.detail[0].every), (f32::INFINITY, 1));
+    }
+
+    #[test]
+    fn bad_levels_of_detail_are_refused_by_name() {
+        let with = |levels: &str| {
+            parse(&format!(
+                "[types.N]\nmax_speed = 1.0\n[types.N.properties]\n\
+                 name = {{ type = \"string\", flags = \"ALL_CLIENTS\" }}\n\
+                 hp = {{ type = \"int\", flags = \"CELL_PRIVATE\" }}\n{levels}"
+            ))
+            .expect_err("refused")
+            .to_string()
+        };
+        let level = |body: &str| format!("[[types.N.detail]]\n{body}\n");
+        for (levels, says) in [
+            (
+                level("within = 10.0") + &level("within = 5.0"),
+                "further than the level before",
+            ),
+            (
+                level("props = [\"name\"]") + &level("within = 9.0"),
+                "needs `within`",
+            ),
+            (level("within = -1.0"), "positive"),
+            (level("within = 10.0\nevery = 0"), "at least 1 tick"),
+            (
+                level("within = 10.0\nprops = [\"hp\"]"),
+                "not seen by other clients",
+            ),
+            (
+                level("within = 10.0\nprops = [\"nope\"]"),
+                "no property nope",
+            ),
+            (level("within = 10.0\ncolour = 3"), "unknown field"),
+            (
+                (1..=9).map(|i| level(&format!("within = {i}.0"))).collect(),
+                "at most 8",
+            ),
+        ] {
+            let e = with(&levels);
+            assert!(e.contains(says), "{levels:?}: {e}");
+            // Named by type, or (a key the file may not have) by line.
+            assert!(e.contains("type N") || e.contains("line "), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_digest_example_of_the_protocol_document_holds() {
+        // docs/protocol.md section 10.3.
+        let defs = parse("[types.A]\nmax_speed = 1.0\n").expect("parses");
+        let canonical = postcard::to_stdvec(&defs.types).expect("encodes");
+        assert_eq!(
+            canonical,
+            [
+                0x01, 0x00, 0x01, 0x41, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x3f, 0x00,
+                0x00, 0x01, 0x00, 0x00, 0x80, 0x7f, 0x01, 0x00
+            ]
+        );
+        assert_eq!(
+            defs.digest_hex(),
+            "2883325e8c8ba860b9570b12d4cb9ae2443aa7b749c5a44f4ed95b630d6d2618"
         );
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::defs::TypeId;
 use crate::ids::EntityId;
-use crate::proto::client::{PosUpdate, PropValue, ServerDatagram, ServerMsg};
+use crate::proto::client::{PropValue, ServerDatagram, ServerMsg};
 use crate::proto::Pos;
 use crate::value::Value;
 use std::collections::BTreeMap;
@@ -21,6 +21,8 @@ pub struct Seen {
     pub props: BTreeMap<u16, Value>,
     /// Server time of the last position applied, microseconds.
     pub stamp_us: u64,
+    /// Its index in position updates.
+    pub index: u32,
 }
 
 /// What a client knows.
@@ -38,6 +40,8 @@ pub struct View {
     pub bounds: [f32; 4],
     /// Everything in the AoI.
     pub others: BTreeMap<EntityId, Seen>,
+    /// Which entity each index of position updates names.
+    pub indices: BTreeMap<u32, EntityId>,
 }
 
 fn merge(into: &mut BTreeMap<u16, Value>, props: &[PropValue]) {
@@ -64,16 +68,26 @@ impl View {
             my_props,
             bounds,
             others: BTreeMap::new(),
+            indices: BTreeMap::new(),
         }
     }
 
-    fn place(&mut self, u: &PosUpdate, sent_us: u64) {
-        if let Some(s) = self.others.get_mut(&u.entity) {
-            // Datagrams may arrive out of order: never go back in time.
+    fn place(&mut self, entity: EntityId, pos: Pos, yaw: f32, sent_us: u64) {
+        if let Some(s) = self.others.get_mut(&entity) {
+            // Datagrams may arrive out of order, or after the entity's
+            // index went to another: never go back in time.
             if sent_us >= s.stamp_us {
-                s.pos = u.pos;
-                s.yaw = u.yaw;
+                s.pos = pos;
+                s.yaw = yaw;
                 s.stamp_us = sent_us;
+            }
+        }
+    }
+
+    fn forget(&mut self, entity: EntityId) {
+        if let Some(s) = self.others.remove(&entity) {
+            if self.indices.get(&s.index) == Some(&entity) {
+                self.indices.remove(&s.index);
             }
         }
     }
@@ -83,6 +97,7 @@ impl View {
         match msg {
             ServerMsg::Enter {
                 entity,
+                index,
                 type_id,
                 pos,
                 yaw,
@@ -91,6 +106,16 @@ impl View {
             } => {
                 let mut p = BTreeMap::new();
                 merge(&mut p, props);
+                self.forget(*entity);
+                if let Some(was) = self.indices.insert(*index, *entity) {
+                    // Its last holder left (the leave is on its way, or
+                    // was lost with a cellapp): the index is this one's.
+                    if was != *entity {
+                        if let Some(s) = self.others.get_mut(&was) {
+                            s.index = u32::MAX;
+                        }
+                    }
+                }
                 self.others.insert(
                     *entity,
                     Seen {
@@ -99,12 +124,11 @@ impl View {
                         yaw: *yaw,
                         props: p,
                         stamp_us: *sent_us,
+                        index: *index,
                     },
                 );
             }
-            ServerMsg::Leave { entity } => {
-                self.others.remove(entity);
-            }
+            ServerMsg::Leave { entity } => self.forget(*entity),
             ServerMsg::Props { entity, props } => {
                 if *entity == self.me {
                     merge(&mut self.my_props, props);
@@ -116,20 +140,14 @@ impl View {
             ServerMsg::Restored { pos, .. } => {
                 self.my_pos = *pos;
                 self.others.clear();
+                self.indices.clear();
             }
             ServerMsg::Rest {
                 entity,
                 pos,
                 yaw,
                 sent_us,
-            } => self.place(
-                &PosUpdate {
-                    entity: *entity,
-                    pos: *pos,
-                    yaw: *yaw,
-                },
-                *sent_us,
-            ),
+            } => self.place(*entity, *pos, *yaw, *sent_us),
             ServerMsg::Welcome { .. }
             | ServerMsg::Refused { .. }
             | ServerMsg::Call { .. }
@@ -140,9 +158,15 @@ impl View {
     /// Applies a datagram.
     pub fn apply_datagram(&mut self, d: &ServerDatagram) {
         match d {
-            ServerDatagram::Positions { sent_us, updates } => {
+            ServerDatagram::Positions {
+                sent_us, updates, ..
+            } => {
+                let frame = d.frame();
                 for u in updates {
-                    self.place(u, *sent_us);
+                    if let Some(&entity) = self.indices.get(&u.index) {
+                        let (pos, yaw) = frame.decode(u);
+                        self.place(entity, pos, yaw, *sent_us);
+                    }
                 }
             }
         }

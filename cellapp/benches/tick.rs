@@ -82,16 +82,13 @@ fn cell(w: &Workload, index: IndexKind) -> Cell {
         bounds: [0.0, 0.0, w.size, w.size],
         tick_hz: 10,
         index,
-        budget: Budget {
-            bytes: 64 * 1024,
-            updates: 300,
-            ..Budget::default()
-        },
+        // What every client gets by default.
+        budget: Budget::default(),
         backup_ticks: 50,
         seed: 3,
         ghost_distance: 110.0,
         app: AppId(1),
-        load: tessera_cellapp::load::LoadSource::Measured,
+        ..CellConfig::default()
     };
     let mut cell = Cell::new(
         &defs,

@@ -22,7 +22,8 @@ use crate::behavior::{Behaviors, Caller, CellBehavior, Effect};
 use crate::entry::Entry;
 use crate::index::{new_index, IndexKind, SpatialIndex};
 use crate::load::{CostModel, LoadSource, Meter};
-use crate::witness::{Brief, Budget, PropsView, Scene, Witness, WitnessOut};
+use crate::pace::{Limit, Pace};
+use crate::witness::{Brief, Budget, Clock, Detail, PropsView, Scene, Witness, WitnessOut};
 use std::sync::Arc;
 
 /// Settings of a cell.
@@ -34,7 +35,7 @@ pub struct CellConfig {
     pub tick_hz: u16,
     /// Which spatial index to use.
     pub index: IndexKind,
-    /// What each witness may send per tick.
+    /// What each client may be sent.
     pub budget: Budget,
     /// Ticks between two backups of the same real to its base.
     pub backup_ticks: u32,
@@ -47,6 +48,9 @@ pub struct CellConfig {
     pub app: AppId,
     /// Where the load it reports comes from.
     pub load: LoadSource,
+    /// How late or bunched a client's moves may arrive before the pace
+    /// check corrects them (see [`crate::pace`]).
+    pub move_window: std::time::Duration,
 }
 
 /// Deliberate defects that tests plant to show that the simulator's checks
@@ -85,6 +89,7 @@ impl Default for CellConfig {
             ghost_distance: 110.0,
             app: AppId(1),
             load: LoadSource::Measured,
+            move_window: std::time::Duration::from_secs_f32(crate::pace::DEFAULT_MOVE_WINDOW_S),
         }
     }
 }
@@ -167,6 +172,13 @@ fn morton(x: u32, z: u32) -> u32 {
     spread(x) | (spread(z) << 1)
 }
 
+impl TypeInfo {
+    /// Its levels of detail.
+    pub(crate) fn detail(&self) -> &Detail {
+        &self.detail
+    }
+}
+
 /// Per-type data computed once from the definitions.
 pub(crate) struct TypeInfo {
     pub(crate) def: TypeDef,
@@ -180,6 +192,8 @@ pub(crate) struct TypeInfo {
     pub(crate) ghosted: Vec<u16>,
     /// The game's behaviour for the type, if it registered one.
     pub(crate) behavior: Option<Arc<dyn CellBehavior>>,
+    /// Its levels of detail, as witnesses read them.
+    detail: Detail,
 }
 
 /// How far the spatial index has followed the entries. Positions are
@@ -243,12 +257,12 @@ impl<'a> Scene<'a> for CellScene<'a> {
         let r = self.entries.get(*self.slot.get(&id)?)?;
         Some(PropsView {
             props: &r.props,
-            public: self
-                .types
-                .get(r.type_id.0 as usize)
-                .map_or(&[][..], |t| t.public.as_slice()),
             dirty: &r.dirty,
         })
+    }
+
+    fn detail(&self, _: EntityId, type_id: TypeId) -> Option<&'a Detail> {
+        self.types.get(type_id.0 as usize).map(|t| &t.detail)
     }
 }
 
@@ -285,6 +299,8 @@ pub struct Cell {
     rng: ChaCha8Rng,
     tick: u64,
     last_tick: Option<Time>,
+    /// The latest time the driver has given (a tick's or a message's).
+    clock: Time,
     frozen: bool,
     layout: Option<Layout>,
     /// The layout's cells, flattened once per layout (every tick reads them).
@@ -336,6 +352,7 @@ impl Cell {
                     own: pick(&|p| p.flags.own_client() && p.flags.on_cell()),
                     cell: pick(&|p| p.flags.on_cell()),
                     ghosted: pick(&|p| p.flags.on_ghosts()),
+                    detail: Detail::of(t),
                     def: t.clone(),
                 }
             })
@@ -361,6 +378,7 @@ impl Cell {
             ids: IdPool::new(ids),
             tick: 0,
             last_tick: None,
+            clock: Time(0),
             frozen: false,
             layout: None,
             cells: Vec::new(),
@@ -601,6 +619,7 @@ impl Cell {
 
     /// Applies one message from another app.
     pub fn handle(&mut self, now: Time, from: AppId, msg: AppMsg) {
+        self.clock = self.clock.max(now);
         if self.dead.contains(&from) {
             // Still in flight from a process now declared dead: whatever it
             // says is void (its entities are being restored elsewhere).
@@ -711,7 +730,6 @@ impl Cell {
             .def
             .has_client
             .then(|| Box::new(Witness::new(info.def.aoi_radius)));
-        let max_speed = info.def.max_speed;
         let own = info.own.clone();
         // Clients here may know the entity from before (restored from its
         // backup after its cellapp died): they hear its properties again.
@@ -732,7 +750,7 @@ impl Cell {
         real.version = version;
         real.witness = witness;
         real.dirty = renewed;
-        real.allowance = max_speed;
+        real.pace = Pace::full(self.limit(type_id), self.clock);
         // The own client learns its cell-side properties.
         let own_props: Vec<PropValue> = own
             .iter()
@@ -768,25 +786,16 @@ impl Cell {
     }
 
     fn client_move(&mut self, entity: EntityId, seq: u32, pos: Vec3, yaw: f32) {
-        let bounds = self.cfg.bounds;
-        let tick = self.tick;
+        let (bounds, tick, now) = (self.cfg.bounds, self.tick, self.clock);
         let Some(&i) = self.slot.get(&entity) else {
             return;
         };
-        let max_speed = self
-            .types
-            .get(self.entries[i].type_id.0 as usize)
-            .map_or(0.0, |t| t.def.max_speed);
+        let limit = self.limit(self.entries[i].type_id);
         let real = &mut self.entries[i];
         if real.witness.is_none() {
             return;
         }
-        // Latest wins: drop anything not newer than what was applied.
-        if real.move_seq != 0 && (seq.wrapping_sub(real.move_seq) as i32) <= 0 {
-            return;
-        }
-        real.move_seq = seq;
-        if let Err(e) = real.client_move(pos, yaw, bounds, max_speed, tick) {
+        if let Err(e) = real.client_move(now, limit, seq, pos, yaw, bounds, tick) {
             let (at, yaw, base) = (real.pos, real.yaw, real.base);
             self.stats.moves_refused += 1;
             tracing::debug!(%entity, reason = %e, "client move refused");
@@ -857,29 +866,27 @@ impl Cell {
         self.run_call(entity, method, args, caller);
     }
 
+    /// The pace limit of a type's client moves.
+    pub(crate) fn limit(&self, type_id: TypeId) -> Limit {
+        Limit {
+            max_speed: self
+                .types
+                .get(type_id.0 as usize)
+                .map_or(0.0, |t| t.def.max_speed),
+            window_s: self.cfg.move_window.as_secs_f32(),
+        }
+    }
+
     /// Runs one tick: behaviours, index, witnesses, backups.
     pub fn tick(&mut self, now: Time) {
         self.tick += 1;
         let tick = self.tick;
-        let dt = 1.0 / self.cfg.tick_hz.max(1) as f32;
-        // Movement allowances refill by the time that really passed, so a
-        // late or skipped tick does not turn honest moves into "too fast".
-        let elapsed = self
-            .last_tick
-            .map_or(dt, |t| now.since(t).as_secs_f32())
-            .clamp(0.0, 1.0);
         self.last_tick = Some(now);
-        // Movement allowances, then the game's behaviours.
-        let mut witnesses = false;
-        for real in self.entries.iter_mut() {
-            if real.is_ghost() || real.witness.is_none() {
-                continue;
-            }
-            witnesses = true;
-            if let Some(info) = self.types.get(real.type_id.0 as usize) {
-                real.refill(info.def.max_speed, elapsed);
-            }
-        }
+        self.clock = self.clock.max(now);
+        let witnesses = self
+            .entries
+            .iter()
+            .any(|e| !e.is_ghost() && e.witness.is_some());
         self.run_behaviors(now);
         if tick % REORDER_TICKS == 1 {
             self.reorder();
@@ -1066,7 +1073,12 @@ impl Cell {
                 slot: &self.slot,
                 types: &self.types,
             };
-            witness.update_briefs(id, center, tick, now.0, &cands, scene, &budget, &mut out);
+            let clock = Clock {
+                tick,
+                now_us: now.0,
+                hz: self.cfg.tick_hz,
+            };
+            witness.update_briefs(id, center, clock, &cands, scene, &budget, &mut out);
             self.entries[i].witness = Some(witness);
             if !(out.entered.is_empty() && out.left.is_empty()) && self.has_behaviors {
                 self.aoi_changes.push((

@@ -38,8 +38,10 @@ pub struct Options {
     pub spawns: Vec<(String, usize)>,
     /// Spatial index.
     pub index: IndexKind,
-    /// Witness limits.
+    /// What each client may be sent.
     pub budget: Budget,
+    /// How late or bunched client moves may arrive (see [`crate::pace`]).
+    pub move_window: std::time::Duration,
     /// Random seed.
     pub seed: u64,
     /// Where to serve `/metrics` and `/healthz`, if anywhere.
@@ -194,6 +196,7 @@ pub async fn start(opts: Options) -> Result<CellappHandle, CellappError> {
     );
     cfg.cell.index = opts.index;
     cfg.cell.budget = opts.budget;
+    cfg.cell.move_window = opts.move_window;
     cfg.cell.seed = opts.seed;
     cfg.spawns = opts.spawns.clone();
     let core = Cellapp::new(Time::now(), cfg);

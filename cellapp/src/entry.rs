@@ -10,38 +10,13 @@ use tessera::defs::TypeId;
 use tessera::{AppId, EntityId, Time, Value};
 
 use crate::behavior::{Mailbox, Timers, Traps};
+use crate::pace::{Limit, MoveError, Pace, Verdict};
 use crate::witness::Witness;
 use tessera::channel::RealChannel;
 use tessera::proto::app::Stamp;
 
 /// The cellapps holding ghosts of a real: rarely more than three.
 pub type Haunts = smallvec::SmallVec<[AppId; 4]>;
-
-/// Why a client's move was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum MoveError {
-    /// A coordinate is NaN or infinite.
-    #[error("position is not finite")]
-    NotFinite,
-    /// The position is outside the space.
-    #[error("position ({x}, {z}) is outside the space")]
-    OutOfBounds {
-        /// x.
-        x: f32,
-        /// z.
-        z: f32,
-    },
-    /// The move is longer than the speed limit allows.
-    #[error("moved {distance:.1} m with only {allowed:.1} m allowed at {max_speed} m/s")]
-    TooFast {
-        /// How far it tried to move.
-        distance: f32,
-        /// How far it could.
-        allowed: f32,
-        /// The type's limit.
-        max_speed: f32,
-    },
-}
 
 /// Whether an entry is an entity's real or a ghost of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,10 +68,9 @@ pub struct Entry {
     pub props: Vec<Value>,
     /// The baseapp holding its base, if it has one.
     pub base: Option<AppId>,
-    /// The last client move sequence applied.
-    pub move_seq: u32,
-    /// Metres the client may still move (refills at the speed limit).
-    pub allowance: f32,
+    /// Its client's moves so far: the newest applied and the metres it
+    /// may still move.
+    pub pace: Pace,
     /// How many times the real has moved cell.
     pub version: u32,
     /// Counter of ghost messages sent at this version.
@@ -140,8 +114,7 @@ impl Entry {
             base: None,
             witness: None,
             moved_tick: tick,
-            move_seq: 0,
-            allowance: 0.0,
+            pace: Pace::default(),
             goal: None,
             to_own_client: Vec::new(),
             kind: Kind::Real,
@@ -196,39 +169,27 @@ impl Entry {
         }
     }
 
-    /// Checks a client's move against the space and the speed limit, and
-    /// applies it if it is allowed.
+    /// Judges a client's move arriving at `now` (see [`crate::pace`]) and
+    /// applies it if it is allowed; one older than the last applied is
+    /// dropped.
+    #[allow(clippy::too_many_arguments)]
     pub fn client_move(
         &mut self,
+        now: Time,
+        limit: Limit,
+        seq: u32,
         pos: Vec3,
         yaw: f32,
         bounds: [f32; 4],
-        max_speed: f32,
         tick: u64,
     ) -> Result<(), MoveError> {
-        if !(pos.is_finite() && yaw.is_finite()) {
-            return Err(MoveError::NotFinite);
+        if self
+            .pace
+            .judge(now, limit, seq, self.pos, pos, yaw, bounds)?
+            == Verdict::Apply
+        {
+            self.move_to(pos, yaw, tick);
         }
-        if pos.x < bounds[0] || pos.z < bounds[1] || pos.x > bounds[2] || pos.z > bounds[3] {
-            return Err(MoveError::OutOfBounds { x: pos.x, z: pos.z });
-        }
-        let distance = (pos - self.pos).length();
-        if distance > self.allowance {
-            return Err(MoveError::TooFast {
-                distance,
-                allowed: self.allowance,
-                max_speed,
-            });
-        }
-        self.allowance -= distance;
-        self.move_to(pos, yaw, tick);
         Ok(())
-    }
-
-    /// Refills the movement allowance by one tick's worth, up to one second's.
-    pub fn refill(&mut self, max_speed: f32, dt: f32) {
-        // A little slack for clients whose clocks and packets jitter.
-        let cap = max_speed * 1.25;
-        self.allowance = (self.allowance + max_speed * 1.1 * dt).min(cap);
     }
 }

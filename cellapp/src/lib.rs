@@ -16,6 +16,7 @@ pub mod entry;
 pub mod index;
 pub mod load;
 pub mod metrics;
+pub mod pace;
 pub mod witness;
 
 pub use cell::{Cell, CellConfig, Faults};

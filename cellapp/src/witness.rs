@@ -1,27 +1,60 @@
-//! The witness: the area of interest of one client-controlled real. Each tick
-//! it compares what its client knows with what is within its radius and
-//! produces the client-ready bytes that close the gap: *enter* (reliable),
-//! *leave* (reliable, with a hysteresis band on the radius), property changes
-//! (reliable), and position updates (datagrams), nearest first within a
-//! per-client byte budget so a crowd degrades the update rate of far entities
-//! before anything else. An entity that comes to rest after updates that went
-//! by datagram gets one reliable *rest* position, so a lost datagram never
-//! leaves a stale position behind.
+//! The witness: the area of interest of one client-controlled real, and the
+//! one downstream byte budget of its client.
+//!
+//! Each tick the witness compares what its client knows with what is within
+//! its radius and decides what closes the gap: *enter* (reliable, with the
+//! entity's index for position updates), *leave* (reliable, with a
+//! hysteresis band on the radius), properties (reliable), positions
+//! (datagrams, a few bytes each: quantized from the packet's origin) and
+//! *rest* (a reliable, exact position for an entity that stopped).
+//!
+//! Everything the client is sent counts against its budget, bytes per
+//! second: first what the cell queued for the client's own entity (its
+//! properties, calls, corrections), which always goes; then the witness's
+//! work in order of urgency — leaves first, then by level of detail (the
+//! nearest band before any farther one, so a crowd slows far entities and
+//! never near ones), within a band by distance over staleness (an entity
+//! that waited moves up), and last the rests that only confirm a position
+//! sent by datagram. What does not fit waits for the next tick: an enter
+//! or a property is never dropped, only later; a position is simply sent
+//! fresh when its turn comes. A tick that overspends (one message bigger
+//! than what was left) pays it back from the next tick's share, so over any
+//! stretch the client is sent at most its budget plus one message.
+//!
+//! Levels of detail ([`Detail`]) come from the definitions: per band, how
+//! many ticks between position updates and which properties are sent. An
+//! entity that crosses into a band is sent the band's properties its client
+//! lacks.
+
+mod detail;
+mod indices;
+
+pub use detail::{Detail, Level};
 
 use glam::Vec3;
+use indices::Indices;
 use tessera::defs::TypeId;
 use tessera::frame::{encode_body, encode_body_sized};
-use tessera::proto::app::KnownState;
-use tessera::proto::client::{PosUpdate, PropValue, ServerDatagram, ServerMsg};
+use tessera::proto::app::{KnownState, WitnessState};
+use tessera::proto::client::{
+    Frame, PosUpdate, PropValue, ServerDatagram, ServerMsg, INDEX_QUARANTINE_S,
+};
 use tessera::{EntityId, Value};
 
-/// Limits on what one witness sends per tick.
+/// The budget a client gets unless configured: 8,000 bytes a second
+/// (64 kbit/s, three times BigWorld's default). At ten ticks a second that
+/// is 800 bytes a tick: about ninety position updates, so the nearest
+/// ninety movers of a crowd are updated every tick; and a baseapp relaying
+/// a thousand clients carries at most 8 MB/s.
+pub const DEFAULT_CLIENT_BUDGET: u32 = 8_000;
+
+/// What one client may be sent.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
-    /// Bytes of position updates per tick.
-    pub bytes: usize,
-    /// Position updates per tick.
-    pub updates: usize,
+    /// Bytes a second, everything counted: each stream message's body and
+    /// its 4-byte length, each datagram's payload (QUIC's own overhead is
+    /// not counted).
+    pub bytes_per_sec: u32,
     /// Largest datagram payload.
     pub datagram: usize,
     /// Extra distance beyond the radius before an entity leaves.
@@ -31,12 +64,38 @@ pub struct Budget {
 impl Default for Budget {
     fn default() -> Self {
         Budget {
-            bytes: 8 * 1024,
-            updates: 300,
+            bytes_per_sec: DEFAULT_CLIENT_BUDGET,
             datagram: 1100,
             hysteresis: 5.0,
         }
     }
+}
+
+impl Budget {
+    /// No limit but the datagram size.
+    pub fn unlimited(hysteresis: f32) -> Budget {
+        Budget {
+            bytes_per_sec: u32::MAX,
+            datagram: 1100,
+            hysteresis,
+        }
+    }
+
+    /// Bytes per tick at `hz` ticks a second.
+    pub fn per_tick(&self, hz: u16) -> i64 {
+        i64::from(self.bytes_per_sec) / i64::from(hz.max(1))
+    }
+}
+
+/// When a witness update happens.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// The cell's tick.
+    pub tick: u64,
+    /// Server time, microseconds since the Unix epoch.
+    pub now_us: u64,
+    /// Ticks per second.
+    pub hz: u16,
 }
 
 /// What the witness needs to know of an entity it may see.
@@ -50,12 +109,12 @@ pub struct Visible<'a> {
     pub yaw: f32,
     /// All its properties, by index.
     pub props: &'a [Value],
-    /// Indices of properties other clients see.
-    pub public: &'a [u16],
     /// Indices of properties changed this tick.
     pub dirty: &'a [u16],
     /// The tick it last moved.
     pub moved_tick: u64,
+    /// Its type's levels of detail.
+    pub detail: &'a Detail,
 }
 
 /// The hot part of an entity's state: what the witness reads for every
@@ -81,8 +140,6 @@ pub struct Brief {
 pub struct PropsView<'a> {
     /// All its properties, by index.
     pub props: &'a [Value],
-    /// Indices of properties other clients see.
-    pub public: &'a [u16],
     /// Indices of properties changed this tick.
     pub dirty: &'a [u16],
 }
@@ -93,6 +150,8 @@ pub trait Scene<'a> {
     fn brief(&self, id: EntityId) -> Option<Brief>;
     /// Its properties, if it exists.
     fn props(&self, id: EntityId) -> Option<PropsView<'a>>;
+    /// The levels of detail of an entity's type.
+    fn detail(&self, id: EntityId, type_id: TypeId) -> Option<&'a Detail>;
 }
 
 /// Any function from id to [`Visible`] is a scene (handy in tests).
@@ -110,33 +169,91 @@ impl<'a, F: Fn(EntityId) -> Option<Visible<'a>>> Scene<'a> for F {
     fn props(&self, id: EntityId) -> Option<PropsView<'a>> {
         self(id).map(|v| PropsView {
             props: v.props,
-            public: v.public,
             dirty: v.dirty,
         })
     }
+    fn detail(&self, id: EntityId, _: TypeId) -> Option<&'a Detail> {
+        self(id).map(|v| v.detail)
+    }
+}
+
+/// Where the client stands with an entity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sight {
+    /// Within the radius, its enter not sent yet.
+    Waiting,
+    /// The client has it.
+    Shown,
+    /// The client has it, its leave not sent yet.
+    Leaving,
+    /// Its leave went this tick.
+    Gone,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Known {
+    state: Sight,
+    index: u32,
+    /// The position last sent (exact; a datagram carries it quantized).
     sent: Vec3,
     sent_yaw: f32,
+    /// When the client was last current on it (or, while waiting, since
+    /// when it waits).
     sent_tick: u64,
+    /// The last position went by datagram.
     unconfirmed: bool,
-    /// [`props_digest`] of the public properties the client has.
-    props: u64,
+    /// Which public properties the client holds current values of (a bit
+    /// per place in the type's [`Detail::public`] list).
+    has: u64,
+    /// For a known entity of an arriving witness: the digest of those
+    /// properties as its client has them, to compare with the cell's the
+    /// first time the entity is a candidate here.
+    digest: Option<u64>,
+}
+
+impl Known {
+    fn waiting(tick: u64) -> Known {
+        Known {
+            state: Sight::Waiting,
+            index: 0,
+            sent: Vec3::ZERO,
+            sent_yaw: 0.0,
+            sent_tick: tick,
+            unconfirmed: false,
+            has: 0,
+            digest: None,
+        }
+    }
 }
 
 /// Updates after arriving from another cell in which missing entities are
 /// kept (see `Witness::grace`): half a second at 10 Hz.
 pub const ARRIVAL_GRACE: u8 = 5;
 
-/// A digest of an entity's public properties (FNV-1a over their encoding):
-/// equal digests mean the client has what the cell has. Fixed, not seeded,
-/// so every cell computes the same one.
-fn props_digest(v: &PropsView<'_>) -> u64 {
+/// Work for one entity in a tick.
+const ENTER: u8 = 1;
+const PROPS: u8 = 2;
+const MOVE: u8 = 4;
+const REST: u8 = 8;
+const LEAVE: u8 = 16;
+/// The band of rests that only confirm a datagram: after every level.
+const CONFIRM_TIER: u64 = 0xff;
+/// A `Positions` header at most: variant, time, origin, scale, count.
+const POSITIONS_HEADER: usize = 1 + 10 + 12 + 4 + 2;
+/// Bytes a stream message costs beyond its body: its length.
+const FRAME_HEADER: usize = 4;
+
+/// One entity's work: (tier << 32 | priority bits, slot in `next`,
+/// candidate index, what).
+type Item = (u64, u32, u32, u8);
+
+/// A digest of the public properties in `has` (FNV-1a over their
+/// encoding): equal digests mean the client has what the cell has. Fixed,
+/// not seeded, so every cell computes the same one.
+fn props_digest(props: &[Value], detail: &Detail, has: u64) -> u64 {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    for i in v.public {
-        if let Some(value) = v.props.get(*i as usize) {
+    for i in detail.props_of(has) {
+        if let Some(value) = props.get(i as usize) {
             // Writing into the hasher cannot fail.
             let _ = postcard::to_io(&(i, value), &mut h);
         }
@@ -181,10 +298,11 @@ impl WitnessOut {
         self.left.clear();
     }
 
-    fn leave(&mut self, entity: EntityId) {
-        self.reliable
-            .push(encode_body(&ServerMsg::Leave { entity }));
-        self.left.push(entity);
+    /// Bytes already queued, as the budget counts them.
+    fn cost(&self) -> i64 {
+        let r: usize = self.reliable.iter().map(|b| b.len() + FRAME_HEADER).sum();
+        let d: usize = self.datagrams.iter().map(Vec::len).sum();
+        (r + d) as i64
     }
 }
 
@@ -200,32 +318,18 @@ pub struct Witness {
     known: Vec<(EntityId, Known)>,
     next: Vec<(EntityId, Known)>,
     order: Vec<(EntityId, u32)>,
-    /// Set when the witness arrives from another cell: property changes made
-    /// while it travelled were not seen here, so the next update resends the
-    /// public properties of every known entity whose digest differs from
-    /// the one the client has (BigWorld compares event numbers instead).
-    refresh: bool,
+    items: Vec<Item>,
+    indices: Indices,
+    /// Bytes sent beyond the budget, paid back from the next ticks.
+    deficit: u32,
     /// Updates left in which a known entity missing from the candidates,
-    /// last seen within the radius, is kept rather than sent a `Leave`. Set when the witness arrives from
-    /// another cell: that cell's ghosts of entities across other lines may
-    /// still be on their way (a line that moves far at once widens the area
-    /// the cell must ghost), and a leave then an enter of each would resend
-    /// whole entities to the client for nothing.
+    /// last seen within the radius, is kept rather than sent a `Leave`. Set
+    /// when the witness arrives from another cell: that cell's ghosts of
+    /// entities across other lines may still be on their way (a line that
+    /// moves far at once widens the area the cell must ghost), and a leave
+    /// then an enter of each would resend whole entities to the client for
+    /// nothing.
     grace: u8,
-    /// Movers: (priority bits << 32 | slot in `known`, candidate index).
-    moving: Vec<(u64, u32)>,
-}
-
-fn public_props(v: &PropsView<'_>, only: Option<&[u16]>) -> Vec<PropValue> {
-    let pick = |i: &u16| v.props.get(*i as usize).map(|p| (*i, p.clone()));
-    match only {
-        None => v.public.iter().filter_map(pick).collect(),
-        Some(dirty) => dirty
-            .iter()
-            .filter(|i| v.public.contains(i))
-            .filter_map(pick)
-            .collect(),
-    }
 }
 
 impl Witness {
@@ -236,67 +340,112 @@ impl Witness {
             known: Vec::new(),
             next: Vec::new(),
             order: Vec::new(),
-            refresh: false,
+            items: Vec::new(),
+            indices: Indices::default(),
+            deficit: 0,
             grace: 0,
-            moving: Vec::new(),
         }
     }
 
     /// What the client knows, for a witness moving to another cell; ticks
-    /// become ages because cells count ticks independently.
-    pub fn export(&self, tick: u64) -> Vec<KnownState> {
-        self.known
+    /// become ages because cells count ticks independently. `props` gives
+    /// an entity's properties, those changed this tick (which the client
+    /// has not been sent yet) and its levels of detail, for the digests.
+    pub fn export<'a>(
+        &self,
+        tick: u64,
+        props: impl Fn(EntityId) -> Option<(&'a [Value], &'a [u16], &'a Detail)>,
+    ) -> WitnessState {
+        let known = self
+            .known
             .iter()
-            .map(|(id, k)| KnownState {
-                entity: *id,
-                sent: k.sent.to_array(),
-                sent_yaw: k.sent_yaw,
-                age: tick.saturating_sub(k.sent_tick).min(u64::from(u32::MAX)) as u32,
-                unconfirmed: k.unconfirmed,
-                props: k.props,
+            .filter(|(_, k)| matches!(k.state, Sight::Shown | Sight::Leaving))
+            .map(|(id, k)| {
+                let (has, digest) = match (k.digest, props(*id)) {
+                    // Not compared here yet: what the client has is what
+                    // the cell it came from said.
+                    (Some(digest), _) => (k.has, digest),
+                    (None, Some((values, dirty, detail))) => {
+                        let stale = dirty
+                            .iter()
+                            .filter_map(|&i| detail.bit(i))
+                            .fold(0, |m, b| m | b);
+                        let has = k.has & !stale;
+                        (has, props_digest(values, detail, has))
+                    }
+                    (None, None) => (k.has, 0),
+                };
+                KnownState {
+                    entity: *id,
+                    index: k.index,
+                    sent: k.sent.to_array(),
+                    sent_yaw: k.sent_yaw,
+                    age: tick.saturating_sub(k.sent_tick).min(u64::from(u32::MAX)) as u32,
+                    unconfirmed: k.unconfirmed,
+                    has,
+                    props: digest,
+                }
             })
-            .collect()
+            .collect();
+        WitnessState {
+            radius: self.radius,
+            known,
+            retired: self.indices.export(tick),
+            deficit: self.deficit,
+        }
     }
 
     /// A witness arriving from another cell.
-    pub fn import(radius: f32, known: &[KnownState], tick: u64) -> Witness {
-        let mut w = Witness::new(radius);
-        w.known = known
+    pub fn import(state: &WitnessState, tick: u64) -> Witness {
+        let mut w = Witness::new(state.radius);
+        w.known = state
+            .known
             .iter()
             .map(|k| {
                 (
                     k.entity,
                     Known {
+                        state: Sight::Shown,
+                        index: k.index,
                         sent: Vec3::from_array(k.sent),
                         sent_yaw: k.sent_yaw,
                         sent_tick: tick.saturating_sub(u64::from(k.age)),
                         unconfirmed: k.unconfirmed,
-                        props: k.props,
+                        has: k.has,
+                        digest: Some(k.props),
                     },
                 )
             })
             .collect();
         w.known.sort_by_key(|(id, _)| *id);
         w.known.dedup_by_key(|(id, _)| *id);
-        w.refresh = true;
+        w.indices = Indices::import(w.known.iter().map(|(_, k)| k.index), &state.retired, tick);
+        w.deficit = state.deficit;
         w.grace = ARRIVAL_GRACE;
         w
     }
 
-    /// Forgets the property resend an imported witness owes its client (a
-    /// planted fault for tests; see `Faults::no_witness_refresh`).
+    /// Forgets the property comparison an imported witness owes its client
+    /// (a planted fault for tests; see `Faults::no_witness_refresh`).
     pub fn skip_refresh(&mut self) {
-        self.refresh = false;
+        for (_, k) in &mut self.known {
+            k.digest = None;
+        }
     }
 
-    /// How many entities the client knows.
+    /// How many entities the client holds.
     pub fn known_len(&self) -> usize {
-        self.known.len()
+        self.known
+            .iter()
+            .filter(|(_, k)| matches!(k.state, Sight::Shown | Sight::Leaving))
+            .count()
     }
 
-    /// Whether the client knows an entity.
+    /// Whether the client holds an entity.
     pub fn knows(&self, id: EntityId) -> bool {
-        self.known.binary_search_by_key(&id, |(k, _)| *k).is_ok()
+        self.known
+            .binary_search_by_key(&id, |(k, _)| *k)
+            .is_ok_and(|i| matches!(self.known[i].1.state, Sight::Shown | Sight::Leaving))
     }
 
     /// The radius to query the index with: the AoI plus the leave hysteresis.
@@ -306,14 +455,14 @@ impl Witness {
 
     /// One tick. `candidates` holds every entity within
     /// [`Witness::query_radius`] of `center` (it may hold `me` and more);
-    /// `scene` finds an entity's state.
+    /// `scene` finds an entity's state. What `out` already holds is the
+    /// own entity's traffic of the tick, counted first.
     #[allow(clippy::too_many_arguments)]
     pub fn update<'a>(
         &mut self,
         me: EntityId,
         center: Vec3,
-        tick: u64,
-        now_us: u64,
+        clock: Clock,
         candidates: &[EntityId],
         scene: impl Scene<'a>,
         budget: &Budget,
@@ -323,28 +472,45 @@ impl Witness {
             .iter()
             .filter_map(|&id| scene.brief(id))
             .collect();
-        self.update_briefs(me, center, tick, now_us, &briefs, scene, budget, out);
+        self.update_briefs(me, center, clock, &briefs, scene, budget, out);
     }
 
     /// One tick, with the candidates' hot state already at hand (the cell's
-    /// fast path: no lookup per candidate). `scene` is asked only for
-    /// properties, when an entity enters or changes them.
+    /// fast path: no lookup per candidate). `scene` is asked for properties
+    /// when an entity enters or changes them, and for levels of detail.
     #[allow(clippy::too_many_arguments)]
     pub fn update_briefs<'a>(
         &mut self,
         me: EntityId,
         center: Vec3,
-        tick: u64,
-        now_us: u64,
+        clock: Clock,
         candidates: &[Brief],
         scene: impl Scene<'a>,
         budget: &Budget,
         out: &mut WitnessOut,
     ) {
+        self.plan(me, center, clock.tick, candidates, &scene, budget);
+        self.send(center, clock, candidates, &scene, budget, out);
+        std::mem::swap(&mut self.known, &mut self.next);
+        self.known.retain(|(_, k)| k.state != Sight::Gone);
+        self.grace = self.grace.saturating_sub(1);
+    }
+
+    /// Merges what the client knows with the candidates into `next`, and
+    /// lists each entity's work in `items`.
+    fn plan<'a>(
+        &mut self,
+        me: EntityId,
+        center: Vec3,
+        tick: u64,
+        candidates: &[Brief],
+        scene: &impl Scene<'a>,
+        budget: &Budget,
+    ) {
         let r2 = self.radius * self.radius;
         let outer = self.radius + budget.hysteresis;
         let outer2 = outer * outer;
-        self.moving.clear();
+        self.items.clear();
         self.next.clear();
         // Sort small (id, position) pairs, not whole briefs.
         self.order.clear();
@@ -381,176 +547,307 @@ impl Witness {
                     (c, None, Some(self.order[j - 1].1))
                 }
             };
-            // An id the candidates lack (known only) has left the outer
+            let slot = self.next.len() as u32;
+            let brief = cand.and_then(|c| candidates.get(c as usize).map(|v| (c, v)));
+            let detail = brief.and_then(|(_, v)| scene.detail(id, v.type_id));
+            // Not a candidate (or of no known type): it left the outer
             // radius, or, just after arriving, may not be ghosted here yet.
-            let Some(cand) = cand else {
+            let (Some((cand, v)), Some(detail)) = (brief, detail) else {
+                let Some(mut k) = old else { continue };
                 // Kept only if last seen within the radius, so one that
                 // really walks off is gone a few metres past the band.
-                let near =
-                    |k: &Known| (k.sent.x - center.x).powi(2) + (k.sent.z - center.z).powi(2) <= r2;
-                match old {
-                    Some(k) if self.grace > 0 && near(&k) => self.next.push((id, k)),
-                    _ => out.leave(id),
+                let near = (k.sent.x - center.x).powi(2) + (k.sent.z - center.z).powi(2) <= r2;
+                match k.state {
+                    Sight::Waiting | Sight::Gone => {}
+                    Sight::Shown if self.grace > 0 && near => self.next.push((id, k)),
+                    Sight::Shown | Sight::Leaving => {
+                        k.state = Sight::Leaving;
+                        self.next.push((id, k));
+                        self.items.push((0, slot, u32::MAX, LEAVE));
+                    }
                 }
                 continue;
             };
-            let v = candidates[cand as usize];
             let d2 = (v.pos.x - center.x).powi(2) + (v.pos.z - center.z).powi(2);
-            match old {
-                None if d2 <= r2 => {
-                    let p = scene.props(id);
+            let d = d2.sqrt();
+            let (tier, level) = detail.level(d);
+            let order = |age: u64| {
+                // A non-negative float's bits order like the float.
+                let key = (d / (1.0 + age as f32)).to_bits();
+                (u64::from(tier) << 32) | u64::from(key)
+            };
+            let mut k = match old {
+                None
+                | Some(Known {
+                    state: Sight::Waiting,
+                    ..
+                }) => {
+                    if d2 <= r2 {
+                        let k = old.unwrap_or(Known::waiting(tick));
+                        self.next.push((id, k));
+                        self.items.push((
+                            order(tick.saturating_sub(k.sent_tick)),
+                            slot,
+                            cand,
+                            ENTER,
+                        ));
+                    }
+                    continue;
+                }
+                Some(k) if d2 > outer2 => {
                     self.next.push((
                         id,
                         Known {
-                            sent: v.pos,
-                            sent_yaw: v.yaw,
-                            sent_tick: tick,
-                            unconfirmed: false,
-                            props: p.as_ref().map(props_digest).unwrap_or(0),
+                            state: Sight::Leaving,
+                            ..k
                         },
                     ));
-                    out.reliable.push(encode_body(&ServerMsg::Enter {
-                        entity: id,
-                        type_id: v.type_id,
-                        pos: v.pos.to_array(),
-                        yaw: v.yaw,
-                        props: p.map(|p| public_props(&p, None)).unwrap_or_default(),
-                        sent_us: now_us,
-                    }));
-                    out.entered.push(id);
+                    self.items.push((0, slot, u32::MAX, LEAVE));
+                    continue;
                 }
-                None => {}
-                Some(mut k) if d2 <= outer2 => {
-                    if let Some(p) = (v.dirty || self.refresh).then(|| scene.props(id)).flatten() {
-                        // After a move only entities whose digest differs
-                        // are resent, and whole; otherwise the changed
-                        // public properties, if any.
-                        let props = if self.refresh {
-                            let digest = props_digest(&p);
-                            let stale = digest != k.props;
-                            k.props = digest;
-                            if stale {
-                                public_props(&p, None)
-                            } else {
-                                Vec::new()
-                            }
-                        } else {
-                            let changed = public_props(&p, Some(p.dirty));
-                            if !changed.is_empty() {
-                                k.props = props_digest(&p);
-                            }
-                            changed
-                        };
-                        if !props.is_empty() {
-                            out.reliable
-                                .push(encode_body(&ServerMsg::Props { entity: id, props }));
+                // Its leave did not go, and it is back: changes it made
+                // while out of sight were not seen, so its band's
+                // properties go again.
+                Some(k) if k.state == Sight::Leaving => Known { has: 0, ..k },
+                Some(k) => k,
+            };
+            k.state = Sight::Shown;
+            // After the witness moved cell, property changes made while it
+            // travelled were not seen here: the first time a known entity
+            // is a candidate, its digest is compared with the one its
+            // client has, and on a difference its band's properties go
+            // again (BigWorld compares event numbers instead).
+            if v.dirty || k.digest.is_some() {
+                if let Some(p) = scene.props(id) {
+                    if k.digest
+                        .take()
+                        .is_some_and(|d| props_digest(p.props, detail, k.has) != d)
+                    {
+                        k.has = 0;
+                    }
+                    for &i in p.dirty {
+                        if let Some(bit) = detail.bit(i) {
+                            k.has &= !bit;
                         }
                     }
-                    if k.sent != v.pos || k.sent_yaw != v.yaw {
-                        // Nearest first, but an update that waited gets closer to the front.
-                        let age = (tick - k.sent_tick) as f32;
-                        // A non-negative float's bits order like the float.
-                        let priority = (d2.sqrt() / (1.0 + age)).to_bits();
-                        self.moving
-                            .push(((u64::from(priority) << 32) | self.next.len() as u64, cand));
-                    } else {
-                        // The client is current: an update it needs later waits from now.
-                        k.sent_tick = tick;
-                        if k.unconfirmed && v.moved_tick + 1 < tick {
-                            k.unconfirmed = false;
-                            out.reliable.push(encode_body(&ServerMsg::Rest {
-                                entity: id,
-                                pos: v.pos.to_array(),
-                                yaw: v.yaw,
-                                sent_us: now_us,
-                            }));
-                        }
-                    }
-                    self.next.push((id, k));
                 }
-                Some(_) => out.leave(id),
             }
+            let mut what = 0;
+            if level.mask & !k.has != 0 {
+                what |= PROPS;
+            }
+            let at_rest = v.moved_tick + 1 < tick;
+            if k.sent != v.pos || k.sent_yaw != v.yaw {
+                if at_rest {
+                    what |= REST;
+                } else if tick.saturating_sub(k.sent_tick) >= u64::from(level.every) {
+                    what |= MOVE;
+                }
+            } else {
+                // The client is current: an update it needs later waits
+                // from now.
+                k.sent_tick = tick;
+                if k.unconfirmed && at_rest {
+                    let key = u64::from(d.to_bits());
+                    self.items
+                        .push(((CONFIRM_TIER << 32) | key, slot, cand, REST));
+                }
+            }
+            if what != 0 {
+                self.items
+                    .push((order(tick.saturating_sub(k.sent_tick)), slot, cand, what));
+            }
+            self.next.push((id, k));
         }
-        std::mem::swap(&mut self.known, &mut self.next);
-        self.refresh = false;
-        self.grace = self.grace.saturating_sub(1);
-        self.send_positions(tick, now_us, candidates, budget, out);
     }
 
-    fn send_positions(
+    /// Sends the planned work, most urgent first, until the budget is spent.
+    fn send<'a>(
         &mut self,
-        tick: u64,
-        now_us: u64,
+        center: Vec3,
+        clock: Clock,
         candidates: &[Brief],
+        scene: &impl Scene<'a>,
         budget: &Budget,
         out: &mut WitnessOut,
     ) {
-        if self.moving.is_empty() || budget.updates == 0 {
-            return;
-        }
-        if self.moving.len() > budget.updates {
-            self.moving.select_nth_unstable(budget.updates - 1);
-            self.moving.truncate(budget.updates);
-        }
-        // Order matters only where the byte budget cuts the list; the count
-        // limit was applied by the selection above.
-        let needed: usize = self
-            .moving
-            .iter()
-            .filter_map(|&(key, _)| self.known.get((key & 0xffff_ffff) as usize))
-            .map(|(id, _)| varint_len(id.0) + 16)
-            .sum();
-        if needed > budget.bytes {
-            self.moving.sort_unstable();
-        }
-        // Variant, timestamp and count.
-        const HEADER: usize = 1 + 10 + 3;
-        let mut spent = 0usize;
-        let mut batch: Vec<PosUpdate> = Vec::with_capacity(self.moving.len().min(64));
-        let mut batch_bytes = HEADER;
-        for &(key, cand) in &self.moving {
-            let Some((id, k)) = self.known.get_mut((key & 0xffff_ffff) as usize) else {
+        let tick = clock.tick;
+        let quarantine = u64::from(INDEX_QUARANTINE_S) * u64::from(clock.hz.max(1));
+        let credit = budget.per_tick(clock.hz) - i64::from(self.deficit);
+        let mut spent = out.cost();
+        let mut any = false;
+        self.items.sort_unstable();
+        let frame = Frame::around(
+            center.to_array(),
+            self.radius + budget.hysteresis + budget.hysteresis.max(1.0),
+        );
+        let mut batch: Vec<PosUpdate> = Vec::new();
+        let mut batch_bytes = 0usize;
+        for n in 0..self.items.len() {
+            let (_, slot, cand, mut what) = self.items[n];
+            let Some((id, k)) = self.next.get(slot as usize).copied() else {
                 continue;
             };
-            let Some(v) = candidates.get(cand as usize) else {
-                continue;
-            };
-            let size = varint_len(id.0) + 16;
-            if spent + size > budget.bytes {
+            let v = candidates.get(cand as usize);
+            let mut reliable: Vec<Vec<u8>> = Vec::new();
+            let mut index = None;
+            let mut update = None;
+            let mut lacking = 0;
+            match v {
+                _ if what & LEAVE != 0 => {
+                    reliable.push(encode_body(&ServerMsg::Leave { entity: id }))
+                }
+                None => continue,
+                Some(v) => {
+                    let Some(detail) = scene.detail(id, v.type_id) else {
+                        continue;
+                    };
+                    let d = ((v.pos.x - center.x).powi(2) + (v.pos.z - center.z).powi(2)).sqrt();
+                    let (_, level) = detail.level(d);
+                    let props = |mask: u64| -> Vec<PropValue> {
+                        let p = scene.props(id);
+                        detail
+                            .props_of(mask)
+                            .filter_map(|i| {
+                                p.and_then(|p| p.props.get(i as usize))
+                                    .map(|v| (i, v.clone()))
+                            })
+                            .collect()
+                    };
+                    if what & ENTER != 0 {
+                        let i = self.indices.take(tick, quarantine);
+                        index = Some(i);
+                        lacking = level.mask;
+                        reliable.push(encode_body(&ServerMsg::Enter {
+                            entity: id,
+                            index: i,
+                            type_id: v.type_id,
+                            pos: v.pos.to_array(),
+                            yaw: v.yaw,
+                            props: props(level.mask),
+                            sent_us: clock.now_us,
+                        }));
+                    }
+                    if what & PROPS != 0 {
+                        lacking = level.mask & !k.has;
+                        reliable.push(encode_body(&ServerMsg::Props {
+                            entity: id,
+                            props: props(lacking),
+                        }));
+                    }
+                    if what & MOVE != 0 {
+                        update = frame.encode(k.index, v.pos.to_array(), v.yaw);
+                        if update.is_none() {
+                            // Out of the frame's reach (far above or below):
+                            // the exact position goes reliably instead.
+                            what = (what & !MOVE) | REST;
+                        }
+                    }
+                    if what & REST != 0 {
+                        reliable.push(encode_body(&ServerMsg::Rest {
+                            entity: id,
+                            pos: v.pos.to_array(),
+                            yaw: v.yaw,
+                            sent_us: clock.now_us,
+                        }));
+                    }
+                }
+            }
+            let update_bytes = update.as_ref().map_or(0, update_len);
+            let new_batch = update.is_some()
+                && (batch.is_empty() || batch_bytes + update_bytes > budget.datagram);
+            let cost = reliable
+                .iter()
+                .map(|b| b.len() + FRAME_HEADER)
+                .sum::<usize>()
+                + update_bytes
+                + if new_batch { POSITIONS_HEADER } else { 0 };
+            if spent + cost as i64 > credit && (any || spent >= credit) {
+                // It waits; an index taken for it goes back.
+                if let Some(i) = index {
+                    self.indices.give_back(i);
+                }
                 break;
             }
-            if batch_bytes + size > budget.datagram && !batch.is_empty() {
-                out.datagrams.push(encode_body_sized(
-                    &ServerDatagram::Positions {
-                        sent_us: now_us,
-                        updates: std::mem::take(&mut batch),
-                    },
-                    batch_bytes,
-                ));
-                batch_bytes = HEADER;
+            spent += cost as i64;
+            any = true;
+            out.reliable.append(&mut reliable);
+            if let Some(u) = update {
+                if new_batch && !batch.is_empty() {
+                    out.datagrams.push(positions(
+                        clock.now_us,
+                        &frame,
+                        std::mem::take(&mut batch),
+                        batch_bytes,
+                    ));
+                }
+                if batch.is_empty() {
+                    batch_bytes = POSITIONS_HEADER;
+                }
+                batch_bytes += update_bytes;
+                batch.push(u);
             }
-            spent += size;
-            batch_bytes += size;
-            batch.push(PosUpdate {
-                entity: *id,
-                pos: v.pos.to_array(),
-                yaw: v.yaw,
-            });
-            k.sent = v.pos;
-            k.sent_yaw = v.yaw;
-            k.sent_tick = tick;
-            k.unconfirmed = true;
+            let Some((_, k)) = self.next.get_mut(slot as usize) else {
+                continue;
+            };
+            if what & LEAVE != 0 {
+                k.state = Sight::Gone;
+                self.indices.retire(k.index, tick);
+                out.left.push(id);
+                continue;
+            }
+            let Some(v) = v else { continue };
+            if let Some(i) = index {
+                *k = Known {
+                    state: Sight::Shown,
+                    index: i,
+                    sent: v.pos,
+                    sent_yaw: v.yaw,
+                    sent_tick: tick,
+                    unconfirmed: false,
+                    has: 0,
+                    digest: None,
+                };
+                out.entered.push(id);
+            }
+            k.has |= lacking;
+            if what & (MOVE | REST) != 0 {
+                k.sent = v.pos;
+                k.sent_yaw = v.yaw;
+                k.sent_tick = tick;
+                k.unconfirmed = what & MOVE != 0;
+            }
         }
         if !batch.is_empty() {
-            out.datagrams.push(encode_body_sized(
-                &ServerDatagram::Positions {
-                    sent_us: now_us,
-                    updates: batch,
-                },
-                batch_bytes,
-            ));
+            out.datagrams
+                .push(positions(clock.now_us, &frame, batch, batch_bytes));
         }
+        // Own traffic beyond the budget is paid back for at most a second,
+        // so a game that floods its own client slows the rest, never stops it.
+        let most = budget
+            .per_tick(clock.hz)
+            .saturating_mul(i64::from(clock.hz.max(1)));
+        self.deficit = (spent - credit).clamp(0, most.min(i64::from(u32::MAX))) as u32;
     }
+}
+
+/// A `Positions` datagram.
+fn positions(now_us: u64, frame: &Frame, updates: Vec<PosUpdate>, size: usize) -> Vec<u8> {
+    encode_body_sized(
+        &ServerDatagram::Positions {
+            sent_us: now_us,
+            origin: frame.origin,
+            scale: frame.scale,
+            updates,
+        },
+        size,
+    )
+}
+
+/// The encoded length of one update.
+fn update_len(u: &PosUpdate) -> usize {
+    let zigzag = ((u.y << 1) ^ (u.y >> 15)) as u16;
+    varint_len(u64::from(u.index)) + 2 + 2 + varint_len(u64::from(zigzag)) + 2
 }
 
 fn varint_len(v: u64) -> usize {

@@ -520,7 +520,9 @@ impl Client {
                 self.traffic.bytes_in += bytes.len() as u64;
                 let d: ServerDatagram = frame::decode(&bytes)?;
                 self.view.apply_datagram(&d);
-                let ServerDatagram::Positions { sent_us, updates } = &d;
+                let ServerDatagram::Positions {
+                    sent_us, updates, ..
+                } = &d;
                 Ok(Some(Event::Positions {
                     count: updates.len(),
                     latency_us: now.saturating_sub(*sent_us),

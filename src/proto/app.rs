@@ -702,6 +702,8 @@ pub struct GhostState {
 pub struct KnownState {
     /// The entity known.
     pub entity: EntityId,
+    /// Its index in the client's position updates.
+    pub index: u32,
     /// Position last sent to the client.
     pub sent: Pos,
     /// Facing last sent.
@@ -710,9 +712,27 @@ pub struct KnownState {
     pub age: u32,
     /// Whether the last position went only by datagram.
     pub unconfirmed: bool,
-    /// A digest of the entity's public properties as the client has them;
-    /// the new cell resends them only if its own digest differs.
+    /// Which of the entity's public properties the client holds current
+    /// values of: a bit per place in the type's list of properties other
+    /// clients see.
+    pub has: u64,
+    /// A digest of those properties as the client has them; the new cell
+    /// resends them only if its own digest differs.
     pub props: u64,
+}
+
+/// A client's witness moving cell with its entity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WitnessState {
+    /// AoI radius.
+    pub radius: f32,
+    /// What the client knows.
+    pub known: Vec<KnownState>,
+    /// Indices freed lately and the ticks since: not given to another
+    /// entity until their quarantine is over.
+    pub retired: Vec<(u32, u32)>,
+    /// Bytes the client was sent beyond its budget, still to be paid.
+    pub deficit: u32,
 }
 
 /// A real entity in transit from one cell to another: everything it is.
@@ -730,8 +750,8 @@ pub struct Onload {
     pub props: Vec<Value>,
     /// Its base.
     pub base: Option<AppId>,
-    /// Its witness: radius and what the client knows.
-    pub witness: Option<(f32, Vec<KnownState>)>,
+    /// Its witness.
+    pub witness: Option<WitnessState>,
     /// Last client move sequence applied.
     pub move_seq: u32,
     /// Movement allowance left, metres.

@@ -67,6 +67,10 @@ pub enum ServerMsg {
     Enter {
         /// Which.
         entity: EntityId,
+        /// Its index for this client: [`PosUpdate`]s name it by this until
+        /// it leaves. Small (the lowest free), and not given to another
+        /// entity for [`INDEX_QUARANTINE_S`] seconds after it leaves.
+        index: u32,
         /// Its type.
         type_id: TypeId,
         /// Where.
@@ -156,25 +160,138 @@ pub enum ClientDatagram {
     },
 }
 
-/// One entity's position in a [`ServerDatagram::Positions`].
+/// Seconds after an entity leaves before its index names another: a
+/// datagram of positions sent before the leave cannot move the next holder
+/// of the index unless it arrives that much later than the stream.
+pub const INDEX_QUARANTINE_S: u32 = 5;
+
+/// One entity's position in a [`ServerDatagram::Positions`]: the entity by
+/// its index, its place as steps of the packet's `scale` from the packet's
+/// `origin`, its facing in 65,536ths of a turn. Eight bytes for an index
+/// under 128 and a height within 63 steps of the origin's.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PosUpdate {
-    /// Which entity.
-    pub entity: EntityId,
-    /// Where.
-    pub pos: Pos,
-    /// Facing.
-    pub yaw: f32,
+    /// The entity's index (from its [`ServerMsg::Enter`]), a varint.
+    pub index: u32,
+    /// Steps from the origin along x: two bytes, little-endian.
+    pub x: Fixed16,
+    /// Steps from the origin along z: two bytes, little-endian.
+    pub z: Fixed16,
+    /// Steps from the origin along y: a zigzag varint (one byte within 63
+    /// steps).
+    pub y: i16,
+    /// Facing: `yaw / 2π × 65536`, two bytes, little-endian.
+    pub yaw: Fixed16,
+}
+
+/// Sixteen bits that travel as two little-endian bytes (postcard would
+/// otherwise write a varint of up to three).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fixed16(pub [u8; 2]);
+
+impl Fixed16 {
+    /// From a signed value.
+    pub fn from_i16(v: i16) -> Fixed16 {
+        Fixed16(v.to_le_bytes())
+    }
+    /// As a signed value.
+    pub fn i16(self) -> i16 {
+        i16::from_le_bytes(self.0)
+    }
+    /// From an unsigned value.
+    pub fn from_u16(v: u16) -> Fixed16 {
+        Fixed16(v.to_le_bytes())
+    }
+    /// As an unsigned value.
+    pub fn u16(self) -> u16 {
+        u16::from_le_bytes(self.0)
+    }
+}
+
+/// The finest step of a position: one centimetre.
+pub const FINEST_STEP: f32 = 0.01;
+
+/// How a packet's positions are measured: from `origin`, in steps of
+/// `scale` metres.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Frame {
+    /// The point positions are measured from.
+    pub origin: Pos,
+    /// Metres per step.
+    pub scale: f32,
+}
+
+impl Frame {
+    /// A frame centred on `origin` whose steps reach `reach` metres either
+    /// way: one centimetre, or coarser if that does not reach.
+    pub fn around(origin: Pos, reach: f32) -> Frame {
+        Frame {
+            origin,
+            scale: (reach / f32::from(i16::MAX)).max(FINEST_STEP),
+        }
+    }
+
+    /// An entity's place and facing as an update, if it is within reach.
+    pub fn encode(&self, index: u32, pos: Pos, yaw: f32) -> Option<PosUpdate> {
+        let step = |v: f32, o: f32| -> Option<i16> {
+            let s = ((v - o) / self.scale).round();
+            (s.is_finite() && s >= f32::from(i16::MIN) && s <= f32::from(i16::MAX))
+                .then_some(s as i16)
+        };
+        let turn = yaw.rem_euclid(std::f32::consts::TAU) / std::f32::consts::TAU;
+        Some(PosUpdate {
+            index,
+            x: Fixed16::from_i16(step(pos[0], self.origin[0])?),
+            y: step(pos[1], self.origin[1])?,
+            z: Fixed16::from_i16(step(pos[2], self.origin[2])?),
+            yaw: Fixed16::from_u16(((turn * 65536.0).round() as u32 & 0xffff) as u16),
+        })
+    }
+
+    /// The place and facing an update gives.
+    pub fn decode(&self, u: &PosUpdate) -> (Pos, f32) {
+        let at = |s: i16, o: f32| o + f32::from(s) * self.scale;
+        let yaw = f32::from(u.yaw.u16()) / 65536.0 * std::f32::consts::TAU;
+        let yaw = if yaw > std::f32::consts::PI {
+            yaw - std::f32::consts::TAU
+        } else {
+            yaw
+        };
+        (
+            [
+                at(u.x.i16(), self.origin[0]),
+                at(u.y, self.origin[1]),
+                at(u.z.i16(), self.origin[2]),
+            ],
+            yaw,
+        )
+    }
 }
 
 /// Server → client datagram.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ServerDatagram {
-    /// Positions of visible entities, nearest first.
+    /// Positions of visible entities, most urgent first.
     Positions {
         /// Server time of these positions, microseconds since the Unix epoch.
         sent_us: u64,
+        /// The point the updates are measured from (the watching entity).
+        origin: Pos,
+        /// Metres per step of the updates.
+        scale: f32,
         /// The updates.
         updates: Vec<PosUpdate>,
     },
+}
+
+impl ServerDatagram {
+    /// The frame a `Positions` datagram's updates are measured in.
+    pub fn frame(&self) -> Frame {
+        match self {
+            ServerDatagram::Positions { origin, scale, .. } => Frame {
+                origin: *origin,
+                scale: *scale,
+            },
+        }
+    }
 }

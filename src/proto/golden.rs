@@ -4,7 +4,7 @@
 //! client in the field.
 
 use super::app::{AppMsg, Load};
-use super::client::{ClientDatagram, ClientMsg, PosUpdate, ServerDatagram, ServerMsg};
+use super::client::{ClientDatagram, ClientMsg, Frame, ServerDatagram, ServerMsg};
 use super::login::{LoginReply, LoginRequest, RefuseReason};
 use super::Ticket;
 use crate::defs::TypeId;
@@ -79,6 +79,7 @@ fn enter_and_positions() {
     roundtrip(
         &ServerMsg::Enter {
             entity: EntityId(5),
+            index: 3,
             type_id: TypeId(1),
             pos: [0.0, 0.0, 0.0],
             yaw: 0.0,
@@ -88,6 +89,7 @@ fn enter_and_positions() {
         &[
             0x02, // variant Enter
             0x05, // entity 5
+            0x03, // index 3
             0x01, // type 1
             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // pos
             0, 0, 0, 0, // yaw
@@ -95,24 +97,40 @@ fn enter_and_positions() {
             0x01, // sent_us
         ],
     );
-    roundtrip(
-        &ServerDatagram::Positions {
-            sent_us: 128,
-            updates: vec![PosUpdate {
-                entity: EntityId(1),
-                pos: [1.0, 0.0, 0.0],
-                yaw: 0.0,
-            }],
-        },
-        &[
-            0x00, // variant Positions
-            0x80, 0x01, // 128
-            0x01, // one update
-            0x01, // entity 1
-            0x00, 0x00, 0x80, 0x3f, 0, 0, 0, 0, 0, 0, 0, 0, // pos
-            0, 0, 0, 0, // yaw
-        ],
-    );
+    // An entity a metre east, half a metre south and a centimetre below
+    // the watcher at (10, 0, -2), facing a quarter turn.
+    let frame = Frame::around([10.0, 0.0, -2.0], 100.0);
+    let update = frame
+        .encode(1, [11.0, -0.01, -2.5], std::f32::consts::FRAC_PI_2)
+        .expect("within reach");
+    let msg = ServerDatagram::Positions {
+        sent_us: 128,
+        origin: frame.origin,
+        scale: frame.scale,
+        updates: vec![update],
+    };
+    let header = [
+        0x00, // variant Positions
+        0x80, 0x01, // sent_us 128
+        0x00, 0x00, 0x20, 0x41, // origin x 10.0
+        0x00, 0x00, 0x00, 0x00, // origin y 0.0
+        0x00, 0x00, 0x00, 0xc0, // origin z -2.0
+        0x0a, 0xd7, 0x23, 0x3c, // scale 0.01
+        0x01, // one update
+    ];
+    let one = [
+        0x01, // index 1
+        0x64, 0x00, // x: 100 steps
+        0xce, 0xff, // z: -50 steps
+        0x01, // y: -1 step, zigzag
+        0x00, 0x40, // yaw: 16384 / 65536 of a turn
+    ];
+    roundtrip(&msg, &[&header[..], &one[..]].concat());
+    let (pos, yaw) = frame.decode(&update);
+    assert_eq!(pos, [11.0, -0.01, -2.5]);
+    assert!((yaw - std::f32::consts::FRAC_PI_2).abs() < 1e-6);
+    // Beyond the frame's reach there is no update to send.
+    assert_eq!(frame.encode(1, [10.0, 400.0, -2.0], 0.0), None);
 }
 
 #[test]

@@ -33,16 +33,16 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol's major version. ALPN names carry it; a peer speaking another
 /// major version cannot connect.
-pub const PROTOCOL_MAJOR: u16 = 1;
+pub const PROTOCOL_MAJOR: u16 = 2;
 
 /// ALPN of a game client's connection to a baseapp.
-pub const ALPN_CLIENT: &[u8] = b"tessera-client/1";
+pub const ALPN_CLIENT: &[u8] = b"tessera-client/2";
 /// ALPN of a login connection to the manager.
-pub const ALPN_LOGIN: &[u8] = b"tessera-login/1";
+pub const ALPN_LOGIN: &[u8] = b"tessera-login/2";
 /// ALPN of a resume connection to the manager (same port as login).
-pub const ALPN_RESUME: &[u8] = b"tessera-resume/1";
+pub const ALPN_RESUME: &[u8] = b"tessera-resume/2";
 /// ALPN of a link between two processes of a cluster.
-pub const ALPN_APP: &[u8] = b"tessera-app/4";
+pub const ALPN_APP: &[u8] = b"tessera-app/5";
 
 /// A one-time login ticket: the manager gets it from a baseapp and gives it to
 /// the client, which presents it to that baseapp.

@@ -100,6 +100,9 @@ pub fn cellapp_options(
         spawns: game.spawns(npcs),
         index: tessera_cellapp::index::IndexKind::RTree,
         budget: Default::default(),
+        move_window: std::time::Duration::from_secs_f32(
+            tessera_cellapp::pace::DEFAULT_MOVE_WINDOW_S,
+        ),
         seed,
         admin: Some(loopback()),
     }

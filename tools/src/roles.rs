@@ -162,6 +162,18 @@ pub struct CellappArgs {
     /// Random seed for NPC behaviour.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Bytes a second each client may be sent, everything counted
+    /// (positions, enters, leaves, properties, rests, calls) (1000–10000000).
+    #[arg(long, default_value_t = tessera_cellapp::witness::DEFAULT_CLIENT_BUDGET,
+          env = "TESSERA_CLIENT_BUDGET",
+          value_parser = clap::value_parser!(u32).range(1000..=10_000_000))]
+    pub client_budget: u32,
+    /// Milliseconds of a client entity's speed limit it may bank: moves
+    /// whose delays in transit differ by up to half of this (less the
+    /// client's send interval) are never corrected (200–10000).
+    #[arg(long, default_value_t = 2000, env = "TESSERA_MOVE_WINDOW_MS",
+          value_parser = clap::value_parser!(u64).range(200..=10_000))]
+    pub move_window_ms: u64,
     /// Where to serve `/metrics` and `/healthz` (port 0: any free port; the
     /// manager's `/api/cluster` lists where each app's is).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -312,7 +324,11 @@ pub async fn cellapp(a: CellappArgs, game: Game) -> anyhow::Result<()> {
         behaviors: game.cell_behaviors().clone(),
         spawns: game.spawns(a.npcs),
         index: a.index,
-        budget: Default::default(),
+        budget: tessera_cellapp::witness::Budget {
+            bytes_per_sec: a.client_budget,
+            ..Default::default()
+        },
+        move_window: std::time::Duration::from_millis(a.move_window_ms),
         seed: a.seed,
         admin: Some(a.admin),
     })

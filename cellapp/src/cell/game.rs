@@ -13,7 +13,7 @@ use glam::Vec3;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tessera::defs::Side;
 use tessera::frame::encode_body;
-use tessera::proto::app::{AppMsg, Delivery, Mail, MAX_MAIL_HOPS};
+use tessera::proto::app::{AppMsg, Mail, MAX_MAIL_HOPS};
 use tessera::proto::client::ServerMsg;
 use tessera::{AppId, EntityId, Time, Value};
 
@@ -488,7 +488,8 @@ impl Cell {
     }
 
     /// Queues `bytes` for every client here whose AoI holds `entity`, but
-    /// not the entity's own.
+    /// not the entity's own, among the traffic each client's budget counts
+    /// first.
     fn send_to_watchers(&mut self, entity: EntityId, at: Vec3, bytes: &[u8]) {
         // The index is brought up to date at most once a tick for this: a
         // watcher moves a metre or two in a tick, well inside the margin.
@@ -499,16 +500,23 @@ impl Cell {
         let mut slots = std::mem::take(&mut self.scratch_ids);
         slots.clear();
         self.index.within(xz(at), reach, &mut slots);
-        let watchers: Vec<(AppId, EntityId)> = slots
+        let watchers: Vec<usize> = slots
             .iter()
-            .filter_map(|k| self.entries.get(k.0 as usize))
-            .filter(|w| w.id != entity && !w.is_ghost())
-            .filter(|w| w.witness.as_ref().is_some_and(|x| x.knows(entity)))
-            .filter_map(|w| Some((w.base?, w.id)))
+            .map(|k| k.0 as usize)
+            .filter(|&k| {
+                self.entries.get(k).is_some_and(|w| {
+                    w.id != entity
+                        && !w.is_ghost()
+                        && w.base.is_some()
+                        && w.witness.as_ref().is_some_and(|x| x.knows(entity))
+                })
+            })
             .collect();
         self.scratch_ids = slots;
-        for (base, watcher) in watchers {
-            self.queue_for_client(base, watcher, Delivery::Reliable, bytes.to_vec());
+        // With the client's own traffic: it goes at the end of the tick,
+        // first within the client's budget.
+        for k in watchers {
+            self.entries[k].to_own_client.push(bytes.to_vec());
         }
     }
 }

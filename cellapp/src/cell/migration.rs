@@ -17,6 +17,7 @@ use tessera::{AppId, EntityId, Time};
 use super::Cell;
 use crate::behavior::{Mailbox, Timers, Traps};
 use crate::entry::{Entry, Kind};
+use crate::pace::Pace;
 use crate::witness::Witness;
 
 /// How far outside its cell a real may go before it moves. Below the
@@ -136,15 +137,18 @@ impl Cell {
         );
         r.base = o.base;
         let skip_refresh = self.faulty(|f| f.no_witness_refresh);
-        r.witness = o.witness.map(|(radius, known)| {
-            let mut w = Witness::import(radius, &known, tick);
+        r.witness = o.witness.map(|state| {
+            let mut w = Witness::import(&state, tick);
             if skip_refresh {
                 w.skip_refresh();
             }
             Box::new(w)
         });
-        r.move_seq = o.move_seq;
-        r.allowance = o.allowance;
+        r.pace = Pace {
+            seq: o.move_seq,
+            allowance: o.allowance,
+            at: self.clock,
+        };
         r.goal = o.goal.map(Vec3::from_array);
         r.version = o.version;
         r.channel = RealChannel::resume(o.next_seq, o.pending, o.out_seq);
@@ -241,6 +245,18 @@ impl Cell {
         };
         let me = self.cfg.app;
         let keep_real = self.faulty(|f| f.keep_real_on_offload);
+        // The allowance as of now: the time until the next cell takes it
+        // over counts like any delay of the client's moves.
+        let mut pace = self.entries[i].pace;
+        pace.fill(self.limit(self.entries[i].type_id), self.clock);
+        let witness = self.entries[i].witness.take().map(|w| {
+            let (entries, slot, types) = (&self.entries, &self.slot, &self.types);
+            w.export(tick, |id| {
+                let e = entries.get(*slot.get(&id)?)?;
+                let t = types.get(e.type_id.0 as usize)?;
+                Some((e.props.as_slice(), e.dirty.as_slice(), t.detail()))
+            })
+        });
         let r = &mut self.entries[i];
         r.version += 1;
         r.ghost_n = 0;
@@ -256,9 +272,9 @@ impl Cell {
             yaw: r.yaw,
             props: r.props.clone(),
             base: r.base.take(),
-            witness: r.witness.take().map(|w| (w.radius, w.export(tick))),
-            move_seq: r.move_seq,
-            allowance: r.allowance,
+            witness,
+            move_seq: r.pace.seq,
+            allowance: pace.allowance,
             goal: r.goal.take().map(|g| g.to_array()),
             moved_ago: tick.saturating_sub(r.moved_tick).min(u64::from(u32::MAX)) as u32,
             haunts,

@@ -80,7 +80,7 @@ impl Cell {
         r.channel.attach(out_seq);
         r.to_own_client.clear();
         // The new connection numbers its moves afresh.
-        r.move_seq = 0;
+        r.pace.seq = 0;
         let (pos, yaw, type_id) = (r.pos.to_array(), r.yaw, r.type_id);
         let restored = encode_body(&ServerMsg::Restored { pos, yaw });
         self.queue_for_client(base, entity, Delivery::Reliable, restored);

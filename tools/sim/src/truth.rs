@@ -8,7 +8,8 @@ use tessera::{Definitions, EntityId};
 use tessera_cellapp::cell::EntitySnapshot;
 
 /// Compares one client's view with the reals: every entity within the AoI
-/// radius seen at its exact position with its public properties, nothing
+/// radius seen at its exact position with the properties of its level of
+/// detail at that distance (all public ones, for a type without levels), nothing
 /// beyond radius plus `hysteresis`, nothing that does not exist. Returns how
 /// many sightings were checked.
 pub fn check_view(
@@ -38,10 +39,17 @@ pub fn check_view(
                         me.id, other.id, seen.pos, other.pos
                     ));
                 }
+                // The properties of the entity's level of detail at this
+                // distance; others may be out of date, as designed.
                 let ty = defs.get(other.type_id).ok_or("unknown type")?;
-                for p in ty.properties.iter().filter(|p| p.flags.other_clients()) {
-                    if seen.props.get(&p.index) != other.props.get(p.index as usize) {
-                        return Err(format!("{} sees {}.{} wrong", me.id, other.id, p.name));
+                let (_, level) = ty.detail_at(d);
+                for &i in &level.props {
+                    if seen.props.get(&i) != other.props.get(i as usize) {
+                        let name = ty
+                            .properties
+                            .get(i as usize)
+                            .map_or("?", |p| p.name.as_str());
+                        return Err(format!("{} sees {}.{name} wrong", me.id, other.id));
                     }
                 }
                 checked += 1;
