@@ -3,7 +3,7 @@
 
 use crate::defs::TypeId;
 use crate::ids::EntityId;
-use crate::proto::client::{PropValue, ServerDatagram, ServerMsg};
+use crate::proto::client::{Frame, PosUpdate, PropValue, ServerDatagram, ServerMsg};
 use crate::proto::Pos;
 use crate::value::Value;
 use std::collections::BTreeMap;
@@ -84,6 +84,16 @@ impl View {
         }
     }
 
+    /// Places every update whose index names an entity held.
+    fn place_all(&mut self, frame: Frame, updates: &[PosUpdate], sent_us: u64) {
+        for u in updates {
+            if let Some(&entity) = self.indices.get(&u.index) {
+                let (pos, yaw) = frame.decode(u);
+                self.place(entity, pos, yaw, sent_us);
+            }
+        }
+    }
+
     fn forget(&mut self, entity: EntityId) {
         if let Some(s) = self.others.remove(&entity) {
             if self.indices.get(&s.index) == Some(&entity) {
@@ -148,6 +158,19 @@ impl View {
                 yaw,
                 sent_us,
             } => self.place(*entity, *pos, *yaw, *sent_us),
+            ServerMsg::Rests {
+                sent_us,
+                origin,
+                scale,
+                updates,
+            } => self.place_all(
+                Frame {
+                    origin: *origin,
+                    scale: *scale,
+                },
+                updates,
+                *sent_us,
+            ),
             ServerMsg::Welcome { .. }
             | ServerMsg::Refused { .. }
             | ServerMsg::Call { .. }
@@ -160,15 +183,7 @@ impl View {
         match d {
             ServerDatagram::Positions {
                 sent_us, updates, ..
-            } => {
-                let frame = d.frame();
-                for u in updates {
-                    if let Some(&entity) = self.indices.get(&u.index) {
-                        let (pos, yaw) = frame.decode(u);
-                        self.place(entity, pos, yaw, *sent_us);
-                    }
-                }
-            }
+            } => self.place_all(d.frame(), updates, *sent_us),
         }
     }
 }

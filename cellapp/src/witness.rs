@@ -6,7 +6,8 @@
 //! entity's index for position updates), *leave* (reliable, with a
 //! hysteresis band on the radius), properties (reliable), positions
 //! (datagrams, a few bytes each: quantized from the packet's origin) and
-//! *rest* (a reliable, exact position for an entity that stopped).
+//! *rests* (the same few bytes, reliably, for entities that stopped; an
+//! entity out of a datagram's reach gets an exact `Rest` instead).
 //!
 //! Everything the client is sent counts against its budget, bytes per
 //! second: first what the cell queued for the client's own entity (its
@@ -679,19 +680,19 @@ impl Witness {
         self.items.sort_unstable();
         let frame = Frame::around(
             center.to_array(),
-            self.radius + budget.hysteresis + budget.hysteresis.max(1.0),
+            position_reach(self.radius, budget.hysteresis),
         );
-        let mut batch: Vec<PosUpdate> = Vec::new();
-        let mut batch_bytes = 0usize;
+        let mut moves = Batch::new(Carrier::Datagram, budget.datagram);
+        let mut rests = Batch::new(Carrier::Stream, budget.datagram);
         for n in 0..self.items.len() {
-            let (_, slot, cand, mut what) = self.items[n];
+            let (_, slot, cand, what) = self.items[n];
             let Some((id, k)) = self.next.get(slot as usize).copied() else {
                 continue;
             };
             let v = candidates.get(cand as usize);
             let mut reliable: Vec<Vec<u8>> = Vec::new();
             let mut index = None;
-            let mut update = None;
+            let (mut moved, mut rested) = (None, None);
             let mut lacking = 0;
             match v {
                 _ if what & LEAVE != 0 => {
@@ -735,33 +736,28 @@ impl Witness {
                             props: props(lacking),
                         }));
                     }
-                    if what & MOVE != 0 {
-                        update = frame.encode(k.index, v.pos.to_array(), v.yaw);
-                        if update.is_none() {
-                            // Out of the frame's reach (far above or below):
-                            // the exact position goes reliably instead.
-                            what = (what & !MOVE) | REST;
+                    if what & (MOVE | REST) != 0 {
+                        match frame.encode(k.index, v.pos.to_array(), v.yaw) {
+                            Some(u) if what & MOVE != 0 => moved = Some(u),
+                            Some(u) => rested = Some(u),
+                            // Out of the frame's reach (far above or
+                            // below): the exact position goes reliably.
+                            None => reliable.push(encode_body(&ServerMsg::Rest {
+                                entity: id,
+                                pos: v.pos.to_array(),
+                                yaw: v.yaw,
+                                sent_us: clock.now_us,
+                            })),
                         }
-                    }
-                    if what & REST != 0 {
-                        reliable.push(encode_body(&ServerMsg::Rest {
-                            entity: id,
-                            pos: v.pos.to_array(),
-                            yaw: v.yaw,
-                            sent_us: clock.now_us,
-                        }));
                     }
                 }
             }
-            let update_bytes = update.as_ref().map_or(0, update_len);
-            let new_batch = update.is_some()
-                && (batch.is_empty() || batch_bytes + update_bytes > budget.datagram);
             let cost = reliable
                 .iter()
                 .map(|b| b.len() + FRAME_HEADER)
                 .sum::<usize>()
-                + update_bytes
-                + if new_batch { POSITIONS_HEADER } else { 0 };
+                + moved.map_or(0, |u| moves.cost(&u))
+                + rested.map_or(0, |u| rests.cost(&u));
             if spent + cost as i64 > credit && (any || spent >= credit) {
                 // It waits; an index taken for it goes back.
                 if let Some(i) = index {
@@ -772,20 +768,11 @@ impl Witness {
             spent += cost as i64;
             any = true;
             out.reliable.append(&mut reliable);
-            if let Some(u) = update {
-                if new_batch && !batch.is_empty() {
-                    out.datagrams.push(positions(
-                        clock.now_us,
-                        &frame,
-                        std::mem::take(&mut batch),
-                        batch_bytes,
-                    ));
-                }
-                if batch.is_empty() {
-                    batch_bytes = POSITIONS_HEADER;
-                }
-                batch_bytes += update_bytes;
-                batch.push(u);
+            if let Some(u) = moved {
+                moves.push(u, clock.now_us, &frame, out);
+            }
+            if let Some(u) = rested {
+                rests.push(u, clock.now_us, &frame, out);
             }
             let Some((_, k)) = self.next.get_mut(slot as usize) else {
                 continue;
@@ -815,13 +802,11 @@ impl Witness {
                 k.sent = v.pos;
                 k.sent_yaw = v.yaw;
                 k.sent_tick = tick;
-                k.unconfirmed = what & MOVE != 0;
+                k.unconfirmed = moved.is_some();
             }
         }
-        if !batch.is_empty() {
-            out.datagrams
-                .push(positions(clock.now_us, &frame, batch, batch_bytes));
-        }
+        moves.flush(clock.now_us, &frame, out);
+        rests.flush(clock.now_us, &frame, out);
         // Own traffic beyond the budget is paid back for at most a second,
         // so a game that floods its own client slows the rest, never stops it.
         let most = budget
@@ -831,17 +816,90 @@ impl Witness {
     }
 }
 
-/// A `Positions` datagram.
-fn positions(now_us: u64, frame: &Frame, updates: Vec<PosUpdate>, size: usize) -> Vec<u8> {
-    encode_body_sized(
-        &ServerDatagram::Positions {
-            sent_us: now_us,
-            origin: frame.origin,
-            scale: frame.scale,
-            updates,
-        },
-        size,
-    )
+/// How far from the watcher a position update reaches: the AoI, the leave
+/// hysteresis, and as much again for entities that move on before they
+/// leave.
+pub fn position_reach(radius: f32, hysteresis: f32) -> f32 {
+    radius + hysteresis + hysteresis.max(1.0)
+}
+
+/// What carries a [`Batch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carrier {
+    /// `Positions` datagrams.
+    Datagram,
+    /// `Rests` messages on the stream.
+    Stream,
+}
+
+/// Position updates gathered into messages of at most `limit` bytes.
+struct Batch {
+    carrier: Carrier,
+    limit: usize,
+    updates: Vec<PosUpdate>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn new(carrier: Carrier, limit: usize) -> Batch {
+        Batch {
+            carrier,
+            limit,
+            updates: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Whether `u` starts a new message.
+    fn starts_new(&self, u: &PosUpdate) -> bool {
+        self.updates.is_empty() || self.bytes + update_len(u) > self.limit
+    }
+
+    /// What adding `u` costs the budget, a new message's header included.
+    fn cost(&self, u: &PosUpdate) -> usize {
+        let header = match self.carrier {
+            Carrier::Datagram => POSITIONS_HEADER,
+            Carrier::Stream => POSITIONS_HEADER + FRAME_HEADER,
+        };
+        update_len(u) + if self.starts_new(u) { header } else { 0 }
+    }
+
+    fn push(&mut self, u: PosUpdate, now_us: u64, frame: &Frame, out: &mut WitnessOut) {
+        if self.starts_new(&u) {
+            self.flush(now_us, frame, out);
+            self.bytes = POSITIONS_HEADER;
+        }
+        self.bytes += update_len(&u);
+        self.updates.push(u);
+    }
+
+    fn flush(&mut self, now_us: u64, frame: &Frame, out: &mut WitnessOut) {
+        if self.updates.is_empty() {
+            return;
+        }
+        let updates = std::mem::take(&mut self.updates);
+        let (sent_us, origin, scale) = (now_us, frame.origin, frame.scale);
+        match self.carrier {
+            Carrier::Datagram => out.datagrams.push(encode_body_sized(
+                &ServerDatagram::Positions {
+                    sent_us,
+                    origin,
+                    scale,
+                    updates,
+                },
+                self.bytes,
+            )),
+            Carrier::Stream => out.reliable.push(encode_body_sized(
+                &ServerMsg::Rests {
+                    sent_us,
+                    origin,
+                    scale,
+                    updates,
+                },
+                self.bytes,
+            )),
+        }
+    }
 }
 
 /// The encoded length of one update.

@@ -103,8 +103,11 @@ pub enum Event {
         /// Server send to client receive, microseconds.
         latency_us: u64,
     },
-    /// A reliable resting position arrived.
-    Rested(EntityId),
+    /// Reliable resting positions arrived, of this many entities.
+    Rested {
+        /// How many.
+        count: usize,
+    },
     /// Properties changed.
     Props(EntityId),
     /// The server called a client method.
@@ -541,7 +544,10 @@ impl Client {
                     },
                     ServerMsg::Leave { entity } => Event::Left(entity),
                     ServerMsg::Props { entity, .. } => Event::Props(entity),
-                    ServerMsg::Rest { entity, .. } => Event::Rested(entity),
+                    ServerMsg::Rest { .. } => Event::Rested { count: 1 },
+                    ServerMsg::Rests { updates, .. } => Event::Rested {
+                        count: updates.len(),
+                    },
                     ServerMsg::Corrected { reason, .. } => Event::Corrected { reason },
                     ServerMsg::Restored { .. } => Event::Restored,
                     ServerMsg::Call {

@@ -144,6 +144,19 @@ pub enum ServerMsg {
         /// The token.
         token: Ticket,
     },
+    /// Visible entities came to rest here: like [`ServerMsg::Rest`], for
+    /// many entities at once, each named by its index and placed as in a
+    /// [`ServerDatagram::Positions`] (to a step of `scale`).
+    Rests {
+        /// Server time of these positions.
+        sent_us: u64,
+        /// The point the updates are measured from (the watching entity).
+        origin: Pos,
+        /// Metres per step of the updates.
+        scale: f32,
+        /// The updates.
+        updates: Vec<PosUpdate>,
+    },
 }
 
 /// Client → server datagram.

@@ -129,6 +129,16 @@ fn enter_and_positions() {
     let (pos, yaw) = frame.decode(&update);
     assert_eq!(pos, [11.0, -0.01, -2.5]);
     assert!((yaw - std::f32::consts::FRAC_PI_2).abs() < 1e-6);
+    // The same update, reliably, in a `Rests` on the stream.
+    let rests = ServerMsg::Rests {
+        sent_us: 128,
+        origin: frame.origin,
+        scale: frame.scale,
+        updates: vec![update],
+    };
+    let mut bytes = header.to_vec();
+    bytes[0] = 0x0a; // variant 10: Rests
+    roundtrip(&rests, &[&bytes[..], &one[..]].concat());
     // Beyond the frame's reach there is no update to send.
     assert_eq!(frame.encode(1, [10.0, 400.0, -2.0], 0.0), None);
 }

@@ -254,6 +254,8 @@ struct Sent {
     sizes: Vec<usize>,
     /// Each position update: the entity it names, where and facing.
     updates: Vec<(EntityId, Vec3, f32)>,
+    /// Entities a `Rest` or `Rests` placed.
+    rested: Vec<EntityId>,
     /// Bytes as the budget counts them.
     bytes: usize,
     /// The largest single message.
@@ -392,6 +394,30 @@ impl Client {
         for bytes in &out.reliable {
             let msg: ServerMsg = decode(bytes).expect("reliable message decodes");
             self.check_reliable(world, &msg, &mut touched);
+            if let ServerMsg::Rests {
+                origin,
+                scale,
+                updates,
+                ..
+            } = &msg
+            {
+                let frame = Frame {
+                    origin: *origin,
+                    scale: *scale,
+                };
+                for (entity, ..) in self.check_updates(world, &frame, updates) {
+                    let e = &world.ents[&entity];
+                    assert!(
+                        e.moved_tick + 1 < self.tick,
+                        "rest of {entity}, which moved last tick"
+                    );
+                    assert!(!sent.rested.contains(&entity), "{entity} rested twice");
+                    sent.rested.push(entity);
+                }
+            }
+            if let ServerMsg::Rest { entity, .. } = &msg {
+                sent.rested.push(*entity);
+            }
             self.view.apply(&msg);
             sent.reliable.push(msg);
             sent.bytes += bytes.len() + 4;
@@ -410,14 +436,37 @@ impl Client {
             } = &d;
             assert_eq!(*sent_us, self.now_us());
             assert!(!updates.is_empty(), "empty datagram");
-            let frame = d.frame();
-            for u in updates {
+            for u in self.check_updates(world, &d.frame(), updates) {
+                assert!(!sent.updated().contains(&u.0), "{} updated twice", u.0);
+                sent.updates.push(u);
+            }
+            self.view.apply_datagram(&d);
+            sent.sizes.push(bytes.len());
+            sent.bytes += bytes.len();
+            sent.largest = sent.largest.max(bytes.len());
+            sent.datagrams.push(d);
+        }
+        self.spent.push((sent.bytes, sent.largest));
+        sent
+    }
+
+    /// Position updates name entities the client holds, place them within a
+    /// step of the truth and take at most 10 bytes each.
+    fn check_updates(
+        &self,
+        world: &World,
+        frame: &Frame,
+        updates: &[PosUpdate],
+    ) -> Vec<(EntityId, Vec3, f32)> {
+        assert!(!updates.is_empty(), "no updates");
+        updates
+            .iter()
+            .map(|u| {
                 let entity = *self
                     .view
                     .indices
                     .get(&u.index)
                     .unwrap_or_else(|| panic!("update of index {} nobody holds", u.index));
-                assert!(!sent.updated().contains(&entity), "{entity} updated twice");
                 let (pos, yaw) = frame.decode(u);
                 let e = &world.ents[&entity];
                 assert!(
@@ -431,16 +480,9 @@ impl Client {
                     e.yaw
                 );
                 assert!(update_len(u) <= 10, "an update of {} bytes", update_len(u));
-                sent.updates.push((entity, Vec3::from_array(pos), yaw));
-            }
-            self.view.apply_datagram(&d);
-            sent.sizes.push(bytes.len());
-            sent.bytes += bytes.len();
-            sent.largest = sent.largest.max(bytes.len());
-            sent.datagrams.push(d);
-        }
-        self.spent.push((sent.bytes, sent.largest));
-        sent
+                (entity, Vec3::from_array(pos), yaw)
+            })
+            .collect()
     }
 
     /// Each stream message must make sense for the view it is applied to.
@@ -517,6 +559,7 @@ impl Client {
                     assert_eq!(Some(v), e.props.get(*i as usize));
                 }
             }
+            // Only for an entity out of a datagram's reach.
             ServerMsg::Rest {
                 entity,
                 pos,
@@ -529,11 +572,15 @@ impl Client {
                 );
                 let e = &world.ents[entity];
                 assert_eq!((*pos, *yaw, *sent_us), (e.pos.to_array(), e.yaw, now));
+                let reach = position_reach(self.witness.radius, self.budget.hysteresis);
                 assert!(
-                    e.moved_tick + 1 < self.tick,
-                    "rest of {entity}, which moved last tick"
+                    Frame::around(c.to_array(), reach)
+                        .encode(0, *pos, *yaw)
+                        .is_none(),
+                    "an exact rest of {entity} within reach"
                 );
             }
+            ServerMsg::Rests { sent_us, .. } => assert_eq!(*sent_us, now),
             other => panic!("a witness sent {other:?}"),
         }
     }
@@ -570,8 +617,8 @@ impl Client {
         assert_eq!(self.witness.known_len(), self.view.others.len());
     }
 
-    /// Types and the band's properties always; positions exact when
-    /// `settled`, else within a step for bands updated every tick.
+    /// Types and the band's properties always; positions within a step of
+    /// the truth when `settled`, and for bands updated every tick.
     fn check_state(&self, world: &World, settled: bool) {
         for (id, s) in &self.view.others {
             let e = &world.ents[id];
@@ -583,19 +630,16 @@ impl Client {
                 .filter_map(|i| s.props.get(&i).map(|v| (i, v.clone())))
                 .collect();
             assert_eq!(have, world.band_props(*id), "band props of {id}");
-            let scale = Frame::around([0.0; 3], self.witness.radius * 2.0).scale;
-            if settled {
-                assert_eq!(
-                    (s.pos, s.yaw),
-                    (e.pos.to_array(), e.yaw),
-                    "position of {id}"
-                );
-            } else if world.band(*id).2 == 1 {
+            let reach = position_reach(self.witness.radius, self.budget.hysteresis);
+            let scale = Frame::around([0.0; 3], reach).scale;
+            if settled || world.band(*id).2 == 1 {
                 assert!(
-                    close(Vec3::from_array(s.pos), e.pos, scale),
-                    "{id} seen at {:?}, truth {}",
+                    close(Vec3::from_array(s.pos), e.pos, scale) && close_yaw(s.yaw, e.yaw),
+                    "{id} seen at {:?} facing {}, truth {} facing {}",
                     s.pos,
-                    e.pos
+                    s.yaw,
+                    e.pos,
+                    e.yaw
                 );
             }
         }
@@ -876,7 +920,7 @@ fn run_case(
 }
 
 /// Lets a still world run until the witness has nothing left to say,
-/// checking each tick, then checks that the view is the exact truth and
+/// checking each tick, then checks that the view is the truth and
 /// that one more tick sends nothing.
 fn settle(world: &World, client: &mut Client, ticks: usize) {
     let mut rested = BTreeSet::new();
@@ -885,10 +929,8 @@ fn settle(world: &World, client: &mut Client, ticks: usize) {
     for _ in 0..ticks {
         let sent = client.step(world);
         client.check_known(world);
-        for m in &sent.reliable {
-            if let ServerMsg::Rest { entity, .. } = m {
-                assert!(rested.insert(*entity), "{entity} rested twice");
-            }
+        for entity in &sent.rested {
+            assert!(rested.insert(*entity), "{entity} rested twice");
         }
         quiet = if sent.is_empty() { quiet + 1 } else { 0 };
         if quiet == 3 {
@@ -1209,17 +1251,14 @@ fn entity_stopping_after_a_datagram_rests_once_two_ticks_later() {
     assert!(sent.reliable.is_empty());
     assert_eq!(sent.updated(), BTreeSet::from([EntityId(7)]));
     assert!(client.step(&world).is_empty()); // tick 3: still moving, as far as anyone knows
-    let sent = client.step(&world); // tick 4: one reliable, exact rest
+    let sent = client.step(&world); // tick 4: one reliable rest
     assert!(sent.datagrams.is_empty());
-    assert_eq!(
-        sent.reliable,
-        vec![ServerMsg::Rest {
-            entity: EntityId(7),
-            pos: [11.0, 0.0, 0.0],
-            yaw: 0.5,
-            sent_us: client.now_us(),
-        }]
-    );
+    assert!(matches!(
+        sent.reliable.as_slice(),
+        [ServerMsg::Rests { .. }]
+    ));
+    assert_eq!(sent.rested, vec![EntityId(7)]);
+    client.check_state(&world, true);
     for _ in 0..5 {
         assert!(client.step(&world).is_empty());
     }
@@ -1237,9 +1276,24 @@ fn an_entity_that_stops_before_its_update_goes_rests_instead() {
     assert!(client.step(&world).is_empty(), "not due yet");
     let sent = client.step(&world);
     assert!(sent.datagrams.is_empty());
-    assert!(matches!(sent.reliable.as_slice(), [ServerMsg::Rest { .. }]));
+    assert_eq!(sent.rested, vec![EntityId(7)]);
     client.check_state(&world, true);
     assert!(client.step(&world).is_empty());
+}
+
+#[test]
+fn an_entity_out_of_a_datagrams_reach_moves_by_exact_rests() {
+    // Within the radius on x and z, but a kilometre up.
+    let (mut world, mut client) = one_entity("Npc", Vec3::new(10.0, 1000.0, 0.0));
+    client.step(&world);
+    world.move_to(EntityId(7), Vec3::new(11.0, 1000.0, 0.0), 0.5, 2);
+    let sent = client.step(&world);
+    assert!(sent.datagrams.is_empty());
+    assert!(matches!(sent.reliable.as_slice(), [ServerMsg::Rest { .. }]));
+    client.check_state(&world, true);
+    for _ in 0..3 {
+        assert!(client.step(&world).is_empty());
+    }
 }
 
 #[test]
