@@ -2,8 +2,8 @@
 //! One cell tick, both spatial indexes, on two workloads:
 //!
 //! - *dense*: 8,000 entities all moving in 2,000 × 2,000 m, 160 witnesses
-//!   with AoI radius 256 m, at most 300 entity updates per witness per tick,
-//!   every selected update encoded to client bytes;
+//!   with AoI radius 256 m, each client's default byte budget filled and
+//!   encoded to client bytes;
 //! - *large*: 50,000 entities all moving in 4,000 × 4,000 m, 2,000
 //!   witnesses with AoI radius 100 m.
 //!

@@ -220,12 +220,7 @@ impl IndexSync {
     /// since the last time, or all of them after a reorder.
     pub(crate) fn sync(&mut self, index: &mut dyn SpatialIndex, entries: &[Entry], tick: u64) {
         if self.stale {
-            for i in 0..entries.len() {
-                index.remove(key(i));
-            }
-            for (i, r) in entries.iter().enumerate() {
-                index.insert(key(i), xz(r.pos));
-            }
+            index.replace_all(&mut entries.iter().enumerate().map(|(i, r)| (key(i), xz(r.pos))));
         } else {
             for (i, r) in entries.iter().enumerate() {
                 if r.moved_tick >= self.indexed_tick {

@@ -243,6 +243,9 @@ const CONFIRM_TIER: u64 = 0xff;
 const POSITIONS_HEADER: usize = 1 + 10 + 12 + 4 + 2;
 /// Bytes a stream message costs beyond its body: its length.
 const FRAME_HEADER: usize = 4;
+/// The fewest bytes any item costs: a `Leave` of a small id (variant, id,
+/// length) or a position update.
+const SMALLEST_ITEM: usize = 6;
 
 /// One entity's work: (tier << 32 | priority bits, slot in `next`,
 /// candidate index, what).
@@ -319,6 +322,8 @@ pub struct Witness {
     known: Vec<(EntityId, Known)>,
     next: Vec<(EntityId, Known)>,
     order: Vec<(EntityId, u32)>,
+    /// Scratch for sorting `order`.
+    keys: Vec<u64>,
     items: Vec<Item>,
     indices: Indices,
     /// Bytes sent beyond the budget, paid back from the next ticks.
@@ -341,6 +346,7 @@ impl Witness {
             known: Vec::new(),
             next: Vec::new(),
             order: Vec::new(),
+            keys: Vec::new(),
             items: Vec::new(),
             indices: Indices::default(),
             deficit: 0,
@@ -522,7 +528,7 @@ impl Witness {
                 .filter(|(_, b)| b.id != me)
                 .map(|(i, b)| (b.id, i as u32)),
         );
-        self.order.sort_unstable();
+        sort_by_id(&mut self.order, &mut self.keys);
         self.order.dedup_by_key(|(id, _)| *id);
         let (mut i, mut j) = (0, 0);
         loop {
@@ -570,11 +576,13 @@ impl Witness {
                 continue;
             };
             let d2 = (v.pos.x - center.x).powi(2) + (v.pos.z - center.z).powi(2);
-            let d = d2.sqrt();
-            let (tier, level) = detail.level(d);
+            let (tier, level) = detail.level_squared(d2);
             let order = |age: u64| {
-                // A non-negative float's bits order like the float.
-                let key = (d / (1.0 + age as f32)).to_bits();
+                // Distance over one plus the wait, squared (which orders
+                // alike, without a square root); a non-negative float's
+                // bits order like the float.
+                let wait = 1.0 + age as f32;
+                let key = (d2 / (wait * wait)).to_bits();
                 (u64::from(tier) << 32) | u64::from(key)
             };
             let mut k = match old {
@@ -649,7 +657,7 @@ impl Witness {
                 // from now.
                 k.sent_tick = tick;
                 if k.unconfirmed && at_rest {
-                    let key = u64::from(d.to_bits());
+                    let key = u64::from(d2.to_bits());
                     self.items
                         .push(((CONFIRM_TIER << 32) | key, slot, cand, REST));
                 }
@@ -677,6 +685,14 @@ impl Witness {
         let credit = budget.per_tick(clock.hz) - i64::from(self.deficit);
         let mut spent = out.cost();
         let mut any = false;
+        // Only as many items as the budget could carry need sorting: every
+        // one costs at least `SMALLEST_ITEM` bytes (and one may overshoot).
+        let room = usize::try_from(credit - spent).unwrap_or(0);
+        let most = room / SMALLEST_ITEM + 2;
+        if most < self.items.len() {
+            self.items.select_nth_unstable(most);
+            self.items.truncate(most + 1);
+        }
         self.items.sort_unstable();
         let frame = Frame::around(
             center.to_array(),
@@ -703,8 +719,8 @@ impl Witness {
                     let Some(detail) = scene.detail(id, v.type_id) else {
                         continue;
                     };
-                    let d = ((v.pos.x - center.x).powi(2) + (v.pos.z - center.z).powi(2)).sqrt();
-                    let (_, level) = detail.level(d);
+                    let d2 = (v.pos.x - center.x).powi(2) + (v.pos.z - center.z).powi(2);
+                    let (_, level) = detail.level_squared(d2);
                     let props = |mask: u64| -> Vec<PropValue> {
                         let p = scene.props(id);
                         detail
@@ -814,6 +830,32 @@ impl Witness {
             .saturating_mul(i64::from(clock.hz.max(1)));
         self.deficit = (spent - credit).clamp(0, most.min(i64::from(u32::MAX))) as u32;
     }
+}
+
+/// Sorts (id, candidate) pairs by id, then candidate: as single integers
+/// when every id and index fits in one (ids of a running world do).
+fn sort_by_id(order: &mut Vec<(EntityId, u32)>, keys: &mut Vec<u64>) {
+    const INDEX_BITS: u32 = 20;
+    let fits = order.len() < (1 << INDEX_BITS)
+        && order.iter().all(|(id, _)| id.0 < 1 << (64 - INDEX_BITS));
+    if !fits {
+        order.sort_unstable();
+        return;
+    }
+    keys.clear();
+    keys.extend(
+        order
+            .iter()
+            .map(|(id, i)| (id.0 << INDEX_BITS) | u64::from(*i)),
+    );
+    keys.sort_unstable();
+    order.clear();
+    order.extend(keys.iter().map(|k| {
+        (
+            EntityId(k >> INDEX_BITS),
+            (k & ((1 << INDEX_BITS) - 1)) as u32,
+        )
+    }));
 }
 
 /// How far from the watcher a position update reaches: the AoI, the leave

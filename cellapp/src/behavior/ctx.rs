@@ -149,7 +149,10 @@ pub(crate) struct Clock {
 #[derive(Debug, Default)]
 pub(crate) struct Overlay {
     props: FxHashMap<(EntityId, u16), Value>,
-    moved: FxHashMap<EntityId, (Vec3, f32)>,
+    /// Moves asked for, by slot (every entity of a crowd may move each
+    /// tick: an array, not a map), and the slots set.
+    moved: Vec<Option<(Vec3, f32)>>,
+    moved_slots: Vec<usize>,
     goals: FxHashMap<EntityId, Option<Vec3>>,
     /// Timers and traps added, per entity.
     added: FxHashMap<EntityId, (u32, u32)>,
@@ -163,8 +166,10 @@ impl Overlay {
         if !self.props.is_empty() {
             self.props.clear();
         }
-        if !self.moved.is_empty() {
-            self.moved.clear();
+        for i in self.moved_slots.drain(..) {
+            if let Some(m) = self.moved.get_mut(i) {
+                *m = None;
+            }
         }
         if !self.goals.is_empty() {
             self.goals.clear();
@@ -201,6 +206,7 @@ impl Stage<'_> {
         let def = &self.types.get(me.type_id.0 as usize)?.def;
         Some(Ctx {
             me,
+            me_slot: i,
             def,
             entries: self.entries,
             slot: self.slot,
@@ -227,6 +233,8 @@ impl Stage<'_> {
 /// once and changes nothing.
 pub struct Ctx<'a> {
     me: &'a Entry,
+    /// Its slot in `entries`.
+    me_slot: usize,
     def: &'a TypeDef,
     entries: &'a [Entry],
     slot: &'a FxHashMap<EntityId, usize>,
@@ -295,18 +303,17 @@ impl Ctx<'_> {
 
     /// Where it is (where it asked to move, if it did this round).
     pub fn pos(&self) -> Vec3 {
-        self.overlay
-            .moved
-            .get(&self.me.id)
-            .map_or(self.me.pos, |m| m.0)
+        self.moved().map_or(self.me.pos, |m| m.0)
     }
 
     /// Which way it faces, radians.
     pub fn yaw(&self) -> f32 {
-        self.overlay
-            .moved
-            .get(&self.me.id)
-            .map_or(self.me.yaw, |m| m.1)
+        self.moved().map_or(self.me.yaw, |m| m.1)
+    }
+
+    /// The move it asked for this round, if any.
+    fn moved(&self) -> Option<(Vec3, f32)> {
+        self.overlay.moved.get(self.me_slot).copied().flatten()
     }
 
     /// Where it is heading, if it has been given a goal.
@@ -383,7 +390,13 @@ impl Ctx<'_> {
     /// Moves it (the cell keeps it inside the space).
     pub fn move_to(&mut self, pos: Vec3, yaw: f32) {
         if pos.is_finite() && yaw.is_finite() {
-            self.overlay.moved.insert(self.me.id, (pos, yaw));
+            let moved = &mut self.overlay.moved;
+            if moved.len() <= self.me_slot {
+                moved.resize(self.me_slot + 1, None);
+            }
+            if moved[self.me_slot].replace((pos, yaw)).is_none() {
+                self.overlay.moved_slots.push(self.me_slot);
+            }
             self.push(Effect::Move { pos, yaw });
         }
     }

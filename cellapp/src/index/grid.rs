@@ -185,6 +185,16 @@ impl SpatialIndex for GridIndex {
         }
     }
 
+    fn replace_all(&mut self, entries: &mut dyn Iterator<Item = (EntityId, Vec2)>) {
+        for b in &mut self.buckets {
+            b.clear();
+        }
+        self.by_id.clear();
+        for (id, pos) in entries {
+            self.update(id, pos);
+        }
+    }
+
     fn remove(&mut self, id: EntityId) {
         if let Some(loc) = self.by_id.remove(&id) {
             self.detach(loc);

@@ -36,6 +36,10 @@ pub trait SpatialIndex: Send {
     fn within(&self, center: Vec2, radius: f32, out: &mut Vec<EntityId>);
     /// The number of entities in the index.
     fn len(&self) -> usize;
+    /// Replaces everything with `entries` (each id once): what a cell does
+    /// after renumbering its entities, in one go (the R-tree bulk-loads)
+    /// rather than an entity at a time.
+    fn replace_all(&mut self, entries: &mut dyn Iterator<Item = (EntityId, Vec2)>);
     /// Whether the index holds no entity.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -231,6 +235,13 @@ impl<V> IdMap<V> {
         self.len
     }
 
+    /// Forgets every entry (keeping the vector's room).
+    fn clear(&mut self) {
+        self.dense.iter_mut().for_each(|v| *v = None);
+        self.sparse.clear();
+        self.len = 0;
+    }
+
     /// Every entry, dense ids first.
     #[cfg(test)]
     fn iter(&self) -> impl Iterator<Item = (EntityId, &V)> {
@@ -375,6 +386,8 @@ mod tests {
         WithinReach(u64, u64),
         /// Bulk-rebuild the R-tree.
         Rebuild,
+        /// Replace everything with what is there now (a cell renumbering).
+        ReplaceAll,
     }
 
     fn coord() -> impl Strategy<Value = f32> {
@@ -400,6 +413,7 @@ mod tests {
             2 => (id.clone(), radius).prop_map(|(i, r)| Op::WithinAt(i, r)),
             2 => (id.clone(), id).prop_map(|(a, b)| Op::WithinReach(a, b)),
             1 => Just(Op::Rebuild),
+            1 => Just(Op::ReplaceAll),
         ]
     }
 
@@ -464,6 +478,12 @@ mod tests {
                     }
                     Op::Rebuild => {
                         rtree.rebuild();
+                        None
+                    }
+                    Op::ReplaceAll => {
+                        for index in [&mut rtree as &mut dyn SpatialIndex, &mut grid] {
+                            index.replace_all(&mut truth.iter().map(|(&i, &p)| (EntityId(i), p)));
+                        }
                         None
                     }
                     Op::Within(x, z, r) => Some((Vec2::new(x, z), r)),

@@ -19,7 +19,7 @@
 use super::{is_within, query_box, query_is_valid, IdMap, SpatialIndex};
 use glam::Vec2;
 use rstar::primitives::{GeomWithData, Rectangle};
-use rstar::{RTree, AABB};
+use rstar::{RStarInsertionStrategy, RTree, RTreeParams, AABB};
 use std::ops::ControlFlow;
 use tessera::EntityId;
 
@@ -30,14 +30,28 @@ pub const DEFAULT_SLACK: f32 = 4.0;
 /// [`RTreeIndex::rebuild`], so small indexes are not rebuilt all the time.
 const REBUILD_MIN_CHURN: usize = 1024;
 
-/// One tree entry: an entity's loose box and its slot in the slab.
-type Entry = GeomWithData<Rectangle<[f32; 2]>, usize>;
+/// One tree entry: an entity's loose box, its slot in the slab and its id
+/// (so a query that finds the whole box inside its circle need not read
+/// the slab).
+type Entry = GeomWithData<Rectangle<[f32; 2]>, (usize, EntityId)>;
+
+/// Wider nodes than rstar's default (3 to 6 children): a query of a
+/// crowded cell visits fewer, fuller nodes, and each node's children sit
+/// together in memory.
+struct Wide;
+
+impl RTreeParams for Wide {
+    const MIN_SIZE: usize = 8;
+    const MAX_SIZE: usize = 24;
+    const REINSERTION_COUNT: usize = 4;
+    type DefaultInsertionStrategy = RStarInsertionStrategy;
+}
 
 /// A [`SpatialIndex`] over an rstar R-tree of loose boxes.
 #[derive(Debug)]
 pub struct RTreeIndex {
     /// The loose boxes of all entities with a finite position.
-    tree: RTree<Entry>,
+    tree: RTree<Entry, Wide>,
     /// The entity and its current exact position, by slot (what queries
     /// read, kept compact); a freed slot holds a NaN position until reused.
     slots: Vec<(EntityId, Vec2)>,
@@ -78,7 +92,7 @@ impl RTreeIndex {
             DEFAULT_SLACK
         };
         RTreeIndex {
-            tree: RTree::new(),
+            tree: RTree::new_with_params(),
             slots: Vec::new(),
             boxes: Vec::new(),
             free: Vec::new(),
@@ -105,20 +119,21 @@ impl RTreeIndex {
         ))
     }
 
-    /// Takes the entry of `slot` out of the tree, if it is in it.
-    fn unindex(&mut self, slot: usize, indexed: Option<AABB<[f32; 2]>>) {
+    /// Takes the entry of `slot` (holding `id`) out of the tree, if it is
+    /// in it.
+    fn unindex(&mut self, slot: usize, id: EntityId, indexed: Option<AABB<[f32; 2]>>) {
         if let Some(aabb) = indexed {
             self.tree
-                .remove(&Entry::new(Rectangle::from_aabb(aabb), slot));
+                .remove(&Entry::new(Rectangle::from_aabb(aabb), (slot, id)));
         }
     }
 
-    /// Puts `slot` into the tree with a loose box around `pos`, if finite,
-    /// and returns the box used.
-    fn index(&mut self, slot: usize, pos: Vec2) -> Option<AABB<[f32; 2]>> {
+    /// Puts `slot` (holding `id`) into the tree with a loose box around
+    /// `pos`, if finite, and returns the box used.
+    fn index(&mut self, slot: usize, id: EntityId, pos: Vec2) -> Option<AABB<[f32; 2]>> {
         let aabb = self.loose_box(pos)?;
         self.tree
-            .insert(Entry::new(Rectangle::from_aabb(aabb), slot));
+            .insert(Entry::new(Rectangle::from_aabb(aabb), (slot, id)));
         Some(aabb)
     }
 
@@ -132,7 +147,7 @@ impl RTreeIndex {
                 self.slots.len() - 1
             }
         };
-        let indexed = self.index(slot, pos);
+        let indexed = self.index(slot, id, pos);
         if let (Some(s), Some(b)) = (self.slots.get_mut(slot), self.boxes.get_mut(slot)) {
             *s = (id, pos);
             *b = indexed;
@@ -148,6 +163,7 @@ impl RTreeIndex {
             return;
         };
         current.1 = pos;
+        let id = current.0;
         let still_inside = pos.is_finite()
             && indexed.is_some_and(|b| {
                 let (lo, hi) = (b.lower(), b.upper());
@@ -156,8 +172,8 @@ impl RTreeIndex {
         if still_inside {
             return;
         }
-        self.unindex(slot, indexed);
-        let indexed = self.index(slot, pos);
+        self.unindex(slot, id, indexed);
+        let indexed = self.index(slot, id, pos);
         if let Some(b) = self.boxes.get_mut(slot) {
             *b = indexed;
         }
@@ -177,16 +193,16 @@ impl RTreeIndex {
     /// tree straight away.
     pub fn rebuild(&mut self) {
         let mut entries = Vec::with_capacity(self.by_id.len());
-        for (slot, &(_, pos)) in self.slots.iter().enumerate() {
+        for (slot, &(id, pos)) in self.slots.iter().enumerate() {
             let aabb = self.loose_box(pos);
             if let Some(b) = self.boxes.get_mut(slot) {
                 *b = aabb;
             }
             if let Some(aabb) = aabb {
-                entries.push(Entry::new(Rectangle::from_aabb(aabb), slot));
+                entries.push(Entry::new(Rectangle::from_aabb(aabb), (slot, id)));
             }
         }
-        self.tree = RTree::bulk_load(entries);
+        self.tree = RTree::bulk_load_with_params(entries);
         self.churn = 0;
     }
 }
@@ -203,6 +219,22 @@ impl SpatialIndex for RTreeIndex {
         }
     }
 
+    fn replace_all(&mut self, entries: &mut dyn Iterator<Item = (EntityId, Vec2)>) {
+        self.slots.clear();
+        self.boxes.clear();
+        self.free.clear();
+        self.by_id.clear();
+        for (id, pos) in entries {
+            if self.by_id.get(&id).is_some() {
+                continue;
+            }
+            self.by_id.insert(id, self.slots.len());
+            self.slots.push((id, pos));
+            self.boxes.push(None);
+        }
+        self.rebuild();
+    }
+
     fn remove(&mut self, id: EntityId) {
         let Some(slot) = self.by_id.remove(&id) else {
             return;
@@ -210,7 +242,7 @@ impl SpatialIndex for RTreeIndex {
         if let (Some(s), Some(b)) = (self.slots.get_mut(slot), self.boxes.get_mut(slot)) {
             s.1 = Vec2::NAN;
             let indexed = b.take();
-            self.unindex(slot, indexed);
+            self.unindex(slot, id, indexed);
         }
         self.free.push(slot);
     }
@@ -224,10 +256,26 @@ impl SpatialIndex for RTreeIndex {
         let _: ControlFlow<()> = self
             .tree
             .locate_in_envelope_intersecting_int(envelope, |entry| {
-                if let Some(&(id, pos)) = self.slots.get(entry.data) {
-                    if is_within(pos, center, radius) {
-                        out.push(id);
-                    }
+                let (slot, id) = entry.data;
+                // The exact position is inside the box: a box wholly
+                // within the circle needs no look at it.
+                let b = entry.geom();
+                let (lo, hi) = (b.lower(), b.upper());
+                // In f64, as `is_within` measures: no rounding can put the
+                // farthest corner inside and the position outside.
+                let far = |lo: f32, hi: f32, c: f32| {
+                    let (lo, hi, c) = (f64::from(lo), f64::from(hi), f64::from(c));
+                    (lo - c).abs().max((hi - c).abs())
+                };
+                let (dx, dz) = (far(lo[0], hi[0], center.x), far(lo[1], hi[1], center.y));
+                let r = f64::from(radius);
+                if dx * dx + dz * dz <= r * r
+                    || self
+                        .slots
+                        .get(slot)
+                        .is_some_and(|&(_, pos)| is_within(pos, center, radius))
+                {
+                    out.push(id);
                 }
                 ControlFlow::Continue(())
             });

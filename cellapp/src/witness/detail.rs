@@ -11,6 +11,8 @@ use tessera::defs::{DetailLevel, TypeDef};
 pub struct Level {
     /// Outer edge in metres (the last band's is infinite).
     pub within: f32,
+    /// `within` squared.
+    within2: f32,
     /// Ticks between position updates.
     pub every: u16,
     /// The properties sent in this band.
@@ -55,6 +57,7 @@ impl Detail {
             .iter()
             .map(|l| Level {
                 within: l.within,
+                within2: l.within * l.within,
                 every: l.every.max(1),
                 mask: l
                     .props
@@ -66,6 +69,7 @@ impl Detail {
         if d.levels.is_empty() {
             d.levels.push(Level {
                 within: f32::INFINITY,
+                within2: f32::INFINITY,
                 every: 1,
                 mask: all,
             });
@@ -76,18 +80,23 @@ impl Detail {
     /// The band for an entity `distance` metres away, and its place (0 is
     /// the nearest).
     pub fn level(&self, distance: f32) -> (u8, &Level) {
-        let last = self.levels.len() - 1;
-        let i = self
-            .levels
-            .iter()
-            .position(|l| distance <= l.within)
-            .unwrap_or(last);
-        (i as u8, &self.levels[i])
+        self.level_squared(distance * distance)
     }
 
     /// The bit of property `index`, if other clients see it.
     pub fn bit(&self, index: u16) -> Option<u64> {
         self.public.binary_search(&index).ok().map(|j| 1u64 << j)
+    }
+
+    /// The band for an entity whose squared distance is `d2`.
+    pub fn level_squared(&self, d2: f32) -> (u8, &Level) {
+        let last = self.levels.len() - 1;
+        let i = self
+            .levels
+            .iter()
+            .position(|l| d2 <= l.within2)
+            .unwrap_or(last);
+        (i as u8, &self.levels[i])
     }
 
     /// The properties of a mask, as indices.
