@@ -40,9 +40,15 @@ pub struct View {
     pub bounds: [f32; 4],
     /// Everything in the AoI.
     pub others: BTreeMap<EntityId, Seen>,
-    /// Which entity each index of position updates names.
-    pub indices: BTreeMap<u32, EntityId>,
+    /// Which entity each index of position updates names (indices are
+    /// small and dense: the server gives out the lowest free one).
+    indices: Vec<Option<EntityId>>,
 }
+
+/// The highest index a view keeps (a server gives out the lowest free
+/// index, so only a client holding a million entities would reach it); an
+/// entity entered with a higher one is held but not placed by updates.
+pub const MAX_INDEX: u32 = 1 << 20;
 
 fn merge(into: &mut BTreeMap<u16, Value>, props: &[PropValue]) {
     for (i, v) in props {
@@ -68,7 +74,7 @@ impl View {
             my_props,
             bounds,
             others: BTreeMap::new(),
-            indices: BTreeMap::new(),
+            indices: Vec::new(),
         }
     }
 
@@ -84,10 +90,15 @@ impl View {
         }
     }
 
+    /// The entity position updates name by `index`, if any.
+    pub fn holder(&self, index: u32) -> Option<EntityId> {
+        self.indices.get(index as usize).copied().flatten()
+    }
+
     /// Places every update whose index names an entity held.
     fn place_all(&mut self, frame: Frame, updates: &[PosUpdate], sent_us: u64) {
         for u in updates {
-            if let Some(&entity) = self.indices.get(&u.index) {
+            if let Some(entity) = self.holder(u.index) {
                 let (pos, yaw) = frame.decode(u);
                 self.place(entity, pos, yaw, sent_us);
             }
@@ -96,10 +107,24 @@ impl View {
 
     fn forget(&mut self, entity: EntityId) {
         if let Some(s) = self.others.remove(&entity) {
-            if self.indices.get(&s.index) == Some(&entity) {
-                self.indices.remove(&s.index);
+            if let Some(slot) = self.indices.get_mut(s.index as usize) {
+                if *slot == Some(entity) {
+                    *slot = None;
+                }
             }
         }
+    }
+
+    /// Gives `index` to `entity`; returns the entity that held it.
+    fn assign(&mut self, index: u32, entity: EntityId) -> Option<EntityId> {
+        if index >= MAX_INDEX {
+            return None;
+        }
+        let i = index as usize;
+        if self.indices.len() <= i {
+            self.indices.resize(i + 1, None);
+        }
+        self.indices[i].replace(entity)
     }
 
     /// Applies a stream message.
@@ -117,7 +142,7 @@ impl View {
                 let mut p = BTreeMap::new();
                 merge(&mut p, props);
                 self.forget(*entity);
-                if let Some(was) = self.indices.insert(*index, *entity) {
+                if let Some(was) = self.assign(*index, *entity) {
                     // Its last holder left (the leave is on its way, or
                     // was lost with a cellapp): the index is this one's.
                     if was != *entity {

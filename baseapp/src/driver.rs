@@ -39,8 +39,16 @@ const CLIENT_QUEUE_BYTES: usize = 1 << 20;
 /// The queue of stream frames for one client, bounded in bytes.
 #[derive(Clone)]
 struct Writer {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Outgoing>,
     queued: Arc<AtomicUsize>,
+}
+
+/// What a client's writer task sends.
+enum Outgoing {
+    /// Bytes for the stream.
+    Frame(Vec<u8>),
+    /// A datagram.
+    Datagram(Vec<u8>),
 }
 
 impl Writer {
@@ -51,9 +59,25 @@ impl Writer {
             return false;
         }
         self.queued.fetch_add(len, Ordering::Relaxed);
-        self.tx.send(frame).is_ok()
+        self.tx.send(Outgoing::Frame(frame)).is_ok()
+    }
+
+    /// Queues a datagram behind the frames queued before it, so that one
+    /// turn of the writer hands the connection a tick's stream bytes and
+    /// positions together (QUIC then packs them into as few packets, and
+    /// system calls, as fit). A client whose stream is behind gets none.
+    fn datagram(&self, bytes: Vec<u8>) -> bool {
+        if self.queued.load(Ordering::Relaxed) > CLIENT_DATAGRAM_LAG_BYTES {
+            return false;
+        }
+        self.tx.send(Outgoing::Datagram(bytes)).is_ok()
     }
 }
+
+/// Stream bytes a client's writer may be behind and still be sent
+/// positions: beyond this the stream is congested, and positions queued
+/// behind it would only arrive stale.
+const CLIENT_DATAGRAM_LAG_BYTES: usize = 64 * 1024;
 
 /// How to run a baseapp.
 #[derive(Clone)]
@@ -313,25 +337,44 @@ async fn client_conn(
             }
         };
     pass.arrived();
-    let (tx, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, mut queue) = mpsc::unbounded_channel::<Outgoing>();
     let writer = Writer {
         tx,
         queued: Arc::new(AtomicUsize::new(0)),
     };
     let queued = writer.queued.clone();
+    let datagrams = conn.clone();
+    let out_meter = meter.clone();
     tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let mut grams = Vec::new();
         while let Some(first) = queue.recv().await {
-            let mut buf = first;
-            while buf.len() < 64 * 1024 {
-                match queue.try_recv() {
-                    Ok(more) => buf.extend_from_slice(&more),
-                    Err(_) => break,
+            // Everything queued now, in one write and a run of datagrams.
+            let mut next = Some(first);
+            while let Some(out) = next.take() {
+                match out {
+                    Outgoing::Frame(f) if buf.is_empty() => buf = f,
+                    Outgoing::Frame(f) => buf.extend_from_slice(&f),
+                    Outgoing::Datagram(d) => grams.push(d),
+                }
+                if buf.len() < 64 * 1024 {
+                    next = queue.try_recv().ok();
                 }
             }
-            if send.write_all(&buf).await.is_err() {
-                break;
+            if !buf.is_empty() {
+                if send.write_all(&buf).await.is_err() {
+                    break;
+                }
+                queued.fetch_sub(buf.len(), Ordering::Relaxed);
+                buf.clear();
             }
-            queued.fetch_sub(buf.len(), Ordering::Relaxed);
+            for d in grams.drain(..) {
+                // Latest wins: a datagram that does not fit is dropped.
+                let len = d.len();
+                if datagrams.send_datagram(d.into()).is_ok() {
+                    out_meter.sent(len);
+                }
+            }
         }
     });
     let hello = ClientEvent::Hello {
@@ -570,12 +613,9 @@ impl Driver {
                         .client_input(Time::now(), id, ClientInput::Gone("too slow".into()));
                 }
             }
+            // Counted by the writer, if the connection takes it.
             ClientOut::Datagram(bytes) => {
-                // Latest wins: a datagram that does not fit is dropped.
-                let len = bytes.len();
-                if c.conn.send_datagram(bytes.into()).is_ok() {
-                    self.metrics.client_link.sent(len);
-                }
+                c.writer.datagram(bytes);
             }
             ClientOut::Close(why) => {
                 let (code, reason) = (why.code(), why.to_string());

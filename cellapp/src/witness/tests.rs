@@ -462,10 +462,9 @@ impl Client {
         updates
             .iter()
             .map(|u| {
-                let entity = *self
+                let entity = self
                     .view
-                    .indices
-                    .get(&u.index)
+                    .holder(u.index)
                     .unwrap_or_else(|| panic!("update of index {} nobody holds", u.index));
                 let (pos, yaw) = frame.decode(u);
                 let e = &world.ents[&entity];
@@ -507,7 +506,7 @@ impl Client {
                     "{entity} entered twice"
                 );
                 assert!(
-                    !self.view.indices.contains_key(index),
+                    self.view.holder(*index).is_none(),
                     "index {index} given to {entity} while held"
                 );
                 assert!(
