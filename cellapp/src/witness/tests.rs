@@ -69,6 +69,17 @@ impl Types {
         }
     }
 
+    /// The demo types with one level each: every tick, every property.
+    fn plain() -> Types {
+        let mut t = Types::demo();
+        t.detail = t
+            .detail
+            .iter()
+            .map(|d| Detail::new(d.public().to_vec(), &[]))
+            .collect();
+        t
+    }
+
     /// The demo types with three bands each: within 20 m every tick and
     /// every public property, within 45 m every second tick and the first
     /// public property only, beyond that every fourth tick and none.
@@ -138,7 +149,7 @@ struct World {
 
 impl World {
     fn new(center: Vec3) -> World {
-        World::with(center, Types::demo())
+        World::with(center, Types::plain())
     }
 
     fn with(center: Vec3, types: Types) -> World {
@@ -802,7 +813,8 @@ struct Case {
     center: Vec3,
     specs: Vec<Spec>,
     ticks: Vec<TickOps>,
-    banded: bool,
+    /// 0: one level per type; 1: the demo's levels; 2: three bands each.
+    levels: u8,
 }
 
 fn a_case() -> impl Strategy<Value = Case> {
@@ -813,15 +825,15 @@ fn a_case() -> impl Strategy<Value = Case> {
         0.0f32..400.0,
         vec(spec(), 20..60),
         vec(tick_ops(), 1..25),
-        any::<bool>(),
+        0u8..3,
     )
-        .prop_map(|(radius, hysteresis, cx, cz, specs, ticks, banded)| Case {
+        .prop_map(|(radius, hysteresis, cx, cz, specs, ticks, levels)| Case {
             radius,
             hysteresis,
             center: Vec3::new(cx, 0.0, cz),
             specs,
             ticks,
-            banded,
+            levels,
         })
 }
 
@@ -832,10 +844,10 @@ fn run_case(
     budget: Budget,
     check: impl Fn(&Client, &World, &Sent, &BTreeSet<EntityId>),
 ) -> (World, Client) {
-    let types = if case.banded {
-        Types::banded()
-    } else {
-        Types::demo()
+    let types = match case.levels {
+        0 => Types::plain(),
+        1 => Types::demo(),
+        _ => Types::banded(),
     };
     let mut world = World::with(case.center, types);
     let mut next_id = 1u64;

@@ -1,5 +1,6 @@
 //! Four cellapps, 100 bots walking back and forth across the cut lines for
-//! 30 seconds on real QUIC: hundreds of migrations happen, no bot is
+//! 30 seconds on real QUIC: every bot's walk takes it through the middle of
+//! the space, where the lines cross, so each migrates at least once; no bot is
 //! disconnected, a numbered call sent every tick comes back exactly once and
 //! in order, and in the end every bot's view equals the truth.
 
@@ -110,7 +111,13 @@ async fn bots_cross_cells_and_lose_nothing() {
     for c in &cluster.cellapps {
         migrations += c.stats().await.offloads;
     }
-    assert!(migrations >= 200, "only {migrations} migrations");
+    // Each walk passes the middle (at most 141 m away at 8 m/s) within 18 s;
+    // the lines stay where they are (the cellapps are under the balancer's
+    // load floor).
+    assert!(
+        migrations >= BOTS as u64,
+        "only {migrations} migrations for {BOTS} bots"
+    );
     let truth = cluster.reals_once(4 * 10 + BOTS).await;
     let by_id: BTreeMap<EntityId, _> = truth.iter().map(|(id, s)| (*id, s)).collect();
     for o in &outcomes {
