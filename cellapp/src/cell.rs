@@ -89,7 +89,7 @@ impl Default for CellConfig {
             ghost_distance: 110.0,
             app: AppId(1),
             load: LoadSource::Measured,
-            move_window: std::time::Duration::from_secs_f32(crate::pace::DEFAULT_MOVE_WINDOW_S),
+            move_window: std::time::Duration::from_millis(crate::pace::DEFAULT_MOVE_WINDOW_MS),
         }
     }
 }

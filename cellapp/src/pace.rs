@@ -25,9 +25,9 @@
 use glam::Vec3;
 use tessera::Time;
 
-/// The window, by default: clients sending ten moves a second are never
-/// corrected for delays that differ by up to 0.95 s.
-pub const DEFAULT_MOVE_WINDOW_S: f32 = 2.0;
+/// The window, by default, in milliseconds: clients sending ten moves a
+/// second are never corrected for delays that differ by up to 0.95 s.
+pub const DEFAULT_MOVE_WINDOW_MS: u64 = 2000;
 
 /// Rounding tolerance per move, metres (float sums of honest steps may
 /// exceed the exact allowance by a hair).

@@ -701,7 +701,7 @@ impl Witness {
         let mut moves = Batch::new(Carrier::Datagram, budget.datagram);
         let mut rests = Batch::new(Carrier::Stream, budget.datagram);
         for n in 0..self.items.len() {
-            let (_, slot, cand, what) = self.items[n];
+            let (order, slot, cand, what) = self.items[n];
             let Some((id, k)) = self.next.get(slot as usize).copied() else {
                 continue;
             };
@@ -719,8 +719,13 @@ impl Witness {
                     let Some(detail) = scene.detail(id, v.type_id) else {
                         continue;
                     };
-                    let d2 = (v.pos.x - center.x).powi(2) + (v.pos.z - center.z).powi(2);
-                    let (_, level) = detail.level_squared(d2);
+                    // The band the plan found (an item's tier): its
+                    // properties, for an enter or a props. Confirming
+                    // rests sort after every band and need none.
+                    let mask = detail
+                        .levels()
+                        .get((order >> 32) as usize)
+                        .map_or(0, |l| l.mask);
                     let props = |mask: u64| -> Vec<PropValue> {
                         let p = scene.props(id);
                         detail
@@ -734,19 +739,19 @@ impl Witness {
                     if what & ENTER != 0 {
                         let i = self.indices.take(tick, quarantine);
                         index = Some(i);
-                        lacking = level.mask;
+                        lacking = mask;
                         reliable.push(encode_body(&ServerMsg::Enter {
                             entity: id,
                             index: i,
                             type_id: v.type_id,
                             pos: v.pos.to_array(),
                             yaw: v.yaw,
-                            props: props(level.mask),
+                            props: props(mask),
                             sent_us: clock.now_us,
                         }));
                     }
                     if what & PROPS != 0 {
-                        lacking = level.mask & !k.has;
+                        lacking = mask & !k.has;
                         reliable.push(encode_body(&ServerMsg::Props {
                             entity: id,
                             props: props(lacking),

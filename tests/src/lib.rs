@@ -100,8 +100,8 @@ pub fn cellapp_options(
         spawns: game.spawns(npcs),
         index: tessera_cellapp::index::IndexKind::RTree,
         budget: Default::default(),
-        move_window: std::time::Duration::from_secs_f32(
-            tessera_cellapp::pace::DEFAULT_MOVE_WINDOW_S,
+        move_window: std::time::Duration::from_millis(
+            tessera_cellapp::pace::DEFAULT_MOVE_WINDOW_MS,
         ),
         seed,
         admin: Some(loopback()),

@@ -171,7 +171,7 @@ pub struct CellappArgs {
     /// Milliseconds of a client entity's speed limit it may bank: moves
     /// whose delays in transit differ by up to half of this (less the
     /// client's send interval) are never corrected (200–10000).
-    #[arg(long, default_value_t = 2000, env = "TESSERA_MOVE_WINDOW_MS",
+    #[arg(long, default_value_t = tessera_cellapp::pace::DEFAULT_MOVE_WINDOW_MS, env = "TESSERA_MOVE_WINDOW_MS",
           value_parser = clap::value_parser!(u64).range(200..=10_000))]
     pub move_window_ms: u64,
     /// Where to serve `/metrics` and `/healthz` (port 0: any free port; the

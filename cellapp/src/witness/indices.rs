@@ -33,9 +33,12 @@ impl Indices {
         }
         match self.free.pop() {
             Some(Reverse(i)) => i,
+            // Past `u32::MAX` (only a peer's numbers could get there) the
+            // last index is given again; a client ignores such high ones.
             None => {
-                self.next += 1;
-                self.next - 1
+                let i = self.next;
+                self.next = self.next.saturating_add(1);
+                i
             }
         }
     }
