@@ -2,8 +2,8 @@
 //!
 //! The cell asks "who is within `r` metres of here" many times per tick (area
 //! of interest, triggers, spell targets) while every entity moves a little each
-//! tick. This module owns that question and its two answers: an R-tree of loose
-//! boxes ([`RTreeIndex`]) and a uniform bucket grid over the cell's bounds
+//! tick. This module owns that question and its two answers: a packed R-tree
+//! refit in place ([`RTreeIndex`]) and a uniform bucket grid over the cell's bounds
 //! ([`GridIndex`]). Both work on the x/z plane (a `Vec2` is `(x, z)` in metres;
 //! height is ignored) and answer with exact distances to the current positions.
 //!
@@ -15,7 +15,7 @@ mod grid;
 mod rtree;
 
 pub use grid::{GridIndex, DEFAULT_CELL_SIZE, MAX_BUCKETS, MIN_CELL_SIZE};
-pub use rtree::{RTreeIndex, DEFAULT_SLACK};
+pub use rtree::{RTreeIndex, FANOUT, RESORT_MOVES};
 
 use glam::Vec2;
 use std::collections::HashMap;
@@ -49,7 +49,7 @@ pub trait SpatialIndex: Send {
 /// Which [`SpatialIndex`] implementation a cell uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IndexKind {
-    /// [`RTreeIndex`]: an R-tree of loose boxes; no bounds needed.
+    /// [`RTreeIndex`]: a packed R-tree refit in place; no bounds needed.
     RTree,
     /// [`GridIndex`]: a uniform grid over the cell's bounds.
     Grid,
@@ -99,7 +99,7 @@ impl FromStr for IndexKind {
 /// Builds an empty index of `kind` for a cell covering `bounds` (min, max).
 ///
 /// `hint_radius` is the typical query radius: the grid uses it as its cell
-/// size. The R-tree ignores both and uses [`DEFAULT_SLACK`].
+/// size. The R-tree needs neither.
 pub fn new_index(kind: IndexKind, bounds: (Vec2, Vec2), hint_radius: f32) -> Box<dyn SpatialIndex> {
     match kind {
         IndexKind::RTree => Box::new(RTreeIndex::new()),
@@ -310,7 +310,6 @@ mod tests {
         vec![
             new_index(IndexKind::RTree, bounds, 30.0),
             new_index(IndexKind::Grid, bounds, 30.0),
-            Box::new(RTreeIndex::with_slack(0.0)),
             Box::new(GridIndex::new(bounds, 1.0)),
         ]
     }
@@ -436,10 +435,9 @@ mod tests {
         fn implementations_match_brute_force(
             ops in prop::collection::vec(op(), 1..250),
             cell in prop::sample::select(vec![0.5f32, 7.0, 30.0, 250.0]),
-            slack in prop::sample::select(vec![0.0f32, 1.0, 4.0, 25.0]),
         ) {
             let bounds = (Vec2::new(-100.0, -100.0), Vec2::new(100.0, 60.0));
-            let mut rtree = RTreeIndex::with_slack(slack);
+            let mut rtree = RTreeIndex::new();
             let mut grid = GridIndex::new(bounds, cell);
             let mut truth: BTreeMap<u64, Vec2> = BTreeMap::new();
             for op in ops {
