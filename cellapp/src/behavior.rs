@@ -24,8 +24,8 @@ use std::sync::Arc;
 use tessera::defs::MethodDef;
 use tessera::{EntityId, Value};
 
+pub(crate) use ctx::{Asked, Clock, Effect, Overlay, Stage};
 pub use ctx::{Audience, Ctx, GameError, Neighbor};
-pub(crate) use ctx::{Clock, Effect, Overlay, Stage};
 pub use mailbox::{Mailbox, Offered};
 pub use tessera::timers::{TimerId, Timers, MAX_TIMERS};
 pub(crate) use traps::diff;

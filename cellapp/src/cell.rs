@@ -18,7 +18,7 @@ use tessera::proto::app::{AppMsg, CellState, ClientPacket, Delivery};
 use tessera::proto::client::{PropValue, ServerMsg};
 use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
-use crate::behavior::{Behaviors, Caller, CellBehavior, Effect};
+use crate::behavior::{Asked, Behaviors, Caller, CellBehavior};
 use crate::entry::Entry;
 use crate::index::{new_index, IndexKind, SpatialIndex};
 use crate::load::{CostModel, LoadSource, Meter};
@@ -281,7 +281,7 @@ pub struct Cell {
     /// Entities made this round whose `created` hook has not run.
     fresh: Vec<EntityId>,
     /// What behaviours asked for, waiting to be applied (kept to reuse).
-    fx: Vec<(EntityId, Effect)>,
+    fx: Vec<Asked>,
     /// The round's own writes, for each entity to read back.
     overlay: crate::behavior::Overlay,
     /// This tick's changes to what clients see, for the AoI hooks: the
@@ -314,6 +314,8 @@ pub struct Cell {
     scratch_out: WitnessOut,
     briefs: Vec<Brief>,
     scratch_cands: Vec<Brief>,
+    /// Slots of the entries with a witness, gathered each tick.
+    scratch_watchers: Vec<usize>,
     stats: CellStats,
     meter: Meter,
     /// Migrations counted into the load so far.
@@ -389,6 +391,7 @@ impl Cell {
             scratch_out: WitnessOut::default(),
             briefs: Vec::new(),
             scratch_cands: Vec::new(),
+            scratch_watchers: Vec::new(),
             stats: CellStats::default(),
             meter: Meter::default(),
             migrations_seen: 0,
@@ -1015,15 +1018,22 @@ impl Cell {
         let mut ids = std::mem::take(&mut self.scratch_ids);
         let mut cands = std::mem::take(&mut self.scratch_cands);
         self.briefs.clear();
-        self.briefs.extend(self.entries.iter().map(|r| Brief {
-            id: r.id,
-            type_id: r.type_id,
-            pos: r.pos,
-            yaw: r.yaw,
-            moved_tick: r.moved_tick,
-            dirty: !r.dirty.is_empty(),
-        }));
-        for i in 0..self.entries.len() {
+        let mut watchers = std::mem::take(&mut self.scratch_watchers);
+        watchers.clear();
+        for (i, r) in self.entries.iter().enumerate() {
+            self.briefs.push(Brief {
+                id: r.id,
+                type_id: r.type_id,
+                pos: r.pos,
+                yaw: r.yaw,
+                moved_tick: r.moved_tick,
+                dirty: !r.dirty.is_empty(),
+            });
+            if r.witness.is_some() {
+                watchers.push(i);
+            }
+        }
+        for &i in &watchers {
             let (id, center, base) = {
                 let r = &self.entries[i];
                 (r.id, r.pos, r.base)
@@ -1106,6 +1116,7 @@ impl Cell {
         self.scratch_out = out;
         self.scratch_ids = ids;
         self.scratch_cands = cands;
+        self.scratch_watchers = watchers;
     }
 
     fn run_backups(&mut self, tick: u64) {

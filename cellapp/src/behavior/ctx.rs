@@ -80,6 +80,11 @@ pub enum GameError {
     TooManyTimers(EntityId),
 }
 
+/// An effect, who asked for it, and that entity's slot in the entry table
+/// when the round began (a hint, trusted only while it still holds the id:
+/// applying one effect without a map lookup).
+pub(crate) type Asked = (EntityId, usize, Effect);
+
 /// What a behaviour asked for, applied by the cell after it returns.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Effect {
@@ -192,7 +197,7 @@ pub(crate) struct Stage<'a> {
     pub synced: bool,
     pub ids: &'a mut IdPool,
     pub rng: &'a mut ChaCha8Rng,
-    pub fx: &'a mut Vec<(EntityId, Effect)>,
+    pub fx: &'a mut Vec<Asked>,
     pub overlay: &'a mut Overlay,
     pub clock: Clock,
     /// Hooks that panicked in this round.
@@ -244,7 +249,7 @@ pub struct Ctx<'a> {
     synced: &'a mut bool,
     ids: &'a mut IdPool,
     rng: &'a mut ChaCha8Rng,
-    fx: &'a mut Vec<(EntityId, Effect)>,
+    fx: &'a mut Vec<Asked>,
     overlay: &'a mut Overlay,
     clock: Clock,
 }
@@ -376,7 +381,7 @@ impl Ctx<'_> {
     }
 
     fn push(&mut self, effect: Effect) {
-        self.fx.push((self.me.id, effect));
+        self.fx.push((self.me.id, self.me_slot, effect));
     }
 
     /// Sets one of its own cell-side properties.

@@ -19,8 +19,8 @@ use tessera::{AppId, EntityId, Time, Value};
 
 use super::{xz, Cell};
 use crate::behavior::{
-    diff, Audience, Called, Caller, CellBehavior, Clock, Ctx, Effect, Offered, Presence, Stage,
-    TrapId,
+    diff, Asked, Audience, Called, Caller, CellBehavior, Clock, Ctx, Effect, Offered, Presence,
+    Stage, TrapId,
 };
 use crate::entry::{Entry, Kind};
 
@@ -132,7 +132,9 @@ impl Cell {
                         continue;
                     }
                     let (trap, tag) = (TrapId(t.id), t.tag);
-                    stage.fx.push((e.id, Effect::TrapSeen { id: trap, inside }));
+                    stage
+                        .fx
+                        .push((e.id, i, Effect::TrapSeen { id: trap, inside }));
                     for x in went {
                         guarded(stage, i, "trap", |b, ctx| {
                             b.trap(ctx, trap, tag, Presence::Left(x))
@@ -145,7 +147,7 @@ impl Cell {
                     }
                 }
                 for (timer, tag, due) in e.timers.due(now) {
-                    stage.fx.push((e.id, Effect::Fired { id: timer, due }));
+                    stage.fx.push((e.id, i, Effect::Fired { id: timer, due }));
                     guarded(stage, i, "timer", |b, ctx| b.timer(ctx, timer, tag));
                 }
                 guarded(stage, i, "tick", |b, ctx| b.tick(ctx));
@@ -271,12 +273,20 @@ impl Cell {
         self.entries.get_mut(i).filter(|e| !e.is_ghost())
     }
 
+    /// [`Cell::real_mut`], trying `hint` (where the entity was) first.
+    fn real_at(&mut self, hint: usize, id: EntityId) -> Option<&mut Entry> {
+        match self.entries.get(hint) {
+            Some(e) if e.id == id => self.entries.get_mut(hint).filter(|e| !e.is_ghost()),
+            _ => self.real_mut(id),
+        }
+    }
+
     /// Applies what a round's hooks asked for, in the order asked. Effects
     /// of an entity destroyed or gone in the meantime are dropped.
-    fn apply_effects(&mut self, fx: &mut Vec<(EntityId, Effect)>) {
+    fn apply_effects(&mut self, fx: &mut Vec<Asked>) {
         let tick = self.tick;
         let mut destroyed = Vec::new();
-        for (id, effect) in fx.drain(..) {
+        for (id, hint, effect) in fx.drain(..) {
             match effect {
                 Effect::Spawn {
                     id: new,
@@ -291,7 +301,7 @@ impl Cell {
                     }
                 }
                 Effect::Call { to, method, args } => {
-                    let Some(r) = self.real_mut(id) else {
+                    let Some(r) = self.real_at(hint, id) else {
                         continue;
                     };
                     let seq = r.mail.next_to(to);
@@ -310,7 +320,7 @@ impl Cell {
                     args,
                 } => self.call_clients(id, audience, method, args),
                 Effect::BaseCall { method, args } => {
-                    if let Some(base) = self.real_mut(id).and_then(|r| r.base) {
+                    if let Some(base) = self.real_at(hint, id).and_then(|r| r.base) {
                         self.outbox.push((
                             base,
                             AppMsg::ToBase {
@@ -324,32 +334,32 @@ impl Cell {
                 Effect::Destroy => destroyed.push(id),
                 Effect::Move { pos, yaw } => {
                     let pos = self.clamp(pos);
-                    if let Some(r) = self.real_mut(id) {
+                    if let Some(r) = self.real_at(hint, id) {
                         r.move_to(pos, yaw, tick);
                     }
                 }
                 Effect::Set { prop, value } => {
-                    if let Some(r) = self.real_mut(id) {
+                    if let Some(r) = self.real_at(hint, id) {
                         r.set_prop(prop, value);
                     }
                 }
                 Effect::Goal(g) => {
-                    if let Some(r) = self.real_mut(id) {
+                    if let Some(r) = self.real_at(hint, id) {
                         r.goal = g;
                     }
                 }
                 Effect::AddTimer(t) => {
-                    if let Some(r) = self.real_mut(id) {
+                    if let Some(r) = self.real_at(hint, id) {
                         r.timers.add(t);
                     }
                 }
                 Effect::CancelTimer(t) => {
-                    if let Some(r) = self.real_mut(id) {
+                    if let Some(r) = self.real_at(hint, id) {
                         r.timers.cancel(t);
                     }
                 }
                 Effect::Fired { id: timer, due } => {
-                    if let Some(r) = self.real_mut(id) {
+                    if let Some(r) = self.real_at(hint, id) {
                         r.timers.fired(timer, due);
                     }
                 }

@@ -26,6 +26,7 @@ use std::f32::consts::TAU;
 use tessera::client::View;
 use tessera::defs::DetailLevel;
 use tessera::frame::decode;
+use tessera::proto::client::ServerDatagram;
 
 /// The witness entity.
 const ME: EntityId = EntityId(1_000_000);
@@ -489,7 +490,11 @@ impl Client {
                     "{entity} faces {yaw}, truth {}",
                     e.yaw
                 );
-                assert!(update_len(u) <= 10, "an update of {} bytes", update_len(u));
+                assert!(
+                    u.encoded_len() <= 10,
+                    "an update of {} bytes",
+                    u.encoded_len()
+                );
                 (entity, Vec3::from_array(pos), yaw)
             })
             .collect()
