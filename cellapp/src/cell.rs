@@ -233,6 +233,14 @@ impl IndexSync {
     }
 }
 
+/// What a cell holds, counted in the tick's last pass.
+#[derive(Clone, Copy, Debug, Default)]
+struct Census {
+    reals: u32,
+    ghosts: u32,
+    witnesses: u32,
+}
+
 /// The witnesses' view of the cell's entries: hot fields from a compact copy
 /// made once per tick, properties from the entries themselves.
 #[derive(Clone, Copy)]
@@ -895,10 +903,7 @@ impl Cell {
             self.run_witnesses(tick, now);
             self.run_aoi_hooks(now);
         }
-        self.run_backups(tick);
-        for real in self.entries.iter_mut() {
-            real.dirty.clear();
-        }
+        let census = self.run_backups(tick);
         for (base, packets) in std::mem::take(&mut self.to_clients) {
             // Stream frames go on the link's session; datagrams beside it
             // (a lost one is superseded by the next tick's).
@@ -916,7 +921,7 @@ impl Cell {
             self.outbox.push((MANAGER, AppMsg::NeedIds));
         }
         self.stats.ticks = tick;
-        self.measure(tick);
+        self.measure(tick, census);
     }
 
     /// The model's costs: the configured ones, or the defaults as relative
@@ -929,17 +934,13 @@ impl Cell {
     }
 
     /// Closes the tick's load, and once a second reports it.
-    fn measure(&mut self, tick: u64) {
+    fn measure(&mut self, tick: u64, census: Census) {
         let m = self.costs();
-        let (mut reals, mut ghosts, mut witnesses) = (0u32, 0u32, 0u32);
-        for r in &self.entries {
-            if r.is_ghost() {
-                ghosts += 1;
-            } else {
-                reals += 1;
-                witnesses += u32::from(r.witness.is_some());
-            }
-        }
+        let Census {
+            reals,
+            ghosts,
+            witnesses,
+        } = census;
         let migrations = self.stats.offloads + self.stats.onloads;
         let new = migrations - self.migrations_seen;
         self.migrations_seen = migrations;
@@ -1119,26 +1120,40 @@ impl Cell {
         self.scratch_watchers = watchers;
     }
 
-    fn run_backups(&mut self, tick: u64) {
+    /// The tick's last pass over the entries: backs up the reals whose
+    /// turn it is, forgets the tick's property changes and counts what the
+    /// cell holds (one pass: each costs a read of every entry).
+    fn run_backups(&mut self, tick: u64) -> Census {
         let period = u64::from(self.cfg.backup_ticks.max(1));
+        let mut census = Census::default();
         for i in 0..self.entries.len() {
             let r = &self.entries[i];
-            // Spread over the period: each real has its own phase. The phase
-            // is checked first: it reads only the entry's first cache line.
-            if !r.id.0.wrapping_add(tick).is_multiple_of(period) {
-                continue;
+            if r.is_ghost() {
+                census.ghosts += 1;
+            } else {
+                census.reals += 1;
+                census.witnesses += u32::from(r.witness.is_some());
             }
-            if let Some(base) = r.base {
-                let state = self.cell_state(r);
-                self.outbox.push((
-                    base,
-                    AppMsg::Backup {
-                        entity: r.id,
-                        state,
-                        applied: r.channel.applied(),
-                    },
-                ));
+            // Spread over the period: each real has its own phase.
+            if r.id.0.wrapping_add(tick).is_multiple_of(period) {
+                if let Some(base) = r.base {
+                    let state = self.cell_state(r);
+                    self.outbox.push((
+                        base,
+                        AppMsg::Backup {
+                            entity: r.id,
+                            state,
+                            applied: r.channel.applied(),
+                        },
+                    ));
+                }
+            }
+            let r = &mut self.entries[i];
+            // Only a changed entry is written to.
+            if !r.dirty.is_empty() {
+                r.dirty.clear();
             }
         }
+        census
     }
 }

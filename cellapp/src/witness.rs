@@ -292,6 +292,26 @@ pub struct WitnessOut {
     pub entered: Vec<EntityId>,
     /// Entities the client was sent a `Leave` for, in order.
     pub left: Vec<EntityId>,
+    /// Working lists of an update, kept from one to the next: a cell
+    /// passes one `WitnessOut` to all its witnesses, so these stay in cache
+    /// instead of each witness carrying its own.
+    scratch: Scratch,
+}
+
+/// The working lists of one witness update.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// What the client will know after this update, by id.
+    next: Vec<(EntityId, Known)>,
+    /// The candidates as (id, place), sorted by id.
+    order: Vec<(EntityId, u32)>,
+    /// For sorting `order`, then for ranking `items`.
+    keys: Vec<u64>,
+    /// The tick's work, one item per entity.
+    items: Vec<Item>,
+    /// The updates of the datagram and the rests being filled.
+    batch: Vec<PosUpdate>,
+    batch_rests: Vec<PosUpdate>,
 }
 
 impl WitnessOut {
@@ -321,17 +341,9 @@ pub struct Witness {
     /// AoI radius in metres.
     pub radius: f32,
     known: Vec<(EntityId, Known)>,
-    next: Vec<(EntityId, Known)>,
-    order: Vec<(EntityId, u32)>,
-    /// Scratch for sorting `order`.
-    keys: Vec<u64>,
-    items: Vec<Item>,
     /// The digests an arriving witness's known entities owe a comparison
     /// with, by id (see `Known::compare`).
     digests: Vec<(EntityId, u64)>,
-    /// Scratch for the updates of a tick's datagrams and rests.
-    batch: Vec<PosUpdate>,
-    batch_rests: Vec<PosUpdate>,
     indices: Indices,
     /// Bytes sent beyond the budget, paid back from the next ticks.
     deficit: u32,
@@ -351,13 +363,7 @@ impl Witness {
         Witness {
             radius,
             known: Vec::new(),
-            next: Vec::new(),
-            order: Vec::new(),
-            keys: Vec::new(),
             digests: Vec::new(),
-            batch: Vec::new(),
-            batch_rests: Vec::new(),
-            items: Vec::new(),
             indices: Indices::default(),
             deficit: 0,
             grace: 0,
@@ -517,15 +523,27 @@ impl Witness {
         budget: &Budget,
         out: &mut WitnessOut,
     ) {
-        self.plan(me, center, clock.tick, candidates, &scene, budget);
-        self.send(center, clock, candidates, &scene, budget, out);
-        std::mem::swap(&mut self.known, &mut self.next);
-        self.known.retain(|(_, k)| k.state != Sight::Gone);
+        let mut scratch = std::mem::take(&mut out.scratch);
+        self.plan(
+            me,
+            center,
+            clock.tick,
+            candidates,
+            &scene,
+            budget,
+            &mut scratch,
+        );
+        self.send(center, clock, candidates, &scene, budget, &mut scratch, out);
+        self.known.clear();
+        self.known
+            .extend(scratch.next.iter().filter(|(_, k)| k.state != Sight::Gone));
+        out.scratch = scratch;
         self.grace = self.grace.saturating_sub(1);
     }
 
     /// Merges what the client knows with the candidates into `next`, and
     /// lists each entity's work in `items`.
+    #[allow(clippy::too_many_arguments)]
     fn plan<'a>(
         &mut self,
         me: EntityId,
@@ -534,33 +552,34 @@ impl Witness {
         candidates: &[Brief],
         scene: &impl Scene<'a>,
         budget: &Budget,
+        work: &mut Scratch,
     ) {
         let r2 = self.radius * self.radius;
         let outer = self.radius + budget.hysteresis;
         let outer2 = outer * outer;
-        self.items.clear();
-        self.next.clear();
+        work.items.clear();
+        work.next.clear();
         // Sort small (id, position) pairs, not whole briefs.
-        self.order.clear();
-        self.order.extend(
+        work.order.clear();
+        work.order.extend(
             candidates
                 .iter()
                 .enumerate()
                 .filter(|(_, b)| b.id != me)
                 .map(|(i, b)| (b.id, i as u32)),
         );
-        sort_by_id(&mut self.order, &mut self.keys);
-        self.order.dedup_by_key(|(id, _)| *id);
+        sort_by_id(&mut work.order, &mut work.keys);
+        work.order.dedup_by_key(|(id, _)| *id);
         let (mut i, mut j) = (0, 0);
         loop {
             let k = self.known.get(i).map(|(id, _)| *id);
-            let c = self.order.get(j).map(|(id, _)| *id);
+            let c = work.order.get(j).map(|(id, _)| *id);
             let (id, old, cand) = match (k, c) {
                 (None, None) => break,
                 (Some(k), Some(c)) if k == c => {
                     i += 1;
                     j += 1;
-                    (k, Some(self.known[i - 1].1), Some(self.order[j - 1].1))
+                    (k, Some(self.known[i - 1].1), Some(work.order[j - 1].1))
                 }
                 (Some(k), Some(c)) if k < c => {
                     i += 1;
@@ -572,10 +591,10 @@ impl Witness {
                 }
                 (_, Some(c)) => {
                     j += 1;
-                    (c, None, Some(self.order[j - 1].1))
+                    (c, None, Some(work.order[j - 1].1))
                 }
             };
-            let slot = self.next.len() as u32;
+            let slot = work.next.len() as u32;
             let brief = cand.and_then(|c| candidates.get(c as usize).map(|v| (c, v)));
             let detail = brief.and_then(|(_, v)| scene.detail(id, v.type_id));
             // Not a candidate (or of no known type): it left the outer
@@ -587,11 +606,11 @@ impl Witness {
                 let near = (k.sent.x - center.x).powi(2) + (k.sent.z - center.z).powi(2) <= r2;
                 match k.state {
                     Sight::Waiting | Sight::Gone => {}
-                    Sight::Shown if self.grace > 0 && near => self.next.push((id, k)),
+                    Sight::Shown if self.grace > 0 && near => work.next.push((id, k)),
                     Sight::Shown | Sight::Leaving => {
                         k.state = Sight::Leaving;
-                        self.next.push((id, k));
-                        self.items.push((0, slot, u32::MAX, LEAVE));
+                        work.next.push((id, k));
+                        work.items.push((0, slot, u32::MAX, LEAVE));
                     }
                 }
                 continue;
@@ -614,8 +633,8 @@ impl Witness {
                 }) => {
                     if d2 <= r2 {
                         let k = old.unwrap_or(Known::waiting(tick));
-                        self.next.push((id, k));
-                        self.items.push((
+                        work.next.push((id, k));
+                        work.items.push((
                             order(tick.saturating_sub(k.sent_tick)),
                             slot,
                             cand,
@@ -625,14 +644,14 @@ impl Witness {
                     continue;
                 }
                 Some(k) if d2 > outer2 => {
-                    self.next.push((
+                    work.next.push((
                         id,
                         Known {
                             state: Sight::Leaving,
                             ..k
                         },
                     ));
-                    self.items.push((0, slot, u32::MAX, LEAVE));
+                    work.items.push((0, slot, u32::MAX, LEAVE));
                     continue;
                 }
                 // Its leave did not go, and it is back: changes it made
@@ -678,19 +697,20 @@ impl Witness {
                 k.sent_tick = tick;
                 if k.unconfirmed && at_rest {
                     let key = u64::from(d2.to_bits());
-                    self.items
+                    work.items
                         .push(((CONFIRM_TIER << 32) | key, slot, cand, REST));
                 }
             }
             if what != 0 {
-                self.items
+                work.items
                     .push((order(tick.saturating_sub(k.sent_tick)), slot, cand, what));
             }
-            self.next.push((id, k));
+            work.next.push((id, k));
         }
     }
 
     /// Sends the planned work, most urgent first, until the budget is spent.
+    #[allow(clippy::too_many_arguments)]
     fn send<'a>(
         &mut self,
         center: Vec3,
@@ -698,6 +718,7 @@ impl Witness {
         candidates: &[Brief],
         scene: &impl Scene<'a>,
         budget: &Budget,
+        work: &mut Scratch,
         out: &mut WitnessOut,
     ) {
         let tick = clock.tick;
@@ -709,19 +730,19 @@ impl Witness {
         // one costs at least `SMALLEST_ITEM` bytes (and one may overshoot).
         let room = usize::try_from(credit - spent).unwrap_or(0);
         let most = room / SMALLEST_ITEM + 2;
-        let bits = rank(&self.items, most, &mut self.keys);
+        let bits = rank(&work.items, most, &mut work.keys);
         let frame = Frame::around(
             center.to_array(),
             position_reach(self.radius, budget.hysteresis),
         );
-        let mut moves = Batch::new(Carrier::Datagram, budget.datagram, &mut self.batch);
-        let mut rests = Batch::new(Carrier::Stream, budget.datagram, &mut self.batch_rests);
-        for n in 0..self.keys.len() {
-            let place = self.keys[n] & ((1 << bits) - 1);
-            let Some(&(order, slot, cand, what)) = self.items.get(place as usize) else {
+        let mut moves = Batch::new(Carrier::Datagram, budget.datagram, &mut work.batch);
+        let mut rests = Batch::new(Carrier::Stream, budget.datagram, &mut work.batch_rests);
+        for n in 0..work.keys.len() {
+            let place = work.keys[n] & ((1 << bits) - 1);
+            let Some(&(order, slot, cand, what)) = work.items.get(place as usize) else {
                 continue;
             };
-            let Some((id, k)) = self.next.get(slot as usize).copied() else {
+            let Some((id, k)) = work.next.get(slot as usize).copied() else {
                 continue;
             };
             let v = candidates.get(cand as usize);
@@ -814,7 +835,7 @@ impl Witness {
             if let Some(u) = rested {
                 rests.push(u, clock.now_us, &frame, out);
             }
-            let Some((_, k)) = self.next.get_mut(slot as usize) else {
+            let Some((_, k)) = work.next.get_mut(slot as usize) else {
                 continue;
             };
             if what & LEAVE != 0 {
