@@ -23,7 +23,9 @@ use crate::entry::Entry;
 use crate::index::{new_index, IndexKind, SpatialIndex};
 use crate::load::{CostModel, LoadSource, Meter};
 use crate::pace::{Limit, Pace};
-use crate::witness::{Brief, Budget, Clock, Detail, PropsView, Scene, Witness, WitnessOut};
+use crate::witness::{
+    Brief, Budget, Candidates, Clock, Detail, PropsView, Scene, Witness, WitnessOut,
+};
 use std::sync::Arc;
 
 /// Settings of a cell.
@@ -321,7 +323,7 @@ pub struct Cell {
     scratch_ids: Vec<EntityId>,
     scratch_out: WitnessOut,
     briefs: Vec<Brief>,
-    scratch_cands: Vec<Brief>,
+    scratch_places: Vec<u32>,
     /// Slots of the entries with a witness, gathered each tick.
     scratch_watchers: Vec<usize>,
     stats: CellStats,
@@ -398,7 +400,7 @@ impl Cell {
             scratch_ids: Vec::new(),
             scratch_out: WitnessOut::default(),
             briefs: Vec::new(),
-            scratch_cands: Vec::new(),
+            scratch_places: Vec::new(),
             scratch_watchers: Vec::new(),
             stats: CellStats::default(),
             meter: Meter::default(),
@@ -1017,7 +1019,7 @@ impl Cell {
         let budget = self.cfg.budget;
         let mut out = std::mem::take(&mut self.scratch_out);
         let mut ids = std::mem::take(&mut self.scratch_ids);
-        let mut cands = std::mem::take(&mut self.scratch_cands);
+        let mut places = std::mem::take(&mut self.scratch_places);
         self.briefs.clear();
         let mut watchers = std::mem::take(&mut self.scratch_watchers);
         watchers.clear();
@@ -1067,12 +1069,9 @@ impl Cell {
             ids.clear();
             self.index
                 .within(xz(center), witness.query_radius(&budget), &mut ids);
-            cands.clear();
-            cands.extend(
-                ids.iter()
-                    .filter_map(|k| self.briefs.get(k.0 as usize))
-                    .copied(),
-            );
+            // The index's keys are slots, the briefs' places.
+            places.clear();
+            places.extend(ids.iter().map(|k| k.0 as u32));
             let scene = CellScene {
                 entries: &self.entries,
                 briefs: &self.briefs,
@@ -1084,7 +1083,11 @@ impl Cell {
                 now_us: now.0,
                 hz: self.cfg.tick_hz,
             };
-            witness.update_briefs(id, center, clock, &cands, scene, &budget, &mut out);
+            let candidates = Candidates {
+                table: &self.briefs,
+                places: Some(&places),
+            };
+            witness.update_briefs(id, center, clock, candidates, scene, &budget, &mut out);
             self.entries[i].witness = Some(witness);
             if !(out.entered.is_empty() && out.left.is_empty()) && self.has_behaviors {
                 self.aoi_changes.push((
@@ -1116,7 +1119,7 @@ impl Cell {
         }
         self.scratch_out = out;
         self.scratch_ids = ids;
-        self.scratch_cands = cands;
+        self.scratch_places = places;
         self.scratch_watchers = watchers;
     }
 

@@ -136,6 +136,44 @@ pub struct Brief {
     pub dirty: bool,
 }
 
+/// The candidates of one update: places in a table of hot state. A cell
+/// passes the tick's table of all its entries and the places its index
+/// found, so no state is copied for each witness.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidates<'c> {
+    /// Hot state, by place.
+    pub table: &'c [Brief],
+    /// The candidates' places in `table`; `None` for every place.
+    pub places: Option<&'c [u32]>,
+}
+
+impl<'c> Candidates<'c> {
+    /// Every entity of `table`.
+    pub fn all(table: &'c [Brief]) -> Candidates<'c> {
+        Candidates {
+            table,
+            places: None,
+        }
+    }
+
+    /// Each candidate with its place.
+    fn each(&self) -> impl Iterator<Item = (u32, &'c Brief)> + '_ {
+        let table = self.table;
+        let listed = self
+            .places
+            .into_iter()
+            .flatten()
+            .filter_map(move |&p| table.get(p as usize).map(|b| (p, b)));
+        let every = self
+            .places
+            .is_none()
+            .then(|| table.iter().enumerate().map(|(p, b)| (p as u32, b)))
+            .into_iter()
+            .flatten();
+        listed.chain(every)
+    }
+}
+
 /// Property data of an entity, read only when the witness has to send it.
 #[derive(Clone, Copy, Debug)]
 pub struct PropsView<'a> {
@@ -249,7 +287,7 @@ const FRAME_HEADER: usize = 4;
 const SMALLEST_ITEM: usize = 6;
 
 /// One entity's work: (tier << 32 | priority bits, slot in `next`,
-/// candidate index, what).
+/// place in the candidates' table, what).
 type Item = (u64, u32, u32, u8);
 
 /// A digest of the public properties in `has` (FNV-1a over their
@@ -506,7 +544,8 @@ impl Witness {
             .iter()
             .filter_map(|&id| scene.brief(id))
             .collect();
-        self.update_briefs(me, center, clock, &briefs, scene, budget, out);
+        let candidates = Candidates::all(&briefs);
+        self.update_briefs(me, center, clock, candidates, scene, budget, out);
     }
 
     /// One tick, with the candidates' hot state already at hand (the cell's
@@ -518,7 +557,7 @@ impl Witness {
         me: EntityId,
         center: Vec3,
         clock: Clock,
-        candidates: &[Brief],
+        candidates: Candidates<'_>,
         scene: impl Scene<'a>,
         budget: &Budget,
         out: &mut WitnessOut,
@@ -533,7 +572,8 @@ impl Witness {
             budget,
             &mut scratch,
         );
-        self.send(center, clock, candidates, &scene, budget, &mut scratch, out);
+        let table = candidates.table;
+        self.send(center, clock, table, &scene, budget, &mut scratch, out);
         self.known.clear();
         self.known
             .extend(scratch.next.iter().filter(|(_, k)| k.state != Sight::Gone));
@@ -549,7 +589,7 @@ impl Witness {
         me: EntityId,
         center: Vec3,
         tick: u64,
-        candidates: &[Brief],
+        candidates: Candidates<'_>,
         scene: &impl Scene<'a>,
         budget: &Budget,
         work: &mut Scratch,
@@ -563,10 +603,9 @@ impl Witness {
         work.order.clear();
         work.order.extend(
             candidates
-                .iter()
-                .enumerate()
+                .each()
                 .filter(|(_, b)| b.id != me)
-                .map(|(i, b)| (b.id, i as u32)),
+                .map(|(p, b)| (b.id, p)),
         );
         sort_by_id(&mut work.order, &mut work.keys);
         work.order.dedup_by_key(|(id, _)| *id);
@@ -595,7 +634,7 @@ impl Witness {
                 }
             };
             let slot = work.next.len() as u32;
-            let brief = cand.and_then(|c| candidates.get(c as usize).map(|v| (c, v)));
+            let brief = cand.and_then(|c| candidates.table.get(c as usize).map(|v| (c, v)));
             let detail = brief.and_then(|(_, v)| scene.detail(id, v.type_id));
             // Not a candidate (or of no known type): it left the outer
             // radius, or, just after arriving, may not be ghosted here yet.
@@ -715,7 +754,7 @@ impl Witness {
         &mut self,
         center: Vec3,
         clock: Clock,
-        candidates: &[Brief],
+        table: &[Brief],
         scene: &impl Scene<'a>,
         budget: &Budget,
         work: &mut Scratch,
@@ -745,7 +784,7 @@ impl Witness {
             let Some((id, k)) = work.next.get(slot as usize).copied() else {
                 continue;
             };
-            let v = candidates.get(cand as usize);
+            let v = table.get(cand as usize);
             let mut reliable: Vec<Vec<u8>> = Vec::new();
             let mut index = None;
             let (mut moved, mut rested) = (None, None);

@@ -393,7 +393,7 @@ impl Client {
                 ME,
                 world.center(),
                 clock,
-                &briefs,
+                Candidates::all(&briefs),
                 |id| world.visible(id),
                 &self.budget,
                 &mut twin_out,
