@@ -574,9 +574,10 @@ impl Witness {
         );
         let table = candidates.table;
         self.send(center, clock, table, &scene, budget, &mut scratch, out);
-        self.known.clear();
-        self.known
-            .extend(scratch.next.iter().filter(|(_, k)| k.state != Sight::Gone));
+        // The list just written (still in cache) becomes the known one; the
+        // old one is the next update's to write.
+        std::mem::swap(&mut self.known, &mut scratch.next);
+        self.known.retain(|(_, k)| k.state != Sight::Gone);
         out.scratch = scratch;
         self.grace = self.grace.saturating_sub(1);
     }
