@@ -62,12 +62,6 @@ pub fn encode_body<T: Serialize>(msg: &T) -> Vec<u8> {
     postcard::to_stdvec(msg).unwrap_or_default()
 }
 
-/// Like [`encode_body`], into a buffer of the given starting capacity (saves
-/// regrowing when the caller knows the size roughly).
-pub fn encode_body_sized<T: Serialize>(msg: &T, capacity: usize) -> Vec<u8> {
-    postcard::to_extend(msg, Vec::with_capacity(capacity)).unwrap_or_default()
-}
-
 /// Decodes one whole message; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
     let (msg, rest) = postcard::take_from_bytes(bytes)?;

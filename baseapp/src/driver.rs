@@ -31,12 +31,15 @@ use tessera::metrics::LinkMeter;
 
 /// The largest frame a client may send.
 pub const MAX_CLIENT_FRAME: usize = 8 * 1024;
-/// Bytes of stream frames queued for one client before it counts as too
-/// slow and is disconnected. Counted in bytes, not frames: a crowd means many
-/// small frames, and what matters is how far behind the client is.
+/// Bytes queued for one client (stream frames, and positions behind them)
+/// before it counts as too slow and is disconnected. Counted in bytes, not
+/// frames: a crowd means many small frames, and what matters is how far
+/// behind the client is.
 const CLIENT_QUEUE_BYTES: usize = 1 << 20;
 
-/// The queue of stream frames for one client, bounded in bytes.
+/// The queue of stream frames and datagrams for one client, bounded in
+/// bytes (both count, so a connection that stops taking either stops its
+/// queue from growing).
 #[derive(Clone)]
 struct Writer {
     tx: mpsc::UnboundedSender<Outgoing>,
@@ -67,16 +70,18 @@ impl Writer {
     /// positions together (QUIC then packs them into as few packets, and
     /// system calls, as fit). A client whose stream is behind gets none.
     fn datagram(&self, bytes: Vec<u8>) -> bool {
-        if self.queued.load(Ordering::Relaxed) > CLIENT_DATAGRAM_LAG_BYTES {
+        let len = bytes.len();
+        if self.queued.load(Ordering::Relaxed) + len > CLIENT_DATAGRAM_LAG_BYTES {
             return false;
         }
+        self.queued.fetch_add(len, Ordering::Relaxed);
         self.tx.send(Outgoing::Datagram(bytes)).is_ok()
     }
 }
 
-/// Stream bytes a client's writer may be behind and still be sent
-/// positions: beyond this the stream is congested, and positions queued
-/// behind it would only arrive stale.
+/// Bytes a client's writer may be behind and still be sent positions:
+/// beyond this its connection is congested, and positions queued behind
+/// it would only arrive stale.
 const CLIENT_DATAGRAM_LAG_BYTES: usize = 64 * 1024;
 
 /// How to run a baseapp.
@@ -371,6 +376,7 @@ async fn client_conn(
             for d in grams.drain(..) {
                 // Latest wins: a datagram that does not fit is dropped.
                 let len = d.len();
+                queued.fetch_sub(len, Ordering::Relaxed);
                 if datagrams.send_datagram(d.into()).is_ok() {
                     out_meter.sent(len);
                 }

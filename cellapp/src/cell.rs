@@ -20,7 +20,7 @@ use tessera::{AppId, EntityId, IdBlock, IdPool, Time, Value, MANAGER};
 
 use crate::behavior::{Asked, Behaviors, Caller, CellBehavior};
 use crate::entry::Entry;
-use crate::index::{new_index, IndexKind, SpatialIndex};
+use crate::index::{morton, new_index, IndexKind, SpatialIndex};
 use crate::load::{CostModel, LoadSource, Meter};
 use crate::pace::{Limit, Pace};
 use crate::witness::{
@@ -161,18 +161,6 @@ fn xz(p: Vec3) -> Vec2 {
 const REORDER_TICKS: u64 = 64;
 /// The grid step of that order, in metres.
 const REORDER_CELL: f32 = 16.0;
-
-/// Interleaves the bits of two 16-bit coordinates (Z-order).
-fn morton(x: u32, z: u32) -> u32 {
-    fn spread(mut v: u32) -> u32 {
-        v &= 0xffff;
-        v = (v | (v << 8)) & 0x00ff_00ff;
-        v = (v | (v << 4)) & 0x0f0f_0f0f;
-        v = (v | (v << 2)) & 0x3333_3333;
-        (v | (v << 1)) & 0x5555_5555
-    }
-    spread(x) | (spread(z) << 1)
-}
 
 impl TypeInfo {
     /// Its levels of detail.
@@ -905,7 +893,7 @@ impl Cell {
             self.run_witnesses(tick, now);
             self.run_aoi_hooks(now);
         }
-        let census = self.run_backups(tick);
+        let census = self.close_tick(tick);
         for (base, packets) in std::mem::take(&mut self.to_clients) {
             // Stream frames go on the link's session; datagrams beside it
             // (a lost one is superseded by the next tick's).
@@ -1071,7 +1059,7 @@ impl Cell {
                 .within(xz(center), witness.query_radius(&budget), &mut ids);
             // The index's keys are slots, the briefs' places.
             places.clear();
-            places.extend(ids.iter().map(|k| k.0 as u32));
+            places.extend(ids.iter().filter_map(|k| u32::try_from(k.0).ok()));
             let scene = CellScene {
                 entries: &self.entries,
                 briefs: &self.briefs,
@@ -1126,7 +1114,7 @@ impl Cell {
     /// The tick's last pass over the entries: backs up the reals whose
     /// turn it is, forgets the tick's property changes and counts what the
     /// cell holds (one pass: each costs a read of every entry).
-    fn run_backups(&mut self, tick: u64) -> Census {
+    fn close_tick(&mut self, tick: u64) -> Census {
         let period = u64::from(self.cfg.backup_ticks.max(1));
         let mut census = Census::default();
         for i in 0..self.entries.len() {

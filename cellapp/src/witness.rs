@@ -986,7 +986,8 @@ enum Carrier {
 struct Batch<'w> {
     carrier: Carrier,
     limit: usize,
-    /// The witness's own list, kept between ticks so it is not regrown.
+    /// A list from the cell's working lists, kept between updates so it
+    /// is not regrown.
     updates: &'w mut Vec<PosUpdate>,
     bytes: usize,
 }

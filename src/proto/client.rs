@@ -257,7 +257,7 @@ fn zigzag(v: i16) -> u16 {
 
 /// Bytes of a varint of `v`.
 #[inline]
-pub fn varint_len(v: u64) -> usize {
+fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 

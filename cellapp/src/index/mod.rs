@@ -107,6 +107,20 @@ pub fn new_index(kind: IndexKind, bounds: (Vec2, Vec2), hint_radius: f32) -> Box
     }
 }
 
+/// Interleaves the bits of two 16-bit coordinates (Z-order): the order
+/// that keeps near places near in memory, for the cell's entries and the
+/// R-tree's leaves.
+pub(crate) fn morton(x: u32, z: u32) -> u32 {
+    fn spread(mut v: u32) -> u32 {
+        v &= 0xffff;
+        v = (v | (v << 8)) & 0x00ff_00ff;
+        v = (v | (v << 4)) & 0x0f0f_0f0f;
+        v = (v | (v << 2)) & 0x3333_3333;
+        (v | (v << 1)) & 0x5555_5555
+    }
+    spread(x) | (spread(z) << 1)
+}
+
 /// Whether a query with this center and radius can find anything at all.
 fn query_is_valid(center: Vec2, radius: f32) -> bool {
     center.is_finite() && radius >= 0.0

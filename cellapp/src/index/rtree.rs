@@ -21,7 +21,7 @@
 //! removals leave a hole holding a NaN position, filled by the next insert
 //! and squeezed out by the next sort.
 
-use super::{is_within, query_box, query_is_valid, IdMap, SpatialIndex};
+use super::{is_within, morton, query_box, query_is_valid, IdMap, SpatialIndex};
 use glam::Vec2;
 use tessera::EntityId;
 
@@ -147,7 +147,7 @@ impl RTreeIndex {
                     ((*p - bounds.lo) / scale * 65535.0).clamp(Vec2::ZERO, Vec2::splat(65535.0));
                 morton(q.x as u32, q.y as u32)
             } else {
-                u64::MAX
+                u32::MAX
             };
             (key, *id)
         });
@@ -298,18 +298,6 @@ struct Query {
     radius: f32,
     lo: Vec2,
     hi: Vec2,
-}
-
-/// Interleaves the bits of two 16-bit coordinates.
-fn morton(x: u32, z: u32) -> u64 {
-    fn spread(v: u32) -> u64 {
-        let mut v = u64::from(v & 0xffff);
-        v = (v | (v << 8)) & 0x00ff_00ff;
-        v = (v | (v << 4)) & 0x0f0f_0f0f;
-        v = (v | (v << 2)) & 0x3333_3333;
-        (v | (v << 1)) & 0x5555_5555
-    }
-    spread(x) | (spread(z) << 1)
 }
 
 impl SpatialIndex for RTreeIndex {

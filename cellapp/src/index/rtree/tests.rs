@@ -35,13 +35,19 @@ fn assert_packed(index: &RTreeIndex) {
     assert_eq!(index.levels.last().map(Vec::len), Some(1), "one root");
 }
 
-#[test]
-fn a_move_out_of_the_leaf_grows_its_boxes_and_a_refit_tightens_them() {
+/// `n` entities a metre apart along x, sorted.
+fn in_a_row(n: u64) -> RTreeIndex {
     let mut index = RTreeIndex::new();
-    for i in 0..40 {
+    for i in 0..n {
         index.insert(EntityId(i), Vec2::new(i as f32, 0.0));
     }
     index.rebuild();
+    index
+}
+
+#[test]
+fn a_move_out_of_the_leaf_grows_its_boxes_and_a_refit_tightens_them() {
+    let mut index = in_a_row(40);
     assert_packed(&index);
     index.update(EntityId(3), Vec2::new(500.0, 500.0));
     assert_packed(&index);
@@ -95,19 +101,12 @@ fn growing_one_by_one_adds_levels_and_finds_everyone() {
 
 #[test]
 fn enough_moves_sort_the_array_again() {
-    let mut index = RTreeIndex::new();
-    for i in 0..64 {
-        index.insert(EntityId(i), Vec2::new(i as f32, 0.0));
-    }
-    index.rebuild();
-    // Everyone walks to the mirror place: the order is now reversed.
+    let mut index = in_a_row(64);
+    // Everyone walks to the mirror place and shuffles there: the order is
+    // now reversed, and enough moves happen for a sort.
     for step in 0..=(64 * RESORT_MOVES).max(REFIT_MIN_MOVES) / 64 {
         for i in 0..64u64 {
-            let x = if step == 0 {
-                63.0 - i as f32
-            } else {
-                63.0 - i as f32 + 0.001 * (step % 2) as f32
-            };
+            let x = 63.0 - i as f32 + 0.001 * (step % 2) as f32;
             index.update(EntityId(i), Vec2::new(x, 0.0));
         }
     }
