@@ -81,6 +81,23 @@ impl Default for BaseConfig {
     }
 }
 
+/// Where new players appear: the configured area within the space's
+/// bounds, or the whole space if none is configured or it lies outside.
+fn spawn_area(area: Option<[f32; 4]>, bounds: [f32; 4]) -> [f32; 4] {
+    let [bx0, bz0, bx1, bz1] = bounds;
+    match area {
+        Some([x0, z0, x1, z1]) => {
+            let clipped = [x0.max(bx0), z0.max(bz0), x1.min(bx1), z1.min(bz1)];
+            if clipped[0] <= clipped[2] && clipped[1] <= clipped[3] {
+                clipped
+            } else {
+                bounds
+            }
+        }
+        None => bounds,
+    }
+}
+
 /// What a client sent, decoded by the driver.
 #[derive(Debug)]
 pub enum ClientInput {
@@ -382,7 +399,7 @@ impl Bases {
         let Some(ty) = self.defs.by_name(&self.cfg.player_type) else {
             return self.refuse(client, Refusal::NoPlayerType);
         };
-        let [x0, z0, x1, z1] = self.cfg.spawn_area.unwrap_or(self.space.bounds);
+        let [x0, z0, x1, z1] = spawn_area(self.cfg.spawn_area, self.space.bounds);
         let u = (self.rng.next_u32() as f32) / (u32::MAX as f32);
         let v = (self.rng.next_u32() as f32) / (u32::MAX as f32);
         let spawn = [x0 + (x1 - x0) * u, 0.0, z0 + (z1 - z0) * v];

@@ -17,6 +17,9 @@ use tessera::{AppId, Definitions, IdBlock, Time, MANAGER};
 use crate::behavior::Behaviors;
 use crate::cell::{Cell, CellConfig};
 
+/// How often each real is backed up to its base unless configured.
+pub const DEFAULT_BACKUP_PERIOD: Duration = Duration::from_secs(5);
+
 /// How to run a cellapp core.
 pub struct CellappConfig {
     /// The manager's internal address.
@@ -61,7 +64,7 @@ impl CellappConfig {
             defs,
             behaviors,
             cell: CellConfig::default(),
-            backup_period: Duration::from_secs(5),
+            backup_period: DEFAULT_BACKUP_PERIOD,
             spawns: Vec::new(),
             membership: MembershipConfig::default(),
             links: LinkConfig::default(),

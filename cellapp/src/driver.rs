@@ -42,6 +42,8 @@ pub struct Options {
     pub budget: Budget,
     /// How late or bunched client moves may arrive (see [`crate::pace`]).
     pub move_window: std::time::Duration,
+    /// How often each real is backed up to its base.
+    pub backup_period: std::time::Duration,
     /// Random seed.
     pub seed: u64,
     /// Where to serve `/metrics` and `/healthz`, if anywhere.
@@ -197,6 +199,7 @@ pub async fn start(opts: Options) -> Result<CellappHandle, CellappError> {
     cfg.cell.index = opts.index;
     cfg.cell.budget = opts.budget;
     cfg.cell.move_window = opts.move_window;
+    cfg.backup_period = opts.backup_period;
     cfg.cell.seed = opts.seed;
     cfg.spawns = opts.spawns.clone();
     let core = Cellapp::new(Time::now(), cfg);

@@ -24,7 +24,9 @@ use std::fmt;
 
 pub use error::StorageError;
 pub use memory::MemStorage;
-pub use password::{HashCost, MAX_NAME_LEN, MAX_PASSWORD_LEN, MIN_NEW_PASSWORD_LEN};
+pub use password::{
+    HashCost, MAX_HASH_MEMORY_KIB, MAX_NAME_LEN, MAX_PASSWORD_LEN, MIN_NEW_PASSWORD_LEN,
+};
 pub use sqlite::SqliteStorage;
 
 /// A database row id of a persistent entity.

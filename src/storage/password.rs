@@ -44,6 +44,34 @@ impl Default for HashCost {
     }
 }
 
+/// The most memory one hash may take, in KiB (1 GiB): a manager hashes
+/// several passwords at once, and a cost beyond this is a mistake.
+pub const MAX_HASH_MEMORY_KIB: u32 = 1 << 20;
+
+impl HashCost {
+    /// The argon2 parameters of this cost, or why there are none.
+    fn params(&self) -> Result<Params, StorageError> {
+        if self.memory_kib > MAX_HASH_MEMORY_KIB {
+            return Err(StorageError::Hash(format!(
+                "invalid hash cost {self:?}: more than {MAX_HASH_MEMORY_KIB} KiB of memory"
+            )));
+        }
+        Params::new(
+            self.memory_kib,
+            self.iterations,
+            self.parallelism,
+            Some(OUTPUT_LEN),
+        )
+        .map_err(|e| StorageError::Hash(format!("invalid hash cost {self:?}: {e}")))
+    }
+
+    /// Checks that argon2 takes this cost (at least 8 KiB of memory per
+    /// lane, at least one pass, at most [`MAX_HASH_MEMORY_KIB`]).
+    pub fn check(&self) -> Result<(), StorageError> {
+        self.params().map(|_| ())
+    }
+}
+
 /// Checks that `name` is 1 to [`MAX_NAME_LEN`] characters of `A-Z a-z 0-9 _ -`.
 pub(super) fn validate_name(name: &str) -> Result<(), StorageError> {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
@@ -112,13 +140,7 @@ fn hash_error(what: &str, e: impl std::fmt::Display) -> StorageError {
 impl PasswordHashing {
     /// Checks the cost and builds a hasher for it.
     pub(super) fn new(cost: HashCost) -> Result<Self, StorageError> {
-        let params = Params::new(
-            cost.memory_kib,
-            cost.iterations,
-            cost.parallelism,
-            Some(OUTPUT_LEN),
-        )
-        .map_err(|e| StorageError::Hash(format!("invalid hash cost {cost:?}: {e}")))?;
+        let params = cost.params()?;
         let mut hashing = PasswordHashing {
             params,
             scratch: Vec::new(),

@@ -103,6 +103,7 @@ pub fn cellapp_options(
         move_window: std::time::Duration::from_millis(
             tessera_cellapp::pace::DEFAULT_MOVE_WINDOW_MS,
         ),
+        backup_period: tessera_cellapp::cellapp::DEFAULT_BACKUP_PERIOD,
         seed,
         admin: Some(loopback()),
     }

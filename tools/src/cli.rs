@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use tessera_game::Game;
 
-use crate::{bots, ca, roles, simulate, up};
+use crate::{bots, ca, config, roles, simulate, up};
 
 /// Tessera: a seamless-world spatial server for MMO games.
 #[derive(Parser)]
@@ -18,6 +18,10 @@ struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, global = true, env = "TESSERA_LOG_JSON")]
     log_json: bool,
+    /// The settings file (default: `tessera.toml` here, if there is one).
+    /// Environment variables `TESSERA_*` override it, and flags override both.
+    #[arg(long, global = true, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +44,27 @@ enum Command {
     Ca(ca::CaArgs),
     /// Draw a layout snapshot (a live manager's layout, or a frame of `tessera sim`) as SVG or PNG.
     Viz(VizArgs),
+    /// Print the effective settings (of a role with its flags, if one is
+    /// named) and where each came from.
+    Config(ConfigArgs),
+}
+
+/// `tessera config`.
+#[derive(Args)]
+struct ConfigArgs {
+    #[command(subcommand)]
+    role: Option<Role>,
+}
+
+/// A role, with the flags it would be started with.
+#[derive(Subcommand)]
+enum Role {
+    /// The manager's settings.
+    Manager(roles::ManagerArgs),
+    /// A cellapp's settings.
+    Cellapp(roles::CellappArgs),
+    /// A baseapp's settings.
+    Baseapp(roles::BaseappArgs),
 }
 
 /// `tessera viz`.
@@ -81,17 +106,47 @@ pub fn run(game: Game) -> anyhow::Result<()> {
         // runs yet, so setting the environment is safe here.
         std::env::set_var("TESSERA_LOG_JSON", "1");
     }
+    let file = cli.config.as_deref();
     match cli.command {
         Command::Sim(a) => {
             // One thread, no sockets: the simulated world's own log is noise.
             init_logs(json, "warn");
             simulate::run(a, game)
         }
-        Command::Up(a) => serve(json, up::run(a)),
-        Command::Manager(a) => serve(json, roles::manager(a, game)),
-        Command::Cellapp(a) => serve(json, roles::cellapp(a, game)),
-        Command::Baseapp(a) => serve(json, roles::baseapp(a, game)),
+        Command::Up(a) => {
+            let loaded = config::load(file, &a)?;
+            serve(json, up::run(a, loaded))
+        }
+        Command::Manager(a) => {
+            let s = config::load(file, &a)?.settings;
+            serve(json, roles::manager(s, a.common.stop_on_eof, game))
+        }
+        Command::Cellapp(a) => {
+            let s = config::load(file, &a)?.settings;
+            serve(json, roles::cellapp(s, a.common.stop_on_eof, game))
+        }
+        Command::Baseapp(a) => {
+            let s = config::load(file, &a)?.settings;
+            serve(json, roles::baseapp(s, a.common.stop_on_eof, game))
+        }
         Command::Bots(a) => serve(json, bots::run(a, game)),
+        Command::Config(a) => {
+            let loaded = match &a.role {
+                None => config::load(file, &config::NoFlags {})?,
+                Some(Role::Manager(f)) => config::load(file, f)?,
+                Some(Role::Cellapp(f)) => config::load(file, f)?,
+                Some(Role::Baseapp(f)) => config::load(file, f)?,
+            };
+            match &loaded.file {
+                Some(path) => println!(
+                    "# settings: defaults < {} < TESSERA_* < flags",
+                    path.display()
+                ),
+                None => println!("# settings: defaults < TESSERA_* < flags (no settings file)"),
+            }
+            print!("{}", loaded.render());
+            Ok(())
+        }
         Command::Ca(a) => {
             init_logs(json, "warn");
             ca::run(a)

@@ -10,6 +10,7 @@
 mod bots;
 mod ca;
 mod cli;
+pub mod config;
 pub mod http;
 mod roles;
 mod simulate;

@@ -1,206 +1,233 @@
-//! Running one role as its own process: parse its flags, start it, and stop
-//! it cleanly on Ctrl-C, SIGTERM, or (under `tessera up`) when standard input
-//! closes.
+//! Running one role as its own process: its flags (each the override of a
+//! setting, see [`crate::config`]), starting it with its settings, and
+//! stopping it cleanly on Ctrl-C, SIGTERM, or (under `tessera up`) when
+//! standard input closes.
 
+use crate::config::Settings;
 use anyhow::Context;
-use clap::builder::TypedValueParser;
 use clap::Args;
+use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tessera::proto::app::SpaceInfo;
-use tessera::storage::HashCost;
 use tessera::Definitions;
 use tessera_cellapp::index::IndexKind;
 use tessera_game::Game;
 use tessera_manager::cluster::throttle::LoginLimits;
 
-/// Flags every role shares.
-#[derive(Args, Clone, Debug)]
+/// Flags every role shares; each overrides the setting of its name (see
+/// [`crate::config`]), and one not given leaves the setting as the file,
+/// the environment or the default has it.
+#[derive(Args, Clone, Debug, Default, Serialize)]
 pub struct Common {
     /// Data directory: TLS certificate and the SQLite database.
-    #[arg(long, default_value = "data", env = "TESSERA_DATA")]
-    pub data: PathBuf,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
     /// An entity definitions file to use instead of the game's own (it must
     /// still define every type the game's code registers).
-    #[arg(long, env = "TESSERA_DEFS")]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub defs: Option<PathBuf>,
     /// Stop cleanly when standard input closes (used by `tessera up`).
     #[arg(long, hide = true)]
+    #[serde(skip)]
     pub stop_on_eof: bool,
     /// Milliseconds of silence after which a link to another process of the
     /// cluster is closed and, if that process is gone, it is declared dead
-    /// (100–60000).
-    #[arg(long, default_value_t = 750, env = "TESSERA_LINK_TIMEOUT_MS",
-          value_parser = clap::value_parser!(u64).range(100..=60_000))]
-    pub link_timeout_ms: u64,
+    /// (100–60000; default 750).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_timeout_ms: Option<u64>,
     /// Milliseconds of silence after which a client's connection is closed
-    /// (its entity then waits for it to resume) (100–60000).
-    #[arg(long, default_value_t = 2000, env = "TESSERA_CLIENT_TIMEOUT_MS",
-          value_parser = clap::value_parser!(u64).range(100..=60_000))]
-    pub client_timeout_ms: u64,
+    /// (its entity then waits for it to resume) (100–60000; default 2000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_timeout_ms: Option<u64>,
     /// Client and login connections one IP address may hold at once on
-    /// this process's public ports (1–1000000).
-    #[arg(long, default_value_t = tessera::net::gate::DEFAULT_PER_ADDR, env = "TESSERA_CONNS_PER_ADDR",
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(|n| n as usize))]
-    pub conns_per_addr: usize,
+    /// this process's public ports (1–1000000; default 256).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conns_per_addr: Option<usize>,
     /// New client and login connections one IP address may open a second
     /// on this process's public ports, after a burst of twice as many
-    /// (0: no limit). Refused before any TLS handshake.
-    #[arg(long, default_value_t = tessera::net::gate::DEFAULT_RATE_PER_ADDR, env = "TESSERA_CONN_RATE_PER_ADDR")]
-    pub conn_rate_per_addr: f64,
-}
-
-impl Common {
-    /// Creates the data directory and applies the link timeout.
-    fn prepare(&self) -> anyhow::Result<()> {
-        ensure_dir(&self.data)?;
-        tessera::net::set_link_idle_timeout(std::time::Duration::from_millis(self.link_timeout_ms));
-        tessera::net::set_client_idle_timeout(std::time::Duration::from_millis(
-            self.client_timeout_ms,
-        ));
-        Ok(())
-    }
-
-    /// The game as this process runs it: with the `--defs` file if one is
-    /// given, and checked against its definitions.
-    pub fn game(&self, game: Game) -> anyhow::Result<Game> {
-        let game = match &self.defs {
-            Some(path) => game.replace_definitions(Definitions::load(path)?),
-            None => game,
-        };
-        game.check()
-            .with_context(|| format!("game {} does not fit its definitions", game.name()))?;
-        Ok(game)
-    }
+    /// (0: no limit; default 10). Refused before any TLS handshake.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conn_rate_per_addr: Option<f64>,
 }
 
 /// Where the manager listens and how big the space is; shared by
-/// `tessera manager` and `tessera up`.
-#[derive(Args, Clone, Debug)]
+/// `tessera manager` and `tessera up` (settings of `[manager]`).
+#[derive(Args, Clone, Debug, Default, Serialize)]
 pub struct WorldArgs {
-    /// Where apps connect (QUIC).
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    pub internal: SocketAddr,
-    /// Where clients log in (QUIC).
-    #[arg(long, default_value = "127.0.0.1:7001")]
-    pub login: SocketAddr,
-    /// Admin HTTP.
-    #[arg(long, default_value = "127.0.0.1:7080")]
-    pub admin: SocketAddr,
-    /// Space size in metres (x and z).
-    #[arg(long, default_value_t = 1000.0)]
-    pub size: f32,
-    /// Load-balancing policy: static, bigworld or tessera.
-    #[arg(long, default_value = "tessera")]
-    pub policy: String,
+    /// Where apps connect (QUIC; default 127.0.0.1:7000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub internal: Option<SocketAddr>,
+    /// Where clients log in (QUIC; default 127.0.0.1:7001).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login: Option<SocketAddr>,
+    /// Admin HTTP (default 127.0.0.1:7080).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SocketAddr>,
+    /// Space size in metres, x and z (default 1000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<f64>,
+    /// Load-balancing policy: static, bigworld or tessera (default tessera).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// The load (share of the tick period, 0–1) at least one cellapp must
-    /// report before the balancer moves a line; 0 balances at any load.
-    #[arg(long, default_value_t = tessera_manager::cluster::DEFAULT_BALANCE_FLOOR,
-          env = "TESSERA_BALANCE_FLOOR", value_parser = parse_share)]
-    pub balance_floor: f32,
+    /// report before the balancer moves a line; 0 balances at any load
+    /// (default 0.1).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance_floor: Option<f64>,
     /// A host name the admin HTTP answers to, besides IP addresses and
     /// `localhost` (repeat for more; a request naming any other host is
     /// refused, against DNS rebinding).
-    #[arg(
-        long = "admin-host",
-        env = "TESSERA_ADMIN_HOSTS",
-        value_delimiter = ','
-    )]
+    #[arg(long = "admin-host")]
+    #[serde(rename = "admin_hosts", skip_serializing_if = "Vec::is_empty")]
     pub admin_hosts: Vec<String>,
 }
 
 /// `tessera manager`.
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone, Debug, Default, Serialize)]
 pub struct ManagerArgs {
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: Common,
     #[command(flatten)]
+    #[serde(rename = "manager")]
+    pub manager: ManagerFlags,
+}
+
+/// The manager's own flags (settings of `[manager]`).
+#[derive(Args, Clone, Debug, Default, Serialize)]
+pub struct ManagerFlags {
+    #[command(flatten)]
+    #[serde(flatten)]
     pub world: WorldArgs,
-    /// Cell ticks per second.
-    #[arg(long, default_value_t = 10)]
-    pub tick_hz: u16,
+    /// Cell ticks per second (1–100; default 10).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tick_hz: Option<u16>,
     /// Milliseconds the manager waits at start for cellapps and baseapps of
     /// a previous run to come back (it may be a restart) before it takes
     /// new ones; longer than the link timeout (which must be the same on
     /// every process: each app notices a dead manager only after its own).
-    /// 0 for a manager that is certainly the first (0–600000).
-    #[arg(long, default_value_t = 3000, env = "TESSERA_REJOIN_WINDOW_MS",
-          value_parser = clap::value_parser!(u64).range(0..=600_000))]
-    pub rejoin_window_ms: u64,
+    /// 0 for a manager that is certainly the first (0–600000; default 3000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejoin_window_ms: Option<u64>,
     /// Login limits: `default` (per address, per account, accounts made per
     /// address, checks in flight), or `one-address` for a world whose
     /// clients all share one address, as bots on this machine do (rates
     /// unlimited).
-    #[arg(long, default_value = "default", env = "TESSERA_LOGIN_LIMITS",
-          value_parser = ["default", "one-address"])]
-    pub login_limits: String,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_limits: Option<String>,
     /// Milliseconds an app may go without a heartbeat before the manager
     /// drops it (and, if it did not say goodbye, declares it dead)
-    /// (1000–600000).
-    #[arg(long, default_value_t = 5000, env = "TESSERA_HEARTBEAT_TIMEOUT_MS",
-          value_parser = clap::value_parser!(u64).range(1000..=600_000))]
-    pub heartbeat_timeout_ms: u64,
+    /// (1000–600000; default 5000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_timeout_ms: Option<u64>,
 }
 
 /// `tessera cellapp`.
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone, Debug, Default, Serialize)]
 pub struct CellappArgs {
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: Common,
-    /// The manager's internal address.
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    pub manager: SocketAddr,
-    /// Where to listen for other apps.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub bind: SocketAddr,
-    /// Server-driven entities (NPCs) to create.
-    #[arg(long, default_value_t = 0)]
-    pub npcs: usize,
-    /// Spatial index: rtree or grid.
-    #[arg(long, default_value = "rtree")]
-    pub index: IndexKind,
-    /// Random seed for NPC behaviour.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    #[command(flatten)]
+    #[serde(rename = "cellapp")]
+    pub cellapp: CellappFlags,
+}
+
+/// A cellapp's own flags (settings of `[cellapp]`).
+#[derive(Args, Clone, Debug, Default, Serialize)]
+pub struct CellappFlags {
+    /// The manager's internal address (default 127.0.0.1:7000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager: Option<SocketAddr>,
+    /// Where to listen for other apps (default 127.0.0.1:0).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<SocketAddr>,
+    /// Server-driven entities (NPCs) to create (default 0).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub npcs: Option<usize>,
+    /// Spatial index: rtree or grid (default rtree).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexKind>,
+    /// Random seed for NPC behaviour (default 1).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     /// Bytes a second each client may be sent, everything counted
-    /// (positions, enters, leaves, properties, rests, calls) (1000–10000000).
-    #[arg(long, default_value_t = tessera_cellapp::witness::DEFAULT_CLIENT_BUDGET,
-          env = "TESSERA_CLIENT_BUDGET",
-          value_parser = clap::value_parser!(u32).range(1000..=10_000_000))]
-    pub client_budget: u32,
+    /// (positions, enters, leaves, properties, rests, calls)
+    /// (1000–10000000; default 8000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_budget: Option<u32>,
     /// Milliseconds of a client entity's speed limit it may bank: moves
     /// whose delays in transit differ by up to half of this (less the
-    /// client's send interval) are never corrected (200–10000).
-    #[arg(long, default_value_t = tessera_cellapp::pace::DEFAULT_MOVE_WINDOW_MS, env = "TESSERA_MOVE_WINDOW_MS",
-          value_parser = clap::value_parser!(u64).range(200..=10_000))]
-    pub move_window_ms: u64,
+    /// client's send interval) are never corrected (200–10000; default 2000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub move_window_ms: Option<u64>,
     /// Where to serve `/metrics` and `/healthz` (port 0: any free port; the
-    /// manager's `/api/cluster` lists where each app's is).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub admin: SocketAddr,
+    /// manager's `/api/cluster` lists where each app's is; default 127.0.0.1:0).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SocketAddr>,
 }
 
 /// `tessera baseapp`.
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone, Debug, Default, Serialize)]
 pub struct BaseappArgs {
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: Common,
-    /// The manager's internal address.
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    pub manager: SocketAddr,
-    /// Where to listen for other apps.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub bind: SocketAddr,
-    /// Where to listen for clients.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub public: SocketAddr,
-    /// Seconds between periodic saves of changed entities.
-    #[arg(long, default_value_t = 10)]
-    pub save_secs: u64,
+    #[command(flatten)]
+    #[serde(rename = "baseapp")]
+    pub baseapp: BaseappFlags,
+}
+
+/// A baseapp's own flags (settings of `[baseapp]`).
+#[derive(Args, Clone, Debug, Default, Serialize)]
+pub struct BaseappFlags {
+    /// The manager's internal address (default 127.0.0.1:7000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager: Option<SocketAddr>,
+    /// Where to listen for other apps (default 127.0.0.1:0).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<SocketAddr>,
+    /// Where to listen for clients (default 127.0.0.1:0).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public: Option<SocketAddr>,
+    /// Seconds between periodic saves of changed entities (1–3600; default 10).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub save_secs: Option<u64>,
     /// Where to serve `/metrics` and `/healthz` (port 0: any free port; the
-    /// manager's `/api/cluster` lists where each app's is).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub admin: SocketAddr,
+    /// manager's `/api/cluster` lists where each app's is; default 127.0.0.1:0).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SocketAddr>,
 }
 
 /// Why a process was asked to stop.
@@ -243,60 +270,58 @@ pub async fn stop_requested(stop_on_eof: bool) -> StopReason {
     }
 }
 
-/// A share between 0 and 1, as a flag gives it.
-fn parse_share(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        Ok(v) => Err(format!("{v} is not between 0 and 1")),
-        Err(e) => Err(format!("{s:?} is not a number: {e}")),
-    }
-}
-
 fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))
 }
 
+/// Creates the data directory and applies the link and client timeouts.
+fn prepare(s: &Settings) -> anyhow::Result<()> {
+    ensure_dir(&s.data)?;
+    tessera::net::set_link_idle_timeout(Duration::from_millis(s.link_timeout_ms));
+    tessera::net::set_client_idle_timeout(Duration::from_millis(s.client_timeout_ms));
+    Ok(())
+}
+
+/// The game as this process runs it: with the `defs` file if one is set,
+/// and checked against its definitions.
+pub fn checked_game(s: &Settings, game: Game) -> anyhow::Result<Game> {
+    let game = match &s.defs {
+        Some(path) => game.replace_definitions(Definitions::load(path)?),
+        None => game,
+    };
+    game.check()
+        .with_context(|| format!("game {} does not fit its definitions", game.name()))?;
+    Ok(game)
+}
+
 /// Runs the manager until asked to stop.
-pub async fn manager(a: ManagerArgs, game: Game) -> anyhow::Result<()> {
-    a.common.prepare()?;
-    let game = a.common.game(game)?;
-    anyhow::ensure!(
-        a.world.size.is_finite() && a.world.size > 0.0,
-        "--size must be a positive number of metres"
-    );
-    anyhow::ensure!(
-        a.tick_hz > 0 && a.tick_hz <= 100,
-        "--tick-hz must be between 1 and 100"
-    );
-    anyhow::ensure!(
-        a.rejoin_window_ms == 0 || a.rejoin_window_ms > a.common.link_timeout_ms,
-        "--rejoin-window-ms ({}) must be 0 or longer than --link-timeout-ms ({}): apps notice a dead manager only after the link timeout",
-        a.rejoin_window_ms,
-        a.common.link_timeout_ms
-    );
+pub async fn manager(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Result<()> {
+    prepare(&s)?;
+    let game = checked_game(&s, game)?;
+    let m = &s.manager;
     let handle = tessera_manager::driver::start(tessera_manager::driver::Options {
-        bind_internal: a.world.internal,
-        bind_login: a.world.login,
-        bind_admin: a.world.admin,
-        data_dir: a.common.data.clone(),
+        bind_internal: m.internal,
+        bind_login: m.login,
+        bind_admin: m.admin,
+        data_dir: s.data.clone(),
         defs: game.definitions().clone(),
         space: SpaceInfo {
-            bounds: [0.0, 0.0, a.world.size, a.world.size],
-            tick_hz: a.tick_hz,
+            bounds: [0.0, 0.0, m.size as f32, m.size as f32],
+            tick_hz: m.tick_hz,
         },
-        hash_cost: HashCost::default(),
-        policy: a.world.policy.clone(),
-        rejoin_window: std::time::Duration::from_millis(a.rejoin_window_ms),
-        logins_per_addr: a.common.conns_per_addr,
-        conn_rate_per_addr: a.common.conn_rate_per_addr,
-        login_limits: match a.login_limits.as_str() {
+        hash_cost: m.hash_cost(),
+        policy: m.policy.clone(),
+        rejoin_window: Duration::from_millis(m.rejoin_window_ms),
+        logins_per_addr: s.conns_per_addr,
+        conn_rate_per_addr: s.conn_rate_per_addr,
+        login_limits: match m.login_limits.as_str() {
             "one-address" => LoginLimits::one_address(),
             _ => LoginLimits::default(),
         },
-        admin_hosts: a.world.admin_hosts.clone(),
-        heartbeat_timeout: std::time::Duration::from_millis(a.heartbeat_timeout_ms),
-        balance_floor: a.world.balance_floor,
+        admin_hosts: m.admin_hosts.clone(),
+        heartbeat_timeout: Duration::from_millis(m.heartbeat_timeout_ms),
+        balance_floor: m.balance_floor as f32,
     })
     .await?;
     println!("internal: {}", handle.internal_addr);
@@ -304,33 +329,36 @@ pub async fn manager(a: ManagerArgs, game: Game) -> anyhow::Result<()> {
     println!("admin: http://{}", handle.admin_addr);
     println!(
         "admin token: in {}",
-        tessera_manager::admin::guard::token_path(&a.common.data).display()
+        tessera_manager::admin::guard::token_path(&s.data).display()
     );
     println!("cell view: http://{}/", handle.admin_addr);
-    stop_requested(a.common.stop_on_eof).await;
+    stop_requested(stop_on_eof).await;
     handle.stop().await;
     Ok(())
 }
 
 /// Runs a cellapp until asked to stop.
-pub async fn cellapp(a: CellappArgs, game: Game) -> anyhow::Result<()> {
-    a.common.prepare()?;
-    let game = a.common.game(game)?;
+pub async fn cellapp(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Result<()> {
+    prepare(&s)?;
+    let game = checked_game(&s, game)?;
+    let c = &s.cellapp;
     let app = tessera_cellapp::driver::start(tessera_cellapp::driver::Options {
-        manager: a.manager,
-        bind: a.bind,
-        data_dir: a.common.data.clone(),
+        manager: c.manager,
+        bind: c.bind,
+        data_dir: s.data.clone(),
         defs: game.definitions().clone(),
         behaviors: game.cell_behaviors().clone(),
-        spawns: game.spawns(a.npcs),
-        index: a.index,
+        spawns: game.spawns(c.npcs),
+        index: c.index,
         budget: tessera_cellapp::witness::Budget {
-            bytes_per_sec: a.client_budget,
+            bytes_per_sec: c.client_budget,
+            hysteresis: c.aoi_hysteresis as f32,
             ..Default::default()
         },
-        move_window: std::time::Duration::from_millis(a.move_window_ms),
-        seed: a.seed,
-        admin: Some(a.admin),
+        move_window: Duration::from_millis(c.move_window_ms),
+        backup_period: Duration::from_millis(c.backup_ms),
+        seed: c.seed,
+        admin: Some(c.admin),
     })
     .await
     .context("cellapp could not join the cluster")?;
@@ -340,7 +368,7 @@ pub async fn cellapp(a: CellappArgs, game: Game) -> anyhow::Result<()> {
     }
     let mut app = app;
     let reason = tokio::select! {
-        r = stop_requested(a.common.stop_on_eof) => r,
+        r = stop_requested(stop_on_eof) => r,
         ended = app.wait() => return match ended {
             tessera_cellapp::driver::Ended::Left => Ok(()),
             tessera_cellapp::driver::Ended::DeclaredDead(why) => {
@@ -359,24 +387,34 @@ pub async fn cellapp(a: CellappArgs, game: Game) -> anyhow::Result<()> {
 }
 
 /// Runs a baseapp until asked to stop; every entity is saved before it exits.
-pub async fn baseapp(a: BaseappArgs, game: Game) -> anyhow::Result<()> {
-    a.common.prepare()?;
-    let game = a.common.game(game)?;
+pub async fn baseapp(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Result<()> {
+    prepare(&s)?;
+    let game = checked_game(&s, game)?;
+    let b = &s.baseapp;
+    let player_type = b.player_type.as_deref().unwrap_or(game.player_type());
+    anyhow::ensure!(
+        game.definitions().by_name(player_type).is_some(),
+        "setting baseapp.player_type: {player_type:?} is not a type of the definitions"
+    );
     let handle = tessera_baseapp::driver::start(tessera_baseapp::driver::Options {
-        manager: a.manager,
-        bind_internal: a.bind,
-        bind_public: a.public,
-        data_dir: a.common.data.clone(),
+        manager: b.manager,
+        bind_internal: b.bind,
+        bind_public: b.public,
+        data_dir: s.data.clone(),
         defs: game.definitions().clone(),
         config: tessera_baseapp::BaseConfig {
-            save_period: std::time::Duration::from_secs(a.save_secs.max(1)),
-            player_type: game.player_type().to_string(),
+            save_period: Duration::from_secs(b.save_secs),
+            ticket_ttl: Duration::from_secs(b.ticket_ttl_secs),
+            player_type: player_type.to_string(),
             behaviors: game.base_behaviors().clone(),
+            spawn_area: b.spawn_area.map(|a| a.map(|v| v as f32)),
+            backup_period: Duration::from_millis(b.backup_ms),
+            resume_grace: Duration::from_secs(b.resume_grace_secs),
             ..Default::default()
         },
-        admin: Some(a.admin),
-        clients_per_addr: a.common.conns_per_addr,
-        conn_rate_per_addr: a.common.conn_rate_per_addr,
+        admin: Some(b.admin),
+        clients_per_addr: s.conns_per_addr,
+        conn_rate_per_addr: s.conn_rate_per_addr,
     })
     .await
     .context("baseapp could not join the cluster")?;
@@ -389,7 +427,7 @@ pub async fn baseapp(a: BaseappArgs, game: Game) -> anyhow::Result<()> {
     }
     let mut handle = handle;
     tokio::select! {
-        _ = stop_requested(a.common.stop_on_eof) => {}
+        _ = stop_requested(stop_on_eof) => {}
         why = handle.stopped() => {
             anyhow::bail!("the baseapp stopped: {why}")
         }

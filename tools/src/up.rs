@@ -7,8 +7,10 @@
 //! process; each child stops cleanly when its standard input closes, which
 //! also happens if this process dies.
 
+use crate::config::Loaded;
 use anyhow::{bail, Context};
 use clap::Args;
+use serde::Serialize;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -16,28 +18,36 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// `tessera up`.
-#[derive(Args, Clone, Debug)]
+/// `tessera up`: how many of each process, and the manager's flags (which,
+/// like `--data`, override the settings of their names).
+#[derive(Args, Clone, Debug, Serialize)]
 pub struct UpArgs {
     /// Cellapp processes (one cell each).
     #[arg(long, default_value_t = 4)]
+    #[serde(skip)]
     pub cellapps: usize,
     /// Baseapp processes.
     #[arg(long, default_value_t = 1)]
+    #[serde(skip)]
     pub baseapps: usize,
     /// Server-driven entities (spread over the cellapps).
     #[arg(long, default_value_t = 200)]
+    #[serde(skip)]
     pub npcs: usize,
     /// Bot clients to start once the world is up.
     #[arg(long, default_value_t = 0)]
+    #[serde(skip)]
     pub bots: usize,
     /// Bot behaviour.
     #[arg(long, default_value = "wander")]
+    #[serde(skip)]
     pub behavior: String,
-    /// Data directory: certificate and SQLite database.
-    #[arg(long, default_value = "data")]
-    pub data: PathBuf,
+    /// Data directory: certificate and SQLite database (default `data`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
     #[command(flatten)]
+    #[serde(rename = "manager")]
     pub world: crate::roles::WorldArgs,
 }
 
@@ -121,20 +131,28 @@ async fn stop(procs: &mut Vec<Proc>) {
 /// the loopback address.
 const UP_CONNS_PER_ADDR: usize = 20_000;
 
-pub async fn run(a: UpArgs) -> anyhow::Result<()> {
+pub async fn run(a: UpArgs, loaded: Loaded) -> anyhow::Result<()> {
     anyhow::ensure!(a.cellapps >= 1, "--cellapps must be at least 1");
     anyhow::ensure!(a.baseapps >= 1, "--baseapps must be at least 1");
-    std::fs::create_dir_all(&a.data)
-        .with_context(|| format!("cannot create data directory {}", a.data.display()))?;
+    let s = &loaded.settings;
+    let world = &s.manager;
+    std::fs::create_dir_all(&s.data)
+        .with_context(|| format!("cannot create data directory {}", s.data.display()))?;
     // Create the certificates once, before children race to do it: the
     // public ports' certificate, and the cluster CA each child signs its
     // own certificate with.
-    tessera::net::load_or_create_identity(&a.data)?;
-    tessera::net::ca::init(&a.data)?;
-    let data = a.data.display().to_string();
+    tessera::net::load_or_create_identity(&s.data)?;
+    tessera::net::ca::init(&s.data)?;
+    let data = s.data.display().to_string();
+    // Every child reads the same settings file and environment.
+    let file: Vec<String> = match &loaded.file {
+        Some(path) => vec!["--config".into(), path.display().to_string()],
+        None => Vec::new(),
+    };
     let common = |role: &str| -> Vec<String> {
-        vec![
-            role.into(),
+        let mut args = vec![role.into()];
+        args.extend(file.iter().cloned());
+        args.extend([
             "--data".into(),
             data.clone(),
             "--stop-on-eof".into(),
@@ -143,22 +161,23 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             UP_CONNS_PER_ADDR.to_string(),
             "--conn-rate-per-addr".into(),
             "0".into(),
-        ]
+        ]);
+        args
     };
     let mut manager = common("manager");
     manager.extend([
         "--internal".into(),
-        a.world.internal.to_string(),
+        world.internal.to_string(),
         "--login".into(),
-        a.world.login.to_string(),
+        world.login.to_string(),
         "--admin".into(),
-        a.world.admin.to_string(),
+        world.admin.to_string(),
         "--size".into(),
-        a.world.size.to_string(),
+        world.size.to_string(),
         "--policy".into(),
-        a.world.policy.clone(),
+        world.policy.clone(),
         "--balance-floor".into(),
-        a.world.balance_floor.to_string(),
+        world.balance_floor.to_string(),
         // Under `up` the manager is the first of its world: no apps of an
         // earlier run can come back to it.
         "--rejoin-window-ms".into(),
@@ -167,7 +186,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         "--login-limits".into(),
         "one-address".into(),
     ]);
-    for host in &a.world.admin_hosts {
+    for host in &world.admin_hosts {
         manager.extend(["--admin-host".into(), host.clone()]);
     }
     let (manager, lines) = spawn("manager", manager, "admin:").await?;
@@ -177,7 +196,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
     }
     // The manager made it on its first start; every change through the
     // admin API takes it.
-    let token_file = tessera_manager::admin::guard::token_path(&a.data);
+    let token_file = tessera_manager::admin::guard::token_path(&s.data);
     let token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("cannot read the admin token {}", token_file.display()))?;
     println!(
@@ -194,7 +213,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             let mut args = common("cellapp");
             args.extend([
                 "--manager".into(),
-                a.world.internal.to_string(),
+                world.internal.to_string(),
                 "--npcs".into(),
                 share.to_string(),
                 "--seed".into(),
@@ -208,7 +227,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
         }
         for i in 0..a.baseapps {
             let mut args = common("baseapp");
-            args.extend(["--manager".into(), a.world.internal.to_string()]);
+            args.extend(["--manager".into(), world.internal.to_string()]);
             baseapps.push(
                 spawn(&format!("baseapp-{}", i + 1), args, "baseapp")
                     .await?
@@ -223,7 +242,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
             let args = vec![
                 "bots".into(),
                 "--login".into(),
-                a.world.login.to_string(),
+                world.login.to_string(),
                 "--count".into(),
                 a.bots.to_string(),
                 "--duration".into(),
@@ -231,7 +250,7 @@ pub async fn run(a: UpArgs) -> anyhow::Result<()> {
                 "--behavior".into(),
                 a.behavior.clone(),
                 "--cert".into(),
-                tessera::net::cert_path(&a.data).display().to_string(),
+                tessera::net::cert_path(&s.data).display().to_string(),
                 "--stop-on-eof".into(),
             ];
             bots.push(spawn("bots", args, "bots").await?.0);

@@ -2454,3 +2454,22 @@ fn base_timers_fire_once_a_period_and_tell_the_client() {
     }
     assert_eq!(paid, vec![Value::Int(1), Value::Int(2), Value::Int(3)]);
 }
+
+#[test]
+fn a_spawn_area_is_kept_within_the_space() {
+    let space = [0.0, 0.0, 1000.0, 1000.0];
+    assert_eq!(super::spawn_area(None, space), space);
+    assert_eq!(
+        super::spawn_area(Some([100.0, 200.0, 300.0, 400.0]), space),
+        [100.0, 200.0, 300.0, 400.0]
+    );
+    assert_eq!(
+        super::spawn_area(Some([-50.0, 900.0, 50.0, 2000.0]), space),
+        [0.0, 900.0, 50.0, 1000.0]
+    );
+    // Wholly outside: the whole space rather than nowhere.
+    assert_eq!(
+        super::spawn_area(Some([2000.0, 0.0, 3000.0, 10.0]), space),
+        space
+    );
+}

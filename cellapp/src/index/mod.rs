@@ -46,8 +46,10 @@ pub trait SpatialIndex: Send {
     }
 }
 
-/// Which [`SpatialIndex`] implementation a cell uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Which [`SpatialIndex`] implementation a cell uses; in settings files
+/// `"rtree"` or `"grid"`, as [`fmt::Display`] writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum IndexKind {
     /// [`RTreeIndex`]: a packed R-tree refit in place; no bounds needed.
     RTree,
