@@ -93,8 +93,17 @@ pub struct Options {
     pub bind_internal: SocketAddr,
     /// Where to listen for clients.
     pub bind_public: SocketAddr,
-    /// Data directory (certificate, database).
+    /// The address other apps are told to reach it at, if not the bound
+    /// one (port 0: the bound port); see [`net::advertise`].
+    pub advertise_internal: Option<SocketAddr>,
+    /// The address clients are told to reach it at, if not the bound one.
+    pub advertise_public: Option<SocketAddr>,
+    /// Data directory (certificates).
     pub data_dir: PathBuf,
+    /// The database of accounts and entities.
+    pub database: tessera::storage::Location,
+    /// The certificate the public ports present.
+    pub public_cert: net::PublicCert,
     /// Entity definitions.
     pub defs: Arc<Definitions>,
     /// Core settings.
@@ -193,7 +202,7 @@ struct Conn {
 /// Starts a baseapp.
 pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
     let cluster = net::ca::load_identity(&opts.data_dir)?;
-    let identity = net::load_or_create_identity(&opts.data_dir)?;
+    let identity = opts.public_cert.load(&opts.data_dir)?;
     let internal = net::endpoint(
         opts.bind_internal,
         Some(net::internal_server_config(&cluster)?),
@@ -206,8 +215,15 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
         ep.local_addr()
             .map_err(|source| net::NetError::Bind { addr, source })
     };
-    let internal_addr = local(&internal, opts.bind_internal)?;
-    let public_addr = local(&public, opts.bind_public)?;
+    let internal_addr = net::advertise::advertised(
+        local(&internal, opts.bind_internal)?,
+        opts.advertise_internal,
+        opts.manager,
+    )
+    .map_err(net::NetError::from)?;
+    let bound_public = local(&public, opts.bind_public)?;
+    let public_addr = net::advertise::advertised(bound_public, opts.advertise_public, bound_public)
+        .map_err(net::NetError::from)?;
     let metrics = Metrics::new();
     let admin_addr = tessera::admin::serve_metrics(opts.admin, &metrics.registry).await?;
     let registration = Registration {
@@ -219,7 +235,11 @@ pub async fn start(opts: Options) -> Result<BaseappHandle, BaseappError> {
         admin_addr,
     };
     let (store_tx, store_rx) = mpsc::unbounded_channel();
-    let store = Store::open(&opts.data_dir.join("world.db"), store_tx, metrics.clone())?;
+    let db = opts
+        .database
+        .open(tessera::storage::HashCost::default())
+        .await?;
+    let store = Store::open(&db, store_tx, metrics.clone())?;
     let mut seed = [0u8; 32];
     rand::rand_core::UnwrapErr(rand::rngs::SysRng).fill_bytes(&mut seed);
     let mut cfg = BaseappConfig::new(opts.manager, registration, opts.defs.clone(), seed);

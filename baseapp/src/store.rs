@@ -7,8 +7,6 @@
 //! written over theirs.
 
 #[cfg(feature = "driver")]
-use std::path::Path;
-#[cfg(feature = "driver")]
 use std::sync::atomic::{AtomicBool, Ordering};
 #[cfg(feature = "driver")]
 use std::sync::mpsc as std_mpsc;
@@ -16,9 +14,9 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 #[cfg(feature = "driver")]
 use std::thread::JoinHandle;
-use tessera::storage::{AccountId, Storage, StorageError, StoredEntity};
 #[cfg(feature = "driver")]
-use tessera::storage::{HashCost, SqliteStorage};
+use tessera::storage::Database;
+use tessera::storage::{AccountId, Storage, StorageError, StoredEntity};
 #[cfg(feature = "driver")]
 use tokio::sync::mpsc;
 
@@ -40,11 +38,11 @@ impl Store {
     /// Opens the database and starts the thread; writes are counted and
     /// timed on `metrics`.
     pub fn open(
-        path: &Path,
+        db: &Database,
         done: mpsc::UnboundedSender<StoreDone>,
         metrics: Metrics,
     ) -> Result<Store, StorageError> {
-        let storage = SqliteStorage::open(path, HashCost::default())?;
+        let storage = db.handle()?;
         let (tx, rx) = std_mpsc::channel();
         let abandoned = Arc::new(AtomicBool::new(false));
         let stop = abandoned.clone();
@@ -87,7 +85,7 @@ impl Store {
 
 #[cfg(feature = "driver")]
 fn run(
-    mut db: SqliteStorage,
+    mut db: Box<dyn Storage>,
     rx: std_mpsc::Receiver<StoreOp>,
     done: mpsc::UnboundedSender<StoreDone>,
     metrics: Metrics,
@@ -121,7 +119,7 @@ fn run(
             return;
         }
         let started = std::time::Instant::now();
-        let result = execute(&mut db, op);
+        let result = execute(&mut *db, op);
         if let StoreDone::Saved { count, result } = &result {
             metrics.db.record(started.elapsed(), result.is_ok());
             if result.is_ok() {

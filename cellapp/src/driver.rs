@@ -28,6 +28,9 @@ pub struct Options {
     pub manager: SocketAddr,
     /// Where to listen for other apps.
     pub bind: SocketAddr,
+    /// The address other apps are told to reach it at, if not the bound
+    /// one (port 0: the bound port); see [`net::advertise`].
+    pub advertise: Option<SocketAddr>,
     /// Data directory (holds the cluster certificate).
     pub data_dir: PathBuf,
     /// Entity definitions.
@@ -180,6 +183,8 @@ pub async fn start(opts: Options) -> Result<CellappHandle, CellappError> {
             addr: opts.bind,
             source,
         })?;
+    let addr = net::advertise::advertised(addr, opts.advertise, opts.manager)
+        .map_err(net::NetError::from)?;
     let metrics = Metrics::new();
     let admin_addr = tessera::admin::serve_metrics(opts.admin, &metrics.registry).await?;
     let registration = Registration {

@@ -3,10 +3,9 @@
 //! hashing and verifying passwords (argon2 is deliberately slow) without
 //! stalling the manager.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
-use tessera::storage::{Account, HashCost, SqliteStorage, Storage, StorageError};
+use tessera::storage::{Account, Database, StorageError};
 use tokio::sync::mpsc;
 
 use crate::cluster::LoginId;
@@ -19,17 +18,16 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// Opens `threads` database handles and starts the threads.
+    /// Opens `threads` handles on the database and starts the threads.
     pub fn open(
-        path: &Path,
-        cost: HashCost,
+        db: &Database,
         threads: usize,
         done: mpsc::UnboundedSender<(LoginId, Option<Result<Account, StorageError>>)>,
     ) -> Result<Accounts, StorageError> {
         let (tx, rx) = std_mpsc::channel::<(AccountCheck, Arc<AtomicBool>)>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
-            let mut db = SqliteStorage::open(path, cost)?;
+            let mut db = db.handle()?;
             let rx = rx.clone();
             let done = done.clone();
             let spawned = std::thread::Builder::new()

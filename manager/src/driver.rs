@@ -44,8 +44,12 @@ pub struct Options {
     pub bind_login: SocketAddr,
     /// Admin HTTP.
     pub bind_admin: SocketAddr,
-    /// Data directory (certificate, database).
+    /// Data directory (certificates, admin token).
     pub data_dir: PathBuf,
+    /// The database of accounts and entities.
+    pub database: tessera::storage::Location,
+    /// The certificate the public ports present.
+    pub public_cert: net::PublicCert,
     /// Entity definitions.
     pub defs: Arc<Definitions>,
     /// The space.
@@ -172,7 +176,7 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     let policy = crate::balance::policy(&opts.policy)
         .ok_or_else(|| ManagerError::UnknownPolicy(opts.policy.clone()))?;
     let cluster = net::ca::load_identity(&opts.data_dir)?;
-    let identity = net::load_or_create_identity(&opts.data_dir)?;
+    let identity = opts.public_cert.load(&opts.data_dir)?;
     let internal = net::endpoint(
         opts.bind_internal,
         Some(net::internal_server_config(&cluster)?),
@@ -221,12 +225,8 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     let (checked_tx, checked) = mpsc::unbounded_channel();
     // Two hashing threads: password checks are deliberately slow, and a
     // login storm must not take every core from the running world.
-    let accounts = Accounts::open(
-        &opts.data_dir.join("world.db"),
-        opts.hash_cost,
-        2,
-        checked_tx,
-    )?;
+    let db = opts.database.open(opts.hash_cost).await?;
+    let accounts = Accounts::open(&db, 2, checked_tx)?;
     let transport = Transport::new(internal, &cluster, metrics.app_link.clone())?;
     transport.listen(net::gate::Gate::new(net::gate::GateConfig::internal()));
     let (logins_tx, logins) = mpsc::unbounded_channel();

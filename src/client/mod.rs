@@ -43,8 +43,12 @@ use tokio::sync::mpsc;
 pub struct Setup {
     /// The world's entity definitions (their digest must match the server's).
     pub defs: Arc<Definitions>,
-    /// The server certificate to trust.
+    /// The server certificate to trust: the world's own, or the root of
+    /// its chain.
     pub trust: CertificateDer<'static>,
+    /// The name the server's certificate must carry ([`net::SERVER_NAME`]
+    /// for the certificate `tessera up` makes).
+    pub server_name: String,
     /// The largest frame accepted from the server.
     pub max_frame: usize,
 }
@@ -218,7 +222,7 @@ async fn ask_manager(
     req: &[u8],
 ) -> Result<(SocketAddr, Ticket), ClientError> {
     let cfg = net::client_config(&setup.trust, alpn)?;
-    let conn = net::connect(endpoint, cfg, login_addr).await?;
+    let conn = net::connect_as(endpoint, cfg, login_addr, &setup.server_name).await?;
     let lost = |e: &dyn std::fmt::Display| ClientError::Lost(e.to_string());
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
     send.write_all(req).await.map_err(|e| lost(&e))?;
@@ -325,7 +329,7 @@ impl Client {
         defs_digest: [u8; 32],
     ) -> Result<Client, ClientError> {
         let cfg = net::client_config(&setup.trust, ALPN_CLIENT)?;
-        let conn = net::connect(endpoint, cfg, baseapp).await?;
+        let conn = net::connect_as(endpoint, cfg, baseapp, &setup.server_name).await?;
         let lost = |e: &dyn std::fmt::Display| ClientError::Lost(e.to_string());
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
         let hello = frame::encode(&ClientMsg::Hello {

@@ -10,6 +10,7 @@
 //! [`link_idle_timeout`] (processes of the cluster): [`IDLE_TIMEOUT`] and
 //! [`LINK_IDLE_TIMEOUT`] unless the process was started with others.
 
+pub mod advertise;
 pub mod ca;
 pub mod gate;
 
@@ -92,6 +93,14 @@ pub enum NetError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A PEM certificate or key file that cannot be used.
+    #[error("TLS file {path}: {reason}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A process of the cluster has no certificate from the cluster CA.
     #[error("no cluster certificate in {}: run `tessera ca init` there (or `tessera ca issue` into it from the CA's directory)", dir.join("tls").display())]
     NoClusterIdentity {
@@ -107,6 +116,9 @@ pub enum NetError {
     /// QUIC refused the TLS configuration.
     #[error("QUIC TLS configuration: {0}")]
     QuicTls(String),
+    /// The address to advertise is one nobody could reach.
+    #[error("cannot advertise this address: {0}")]
+    Unroutable(#[from] advertise::Unroutable),
     /// Binding a UDP socket failed.
     #[error("cannot bind {addr}: {source}")]
     Bind {
@@ -125,21 +137,78 @@ pub enum NetError {
     },
 }
 
-/// A server certificate and its key.
+/// A public port's certificate chain and its key.
 pub struct Identity {
-    /// DER certificate.
-    pub cert: CertificateDer<'static>,
-    /// DER PKCS#8 key.
-    pub key: PrivatePkcs8KeyDer<'static>,
+    /// The certificate, then any intermediates that lead to the root
+    /// clients trust.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Its private key.
+    pub key: PrivateKeyDer<'static>,
 }
 
 impl Clone for Identity {
     fn clone(&self) -> Self {
         Identity {
-            cert: self.cert.clone(),
+            chain: self.chain.clone(),
             key: self.key.clone_key(),
         }
     }
+}
+
+/// Which certificate a process's public ports (login, clients) present.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PublicCert {
+    /// The self-signed one in the data directory, made on first use
+    /// ([`load_or_create_identity`]): clients trust that very certificate.
+    #[default]
+    Generated,
+    /// A certificate chain and key in PEM files, as a certificate
+    /// authority issues them ([`load_pem_identity`]).
+    Pem {
+        /// The chain, the certificate first.
+        cert: PathBuf,
+        /// Its private key.
+        key: PathBuf,
+    },
+}
+
+impl PublicCert {
+    /// Loads (or, for [`PublicCert::Generated`], makes) the identity.
+    pub fn load(&self, data_dir: &Path) -> Result<Identity, NetError> {
+        match self {
+            PublicCert::Generated => load_or_create_identity(data_dir),
+            PublicCert::Pem { cert, key } => load_pem_identity(cert, key),
+        }
+    }
+}
+
+/// Loads a public port's identity from PEM files: a certificate chain (the
+/// certificate first) and its private key (PKCS#8, PKCS#1 or SEC1), as a
+/// certificate authority issues them.
+pub fn load_pem_identity(cert: &Path, key_file: &Path) -> Result<Identity, NetError> {
+    use rustls::pki_types::pem::PemObject;
+    let bad = |path: &Path, reason: String| NetError::Pem {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let chain = CertificateDer::pem_slice_iter(&read(cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, format!("not a PEM certificate chain: {e}")))?;
+    if chain.is_empty() {
+        return Err(bad(cert, "holds no certificate".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read(key_file)?)
+        .map_err(|e| bad(key_file, format!("not a PEM private key: {e}")))?;
+    let id = Identity { chain, key };
+    // A key that is not the certificate's is refused now, not at the
+    // first handshake.
+    server_config(&id, &[crate::proto::ALPN_CLIENT]).map_err(|e| {
+        bad(
+            key_file,
+            format!("does not fit the certificate {}: {e}", cert.display()),
+        )
+    })?;
+    Ok(id)
 }
 
 /// Where the certificate lives in a data directory.
@@ -190,8 +259,8 @@ pub fn load_or_create_identity(data_dir: &Path) -> Result<Identity, NetError> {
     let key_file = data_dir.join("tls").join("key.der");
     if cert_file.exists() && key_file.exists() {
         return Ok(Identity {
-            cert: CertificateDer::from(read(&cert_file)?),
-            key: PrivatePkcs8KeyDer::from(read(&key_file)?),
+            chain: vec![CertificateDer::from(read(&cert_file)?)],
+            key: PrivatePkcs8KeyDer::from(read(&key_file)?).into(),
         });
     }
     let generated =
@@ -201,14 +270,24 @@ pub fn load_or_create_identity(data_dir: &Path) -> Result<Identity, NetError> {
     write_atomic(&key_file, &key, true)?;
     write_atomic(&cert_file, &cert, false)?;
     Ok(Identity {
-        cert: CertificateDer::from(cert),
-        key: PrivatePkcs8KeyDer::from(key),
+        chain: vec![CertificateDer::from(cert)],
+        key: PrivatePkcs8KeyDer::from(key).into(),
     })
 }
 
-/// Loads the certificate a client should trust.
+/// Loads the certificate a client should trust: the public ports' own
+/// (DER, as `tessera up` makes it), or the root of their chain (DER, or the
+/// first certificate of a PEM file).
 pub fn load_trusted_cert(path: &Path) -> Result<CertificateDer<'static>, NetError> {
-    Ok(CertificateDer::from(read(path)?))
+    use rustls::pki_types::pem::PemObject;
+    let bytes = read(path)?;
+    if bytes.starts_with(b"-----BEGIN") {
+        return CertificateDer::from_pem_slice(&bytes).map_err(|e| NetError::Pem {
+            path: path.to_path_buf(),
+            reason: format!("not a PEM certificate: {e}"),
+        });
+    }
+    Ok(CertificateDer::from(bytes))
 }
 
 // rustls deprecated its *ring* provider for lacking post-quantum key
@@ -258,10 +337,7 @@ pub fn server_config(id: &Identity, alpns: &[&[u8]]) -> Result<quinn::ServerConf
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
-        .with_single_cert(
-            vec![id.cert.clone()],
-            PrivateKeyDer::Pkcs8(id.key.clone_key()),
-        )?;
+        .with_single_cert(id.chain.clone(), id.key.clone_key())?;
     tls.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::QuicTls(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
@@ -388,6 +464,16 @@ pub async fn connect(
     addr: SocketAddr,
 ) -> Result<quinn::Connection, NetError> {
     connect_named(endpoint, cfg, addr, SERVER_NAME).await
+}
+
+/// Connects to `addr`, expecting a server certificate for `name`.
+pub async fn connect_as(
+    endpoint: &quinn::Endpoint,
+    cfg: quinn::ClientConfig,
+    addr: SocketAddr,
+    name: &str,
+) -> Result<quinn::Connection, NetError> {
+    connect_named(endpoint, cfg, addr, name).await
 }
 
 /// Connects to another process's internal port, expecting a cluster

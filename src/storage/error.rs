@@ -11,6 +11,23 @@ pub enum StorageError {
     /// The database reported an error.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error, or a connection to it failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    /// The database could not be reached when the process started.
+    #[error("cannot reach the database {location}: {why}")]
+    Unreachable {
+        /// The database, without its password.
+        location: String,
+        /// Why.
+        why: String,
+    },
+    /// A `database` setting that names no database this build can use.
+    #[error(
+        "invalid database setting {0:?}: expected postgres://USER:PASSWORD@HOST:PORT/DATABASE \
+         or sqlite:PATH"
+    )]
+    BadLocation(String),
     /// The directory that should hold the database could not be created.
     #[error("cannot create database directory {path}: {source}")]
     CreateDir {

@@ -161,41 +161,20 @@ impl Storage for MemStorage {
 mod tests {
     use super::*;
 
-    #[test]
-    fn behaves_like_the_contract() {
-        let mut m = MemStorage::new();
-        let a = m.login("Ann", "password1", true).expect("created");
-        assert_eq!(m.login("ann", "password1", false).expect("login").id, a.id);
-        assert!(matches!(
-            m.login("ann", "no", false),
-            Err(StorageError::WrongPassword)
-        ));
-        assert!(matches!(
-            m.login("bob", "password1", false),
-            Err(StorageError::NoSuchAccount(_))
-        ));
-        let e = m.create_entity("Avatar", 1, b"x").expect("entity");
-        m.set_account_entity(a.id, e).expect("link");
-        assert_eq!(m.account(a.id).expect("account").entity, Some(e));
-        let bad = StoredEntity {
-            db_id: DbId(99),
-            type_name: "Avatar".into(),
-            format_version: 1,
-            data: vec![],
-            fence: 0,
-        };
-        let good = StoredEntity {
-            data: b"y".to_vec(),
-            ..m.load_entity(e).expect("load").expect("row")
-        };
-        assert!(m.save_entities(&[good.clone(), bad]).is_err());
-        assert_eq!(m.load_entity(e).expect("load").expect("row").data, b"x");
-        m.save_entities(&[good]).expect("save");
-        assert_eq!(m.load_entity(e).expect("load").expect("row").data, b"y");
-        super::super::fence_tests::a_lower_fence_cannot_write_over_a_higher(&mut m, e);
-        assert!(matches!(
-            m.delete_entity(e),
-            Err(StorageError::EntityInUse(_))
-        ));
+    /// Memory: a store per value, with no second handle on it.
+    struct Memory;
+
+    impl crate::storage::suite::Backend for Memory {
+        type Guard = ();
+
+        fn fresh() -> Option<((), Box<dyn Storage>)> {
+            Some(((), Box::new(MemStorage::new())))
+        }
+
+        fn again(_: &()) -> Option<Box<dyn Storage>> {
+            None
+        }
     }
+
+    crate::storage::suite::storage_suite!(Memory);
 }

@@ -3,8 +3,11 @@
 //! This module owns everything the server keeps across restarts: player
 //! accounts (name, password hash, linked player entity) and the saved state of
 //! persistent entities. The [`Storage`] trait is what the manager (accounts)
-//! and the baseapps (entities) program against; [`SqliteStorage`] is its
-//! backend, one SQLite file shared by several local processes.
+//! and the baseapps (entities) program against. Its backends: [`SqliteStorage`],
+//! one SQLite file shared by the processes of one machine (the embedded
+//! default); `PgStorage` (feature `postgres`), one PostgreSQL database shared
+//! by every machine of a cluster; and [`MemStorage`], for the simulator. A
+//! [`Location`] names the database a process uses.
 //!
 //! Entity state is opaque here: the caller encodes it and records which
 //! encoding it used in [`StoredEntity::format_version`], so rows written by an
@@ -12,22 +15,38 @@
 //!
 //! The API is synchronous; async callers run it on a blocking thread.
 
+mod database;
 mod error;
 #[cfg(test)]
 pub(crate) mod fence_tests;
 mod memory;
 mod password;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod schema;
 mod sqlite;
+#[cfg(test)]
+pub(crate) mod suite;
 
 use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use database::{redact, Database, Location, SQLITE_FILE};
 pub use error::StorageError;
 pub use memory::MemStorage;
 pub use password::{
     HashCost, MAX_HASH_MEMORY_KIB, MAX_NAME_LEN, MAX_PASSWORD_LEN, MIN_NEW_PASSWORD_LEN,
 };
+#[cfg(feature = "postgres")]
+pub use postgres::{PgPool, PgStorage};
 pub use sqlite::SqliteStorage;
+
+/// Seconds since the Unix epoch, or 0 if the clock is before it.
+fn unix_time() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 /// A database row id of a persistent entity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

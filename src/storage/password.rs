@@ -72,6 +72,65 @@ impl HashCost {
     }
 }
 
+/// What a database backend does for [`login`]: its two statements.
+pub(super) trait AccountRows {
+    /// The account of this name, whatever its case, with its password hash.
+    fn find(&mut self, name: &str) -> Result<Option<(super::Account, String)>, StorageError>;
+    /// Inserts a new account; `None` if another process took the name
+    /// since it was looked up.
+    fn insert(&mut self, name: &str, hash: &str) -> Result<Option<super::AccountId>, StorageError>;
+}
+
+/// The login every database backend shares: check the name and password,
+/// find the account and verify, or (with `create`) make it.
+pub(super) fn login(
+    hashing: &mut PasswordHashing,
+    rows: &mut dyn AccountRows,
+    name: &str,
+    password: &str,
+    create: bool,
+) -> Result<super::Account, StorageError> {
+    validate_name(name)?;
+    validate_password(password)?;
+    let verify = |hashing: &mut PasswordHashing, account: super::Account, hash: &str| match hashing
+        .verify(password, hash)
+    {
+        Ok(()) => Ok(account),
+        Err(e) => {
+            tracing::debug!(account = account.id.0, "login refused: {e}");
+            Err(e)
+        }
+    };
+    if let Some((account, hash)) = rows.find(name)? {
+        return verify(hashing, account, &hash);
+    }
+    if !create {
+        // As slow as a wrong password: timing tells no one which names
+        // have accounts.
+        hashing.verify_nobody(password);
+        return Err(StorageError::NoSuchAccount(name.to_owned()));
+    }
+    validate_new_password(password)?;
+    let hash = hashing.hash(password)?;
+    match rows.insert(name, &hash)? {
+        Some(id) => {
+            tracing::info!(account = id.0, name, "created account");
+            Ok(super::Account {
+                id,
+                name: name.to_owned(),
+                entity: None,
+            })
+        }
+        // Another process created the name since the lookup above.
+        None => {
+            let (account, hash) = rows
+                .find(name)?
+                .ok_or_else(|| StorageError::NoSuchAccount(name.to_owned()))?;
+            verify(hashing, account, &hash)
+        }
+    }
+}
+
 /// Checks that `name` is 1 to [`MAX_NAME_LEN`] characters of `A-Z a-z 0-9 _ -`.
 pub(super) fn validate_name(name: &str) -> Result<(), StorageError> {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';

@@ -12,14 +12,12 @@
 
 use std::ffi::c_int;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{ffi, params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
-use super::password::{
-    validate_name, validate_new_password, validate_password, HashCost, PasswordHashing,
-};
-use super::{schema, Account, AccountId, DbId, Storage, StorageError, StoredEntity};
+use super::password::{self, AccountRows, HashCost, PasswordHashing};
+use super::{schema, unix_time, Account, AccountId, DbId, Storage, StorageError, StoredEntity};
 
 /// How long to wait for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,10 +56,14 @@ impl SqliteStorage {
         schema::migrate(&mut conn)?;
         Ok(Self { conn, hashing })
     }
+}
 
-    /// Looks an account up by name, returning it with its stored password hash.
-    fn find_account(&self, name: &str) -> Result<Option<(Account, String)>, StorageError> {
-        let mut stmt = self.conn.prepare_cached(
+/// The accounts table, for the shared login.
+struct Rows<'a>(&'a Connection);
+
+impl AccountRows for Rows<'_> {
+    fn find(&mut self, name: &str) -> Result<Option<(Account, String)>, StorageError> {
+        let mut stmt = self.0.prepare_cached(
             "SELECT id, name, entity_id, password_hash FROM accounts WHERE name = ?1",
         )?;
         let found = stmt
@@ -77,63 +79,30 @@ impl SqliteStorage {
         Ok(found)
     }
 
-    /// Checks `password` against an account found by name.
-    fn verify(
-        &mut self,
-        account: Account,
-        hash: &str,
-        password: &str,
-    ) -> Result<Account, StorageError> {
-        match self.hashing.verify(password, hash) {
-            Ok(()) => Ok(account),
-            Err(e) => {
-                tracing::debug!(account = account.id.0, "login refused: {e}");
-                Err(e)
-            }
+    fn insert(&mut self, name: &str, hash: &str) -> Result<Option<AccountId>, StorageError> {
+        let inserted = self
+            .0
+            .prepare_cached(
+                "INSERT INTO accounts (name, password_hash, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![name, hash, unix_time()]);
+        match inserted {
+            Ok(_) => Ok(Some(AccountId(self.0.last_insert_rowid()))),
+            Err(e) if constraint(&e) == Some(ffi::SQLITE_CONSTRAINT_UNIQUE) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 }
 
 impl Storage for SqliteStorage {
     fn login(&mut self, name: &str, password: &str, create: bool) -> Result<Account, StorageError> {
-        validate_name(name)?;
-        validate_password(password)?;
-        if let Some((account, hash)) = self.find_account(name)? {
-            return self.verify(account, &hash, password);
-        }
-        if !create {
-            // As slow as a wrong password: timing tells no one which names
-            // have accounts.
-            self.hashing.verify_nobody(password);
-            return Err(StorageError::NoSuchAccount(name.to_owned()));
-        }
-        validate_new_password(password)?;
-        let hash = self.hashing.hash(password)?;
-        let inserted = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO accounts (name, password_hash, created_at) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![name, hash, unix_time()]);
-        match inserted {
-            Ok(_) => {
-                let id = AccountId(self.conn.last_insert_rowid());
-                tracing::info!(account = id.0, name, "created account");
-                Ok(Account {
-                    id,
-                    name: name.to_owned(),
-                    entity: None,
-                })
-            }
-            // Another process created the name since the lookup above.
-            Err(e) if constraint(&e) == Some(ffi::SQLITE_CONSTRAINT_UNIQUE) => {
-                let (account, hash) = self
-                    .find_account(name)?
-                    .ok_or_else(|| StorageError::NoSuchAccount(name.to_owned()))?;
-                self.verify(account, &hash, password)
-            }
-            Err(e) => Err(e.into()),
-        }
+        password::login(
+            &mut self.hashing,
+            &mut Rows(&self.conn),
+            name,
+            password,
+            create,
+        )
     }
 
     fn account(&mut self, id: AccountId) -> Result<Account, StorageError> {
@@ -287,13 +256,6 @@ fn constraint(e: &rusqlite::Error) -> Option<c_int> {
     e.sqlite_error()
         .filter(|f| f.code == ErrorCode::ConstraintViolation)
         .map(|f| f.extended_code)
-}
-
-/// Seconds since the Unix epoch, or 0 if the clock is before it.
-fn unix_time() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -60,6 +60,10 @@ pub struct ClusterSpec {
     pub conn_rate_per_addr: f64,
     /// The game the cluster runs: the demo world unless a test says.
     pub game: Game,
+    /// The database: `world.db` in the data directory unless a test says.
+    pub database: Option<tessera::storage::Location>,
+    /// The public ports' certificate: the generated one unless a test says.
+    pub public_cert: tessera::net::PublicCert,
 }
 
 impl Default for ClusterSpec {
@@ -79,6 +83,8 @@ impl Default for ClusterSpec {
             },
             conn_rate_per_addr: 0.0,
             game: tessera_demo::game(),
+            database: None,
+            public_cert: tessera::net::PublicCert::Generated,
         }
     }
 }
@@ -94,6 +100,7 @@ pub fn cellapp_options(
     tessera_cellapp::driver::Options {
         manager,
         bind: loopback(),
+        advertise: None,
         data_dir: data.to_path_buf(),
         defs: game.definitions().clone(),
         behaviors: game.cell_behaviors().clone(),
@@ -172,6 +179,11 @@ impl Cluster {
             bind_login: loopback(),
             bind_admin: loopback(),
             data_dir: data.to_path_buf(),
+            database: spec
+                .database
+                .clone()
+                .unwrap_or_else(|| tessera::storage::Location::in_data_dir(data)),
+            public_cert: spec.public_cert.clone(),
             defs: defs.clone(),
             space: SpaceInfo {
                 bounds: [0.0, 0.0, spec.size, spec.size],
@@ -202,7 +214,14 @@ impl Cluster {
                     manager: manager.internal_addr,
                     bind_internal: loopback(),
                     bind_public: loopback(),
+                    advertise_internal: None,
+                    advertise_public: None,
                     data_dir: data.to_path_buf(),
+                    database: spec
+                        .database
+                        .clone()
+                        .unwrap_or_else(|| tessera::storage::Location::in_data_dir(data)),
+                    public_cert: spec.public_cert.clone(),
                     defs: defs.clone(),
                     config: base_config(&spec.game),
                     admin: Some(loopback()),
@@ -213,8 +232,16 @@ impl Cluster {
                 .expect("baseapp starts"),
             );
         }
-        let trust = tessera::net::load_trusted_cert(&tessera::net::cert_path(data))
-            .expect("certificate exists");
+        // With a certificate of its own, the test sets what clients trust.
+        let trust = match &spec.public_cert {
+            tessera::net::PublicCert::Generated => {
+                tessera::net::load_trusted_cert(&tessera::net::cert_path(data))
+                    .expect("certificate exists")
+            }
+            tessera::net::PublicCert::Pem { cert, .. } => {
+                tessera::net::load_trusted_cert(cert).expect("certificate exists")
+            }
+        };
         Cluster {
             manager,
             cellapps,
@@ -222,6 +249,7 @@ impl Cluster {
             setup: Setup {
                 defs,
                 trust,
+                server_name: tessera::net::SERVER_NAME.into(),
                 max_frame: tessera::frame::DEFAULT_MAX_FRAME,
             },
             endpoint: tessera::client::endpoint().expect("client endpoint"),

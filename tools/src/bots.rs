@@ -43,9 +43,13 @@ pub struct BotsArgs {
     /// Write a JSON report here at the end.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// The server certificate to trust.
+    /// The server certificate to trust: the world's own (DER), or the root
+    /// of its chain (DER or PEM).
     #[arg(long, default_value = "data/tls/cert.der")]
     pub cert: PathBuf,
+    /// The name the server's certificate must carry.
+    #[arg(long, default_value = tessera::net::SERVER_NAME)]
+    pub server_name: String,
     /// An entity definitions file to use instead of the game's own.
     #[arg(long)]
     pub defs: Option<PathBuf>,
@@ -197,6 +201,7 @@ pub async fn run(a: BotsArgs, game: Game) -> anyhow::Result<()> {
     let setup = Setup {
         defs,
         trust,
+        server_name: a.server_name.clone(),
         max_frame: tessera::frame::DEFAULT_MAX_FRAME,
     };
     // One endpoint per BOTS_PER_ENDPOINT bots: each has its own socket and

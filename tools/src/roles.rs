@@ -25,6 +25,11 @@ pub struct Common {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<PathBuf>,
+    /// The database: postgres://USER:PASSWORD@HOST/DB, or sqlite:PATH
+    /// (default: world.db in the data directory).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// An entity definitions file to use instead of the game's own (it must
     /// still define every type the game's code registers).
     #[arg(long)]
@@ -162,6 +167,11 @@ pub struct CellappFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<SocketAddr>,
+    /// The address other apps are told to reach it at, if not the bound one
+    /// (needed with --bind 0.0.0.0:PORT; port 0: the bound port).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<SocketAddr>,
     /// Server-driven entities (NPCs) to create (default 0).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -219,6 +229,16 @@ pub struct BaseappFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public: Option<SocketAddr>,
+    /// The address other apps are told to reach it at, if not the bound one
+    /// (needed with --bind 0.0.0.0:PORT; port 0: the bound port).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<SocketAddr>,
+    /// The address clients are told to reach it at, if not the bound one
+    /// (needed with --public 0.0.0.0:PORT; port 0: the bound port).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_public: Option<SocketAddr>,
     /// Seconds between periodic saves of changed entities (1–3600; default 10).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -283,6 +303,12 @@ fn prepare(s: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The database the settings name (checked when they were loaded).
+fn database(s: &Settings) -> anyhow::Result<tessera::storage::Location> {
+    s.database()
+        .map_err(|e| anyhow::anyhow!("setting {}: {}", e.key, e.why))
+}
+
 /// The game as this process runs it: with the `defs` file if one is set,
 /// and checked against its definitions.
 pub fn checked_game(s: &Settings, game: Game) -> anyhow::Result<Game> {
@@ -305,6 +331,8 @@ pub async fn manager(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Resu
         bind_login: m.login,
         bind_admin: m.admin,
         data_dir: s.data.clone(),
+        database: database(&s)?,
+        public_cert: s.public_cert(),
         defs: game.definitions().clone(),
         space: SpaceInfo {
             bounds: [0.0, 0.0, m.size as f32, m.size as f32],
@@ -345,6 +373,7 @@ pub async fn cellapp(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Resu
     let app = tessera_cellapp::driver::start(tessera_cellapp::driver::Options {
         manager: c.manager,
         bind: c.bind,
+        advertise: c.advertise,
         data_dir: s.data.clone(),
         defs: game.definitions().clone(),
         behaviors: game.cell_behaviors().clone(),
@@ -400,7 +429,11 @@ pub async fn baseapp(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Resu
         manager: b.manager,
         bind_internal: b.bind,
         bind_public: b.public,
+        advertise_internal: b.advertise,
+        advertise_public: b.advertise_public,
         data_dir: s.data.clone(),
+        database: database(&s)?,
+        public_cert: s.public_cert(),
         defs: game.definitions().clone(),
         config: tessera_baseapp::BaseConfig {
             save_period: Duration::from_secs(b.save_secs),

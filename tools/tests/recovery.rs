@@ -19,13 +19,15 @@
 //! The two worlds take turns: together they would be four hundred clients
 //! and fourteen processes on two cores.
 
+mod procs;
+
+use procs::Proc;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tessera::client::{Client, Event, Setup};
 use tessera::{EntityId, Value};
@@ -37,53 +39,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const BOTS: usize = 200;
 const SIZE: f32 = 400.0;
 
-/// A child process, killed if still running when dropped.
-struct Proc {
-    child: Child,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `tessera <args>` logging to `<data>/<name>.log`, and waits for a
-/// line of its output starting with `ready`. Returns the lines up to it.
+/// line of its output containing `ready`. Returns the lines up to it.
 fn start(data: &Path, name: &str, args: &[String], ready: &str) -> (Proc, Vec<String>) {
-    let log = std::fs::File::create(data.join(format!("{name}.log"))).expect("log file");
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start tessera");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            // Keep draining after the test stops listening.
-            let _ = tx.send(line);
-        }
-    });
-    let proc = Proc { child };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut lines = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("{name} not ready: {lines:?}"));
-        let done = line.starts_with(ready);
-        lines.push(line);
-        if done {
-            return (proc, lines);
-        }
-    }
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    procs::start(cmd, &data.join(format!("{name}.log")), ready)
 }
 
 /// The address after `prefix` on one of `lines`.
@@ -355,6 +316,7 @@ async fn world() -> World {
     let setup = Setup {
         defs: Arc::new(tessera_demo::definitions()),
         trust: tessera::net::load_trusted_cert(&tessera::net::cert_path(data)).expect("cert"),
+        server_name: tessera::net::SERVER_NAME.into(),
         max_frame: tessera::frame::DEFAULT_MAX_FRAME,
     };
     // quinn's own errors (a stopped endpoint, say) go to the test's output.

@@ -233,6 +233,7 @@ fn the_arena_fights_on_real_processes_and_keeps_gold_and_guilds_over_a_restart()
             defs: defs.clone(),
             trust: tessera::net::load_trusted_cert(&data.join("tls").join("cert.der"))
                 .expect("the certificate"),
+            server_name: tessera::net::SERVER_NAME.into(),
             max_frame: tessera::frame::DEFAULT_MAX_FRAME,
         };
         let endpoint = tessera::client::endpoint().expect("an endpoint");

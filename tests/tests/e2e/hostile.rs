@@ -73,6 +73,8 @@ async fn serve(role: &str, data: &Path, manager: Option<SocketAddr>) {
                 bind_login: loopback(),
                 bind_admin: loopback(),
                 data_dir: data.to_path_buf(),
+                database: tessera::storage::Location::in_data_dir(data),
+                public_cert: tessera::net::PublicCert::Generated,
                 defs,
                 space: tessera::proto::app::SpaceInfo {
                     bounds: [0.0, 0.0, 200.0, 200.0],
@@ -114,7 +116,11 @@ async fn serve(role: &str, data: &Path, manager: Option<SocketAddr>) {
                 manager: manager_addr(),
                 bind_internal: loopback(),
                 bind_public: loopback(),
+                advertise_internal: None,
+                advertise_public: None,
                 data_dir: data.to_path_buf(),
+                database: tessera::storage::Location::in_data_dir(data),
+                public_cert: tessera::net::PublicCert::Generated,
                 defs,
                 config: tessera_tests::base_config(&tessera_demo::game()),
                 admin: Some(loopback()),
@@ -317,6 +323,7 @@ async fn every_attack_fails() {
     let setup = tessera::client::Setup {
         defs: Arc::new(tessera_demo::definitions()),
         trust: tessera::net::load_trusted_cert(&tessera::net::cert_path(data)).expect("cert"),
+        server_name: tessera::net::SERVER_NAME.into(),
         max_frame: tessera::frame::DEFAULT_MAX_FRAME,
     };
     let endpoint = tessera::client::endpoint().expect("client endpoint");

@@ -249,6 +249,7 @@ fn flood_apart() {
     let setup = tessera::client::Setup {
         defs: Arc::new(tessera_demo::definitions()),
         trust: tessera::net::load_trusted_cert(std::path::Path::new(&cert)).expect("certificate"),
+        server_name: tessera::net::SERVER_NAME.into(),
         max_frame: tessera::frame::DEFAULT_MAX_FRAME,
     };
     let login: SocketAddr = login.parse().expect("login address");

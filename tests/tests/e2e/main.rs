@@ -9,6 +9,7 @@ mod bounds;
 mod crossing;
 mod hostile;
 mod logins;
+mod machines;
 mod metrics;
 mod persistence;
 mod view;

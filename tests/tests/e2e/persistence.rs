@@ -9,9 +9,38 @@ use tessera_tests::{Cluster, ClusterSpec};
 
 use crate::{wait_for, walk_to};
 
-fn prop(client: &Client, setup: &Setup, name: &str) -> Option<Value> {
+pub(crate) fn prop(client: &Client, setup: &Setup, name: &str) -> Option<Value> {
     let ty = setup.defs.get(client.view.my_type)?;
     client.view.my_props.get(&ty.prop(name)?.index).cloned()
+}
+
+/// Walks a few metres, takes `title` and `gold` (persistent properties of
+/// the demo's players), and waits to see them: what a saved player must
+/// bring back. Returns where it stopped.
+pub(crate) async fn leave_a_mark(
+    client: &mut Client,
+    setup: &Setup,
+    title: &str,
+    gold: i64,
+) -> [f32; 3] {
+    let [x, y, z] = client.view.my_pos;
+    let target = [(x + 6.0).clamp(1.0, 399.0), y, (z - 4.0).clamp(1.0, 399.0)];
+    walk_to(client, target).await;
+    client
+        .call("set_title", vec![Value::String(title.into())])
+        .await
+        .expect("call");
+    client
+        .call("add_gold", vec![Value::Int(gold)])
+        .await
+        .expect("call");
+    wait_for(client, 5, |c, _| {
+        prop(c, setup, "title") == Some(Value::String(title.into()))
+            && prop(c, setup, "gold") == Some(Value::Int(gold))
+    })
+    .await
+    .expect("own client sees its new title and gold");
+    target
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,24 +51,8 @@ async fn position_and_properties_survive_logout_and_restart() {
         .login("alice", "secret-password", true)
         .await
         .expect("alice logs in");
-    let [x, y, z] = alice.view.my_pos;
-    let target = [(x + 6.0).clamp(1.0, 399.0), y, (z - 4.0).clamp(1.0, 399.0)];
-    walk_to(&mut alice, target).await;
-    alice
-        .call("set_title", vec![Value::String("explorer".into())])
-        .await
-        .expect("call");
-    alice
-        .call("add_gold", vec![Value::Int(42)])
-        .await
-        .expect("call");
     let setup = cluster.setup.clone();
-    wait_for(&mut alice, 5, |c, _| {
-        prop(c, &setup, "title") == Some(Value::String("explorer".into()))
-            && prop(c, &setup, "gold") == Some(Value::Int(42))
-    })
-    .await
-    .expect("own client sees its new title and gold");
+    let target = leave_a_mark(&mut alice, &setup, "explorer", 42).await;
     alice.logout().await.expect("logout");
 
     let check = |c: &Client| {

@@ -248,7 +248,8 @@ impl Loaded {
     }
 
     /// The effective settings as a TOML document, each value with its
-    /// origin in a comment; keys with no value are commented out.
+    /// origin in a comment; keys with no value are commented out, and a
+    /// database URL's password is shown as `***`.
     pub fn render(&self) -> String {
         let table = toml::Table::try_from(&self.settings).unwrap_or_default();
         let mut out = String::new();
@@ -262,6 +263,13 @@ impl Loaded {
             let value = match table_name {
                 "" => table.get(name),
                 t => table.get(t).and_then(|v| v.get(name)),
+            };
+            // A database URL's password is never printed.
+            let value = match (key.as_str(), value) {
+                ("database", Some(toml::Value::String(url))) => {
+                    Some(toml::Value::String(tessera::storage::redact(url)))
+                }
+                (_, v) => v.cloned(),
             };
             match value {
                 Some(v) => out.push_str(&format!("{name} = {v}  # {}\n", self.origin(key))),

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use tessera::storage::Location;
 use tessera_cellapp::index::IndexKind;
 
 /// Everything a process of the cluster is run with.
@@ -15,9 +16,18 @@ use tessera_cellapp::index::IndexKind;
 pub struct Settings {
     /// Data directory: TLS certificates, the admin token and the SQLite database.
     pub data: PathBuf,
+    /// The database of accounts and entities: `postgres://USER:PASSWORD@HOST/DB`
+    /// for PostgreSQL (a cluster on several machines), or `sqlite:PATH`
+    /// (relative to `data`); `world.db` in `data` if not set.
+    pub database: Option<String>,
     /// An entity definitions file to use instead of the game's own (it must
     /// still define every type the game's code registers).
     pub defs: Option<PathBuf>,
+    /// The public ports' certificate chain (PEM, the certificate first), in
+    /// place of the self-signed one made in `data`; with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Milliseconds of silence after which a link to another process of the
     /// cluster is closed and, if that process is gone, it is declared dead;
     /// the same on every process (100–60000).
@@ -87,6 +97,9 @@ pub struct Cellapp {
     pub manager: SocketAddr,
     /// Where to listen for other apps.
     pub bind: SocketAddr,
+    /// The address other apps are told to reach it at, if not the bound
+    /// one (needed when binding 0.0.0.0; port 0: the bound port).
+    pub advertise: Option<SocketAddr>,
     /// Where to serve `/metrics` and `/healthz` (port 0: any free port).
     pub admin: SocketAddr,
     /// Server-driven entities (NPCs) to create.
@@ -118,6 +131,11 @@ pub struct Baseapp {
     pub bind: SocketAddr,
     /// Where to listen for clients.
     pub public: SocketAddr,
+    /// The address other apps are told to reach it at, if not the bound
+    /// one (needed when binding 0.0.0.0; port 0: the bound port).
+    pub advertise: Option<SocketAddr>,
+    /// The address clients are told to reach it at, if not the bound one.
+    pub advertise_public: Option<SocketAddr>,
     /// Where to serve `/metrics` and `/healthz` (port 0: any free port).
     pub admin: SocketAddr,
     /// The entity type players get; the game's own if not set.
@@ -148,7 +166,10 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             data: PathBuf::from("data"),
+            database: None,
             defs: None,
+            tls_cert: None,
+            tls_key: None,
             link_timeout_ms: 750,
             client_timeout_ms: 2000,
             conns_per_addr: tessera::net::gate::DEFAULT_PER_ADDR,
@@ -188,6 +209,7 @@ impl Default for Cellapp {
         Cellapp {
             manager: loopback(7000),
             bind: loopback(0),
+            advertise: None,
             admin: loopback(0),
             npcs: 0,
             seed: 1,
@@ -207,6 +229,8 @@ impl Default for Baseapp {
             manager: loopback(7000),
             bind: loopback(0),
             public: loopback(0),
+            advertise: None,
+            advertise_public: None,
             admin: loopback(0),
             player_type: None,
             spawn_area: None,
@@ -252,8 +276,40 @@ fn holds(key: &'static str, ok: bool, why: impl FnOnce() -> String) -> Result<()
 }
 
 impl Settings {
+    /// The database these settings name.
+    pub fn database(&self) -> Result<Location, Invalid> {
+        match &self.database {
+            Some(setting) => Location::parse(setting, &self.data).map_err(|e| Invalid {
+                key: "database",
+                why: e.to_string(),
+            }),
+            None => Ok(Location::in_data_dir(&self.data)),
+        }
+    }
+
+    /// The certificate the public ports present.
+    pub fn public_cert(&self) -> tessera::net::PublicCert {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => tessera::net::PublicCert::Pem {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => tessera::net::PublicCert::Generated,
+        }
+    }
+
     /// The first setting outside its bounds, if any.
     pub fn check(&self) -> Result<(), Invalid> {
+        self.database()?;
+        holds(
+            if self.tls_cert.is_some() {
+                "tls_key"
+            } else {
+                "tls_cert"
+            },
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            || "a certificate and its key are set together or not at all".into(),
+        )?;
         within("link_timeout_ms", self.link_timeout_ms, 100, 60_000)?;
         within("client_timeout_ms", self.client_timeout_ms, 100, 60_000)?;
         within("conns_per_addr", self.conns_per_addr, 1, 1_000_000)?;

@@ -172,3 +172,29 @@ fn a_missing_settings_file_that_was_named_is_an_error() {
     .unwrap_or_default();
     assert!(e.contains("cannot read the settings file"), "{e}");
 }
+
+#[test]
+fn a_database_is_checked_at_load_and_its_password_never_printed() {
+    let e = load_err("database = \"mysql://u:pw@h/db\"\n", &[]);
+    assert!(e.contains("database") && !e.contains("pw@"), "{e}");
+    let f = file("");
+    let env = vars(&[(
+        "TESSERA_DATABASE",
+        "postgres://tessera:hunter2@db.internal/world",
+    )]);
+    let loaded = load_with(Some(f.path()), env, &NoFlags {}).expect("loads");
+    assert_eq!(
+        loaded.settings.database(),
+        Ok(tessera::storage::Location::Postgres(
+            "postgres://tessera:hunter2@db.internal/world".into()
+        ))
+    );
+    let shown = loaded.render();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        shown.contains(
+            "database = \"postgres://tessera:***@db.internal/world\"  # TESSERA_DATABASE"
+        ),
+        "{shown}"
+    );
+}
