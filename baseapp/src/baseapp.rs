@@ -96,6 +96,8 @@ pub struct Baseapp {
     membership: Membership,
     running: Option<Box<Running>>,
     ended: bool,
+    /// It retired by handing its bases to other baseapps.
+    handed_over: bool,
     out: Vec<Output>,
 }
 
@@ -107,8 +109,15 @@ impl Baseapp {
             cfg,
             running: None,
             ended: false,
+            handed_over: false,
             out: Vec::new(),
         }
+    }
+
+    /// Whether it retired by handing its bases to other baseapps (its
+    /// clients were told to resume elsewhere).
+    pub fn handed_over(&self) -> bool {
+        self.handed_over
     }
 
     /// The settings.
@@ -329,6 +338,27 @@ impl Baseapp {
         self.flush(now);
     }
 
+    /// Begins a retirement: every base goes to another baseapp and its
+    /// client follows ([`Bases::hand_over`]); then the baseapp leaves the
+    /// cluster. With no other baseapp to take them, a clean stop.
+    pub fn retire(&mut self, now: Time) {
+        let handed = match &mut self.running {
+            Some(r) if r.stopping.is_none() => {
+                let handed = r.bases.hand_over(now);
+                if handed {
+                    r.stopping = Some(now.plus(self.cfg.stop_wait));
+                }
+                handed
+            }
+            _ => false,
+        };
+        if !handed {
+            return self.stop(now);
+        }
+        self.handed_over = true;
+        self.flush(now);
+    }
+
     /// Begins a clean stop: every entity leaves its cell and is saved
     /// (giving up on cells that do not answer within
     /// [`BaseappConfig::stop_wait`]); then the baseapp leaves the cluster.
@@ -383,7 +413,11 @@ impl Baseapp {
             }
             self.out.extend(r.links.drain().map(Output::Transmit));
             if r.stopping.is_some() && r.bases.drained() {
-                tracing::info!("baseapp stopped; everything saved");
+                if self.handed_over {
+                    tracing::info!("baseapp retired; every base handed on");
+                } else {
+                    tracing::info!("baseapp stopped; everything saved");
+                }
                 // The goodbye goes out before the end.
                 self.membership.leave();
                 self.out

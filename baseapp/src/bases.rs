@@ -229,6 +229,9 @@ pub struct Bases {
     ticks: u64,
     last_save: Option<Time>,
     stopping: bool,
+    /// Baseapps that have not yet taken this retiring baseapp's bases
+    /// ([`Bases::hand_over`]).
+    awaiting: BTreeSet<AppId>,
     /// Named entities: where each is, and those held here.
     named: named::Named,
     /// Timers set by the game's base behaviours, by entity (players' bases
@@ -272,6 +275,7 @@ impl Bases {
             ticks: 0,
             last_save: None,
             stopping: false,
+            awaiting: BTreeSet::new(),
             named: Default::default(),
             timers: BTreeMap::new(),
             now: Time(0),
@@ -310,7 +314,7 @@ impl Bases {
 
     /// True once a stop has saved every entity.
     pub fn drained(&self) -> bool {
-        self.stopping && self.bases.is_empty()
+        self.stopping && self.bases.is_empty() && self.awaiting.is_empty()
     }
 
     fn ty(&self, i: usize) -> Option<&TypeDef> {
@@ -1221,7 +1225,12 @@ impl Bases {
                     self.absorb(entity, state);
                 }
             }
-            AppMsg::AppDown { app } if from == MANAGER => self.app_down(now, app),
+            AppMsg::AppDown { app } if from == MANAGER => {
+                self.hand_over_seen(app);
+                self.app_down(now, app)
+            }
+            AppMsg::HandOver => self.take_over(now, from),
+            AppMsg::HandOverSeen => self.hand_over_seen(from),
             AppMsg::DownSeen { app, lost } => self.down_seen(from, app, lost),
             AppMsg::RealMoved {
                 entity,
@@ -1355,19 +1364,28 @@ impl Bases {
         }
         let all: Vec<EntityId> = self.bases.keys().copied().collect();
         for e in all {
-            if let Some(client) = self.bases.get(&e).and_then(|b| b.client.id()) {
-                self.proxies.remove(&client);
-                self.out
-                    .push(Output::Client(client, ClientOut::Close(Closing::Shutdown)));
-                self.detach(e);
-            }
-            self.leave(e);
+            self.end_here(e);
         }
+    }
+
+    /// Ends an entity's session on this stopping baseapp: its client is
+    /// told the server is going away, and the entity leaves and is saved.
+    fn end_here(&mut self, e: EntityId) {
+        if let Some(client) = self.bases.get(&e).and_then(|b| b.client.id()) {
+            self.proxies.remove(&client);
+            self.out
+                .push(Output::Client(client, ClientOut::Close(Closing::Shutdown)));
+            self.detach(e);
+        }
+        self.leave(e);
     }
 
     /// Gives up on cell halves that did not answer a stop, saving what the
     /// bases have (their last backups).
     pub fn force_drain(&mut self) {
+        // A baseapp that did not answer a hand-over has the copies it got,
+        // or nothing to take.
+        self.awaiting.clear();
         let all: Vec<EntityId> = self.bases.keys().copied().collect();
         for e in all {
             self.finish(e);
@@ -1387,6 +1405,7 @@ impl Bases {
 
 mod backup;
 mod base;
+mod handover;
 mod named;
 mod recovery;
 mod rejoin;

@@ -144,16 +144,37 @@ pub struct BaseappHandle {
     pub admin_addr: Option<SocketAddr>,
     /// Its metrics.
     pub metrics: Metrics,
-    stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    stop: Option<oneshot::Sender<(Leaving, oneshot::Sender<()>)>>,
     task: Option<tokio::task::JoinHandle<Option<String>>>,
 }
 
+/// How a baseapp is asked to go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leaving {
+    /// Every entity is saved, and its client disconnected.
+    Stop,
+    /// Every entity goes to another baseapp, and its client follows.
+    Retire,
+}
+
 impl BaseappHandle {
-    /// Stops cleanly: every entity is saved first.
-    pub async fn stop(mut self) {
+    /// Stops cleanly: every entity is saved first, and its client
+    /// disconnected (the whole world is stopping).
+    pub async fn stop(self) {
+        self.leave(Leaving::Stop).await
+    }
+
+    /// Retires: every entity goes to another baseapp and its client
+    /// follows, disconnected from nothing (a rolling restart). With no
+    /// other baseapp, a clean stop.
+    pub async fn retire(self) {
+        self.leave(Leaving::Retire).await
+    }
+
+    async fn leave(mut self, how: Leaving) {
         if let Some(stop) = self.stop.take() {
             let (tx, rx) = oneshot::channel();
-            if stop.send(tx).is_ok() {
+            if stop.send((how, tx)).is_ok() {
                 let _ = rx.await;
             }
         }
@@ -498,7 +519,7 @@ impl Driver {
         mut self,
         mut clients: mpsc::UnboundedReceiver<(ClientId, ClientEvent)>,
         mut stored: mpsc::UnboundedReceiver<crate::bases::StoreDone>,
-        mut stop: oneshot::Receiver<oneshot::Sender<()>>,
+        mut stop: oneshot::Receiver<(Leaving, oneshot::Sender<()>)>,
     ) -> Option<String> {
         let mut stopping = false;
         let mut stopped_by: Option<oneshot::Sender<()>> = None;
@@ -513,11 +534,20 @@ impl Driver {
                     self.core.handle_timeout(Time::now());
                     self.observe(started.elapsed());
                 }
-                reply = &mut stop, if !stopping => {
-                    // Asked to stop, or the handle was dropped.
+                asked = &mut stop, if !stopping => {
+                    // Asked to stop or retire, or the handle was dropped.
                     stopping = true;
-                    stopped_by = reply.ok();
-                    self.core.stop(Time::now());
+                    match asked {
+                        Ok((Leaving::Retire, reply)) => {
+                            stopped_by = Some(reply);
+                            self.core.retire(Time::now());
+                        }
+                        Ok((Leaving::Stop, reply)) => {
+                            stopped_by = Some(reply);
+                            self.core.stop(Time::now());
+                        }
+                        Err(_) => self.core.stop(Time::now()),
+                    }
                 }
             }
             if let Some(ended) = self.flush().await {
@@ -613,8 +643,14 @@ impl Driver {
                 Some(reason)
             }
         };
-        self.public
-            .close(close::SHUTDOWN.into(), b"server shutting down");
+        // Clients whose entities moved resume elsewhere; others are done.
+        if self.core.handed_over() {
+            self.public
+                .close(close::MOVED.into(), b"moved to another baseapp");
+        } else {
+            self.public
+                .close(close::SHUTDOWN.into(), b"server shutting down");
+        }
         self.transport
             .shutdown(close::SHUTDOWN, "baseapp stopping")
             .await;

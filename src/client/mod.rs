@@ -392,7 +392,7 @@ impl Client {
         match self.conn.close_reason() {
             Some(quinn::ConnectionError::ApplicationClosed(c)) => {
                 let code = u32::try_from(c.error_code.into_inner()).unwrap_or(u32::MAX);
-                code == net::close::SLOW
+                code == net::close::SLOW || code == net::close::MOVED
             }
             Some(quinn::ConnectionError::LocallyClosed) => false,
             _ => true,

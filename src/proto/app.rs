@@ -456,6 +456,14 @@ pub enum AppMsg {
         /// The calling entity.
         from: EntityId,
     },
+    /// Retiring baseapp → every other baseapp, after the final copy of each
+    /// of its bases (on the same link, so after them): bring back the bases
+    /// you hold copies of from me, as if I had died; my clients are coming
+    /// to you. Answered with [`AppMsg::HandOverSeen`].
+    HandOver,
+    /// Baseapp → the retiring baseapp: your bases whose copies were here
+    /// are mine now.
+    HandOverSeen,
 }
 
 /// The longest unique name of a named entity, in bytes.
@@ -500,7 +508,9 @@ impl AppMsg {
             | AppDown { .. }
             | BaseBackup(_)
             | BaseGone { .. }
-            | NamedCall { .. } => base,
+            | NamedCall { .. }
+            | HandOver
+            | HandOverSeen => base,
             EntityDestroyed { .. }
             | Backup { .. }
             | ToClients(_)

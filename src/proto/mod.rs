@@ -27,6 +27,9 @@ pub mod close {
     pub const SLOW: u32 = 3;
     /// The server is going away.
     pub const SHUTDOWN: u32 = 4;
+    /// The player's entity moved to another baseapp (this one is
+    /// retiring): resume the session, and the manager says where.
+    pub const MOVED: u32 = 5;
 }
 
 use serde::{Deserialize, Serialize};

@@ -95,6 +95,12 @@ fn init_logs(json: bool, default: &str) {
     }
 }
 
+/// The command line's definition: every command, flag and environment
+/// variable `tessera` takes (for checks that files naming them stay true).
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Runs the command line with `game` inside: parses the arguments, checks
 /// that the game's registrations fit its definitions, and runs the
 /// command.

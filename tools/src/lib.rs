@@ -17,4 +17,4 @@ mod simulate;
 mod up;
 pub mod viz;
 
-pub use cli::run;
+pub use cli::{command, run};

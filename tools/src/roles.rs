@@ -159,10 +159,10 @@ pub struct CellappArgs {
 /// A cellapp's own flags (settings of `[cellapp]`).
 #[derive(Args, Clone, Debug, Default, Serialize)]
 pub struct CellappFlags {
-    /// The manager's internal address (default 127.0.0.1:7000).
+    /// The manager's internal address, HOST:PORT (default 127.0.0.1:7000).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub manager: Option<SocketAddr>,
+    pub manager: Option<String>,
     /// Where to listen for other apps (default 127.0.0.1:0).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -217,10 +217,10 @@ pub struct BaseappArgs {
 /// A baseapp's own flags (settings of `[baseapp]`).
 #[derive(Args, Clone, Debug, Default, Serialize)]
 pub struct BaseappFlags {
-    /// The manager's internal address (default 127.0.0.1:7000).
+    /// The manager's internal address, HOST:PORT (default 127.0.0.1:7000).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub manager: Option<SocketAddr>,
+    pub manager: Option<String>,
     /// Where to listen for other apps (default 127.0.0.1:0).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -303,6 +303,15 @@ fn prepare(s: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The address of `HOST:PORT` (the first a name resolves to).
+async fn resolve(key: &str, host_port: &str) -> anyhow::Result<SocketAddr> {
+    tokio::net::lookup_host(host_port)
+        .await
+        .with_context(|| format!("setting {key}: cannot look up {host_port}"))?
+        .next()
+        .with_context(|| format!("setting {key}: {host_port} has no address"))
+}
+
 /// The database the settings name (checked when they were loaded).
 fn database(s: &Settings) -> anyhow::Result<tessera::storage::Location> {
     s.database()
@@ -371,7 +380,7 @@ pub async fn cellapp(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Resu
     let game = checked_game(&s, game)?;
     let c = &s.cellapp;
     let app = tessera_cellapp::driver::start(tessera_cellapp::driver::Options {
-        manager: c.manager,
+        manager: resolve("cellapp.manager", &c.manager).await?,
         bind: c.bind,
         advertise: c.advertise,
         data_dir: s.data.clone(),
@@ -415,7 +424,9 @@ pub async fn cellapp(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Resu
     Ok(())
 }
 
-/// Runs a baseapp until asked to stop; every entity is saved before it exits.
+/// Runs a baseapp until asked to stop. On SIGTERM (or Ctrl-C) it hands its
+/// entities to the other baseapps, whose clients follow; when `tessera up`
+/// stops the world, or no other baseapp is left, every entity is saved.
 pub async fn baseapp(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Result<()> {
     prepare(&s)?;
     let game = checked_game(&s, game)?;
@@ -426,7 +437,7 @@ pub async fn baseapp(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Resu
         "setting baseapp.player_type: {player_type:?} is not a type of the definitions"
     );
     let handle = tessera_baseapp::driver::start(tessera_baseapp::driver::Options {
-        manager: b.manager,
+        manager: resolve("baseapp.manager", &b.manager).await?,
         bind_internal: b.bind,
         bind_public: b.public,
         advertise_internal: b.advertise,
@@ -459,12 +470,17 @@ pub async fn baseapp(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Resu
         println!("baseapp {} admin: http://{admin}", handle.app);
     }
     let mut handle = handle;
-    tokio::select! {
-        _ = stop_requested(stop_on_eof) => {}
+    let reason = tokio::select! {
+        r = stop_requested(stop_on_eof) => r,
         why = handle.stopped() => {
             anyhow::bail!("the baseapp stopped: {why}")
         }
+    };
+    match reason {
+        // Hand every entity to the other baseapps; their clients follow.
+        StopReason::Signal => handle.retire().await,
+        // The whole world is stopping: save everything.
+        StopReason::Eof => handle.stop().await,
     }
-    handle.stop().await;
     Ok(())
 }

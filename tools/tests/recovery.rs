@@ -71,6 +71,8 @@ struct BotState {
     live_at: Option<Instant>,
     /// When its session was resumed on a new connection, and to where.
     resumed_at: Option<Instant>,
+    /// Sessions resumed so far.
+    resumes: u32,
     baseapp: Option<SocketAddr>,
     /// Moves the server refused, pulling the client back.
     corrected: u32,
@@ -109,7 +111,9 @@ async fn bot(mut client: Client, i: usize, state: Shared, walking: Arc<AtomicBoo
                 Ok(Event::Resumed) => {
                     let mut s = lock(&state);
                     s.resumed_at = Some(Instant::now());
+                    s.resumes += 1;
                     s.me = Some(client.view.me);
+                    s.baseapp = Some(client.connection().remote_address());
                 }
                 // After a resume, the real's first word: live again.
                 Ok(Event::Restored) if lock(&state).resumed_at.is_some() => {
@@ -229,6 +233,74 @@ struct World {
     bots: Vec<Shared>,
 }
 
+/// The arguments every process of a world takes.
+fn role_args(data: &Path, role: &str) -> Vec<String> {
+    vec![
+        role.into(),
+        "--data".into(),
+        data.display().to_string(),
+        "--stop-on-eof".into(),
+        // The bots all connect from this machine's one address.
+        "--conn-rate-per-addr".into(),
+        "0".into(),
+    ]
+}
+
+/// Starts a cellapp with ten NPCs; returns its app id.
+fn start_cellapp(data: &Path, manager: &str, name: &str, seed: usize) -> (u32, Proc) {
+    let mut args = role_args(data, "cellapp");
+    args.extend([
+        "--manager".into(),
+        manager.into(),
+        "--npcs".into(),
+        "10".into(),
+    ]);
+    args.extend(["--seed".into(), seed.to_string()]);
+    let (p, lines) = start(data, name, &args, "cellapp");
+    let app: u32 = lines
+        .last()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|a| a.trim_start_matches("app").parse().ok())
+        .unwrap_or_else(|| panic!("no cellapp id in {lines:?}"));
+    (app, p)
+}
+
+/// Starts a baseapp; returns where its clients connect.
+fn start_baseapp(data: &Path, manager: &str, name: &str) -> (SocketAddr, Proc) {
+    let mut args = role_args(data, "baseapp");
+    args.extend(["--manager".into(), manager.into()]);
+    let (p, lines) = start(data, name, &args, "baseapp");
+    let public = lines
+        .iter()
+        .find_map(|l| l.split(" serving clients on ").nth(1))
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no client address in {lines:?}"));
+    (public, p)
+}
+
+/// Asks a process to go as an operator (or an orchestrator) does, with
+/// SIGTERM, and waits for it to exit on its own.
+async fn terminate(mut proc: Proc, name: &str) {
+    let pid = proc.child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "SIGTERM to {name}");
+    let waited = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            let status = proc.child.wait();
+            (proc, status)
+        }),
+    )
+    .await;
+    match waited {
+        Ok(Ok((_, Ok(status)))) => assert!(status.success(), "{name} exited with {status}"),
+        _ => panic!("{name} did not exit within 30 s of SIGTERM"),
+    }
+}
+
 /// Starts the processes, then logs in [`BOTS`] clients that each set their
 /// title (a persistent cell property) and add their index in gold (a
 /// persistent base property), and walk.
@@ -237,18 +309,7 @@ async fn world() -> World {
     let data = dir.path();
     // Every process signs its own certificate with this CA.
     tessera::net::ca::init(data).expect("cluster CA");
-    let d = data.display().to_string();
-    let common = |role: &str| -> Vec<String> {
-        vec![
-            role.into(),
-            "--data".into(),
-            d.clone(),
-            "--stop-on-eof".into(),
-            // The bots all connect from this machine's one address.
-            "--conn-rate-per-addr".into(),
-            "0".into(),
-        ]
-    };
+    let common = |role: &str| role_args(data, role);
     let mut args = common("manager");
     for a in [
         "--internal",
@@ -285,32 +346,12 @@ async fn world() -> World {
     }
     let mut cellapps = BTreeMap::new();
     for i in 0..4 {
-        let mut args = common("cellapp");
-        args.extend([
-            "--manager".into(),
-            internal.clone(),
-            "--npcs".into(),
-            "10".into(),
-        ]);
-        args.extend(["--seed".into(), (i + 1).to_string()]);
-        let (p, lines) = start(data, &format!("cellapp-{i}"), &args, "cellapp");
-        let app: u32 = lines
-            .last()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|a| a.trim_start_matches("app").parse().ok())
-            .unwrap_or_else(|| panic!("no cellapp id in {lines:?}"));
+        let (app, p) = start_cellapp(data, &internal, &format!("cellapp-{i}"), i + 1);
         cellapps.insert(app, p);
     }
     let mut baseapps = BTreeMap::new();
     for i in 0..2 {
-        let mut args = common("baseapp");
-        args.extend(["--manager".into(), internal.clone()]);
-        let (p, lines) = start(data, &format!("baseapp-{i}"), &args, "baseapp");
-        let public = lines
-            .iter()
-            .find_map(|l| l.split(" serving clients on ").nth(1))
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no client address in {lines:?}"));
+        let (public, p) = start_baseapp(data, &internal, &format!("baseapp-{i}"));
         baseapps.insert(public, p);
     }
     let setup = Setup {
@@ -381,14 +422,20 @@ fn all_played_on(states: &[std::sync::MutexGuard<'_, BotState>]) {
     for (i, s) in states.iter().enumerate() {
         assert_eq!(s.error, None, "bot {i} was disconnected");
         assert_eq!(s.resumed_at, None, "bot {i} lost its connection");
-        assert_eq!(s.corrected, 0, "bot {i} was pulled back");
-        assert_eq!(s.title, Some(title_of(i)), "bot {i}: its title after");
-        assert_eq!(
-            s.gold,
-            Some(Value::Int(i as i64)),
-            "bot {i}: its gold after"
-        );
+        kept_everything(i, s);
     }
+}
+
+/// No move of bot `i` was refused, and its entity kept its title (cell
+/// side) and gold (base side).
+fn kept_everything(i: usize, s: &BotState) {
+    assert_eq!(s.corrected, 0, "bot {i} was pulled back");
+    assert_eq!(s.title, Some(title_of(i)), "bot {i}: its title after");
+    assert_eq!(
+        s.gold,
+        Some(Value::Int(i as i64)),
+        "bot {i}: its gold after"
+    );
 }
 
 /// Every client sees every other client within 80 m (the AoI is 100 m),
@@ -500,6 +547,71 @@ async fn a_killed_baseapps_clients_resume_as_the_same_entities() {
         "recovery: {} clients of the killed baseapp resumed, all live again {} ms after the kill",
         resumed.len(),
         worst.as_millis()
+    );
+    drop(states);
+    database_holds_everything(w).await;
+}
+
+/// A rolling restart, as an orchestrator does one: every cellapp, then
+/// every baseapp, in turn gets SIGTERM, exits, and a new process takes its
+/// place. No client is disconnected or pulled back; the clients of each
+/// baseapp follow their entities to another baseapp (a resume, which the
+/// client library does by itself); every client plays the same entity,
+/// with its title (cell side) and gold (base side), and sees its
+/// neighbours; and the database holds everything after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_disconnects_nobody_and_loses_nothing() {
+    let _turn = TURN.lock().await;
+    let mut w = world().await;
+    let data = w._dir.path().to_path_buf();
+    let before: Vec<Option<EntityId>> = w.bots.iter().map(|b| lock(b).me).collect();
+    let started = Instant::now();
+    let old_cellapps = std::mem::take(&mut w.cellapps);
+    for (n, (app, proc)) in old_cellapps.into_iter().enumerate() {
+        terminate(proc, &format!("cellapp app{app}")).await;
+        let (new, p) = start_cellapp(&data, &w.internal, &format!("cellapp-new-{n}"), 10 + n);
+        w.cellapps.insert(new, p);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let old_baseapps = std::mem::take(&mut w.baseapps);
+    for (n, (addr, proc)) in old_baseapps.into_iter().enumerate() {
+        terminate(proc, &format!("baseapp at {addr}")).await;
+        let (new, p) = start_baseapp(&data, &w.internal, &format!("baseapp-new-{n}"));
+        w.baseapps.insert(new, p);
+        // Past a copy period, so the new baseapp holds copies too.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let took = started.elapsed();
+    // The clients stand still so views settle.
+    w.walking.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let states: Vec<_> = w.bots.iter().map(lock).collect();
+    let mut resumed = 0;
+    for (i, s) in states.iter().enumerate() {
+        if s.error.is_some() {
+            panic!(
+                "bot {i} was disconnected: {:?}\n{}",
+                s.error,
+                warnings(&data)
+            );
+        }
+        assert_eq!(s.me, before[i], "bot {i} plays another entity");
+        kept_everything(i, s);
+        resumed += usize::from(s.resumes > 0);
+    }
+    // Every client was on one of the two old baseapps.
+    assert_eq!(
+        resumed,
+        BOTS,
+        "every client followed its entity\n{}",
+        warnings(&data)
+    );
+    neighbours_seen(&states);
+    let resumes: u32 = states.iter().map(|s| s.resumes).sum();
+    println!(
+        "rolling restart: 4 cellapps and 2 baseapps replaced in {:.1} s; {resumed} clients followed their entities ({resumes} resumes), 0 disconnected",
+        took.as_secs_f64()
     );
     drop(states);
     database_holds_everything(w).await;

@@ -54,6 +54,9 @@ impl Bases {
             .filter(|b| b.app != self.app && !self.dead.contains(&b.app))
             .map(|b| (b.app, b.addr))
             .collect();
+        // A baseapp that left will not answer a hand-over.
+        let peers = &self.peers;
+        self.awaiting.retain(|a| peers.contains_key(a));
         self.named_holders_left();
     }
 
@@ -127,6 +130,15 @@ impl Bases {
 
     /// Another baseapp died: bring back the bases this one holds copies of.
     pub(super) fn peer_down(&mut self, now: Time, app: AppId) {
+        let n = self.restore_copies_of(now, app);
+        if n > 0 {
+            tracing::warn!(%app, bases = n, "baseapp declared dead; restoring its bases from their copies");
+        }
+    }
+
+    /// Brings back the bases this baseapp holds copies of from `app`,
+    /// which is gone or going; returns how many.
+    pub(super) fn restore_copies_of(&mut self, now: Time, app: AppId) -> usize {
         self.peers.remove(&app);
         let mine: Vec<EntityId> = self
             .copies
@@ -134,16 +146,14 @@ impl Bases {
             .filter(|(_, (owner, _))| *owner == app)
             .map(|(e, _)| *e)
             .collect();
-        if mine.is_empty() {
-            return;
-        }
-        tracing::warn!(%app, bases = mine.len(), "baseapp declared dead; restoring its bases from their copies");
+        let n = mine.len();
         for e in mine {
             let Some((_, copy)) = self.copies.remove(&e) else {
                 continue;
             };
             self.restore_base(now, app, copy);
         }
+        n
     }
 
     fn restore_base(&mut self, now: Time, dead: AppId, copy: BaseCopy) {

@@ -157,6 +157,9 @@ pub enum Closing {
     /// The baseapp is stopping.
     #[error("server shutting down")]
     Shutdown,
+    /// The baseapp is retiring and another took the entity: resume there.
+    #[error("moved to another baseapp")]
+    Moved,
     /// It was not let in.
     #[error(transparent)]
     Refused(#[from] Refusal),
@@ -171,6 +174,7 @@ impl Closing {
         match self {
             Closing::LoggedOut | Closing::ResumedElsewhere => close::DONE,
             Closing::Shutdown => close::SHUTDOWN,
+            Closing::Moved => close::MOVED,
             Closing::Refused(_) => close::REFUSED,
             Closing::Violation(_) => close::PROTOCOL,
         }

@@ -1932,13 +1932,10 @@ fn bases_are_copied_to_their_rendezvous_holder_which_forgets_them_when_they_go()
         .any(|(to, m)| *to == holder && *m == AppMsg::BaseGone { entity: p.entity }));
 }
 
-#[test]
-fn a_dead_baseapps_bases_come_back_from_their_copies_and_claim_their_reals() {
-    let mut r = rig();
-    r.cell_up();
-    r.peers(&[PEER]);
-    let ty = r.avatar().clone();
-    let copy = |entity: EntityId, account: i64| tessera::proto::app::BaseCopy {
+/// Another baseapp's copy of a base of `account`'s player, on [`CELL`],
+/// whose session token is `[account; 16]`.
+fn base_copy(ty: &TypeDef, entity: EntityId, account: i64) -> tessera::proto::app::BaseCopy {
+    tessera::proto::app::BaseCopy {
         entity,
         db_id: Some(account * 10),
         account: Some(account),
@@ -1953,7 +1950,16 @@ fn a_dead_baseapps_bases_come_back_from_their_copies_and_claim_their_reals() {
         token: TokenHash::of(&Ticket([account as u8; 16])),
         prev_token: None,
         fence: 6,
-    };
+    }
+}
+
+#[test]
+fn a_dead_baseapps_bases_come_back_from_their_copies_and_claim_their_reals() {
+    let mut r = rig();
+    r.cell_up();
+    r.peers(&[PEER]);
+    let ty = r.avatar().clone();
+    let copy = |entity: EntityId, account: i64| base_copy(&ty, entity, account);
     let (won, lost) = (EntityId(77), EntityId(78));
     r.b.handle(r.now, PEER, AppMsg::BaseBackup(Box::new(copy(won, 1))));
     r.b.handle(r.now, PEER, AppMsg::BaseBackup(Box::new(copy(lost, 2))));
@@ -2472,4 +2478,90 @@ fn a_spawn_area_is_kept_within_the_space() {
         super::spawn_area(Some([2000.0, 0.0, 3000.0, 10.0]), space),
         space
     );
+}
+
+#[test]
+fn a_retiring_baseapp_hands_every_base_to_its_holder_and_its_clients_follow() {
+    let other = AppId(4);
+    let mut r = rig();
+    r.cell_up();
+    r.peers(&[PEER, other]);
+    let players: Vec<_> = (0..6).map(|i| r.login(5 + i, 42 + i as i64).0).collect();
+    let gold = r.method("add_gold");
+    r.call(5, gold, vec![Value::Int(9)]);
+    r.b.drain();
+    assert!(r.b.hand_over(r.now), "two baseapps to hand to");
+    let out = r.b.drain();
+    let msgs = app_msgs(&out);
+    for p in &players {
+        let holder = super::backup::holder(p.entity, [PEER, other]).expect("a holder");
+        let copied = msgs
+            .iter()
+            .position(|(to, m)| {
+                *to == holder && matches!(m, AppMsg::BaseBackup(c) if c.entity == p.entity)
+            })
+            .unwrap_or_else(|| panic!("{} has no final copy: {msgs:?}", p.entity));
+        let handed = msgs
+            .iter()
+            .position(|(to, m)| *to == holder && *m == AppMsg::HandOver)
+            .expect("its holder is told");
+        assert!(copied < handed, "the copy goes before the hand-over");
+        assert_eq!(closes(&out, p.client), vec![Closing::Moved]);
+    }
+    let copy_of_5 = msgs.iter().find_map(|(_, m)| match m {
+        AppMsg::BaseBackup(c) if c.entity == players[0].entity => Some(c.clone()),
+        _ => None,
+    });
+    let gold_index = r.avatar().prop("gold").map(|p| p.index);
+    assert!(
+        copy_of_5.is_some_and(
+            |c| gold_index.and_then(|i| c.props.get(usize::from(i))) == Some(&Value::Int(9))
+        ),
+        "the final copy is current"
+    );
+    assert!(saves(&out).is_empty(), "the holders save them from now on");
+    assert_eq!(r.b.entities().count(), 0);
+    // It leaves once both have taken their bases.
+    assert!(!r.b.drained());
+    r.b.handle(r.now, PEER, AppMsg::HandOverSeen);
+    assert!(!r.b.drained());
+    r.b.handle(r.now, other, AppMsg::HandOverSeen);
+    assert!(r.b.drained());
+}
+
+#[test]
+fn a_baseapp_told_of_a_hand_over_claims_the_bases_it_holds_copies_of() {
+    let mut r = rig();
+    r.cell_up();
+    r.peers(&[PEER]);
+    let copy = base_copy(r.avatar(), EntityId(77), 1);
+    r.b.handle(r.now, PEER, AppMsg::BaseBackup(Box::new(copy)));
+    r.b.handle(r.now, PEER, AppMsg::HandOver);
+    let msgs = app_msgs(&r.b.drain());
+    assert!(
+        msgs.iter().any(|(to, m)| *to == CELL
+            && matches!(m, AppMsg::Rebase { entity, dead, .. } if *entity == EntityId(77) && *dead == PEER)),
+        "{msgs:?}"
+    );
+    assert!(msgs.contains(&(PEER, AppMsg::HandOverSeen)), "{msgs:?}");
+    // Once the real is its, the client's resume finds the session here.
+    r.cell_says(AppMsg::Rebased {
+        entity: EntityId(77),
+        version: 3,
+        state: state([5.0, 0.0, 5.0], 0.0, vec![]),
+    });
+    assert!(matches!(
+        r.find(EntityId(77), Ticket([1; 16])),
+        AppMsg::TicketIssued { .. }
+    ));
+}
+
+#[test]
+fn a_baseapp_alone_does_not_hand_over() {
+    let mut r = rig();
+    r.cell_up();
+    let (_, _) = r.login(5, 42);
+    r.b.drain();
+    assert!(!r.b.hand_over(r.now));
+    assert_eq!(r.b.entities().count(), 1, "nothing changed");
 }

@@ -30,6 +30,14 @@ pub const DEFAULT_FILE: &str = "tessera.toml";
 /// The prefix of every environment variable that is a setting.
 pub const ENV_PREFIX: &str = "TESSERA_";
 
+/// The environment variable of every setting (`TESSERA_CELLAPP_SEED`, …).
+pub fn variables() -> Vec<String> {
+    keys::all()
+        .iter()
+        .map(|k| format!("{ENV_PREFIX}{}", keys::env_name(k)))
+        .collect()
+}
+
 /// The flags of a command that has none.
 #[derive(Serialize)]
 pub struct NoFlags {}

@@ -93,8 +93,9 @@ pub struct Manager {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Cellapp {
-    /// The manager's internal address.
-    pub manager: SocketAddr,
+    /// The manager's internal address, `HOST:PORT` (a name is looked up
+    /// at start).
+    pub manager: String,
     /// Where to listen for other apps.
     pub bind: SocketAddr,
     /// The address other apps are told to reach it at, if not the bound
@@ -125,8 +126,9 @@ pub struct Cellapp {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Baseapp {
-    /// The manager's internal address.
-    pub manager: SocketAddr,
+    /// The manager's internal address, `HOST:PORT` (a name is looked up
+    /// at start).
+    pub manager: String,
     /// Where to listen for other apps.
     pub bind: SocketAddr,
     /// Where to listen for clients.
@@ -207,7 +209,7 @@ impl Default for Cellapp {
     fn default() -> Self {
         let budget = tessera_cellapp::witness::Budget::default();
         Cellapp {
-            manager: loopback(7000),
+            manager: loopback(7000).to_string(),
             bind: loopback(0),
             advertise: None,
             admin: loopback(0),
@@ -226,7 +228,7 @@ impl Default for Baseapp {
     fn default() -> Self {
         let config = tessera_baseapp::BaseConfig::default();
         Baseapp {
-            manager: loopback(7000),
+            manager: loopback(7000).to_string(),
             bind: loopback(0),
             public: loopback(0),
             advertise: None,
@@ -402,8 +404,18 @@ impl Manager {
     }
 }
 
+/// Whether `s` reads as `HOST:PORT` (a name or an address, and a port).
+fn host_port(key: &'static str, s: &str) -> Result<(), Invalid> {
+    let ok = s.parse::<SocketAddr>().is_ok()
+        || s.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !host.contains(['[', ']', ' ', '/']) && port.parse::<u16>().is_ok()
+        });
+    holds(key, ok, || format!("{s:?} is not HOST:PORT"))
+}
+
 impl Cellapp {
     fn check(&self) -> Result<(), Invalid> {
+        host_port("cellapp.manager", &self.manager)?;
         within(
             "cellapp.client_budget",
             self.client_budget,
@@ -422,6 +434,7 @@ impl Cellapp {
 
 impl Baseapp {
     fn check(&self) -> Result<(), Invalid> {
+        host_port("baseapp.manager", &self.manager)?;
         if let Some(t) = &self.player_type {
             holds("baseapp.player_type", !t.trim().is_empty(), || {
                 "is empty (leave it out for the game's own)".into()

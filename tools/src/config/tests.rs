@@ -198,3 +198,21 @@ fn a_database_is_checked_at_load_and_its_password_never_printed() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_manager_may_be_named_by_host_name() {
+    let f = file(
+        "[cellapp]\nmanager = \"tessera-manager:7000\"\n[baseapp]\nmanager = \"10.0.0.5:7000\"\n",
+    );
+    let s = load_with(Some(f.path()), Vec::new(), &NoFlags {})
+        .expect("loads")
+        .settings;
+    assert_eq!(s.cellapp.manager, "tessera-manager:7000");
+    for bad in ["tessera-manager", ":7000", "host:port", "a b:7000"] {
+        let e = load_err(&format!("[cellapp]\nmanager = {bad:?}\n"), &[]);
+        assert!(
+            e.contains("cellapp.manager") && e.contains("HOST:PORT"),
+            "{bad}: {e}"
+        );
+    }
+}
