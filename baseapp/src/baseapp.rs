@@ -355,7 +355,6 @@ impl Baseapp {
         if !handed {
             return self.stop(now);
         }
-        self.handed_over = true;
         self.flush(now);
     }
 
@@ -413,6 +412,7 @@ impl Baseapp {
             }
             self.out.extend(r.links.drain().map(Output::Transmit));
             if r.stopping.is_some() && r.bases.drained() {
+                self.handed_over = r.bases.handed_over();
                 if self.handed_over {
                     tracing::info!("baseapp retired; every base handed on");
                 } else {

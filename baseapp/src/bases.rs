@@ -229,8 +229,9 @@ pub struct Bases {
     ticks: u64,
     last_save: Option<Time>,
     stopping: bool,
-    /// Baseapps that have not yet taken this retiring baseapp's bases
-    /// ([`Bases::hand_over`]).
+    /// Where a retirement by hand-over stands ([`Bases::hand_over`]).
+    handing: handover::Handing,
+    /// Baseapps that have not yet taken this retiring baseapp's bases.
     awaiting: BTreeSet<AppId>,
     /// Named entities: where each is, and those held here.
     named: named::Named,
@@ -275,6 +276,7 @@ impl Bases {
             ticks: 0,
             last_save: None,
             stopping: false,
+            handing: Default::default(),
             awaiting: BTreeSet::new(),
             named: Default::default(),
             timers: BTreeMap::new(),
@@ -1303,6 +1305,7 @@ impl Bases {
     /// dirty entities.
     pub fn tick(&mut self, now: Time) {
         self.now = now;
+        self.try_hand_over(now);
         self.tickets.retain(|_, (_, expires)| *expires >= now);
         self.ticks += 1;
         self.back_up_share();
@@ -1384,7 +1387,7 @@ impl Bases {
     /// bases have (their last backups).
     pub fn force_drain(&mut self) {
         // A baseapp that did not answer a hand-over has the copies it got,
-        // or nothing to take.
+        // or nothing to take; bases still here are saved.
         self.awaiting.clear();
         let all: Vec<EntityId> = self.bases.keys().copied().collect();
         for e in all {

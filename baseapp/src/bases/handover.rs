@@ -16,9 +16,10 @@
 //! [`AppMsg::HandOverSeen`]; once every other baseapp has, the retiring one
 //! has nothing left and leaves the cluster.
 //!
-//! A base that is still loading, leaving or being claimed has no real to
-//! hand on: it ends here as in a stop, saved, and its client must log in
-//! again. Messages on a base's channel that its real had not applied when
+//! The hand-over waits while any base here is being claimed (restored from
+//! a copy, its real not yet answering): such a base has nothing current to
+//! hand on. A base still loading or leaving ends here as in a stop, saved,
+//! and its client must log in again. Messages on a base's channel that its real had not applied when
 //! the base moved are dropped (the new base's channel starts over), as when
 //! a baseapp dies.
 
@@ -29,8 +30,9 @@ use super::{Bases, ClientOut, Closing, Half, Output, StoreOp};
 
 impl Bases {
     /// Begins a retirement: hands every base it can to the other
-    /// baseapps. Returns `false`, changing nothing, when there is no other
-    /// baseapp to take them (a stop saves them instead).
+    /// baseapps, once none is being claimed. Returns `false`, changing
+    /// nothing, when there is no other baseapp to take them (a stop saves
+    /// them instead).
     pub fn hand_over(&mut self, now: Time) -> bool {
         if self.stopping {
             return false;
@@ -39,7 +41,21 @@ impl Bases {
             tracing::warn!("retiring with no other baseapp to take the bases: saving them instead");
             return false;
         }
+        // No new player from now on.
         self.stopping = true;
+        self.handing = Handing::Waiting;
+        self.try_hand_over(now);
+        true
+    }
+
+    /// Hands the bases over if the retirement is waiting and no base is
+    /// being claimed: a base restored here whose real has not answered yet
+    /// has nothing current to hand on, and dropping it would lose it.
+    pub(super) fn try_hand_over(&mut self, now: Time) {
+        if self.handing != Handing::Waiting || self.bases.values().any(|b| b.claiming()) {
+            return;
+        }
+        self.handing = Handing::Done;
         let named = self.named_rows(true);
         if !named.is_empty() {
             self.out.push(Output::Store(StoreOp::Save(named)));
@@ -83,7 +99,11 @@ impl Bases {
             "retiring: every base handed to the other baseapps"
         );
         self.now = now;
-        true
+    }
+
+    /// Whether this baseapp's bases went to other baseapps.
+    pub fn handed_over(&self) -> bool {
+        self.handing == Handing::Done
     }
 
     /// Another baseapp is retiring: the bases whose copies are here are
@@ -97,4 +117,16 @@ impl Bases {
     pub(super) fn hand_over_seen(&mut self, from: AppId) {
         self.awaiting.remove(&from);
     }
+}
+
+/// Where a retirement by hand-over stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Handing {
+    /// Not retiring.
+    #[default]
+    No,
+    /// Retiring: waiting for the bases being claimed here to settle.
+    Waiting,
+    /// The bases went to their holders.
+    Done,
 }

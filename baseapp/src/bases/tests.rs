@@ -2565,3 +2565,42 @@ fn a_baseapp_alone_does_not_hand_over() {
     assert!(!r.b.hand_over(r.now));
     assert_eq!(r.b.entities().count(), 1, "nothing changed");
 }
+
+#[test]
+fn a_retirement_waits_for_the_bases_being_claimed_here() {
+    let other = AppId(4);
+    let mut r = rig();
+    r.cell_up();
+    r.peers(&[PEER, other]);
+    // PEER retires first: its base is restored here and claims its real.
+    let copy = base_copy(r.avatar(), EntityId(77), 1);
+    r.b.handle(r.now, PEER, AppMsg::BaseBackup(Box::new(copy)));
+    r.b.handle(r.now, PEER, AppMsg::HandOver);
+    r.b.drain();
+    // Retiring now would have nothing current to hand on for it: wait.
+    assert!(r.b.hand_over(r.now));
+    r.b.tick(r.now);
+    let out = r.b.drain();
+    assert!(
+        !app_msgs(&out).iter().any(|(_, m)| *m == AppMsg::HandOver),
+        "{out:?}"
+    );
+    assert_eq!(r.b.entities().count(), 1);
+    // Its real answers; at the next tick every base goes.
+    r.cell_says(AppMsg::Rebased {
+        entity: EntityId(77),
+        version: 3,
+        state: state([5.0, 0.0, 5.0], 0.0, vec![]),
+    });
+    r.advance(Duration::from_millis(100));
+    r.b.tick(r.now);
+    let msgs = app_msgs(&r.b.drain());
+    assert!(
+        msgs.iter().any(|(to, m)| *to == other
+            && matches!(m, AppMsg::BaseBackup(c) if c.entity == EntityId(77))),
+        "{msgs:?}"
+    );
+    assert!(msgs.contains(&(other, AppMsg::HandOver)), "{msgs:?}");
+    assert_eq!(r.b.entities().count(), 0);
+    assert!(r.b.handed_over());
+}
