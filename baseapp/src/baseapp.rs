@@ -41,6 +41,9 @@ pub struct BaseappConfig {
     /// How long a clean stop waits for the cells to send their entities'
     /// final state before it saves the last backups instead.
     pub stop_wait: Duration,
+    /// How long a retiring baseapp waits for its bases to settle and the
+    /// other baseapps to take them before it saves what is left instead.
+    pub retire_wait: Duration,
 }
 
 impl BaseappConfig {
@@ -61,6 +64,7 @@ impl BaseappConfig {
             membership: MembershipConfig::default(),
             links: LinkConfig::default(),
             stop_wait: Duration::from_secs(5),
+            retire_wait: Duration::from_secs(20),
         }
     }
 }
@@ -346,7 +350,7 @@ impl Baseapp {
             Some(r) if r.stopping.is_none() => {
                 let handed = r.bases.hand_over(now);
                 if handed {
-                    r.stopping = Some(now.plus(self.cfg.stop_wait));
+                    r.stopping = Some(now.plus(self.cfg.retire_wait));
                 }
                 handed
             }

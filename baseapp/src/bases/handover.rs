@@ -17,9 +17,11 @@
 //! has nothing left and leaves the cluster.
 //!
 //! The hand-over waits while any base here is being claimed (restored from
-//! a copy, its real not yet answering): such a base has nothing current to
-//! hand on. A base still loading or leaving ends here as in a stop, saved,
-//! and its client must log in again. Messages on a base's channel that its real had not applied when
+//! a copy, its real not yet answering) or waiting for a cell to place its
+//! real in: such a base has nothing current to hand on. A base still
+//! loading or leaving ends here as in a stop, saved, and its client must
+//! log in again. If the wait outlasts [`crate::baseapp::BaseappConfig::retire_wait`],
+//! every base is saved instead and the clients must log in again. Messages on a base's channel that its real had not applied when
 //! the base moved are dropped (the new base's channel starts over), as when
 //! a baseapp dies.
 
@@ -48,11 +50,13 @@ impl Bases {
         true
     }
 
-    /// Hands the bases over if the retirement is waiting and no base is
-    /// being claimed: a base restored here whose real has not answered yet
-    /// has nothing current to hand on, and dropping it would lose it.
+    /// Hands the bases over if the retirement is waiting and every base
+    /// has a real to hand on: none is being claimed (restored here, its
+    /// real not yet answering) or waiting to be placed in a cell. Either
+    /// would otherwise end here, its client disconnected.
     pub(super) fn try_hand_over(&mut self, now: Time) {
-        if self.handing != Handing::Waiting || self.bases.values().any(|b| b.claiming()) {
+        let unsettled = |b: &super::Base| b.claiming() || b.half == Half::Unplaced;
+        if self.handing != Handing::Waiting || self.bases.values().any(unsettled) {
             return;
         }
         self.handing = Handing::Done;
