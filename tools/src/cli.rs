@@ -172,8 +172,12 @@ fn serve(
     run: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     init_logs(json, "info");
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run)
+        .build()?;
+    let result = runtime.block_on(run);
+    // A read of standard input still waiting (`--stop-on-eof`, when the
+    // process was asked to stop by a signal instead) must not hold the exit.
+    runtime.shutdown_background();
+    result
 }

@@ -280,24 +280,33 @@ fn start_baseapp(data: &Path, manager: &str, name: &str) -> (SocketAddr, Proc) {
 
 /// Asks a process to go as an operator (or an orchestrator) does, with
 /// SIGTERM, and waits for it to exit on its own.
-async fn terminate(mut proc: Proc, name: &str) {
+async fn terminate(mut proc: Proc, name: &str, log: &Path) {
     let pid = proc.child.id().to_string();
     let sent = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill");
     assert!(sent.success(), "SIGTERM to {name}");
+    // `Child::wait` closes the child's standard input, which a process
+    // started with `--stop-on-eof` takes as "the whole world is stopping":
+    // keep it open until the process is gone, so SIGTERM alone decides.
+    let stdin = proc.child.stdin.take();
     let waited = tokio::time::timeout(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         tokio::task::spawn_blocking(move || {
             let status = proc.child.wait();
             (proc, status)
         }),
     )
     .await;
+    drop(stdin);
     match waited {
         Ok(Ok((_, Ok(status)))) => assert!(status.success(), "{name} exited with {status}"),
-        _ => panic!("{name} did not exit within 30 s of SIGTERM"),
+        _ => {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            panic!("{name} did not exit within 60 s of SIGTERM; its log ends:\n{tail:#?}")
+        }
     }
 }
 
@@ -568,14 +577,24 @@ async fn a_rolling_restart_disconnects_nobody_and_loses_nothing() {
     let started = Instant::now();
     let old_cellapps = std::mem::take(&mut w.cellapps);
     for (n, (app, proc)) in old_cellapps.into_iter().enumerate() {
-        terminate(proc, &format!("cellapp app{app}")).await;
+        let log = if n < 4 {
+            format!("cellapp-{n}.log")
+        } else {
+            String::new()
+        };
+        terminate(proc, &format!("cellapp app{app}"), &data.join(log)).await;
         let (new, p) = start_cellapp(&data, &w.internal, &format!("cellapp-new-{n}"), 10 + n);
         w.cellapps.insert(new, p);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let old_baseapps = std::mem::take(&mut w.baseapps);
     for (n, (addr, proc)) in old_baseapps.into_iter().enumerate() {
-        terminate(proc, &format!("baseapp at {addr}")).await;
+        terminate(
+            proc,
+            &format!("baseapp at {addr}"),
+            &data.join(format!("baseapp-{n}.log")),
+        )
+        .await;
         let (new, p) = start_baseapp(&data, &w.internal, &format!("baseapp-new-{n}"));
         w.baseapps.insert(new, p);
         // Past a copy period, so the new baseapp holds copies too.
