@@ -739,9 +739,24 @@ impl Definitions {
                 detail,
             });
         }
-        let canonical = postcard::to_stdvec(&types).map_err(|e| at(None, None, e.to_string()))?;
+        Definitions::seal(types).map_err(|e| at(None, None, e))
+    }
+
+    /// The definitions of `types`, with their digest.
+    fn seal(types: Vec<TypeDef>) -> Result<Definitions, String> {
+        let canonical = postcard::to_stdvec(&types).map_err(|e| e.to_string())?;
         let digest: [u8; 32] = Sha256::digest(&canonical).into();
         Ok(Definitions { types, digest })
+    }
+
+    /// The same definitions with type `name`'s AoI radius set to `radius`
+    /// (a new digest with it), or `None` if there is no such type with a
+    /// client. The simulator uses it for a scenario's client AoI.
+    pub fn with_aoi_radius(&self, name: &str, radius: f32) -> Option<Definitions> {
+        let mut types = self.types.clone();
+        let t = types.iter_mut().find(|t| t.name == name && t.has_client)?;
+        t.aoi_radius = radius;
+        Definitions::seal(types).ok()
     }
 
     /// A type by id.

@@ -462,9 +462,9 @@ async fn bot(
                         }
                     }
                     Behavior::Hotspot => {
-                        let crowd = tessera_sim::crowd::Crowd::hotspot(client.view.bounds, speed);
+                        let crowd = tessera_sim::crowd::Crowds::hotspot(client.view.bounds, speed);
                         (nx, nz) = (x, z);
-                        if let Some((gx, gz)) = crowd.goal(0.0, i as u64) {
+                        if let Some((gx, gz)) = crowd.goal(0.0, i as u64, (x, z)) {
                             let (dx, dz) = (gx - x, gz - z);
                             let d = (dx * dx + dz * dz).sqrt();
                             let step = speed * 0.1;

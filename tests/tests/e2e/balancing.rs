@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera::client::Client;
 use tessera::EntityId;
-use tessera_sim::crowd::Crowd;
+use tessera_sim::crowd::Crowds;
 use tessera_sim::truth::check_view;
 use tessera_tests::{admin, http, Cluster, ClusterSpec};
 use tokio::sync::watch;
@@ -44,8 +44,11 @@ async fn gatherer(
     arrived: Arc<AtomicUsize>,
     mut phase: watch::Receiver<Phase>,
 ) -> Client {
-    let crowd = Crowd::hotspot(client.view.bounds, 10.0);
-    let (gx, gz) = crowd.goal(0.0, i as u64).expect("every bot is a member");
+    let [x, _, z] = client.view.my_pos;
+    let crowd = Crowds::hotspot(client.view.bounds, 10.0);
+    let (gx, gz) = crowd
+        .goal(0.0, i as u64, (x, z))
+        .expect("every bot is a member");
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut there = false;
     loop {

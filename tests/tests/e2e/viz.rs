@@ -3,7 +3,7 @@
 //! rectangle, and a PNG of the drawing's size with its title and cells.
 
 use tessera::layout::SpaceView;
-use tessera_sim::scenario::{self, Scenario, Spec};
+use tessera_sim::scenario::{self, Overrides, Scenario, Spec};
 use tessera_tests::{Cluster, ClusterSpec};
 use tessera_tools::viz;
 
@@ -156,16 +156,15 @@ async fn viz_draws_a_live_layout_and_a_sim_frame() {
     cluster.stop().await;
 
     // A frame of the simulator, through its JSON file.
-    let spec = Spec {
-        scenario: Scenario::Hotspot,
-        cellapps: 4,
-        entities: 800,
-        duration: 12,
-        seed: 3,
-        size: None,
-        frame_every: 6,
-        game: None,
-    };
+    let hotspot = Scenario::load("hotspot")
+        .expect("built in")
+        .with(&Overrides {
+            cellapps: Some(4),
+            npcs: Some(800),
+            duration: Some(12),
+            ..Overrides::default()
+        });
+    let spec = Spec::new(hotspot, 3, 6, None).expect("a spec");
     let score = scenario::run(&spec, "tessera", &mut |_| {});
     let frame = score.frames.last().expect("a frame");
     let file = dir.path().join("frame.json");

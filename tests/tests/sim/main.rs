@@ -5,10 +5,11 @@
 
 use std::time::{Duration, Instant};
 use tessera_cellapp::Faults;
-use tessera_sim::scenario::{self, Scenario, Spec, SCENARIOS};
+use tessera_sim::scenario::{self, Overrides, Scenario, Spec, BUILT_IN};
 use tessera_sim::score::Score;
 use tessera_sim::{SimConfig, SimWorld};
 
+mod clients;
 mod crash;
 mod game;
 mod links;
@@ -309,30 +310,32 @@ fn cellapps_join_and_retire_without_loss() {
     }
 }
 
-fn small(scenario: Scenario, seed: u64) -> Spec {
-    Spec {
-        scenario,
-        cellapps: 4,
-        entities: 3_000,
-        duration: 60,
-        seed,
-        size: None,
-        frame_every: 0,
-        game: None,
-    }
+/// A built-in scenario, small: four cellapps, 3,000 NPCs (and 60 clients
+/// if it has clients), a minute.
+fn small(name: &str, seed: u64) -> Spec {
+    let scenario = Scenario::load(name).expect("built in");
+    let clients = (scenario.clients > 0).then_some(60);
+    let scenario = scenario.with(&Overrides {
+        cellapps: Some(4),
+        npcs: Some(3_000),
+        clients,
+        duration: Some(60),
+        ..Overrides::default()
+    });
+    Spec::new(scenario, seed, 0, None).expect("a spec")
 }
 
 /// The same seed gives byte-identical `summary.json`.
 #[test]
 fn the_balancing_simulator_is_deterministic() {
-    let spec = small(Scenario::Join, 7);
+    let spec = small("join", 7);
     let once = |policy| scenario::run(&spec, policy, &mut |_| {});
     let (a, b) = (once("tessera"), once("tessera"));
     let text = |s: &Score| scenario::summary_json(&spec, &[("tessera", s)]);
     assert_eq!(text(&a), text(&b));
     assert!(text(&a).contains("\"entities_lost\": 0"), "{}", text(&a));
     // A different seed is a different run.
-    let other = scenario::run(&small(Scenario::Join, 8), "tessera", &mut |_| {});
+    let other = scenario::run(&small("join", 8), "tessera", &mut |_| {});
     assert_ne!(a.series, other.series);
 }
 
@@ -341,8 +344,8 @@ fn the_balancing_simulator_is_deterministic() {
 /// layout, `tessera` best of all.
 #[test]
 fn policies_lose_nothing_and_tessera_evens_a_hotspot() {
-    for (i, name) in SCENARIOS.iter().enumerate() {
-        let spec = small(name.parse().expect("scenario"), 100 + i as u64);
+    for (i, (name, _)) in BUILT_IN.iter().enumerate() {
+        let spec = small(name, 100 + i as u64);
         let mut p95 = std::collections::BTreeMap::new();
         for policy in tessera_manager::balance::POLICIES {
             let s = scenario::run(&spec, policy, &mut |_| {});
@@ -351,6 +354,13 @@ fn policies_lose_nothing_and_tessera_evens_a_hotspot() {
                 (0, 0, &None),
                 "{name} under {policy}"
             );
+            if let Some(c) = &s.clients {
+                assert_eq!(
+                    (c.playing, c.views_wrong_at_end, c.corrected),
+                    (60, 0, 0),
+                    "{name} under {policy}: {c:?}"
+                );
+            }
             p95.insert(policy, s.imbalance.p95);
         }
         if *name == "hotspot" || *name == "converge" {

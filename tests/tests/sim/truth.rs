@@ -10,7 +10,7 @@
 //! with today's links none does.
 
 use tessera::link::LinkFaults;
-use tessera_sim::crowd::Crowd;
+use tessera_sim::crowd::Crowds;
 use tessera_sim::{SimConfig, SimWorld};
 
 /// Four cellapps and a crowd of 1,100 NPCs gathering at one point under
@@ -26,12 +26,13 @@ fn crowd_with_a_cellapp_cut_off_as_it_retires(seed: u64, links: LinkFaults) -> S
         npcs_total: Some(1_100),
         clients: 0,
         size,
-        crowd: Some(Crowd {
-            share: 1.0,
-            path: vec![(1.0, 0.3 * size, 0.3 * size)],
-            radius: 0.12 * size,
-            speed: 10.0,
-        }),
+        crowd: Some(Crowds::gathering(
+            1.0,
+            1.0,
+            (0.3 * size, 0.3 * size),
+            0.12 * size,
+            10.0,
+        )),
         check_every_step: false,
         ..SimConfig::default()
     };

@@ -56,6 +56,9 @@ pub struct SimClient {
     pub resumed: u32,
     /// Moves the server refused and pulled the client back from.
     pub corrected: u32,
+    /// Updates of what it sees: positions of others, enters, leaves and
+    /// property changes.
+    pub updates: u64,
     /// Its player type's `ping` method, if it has one.
     ping: Option<u16>,
     /// The game's bot, if the game has one for its player type.
@@ -107,6 +110,7 @@ impl SimClient {
             session: None,
             resumed: 0,
             corrected: 0,
+            updates: 0,
             bot: bot.map(|behavior| Play {
                 behavior,
                 rng: StdRng::seed_from_u64(id),
@@ -200,8 +204,12 @@ impl SimClient {
                     }
                 }
                 Ok(msg) => {
-                    if let ServerMsg::Corrected { .. } = &msg {
-                        self.corrected += 1;
+                    match &msg {
+                        ServerMsg::Corrected { .. } => self.corrected += 1,
+                        ServerMsg::Enter { .. }
+                        | ServerMsg::Leave { .. }
+                        | ServerMsg::Props { .. } => self.updates += 1,
+                        _ => {}
                     }
                     if let ServerMsg::Call { method, args, .. } = &msg {
                         if Some(*method) == self.pong {
@@ -228,6 +236,8 @@ impl SimClient {
                 if let (Phase::Playing(view), Ok(d)) =
                     (&mut self.phase, decode::<ServerDatagram>(&bytes))
                 {
+                    let ServerDatagram::Positions { updates, .. } = &d;
+                    self.updates += updates.len() as u64;
                     view.apply_datagram(&d);
                 }
             }

@@ -72,3 +72,58 @@ pub fn check_view(
     }
     Ok(checked)
 }
+
+/// How far from the truth a view may show an entity before the view counts
+/// as behind on it, metres: a few ticks of walking, so that positions on
+/// their way and the slower updates of far detail levels do not count.
+pub const BEHIND_M: f32 = 5.0;
+
+/// Over every view: the sightings (an entity within the watcher's AoI
+/// radius of where the watcher really is) and how many of them the view is
+/// behind on (it misses the entity, or shows it more than [`BEHIND_M`] from
+/// where it is).
+pub fn behind<'a>(
+    views: impl IntoIterator<Item = &'a View>,
+    reals: &BTreeMap<EntityId, &EntitySnapshot>,
+) -> (u64, u64) {
+    // Reals bucketed by 64 m squares, for the radius queries.
+    const SQUARE: f32 = 64.0;
+    let key = |x: f32, z: f32| ((x / SQUARE).floor() as i32, (z / SQUARE).floor() as i32);
+    let mut squares: BTreeMap<(i32, i32), Vec<&EntitySnapshot>> = BTreeMap::new();
+    for r in reals.values() {
+        squares.entry(key(r.pos.x, r.pos.z)).or_default().push(r);
+    }
+    let (mut sightings, mut behind) = (0, 0);
+    for view in views {
+        let Some(me) = reals.get(&view.me) else {
+            continue;
+        };
+        let Some(radius) = me.aoi else {
+            continue;
+        };
+        let (lo, hi) = (
+            key(me.pos.x - radius, me.pos.z - radius),
+            key(me.pos.x + radius, me.pos.z + radius),
+        );
+        for sx in lo.0..=hi.0 {
+            for sz in lo.1..=hi.1 {
+                for other in squares.get(&(sx, sz)).into_iter().flatten() {
+                    let d = ((other.pos.x - me.pos.x).powi(2) + (other.pos.z - me.pos.z).powi(2))
+                        .sqrt();
+                    if other.id == me.id || d > radius {
+                        continue;
+                    }
+                    sightings += 1;
+                    let off = view
+                        .others
+                        .get(&other.id)
+                        .map(|s| glam::Vec3::from_array(s.pos).distance(other.pos));
+                    if off.is_none_or(|d| d > BEHIND_M) {
+                        behind += 1;
+                    }
+                }
+            }
+        }
+    }
+    (sightings, behind)
+}

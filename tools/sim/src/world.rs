@@ -30,7 +30,7 @@ const CLIENT_ADDR: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::n
 use tessera_manager::manager::{self, Manager, ManagerConfig};
 
 use super::client::SimClient;
-use super::crowd::Crowd;
+use super::crowd::{Crowds, Way};
 use super::net::{Conditions, Delivery, Net, Node, Payload};
 
 mod checks;
@@ -74,8 +74,10 @@ pub struct SimConfig {
     pub policy: &'static str,
     /// NPCs over all cellapps, shared out evenly (instead of `npcs` each).
     pub npcs_total: Option<usize>,
-    /// How NPCs move, if not as the demo's wanderers.
-    pub crowd: Option<Crowd>,
+    /// How NPCs move, if not as the game's NPC behaviour has them.
+    pub crowd: Option<Crowds>,
+    /// How clients move, if not as the game's bot (or wandering) has them.
+    pub client_crowd: Option<Crowds>,
     /// The manager's settings (its rejoin window applies to a restart; the
     /// first manager opens none).
     pub manager: ManagerConfig,
@@ -104,6 +106,7 @@ impl Default for SimConfig {
             policy: "tessera",
             npcs_total: None,
             crowd: None,
+            client_crowd: None,
             // The simulated clients are all at one address
             // ([`CLIENT_ADDR`]); the throttle has its own tests.
             // The balancer runs at any load: the simulator's worlds are
@@ -979,7 +982,15 @@ impl SimWorld {
             }
             Payload::ToClient(out) => client.receive(out, &self.defs),
             Payload::Timer => {
-                let (goal, calls) = client.play(&self.defs);
+                let (bot, calls) = client.play(&self.defs);
+                let t = d.at as f32 / 1e6;
+                let (goal, speed) = match (&self.cfg.client_crowd, client.view()) {
+                    (Some(crowds), Some(v)) => match crowds.way(t, c, (v.my_pos[0], v.my_pos[2])) {
+                        Way::To(x, z, s) => (Some([x, z]), s.unwrap_or(speed)),
+                        Way::Wander(s) => (bot, s.unwrap_or(speed)),
+                    },
+                    _ => (bot, speed),
+                };
                 if let (Some(m), Some(b)) =
                     (client.step(&mut self.rng, speed, goal), self.home.get(&c))
                 {

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tessera_manager::balance::POLICIES;
-use tessera_sim::scenario::{self, Scenario, Spec};
+use tessera_sim::scenario::{self, Overrides, Scenario, Spec};
 use tessera_sim::score::Score;
 
 mod figure;
@@ -18,28 +18,36 @@ mod figure;
 /// `tessera sim`.
 #[derive(Args, Clone, Debug)]
 pub struct SimArgs {
-    /// uniform, hotspot, moving-hotspot, converge, join or retire.
+    /// A built-in scenario (uniform, hotspot, moving-hotspot, converge,
+    /// join, retire, town) or a scenario file.
     #[arg(long, default_value = "hotspot")]
     pub scenario: String,
+    /// Print the built-in scenario's file and exit (a start for your own).
+    #[arg(long)]
+    pub print_scenario: bool,
     /// static, bigworld or tessera (ignored with --compare).
     #[arg(long, default_value = "tessera")]
     pub policy: String,
     /// Run every policy on the same seed and print a table.
     #[arg(long)]
     pub compare: bool,
-    /// Cellapps.
-    #[arg(long, default_value_t = 8)]
-    pub cellapps: usize,
-    /// NPCs in the world.
-    #[arg(long, default_value_t = 20_000)]
-    pub entities: usize,
-    /// Virtual seconds to simulate.
-    #[arg(long, default_value_t = 300)]
-    pub duration: u32,
+    /// Cellapps at the start (default: the scenario's).
+    #[arg(long)]
+    pub cellapps: Option<usize>,
+    /// NPCs in the world (default: the scenario's).
+    #[arg(long, alias = "npcs")]
+    pub entities: Option<usize>,
+    /// Simulated clients (default: the scenario's).
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Virtual seconds to simulate (default: the scenario's).
+    #[arg(long)]
+    pub duration: Option<u32>,
     /// Drives everything: the same seed gives the same summary.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Space size in metres (default: about 200 m² per entity).
+    /// Space size in metres (default: the scenario's, or about 200 m² per
+    /// entity).
     #[arg(long)]
     pub size: Option<f32>,
     /// Seconds between two layout frames.
@@ -53,8 +61,7 @@ pub struct SimArgs {
     pub quiet: bool,
 }
 
-fn check(a: &SimArgs) -> anyhow::Result<(Spec, Vec<&'static str>)> {
-    let scenario: Scenario = a.scenario.parse().map_err(anyhow::Error::msg)?;
+fn check(a: &SimArgs, game: tessera_game::Game) -> anyhow::Result<(Spec, Vec<&'static str>)> {
     let policies: Vec<&'static str> = if a.compare {
         POLICIES.to_vec()
     } else {
@@ -67,33 +74,39 @@ fn check(a: &SimArgs) -> anyhow::Result<(Spec, Vec<&'static str>)> {
             ),
         }
     };
-    if !(1..=64).contains(&a.cellapps) {
-        bail!("--cellapps must be between 1 and 64");
+    if let Some(c) = a.cellapps {
+        if !(1..=64).contains(&c) {
+            bail!("--cellapps must be between 1 and 64");
+        }
     }
-    if scenario == Scenario::Join && a.cellapps < 2 {
-        bail!("the join scenario needs --cellapps of at least 2");
+    if let Some(e) = a.entities {
+        if e > 1_000_000 {
+            bail!("--entities must be at most 1000000");
+        }
     }
-    if a.entities == 0 || a.entities > 1_000_000 {
-        bail!("--entities must be between 1 and 1000000");
+    if let Some(c) = a.clients {
+        if c > 100_000 {
+            bail!("--clients must be at most 100000");
+        }
     }
-    if a.duration == 0 || a.duration > 86_400 {
-        bail!("--duration must be between 1 and 86400 seconds");
+    if let Some(d) = a.duration {
+        if d == 0 || d > 86_400 {
+            bail!("--duration must be between 1 and 86400 seconds");
+        }
     }
     if let Some(s) = a.size {
         if !(s.is_finite() && (200.0..=1_000_000.0).contains(&s)) {
             bail!("--size must be between 200 and 1000000 metres");
         }
     }
-    let spec = Spec {
-        scenario,
-        cellapps: a.cellapps,
-        entities: a.entities,
+    let scenario = Scenario::load(&a.scenario)?.with(&Overrides {
         duration: a.duration,
-        seed: a.seed,
+        cellapps: a.cellapps,
+        npcs: a.entities,
+        clients: a.clients,
         size: a.size,
-        frame_every: a.frame_every,
-        game: None,
-    };
+    });
+    let spec = Spec::new(scenario, a.seed, a.frame_every, Some(game))?;
     Ok((spec, policies))
 }
 
@@ -113,19 +126,33 @@ fn fmt_recovery(r: &[Option<u32>]) -> String {
 
 /// Runs `tessera sim`.
 pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
-    let (mut spec, policies) = check(&a)?;
+    if a.print_scenario {
+        match Scenario::built_in_text(&a.scenario) {
+            Some(text) => {
+                print!("{text}");
+                return Ok(());
+            }
+            None => bail!(
+                "no built-in scenario {:?}; choose one of {}",
+                a.scenario,
+                scenario::built_in_names()
+            ),
+        }
+    }
     game.check()
         .with_context(|| format!("game {} does not fit its definitions", game.name()))?;
-    spec.game = Some(game);
+    let game_name = game.name().to_string();
+    let (spec, policies) = check(&a, game)?;
+    let s = &spec.scenario;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     println!(
-        "game {} · scenario {} · {} cellapps · {} entities · {} s · seed {} · {:.0} m square",
-        spec.game.as_ref().map_or("demo", |g| g.name()),
-        spec.scenario.name(),
-        spec.cellapps,
-        spec.entities,
-        spec.duration,
+        "game {game_name} · scenario {} · {} cellapps · {} NPCs · {} clients · {} s · seed {} · {:.0} m square",
+        s.name,
+        s.cellapps,
+        s.npcs,
+        s.clients,
+        s.duration,
         spec.seed,
         spec.side()
     );
@@ -155,7 +182,7 @@ pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         for (k, f) in score.frames.iter().enumerate() {
-            let title = format!("{} · {}", spec.scenario.name(), policy);
+            let title = format!("{} · {}", s.name, policy);
             write(
                 &dir.join(format!("frame-{:04}.svg", k + 1)),
                 &figure::frame_svg(f, &title),
@@ -173,11 +200,8 @@ pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
         &scenario::summary_json(&spec, &named),
     )?;
     let title = format!(
-        "{}: {} cellapps, {} entities, seed {}",
-        spec.scenario.name(),
-        spec.cellapps,
-        spec.entities,
-        spec.seed
+        "{}: {} cellapps, {} NPCs, {} clients, seed {}",
+        s.name, s.cellapps, s.npcs, s.clients, spec.seed
     );
     write(
         &a.out.join("imbalance.svg"),
@@ -189,8 +213,34 @@ pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
         .collect();
     write(&a.out.join("index.html"), &figure::page(&title, &frames))?;
 
-    println!(
-        "{:<9} {:>7} {:>7} {:>7} {:>12} {:>8} {:>7} {:>9} {:>11} {:>5} {:>8}",
+    let duration = f64::from(spec.duration());
+    print_table(&scores, duration);
+    println!("wrote {}", a.out.join("summary.json").display());
+    println!("frames: {}", a.out.join("index.html").display());
+    let lost: u64 = scores
+        .iter()
+        .map(|(_, s, _)| s.entities_lost + s.entities_duplicated)
+        .sum();
+    if lost > 0 || scores.iter().any(|(_, s, _)| s.broken.is_some()) {
+        bail!("entities were lost, duplicated, or an invariant broke (see above)");
+    }
+    let wrong: usize = scores
+        .iter()
+        .filter_map(|(_, s, _)| s.clients.as_ref())
+        .map(|c| c.views_wrong_at_end)
+        .sum();
+    if wrong > 0 {
+        bail!("{wrong} client views did not equal the truth at the end (see above)");
+    }
+    Ok(())
+}
+
+/// Prints the policies' scores as a table, with the clients' columns when
+/// the world had clients.
+fn print_table(scores: &[(&str, Score, f64)], duration: f64) {
+    let with_clients = scores.iter().any(|(_, s, _)| s.clients.is_some());
+    print!(
+        "{:<9} {:>7} {:>7} {:>7} {:>12} {:>8} {:>7} {:>9} {:>11} {:>5}",
         "policy",
         "p50",
         "p95",
@@ -200,13 +250,15 @@ pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
         "ghosts",
         "reversals",
         "over-budget",
-        "lost",
-        "speed"
+        "lost"
     );
-    let mut lost = 0;
-    for (p, s, wall) in &scores {
-        println!(
-            "{:<9} {:>7.3} {:>7.3} {:>7.3} {:>12} {:>8.2} {:>7.3} {:>9} {:>11} {:>5} {:>7.1}x",
+    if with_clients {
+        print!(" {:>9} {:>7} {:>9}", "aoi/cl/s", "behind", "corrected");
+    }
+    println!(" {:>8}", "speed");
+    for (p, s, wall) in scores {
+        print!(
+            "{:<9} {:>7.3} {:>7.3} {:>7.3} {:>12} {:>8.2} {:>7.3} {:>9} {:>11} {:>5}",
             p,
             s.imbalance.p50,
             s.imbalance.p95,
@@ -217,17 +269,22 @@ pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
             s.line_reversals,
             s.ticks_over_budget,
             s.entities_lost,
-            f64::from(spec.duration) / wall.max(1e-6)
         );
-        lost += s.entities_lost + s.entities_duplicated;
+        if with_clients {
+            let c = s.clients.clone().unwrap_or_default();
+            print!(
+                " {:>9.1} {:>6.2}% {:>9}",
+                c.aoi_updates_per_client_s,
+                c.views_behind * 100.0,
+                c.corrected
+            );
+        }
+        println!(" {:>7.1}x", duration / wall.max(1e-6));
         if let Some(b) = &s.broken {
             eprintln!("{p}: invariant broken: {b}");
         }
+        if let Some(w) = s.clients.as_ref().and_then(|c| c.first_wrong.as_ref()) {
+            eprintln!("{p}: a view at the end: {w}");
+        }
     }
-    println!("wrote {}", a.out.join("summary.json").display());
-    println!("frames: {}", a.out.join("index.html").display());
-    if lost > 0 || scores.iter().any(|(_, s, _)| s.broken.is_some()) {
-        bail!("entities were lost, duplicated, or an invariant broke (see above)");
-    }
-    Ok(())
 }
