@@ -8,6 +8,10 @@ use crate::layout::{CellId, Rect};
 use crate::AppId;
 use serde::{Deserialize, Serialize};
 
+mod policy;
+
+pub use policy::{BadPolicyName, Policies, Policy, PolicyFactory};
+
 /// The shares of a cellapp's time at which bound levels are reported,
 /// largest first (BigWorld's levels).
 pub const LEVELS: [f32; 5] = [0.02, 0.01, 0.005, 0.0025, 0.00125];

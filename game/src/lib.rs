@@ -60,6 +60,7 @@ pub mod base {
     };
 }
 
+pub use tessera::balance::{Policies, Policy};
 pub use tessera::defs::{Definitions, MethodDef, PropDef, TypeDef};
 pub use tessera::{EntityId, Time, Value};
 
@@ -87,6 +88,9 @@ pub enum RegisterError {
     /// The NPC type has a client.
     #[error("NPC type {0} has a client; NPCs are server-driven")]
     NpcWithClient(String),
+    /// A balancing policy's name is not plain.
+    #[error(transparent)]
+    PolicyName(#[from] tessera::balance::BadPolicyName),
 }
 
 /// A game: its definitions, its behaviours, and which types are its players
@@ -101,6 +105,8 @@ pub struct Game {
     player_type: Option<String>,
     npc_type: Option<String>,
     fixtures: Vec<(String, usize)>,
+    policies: Policies,
+    bad_policy: Option<tessera::balance::BadPolicyName>,
 }
 
 impl Game {
@@ -124,7 +130,26 @@ impl Game {
             player_type: None,
             npc_type: None,
             fixtures: Vec::new(),
+            policies: Policies::new(),
+            bad_policy: None,
         }
+    }
+
+    /// Registers a balancing policy of the game's own: `make` makes a fresh
+    /// one (each switch to it and each simulated run starts afresh). The
+    /// live manager can start with it (`--policy NAME`) or be switched to
+    /// it (`POST /api/balance`), and `tessera sim --compare` scores it
+    /// beside the built-in ones. A policy of a built-in's name replaces it.
+    pub fn policy(mut self, make: impl Fn() -> Box<dyn Policy> + Send + Sync + 'static) -> Game {
+        if let Err(e) = self.policies.register(make) {
+            self.bad_policy.get_or_insert(e);
+        }
+        self
+    }
+
+    /// The game's own balancing policies.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// The same game with other definitions (a `--defs` file): the
@@ -187,8 +212,12 @@ impl Game {
     }
 
     /// Checks that every registration names a type of the definitions, that
-    /// the player type has a client and the NPC type has none.
+    /// the player type has a client and the NPC type has none, and that
+    /// every policy's name is plain.
     pub fn check(&self) -> Result<(), RegisterError> {
+        if let Some(e) = &self.bad_policy {
+            return Err(e.clone().into());
+        }
         let has = |name: &str| self.defs.by_name(name).is_some();
         let named = [
             ("cell behaviour", self.cell.type_names().collect::<Vec<_>>()),

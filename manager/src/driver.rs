@@ -56,8 +56,11 @@ pub struct Options {
     pub space: SpaceInfo,
     /// Password hashing cost.
     pub hash_cost: HashCost,
-    /// The balancing policy, by name (see [`crate::balance::POLICIES`]).
+    /// The balancing policy to start with, by name: one of `policies`.
     pub policy: String,
+    /// Every policy the manager may run or be switched to: the built-in
+    /// ones and the game's ([`crate::balance::with`]).
+    pub policies: crate::balance::Policies,
     /// How long after starting the manager waits for apps of a previous
     /// run (it may be a restart) to come back before it takes new ones.
     /// Longer than the apps' link timeout; zero for a manager that is
@@ -97,8 +100,13 @@ pub enum ManagerError {
         source: std::io::Error,
     },
     /// No balancing policy by that name.
-    #[error("unknown balancing policy {0:?}; choose one of static, bigworld, tessera")]
-    UnknownPolicy(String),
+    #[error("unknown balancing policy {name:?}; choose one of {known}")]
+    UnknownPolicy {
+        /// The name asked for.
+        name: String,
+        /// The policies there are, comma-separated.
+        known: String,
+    },
 }
 
 /// A running manager.
@@ -173,8 +181,7 @@ async fn read_request(
 
 /// Starts a manager.
 pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
-    let policy = crate::balance::policy(&opts.policy)
-        .ok_or_else(|| ManagerError::UnknownPolicy(opts.policy.clone()))?;
+    let policy = policy(&opts.policies, &opts.policy)?;
     let cluster = net::ca::load_identity(&opts.data_dir)?;
     let identity = opts.public_cert.load(&opts.data_dir)?;
     let internal = net::endpoint(
@@ -253,7 +260,17 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     tracing::info!(parent: &span, %internal_addr, %login_addr, %admin_addr, "manager up");
     let task = tokio::spawn(
         run(
-            core, accounts, view, transport, logins, checked, commands, stop_rx, login, metrics,
+            core,
+            accounts,
+            view,
+            transport,
+            logins,
+            checked,
+            commands,
+            stop_rx,
+            login,
+            metrics,
+            opts.policies.clone(),
         )
         .instrument(span),
     );
@@ -373,6 +390,7 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
     login: quinn::Endpoint,
     metrics: Metrics,
+    policies: crate::balance::Policies,
 ) {
     let mut replies: HashMap<LoginId, (oneshot::Sender<LoginReply>, Arc<AtomicBool>)> =
         HashMap::new();
@@ -392,7 +410,7 @@ async fn run(
                 None => core.account_dropped(id),
             },
             Some(cmd) = commands.recv() => {
-                command(&mut core, cmd);
+                command(&mut core, &policies, cmd);
                 publish(&core, &view, &metrics);
             }
             _ = tessera::time::sleep_until(wake) => {
@@ -433,8 +451,21 @@ async fn run(
         .await;
 }
 
+/// A fresh policy `name` of `policies`.
+fn policy(
+    policies: &crate::balance::Policies,
+    name: &str,
+) -> Result<Box<dyn crate::balance::Policy>, ManagerError> {
+    policies
+        .make(name)
+        .ok_or_else(|| ManagerError::UnknownPolicy {
+            name: name.to_string(),
+            known: policies.names().join(", "),
+        })
+}
+
 /// Carries out an operator's command from the admin API.
-fn command(core: &mut Manager, cmd: admin::Command) {
+fn command(core: &mut Manager, policies: &crate::balance::Policies, cmd: admin::Command) {
     match cmd {
         admin::Command::MoveLine { line, pos, reply } => {
             let cluster = core.cluster_mut();
@@ -449,13 +480,13 @@ fn command(core: &mut Manager, cmd: admin::Command) {
             let _ = reply.send(result);
         }
         admin::Command::SetPolicy { name, reply } => {
-            let result = match crate::balance::policy(&name) {
-                Some(p) => {
+            let result = match policy(policies, &name) {
+                Ok(p) => {
                     core.set_policy(p);
                     tracing::info!(policy = %name, "balancing policy switched");
                     Ok(())
                 }
-                None => Err(ManagerError::UnknownPolicy(name).to_string()),
+                Err(e) => Err(e.to_string()),
             };
             let _ = reply.send(result);
         }

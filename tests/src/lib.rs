@@ -191,6 +191,7 @@ impl Cluster {
             },
             hash_cost: spec.hash_cost,
             policy: spec.policy.to_string(),
+            policies: tessera_manager::balance::with(spec.game.policies()),
             // The manager of this harness never restarts.
             rejoin_window: std::time::Duration::ZERO,
             // Every client of these tests connects from one address.
@@ -328,6 +329,19 @@ impl Cluster {
         Err(ClientError::Protocol(format!(
             "world never came up: {last:?}"
         )))
+    }
+
+    /// Switches the manager's balancing policy through its admin API.
+    pub async fn set_policy(&self, name: &str) -> Answer {
+        let body = serde_json::json!({ "policy": name }).to_string();
+        admin(
+            &self.data,
+            self.manager.admin_addr,
+            "POST",
+            "/api/balance",
+            &body,
+        )
+        .await
     }
 
     /// Stops everything in order: baseapps (saving every entity), cellapps, manager.

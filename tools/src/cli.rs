@@ -121,10 +121,12 @@ pub fn run(game: Game) -> anyhow::Result<()> {
         }
         Command::Up(a) => {
             let loaded = config::load(file, &a)?;
+            roles::check_policy(&loaded.settings, &game)?;
             serve(json, up::run(a, loaded))
         }
         Command::Manager(a) => {
             let s = config::load(file, &a)?.settings;
+            roles::check_policy(&s, &game)?;
             serve(json, roles::manager(s, a.common.stop_on_eof, game))
         }
         Command::Cellapp(a) => {

@@ -83,7 +83,8 @@ pub struct WorldArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<f64>,
-    /// Load-balancing policy: static, bigworld or tessera (default tessera).
+    /// Load-balancing policy: static, bigworld, tessera (the default) or
+    /// one the game registered.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
@@ -330,6 +331,21 @@ pub fn checked_game(s: &Settings, game: Game) -> anyhow::Result<Game> {
     Ok(game)
 }
 
+/// Checks that the manager's policy is one the game has (a built-in one or
+/// its own).
+pub fn check_policy(s: &Settings, game: &Game) -> anyhow::Result<()> {
+    let known = tessera_manager::balance::with(game.policies());
+    if !known.contains(&s.manager.policy) {
+        anyhow::bail!(
+            "setting manager.policy: {:?} is not a policy of game {} (one of {})",
+            s.manager.policy,
+            game.name(),
+            known.names().join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Runs the manager until asked to stop.
 pub async fn manager(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Result<()> {
     prepare(&s)?;
@@ -349,6 +365,7 @@ pub async fn manager(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Resu
         },
         hash_cost: m.hash_cost(),
         policy: m.policy.clone(),
+        policies: tessera_manager::balance::with(game.policies()),
         rejoin_window: Duration::from_millis(m.rejoin_window_ms),
         logins_per_addr: s.conns_per_addr,
         conn_rate_per_addr: s.conn_rate_per_addr,

@@ -60,6 +60,13 @@ fn a_bad_configuration_stops_the_process_naming_the_problem() {
     assert!(err.contains("string"), "{err}");
     std::fs::remove_file(d.join("tessera.toml")).expect("file");
 
+    // A policy the game does not have, named with those it has.
+    let err = fails(d, &["manager", "--data", &data_arg, "--policy", "fastest"]);
+    assert!(
+        err.contains("manager.policy") && err.contains("fastest") && err.contains("bigworld"),
+        "{err}"
+    );
+
     // Bound to every interface with nothing to advertise: refused before
     // it asks the manager anything.
     let err = fails(

@@ -43,7 +43,7 @@ pub enum Command {
     },
     /// Switch the balancing policy; the answer is `Ok` once it is in force.
     SetPolicy {
-        /// One of [`crate::balance::POLICIES`].
+        /// A policy the manager has (see `driver::Options::policies`).
         name: String,
         /// The answer.
         reply: oneshot::Sender<Result<(), String>>,
@@ -60,7 +60,7 @@ pub enum Command {
 /// The body of a policy switch.
 #[derive(Debug, Deserialize)]
 pub struct PolicyBody {
-    /// One of [`crate::balance::POLICIES`].
+    /// A policy the manager has (see `driver::Options::policies`).
     pub policy: String,
 }
 

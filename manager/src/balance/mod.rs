@@ -6,11 +6,16 @@
 //! - [`BigWorld`]: BigWorld's baseline (design §9), creeping by bound levels.
 //! - [`Tessera`]: ours, placing lines in one step from the load profiles.
 //!
-//! `docs/balancing.md` explains them and how the simulator scores them.
+//! The [`Policy`] trait and the [`Policies`] registry live in
+//! `tessera::balance`, so that a game or lab crate can write its own and
+//! register it beside these. `docs/balancing.md` explains them and how the
+//! simulator scores them.
 
 use std::collections::BTreeMap;
 use tessera::balance::CellReport;
 use tessera::layout::{CellId, CellView, Layout, LineId, LineView};
+
+pub use tessera::balance::{Policies, Policy};
 
 mod bigworld;
 mod tessera_policy;
@@ -18,29 +23,25 @@ mod tessera_policy;
 pub use bigworld::BigWorld;
 pub use tessera_policy::Tessera;
 
-/// The policies' names, as `--policy` spells them.
+/// The built-in policies' names, as `--policy` spells them.
 pub const POLICIES: [&str; 3] = ["static", "bigworld", "tessera"];
 
-/// The policy called `name`, if there is one.
-pub fn policy(name: &str) -> Option<Box<dyn Policy>> {
-    match name {
-        "static" => Some(Box::new(Static)),
-        "bigworld" => Some(Box::new(BigWorld::default())),
-        "tessera" => Some(Box::new(Tessera::default())),
-        _ => None,
-    }
+/// The built-in policies: [`Static`], [`BigWorld`] and [`Tessera`].
+pub fn built_in() -> Policies {
+    let mut p = Policies::new();
+    // Their names are plain: registering them cannot fail.
+    let _ = p.register(|| Box::new(Static));
+    let _ = p.register(|| Box::new(BigWorld::default()));
+    let _ = p.register(|| Box::new(Tessera::default()));
+    p
 }
 
-/// A balancing policy.
-pub trait Policy: Send {
-    /// Its name, as `tessera sim --policy` spells it.
-    fn name(&self) -> &'static str;
-    /// Where lines should go now, given the latest reports.
-    fn plan(
-        &mut self,
-        layout: &Layout,
-        reports: &BTreeMap<CellId, CellReport>,
-    ) -> Vec<(LineId, f32)>;
+/// The built-in policies and a game's own (a game's policy of a built-in's
+/// name replaces it).
+pub fn with(game: &Policies) -> Policies {
+    let mut p = built_in();
+    p.extend(game);
+    p
 }
 
 /// Never moves a line.

@@ -61,7 +61,7 @@ proptest! {
     ) {
         let ids: Vec<AppId> = (1..=apps as u32).map(AppId).collect();
         let mut layout = Layout::equal(SPACE, &ids).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let mut policy = policy(POLICIES[which]).ok_or_else(|| TestCaseError::fail("policy"))?;
+        let mut policy = built_in().make(POLICIES[which]).ok_or_else(|| TestCaseError::fail("policy"))?;
         for _ in 0..rounds {
             let mut reports = BTreeMap::new();
             for ((c, (load, fracs)), shape) in layout.cells().iter().zip(&loads).zip(&shapes) {
@@ -111,7 +111,7 @@ proptest! {
             let dz = ((s >> 13) % 120) as f32 - 60.0;
             points.push(((hot.0 + dx).clamp(0.0, 999.0), (hot.1 + dz).clamp(0.0, 999.0)));
         }
-        let mut policy = policy(POLICIES[which]).ok_or_else(|| TestCaseError::fail("policy"))?;
+        let mut policy = built_in().make(POLICIES[which]).ok_or_else(|| TestCaseError::fail("policy"))?;
         let uneven = imbalance(&layout, &points);
         let (mut moved_early, mut moved_late) = (0.0f32, 0.0f32);
         for round in 0..300 {
@@ -188,7 +188,7 @@ fn tessera_evens_a_hotspot_in_a_few_rounds_and_bigworld_creeps() {
     for name in ["bigworld", "tessera"] {
         let mut layout = Layout::equal(SPACE, &ids).expect("layout");
         assert!(imbalance(&layout, &points) > 2.0);
-        let mut p = policy(name).expect("policy");
+        let mut p = built_in().make(name).expect("policy");
         let mut rounds = None;
         for round in 1..=60 {
             for (line, to) in p.plan(&layout, &reports(&layout, &points, 0.001)) {

@@ -193,14 +193,7 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
 
     // Balancing on: the lines move until the loads even out.
     let (epoch0, _, hot0) = layout(&cluster).await;
-    let answer = admin(
-        &cluster.data,
-        cluster.manager.admin_addr,
-        "POST",
-        "/api/balance",
-        r#"{"policy": "tessera"}"#,
-    )
-    .await;
+    let answer = cluster.set_policy("tessera").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let started = Instant::now();
     let mut even_for = 0;
@@ -278,14 +271,7 @@ async fn a_hotspot_is_balanced_and_cellapps_come_and_go_unnoticed() {
     // Nobody noticed: every bot is still connected and sees the truth. The
     // truth is read one cellapp after another, so the lines are held first:
     // a real migrating between two reads would be counted on neither.
-    let answer = admin(
-        &cluster.data,
-        cluster.manager.admin_addr,
-        "POST",
-        "/api/balance",
-        r#"{"policy": "static"}"#,
-    )
-    .await;
+    let answer = cluster.set_policy("static").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     phase_tx.send(Phase::Stop).expect("stop");
     for c in &cluster.cellapps {

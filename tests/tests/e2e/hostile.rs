@@ -86,6 +86,7 @@ async fn serve(role: &str, data: &Path, manager: Option<SocketAddr>) {
                     parallelism: 1,
                 },
                 policy: "static".into(),
+                policies: tessera_manager::balance::built_in(),
                 rejoin_window: Duration::ZERO,
                 logins_per_addr: 1000,
                 conn_rate_per_addr: 0.0,

@@ -8,6 +8,7 @@ mod balancing;
 mod bounds;
 mod crossing;
 mod hostile;
+mod lab;
 mod logins;
 mod machines;
 mod metrics;

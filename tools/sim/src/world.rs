@@ -70,7 +70,7 @@ pub struct SimConfig {
     pub faults: Faults,
     /// What ticks cost (the cells' load comes from this model).
     pub cost: CostModel,
-    /// The manager's balancing policy.
+    /// The manager's balancing policy: a built-in one or the game's.
     pub policy: &'static str,
     /// NPCs over all cellapps, shared out evenly (instead of `npcs` each).
     pub npcs_total: Option<usize>,
@@ -265,7 +265,7 @@ impl SimWorld {
             stats: SimStats::default(),
         };
         w.addrs.insert(manager_addr(), Node::Manager);
-        match tessera_manager::balance::policy(cfg.policy) {
+        match tessera_manager::balance::with(w.game.policies()).make(cfg.policy) {
             Some(p) => w.manager.set_policy(p),
             None => w.broken = Some(format!("no policy {:?}", cfg.policy)),
         }

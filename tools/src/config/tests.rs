@@ -97,8 +97,11 @@ fn a_value_out_of_bounds_names_its_key_and_origin() {
         e.contains("link_timeout_ms") && e.contains("TESSERA_LINK_TIMEOUT_MS"),
         "{e}"
     );
-    let e = load_err("[manager]\npolicy = \"fastest\"\n", &[]);
-    assert!(e.contains("manager.policy") && e.contains("fastest"), "{e}");
+    let e = load_err("[manager]\npolicy = \"Fastest!\"\n", &[]);
+    assert!(
+        e.contains("manager.policy") && e.contains("Fastest!"),
+        "{e}"
+    );
     let e = load_err("[manager]\nrejoin_window_ms = 500\n", &[]);
     assert!(e.contains("longer than link_timeout_ms"), "{e}");
     let e = load_err("[manager]\npassword_iterations = 0\n", &[]);

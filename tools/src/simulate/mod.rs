@@ -9,7 +9,7 @@ use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tessera_manager::balance::POLICIES;
+use tessera_manager::balance;
 use tessera_sim::scenario::{self, Overrides, Scenario, Spec};
 use tessera_sim::score::Score;
 
@@ -25,10 +25,12 @@ pub struct SimArgs {
     /// Print the built-in scenario's file and exit (a start for your own).
     #[arg(long)]
     pub print_scenario: bool,
-    /// static, bigworld or tessera (ignored with --compare).
+    /// static, bigworld, tessera or one of the game's own (ignored with
+    /// --compare).
     #[arg(long, default_value = "tessera")]
     pub policy: String,
-    /// Run every policy on the same seed and print a table.
+    /// Run every policy (the built-in ones and the game's) on the same seed
+    /// and print a table.
     #[arg(long)]
     pub compare: bool,
     /// Cellapps at the start (default: the scenario's).
@@ -62,15 +64,16 @@ pub struct SimArgs {
 }
 
 fn check(a: &SimArgs, game: tessera_game::Game) -> anyhow::Result<(Spec, Vec<&'static str>)> {
+    let known = balance::with(game.policies()).names();
     let policies: Vec<&'static str> = if a.compare {
-        POLICIES.to_vec()
+        known
     } else {
-        match POLICIES.iter().find(|p| **p == a.policy) {
+        match known.iter().find(|p| **p == a.policy) {
             Some(p) => vec![*p],
             None => bail!(
                 "unknown policy {:?}; choose one of {}",
                 a.policy,
-                POLICIES.join(", ")
+                known.join(", ")
             ),
         }
     };

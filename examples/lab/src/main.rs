@@ -1,0 +1,6 @@
+//! `lab`: Tessera's command line running the demo world with the lab's own
+//! balancing policy registered beside the built-in ones.
+
+fn main() -> anyhow::Result<()> {
+    tessera_tools::run(tessera_lab::game())
+}
