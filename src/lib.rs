@@ -24,6 +24,7 @@ pub mod metrics;
 #[cfg(feature = "transport")]
 pub mod net;
 pub mod proto;
+pub mod recording;
 #[cfg(feature = "storage")]
 pub mod storage;
 pub mod time;

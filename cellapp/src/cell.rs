@@ -320,6 +320,9 @@ pub struct Cell {
     migrations_seen: u64,
     /// Offloads and onloads as of the last load report.
     migrations_reported: (u64, u64),
+    /// Whether the manager records the world: every real's position goes
+    /// with each load report.
+    recording: bool,
     /// Offloads since the last load report, by destination.
     flows: BTreeMap<AppId, u32>,
     retired: bool,
@@ -394,6 +397,7 @@ impl Cell {
             meter: Meter::default(),
             migrations_seen: 0,
             migrations_reported: (0, 0),
+            recording: false,
             flows: BTreeMap::new(),
             retired: false,
             #[cfg(feature = "faults")]
@@ -530,25 +534,41 @@ impl Cell {
     /// in this cellapp's area, and runs their `created` hooks. Returns how
     /// many were made (fewer if ids ran out).
     pub fn spawn(&mut self, type_name: &str, n: usize) -> usize {
-        let Some(info) = self.types.iter().find(|t| t.def.name == type_name) else {
-            return 0;
-        };
-        let (type_id, props) = (info.def.id, info.def.defaults());
         let [x0, z0, x1, z1] = self.home();
         let mut made = 0;
         for _ in 0..n {
-            let Some(id) = self.ids.take() else { break };
             let pos = Vec3::new(
                 self.rng.random_range(x0..=x1),
                 0.0,
                 self.rng.random_range(z0..=z1),
             );
-            self.add_real(Entry::new(id, type_id, pos, 0.0, props.clone(), self.tick));
-            self.fresh.push(id);
+            if self.make(type_name, pos).is_none() {
+                break;
+            }
             made += 1;
         }
         self.settle(self.now());
         made
+    }
+
+    /// Creates one server-driven entity of type `type_name` at `pos` (which
+    /// should lie in this cellapp's area: the simulator's replays place
+    /// recorded entities where they were) and runs its `created` hook.
+    /// `None` if there is no such type or ids ran out.
+    pub fn spawn_at(&mut self, type_name: &str, pos: Vec3) -> Option<EntityId> {
+        let id = self.make(type_name, pos)?;
+        self.settle(self.now());
+        Some(id)
+    }
+
+    /// Adds a new real of `type_name` at `pos` with the type's defaults.
+    fn make(&mut self, type_name: &str, pos: Vec3) -> Option<EntityId> {
+        let info = self.types.iter().find(|t| t.def.name == type_name)?;
+        let (type_id, props) = (info.def.id, info.def.defaults());
+        let id = self.ids.take()?;
+        self.add_real(Entry::new(id, type_id, pos, 0.0, props, self.tick));
+        self.fresh.push(id);
+        Some(id)
     }
 
     /// Puts reals that are near each other in space near each other in
@@ -661,6 +681,7 @@ impl Cell {
             }
             AppMsg::Onload(o) => self.onload(now, *o),
             AppMsg::Forget { entity } => self.forget(entity),
+            AppMsg::Record(on) if from == MANAGER => self.recording = on,
             AppMsg::Layout { layout, .. } => {
                 if self.layout.as_ref().is_none_or(|l| layout.epoch > l.epoch) {
                     self.cells = layout.cells();
@@ -979,6 +1000,15 @@ impl Cell {
             .collect();
         self.outbox
             .push((MANAGER, AppMsg::CellLoad(Box::new(report))));
+        if self.recording {
+            let spots = self
+                .entries
+                .iter()
+                .filter(|r| !r.is_ghost())
+                .map(|r| (r.id, [r.pos.x, r.pos.z], r.witness.is_some()))
+                .collect();
+            self.outbox.push((MANAGER, AppMsg::Positions(spots)));
+        }
     }
 
     /// Notes time the driver measured the cell working (ticks and messages).

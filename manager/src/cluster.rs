@@ -172,6 +172,8 @@ pub enum Output {
     CheckAccount(AccountCheck),
     /// Close the link of an app that is no longer a member.
     Drop(AppId),
+    /// A sample of the recording under way, to append to its file.
+    Sample(tessera::recording::Sample),
 }
 
 /// An account to check (or create), for a login.
@@ -226,6 +228,8 @@ pub struct Cluster {
     throttle: Throttle,
     /// An app silent for this long is dropped.
     heartbeat_timeout: Duration,
+    /// The recording under way, if any.
+    recorder: Option<record::Recorder>,
 }
 
 impl Cluster {
@@ -248,6 +252,7 @@ impl Cluster {
             rejoining: None,
             throttle: Throttle::new(LoginLimits::default()),
             heartbeat_timeout: HEARTBEAT_TIMEOUT,
+            recorder: None,
         }
     }
 
@@ -400,6 +405,7 @@ impl Cluster {
                 self.out.push(Output::App(app, AppMsg::Baseapps(baseapps)));
                 self.tell_baseapps(Role::Cellapp);
                 self.cellapp_joined(app);
+                self.record_joined(app);
             }
             Role::Baseapp => {
                 let cells = self.cells();
@@ -593,6 +599,7 @@ impl Cluster {
                     .push(Output::App(from, AppMsg::Summoned { type_id, name, app }));
             }
             AppMsg::CellLoad(report) => self.cell_load(from, *report),
+            AppMsg::Positions(spots) => self.positions(spots),
             AppMsg::Retire => {
                 if let Err(e) = self.retire(now, from) {
                     tracing::warn!(app = %from, error = %e, "retirement refused");
@@ -774,6 +781,7 @@ impl Cluster {
         self.settle(now);
         self.throttle.tick(now);
         self.balance_tick(now);
+        self.record_tick(now);
         let silent: Vec<AppId> = self
             .apps
             .iter()
@@ -803,6 +811,7 @@ impl Cluster {
 }
 
 mod directory;
+mod record;
 mod rejoin;
 mod space;
 pub mod throttle;

@@ -4,6 +4,7 @@
 //! core's.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +81,9 @@ pub struct Options {
     pub heartbeat_timeout: Duration,
     /// The load at least one cell must report before lines move.
     pub balance_floor: f32,
+    /// Record the world's load into this file from the start, for
+    /// `tessera sim --replay` (see `tessera::recording`).
+    pub record: Option<PathBuf>,
 }
 
 /// Why the manager could not run.
@@ -96,6 +100,14 @@ pub enum ManagerError {
     Admin {
         /// The address.
         addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The recording file could not be written.
+    #[error("cannot write the recording {path}: {source}")]
+    Record {
+        /// The file.
+        path: PathBuf,
         /// The error.
         source: std::io::Error,
     },
@@ -256,6 +268,22 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
     };
     let mut core = Manager::new(Time::now(), &opts.defs, opts.space.clone(), cfg);
     core.set_policy(policy);
+    let recording = match &opts.record {
+        Some(path) => {
+            let header = core.cluster_mut().start_recording(Time::now());
+            let failed = |source| ManagerError::Record {
+                path: path.clone(),
+                source,
+            };
+            let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(failed)?);
+            file.write_all(&tessera::recording::header_bytes(&header))
+                .and_then(|()| file.flush())
+                .map_err(failed)?;
+            tracing::info!(path = %path.display(), "recording the world's load");
+            Some(file)
+        }
+        None => None,
+    };
     let span = tracing::info_span!("manager");
     tracing::info!(parent: &span, %internal_addr, %login_addr, %admin_addr, "manager up");
     let task = tokio::spawn(
@@ -271,6 +299,7 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
             login,
             metrics,
             opts.policies.clone(),
+            recording,
         )
         .instrument(span),
     );
@@ -391,6 +420,7 @@ async fn run(
     login: quinn::Endpoint,
     metrics: Metrics,
     policies: crate::balance::Policies,
+    mut recording: Option<std::io::BufWriter<std::fs::File>>,
 ) {
     let mut replies: HashMap<LoginId, (oneshot::Sender<LoginReply>, Arc<AtomicBool>)> =
         HashMap::new();
@@ -424,6 +454,17 @@ async fn run(
         for out in core.drain() {
             match out {
                 Output::Transmit(t) => transport.apply(t),
+                Output::Sample(sample) => {
+                    let Some(file) = recording.as_mut() else {
+                        continue;
+                    };
+                    let bytes = tessera::recording::sample_bytes(&sample);
+                    if let Err(e) = file.write_all(&bytes).and_then(|()| file.flush()) {
+                        tracing::warn!(error = %e, "cannot write the recording; it stops");
+                        recording = None;
+                        core.cluster_mut().stop_recording();
+                    }
+                }
                 Output::Login(id, reply) => {
                     match &reply {
                         LoginReply::Granted { .. } => metrics.logins_ok.inc(),

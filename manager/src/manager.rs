@@ -64,6 +64,8 @@ pub enum Output {
     Login(LoginId, LoginReply),
     /// Check (or create) an account.
     CheckAccount(AccountCheck),
+    /// Append a sample to the recording under way.
+    Sample(tessera::recording::Sample),
 }
 
 /// The manager core.
@@ -256,6 +258,7 @@ impl Manager {
                 }
                 cluster::Output::Login(id, reply) => self.out.push(Output::Login(id, reply)),
                 cluster::Output::CheckAccount(c) => self.out.push(Output::CheckAccount(c)),
+                cluster::Output::Sample(s) => self.out.push(Output::Sample(s)),
             }
         }
         std::mem::take(&mut self.out)

@@ -464,6 +464,12 @@ pub enum AppMsg {
     /// Baseapp → the retiring baseapp: your bases whose copies were here
     /// are mine now.
     HandOverSeen,
+    /// Manager → cellapp: send (or stop sending) every real's position
+    /// with each load report, for a recording of the world.
+    Record(bool),
+    /// Cellapp → manager, after its load report while recording: each
+    /// real's id, position (x, z) and whether a client plays it.
+    Positions(Vec<(EntityId, [f32; 2], bool)>),
 }
 
 /// The longest unique name of a named entity, in bytes.
@@ -541,6 +547,8 @@ impl AppMsg {
             | Goodbye
             | Layout { .. }
             | CellLoad(_)
+            | Record(_)
+            | Positions(_)
             | Retire
             | Retired
             | FindSession { .. }

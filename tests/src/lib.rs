@@ -201,6 +201,7 @@ impl Cluster {
             admin_hosts: Vec::new(),
             heartbeat_timeout: PATIENCE,
             balance_floor: spec.balance_floor,
+            record: None,
         })
         .await
         .expect("manager starts");

@@ -88,6 +88,11 @@ pub struct WorldArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// Record the world's load into this file while the manager runs, for
+    /// `tessera sim --replay` (the file is overwritten).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<PathBuf>,
     /// The load (share of the tick period, 0–1) at least one cellapp must
     /// report before the balancer moves a line; 0 balances at any load
     /// (default 0.1).
@@ -366,6 +371,7 @@ pub async fn manager(s: Settings, stop_on_eof: bool, game: Game) -> anyhow::Resu
         hash_cost: m.hash_cost(),
         policy: m.policy.clone(),
         policies: tessera_manager::balance::with(game.policies()),
+        record: m.record.clone(),
         rejoin_window: Duration::from_millis(m.rejoin_window_ms),
         logins_per_addr: s.conns_per_addr,
         conn_rate_per_addr: s.conn_rate_per_addr,

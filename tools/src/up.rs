@@ -189,6 +189,9 @@ pub async fn run(a: UpArgs, loaded: Loaded) -> anyhow::Result<()> {
     for host in &world.admin_hosts {
         manager.extend(["--admin-host".into(), host.clone()]);
     }
+    if let Some(file) = &world.record {
+        manager.extend(["--record".into(), file.display().to_string()]);
+    }
     let (manager, lines) = spawn("manager", manager, "admin:").await?;
     let mut managers = vec![manager];
     for l in lines {

@@ -61,7 +61,7 @@ struct Retirement {
 /// The balancer's state.
 pub(crate) struct Balance {
     policy: Box<dyn Policy>,
-    reports: BTreeMap<CellId, CellReport>,
+    pub(super) reports: BTreeMap<CellId, CellReport>,
     last: Option<Time>,
     retiring: BTreeMap<AppId, Retirement>,
     /// See [`DEFAULT_BALANCE_FLOOR`].

@@ -94,6 +94,7 @@ async fn serve(role: &str, data: &Path, manager: Option<SocketAddr>) {
                 admin_hosts: Vec::new(),
                 heartbeat_timeout: Duration::from_secs(20),
                 balance_floor: tessera_manager::cluster::DEFAULT_BALANCE_FLOOR,
+                record: None,
             })
             .await
             .expect("manager starts");

@@ -98,7 +98,7 @@ impl SimClient {
         };
         SimClient {
             id,
-            name: format!("sim{id}"),
+            name: SimClient::credentials(id).0,
             phase: Phase::LoggingIn,
             walking: true,
             seq: 0,
@@ -151,13 +151,18 @@ impl SimClient {
         })
     }
 
+    /// Client `id`'s account name and password.
+    pub fn credentials(id: u64) -> (String, String) {
+        (format!("sim{id}"), format!("sim{id}-password"))
+    }
+
     /// Its login request.
     pub fn login_request(&self, defs: &Definitions) -> LoginRequest {
         LoginRequest {
             protocol: PROTOCOL_MAJOR,
             defs_digest: defs.digest,
             name: self.name.clone(),
-            password: format!("{}-password", self.name),
+            password: SimClient::credentials(self.id).1,
             create: true,
         }
     }

@@ -15,6 +15,7 @@
 pub mod client;
 pub mod crowd;
 pub mod net;
+pub mod replay;
 pub mod scenario;
 pub mod score;
 pub mod truth;

@@ -219,7 +219,7 @@ impl Sampler {
         let reals = world.reals();
         let unique: BTreeSet<_> = reals.iter().map(|r| r.id).collect();
         let clients = (!world.clients.is_empty()).then(|| self.clients(world, spec));
-        let entities = spec.scenario.npcs + spec.scenario.clients;
+        let entities = spec.expected_entities();
         Score {
             imbalance: Quantiles {
                 p50: round(quantile(&sorted, 0.5)),

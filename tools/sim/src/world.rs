@@ -32,6 +32,7 @@ use tessera_manager::manager::{self, Manager, ManagerConfig};
 use super::client::SimClient;
 use super::crowd::{Crowds, Way};
 use super::net::{Conditions, Delivery, Net, Node, Payload};
+use super::replay::Follow;
 
 mod checks;
 mod crash;
@@ -78,6 +79,9 @@ pub struct SimConfig {
     pub crowd: Option<Crowds>,
     /// How clients move, if not as the game's bot (or wandering) has them.
     pub client_crowd: Option<Crowds>,
+    /// A replay's tracks: the NPC type follows them, and so do the clients
+    /// that have one.
+    pub follow: Option<Follow>,
     /// The manager's settings (its rejoin window applies to a restart; the
     /// first manager opens none).
     pub manager: ManagerConfig,
@@ -107,6 +111,7 @@ impl Default for SimConfig {
             npcs_total: None,
             crowd: None,
             client_crowd: None,
+            follow: None,
             // The simulated clients are all at one address
             // ([`CLIENT_ADDR`]); the throttle has its own tests.
             // The balancer runs at any load: the simulator's worlds are
@@ -188,6 +193,8 @@ pub struct SimWorld {
     refused: Vec<AppId>,
     /// Counts for tests.
     pub stats: SimStats,
+    /// The samples of the manager's recording, if it records.
+    pub recorded: Vec<tessera::recording::Sample>,
 }
 
 /// The manager's internal address.
@@ -263,6 +270,7 @@ impl SimWorld {
             manager_up_at: 0,
             refused: Vec::new(),
             stats: SimStats::default(),
+            recorded: Vec::new(),
         };
         w.addrs.insert(manager_addr(), Node::Manager);
         match tessera_manager::balance::with(w.game.policies()).make(cfg.policy) {
@@ -322,7 +330,7 @@ impl SimWorld {
 
     /// `n` more clients, each logging in within the next half second.
     pub fn add_clients(&mut self, n: usize) {
-        let first = self.clients.keys().next_back().map_or(0, |c| c + 1);
+        let first = self.next_client();
         for c in first..first + n as u64 {
             let heading = self.rng.random_range(0.0..std::f32::consts::TAU);
             self.clients.insert(c, self.new_client(c, heading));
@@ -358,6 +366,9 @@ impl SimWorld {
                 let mut behaviors = self.game.cell_behaviors().clone();
                 if let (Some(crowd), Some(npc)) = (&self.cfg.crowd, self.game.npc_type()) {
                     behaviors.register(npc, crowd.clone());
+                }
+                if let (Some(follow), Some(npc)) = (&self.cfg.follow, self.game.npc_type()) {
+                    behaviors.register(npc, follow.clone());
                 }
                 let mut cfg =
                     CellappConfig::new(manager_addr(), registration, self.defs.clone(), behaviors);
@@ -553,15 +564,63 @@ impl SimWorld {
     /// `frac` of its range. Returns where it went.
     pub fn move_line(&mut self, index: usize, frac: f32) -> Option<f32> {
         let layout = self.manager.cluster().layout()?;
-        let line = layout.lines().get(index).cloned()?;
-        let (a, b) = line.range;
-        let at = self
-            .manager
-            .cluster_mut()
-            .move_line(line.line, a + (b - a) * frac)
-            .ok();
+        let (a, b) = layout.lines().get(index)?.range;
+        self.move_line_to(index, a + (b - a) * frac)
+    }
+
+    /// Moves the `index`th line of the layout to `pos` metres, as an
+    /// operator would; returns where it went.
+    pub fn move_line_to(&mut self, index: usize, pos: f32) -> Option<f32> {
+        let layout = self.manager.cluster().layout()?;
+        let line = layout.lines().get(index)?.line;
+        let at = self.manager.cluster_mut().move_line(line, pos).ok();
         self.pump(Node::Manager);
         at
+    }
+
+    /// Makes an NPC of the game's NPC type at `pos`, on the cellapp whose
+    /// cell holds it.
+    pub fn spawn_npc_at(&mut self, pos: glam::Vec3) -> Option<EntityId> {
+        let npc = self.game.npc_type()?.to_string();
+        let layout = self.manager.cluster().layout()?;
+        let app = layout.app_at(pos.x, pos.z);
+        let pid = *self.apps.get(&app)?;
+        let Some(Proc::Cell(c)) = self.procs.get_mut(&pid) else {
+            return None;
+        };
+        let id = c.cell_mut()?.spawn_at(&npc, pos);
+        self.pump(Node::Proc(pid));
+        id
+    }
+
+    /// A replay's tracks, if the world replays one.
+    pub fn follow(&self) -> Option<&Follow> {
+        self.cfg.follow.as_ref()
+    }
+
+    /// The number the next client added gets.
+    pub fn next_client(&self) -> u64 {
+        self.clients.keys().next_back().map_or(0, |c| c + 1)
+    }
+
+    /// Stores client `c`'s account with its player at `pos`, so that it
+    /// comes into the world there when it logs in.
+    pub fn store_player(&mut self, c: u64, pos: tessera::proto::Pos) {
+        let Some(def) = self.defs.by_name(self.game.player_type()) else {
+            return;
+        };
+        let (name, password) = SimClient::credentials(c);
+        let data = tessera_baseapp::persist::encode(def, pos, 0.0, &def.defaults());
+        let store = &mut self.store;
+        let stored = store.login(&name, &password, true).and_then(|account| {
+            let entity =
+                store.create_entity(&def.name, tessera_baseapp::persist::FORMAT_VERSION, &data)?;
+            store.set_account_entity(account.id, entity)
+        });
+        if let Err(e) = stored {
+            self.broken
+                .get_or_insert_with(|| format!("cannot store client {c}'s player: {e}"));
+        }
     }
 
     /// Reals moved between cells so far.
@@ -795,6 +854,7 @@ impl SimWorld {
                             Node::Store,
                             Payload::Check(c),
                         ),
+                        manager::Output::Sample(s) => self.recorded.push(s),
                     }
                 }
             }
@@ -984,7 +1044,15 @@ impl SimWorld {
             Payload::Timer => {
                 let (bot, calls) = client.play(&self.defs);
                 let t = d.at as f32 / 1e6;
+                let track = self
+                    .cfg
+                    .follow
+                    .as_ref()
+                    .and_then(|f| f.client_goal(c, d.at));
                 let (goal, speed) = match (&self.cfg.client_crowd, client.view()) {
+                    // Following a recorded track: as fast as the server
+                    // allows, to keep up with it.
+                    _ if track.is_some() => (track, speed / 0.7 * 0.95),
                     (Some(crowds), Some(v)) => match crowds.way(t, c, (v.my_pos[0], v.my_pos[2])) {
                         Way::To(x, z, s) => (Some([x, z]), s.unwrap_or(speed)),
                         Way::Wander(s) => (bot, s.unwrap_or(speed)),

@@ -66,8 +66,12 @@ pub struct Manager {
     pub size: f64,
     /// Cell ticks per second (1–100).
     pub tick_hz: u16,
-    /// Load-balancing policy: static, bigworld or tessera.
+    /// Load-balancing policy: static, bigworld, tessera or one the game
+    /// registered.
     pub policy: String,
+    /// Record the world's load into this file while the manager runs, for
+    /// `tessera sim --replay` (it is overwritten).
+    pub record: Option<PathBuf>,
     /// The load (share of the tick, 0–1) at least one cellapp must report
     /// before the balancer moves a line; 0 balances at any load.
     pub balance_floor: f64,
@@ -194,6 +198,7 @@ impl Default for Manager {
             size: 1000.0,
             tick_hz: 10,
             policy: "tessera".into(),
+            record: None,
             balance_floor: f64::from(tessera_manager::cluster::DEFAULT_BALANCE_FLOOR),
             rejoin_window_ms: 3000,
             heartbeat_timeout_ms: 5000,

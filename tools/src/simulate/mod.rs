@@ -22,6 +22,10 @@ pub struct SimArgs {
     /// join, retire, town) or a scenario file.
     #[arg(long, default_value = "hotspot")]
     pub scenario: String,
+    /// Replay a recording of a live world (`tessera up --record FILE`)
+    /// instead of a scenario.
+    #[arg(long)]
+    pub replay: Option<PathBuf>,
     /// Print the built-in scenario's file and exit (a start for your own).
     #[arg(long)]
     pub print_scenario: bool,
@@ -102,6 +106,16 @@ fn check(a: &SimArgs, game: tessera_game::Game) -> anyhow::Result<(Spec, Vec<&'s
             bail!("--size must be between 200 and 1000000 metres");
         }
     }
+    if let Some(path) = &a.replay {
+        let spec = Spec::replay(
+            read_recording(path)?,
+            &path.display().to_string(),
+            a.seed,
+            a.frame_every,
+            Some(game),
+        )?;
+        return Ok((spec, policies));
+    }
     let scenario = Scenario::load(&a.scenario)?.with(&Overrides {
         duration: a.duration,
         cellapps: a.cellapps,
@@ -111,6 +125,26 @@ fn check(a: &SimArgs, game: tessera_game::Game) -> anyhow::Result<(Spec, Vec<&'s
     });
     let spec = Spec::new(scenario, a.seed, a.frame_every, Some(game))?;
     Ok((spec, policies))
+}
+
+/// The largest recording `--replay` reads.
+const MAX_RECORDING: u64 = 4 << 30;
+
+/// Reads a recording file.
+fn read_recording(path: &Path) -> anyhow::Result<tessera::recording::Recording> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the recording {}", path.display()))?
+        .len();
+    if len > MAX_RECORDING {
+        bail!(
+            "the recording {} is {len} bytes, more than the {MAX_RECORDING} --replay reads",
+            path.display()
+        );
+    }
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the recording {}", path.display()))?;
+    tessera::recording::read(&bytes)
+        .with_context(|| format!("the recording {} cannot be replayed", path.display()))
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -19,8 +19,11 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use super::crowd::{Crowds, Group, Motion};
 use super::net::Conditions;
+use super::replay::Replay;
 use super::score::{Sampler, Score};
 use super::world::{SimConfig, SimWorld};
 
@@ -73,6 +76,8 @@ pub struct Spec {
     pub game: tessera_game::Game,
     /// The changes to the cellapps, by the second they happen at.
     timeline: Vec<(u32, Change)>,
+    /// The recording it replays, if it is a replay.
+    replay: Option<Arc<Replay>>,
     npcs: Crowds,
     clients: Crowds,
 }
@@ -178,9 +183,80 @@ impl Spec {
             frame_every,
             game,
             timeline,
+            replay: None,
             npcs,
             clients,
         })
+    }
+
+    /// A run replaying `recording` (read from `origin`): its space, its
+    /// cellapps at the start, its entities along their tracks.
+    pub fn replay(
+        recording: tessera::recording::Recording,
+        origin: &str,
+        seed: u64,
+        frame_every: u32,
+        game: Option<tessera_game::Game>,
+    ) -> Result<Spec, ScenarioError> {
+        let fail = |message: String| ScenarioError::Value {
+            origin: origin.to_string(),
+            key: "recording".into(),
+            line: None,
+            message,
+        };
+        let replay = Replay::new(recording).map_err(fail)?;
+        let game = game.unwrap_or_else(tessera_demo::game);
+        if game.npc_type().is_none() {
+            return Err(fail(format!(
+                "game {} has no NPC type to replay entities without a client",
+                game.name()
+            )));
+        }
+        if !(200.0..=1_000_000.0).contains(&replay.side) {
+            return Err(fail(format!(
+                "its space ({} m) is outside what the simulator runs (200 to 1000000 m)",
+                replay.side
+            )));
+        }
+        let (npcs, clients) = replay.counts();
+        let scenario = Scenario {
+            name: "replay".into(),
+            about: format!("a replay of {origin}"),
+            origin: origin.to_string(),
+            duration: replay.duration(),
+            cellapps: replay.cellapps(),
+            npcs,
+            clients,
+            size: Some(replay.side),
+            client_aoi: None,
+            cost: tessera_cellapp::load::CostModel::default(),
+            events: Vec::new(),
+            groups: Vec::new(),
+        };
+        Ok(Spec {
+            scenario,
+            seed,
+            frame_every,
+            game,
+            timeline: Vec::new(),
+            replay: Some(Arc::new(replay)),
+            npcs: Crowds::default(),
+            clients: Crowds::default(),
+        })
+    }
+
+    /// The recording this replays, if it is a replay.
+    pub fn replaying(&self) -> Option<&Replay> {
+        self.replay.as_deref()
+    }
+
+    /// How many entities should be real at the end of a run, once every
+    /// migration has landed.
+    pub fn expected_entities(&self) -> usize {
+        match &self.replay {
+            Some(r) => r.expected_at_end(),
+            None => self.scenario.npcs + self.scenario.clients,
+        }
     }
 
     /// The side of the square space.
@@ -213,16 +289,20 @@ impl Spec {
         at
     }
 
-    /// The simulated world of this spec under `policy`.
+    /// The simulated world of this spec under `policy` (a replay's with
+    /// its first sample's entities made).
     pub fn world(&self, policy: &'static str) -> SimWorld {
         let s = &self.scenario;
-        SimWorld::new(&SimConfig {
+        let replay = self.replay.as_ref();
+        let mut world = SimWorld::new(&SimConfig {
             seed: self.seed,
             cellapps: s.cellapps,
             baseapps: 1,
             npcs: 0,
-            npcs_total: Some(s.npcs),
-            clients: s.clients,
+            // A replay makes its entities itself.
+            npcs_total: Some(if replay.is_some() { 0 } else { s.npcs }),
+            clients: if replay.is_some() { 0 } else { s.clients },
+            follow: replay.map(|r| r.follow()),
             size: self.side(),
             net: Conditions {
                 min_delay_us: 200,
@@ -238,7 +318,11 @@ impl Spec {
             client_crowd: (!self.clients.groups.is_empty()).then(|| self.clients.clone()),
             game: self.game.clone(),
             ..SimConfig::default()
-        })
+        });
+        if let Some(r) = replay {
+            r.begin(&mut world);
+        }
+        world
     }
 }
 
@@ -340,6 +424,10 @@ pub fn run(spec: &Spec, policy: &'static str, progress: &mut dyn FnMut(Progress)
     }
     for second in 1..=duration {
         world.run_until(u64::from(second) * 1_000_000);
+        if let (Some(r), Some(f)) = (spec.replaying(), world.follow()) {
+            let t = f.replay_time(world.now);
+            r.start(&mut world, t - 1.0, t);
+        }
         for (_, change) in spec.timeline.iter().filter(|(t, _)| *t == second) {
             apply(&mut world, *change);
         }
