@@ -13,7 +13,7 @@ mod cli;
 pub mod config;
 pub mod http;
 mod roles;
-mod simulate;
+pub mod simulate;
 mod up;
 pub mod viz;
 

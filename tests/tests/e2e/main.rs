@@ -13,6 +13,7 @@ mod logins;
 mod machines;
 mod metrics;
 mod persistence;
+mod report;
 mod view;
 mod viz;
 

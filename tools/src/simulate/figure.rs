@@ -92,27 +92,37 @@ pub fn imbalance_svg(scores: &[(&str, &Score)], title: &str) -> String {
     s
 }
 
-/// The page that plays each policy's frames side by side.
-pub fn page(title: &str, policies: &[(&str, usize)]) -> String {
+/// The page that plays the policies' frames side by side, one column per
+/// policy in one row, all on one time slider (`every` virtual seconds
+/// between two frames).
+pub fn page(title: &str, policies: &[(&str, usize)], every: u32) -> String {
     let mut cols = String::new();
     for (name, n) in policies {
         let _ = write!(
             cols,
-            r#"<figure><figcaption>{name}</figcaption><img data-policy="{name}" data-frames="{n}" src="{name}/frame-0001.svg"></figure>"#
+            r#"<figure><figcaption>{name}</figcaption><img data-policy="{name}" data-frames="{n}" src="{name}/frame-0001.svg" alt="{name}"></figure>"#
         );
     }
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;margin:1em}} figure{{display:inline-block;margin:0 1em 1em 0}} figcaption{{font-weight:bold}}</style>
+<style>
+body{{font-family:sans-serif;margin:1em}}
+.row{{display:flex;flex-wrap:nowrap;gap:1em;align-items:flex-start}}
+.row figure{{flex:1 1 0;min-width:0;margin:0}}
+.row img{{width:100%;height:auto;display:block}}
+figcaption{{font-weight:bold;text-align:center}}
+#at{{width:60%}}
+</style>
 </head><body>
 <h1>{title}</h1>
+<p><button id="play">pause</button> <input id="at" type="range" min="1" value="1"> <span id="label"></span></p>
+<div class="row">{cols}</div>
 <p><img src="imbalance.svg" alt="imbalance over time"></p>
-<p><button id="play">pause</button> frame <input id="at" type="range" min="1" value="1"> <span id="label"></span></p>
-<div>{cols}</div>
 <script>
 const imgs = [...document.querySelectorAll('img[data-policy]')];
 const most = Math.max(...imgs.map(i => +i.dataset.frames));
+const every = {every};
 const at = document.getElementById('at'); at.max = most;
 let playing = true;
 function show(k) {{
@@ -120,10 +130,12 @@ function show(k) {{
     const n = Math.min(k, +i.dataset.frames);
     i.src = i.dataset.policy + '/frame-' + String(n).padStart(4, '0') + '.svg';
   }}
-  at.value = k; document.getElementById('label').textContent = k + ' / ' + most;
+  at.value = k;
+  document.getElementById('label').textContent = (k * every) + ' s (frame ' + k + ' of ' + most + ')';
 }}
 at.oninput = () => show(+at.value);
 document.getElementById('play').onclick = (e) => {{ playing = !playing; e.target.textContent = playing ? 'pause' : 'play'; }};
+show(1);
 setInterval(() => {{ if (playing) show(+at.value % most + 1); }}, 400);
 </script>
 </body></html>

@@ -193,28 +193,8 @@ pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
         spec.seed,
         spec.side()
     );
-    let mut scores: Vec<(&str, Score, f64)> = Vec::new();
-    for policy in &policies {
-        let started = Instant::now();
-        let quiet = a.quiet;
-        let mut progress = |p: scenario::Progress| {
-            if !quiet && (p.second.is_multiple_of(5) || p.second == p.of) {
-                let wall = started.elapsed().as_secs_f64().max(1e-6);
-                eprint!(
-                    "\r{policy:>9}: {:>5}/{} s  imbalance {:>5.2}  {:>5.1}x real time ",
-                    p.second,
-                    p.of,
-                    p.imbalance,
-                    f64::from(p.second) / wall
-                );
-                let _ = std::io::stderr().flush();
-            }
-        };
-        let score = scenario::run(&spec, policy, &mut progress);
-        let wall = started.elapsed().as_secs_f64();
-        if !quiet {
-            eprintln!();
-        }
+    let scores = run_policies(&spec, &policies, a.quiet);
+    for (policy, score, _) in &scores {
         let dir = a.out.join(policy);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -229,7 +209,6 @@ pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
                 &serde_json::to_string(&f.view)?,
             )?;
         }
-        scores.push((policy, score, wall));
     }
     let named: Vec<(&str, &Score)> = scores.iter().map(|(p, s, _)| (*p, s)).collect();
     write(
@@ -248,7 +227,10 @@ pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
         .iter()
         .map(|(p, s, _)| (*p, s.frames.len()))
         .collect();
-    write(&a.out.join("index.html"), &figure::page(&title, &frames))?;
+    write(
+        &a.out.join("index.html"),
+        &figure::page(&title, &frames, a.frame_every),
+    )?;
 
     let duration = f64::from(spec.duration());
     print_table(&scores, duration);
@@ -270,6 +252,72 @@ pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
         bail!("{wrong} client views did not equal the truth at the end (see above)");
     }
     Ok(())
+}
+
+/// Runs each policy through `spec`, in parallel (one thread per core, at
+/// most one per policy); each run is a function of the spec and the
+/// policy alone, so the order of finishing changes nothing. Returns the
+/// scores in `policies`' order, with each run's wall-clock seconds.
+fn run_policies(
+    spec: &Spec,
+    policies: &[&'static str],
+    quiet: bool,
+) -> Vec<(&'static str, Score, f64)> {
+    let one = |policy: &'static str, progress: &mut dyn FnMut(scenario::Progress)| {
+        let started = Instant::now();
+        let score = scenario::run(spec, policy, progress);
+        (policy, score, started.elapsed().as_secs_f64())
+    };
+    if policies.len() == 1 {
+        let policy = policies[0];
+        let started = Instant::now();
+        let mut progress = |p: scenario::Progress| {
+            if !quiet && (p.second.is_multiple_of(5) || p.second == p.of) {
+                let wall = started.elapsed().as_secs_f64().max(1e-6);
+                eprint!(
+                    "\r{policy:>9}: {:>5}/{} s  imbalance {:>5.2}  {:>5.1}x real time ",
+                    p.second,
+                    p.of,
+                    p.imbalance,
+                    f64::from(p.second) / wall
+                );
+                let _ = std::io::stderr().flush();
+            }
+        };
+        let result = one(policy, &mut progress);
+        if !quiet {
+            eprintln!();
+        }
+        return vec![result];
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, policies.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&policy) = policies.get(k) else {
+                    break;
+                };
+                let result = one(policy, &mut |_| {});
+                if !quiet {
+                    eprintln!(
+                        "{policy:>9}: done, {:.1}x real time",
+                        f64::from(spec.duration()) / result.2.max(1e-6)
+                    );
+                }
+                if let Ok(mut d) = done.lock() {
+                    d.push((k, result));
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_default();
+    done.sort_by_key(|(k, _)| *k);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Prints the policies' scores as a table, with the clients' columns when
