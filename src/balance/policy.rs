@@ -29,6 +29,13 @@ pub trait Policy: Send {
         layout: &Layout,
         reports: &BTreeMap<CellId, CellReport>,
     ) -> Vec<(LineId, f32)>;
+    /// Sets one of its tuning parameters (`tessera sim --sweep
+    /// NAME.KEY=...` varies them); a policy without parameters, or without
+    /// this one, says so.
+    fn set(&mut self, key: &str, value: f64) -> Result<(), String> {
+        let _ = value;
+        Err(format!("policy {} has no parameter {key:?}", self.name()))
+    }
 }
 
 /// Makes a fresh policy.

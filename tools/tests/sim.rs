@@ -182,3 +182,74 @@ fn a_malformed_scenario_is_refused_naming_the_key_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_sweep_runs_every_policy_at_every_value_in_one_table() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("lab.toml"), LAB).expect("write");
+    for (key, values) in [
+        ("cellapps", [2.0, 4.0]),
+        ("tessera.dead_share", [0.005, 0.5]),
+    ] {
+        let out = sim(
+            dir.path(),
+            &[
+                "--scenario",
+                "hotspot",
+                "--compare",
+                "--entities",
+                "1500",
+                "--duration",
+                "20",
+                "--sweep",
+                &format!("{key}={},{}", values[0], values[1]),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let table = std::fs::read_to_string(dir.path().join("out/sweep.json")).expect("sweep.json");
+        let v: serde_json::Value = serde_json::from_str(&table).expect("JSON");
+        assert_eq!(v["key"], key);
+        let runs = v["runs"].as_array().expect("runs");
+        assert_eq!(runs.len(), 2 * 3, "two values, three policies");
+        let p95 = |value: f64, policy: &str| {
+            runs.iter()
+                .find(|r| r["value"] == value && r["policy"] == policy)
+                .and_then(|r| r["score"]["imbalance"]["p95"].as_f64())
+                .expect("a run")
+        };
+        // What varies changes the runs it should, and only those.
+        assert_ne!(
+            p95(values[0], "tessera"),
+            p95(values[1], "tessera"),
+            "{table}"
+        );
+        if key.starts_with("tessera.") {
+            assert_eq!(p95(values[0], "static"), p95(values[1], "static"));
+            assert_eq!(p95(values[0], "bigworld"), p95(values[1], "bigworld"));
+        }
+        let chart = std::fs::read_to_string(dir.path().join("out/sweep.svg")).expect("sweep.svg");
+        assert_eq!(chart.matches("<polyline").count(), 3, "a line per policy");
+    }
+    for (bad, wanted) in [
+        ("fastness=1,2", "neither a scenario key"),
+        (
+            "tessera.speed=1,2",
+            "policy tessera has no parameter \"speed\"",
+        ),
+        ("nosuch.gain=1,2", "no policy \"nosuch\""),
+        ("cellapps=4", "2 to 32 values"),
+        ("cellapps=2,x", "\"x\" is not a number"),
+        ("cellapps=2,0", "not a whole number from 1 to 64"),
+    ] {
+        let out = sim(dir.path(), &["--scenario", "lab.toml", "--sweep", bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(wanted),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -52,6 +52,23 @@ impl Policy for Nudge {
         "nudge"
     }
 
+    fn set(&mut self, key: &str, value: f64) -> Result<(), String> {
+        let slot = match key {
+            "gain" => &mut self.gain,
+            "dead_band" => &mut self.dead_band,
+            _ => {
+                return Err(format!(
+                    "policy nudge has no parameter {key:?} (it has gain, dead_band)"
+                ))
+            }
+        };
+        if !(0.0..=1.0).contains(&value) {
+            return Err(format!("nudge.{key} {value} is not between 0 and 1"));
+        }
+        *slot = value as f32;
+        Ok(())
+    }
+
     fn plan(
         &mut self,
         layout: &Layout,

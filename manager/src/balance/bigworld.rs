@@ -17,15 +17,42 @@ const MIN_AGGRESSION: f32 = 0.0625;
 const GROWTH: f32 = 1.072;
 
 /// BigWorld's line-by-line balancer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BigWorld {
     /// Per line: aggression and the last direction moved (-1, 0, +1).
     state: BTreeMap<LineId, (f32, i8)>,
+    /// Below this difference in load a line does not move
+    /// (`dead_band`, [`DEAD_BAND`] by default).
+    dead_band: f32,
+}
+
+impl Default for BigWorld {
+    fn default() -> Self {
+        BigWorld {
+            state: BTreeMap::new(),
+            dead_band: DEAD_BAND,
+        }
+    }
 }
 
 impl Policy for BigWorld {
     fn name(&self) -> &'static str {
         "bigworld"
+    }
+
+    fn set(&mut self, key: &str, value: f64) -> Result<(), String> {
+        match key {
+            "dead_band" if (0.0..=1.0).contains(&value) => self.dead_band = value as f32,
+            "dead_band" => {
+                return Err(format!("bigworld.dead_band {value} is not between 0 and 1"))
+            }
+            _ => {
+                return Err(format!(
+                    "policy bigworld has no parameter {key:?} (it has dead_band)"
+                ))
+            }
+        }
+        Ok(())
     }
 
     fn plan(
@@ -45,7 +72,7 @@ impl Policy for BigWorld {
                 (l * low.len() as f32 + h * high.len() as f32) / (low.len() + high.len()) as f32;
             let low_heavier = l > h;
             let diff = l.max(h) - all;
-            if diff < DEAD_BAND {
+            if diff < self.dead_band {
                 continue;
             }
             // Never grow a side whose busiest cell is near the limit.

@@ -115,8 +115,13 @@ impl Moved {
 }
 
 /// Tessera's one-step balancer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tessera {
+    /// The dead band's share (`dead_share`, [`DEAD_SHARE`] by default).
+    dead_share: f32,
+    /// The shortest move worth making, metres (`min_step`, [`MIN_STEP`]
+    /// by default).
+    min_step: f32,
     lines: BTreeMap<LineId, Moved>,
     /// Rounds planned so far.
     round: u64,
@@ -124,6 +129,18 @@ pub struct Tessera {
     /// first: cellapps report at their own moments, so when the policy runs
     /// some have measured the last layout and some the one before.
     seen: BTreeMap<CellId, Vec<CellReport>>,
+}
+
+impl Default for Tessera {
+    fn default() -> Self {
+        Tessera {
+            dead_share: DEAD_SHARE,
+            min_step: MIN_STEP,
+            lines: BTreeMap::new(),
+            round: 0,
+            seen: BTreeMap::new(),
+        }
+    }
 }
 
 impl Tessera {
@@ -221,6 +238,24 @@ impl Policy for Tessera {
         "tessera"
     }
 
+    fn set(&mut self, key: &str, value: f64) -> Result<(), String> {
+        match key {
+            "dead_share" if (0.0..=1.0).contains(&value) => self.dead_share = value as f32,
+            "min_step" if (0.0..=1_000.0).contains(&value) => self.min_step = value as f32,
+            "dead_share" | "min_step" => {
+                return Err(format!(
+                "tessera.{key} {value} is out of bounds (dead_share 0 to 1, min_step 0 to 1000 m)"
+            ))
+            }
+            _ => {
+                return Err(format!(
+                    "policy tessera has no parameter {key:?} (it has dead_share, min_step)"
+                ))
+            }
+        }
+        Ok(())
+    }
+
     fn plan(
         &mut self,
         layout: &Layout,
@@ -250,7 +285,7 @@ impl Policy for Tessera {
             let (ml, mh) = (l / nl, h / nh);
             let heavier = ml.max(mh);
             let swings = self.lines.get(&line.line).map_or(0, |m| m.swings);
-            let band = DEAD_SHARE * (1.0 + f32::from(swings));
+            let band = self.dead_share * (1.0 + f32::from(swings));
             if heavier < FLOOR || (ml - mh).abs() <= band * heavier {
                 continue;
             }
@@ -261,7 +296,7 @@ impl Policy for Tessera {
             let dir: i8 = if ml < mh { 1 } else { -1 };
             state.note(line.pos, (ml - mh).abs() / heavier, dir, round);
             let to = state.within(position_for(&slices, target, lo, hi));
-            if (to - line.pos).abs() < MIN_STEP {
+            if (to - line.pos).abs() < self.min_step {
                 state.settled(round);
                 continue;
             }

@@ -24,6 +24,7 @@ fn the_report_shows_the_policies_side_by_side_on_one_slider() {
         SimArgs {
             scenario: "hotspot".into(),
             replay: None,
+            sweep: None,
             print_scenario: false,
             policy: "tessera".into(),
             compare: true,

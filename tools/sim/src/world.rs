@@ -73,6 +73,9 @@ pub struct SimConfig {
     pub cost: CostModel,
     /// The manager's balancing policy: a built-in one or the game's.
     pub policy: &'static str,
+    /// Tuning parameters for policies: (policy, key, value), applied to
+    /// the policy of that name when it is made.
+    pub policy_params: Vec<(String, String, f64)>,
     /// NPCs over all cellapps, shared out evenly (instead of `npcs` each).
     pub npcs_total: Option<usize>,
     /// How NPCs move, if not as the game's NPC behaviour has them.
@@ -108,6 +111,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             cost: CostModel::default(),
             policy: "tessera",
+            policy_params: Vec::new(),
             npcs_total: None,
             crowd: None,
             client_crowd: None,
@@ -273,9 +277,9 @@ impl SimWorld {
             recorded: Vec::new(),
         };
         w.addrs.insert(manager_addr(), Node::Manager);
-        match tessera_manager::balance::with(w.game.policies()).make(cfg.policy) {
-            Some(p) => w.manager.set_policy(p),
-            None => w.broken = Some(format!("no policy {:?}", cfg.policy)),
+        match w.make_policy() {
+            Ok(p) => w.manager.set_policy(p),
+            Err(e) => w.broken = Some(e),
         }
         w.reschedule(Node::Manager);
         let n = cfg.cellapps.max(1);
@@ -591,6 +595,20 @@ impl SimWorld {
         let id = c.cell_mut()?.spawn_at(&npc, pos);
         self.pump(Node::Proc(pid));
         id
+    }
+
+    /// A fresh policy of the configured name, with its parameters set.
+    pub(crate) fn make_policy(&self) -> Result<Box<dyn tessera_manager::balance::Policy>, String> {
+        let name = self.cfg.policy;
+        let mut p = tessera_manager::balance::with(self.game.policies())
+            .make(name)
+            .ok_or_else(|| format!("no policy {name:?}"))?;
+        for (policy, key, value) in &self.cfg.policy_params {
+            if policy == name {
+                p.set(key, *value)?;
+            }
+        }
+        Ok(p)
     }
 
     /// A replay's tracks, if the world replays one.

@@ -19,23 +19,43 @@ pub fn frame_svg(f: &Frame, title: &str) -> String {
 
 /// A line chart of every policy's imbalance over time, as SVG.
 pub fn imbalance_svg(scores: &[(&str, &Score)], title: &str) -> String {
-    const W: f32 = 640.0;
-    const H: f32 = 280.0;
-    const PAD: f32 = 40.0;
-    let colours = ["#888888", "#d62728", "#1f77b4", "#2ca02c", "#9467bd"];
     let len = scores
         .iter()
         .map(|(_, s)| s.series.len())
         .max()
-        .unwrap_or(1)
-        .max(2);
-    let top = scores
+        .unwrap_or(1);
+    let xs: Vec<f64> = (1..=len).map(|i| i as f64).collect();
+    let series: Vec<(&str, Vec<f64>)> =
+        scores.iter().map(|(p, s)| (*p, s.series.clone())).collect();
+    chart_svg(title, "seconds", &xs, &series, false)
+}
+
+/// A line chart of imbalances (1 and up, the 1.2 mark dashed): one line
+/// per named series over `xs`, as SVG; `marks` labels every x.
+pub fn chart_svg(
+    title: &str,
+    x_label: &str,
+    xs: &[f64],
+    series: &[(&str, Vec<f64>)],
+    marks: bool,
+) -> String {
+    const W: f32 = 640.0;
+    const H: f32 = 280.0;
+    const PAD: f32 = 40.0;
+    let colours = ["#888888", "#d62728", "#1f77b4", "#2ca02c", "#9467bd"];
+    let (lo, hi) = xs
         .iter()
-        .flat_map(|(_, s)| s.series.iter().copied())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(*v), b.max(*v))
+        });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let top = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
         .fold(1.5f64, f64::max)
         .min(8.0)
         .ceil() as f32;
-    let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f32 / (len - 1) as f32;
+    let x = |v: f64| PAD + (W - 2.0 * PAD) * ((v - lo) / span) as f32;
     let y = |v: f64| H - PAD - (H - 2.0 * PAD) * ((v as f32 - 1.0) / (top - 1.0)).clamp(0.0, 1.0);
     let mut s = String::new();
     let _ = write!(
@@ -61,20 +81,35 @@ pub fn imbalance_svg(scores: &[(&str, &Score)], title: &str) -> String {
         W - PAD,
         yy = y(1.2)
     );
-    let _ = write!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="end">seconds (0–{})</text>"#,
-        W - PAD,
-        H - 8.0,
-        len
-    );
-    for (k, (name, score)) in scores.iter().enumerate() {
+    if marks {
+        for v in xs {
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{}" text-anchor="middle">{v}</text>"#,
+                x(*v),
+                H - PAD + 16.0
+            );
+        }
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{x_label}</text>"#,
+            W - PAD,
+            H - 6.0
+        );
+    } else {
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{x_label} ({lo}–{hi})</text>"#,
+            W - PAD,
+            H - 8.0
+        );
+    }
+    for (k, (name, values)) in series.iter().enumerate() {
         let colour = colours[k % colours.len()];
-        let pts: Vec<String> = score
-            .series
+        let pts: Vec<String> = xs
             .iter()
-            .enumerate()
-            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+            .zip(values)
+            .map(|(a, v)| format!("{:.1},{:.1}", x(*a), y(*v)))
             .collect();
         let _ = write!(
             s,

@@ -14,6 +14,9 @@ use tessera_sim::scenario::{self, Overrides, Scenario, Spec};
 use tessera_sim::score::Score;
 
 mod figure;
+pub mod sweep;
+
+use sweep::Sweep;
 
 /// `tessera sim`.
 #[derive(Args, Clone, Debug)]
@@ -26,6 +29,12 @@ pub struct SimArgs {
     /// instead of a scenario.
     #[arg(long)]
     pub replay: Option<PathBuf>,
+    /// Run the scenario (or replay) once for each value of one parameter,
+    /// every policy each time: KEY=A,B,C, KEY a scenario key (cellapps,
+    /// npcs, clients, duration, size, seed, client_aoi, cost.real_us, ...)
+    /// or POLICY.PARAM (tessera.dead_share, bigworld.dead_band, ...).
+    #[arg(long)]
+    pub sweep: Option<String>,
     /// Print the built-in scenario's file and exit (a start for your own).
     #[arg(long)]
     pub print_scenario: bool,
@@ -67,7 +76,7 @@ pub struct SimArgs {
     pub quiet: bool,
 }
 
-fn check(a: &SimArgs, game: tessera_game::Game) -> anyhow::Result<(Spec, Vec<&'static str>)> {
+fn check(a: &SimArgs, game: &tessera_game::Game) -> anyhow::Result<Vec<&'static str>> {
     let known = balance::with(game.policies()).names();
     let policies: Vec<&'static str> = if a.compare {
         known
@@ -106,25 +115,53 @@ fn check(a: &SimArgs, game: tessera_game::Game) -> anyhow::Result<(Spec, Vec<&'s
             bail!("--size must be between 200 and 1000000 metres");
         }
     }
-    if let Some(path) = &a.replay {
-        let spec = Spec::replay(
-            read_recording(path)?,
-            &path.display().to_string(),
-            a.seed,
-            a.frame_every,
-            Some(game),
-        )?;
-        return Ok((spec, policies));
+    Ok(policies)
+}
+
+/// The run `a` describes, with the swept parameter set to a value if
+/// given; `recording` is `--replay`'s, read once.
+fn spec(
+    a: &SimArgs,
+    game: &tessera_game::Game,
+    recording: Option<&tessera::recording::Recording>,
+    swept: Option<(&Sweep, f64)>,
+) -> anyhow::Result<Spec> {
+    // A sweep draws no frames.
+    let frame_every = if swept.is_some() { 0 } else { a.frame_every };
+    let spec = match (recording, &a.replay) {
+        (Some(rec), Some(path)) => {
+            if let Some((s, _)) = swept.filter(|(s, _)| !s.is_policy() && s.key != "seed") {
+                bail!(
+                    "--sweep {}: a replay's world is its recording's; sweep the seed or a policy's parameter",
+                    s.key
+                );
+            }
+            Spec::replay(
+                rec.clone(),
+                &path.display().to_string(),
+                a.seed,
+                frame_every,
+                Some(game.clone()),
+            )?
+        }
+        _ => {
+            let mut scenario = Scenario::load(&a.scenario)?.with(&Overrides {
+                duration: a.duration,
+                cellapps: a.cellapps,
+                npcs: a.entities,
+                clients: a.clients,
+                size: a.size,
+            });
+            if let Some((s, v)) = swept {
+                scenario = s.apply(scenario, v)?;
+            }
+            Spec::new(scenario, a.seed, frame_every, Some(game.clone()))?
+        }
+    };
+    match swept {
+        Some((s, v)) => s.apply_to_spec(spec, v),
+        None => Ok(spec),
     }
-    let scenario = Scenario::load(&a.scenario)?.with(&Overrides {
-        duration: a.duration,
-        cellapps: a.cellapps,
-        npcs: a.entities,
-        clients: a.clients,
-        size: a.size,
-    });
-    let spec = Spec::new(scenario, a.seed, a.frame_every, Some(game))?;
-    Ok((spec, policies))
 }
 
 /// The largest recording `--replay` reads.
@@ -179,10 +216,24 @@ pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
     game.check()
         .with_context(|| format!("game {} does not fit its definitions", game.name()))?;
     let game_name = game.name().to_string();
-    let (spec, policies) = check(&a, game)?;
-    let s = &spec.scenario;
+    let policies = check(&a, &game)?;
+    let recording = match &a.replay {
+        Some(path) => Some(read_recording(path)?),
+        None => None,
+    };
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
+    if let Some(text) = &a.sweep {
+        let sweep: Sweep = text.parse()?;
+        let specs = sweep
+            .values
+            .iter()
+            .map(|v| spec(&a, &game, recording.as_ref(), Some((&sweep, *v))))
+            .collect::<anyhow::Result<Vec<Spec>>>()?;
+        return run_sweep(&a, &sweep, &specs, &policies);
+    }
+    let spec = spec(&a, &game, recording.as_ref(), None)?;
+    let s = &spec.scenario;
     println!(
         "game {game_name} · scenario {} · {} cellapps · {} NPCs · {} clients · {} s · seed {} · {:.0} m square",
         s.name,
@@ -193,7 +244,12 @@ pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
         spec.seed,
         spec.side()
     );
-    let scores = run_policies(&spec, &policies, a.quiet);
+    let jobs: Vec<(&Spec, &'static str)> = policies.iter().map(|p| (&spec, *p)).collect();
+    let scores: Vec<(&str, Score, f64)> = run_jobs(&jobs, a.quiet)
+        .into_iter()
+        .zip(&policies)
+        .map(|((score, wall), p)| (*p, score, wall))
+        .collect();
     for (policy, score, _) in &scores {
         let dir = a.out.join(policy);
         std::fs::create_dir_all(&dir)
@@ -254,22 +310,19 @@ pub fn run(a: SimArgs, game: tessera_game::Game) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs each policy through `spec`, in parallel (one thread per core, at
-/// most one per policy); each run is a function of the spec and the
-/// policy alone, so the order of finishing changes nothing. Returns the
-/// scores in `policies`' order, with each run's wall-clock seconds.
-fn run_policies(
-    spec: &Spec,
-    policies: &[&'static str],
-    quiet: bool,
-) -> Vec<(&'static str, Score, f64)> {
-    let one = |policy: &'static str, progress: &mut dyn FnMut(scenario::Progress)| {
+/// Runs each job (a spec and a policy), in parallel: one thread per core,
+/// at most one per job. Each run is a function of its spec and policy
+/// alone, so the order of finishing changes nothing. Returns each job's
+/// score and wall-clock seconds, in the jobs' order.
+fn run_jobs(jobs: &[(&Spec, &'static str)], quiet: bool) -> Vec<(Score, f64)> {
+    let one = |(spec, policy): (&Spec, &'static str),
+               progress: &mut dyn FnMut(scenario::Progress)| {
         let started = Instant::now();
         let score = scenario::run(spec, policy, progress);
-        (policy, score, started.elapsed().as_secs_f64())
+        (score, started.elapsed().as_secs_f64())
     };
-    if policies.len() == 1 {
-        let policy = policies[0];
+    if let [job] = jobs {
+        let (_, policy) = *job;
         let started = Instant::now();
         let mut progress = |p: scenario::Progress| {
             if !quiet && (p.second.is_multiple_of(5) || p.second == p.of) {
@@ -284,7 +337,7 @@ fn run_policies(
                 let _ = std::io::stderr().flush();
             }
         };
-        let result = one(policy, &mut progress);
+        let result = one(*job, &mut progress);
         if !quiet {
             eprintln!();
         }
@@ -292,21 +345,22 @@ fn run_policies(
     }
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .clamp(1, policies.len());
+        .clamp(1, jobs.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {
                 let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&policy) = policies.get(k) else {
-                    break;
-                };
-                let result = one(policy, &mut |_| {});
+                let Some(&job) = jobs.get(k) else { break };
+                let result = one(job, &mut |_| {});
                 if !quiet {
                     eprintln!(
-                        "{policy:>9}: done, {:.1}x real time",
-                        f64::from(spec.duration()) / result.2.max(1e-6)
+                        "{:>9}: done ({} of {}), {:.1}x real time",
+                        job.1,
+                        k + 1,
+                        jobs.len(),
+                        f64::from(job.0.duration()) / result.1.max(1e-6)
                     );
                 }
                 if let Ok(mut d) = done.lock() {
@@ -318,6 +372,97 @@ fn run_policies(
     let mut done = done.into_inner().unwrap_or_default();
     done.sort_by_key(|(k, _)| *k);
     done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Runs every policy at every value of a sweep, prints one table and
+/// writes `sweep.json` and `sweep.svg`.
+fn run_sweep(
+    a: &SimArgs,
+    sweep: &Sweep,
+    specs: &[Spec],
+    policies: &[&'static str],
+) -> anyhow::Result<()> {
+    let name = specs.first().map_or("", |s| s.scenario.name.as_str());
+    println!(
+        "scenario {name} · sweep {} over {:?} · {} policies · seed {}",
+        sweep.key,
+        sweep.values,
+        policies.len(),
+        a.seed
+    );
+    let jobs: Vec<(&Spec, &'static str)> = specs
+        .iter()
+        .flat_map(|s| policies.iter().map(move |p| (s, *p)))
+        .collect();
+    let results = run_jobs(&jobs, a.quiet);
+    let mut runs = Vec::new();
+    println!(
+        "{:>12} {:<9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>9} {:>5}",
+        sweep.key, "policy", "p50", "p95", "max", "migr/s", "ghosts", "reversals", "lost"
+    );
+    for (k, ((_, policy), (score, _))) in jobs.iter().zip(&results).enumerate() {
+        let value = sweep.values[k / policies.len()];
+        println!(
+            "{:>12} {:<9} {:>7.3} {:>7.3} {:>7.3} {:>8.2} {:>7.3} {:>9} {:>5}",
+            value,
+            policy,
+            score.imbalance.p50,
+            score.imbalance.p95,
+            score.imbalance.max,
+            score.migrations_per_s,
+            score.ghosts_per_real,
+            score.line_reversals,
+            score.entities_lost
+        );
+        runs.push(sweep::Run {
+            value,
+            policy,
+            score,
+        });
+    }
+    let table = sweep::Table {
+        scenario: name,
+        key: &sweep.key,
+        values: &sweep.values,
+        runs,
+    };
+    write(
+        &a.out.join("sweep.json"),
+        &(serde_json::to_string_pretty(&table)? + "\n"),
+    )?;
+    let series: Vec<(&str, Vec<f64>)> = policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let p95 = results
+                .iter()
+                .skip(i)
+                .step_by(policies.len())
+                .map(|(s, _)| s.imbalance.p95)
+                .collect();
+            (*p, p95)
+        })
+        .collect();
+    write(
+        &a.out.join("sweep.svg"),
+        &figure::chart_svg(
+            &format!("p95 of max ÷ mean cellapp load · {name}, seed {}", a.seed),
+            &sweep.key,
+            &sweep.values,
+            &series,
+            true,
+        ),
+    )?;
+    println!("wrote {}", a.out.join("sweep.json").display());
+    println!("chart: {}", a.out.join("sweep.svg").display());
+    let lost: u64 = results
+        .iter()
+        .map(|(s, _)| s.entities_lost + s.entities_duplicated)
+        .sum();
+    if lost > 0 || results.iter().any(|(s, _)| s.broken.is_some()) {
+        bail!("entities were lost, duplicated, or an invariant broke");
+    }
+    Ok(())
 }
 
 /// Prints the policies' scores as a table, with the clients' columns when

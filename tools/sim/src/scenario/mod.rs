@@ -78,6 +78,8 @@ pub struct Spec {
     timeline: Vec<(u32, Change)>,
     /// The recording it replays, if it is a replay.
     replay: Option<Arc<Replay>>,
+    /// Tuning parameters for policies: (policy, key, value).
+    pub policy_params: Vec<(String, String, f64)>,
     npcs: Crowds,
     clients: Crowds,
 }
@@ -184,6 +186,7 @@ impl Spec {
             game,
             timeline,
             replay: None,
+            policy_params: Vec::new(),
             npcs,
             clients,
         })
@@ -240,6 +243,7 @@ impl Spec {
             game,
             timeline: Vec::new(),
             replay: Some(Arc::new(replay)),
+            policy_params: Vec::new(),
             npcs: Crowds::default(),
             clients: Crowds::default(),
         })
@@ -313,6 +317,7 @@ impl Spec {
             check_every_step: false,
             cost: s.cost,
             policy,
+            policy_params: self.policy_params.clone(),
             // With no group the game's own behaviours move everyone.
             crowd: (!self.npcs.groups.is_empty()).then(|| self.npcs.clone()),
             client_crowd: (!self.clients.groups.is_empty()).then(|| self.clients.clone()),

@@ -51,7 +51,7 @@ impl SimWorld {
     /// apps notice after their link timeout and dial until it is back.
     pub fn crash_manager(&mut self, down_us: u64) {
         let up = self.now + down_us;
-        let policy = tessera_manager::balance::with(self.game.policies()).make(self.cfg.policy);
+        let policy = self.make_policy().ok();
         self.manager = Manager::new(Time(up), &self.defs, self.space.clone(), self.cfg.manager);
         if let Some(p) = policy {
             self.manager.set_policy(p);
