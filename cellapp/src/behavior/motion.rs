@@ -8,6 +8,37 @@ use rand::RngExt;
 
 use super::Ctx;
 
+/// The yaw of a direction (x, z): `x.atan2(z)` to within 2e-5 radians, a
+/// fifth of what the wire's two-byte yaw can tell apart, at a fraction of
+/// its cost (every walker computes it every tick).
+pub fn facing(x: f32, z: f32) -> f32 {
+    use std::f32::consts::{FRAC_PI_2, PI};
+    let (ax, az) = (x.abs(), z.abs());
+    if ax == 0.0 && az == 0.0 {
+        return 0.0;
+    }
+    // atan of the smaller over the larger, in [0, 1], by a minimax
+    // polynomial in t².
+    let t = ax.min(az) / ax.max(az);
+    let t2 = t * t;
+    let mut a = t
+        * (0.999_977_26
+            + t2 * (-0.332_623_47
+                + t2 * (0.193_543_46
+                    + t2 * (-0.116_432_87 + t2 * (0.052_653_32 + t2 * -0.011_721_2)))));
+    if ax > az {
+        a = FRAC_PI_2 - a;
+    }
+    if z < 0.0 {
+        a = PI - a;
+    }
+    if x < 0.0 {
+        -a
+    } else {
+        a
+    }
+}
+
 /// Takes one tick's step toward `goal` at `speed` metres per second, facing
 /// the way it walks. Returns whether it has arrived.
 pub fn step_toward(ctx: &mut Ctx<'_>, goal: Vec3, speed: f32) -> bool {
@@ -22,7 +53,7 @@ pub fn step_toward(ctx: &mut Ctx<'_>, goal: Vec3, speed: f32) -> bool {
         return true;
     }
     let dir = to / dist;
-    ctx.move_to(pos + dir * step, dir.x.atan2(dir.z));
+    ctx.move_to(pos + dir * step, facing(dir.x, dir.z));
     false
 }
 
@@ -46,5 +77,28 @@ pub fn wander(ctx: &mut Ctx<'_>, reach: f32, speed: f32) {
     };
     if step_toward(ctx, goal, speed) {
         ctx.set_goal(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::facing;
+
+    #[test]
+    fn facing_is_atan2_to_within_two_hundred_thousandths() {
+        let mut worst = 0.0f32;
+        for i in 0..100_000 {
+            let angle = i as f32 / 100_000.0 * std::f32::consts::TAU - std::f32::consts::PI;
+            for r in [1e-3f32, 1.0, 250.0] {
+                let (x, z) = (r * angle.sin(), r * angle.cos());
+                let d = (facing(x, z) - x.atan2(z)).abs();
+                // ±π are the same facing.
+                worst = worst.max(d.min((d - std::f32::consts::TAU).abs()));
+            }
+        }
+        assert!(worst < 2e-5, "{worst}");
+        assert_eq!(facing(0.0, 0.0), 0.0);
+        assert_eq!(facing(0.0, 1.0), 0.0);
+        assert!((facing(1.0, 0.0) - std::f32::consts::FRAC_PI_2).abs() < 1e-6);
     }
 }
