@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 mod policy;
 
-pub use policy::{BadPolicyName, Policies, Policy, PolicyFactory};
+pub use policy::{mean_load, sides, BadPolicyName, Policies, Policy, PolicyFactory};
 
 /// The shares of a cellapp's time at which bound levels are reported,
 /// largest first (BigWorld's levels).

@@ -599,7 +599,7 @@ impl Cluster {
                     .push(Output::App(from, AppMsg::Summoned { type_id, name, app }));
             }
             AppMsg::CellLoad(report) => self.cell_load(from, *report),
-            AppMsg::Positions(spots) => self.positions(spots),
+            AppMsg::Positions(spots) => self.positions(from, spots),
             AppMsg::Retire => {
                 if let Err(e) = self.retire(now, from) {
                     tracing::warn!(app = %from, error = %e, "retirement refused");

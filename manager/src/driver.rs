@@ -280,7 +280,7 @@ pub async fn start(opts: Options) -> Result<ManagerHandle, ManagerError> {
                 .and_then(|()| file.flush())
                 .map_err(failed)?;
             tracing::info!(path = %path.display(), "recording the world's load");
-            Some(file)
+            Some(record_writer(file))
         }
         None => None,
     };
@@ -420,7 +420,7 @@ async fn run(
     login: quinn::Endpoint,
     metrics: Metrics,
     policies: crate::balance::Policies,
-    mut recording: Option<std::io::BufWriter<std::fs::File>>,
+    mut recording: Option<std::sync::mpsc::SyncSender<tessera::recording::Sample>>,
 ) {
     let mut replies: HashMap<LoginId, (oneshot::Sender<LoginReply>, Arc<AtomicBool>)> =
         HashMap::new();
@@ -455,14 +455,19 @@ async fn run(
             match out {
                 Output::Transmit(t) => transport.apply(t),
                 Output::Sample(sample) => {
-                    let Some(file) = recording.as_mut() else {
+                    let Some(writer) = recording.as_ref() else {
                         continue;
                     };
-                    let bytes = tessera::recording::sample_bytes(&sample);
-                    if let Err(e) = file.write_all(&bytes).and_then(|()| file.flush()) {
-                        tracing::warn!(error = %e, "cannot write the recording; it stops");
-                        recording = None;
-                        core.cluster_mut().stop_recording();
+                    match writer.try_send(sample) {
+                        Ok(()) => {}
+                        Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                            tracing::warn!("the recording's disk is behind; a sample is skipped");
+                        }
+                        // The writer met an error (it said which) and ended.
+                        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                            recording = None;
+                            core.cluster_mut().stop_recording();
+                        }
                     }
                 }
                 Output::Login(id, reply) => {
@@ -568,4 +573,23 @@ fn publish(core: &Manager, view: &admin::Shared, metrics: &Metrics) {
         v.entities = entities;
         v.layout = core.space_view();
     }
+}
+
+/// A thread appending recording samples to `file`, so a slow disk never
+/// holds up the manager's loop: it takes a few samples ahead and ends
+/// (saying why) at the first write that fails.
+fn record_writer(
+    mut file: std::io::BufWriter<std::fs::File>,
+) -> std::sync::mpsc::SyncSender<tessera::recording::Sample> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<tessera::recording::Sample>(4);
+    std::thread::spawn(move || {
+        for sample in rx {
+            let bytes = tessera::recording::sample_bytes(&sample);
+            if let Err(e) = file.write_all(&bytes).and_then(|()| file.flush()) {
+                tracing::warn!(error = %e, "cannot write the recording; it stops");
+                return;
+            }
+        }
+    });
+    tx
 }

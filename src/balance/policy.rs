@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::CellReport;
-use crate::layout::{CellId, Layout, LineId};
+use crate::layout::{CellId, CellView, Layout, LineId, LineView};
 
 /// A balancing policy. The manager calls [`Policy::plan`] once a second
 /// with the layout and every cell's latest report; the moves it returns are
@@ -36,6 +36,25 @@ pub trait Policy: Send {
         let _ = value;
         Err(format!("policy {} has no parameter {key:?}", self.name()))
     }
+}
+
+/// The cells on each side of a line: (low side, high side).
+pub fn sides<'a>(line: &LineView, cells: &'a [CellView]) -> (Vec<&'a CellView>, Vec<&'a CellView>) {
+    let pick = |ids: &[CellId]| cells.iter().filter(|c| ids.contains(&c.cell)).collect();
+    (pick(&line.low), pick(&line.high))
+}
+
+/// The mean load of `cells` by their latest reports (a cell without a
+/// report counts as idle; no cells, 0).
+pub fn mean_load(cells: &[&CellView], reports: &BTreeMap<CellId, CellReport>) -> f32 {
+    if cells.is_empty() {
+        return 0.0;
+    }
+    cells
+        .iter()
+        .map(|c| reports.get(&c.cell).map_or(0.0, |r| r.load))
+        .sum::<f32>()
+        / cells.len() as f32
 }
 
 /// Makes a fresh policy.

@@ -26,6 +26,22 @@ pub fn find() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// Chromium for a browser test, or `None` to skip it (saying so). With
+/// `TESSERA_BROWSER_TESTS=required` (as `.ci/run` sets) a missing Chromium
+/// fails the test instead.
+pub fn for_test() -> Option<PathBuf> {
+    let found = find();
+    if found.is_none() {
+        let required = std::env::var("TESSERA_BROWSER_TESTS").is_ok_and(|v| v == "required");
+        assert!(
+            !required,
+            "TESSERA_BROWSER_TESTS=required but no Chromium was found"
+        );
+        eprintln!("skipped: no Chromium (install Debian's chromium package, or set CHROMIUM)");
+    }
+    found
+}
+
 /// A child process killed when dropped, so a browser that fails to come
 /// up is not left running.
 struct Killed(Child);

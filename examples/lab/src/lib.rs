@@ -9,8 +9,8 @@
 //! `POST /api/balance {"policy": "nudge"}`.
 
 use std::collections::BTreeMap;
-use tessera::balance::CellReport;
-use tessera::layout::{CellId, CellView, Layout, LineId};
+use tessera::balance::{mean_load, sides, CellReport};
+use tessera::layout::{CellId, Layout, LineId};
 use tessera_game::{Game, Policy};
 
 /// Moves each line a damped step toward its heavier side: the difference
@@ -35,16 +35,6 @@ impl Default for Nudge {
             dead_band: 0.05,
         }
     }
-}
-
-/// The mean load of `cells` by their reports (a cell without a report
-/// counts as idle).
-fn mean_load(cells: &[&CellView], reports: &BTreeMap<CellId, CellReport>) -> f32 {
-    let sum: f32 = cells
-        .iter()
-        .map(|c| reports.get(&c.cell).map_or(0.0, |r| r.load))
-        .sum();
-    sum / cells.len().max(1) as f32
 }
 
 impl Policy for Nudge {
@@ -75,12 +65,9 @@ impl Policy for Nudge {
         reports: &BTreeMap<CellId, CellReport>,
     ) -> Vec<(LineId, f32)> {
         let cells = layout.cells();
-        let side = |ids: &[CellId]| -> Vec<&CellView> {
-            cells.iter().filter(|c| ids.contains(&c.cell)).collect()
-        };
         let mut moves = Vec::new();
         for line in layout.lines() {
-            let (low, high) = (side(&line.low), side(&line.high));
+            let (low, high) = sides(&line, &cells);
             if low.is_empty() || high.is_empty() {
                 continue;
             }

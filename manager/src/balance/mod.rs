@@ -13,9 +13,9 @@
 
 use std::collections::BTreeMap;
 use tessera::balance::CellReport;
-use tessera::layout::{CellId, CellView, Layout, LineId, LineView};
+use tessera::layout::{CellId, Layout, LineId};
 
-pub use tessera::balance::{Policies, Policy};
+pub use tessera::balance::{mean_load as mean, sides, Policies, Policy};
 
 mod bigworld;
 mod tessera_policy;
@@ -55,26 +55,6 @@ impl Policy for Static {
     fn plan(&mut self, _: &Layout, _: &BTreeMap<CellId, CellReport>) -> Vec<(LineId, f32)> {
         Vec::new()
     }
-}
-
-/// The cells on each side of a line.
-pub(crate) fn sides<'a>(
-    line: &LineView,
-    cells: &'a [CellView],
-) -> (Vec<&'a CellView>, Vec<&'a CellView>) {
-    let pick = |ids: &[CellId]| cells.iter().filter(|c| ids.contains(&c.cell)).collect();
-    (pick(&line.low), pick(&line.high))
-}
-
-pub(crate) fn mean(cells: &[&CellView], reports: &BTreeMap<CellId, CellReport>) -> f32 {
-    if cells.is_empty() {
-        return 0.0;
-    }
-    cells
-        .iter()
-        .map(|c| reports.get(&c.cell).map_or(0.0, |r| r.load))
-        .sum::<f32>()
-        / cells.len() as f32
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use super::*;
 use proptest::prelude::*;
 use tessera::balance::PROFILE_BINS;
-use tessera::layout::{Axis, Rect};
+use tessera::layout::{Axis, LineView, Rect};
 use tessera::AppId;
 
 const SPACE: Rect = Rect {

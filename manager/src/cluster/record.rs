@@ -71,9 +71,17 @@ impl Cluster {
         }
     }
 
-    /// A cellapp's positions.
-    pub(super) fn positions(&mut self, spots: Vec<(EntityId, [f32; 2], bool)>) {
+    /// A cellapp's positions (taken only from an app that has a cell).
+    pub(super) fn positions(&mut self, from: AppId, spots: Vec<(EntityId, [f32; 2], bool)>) {
         let [x0, z0, x1, z1] = self.space.bounds;
+        let has_cell = self
+            .layout
+            .as_ref()
+            .is_some_and(|l| l.cells().iter().any(|c| c.app == from));
+        if !has_cell {
+            tracing::warn!(app = %from, "positions from an app without a cell ignored");
+            return;
+        }
         let Some(r) = self.recorder.as_mut() else {
             return;
         };

@@ -6,36 +6,19 @@
 //! manager moves the line back toward the middle.
 
 use std::time::{Duration, Instant};
-use tessera_tests::{admin, http, Cluster, ClusterSpec};
+use tessera_tests::{admin, space_layout, Cluster, ClusterSpec};
 
 const SIZE: f32 = 1_000.0;
 
-/// The layout's epoch and its one line: (id, position). Waits up to 10 s
-/// for the manager to have a layout.
+/// The layout's epoch and its one line: (id, position).
 async fn line(cluster: &Cluster) -> (u64, u64, f64) {
-    let started = Instant::now();
-    loop {
-        let answer = http(
-            cluster.manager.admin_addr,
-            "GET",
-            "/api/spaces/1/layout",
-            "",
-        )
-        .await;
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&answer.body) {
-            let line = &v["lines"][0];
-            if let (Some(id), Some(pos)) = (line["line"].as_u64(), line["pos"].as_f64()) {
-                return (v["epoch"].as_u64().unwrap_or(0), id, pos);
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no layout with a line: {} {}",
-            answer.status,
-            answer.body
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let v = space_layout(cluster.manager.admin_addr).await;
+    let line = &v["lines"][0];
+    (
+        v["epoch"].as_u64().unwrap_or(0),
+        line["line"].as_u64().expect("a line id"),
+        line["pos"].as_f64().expect("a line position"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

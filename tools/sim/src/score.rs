@@ -26,6 +26,7 @@ use tessera::layout::{Density, LineId, SpaceView};
 use super::scenario::Spec;
 use super::truth::{behind, check_view};
 use super::world::SimWorld;
+use tessera_cellapp::cell::EntitySnapshot;
 
 /// Imbalance above this is "uneven" for `recovery_s`.
 pub const EVEN: f64 = 1.2;
@@ -218,7 +219,7 @@ impl Sampler {
             .collect();
         let reals = world.reals();
         let unique: BTreeSet<_> = reals.iter().map(|r| r.id).collect();
-        let clients = (!world.clients.is_empty()).then(|| self.clients(world, spec));
+        let clients = (!world.clients.is_empty()).then(|| self.clients(world, spec, &reals));
         let entities = spec.expected_entities();
         Score {
             imbalance: Quantiles {
@@ -248,8 +249,7 @@ impl Sampler {
 
 impl Sampler {
     /// The clients' side of a run, read once the world has settled.
-    fn clients(&self, world: &SimWorld, spec: &Spec) -> ClientScore {
-        let reals = world.reals();
+    fn clients(&self, world: &SimWorld, spec: &Spec, reals: &[EntitySnapshot]) -> ClientScore {
         let by_id: BTreeMap<_, _> = reals.iter().map(|r| (r.id, r)).collect();
         let defs = world.defs();
         let mut wrong = world.clients.values().filter_map(|c| match c.view() {

@@ -1002,10 +1002,11 @@ impl SimWorld {
     }
 
     fn deliver_client(&mut self, c: u64, d: Delivery) {
-        let speed = self
+        let max_speed = self
             .defs
             .by_name(self.game.player_type())
-            .map_or(1.0, |t| t.max_speed * 0.7);
+            .map_or(1.0, |t| t.max_speed);
+        let speed = max_speed * 0.7;
         let Some(client) = self.clients.get_mut(&c) else {
             return;
         };
@@ -1070,7 +1071,7 @@ impl SimWorld {
                 let (goal, speed) = match (&self.cfg.client_crowd, client.view()) {
                     // Following a recorded track: as fast as the server
                     // allows, to keep up with it.
-                    _ if track.is_some() => (track, speed / 0.7 * 0.95),
+                    _ if track.is_some() => (track, max_speed * 0.95),
                     (Some(crowds), Some(v)) => match crowds.way(t, c, (v.my_pos[0], v.my_pos[2])) {
                         Way::To(x, z, s) => (Some([x, z]), s.unwrap_or(speed)),
                         Way::Wander(s) => (bot, s.unwrap_or(speed)),

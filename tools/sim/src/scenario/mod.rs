@@ -104,12 +104,11 @@ impl Spec {
         if s.npcs + s.clients == 0 {
             return Err(fail("npcs", None, "the world needs NPCs or clients".into()));
         }
-        if !(1..=86_400).contains(&s.duration) || !(1..=64).contains(&s.cellapps) {
-            return Err(fail(
-                "duration",
-                None,
-                "duration must be 1 to 86400 s and cellapps 1 to 64".into(),
-            ));
+        if !(1..=86_400).contains(&s.duration) {
+            return Err(fail("duration", None, "must be 1 to 86400 s".into()));
+        }
+        if !(1..=64).contains(&s.cellapps) {
+            return Err(fail("cellapps", None, "must be 1 to 64".into()));
         }
         let mut timeline = Vec::new();
         let mut running = s.cellapps as i64;
@@ -213,6 +212,12 @@ impl Spec {
             return Err(fail(format!(
                 "game {} has no NPC type to replay entities without a client",
                 game.name()
+            )));
+        }
+        if !(1..=64).contains(&replay.cellapps()) {
+            return Err(fail(format!(
+                "it starts with {} cells; the simulator runs 1 to 64 cellapps",
+                replay.cellapps()
             )));
         }
         if !(200.0..=1_000_000.0).contains(&replay.side) {
