@@ -100,10 +100,11 @@ fn a_recorded_world_replays_cell_for_cell() {
         let layout = world.manager().layout().expect("a layout").clone();
         let cells = world.cells();
         let counts = recorded(&rec, k);
-        // Replayed clients log in ahead of their tracks by a guess of how
-        // long a login takes; while the bots log in, a cell may be a few
-        // off. Each within 5 % of the world's reals, and never more than
-        // that.
+        // A replayed client comes in about half a second before its track
+        // starts, a live one at some moment in the second before the
+        // sample that first saw it; while the bots log in, a cell may be
+        // a few off. Each within 5 % of the world's reals, and never more
+        // than that.
         let slack = (counts.iter().map(|(_, n)| n).sum::<usize>() / 20).max(3);
         for (rect, want) in counts {
             let app = layout

@@ -61,8 +61,17 @@ impl Track {
     }
 }
 
-/// How long before its track starts a replayed client logs in, seconds.
+/// How far ahead of its track's start a replayed client's login is
+/// scheduled, seconds: more than the time between two calls of
+/// [`Replay::start`] plus [`LOGIN_AHEAD`].
 pub const CLIENT_LEAD: f32 = 2.0;
+
+/// How long before its track starts a replayed client sends its login,
+/// seconds. A login in the simulator takes 20-180 ms to make a real; the
+/// recording first saw the client at a sample, so it came into the world
+/// within the second before. Logging in this much ahead brings the
+/// replayed client in about half a second before its track starts.
+pub const LOGIN_AHEAD: f32 = 0.65;
 
 /// A recording made ready to replay.
 #[derive(Debug)]
@@ -185,10 +194,10 @@ impl Replay {
     }
 
     /// Makes the NPCs whose tracks start in `(after, upto]` seconds of the
-    /// recording, and
-    /// logs in the clients whose tracks start [`CLIENT_LEAD`] seconds later
-    /// (so that they are in the world when their tracks start), following
-    /// the tracks of the world's [`Follow`].
+    /// recording, and schedules the logins of the clients whose tracks
+    /// start [`CLIENT_LEAD`] seconds later, each [`LOGIN_AHEAD`] before its
+    /// track starts (so that it is in the world when its track starts),
+    /// following the tracks of the world's [`Follow`].
     pub fn start(&self, world: &mut SimWorld, after: f32, upto: f32) {
         let Some(follow) = world.follow().cloned() else {
             return;
@@ -202,26 +211,20 @@ impl Replay {
             })
             .map(|(id, t)| (*id, t.clone()))
             .collect();
-        let mut clients = Vec::new();
         for (id, track) in starting {
             let (x, z) = track.at(track.start());
             if track.client {
-                clients.push((id, [x, 0.0, z]));
+                let c = world.log_in_at(follow.world_time(track.start() - LOGIN_AHEAD));
+                world.store_player(c, [x, 0.0, z]);
+                if let Ok(mut map) = follow.clients.write() {
+                    map.insert(c, id);
+                }
             } else if let Some(npc) = world.spawn_npc_at(Vec3::new(x, 0.0, z)) {
                 if let Ok(mut map) = follow.npcs.write() {
                     map.insert(npc, id);
                 }
             }
         }
-        let first = world.next_client();
-        for (k, (id, pos)) in clients.iter().enumerate() {
-            let c = first + k as u64;
-            world.store_player(c, *pos);
-            if let Ok(mut map) = follow.clients.write() {
-                map.insert(c, *id);
-            }
-        }
-        world.add_clients(clients.len());
     }
 
     /// Each cell's rectangle and reals at a recorded sample.

@@ -334,20 +334,28 @@ impl SimWorld {
 
     /// `n` more clients, each logging in within the next half second.
     pub fn add_clients(&mut self, n: usize) {
-        let first = self.next_client();
-        for c in first..first + n as u64 {
-            let heading = self.rng.random_range(0.0..std::f32::consts::TAU);
-            self.clients.insert(c, self.new_client(c, heading));
-            let req = self.clients[&c].login_request(&self.defs);
+        for _ in 0..n {
             let at = self.now + self.rng.random_range(0..500_000);
-            self.net.send(
-                &mut self.rng,
-                at,
-                Node::Client(c),
-                Node::Manager,
-                Payload::Login(req),
-            );
+            self.log_in_at(at);
         }
+    }
+
+    /// One more client, which sends its login at the world's time `at`
+    /// (microseconds; now, if that has passed). Returns its number.
+    pub fn log_in_at(&mut self, at: u64) -> u64 {
+        let c = self.next_client();
+        let heading = self.rng.random_range(0.0..std::f32::consts::TAU);
+        let client = self.new_client(c, heading);
+        let req = client.login_request(&self.defs);
+        self.clients.insert(c, client);
+        self.net.send(
+            &mut self.rng,
+            at.max(self.now),
+            Node::Client(c),
+            Node::Manager,
+            Payload::Login(req),
+        );
+        c
     }
 
     /// Starts a cellapp or baseapp process, which dials the manager.
