@@ -180,19 +180,11 @@ pub fn bound_levels(points: &[(f32, f32, f32)], load: f32) -> [[Option<f32>; 5];
         return out;
     }
     let scale = load / total;
-    let mut walk = |edge: Edge, key: &dyn Fn(&(f32, f32, f32)) -> f32, descending: bool| {
-        let mut sorted: Vec<(f32, f32)> = points
-            .iter()
-            .map(|p| (key(p), p.2.max(0.0) * scale))
-            .collect();
-        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if descending {
-            sorted.reverse();
-        }
+    // Walks inward from one edge, filling the smallest levels first.
+    let mut walk = |edge: Edge, sorted: &mut dyn Iterator<Item = &(f32, f32)>| {
         let mut acc = 0.0;
         let mut level = LEVELS.len();
-        // Walk inward, filling the smallest levels first.
-        for (coord, cost) in sorted {
+        for &(coord, cost) in sorted {
             acc += cost;
             while level > 0 && acc >= LEVELS[level - 1] {
                 level -= 1;
@@ -203,10 +195,21 @@ pub fn bound_levels(points: &[(f32, f32, f32)], load: f32) -> [[Option<f32>; 5];
             }
         }
     };
-    walk(Edge::XLow, &|p| p.0, false);
-    walk(Edge::XHigh, &|p| p.0, true);
-    walk(Edge::ZLow, &|p| p.1, false);
-    walk(Edge::ZHigh, &|p| p.1, true);
+    // One sort per axis serves both of its edges.
+    let by = |key: fn(&(f32, f32, f32)) -> f32| {
+        let mut sorted: Vec<(f32, f32)> = points
+            .iter()
+            .map(|p| (key(p), p.2.max(0.0) * scale))
+            .collect();
+        sorted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        sorted
+    };
+    let xs = by(|p| p.0);
+    walk(Edge::XLow, &mut xs.iter());
+    walk(Edge::XHigh, &mut xs.iter().rev());
+    let zs = by(|p| p.1);
+    walk(Edge::ZLow, &mut zs.iter());
+    walk(Edge::ZHigh, &mut zs.iter().rev());
     out
 }
 

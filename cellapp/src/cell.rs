@@ -274,6 +274,10 @@ pub struct Cell {
     index_sync: IndexSync,
     /// Some type has a behaviour.
     has_behaviors: bool,
+    /// A real here may have a witness: set where one is attached, and
+    /// recounted at the end of every tick (so a cell of NPCs alone skips
+    /// its witnesses' passes without looking at every entry).
+    witnessed: bool,
     /// Calls between entities waiting to run on their callee here.
     inbox: std::collections::VecDeque<tessera::proto::app::Mail>,
     /// Entities made this round whose `created` hook has not run.
@@ -363,6 +367,7 @@ impl Cell {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,
             has_behaviors: types.iter().any(|t: &TypeInfo| t.behavior.is_some()),
+            witnessed: false,
             types,
             entries: Vec::new(),
             slot: FxHashMap::default(),
@@ -765,6 +770,7 @@ impl Cell {
         );
         real.base = Some(base);
         real.version = version;
+        self.witnessed |= witness.is_some();
         real.witness = witness;
         real.dirty = renewed;
         real.pace = Pace::full(self.limit(type_id), self.clock);
@@ -900,21 +906,18 @@ impl Cell {
         let tick = self.tick;
         self.last_tick = Some(now);
         self.clock = self.clock.max(now);
-        let witnesses = self
-            .entries
-            .iter()
-            .any(|e| !e.is_ghost() && e.witness.is_some());
         self.run_behaviors(now);
         if tick % REORDER_TICKS == 1 {
             self.reorder();
         }
         self.run_ghosting();
         self.run_offload(tick);
-        if witnesses {
+        if self.witnessed {
             self.run_witnesses(tick, now);
             self.run_aoi_hooks(now);
         }
         let census = self.close_tick(tick);
+        self.witnessed = census.witnesses > 0;
         for (base, packets) in std::mem::take(&mut self.to_clients) {
             // Stream frames go on the link's session; datagrams beside it
             // (a lost one is superseded by the next tick's).

@@ -263,8 +263,8 @@ pub enum AppMsg {
     Retired,
     /// Real's cell → a ghost's cell: the tick's moves of many ghosts at
     /// once (at most [`MAX_GHOST_MOVES`]), each as a `GhostUpdate` without
-    /// property changes.
-    GhostMoves(Vec<GhostMove>),
+    /// property changes; packed, 32 bytes a move (`super::ghost_moves`).
+    GhostMoves(#[serde(with = "super::ghost_moves")] Vec<GhostMove>),
     /// Manager → every app: this app is dead (it stopped answering). Also
     /// baseapp → each cellapp: "stop hearing from it, then tell me what you
     /// know" — answered with [`AppMsg::DownSeen`].

@@ -191,6 +191,41 @@ fn app_link_ack() {
 }
 
 #[test]
+fn app_ghost_moves() {
+    roundtrip(
+        &AppMsg::GhostMoves(vec![crate::proto::app::GhostMove {
+            entity: EntityId(0x0102),
+            stamp: (3, 4),
+            pos: [1.0, 0.0, -2.0],
+            yaw: 0.5,
+        }]),
+        &[
+            0x19, // variant 25, GhostMoves
+            0x20, // 32 bytes: one move
+            0x02, 0x01, 0, 0, 0, 0, 0, 0, // entity 0x0102
+            0x03, 0, 0, 0, 0x04, 0, 0, 0, // stamp (3, 4)
+            0, 0, 0x80, 0x3f, 0, 0, 0, 0, 0, 0, 0, 0xc0, // pos 1, 0, -2
+            0, 0, 0, 0x3f, // yaw 0.5
+        ],
+    );
+    // Not a whole number of moves, and one move too many.
+    for len in [31usize, 32 * 1025] {
+        let mut bytes = vec![0x19];
+        let mut n = len;
+        while n >= 0x80 {
+            bytes.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        bytes.push(n as u8);
+        bytes.resize(bytes.len() + len, 0);
+        assert!(
+            crate::frame::decode::<AppMsg>(&bytes).is_err(),
+            "{len} bytes"
+        );
+    }
+}
+
+#[test]
 fn app_mail() {
     roundtrip(
         &AppMsg::Mail(Box::new(crate::proto::app::Mail {

@@ -13,6 +13,7 @@
 
 pub mod app;
 pub mod client;
+pub mod ghost_moves;
 pub mod login;
 
 /// Close codes an application uses when it closes a connection on purpose.
@@ -45,7 +46,7 @@ pub const ALPN_LOGIN: &[u8] = b"tessera-login/2";
 /// ALPN of a resume connection to the manager (same port as login).
 pub const ALPN_RESUME: &[u8] = b"tessera-resume/2";
 /// ALPN of a link between two processes of a cluster.
-pub const ALPN_APP: &[u8] = b"tessera-app/5";
+pub const ALPN_APP: &[u8] = b"tessera-app/6";
 
 /// A one-time login ticket: the manager gets it from a baseapp and gives it to
 /// the client, which presents it to that baseapp.

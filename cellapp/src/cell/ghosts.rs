@@ -140,23 +140,25 @@ impl Cell {
         let Some(info) = self.types.get(g.type_id.0 as usize) else {
             return;
         };
-        // A client here may still know the entity from before its ghost
-        // went (its cellapp died, and it was restored with older state): a
-        // new ghost's properties count as changed, so it hears them again.
-        let renewed = info.public.clone();
-        let mut props = info.def.defaults();
-        for (i, v) in &g.props {
-            if let (Some(slot), Some(def)) = (
-                props.get_mut(*i as usize),
-                info.def.properties.get(*i as usize),
-            ) {
-                if def.flags.on_ghosts() && v.check(&def.ty).is_ok() {
-                    *slot = v.clone();
-                }
-            }
-        }
+        // What the message gives for property `i`: its value if that
+        // property goes to ghosts and the value has its type (the last,
+        // if given twice), or the property's default.
+        let given = |i: usize| {
+            let def = info.def.properties.get(i)?;
+            let v = g
+                .props
+                .iter()
+                .rev()
+                .find(|(j, v)| {
+                    *j as usize == i && def.flags.on_ghosts() && v.check(&def.ty).is_ok()
+                })
+                .map_or(&def.default, |(_, v)| v);
+            Some(v)
+        };
         match self.slot.get(&g.entity).copied() {
             Some(i) => {
+                // A refresh (every few seconds for every ghost): the
+                // changed properties are written in place.
                 let r = &mut self.entries[i];
                 let Some((_, stamp)) = r.ghost() else {
                     return; // The real is here: a stale ghost message.
@@ -169,15 +171,25 @@ impl Cell {
                     stamp: g.stamp,
                 };
                 r.refreshed = now;
-                for (idx, (old, new)) in r.props.iter_mut().zip(props).enumerate() {
-                    if *old != new {
-                        *old = new;
-                        r.dirty.push(idx as u16);
+                for (idx, old) in r.props.iter_mut().enumerate() {
+                    if let Some(new) = given(idx) {
+                        if old != new {
+                            *old = new.clone();
+                            r.dirty.push(idx as u16);
+                        }
                     }
                 }
                 r.move_to(Vec3::from_array(g.pos), g.yaw, tick);
             }
             None => {
+                let props = (0..info.def.properties.len())
+                    .filter_map(|i| given(i).cloned())
+                    .collect();
+                // A client here may still know the entity from before its
+                // ghost went (its cellapp died, and it was restored with
+                // older state): a new ghost's properties count as changed,
+                // so it hears them again.
+                let renewed = info.public.clone();
                 let mut r = Entry::new(
                     g.entity,
                     g.type_id,
@@ -242,19 +254,35 @@ impl Cell {
     }
 
     /// The other apps whose cells meet the square of half-side `d` around
-    /// `pos` (closed: touching counts), sorted, from `others` (each other
-    /// app's cell rectangles).
-    fn apps_near(others: &[(Rect, AppId)], pos: Vec3, d: f32, apps: &mut Vec<AppId>) {
-        let square = Rect::new(pos.x - d, pos.z - d, pos.x + d, pos.z + d);
-        apps.clear();
-        apps.extend(
-            others
-                .iter()
-                .filter(|(r, _)| r.meets(&square))
-                .map(|(_, a)| *a),
-        );
-        apps.sort();
-        apps.dedup();
+    /// `pos` (`needed`), and those whose cells meet the one of half-side
+    /// `reach` (`keep`; `reach` ≥ `d`), closed (touching counts), each
+    /// sorted, from `others` (each other app's cell rectangles), in one
+    /// pass.
+    fn apps_near(
+        others: &[(Rect, AppId)],
+        pos: Vec3,
+        (d, reach): (f32, f32),
+        needed: &mut Vec<AppId>,
+        keep: &mut Vec<AppId>,
+    ) {
+        let square = |h: f32| Rect::new(pos.x - h, pos.z - h, pos.x + h, pos.z + h);
+        let (near, far) = (square(d), square(reach));
+        needed.clear();
+        keep.clear();
+        for (r, a) in others {
+            if r.meets(&far) {
+                keep.push(*a);
+                if r.meets(&near) {
+                    needed.push(*a);
+                }
+            }
+        }
+        for apps in [needed, keep] {
+            if apps.len() > 1 {
+                apps.sort_unstable();
+                apps.dedup();
+            }
+        }
     }
 
     /// Drops ghosts that have heard nothing newer from their real for
@@ -325,11 +353,10 @@ impl Cell {
             {
                 continue;
             }
-            Self::apps_near(&others, pos, reach, &mut keep);
+            Self::apps_near(&others, pos, (d, reach), &mut needed, &mut keep);
             if keep.is_empty() && self.entries[i].haunts.is_empty() {
                 continue;
             }
-            Self::apps_near(&others, pos, d, &mut needed);
             let moved = self.entries[i].moved_tick + 1 >= tick;
             let dirty = self.ghosted(&self.entries[i], Some(&self.entries[i].dirty));
             let entity = self.entries[i].id;

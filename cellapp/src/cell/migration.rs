@@ -137,6 +137,7 @@ impl Cell {
         );
         r.base = o.base;
         let skip_refresh = self.faulty(|f| f.no_witness_refresh);
+        self.witnessed |= o.witness.is_some();
         r.witness = o.witness.map(|state| {
             let mut w = Witness::import(&state, tick);
             if skip_refresh {
