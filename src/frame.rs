@@ -36,9 +36,15 @@ pub enum FrameError {
     Trailing(usize),
 }
 
-/// Encodes a message as a frame (length prefix and body).
+/// Encodes a message as a frame (length prefix and body), in one buffer:
+/// the body is written after a placeholder for its length.
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    frame_bytes(&encode_body(msg))
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    let mut out = postcard::to_extend(msg, out).unwrap_or_else(|_| vec![0; HEADER_LEN]);
+    let len = (out.len() - HEADER_LEN) as u32;
+    out[..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+    out
 }
 
 /// The most a frame read asks of its stream at once: the buffer grows by
@@ -131,6 +137,10 @@ mod tests {
         let f = encode(&(7u8, 300u16));
         assert_eq!(f, vec![3, 0, 0, 0, 7, 0xac, 0x02]);
         assert_eq!(frame_bytes(&[1, 2]), vec![2, 0, 0, 0, 1, 2]);
+        // A body longer than the first buffer: the same bytes as framing
+        // the body afterwards.
+        let long: Vec<u32> = (0..1000).collect();
+        assert_eq!(encode(&long), frame_bytes(&encode_body(&long)));
     }
 
     #[test]

@@ -250,7 +250,7 @@ impl<'a> Scene<'a> for CellScene<'a> {
         let r = self.entries.get(*self.slot.get(&id)?)?;
         Some(PropsView {
             props: &r.props,
-            dirty: &r.dirty,
+            dirty: r.dirty(),
         })
     }
 
@@ -307,6 +307,9 @@ pub struct Cell {
     /// Cellapps known dead: nothing from them is taken any more.
     dead: std::collections::BTreeSet<AppId>,
     tombs: ghosts::Tombs,
+    /// Where each cellapp's last ghost moves were found (see
+    /// [`ghosts::MoveHints`]).
+    move_hints: ghosts::MoveHints,
     handoffs_us: Vec<u32>,
     /// Messages refused for who sent them.
     refusals: channel::Refusals,
@@ -389,6 +392,7 @@ impl Cell {
             forward: Default::default(),
             dead: Default::default(),
             tombs: Default::default(),
+            move_hints: Default::default(),
             handoffs_us: Vec::new(),
             refusals: Default::default(),
             outbox: Vec::new(),
@@ -673,17 +677,7 @@ impl Cell {
                 props,
             } => self.ghost_update(entity, stamp, Vec3::from_array(pos), yaw, props),
             AppMsg::GhostDelete { entity, stamp } => self.ghost_delete(entity, stamp),
-            AppMsg::GhostMoves(moves) => {
-                for m in moves {
-                    self.ghost_update(
-                        m.entity,
-                        m.stamp,
-                        Vec3::from_array(m.pos),
-                        m.yaw,
-                        Vec::new(),
-                    );
-                }
-            }
+            AppMsg::GhostMoves(moves) => self.ghost_moves(from, &moves),
             AppMsg::Onload(o) => self.onload(now, *o),
             AppMsg::Forget { entity } => self.forget(entity),
             AppMsg::Record(on) if from == MANAGER => self.recording = on,
@@ -772,7 +766,7 @@ impl Cell {
         real.version = version;
         self.witnessed |= witness.is_some();
         real.witness = witness;
-        real.dirty = renewed;
+        real.set_dirty(renewed);
         real.pace = Pace::full(self.limit(type_id), self.clock);
         // The own client learns its cell-side properties.
         let own_props: Vec<PropValue> = own
@@ -1051,7 +1045,7 @@ impl Cell {
                 pos: r.pos,
                 yaw: r.yaw,
                 moved_tick: r.moved_tick,
-                dirty: !r.dirty.is_empty(),
+                dirty: r.changed(),
             });
             if r.witness.is_some() {
                 watchers.push(i);
@@ -1075,7 +1069,7 @@ impl Cell {
                     .get(r.type_id.0 as usize)
                     .map(|t| t.own.as_slice())
                     .unwrap_or(&[]);
-                r.dirty
+                r.dirty()
                     .iter()
                     .filter(|d| own.contains(d))
                     .filter_map(|&d| r.props.get(d as usize).map(|v| (d, v.clone())))
@@ -1172,11 +1166,8 @@ impl Cell {
                     ));
                 }
             }
-            let r = &mut self.entries[i];
             // Only a changed entry is written to.
-            if !r.dirty.is_empty() {
-                r.dirty.clear();
-            }
+            self.entries[i].clear_dirty();
         }
         census
     }

@@ -58,19 +58,25 @@ pub struct Entry {
     pub kind: Kind,
     /// Its type.
     pub type_id: TypeId,
+    /// It has a timer or a trap: the behaviours' pass looks at them only
+    /// then (kept by the methods that change them).
+    armed: bool,
+    /// A property changed this tick: the passes that only ask whether
+    /// look here, in the first line, not at `dirty`.
+    changed: bool,
     /// Its AoI, if a client controls it.
     pub witness: Option<Box<Witness>>,
     /// Properties changed this tick.
-    pub dirty: Vec<u16>,
+    dirty: Vec<u16>,
     /// Cellapps holding a ghost of this real (kept inline: the ghosting
     /// pass reads it for every real near an edge, every tick).
     pub haunts: Haunts,
     /// Where a server-driven entity is heading.
     pub goal: Option<Vec3>,
     /// The timers its behaviour set (they move with it).
-    pub timers: Timers,
+    timers: Timers,
     /// Its proximity traps and who is inside them (they move with it).
-    pub traps: Traps,
+    traps: Traps,
     /// Every property by index (base-side ones hold their defaults, unused).
     pub props: Vec<Value>,
     /// The baseapp holding its base, if it has one.
@@ -131,7 +137,69 @@ impl Entry {
             timers: Timers::default(),
             mail: Mailbox::default(),
             traps: Traps::default(),
+            armed: false,
+            changed: false,
         }
+    }
+
+    /// The properties changed this tick.
+    pub fn dirty(&self) -> &[u16] {
+        &self.dirty
+    }
+
+    /// Whether a property changed this tick.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
+    /// Marks property `index` changed this tick.
+    pub fn mark(&mut self, index: u16) {
+        if !self.dirty.contains(&index) {
+            self.dirty.push(index);
+        }
+        self.changed = true;
+    }
+
+    /// Marks these properties changed this tick, instead of any before.
+    pub fn set_dirty(&mut self, dirty: Vec<u16>) {
+        self.changed = !dirty.is_empty();
+        self.dirty = dirty;
+    }
+
+    /// Takes the changed properties (the tick is over, or the entry goes).
+    pub fn take_dirty(&mut self) -> Vec<u16> {
+        self.changed = false;
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The tick is over: nothing has changed in the next one yet.
+    pub fn clear_dirty(&mut self) {
+        if self.changed {
+            self.dirty.clear();
+            self.changed = false;
+        }
+    }
+
+    /// Its timers.
+    pub fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    /// Its traps.
+    pub fn traps(&self) -> &Traps {
+        &self.traps
+    }
+
+    /// Whether it has a timer or a trap.
+    pub fn armed(&self) -> bool {
+        self.armed
+    }
+
+    /// Changes its timers and traps with `f`.
+    pub fn hooks_mut<T>(&mut self, f: impl FnOnce(&mut Timers, &mut Traps) -> T) -> T {
+        let out = f(&mut self.timers, &mut self.traps);
+        self.armed = !self.timers.is_empty() || !self.traps.is_empty();
+        out
     }
 
     /// True if this entry is a ghost, not the real.
@@ -158,9 +226,7 @@ impl Entry {
         if let Some(slot) = self.props.get_mut(index as usize) {
             if *slot != value {
                 *slot = value;
-                if !self.dirty.contains(&index) {
-                    self.dirty.push(index);
-                }
+                self.mark(index);
             }
         }
     }

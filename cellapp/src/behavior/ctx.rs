@@ -470,10 +470,10 @@ impl Ctx<'_> {
         tag: u32,
     ) -> Result<TimerId, GameError> {
         let added = self.overlay.added.entry(self.me.id).or_default();
-        if self.me.timers.len() + added.0 as usize >= MAX_TIMERS {
+        if self.me.timers().len() + added.0 as usize >= MAX_TIMERS {
             return Err(GameError::TooManyTimers(self.me.id));
         }
-        let id = self.me.timers.id_after(added.0);
+        let id = self.me.timers().id_after(added.0);
         let timer =
             new_timer(id, self.clock.now, after, every, tag).ok_or(GameError::ZeroPeriod)?;
         added.0 += 1;
@@ -496,10 +496,10 @@ impl Ctx<'_> {
             return Err(GameError::TrapTooWide { radius, max });
         }
         let added = self.overlay.added.entry(self.me.id).or_default();
-        if self.me.traps.len() + added.1 as usize >= MAX_TRAPS {
+        if self.me.traps().len() + added.1 as usize >= MAX_TRAPS {
             return Err(GameError::TooManyTraps(self.me.id));
         }
-        let id = self.me.traps.id_after(added.1);
+        let id = self.me.traps().id_after(added.1);
         added.1 += 1;
         self.push(Effect::AddTrap(TrapState {
             id: id.0,

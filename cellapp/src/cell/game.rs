@@ -117,38 +117,41 @@ impl Cell {
                 if e.is_ghost() || (frozen && e.witness.is_none()) {
                     continue;
                 }
-                for t in e.traps.iter() {
-                    let inside: Vec<EntityId> = match stage.ctx(i) {
-                        Some(mut ctx) => {
-                            let mut v: Vec<EntityId> =
-                                ctx.within(e.pos, t.radius).iter().map(|n| n.id).collect();
-                            v.sort_unstable();
-                            v
+                // Timers and traps live past the hot part of the entry.
+                if e.armed() {
+                    for t in e.traps().iter() {
+                        let inside: Vec<EntityId> = match stage.ctx(i) {
+                            Some(mut ctx) => {
+                                let mut v: Vec<EntityId> =
+                                    ctx.within(e.pos, t.radius).iter().map(|n| n.id).collect();
+                                v.sort_unstable();
+                                v
+                            }
+                            None => continue,
+                        };
+                        let (came, went) = diff(&t.inside, &inside);
+                        if came.is_empty() && went.is_empty() {
+                            continue;
                         }
-                        None => continue,
-                    };
-                    let (came, went) = diff(&t.inside, &inside);
-                    if came.is_empty() && went.is_empty() {
-                        continue;
+                        let (trap, tag) = (TrapId(t.id), t.tag);
+                        stage
+                            .fx
+                            .push((e.id, i, Effect::TrapSeen { id: trap, inside }));
+                        for x in went {
+                            guarded(stage, i, "trap", |b, ctx| {
+                                b.trap(ctx, trap, tag, Presence::Left(x))
+                            });
+                        }
+                        for x in came {
+                            guarded(stage, i, "trap", |b, ctx| {
+                                b.trap(ctx, trap, tag, Presence::Entered(x))
+                            });
+                        }
                     }
-                    let (trap, tag) = (TrapId(t.id), t.tag);
-                    stage
-                        .fx
-                        .push((e.id, i, Effect::TrapSeen { id: trap, inside }));
-                    for x in went {
-                        guarded(stage, i, "trap", |b, ctx| {
-                            b.trap(ctx, trap, tag, Presence::Left(x))
-                        });
+                    for (timer, tag, due) in e.timers().due(now) {
+                        stage.fx.push((e.id, i, Effect::Fired { id: timer, due }));
+                        guarded(stage, i, "timer", |b, ctx| b.timer(ctx, timer, tag));
                     }
-                    for x in came {
-                        guarded(stage, i, "trap", |b, ctx| {
-                            b.trap(ctx, trap, tag, Presence::Entered(x))
-                        });
-                    }
-                }
-                for (timer, tag, due) in e.timers.due(now) {
-                    stage.fx.push((e.id, i, Effect::Fired { id: timer, due }));
-                    guarded(stage, i, "timer", |b, ctx| b.timer(ctx, timer, tag));
                 }
                 guarded(stage, i, "tick", |b, ctx| b.tick(ctx));
             }
@@ -350,32 +353,32 @@ impl Cell {
                 }
                 Effect::AddTimer(t) => {
                     if let Some(r) = self.real_at(hint, id) {
-                        r.timers.add(t);
+                        r.hooks_mut(|timers, _| timers.add(t));
                     }
                 }
                 Effect::CancelTimer(t) => {
                     if let Some(r) = self.real_at(hint, id) {
-                        r.timers.cancel(t);
+                        r.hooks_mut(|timers, _| timers.cancel(t));
                     }
                 }
                 Effect::Fired { id: timer, due } => {
                     if let Some(r) = self.real_at(hint, id) {
-                        r.timers.fired(timer, due);
+                        r.hooks_mut(|timers, _| timers.fired(timer, due));
                     }
                 }
                 Effect::AddTrap(t) => {
                     if let Some(r) = self.real_mut(id) {
-                        r.traps.add(t);
+                        r.hooks_mut(|_, traps| traps.add(t));
                     }
                 }
                 Effect::CancelTrap(t) => {
                     if let Some(r) = self.real_mut(id) {
-                        r.traps.cancel(t);
+                        r.hooks_mut(|_, traps| traps.cancel(t));
                     }
                 }
                 Effect::TrapSeen { id: trap, inside } => {
                     if let Some(r) = self.real_mut(id) {
-                        r.traps.seen(trap, inside);
+                        r.hooks_mut(|_, traps| traps.seen(trap, inside));
                     }
                 }
             }

@@ -22,6 +22,10 @@ use tessera::{AppId, EntityId, Time};
 use super::{Cell, EntitySnapshot};
 use crate::entry::{Entry, Kind};
 
+/// Room a tick's moves to one neighbour start with (a crowd near an edge
+/// sends hundreds; growing from nothing copies them seven times).
+const MOVES_FIRST: usize = 64;
+
 /// Extra distance before a ghost is dropped.
 const GHOST_HYSTERESIS: f32 = 20.0;
 
@@ -69,6 +73,21 @@ impl Tombs {
     /// The entity is real here again (or re-created): its old tomb goes.
     pub(super) fn lift(&mut self, entity: EntityId) {
         self.0.remove(&entity);
+    }
+}
+
+/// Where the ghosts of each cellapp's last [`AppMsg::GhostMoves`] were in
+/// the entries, move by move. A real's cell sends its moves in the same
+/// order tick after tick, so the slot found last time is nearly always
+/// right (it is checked by id); the map lookup, a cache miss per move in a
+/// crowd, is left for the rest.
+#[derive(Debug, Default)]
+pub(super) struct MoveHints(FxHashMap<AppId, Vec<usize>>);
+
+impl MoveHints {
+    /// `app` is dead: it sends no more moves.
+    pub(super) fn forget(&mut self, app: AppId) {
+        self.0.remove(&app);
     }
 }
 
@@ -171,12 +190,10 @@ impl Cell {
                     stamp: g.stamp,
                 };
                 r.refreshed = now;
-                for (idx, old) in r.props.iter_mut().enumerate() {
-                    if let Some(new) = given(idx) {
-                        if old != new {
-                            *old = new.clone();
-                            r.dirty.push(idx as u16);
-                        }
+                for idx in 0..r.props.len() {
+                    match given(idx) {
+                        Some(new) if r.props[idx] != *new => r.set_prop(idx as u16, new.clone()),
+                        _ => {}
                     }
                 }
                 r.move_to(Vec3::from_array(g.pos), g.yaw, tick);
@@ -203,10 +220,47 @@ impl Cell {
                     stamp: g.stamp,
                 };
                 r.refreshed = now;
-                r.dirty = renewed;
+                r.set_dirty(renewed);
                 self.add_real(r);
             }
         }
+    }
+
+    /// A tick's plain moves of `from`'s reals.
+    pub(super) fn ghost_moves(&mut self, from: AppId, moves: &[GhostMove]) {
+        let mut hints = self.move_hints.0.remove(&from).unwrap_or_default();
+        hints.resize(moves.len(), usize::MAX);
+        for (m, hint) in moves.iter().zip(hints.iter_mut()) {
+            let at = match self.entries.get(*hint) {
+                Some(e) if e.id == m.entity => Some(*hint),
+                _ => self.slot.get(&m.entity).copied(),
+            };
+            *hint = at.unwrap_or(usize::MAX);
+            if let Some(i) = at {
+                self.ghost_move_at(i, m.stamp, Vec3::from_array(m.pos), m.yaw);
+            }
+        }
+        self.move_hints.0.insert(from, hints);
+    }
+
+    /// Moves the ghost in slot `i` if `stamp` is newer than its last.
+    fn ghost_move_at(&mut self, i: usize, stamp: Stamp, pos: Vec3, yaw: f32) -> bool {
+        let (tick, now) = (self.tick, self.last_tick.unwrap_or(Time(0)));
+        let r = &mut self.entries[i];
+        let Some((real, old)) = r.ghost() else {
+            return false;
+        };
+        if stamp <= old {
+            return false;
+        }
+        r.kind = Kind::Ghost { real, stamp };
+        // Only the current real sends newer news, and only while it counts
+        // this cellapp among its ghosts' holders.
+        r.refreshed = now;
+        if pos.is_finite() && yaw.is_finite() {
+            r.move_to(pos, yaw, tick);
+        }
+        true
     }
 
     pub(super) fn ghost_update(
@@ -217,26 +271,16 @@ impl Cell {
         yaw: f32,
         props: Vec<PropValue>,
     ) {
-        let tick = self.tick;
-        let now = self.last_tick.unwrap_or(Time(0));
         let Some(&i) = self.slot.get(&entity) else {
             return;
         };
+        if !self.ghost_move_at(i, stamp, pos, yaw) {
+            return;
+        }
         let r = &mut self.entries[i];
         let Some(info) = self.types.get(r.type_id.0 as usize) else {
             return;
         };
-        let Some((real, old)) = r.ghost() else { return };
-        if stamp <= old {
-            return;
-        }
-        r.kind = Kind::Ghost { real, stamp };
-        // Only the current real sends newer news, and only while it counts
-        // this cellapp among its ghosts' holders.
-        r.refreshed = now;
-        if pos.is_finite() && yaw.is_finite() {
-            r.move_to(pos, yaw, tick);
-        }
         for (idx, v) in props {
             if info.ghosted.contains(&idx) {
                 r.set_prop(idx, v);
@@ -358,7 +402,11 @@ impl Cell {
                 continue;
             }
             let moved = self.entries[i].moved_tick + 1 >= tick;
-            let dirty = self.ghosted(&self.entries[i], Some(&self.entries[i].dirty));
+            let dirty = if self.entries[i].changed() {
+                self.ghosted(&self.entries[i], Some(self.entries[i].dirty()))
+            } else {
+                Vec::new()
+            };
             let entity = self.entries[i].id;
             let refresh = tick
                 .wrapping_add(entity.0)
@@ -377,12 +425,15 @@ impl Cell {
                         if dirty.is_empty() {
                             // Plain moves travel together, one message per
                             // neighbour per tick.
-                            moves.entry(app).or_default().push(GhostMove {
-                                entity,
-                                stamp,
-                                pos: r.pos.to_array(),
-                                yaw: r.yaw,
-                            });
+                            moves
+                                .entry(app)
+                                .or_insert_with(|| Vec::with_capacity(MOVES_FIRST))
+                                .push(GhostMove {
+                                    entity,
+                                    stamp,
+                                    pos: r.pos.to_array(),
+                                    yaw: r.yaw,
+                                });
                         } else {
                             let msg = AppMsg::GhostUpdate {
                                 entity,
@@ -414,9 +465,14 @@ impl Cell {
             haunts.extend_from_slice(&now);
             self.entries[i].haunts = haunts;
         }
-        for (app, list) in moves {
-            for chunk in list.chunks(MAX_GHOST_MOVES) {
-                self.outbox.push((app, AppMsg::GhostMoves(chunk.to_vec())));
+        for (app, mut list) in moves {
+            while list.len() > MAX_GHOST_MOVES {
+                let rest = list.split_off(MAX_GHOST_MOVES);
+                self.outbox.push((app, AppMsg::GhostMoves(list)));
+                list = rest;
+            }
+            if !list.is_empty() {
+                self.outbox.push((app, AppMsg::GhostMoves(list)));
             }
         }
     }

@@ -116,8 +116,8 @@ impl Cell {
                 tracing::error!(entity = %o.entity, "onload for an entity that is already real here");
                 return;
             }
-            if let Some(ghost) = self.remove_real(o.entity) {
-                dirty = ghost.dirty;
+            if let Some(mut ghost) = self.remove_real(o.entity) {
+                dirty = ghost.take_dirty();
                 for (idx, (old, new)) in ghost.props.iter().zip(&o.props).enumerate() {
                     if old != new && !dirty.contains(&(idx as u16)) {
                         dirty.push(idx as u16);
@@ -159,10 +159,12 @@ impl Cell {
                 t.due = Time(t.due.0.saturating_sub(t.period_us));
             }
         }
-        r.timers = Timers::from_parts(timers, o.next_timer);
+        r.hooks_mut(|t, p| {
+            *t = Timers::from_parts(timers, o.next_timer);
+            *p = Traps::from_parts(o.traps, o.next_trap);
+        });
         r.mail = Mailbox::import(o.mail);
-        r.traps = Traps::from_parts(o.traps, o.next_trap);
-        r.dirty = dirty;
+        r.set_dirty(dirty);
         r.haunts = o
             .haunts
             .into_iter()
@@ -255,7 +257,7 @@ impl Cell {
             w.export(tick, |id| {
                 let e = entries.get(*slot.get(&id)?)?;
                 let t = types.get(e.type_id.0 as usize)?;
-                Some((e.props.as_slice(), e.dirty.as_slice(), t.detail()))
+                Some((e.props.as_slice(), e.dirty(), t.detail()))
             })
         });
         let r = &mut self.entries[i];
@@ -264,8 +266,8 @@ impl Cell {
         let mut haunts: Vec<AppId> = r.haunts.iter().copied().filter(|a| *a != dest).collect();
         haunts.push(me);
         let (next_seq, pending, out_seq) = r.channel.export();
-        let (timers, next_timer) = r.timers.to_parts();
-        let (traps, next_trap) = r.traps.to_parts();
+        let (timers, next_timer) = r.timers().to_parts();
+        let (traps, next_trap) = r.traps().to_parts();
         let onload = Onload {
             entity,
             type_id: r.type_id,

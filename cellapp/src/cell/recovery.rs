@@ -35,6 +35,7 @@ impl Cell {
             return;
         }
         if self.dead.insert(app) {
+            self.move_hints.forget(app);
             self.purge(app);
         }
         if from != MANAGER {
