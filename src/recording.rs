@@ -110,6 +110,10 @@ pub struct Recording {
     pub header: Header,
     /// The samples, in time order.
     pub samples: Vec<Sample>,
+    /// Where a last sample cut short begins (its writer stopped in the
+    /// middle of appending it: the process died or the disk filled); the
+    /// whole samples before it are kept. `None` if the file ends cleanly.
+    pub torn: Option<usize>,
 }
 
 /// Quantizes `v` within `[lo, hi]` to 16 bits.
@@ -175,7 +179,22 @@ fn frame(bytes: &[u8], at: usize, max: usize) -> Result<&[u8], String> {
         .ok_or_else(|| format!("cut short: {len} bytes announced"))
 }
 
-/// Reads a whole recording.
+/// Whether the frame at `at` runs past the end of `bytes` without
+/// announcing more than `max`: the tail a writer that stopped mid-append
+/// leaves.
+fn torn_at(bytes: &[u8], at: usize, max: usize) -> bool {
+    match bytes.get(at..at + 4) {
+        None => true,
+        Some(len) => {
+            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            len <= max && at + 4 + len > bytes.len()
+        }
+    }
+}
+
+/// Reads a whole recording. A last sample cut short (the writer stopped
+/// mid-append) is left out and noted in [`Recording::torn`]; any other
+/// fault refuses the file, naming the sample and its offset.
 pub fn read(bytes: &[u8]) -> Result<Recording, RecordingError> {
     if bytes.get(..MAGIC.len()) != Some(&MAGIC[..]) {
         return Err(RecordingError::NotARecording);
@@ -197,7 +216,12 @@ pub fn read(bytes: &[u8]) -> Result<Recording, RecordingError> {
     }
     let mut at = MAGIC.len() + 4 + body.len();
     let mut samples: Vec<Sample> = Vec::new();
+    let mut torn = None;
     while at < bytes.len() {
+        if torn_at(bytes, at, MAX_SAMPLE_BYTES) {
+            torn = Some(at);
+            break;
+        }
         let index = samples.len();
         let bad = |why: String| RecordingError::Sample {
             index,
@@ -241,7 +265,11 @@ pub fn read(bytes: &[u8]) -> Result<Recording, RecordingError> {
     if samples.is_empty() {
         return Err(RecordingError::Empty);
     }
-    Ok(Recording { header, samples })
+    Ok(Recording {
+        header,
+        samples,
+        torn,
+    })
 }
 
 #[cfg(test)]

@@ -76,15 +76,29 @@ fn positions_quantize_to_a_few_centimetres() {
 }
 
 #[test]
+fn a_recording_torn_in_its_last_sample_keeps_the_whole_ones() {
+    let whole = file(&[sample(0, 20), sample(1_000, 20)]);
+    let first_len = file(&[sample(0, 20)]).len();
+    // Cut inside the second sample's body, and inside its length.
+    for cut in [whole.len() - 3, first_len + 2] {
+        let rec = read(&whole[..cut]).expect("the whole samples");
+        assert_eq!(rec.samples.len(), 1, "cut at {cut}");
+        assert_eq!(rec.samples[0], read(&whole).expect("whole").samples[0]);
+        assert_eq!(rec.torn, Some(first_len), "cut at {cut}");
+    }
+    assert_eq!(read(&whole).expect("whole").torn, None);
+}
+
+#[test]
 fn a_malformed_recording_is_refused_naming_the_problem() {
     let good = file(&[sample(0, 20), sample(1_000, 20)]);
     let err = |bytes: &[u8]| read(bytes).expect_err("refused").to_string();
     assert!(err(b"hello world").contains("not a Tessera recording"));
     assert!(err(&good[..10]).contains("header"));
     assert!(err(&file(&[])).contains("no sample"));
-    // Cut short in the second sample.
-    let e = err(&good[..good.len() - 3]);
-    assert!(e.contains("sample 1") && e.contains("cut short"), "{e}");
+    // Cut short in the only sample: nothing whole to keep.
+    let one = file(&[sample(0, 20)]);
+    assert!(err(&one[..one.len() - 3]).contains("no sample"));
     // A length beyond the limit, refused before anything is allocated.
     let mut huge = header_bytes(&header());
     huge.extend_from_slice(&u32::MAX.to_le_bytes());

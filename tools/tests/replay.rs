@@ -4,7 +4,8 @@
 //! client ends with a view equal to the truth; and at each of the
 //! recording's first ten samples each cell of the replay holds the reals
 //! the recording saw in it, to within 5 % of the world's reals (while the
-//! bots log in; within a few reals after).
+//! bots log in; within a few reals after). A copy cut short in its last
+//! sample, as a manager killed mid-append leaves it, still replays.
 
 mod procs;
 
@@ -68,6 +69,10 @@ fn a_recorded_world_replays_cell_for_cell() {
 
     let bytes = std::fs::read(&rec_path).expect("the recording");
     let rec = tessera::recording::read(&bytes).expect("a recording");
+    assert_eq!(
+        rec.torn, None,
+        "a world stopped by Ctrl-C ends its recording whole"
+    );
     assert!(rec.samples.len() >= 15, "{} samples", rec.samples.len());
     let per_entity_second =
         bytes.len() as f64 / rec.samples.iter().map(|s| s.spots.len()).sum::<usize>() as f64;
@@ -147,6 +152,31 @@ fn a_recorded_world_replays_cell_for_cell() {
         assert_eq!(p["clients"]["playing"], BOTS, "{policy}: {p}");
         assert_eq!(p["clients"]["views_wrong_at_end"], 0, "{policy}: {p}");
     }
+
+    // A manager killed while appending a sample leaves it cut short: the
+    // replay keeps the whole samples before it and says where it was torn.
+    let torn = d.join("torn.tsrec");
+    std::fs::write(&torn, &bytes[..bytes.len() - 5]).expect("write");
+    let out = Command::new(BIN)
+        .args(["sim", "--replay"])
+        .arg(&torn)
+        .args([
+            "--policy",
+            "static",
+            "--quiet",
+            "--frame-every",
+            "0",
+            "--out",
+        ])
+        .arg(d.join("out-torn"))
+        .output()
+        .expect("tessera sim runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("torn.tsrec") && err.contains("cut short at byte"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -180,8 +180,17 @@ fn read_recording(path: &Path) -> anyhow::Result<tessera::recording::Recording> 
     }
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read the recording {}", path.display()))?;
-    tessera::recording::read(&bytes)
-        .with_context(|| format!("the recording {} cannot be replayed", path.display()))
+    let rec = tessera::recording::read(&bytes)
+        .with_context(|| format!("the recording {} cannot be replayed", path.display()))?;
+    if let Some(at) = rec.torn {
+        eprintln!(
+            "warning: the recording {} ends in a sample cut short at byte {at} (its writer \
+             stopped while appending it); replaying the {} whole samples before it",
+            path.display(),
+            rec.samples.len()
+        );
+    }
+    Ok(rec)
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
