@@ -201,7 +201,9 @@ pub fn bound_levels(points: &[(f32, f32, f32)], load: f32) -> [[Option<f32>; 5];
             .iter()
             .map(|p| (key(p), p.2.max(0.0) * scale))
             .collect();
-        sorted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        // Stable: walked backwards, equal places keep the order a sort
+        // for the high edge would give them.
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
         sorted
     };
     let xs = by(|p| p.0);

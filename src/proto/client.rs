@@ -322,12 +322,12 @@ impl Frame {
     /// An entity's place and facing as an update, if it is within reach.
     #[inline]
     pub fn encode(&self, index: u32, pos: Pos, yaw: f32) -> Option<PosUpdate> {
-        // Rounded half away from zero by a cast (`f32::round` is a call
+        // Rounded half away from zero by casts (`f32::round` is a call
         // into libm on x86-64, four of them per update).
         let step = |v: f32, o: f32| -> Option<i16> {
             let s = (v - o) / self.scale;
             (s.is_finite() && s > f32::from(i16::MIN) - 0.5 && s < f32::from(i16::MAX) + 0.5)
-                .then_some((s + 0.5f32.copysign(s)) as i16)
+                .then(|| round_half_away(s) as i16)
         };
         let turn = yaw.rem_euclid(std::f32::consts::TAU) / std::f32::consts::TAU;
         Some(PosUpdate {
@@ -335,7 +335,7 @@ impl Frame {
             x: Fixed16::from_i16(step(pos[0], self.origin[0])?),
             y: step(pos[1], self.origin[1])?,
             z: Fixed16::from_i16(step(pos[2], self.origin[2])?),
-            yaw: Fixed16::from_u16(((turn * 65536.0 + 0.5) as u32 & 0xffff) as u16),
+            yaw: Fixed16::from_u16((round_half_away(turn * 65536.0) as u32 & 0xffff) as u16),
         })
     }
 
@@ -385,6 +385,16 @@ impl ServerDatagram {
             },
         }
     }
+}
+
+/// `v` rounded to the nearest integer, halves away from zero, as
+/// `f32::round` does, for `v` within `i32`'s range: the cast truncates and
+/// the fraction it left (exact in `f32`) decides.
+#[inline]
+fn round_half_away(v: f32) -> i32 {
+    let t = v as i32;
+    let f = v - t as f32;
+    t + i32::from(f >= 0.5) - i32::from(f <= -0.5)
 }
 
 #[cfg(test)]

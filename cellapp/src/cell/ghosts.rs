@@ -159,21 +159,18 @@ impl Cell {
         let Some(info) = self.types.get(g.type_id.0 as usize) else {
             return;
         };
-        // What the message gives for property `i`: its value if that
-        // property goes to ghosts and the value has its type (the last,
-        // if given twice), or the property's default.
-        let given = |i: usize| {
-            let def = info.def.properties.get(i)?;
-            let v = g
-                .props
-                .iter()
-                .rev()
-                .find(|(j, v)| {
-                    *j as usize == i && def.flags.on_ghosts() && v.check(&def.ty).is_ok()
-                })
-                .map_or(&def.default, |(_, v)| v);
-            Some(v)
-        };
+        // What the message gives each property: its value if that property
+        // goes to ghosts and the value has its type (the last, if given
+        // twice), or the property's default.
+        let props = &info.def.properties;
+        let mut given: Vec<&tessera::Value> = props.iter().map(|p| &p.default).collect();
+        for (i, v) in &g.props {
+            if let Some(def) = props.get(*i as usize) {
+                if def.flags.on_ghosts() && v.check(&def.ty).is_ok() {
+                    given[*i as usize] = v;
+                }
+            }
+        }
         match self.slot.get(&g.entity).copied() {
             Some(i) => {
                 // A refresh (every few seconds for every ghost): the
@@ -190,18 +187,15 @@ impl Cell {
                     stamp: g.stamp,
                 };
                 r.refreshed = now;
-                for idx in 0..r.props.len() {
-                    match given(idx) {
-                        Some(new) if r.props[idx] != *new => r.set_prop(idx as u16, new.clone()),
-                        _ => {}
+                for (idx, new) in given.into_iter().enumerate() {
+                    if r.props.get(idx).is_some_and(|old| old != new) {
+                        r.set_prop(idx as u16, new.clone());
                     }
                 }
                 r.move_to(Vec3::from_array(g.pos), g.yaw, tick);
             }
             None => {
-                let props = (0..info.def.properties.len())
-                    .filter_map(|i| given(i).cloned())
-                    .collect();
+                let props = given.into_iter().cloned().collect();
                 // A client here may still know the entity from before its
                 // ghost went (its cellapp died, and it was restored with
                 // older state): a new ghost's properties count as changed,
@@ -250,6 +244,9 @@ impl Cell {
         let Some((real, old)) = r.ghost() else {
             return false;
         };
+        if self.types.get(r.type_id.0 as usize).is_none() {
+            return false;
+        }
         if stamp <= old {
             return false;
         }

@@ -42,3 +42,14 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn positions_round_halves_away_from_zero_as_f32_round_does() {
+    let mut cases = vec![0.0f32, 0.5, 1.5, 2.5, 0.49999997, 32767.4, -32768.4];
+    cases.extend((0..20_000).map(|i| (i as f32 - 10_000.0) * 0.2501));
+    for v in cases {
+        for v in [v, -v] {
+            assert_eq!(super::round_half_away(v), v.round() as i32, "{v}");
+        }
+    }
+}
