@@ -88,7 +88,6 @@ fn a_recorded_world_replays_cell_for_cell() {
     assert_eq!(replay.counts(), (NPCS, BOTS), "NPC and client tracks");
     let mut world = spec.world("static");
     let mut bad = Vec::new();
-    let mut before = 0.0;
     let laid: Vec<usize> = (0..rec.samples.len())
         .filter(|&k| !rec.samples[k].cells.is_empty())
         .take(10)
@@ -99,8 +98,7 @@ fn a_recorded_world_replays_cell_for_cell() {
         let t = rec.samples[k].t_ms as f32 / 1e3;
         let at = world.follow().expect("replaying").world_time(t);
         world.run_until(at);
-        replay.start(&mut world, before, t);
-        before = t;
+        replay.start(&mut world, t);
         world.run_until(at + 150_000);
         let layout = world.manager().layout().expect("a layout").clone();
         let cells = world.cells();

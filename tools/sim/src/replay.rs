@@ -97,6 +97,10 @@ pub struct Follow {
     /// The world's time when the replay began, microseconds: the
     /// recording's time 0.
     origin_us: Arc<AtomicU64>,
+    /// The recording's time up to which tracks have been started, seconds
+    /// (`None` before the first): each track starts exactly once, however
+    /// the calls of [`Replay::start`] fall.
+    started: Arc<RwLock<Option<f32>>>,
 }
 
 impl Replay {
@@ -190,17 +194,29 @@ impl Replay {
                 world.move_line_to(i, *pos);
             }
         }
-        self.start(world, f32::NEG_INFINITY, 0.0);
+        self.start(world, 0.0);
     }
 
-    /// Makes the NPCs whose tracks start in `(after, upto]` seconds of the
+    /// Makes the NPCs whose tracks start by `upto` seconds of the
     /// recording, and schedules the logins of the clients whose tracks
-    /// start [`CLIENT_LEAD`] seconds later, each [`LOGIN_AHEAD`] before its
-    /// track starts (so that it is in the world when its track starts),
-    /// following the tracks of the world's [`Follow`].
-    pub fn start(&self, world: &mut SimWorld, after: f32, upto: f32) {
+    /// start by [`CLIENT_LEAD`] seconds later, each [`LOGIN_AHEAD`] before
+    /// its track starts (so that it is in the world when its track starts),
+    /// following the tracks of the world's [`Follow`]. What an earlier call
+    /// started is not started again.
+    pub fn start(&self, world: &mut SimWorld, upto: f32) {
         let Some(follow) = world.follow().cloned() else {
             return;
+        };
+        let after = {
+            let Ok(mut started) = follow.started.write() else {
+                return;
+            };
+            let after = started.unwrap_or(f32::NEG_INFINITY);
+            if upto <= after {
+                return;
+            }
+            *started = Some(upto);
+            after
         };
         let starting: Vec<(u64, Track)> = self
             .tracks()
@@ -285,5 +301,68 @@ impl CellBehavior for Follow {
             let yaw = (to.x - pos.x).atan2(to.z - pos.z);
             ctx.move_to(to, yaw);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::Spec;
+    use tessera::layout::Rect;
+    use tessera::recording::{CellCount, Header, Recording, Sample, Spot};
+
+    /// A recording of 1 km² on two cells: an NPC from the first sample, a
+    /// client from the second, another from the third.
+    fn recording() -> Recording {
+        let spot = |id, client| Spot {
+            id,
+            x: 20_000,
+            z: 30_000,
+            client,
+        };
+        let sample = |t_ms, spots| Sample {
+            t_ms,
+            lines: vec![500.0],
+            cells: vec![
+                CellCount {
+                    rect: Rect::new(0.0, 0.0, 500.0, 1_000.0),
+                    reals: 0,
+                },
+                CellCount {
+                    rect: Rect::new(500.0, 0.0, 1_000.0, 1_000.0),
+                    reals: 0,
+                },
+            ],
+            spots,
+        };
+        Recording {
+            header: Header {
+                bounds: Rect::new(0.0, 0.0, 1_000.0, 1_000.0),
+                tick_hz: 10,
+            },
+            samples: vec![
+                sample(1_000, vec![spot(1, false)]),
+                sample(2_000, vec![spot(1, false), spot(2, true)]),
+                sample(3_000, vec![spot(1, false), spot(2, true), spot(3, true)]),
+                sample(4_000, vec![spot(1, false), spot(2, true), spot(3, true)]),
+            ],
+            torn: None,
+        }
+    }
+
+    #[test]
+    fn every_track_starts_once_however_the_calls_fall() {
+        let spec = Spec::replay(recording(), "test", 1, 0, None).expect("a replay");
+        let replay = spec.replaying().expect("replaying");
+        let mut world = spec.world("static");
+        // Calls at times that overlap what the start already covered, twice
+        // at one time, and one going back.
+        for t in [0.3, 0.3, 1.3, 0.9, 2.3, 4.5] {
+            let at = world.follow().expect("replaying").world_time(t);
+            world.run_until(at);
+            replay.start(&mut world, t);
+        }
+        assert_eq!(world.next_client(), 2, "one client a client track");
+        // At 4.5 s the NPC's track has ended less than a second ago.
+        assert_eq!(world.reals().len(), 3, "the NPC and the two clients");
     }
 }

@@ -436,7 +436,7 @@ pub fn run(spec: &Spec, policy: &'static str, progress: &mut dyn FnMut(Progress)
         world.run_until(u64::from(second) * 1_000_000);
         if let (Some(r), Some(f)) = (spec.replaying(), world.follow()) {
             let t = f.replay_time(world.now);
-            r.start(&mut world, t - 1.0, t);
+            r.start(&mut world, t);
         }
         for (_, change) in spec.timeline.iter().filter(|(t, _)| *t == second) {
             apply(&mut world, *change);
