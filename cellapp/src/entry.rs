@@ -39,9 +39,9 @@ pub enum Kind {
 /// first two cache lines; the timers and traps, which the behaviours' pass
 /// looks at for every real, fill the third; `repr(C)` keeps that order,
 /// and the alignment starts every entry on a line of its own.
-/// The tick's passes and the ghost updates then touch two or three lines
-/// per entity instead of six, which is most of what a tick of a crowded
-/// cell costs. The witness is boxed for the same reason: only client
+/// The tick's passes and the ghost updates then touch one to three lines
+/// per entity of its six, which is most of what a tick of a crowded cell
+/// costs. The witness is boxed for the same reason: only client
 /// entities have one.
 #[derive(Debug)]
 #[repr(C, align(64))]
