@@ -49,7 +49,6 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 
 /// The most a frame read asks of its stream at once: the buffer grows by
 /// at most this much beyond what has arrived.
-#[cfg(feature = "transport")]
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Bytes of the length prefix in front of every frame.
@@ -81,7 +80,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
 /// Reads one frame body into `buf`. Returns `Ok(false)` when the stream ended
 /// cleanly between frames.
 #[cfg(feature = "transport")]
-pub async fn read_frame(
+async fn read_frame(
     recv: &mut quinn::RecvStream,
     max: usize,
     buf: &mut Vec<u8>,
@@ -128,6 +127,149 @@ pub async fn read_msg<T: DeserializeOwned>(
     }
 }
 
+/// The least room a [`Reader`] reads into at once.
+const MIN_ROOM: usize = 4 * 1024;
+
+/// Reads a stream of frames in as few reads as the bytes allow: each read
+/// takes whatever the stream holds, and hands back every whole frame it
+/// completed at once. A stream of many small frames (a client's enters and
+/// leaves, a link's messages) costs a read per batch, not two per frame.
+/// Like [`read_frame`], its buffer grows only as bytes arrive: by at most
+/// [`READ_CHUNK`] beyond them, never to an announced length ahead of them.
+#[derive(Debug)]
+pub struct Reader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    max: usize,
+}
+
+impl Reader {
+    /// A reader of frames of at most `max` bytes each.
+    pub fn new(max: usize) -> Reader {
+        Reader {
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            max,
+        }
+    }
+
+    /// Takes out the whole frames buffered, if any: their range in the
+    /// buffer. A header announcing more than the maximum is an error once
+    /// the whole frames before it are taken.
+    fn take_whole(&mut self) -> Result<Option<std::ops::Range<usize>>, FrameError> {
+        let mut at = self.start;
+        while self.end - at >= HEADER_LEN {
+            let len = announced(&self.buf[at..]);
+            if len > self.max {
+                if at == self.start {
+                    return Err(FrameError::TooLarge { len, max: self.max });
+                }
+                break;
+            }
+            if self.end - at - HEADER_LEN < len {
+                break;
+            }
+            at += HEADER_LEN + len;
+        }
+        if at == self.start {
+            return Ok(None);
+        }
+        let whole = self.start..at;
+        self.start = at;
+        Ok(Some(whole))
+    }
+
+    /// Where the next read goes: the partial frame moved to the front,
+    /// and room for the rest of it, up to [`READ_CHUNK`] beyond what has
+    /// arrived.
+    fn room(&mut self) -> &mut [u8] {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let need = if self.end >= HEADER_LEN {
+            HEADER_LEN + announced(&self.buf)
+        } else {
+            HEADER_LEN
+        };
+        let want = need.min(self.end + READ_CHUNK).max(MIN_ROOM);
+        if want > self.buf.len() {
+            self.buf.resize(want, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Feeds bytes as reads would, then takes out the whole frames they
+    /// completed.
+    #[cfg(test)]
+    fn feed(&mut self, mut bytes: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
+        let mut out = Vec::new();
+        loop {
+            match self.take_whole() {
+                Ok(Some(whole)) => {
+                    out.extend(bodies(&self.buf[whole]).map(<[u8]>::to_vec));
+                    continue;
+                }
+                Ok(None) => {}
+                // As a stream read: the frames before the fault first.
+                Err(_) if !out.is_empty() => return Ok(out),
+                Err(e) => return Err(e),
+            }
+            if bytes.is_empty() {
+                return Ok(out);
+            }
+            let room = self.room();
+            let n = room.len().min(bytes.len());
+            room[..n].copy_from_slice(&bytes[..n]);
+            self.end += n;
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// The next whole frames, each with its length prefix (walk them with
+    /// [`bodies`]); `Ok(None)` when the stream ended cleanly between frames.
+    #[cfg(feature = "transport")]
+    pub async fn next_batch(
+        &mut self,
+        recv: &mut quinn::RecvStream,
+    ) -> Result<Option<&[u8]>, FrameError> {
+        loop {
+            if let Some(whole) = self.take_whole()? {
+                return Ok(Some(&self.buf[whole]));
+            }
+            match recv.read(self.room()).await? {
+                Some(n) => self.end += n,
+                None if self.start == self.end => return Ok(None),
+                None => return Err(FrameError::Truncated),
+            }
+        }
+    }
+}
+
+/// The length a frame's header announces (`at` holds at least a header).
+fn announced(at: &[u8]) -> usize {
+    let mut len = [0u8; HEADER_LEN];
+    len.copy_from_slice(&at[..HEADER_LEN]);
+    u32::from_le_bytes(len) as usize
+}
+
+/// The bodies of the whole frames in `bytes` (as [`Reader::next_batch`]
+/// hands them back), in order; a partial frame at the end is left out.
+pub fn bodies(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if bytes.len() < HEADER_LEN {
+            return None;
+        }
+        let len = announced(bytes);
+        let body = bytes.get(HEADER_LEN..HEADER_LEN.checked_add(len)?)?;
+        bytes = &bytes[HEADER_LEN + len..];
+        Some(body)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +296,63 @@ mod tests {
             decode::<crate::proto::client::ClientMsg>(&[0xff, 0xff, 0xff]),
             Err(FrameError::Decode(_))
         ));
+    }
+
+    fn stream_of(bodies: &[Vec<u8>]) -> Vec<u8> {
+        bodies.iter().flat_map(|b| frame_bytes(b)).collect()
+    }
+
+    proptest::proptest! {
+        /// However the stream is cut into reads, the reader hands back
+        /// exactly the frames sent, in order.
+        #[test]
+        fn reader_finds_every_frame_at_any_cut(
+            sent in proptest::collection::vec(proptest::collection::vec(0u8.., 0..9000), 0..12),
+            cuts in proptest::collection::vec(1usize..7000, 0..40),
+        ) {
+            let bytes = stream_of(&sent);
+            let mut r = Reader::new(DEFAULT_MAX_FRAME);
+            let mut got = Vec::new();
+            let mut at = 0usize;
+            for cut in cuts.iter().chain(std::iter::once(&usize::MAX)) {
+                let to = at.saturating_add(*cut).min(bytes.len());
+                got.extend(r.feed(&bytes[at..to]).expect("frames within the limit"));
+                at = to;
+            }
+            proptest::prop_assert_eq!(got, sent);
+            proptest::prop_assert_eq!(r.start, r.end);
+        }
+    }
+
+    #[test]
+    fn reader_refuses_a_large_frame_after_the_whole_ones_before_it() {
+        let mut r = Reader::new(100);
+        let mut bytes = stream_of(&[vec![1, 2], vec![3]]);
+        bytes.extend_from_slice(&101u32.to_le_bytes());
+        assert_eq!(r.feed(&bytes).ok(), Some(vec![vec![1, 2], vec![3]]));
+        assert!(matches!(
+            r.feed(&[]),
+            Err(FrameError::TooLarge { len: 101, max: 100 })
+        ));
+    }
+
+    #[test]
+    fn reader_grows_only_as_bytes_arrive() {
+        let mut r = Reader::new(DEFAULT_MAX_FRAME);
+        let mut bytes = (DEFAULT_MAX_FRAME as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[7; 10]);
+        assert_eq!(r.feed(&bytes).ok(), Some(vec![]));
+        assert!(r.buf.len() <= bytes.len() + READ_CHUNK);
+        // The rest arrives: the frame comes out whole.
+        let rest = vec![7; DEFAULT_MAX_FRAME - 10];
+        assert_eq!(r.feed(&rest).ok(), Some(vec![vec![7; DEFAULT_MAX_FRAME]]));
+    }
+
+    #[test]
+    fn bodies_leave_out_a_partial_frame() {
+        let mut bytes = stream_of(&[vec![1], vec![]]);
+        bytes.extend_from_slice(&[5, 0, 0, 0, 9]);
+        let got: Vec<&[u8]> = bodies(&bytes).collect();
+        assert_eq!(got, vec![&[1u8][..], &[][..]]);
     }
 }

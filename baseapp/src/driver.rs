@@ -435,12 +435,18 @@ async fn client_conn(
         return;
     }
     let frames = async {
-        let mut buf = Vec::new();
+        let mut reader = frame::Reader::new(MAX_CLIENT_FRAME);
         loop {
-            match frame::read_frame(&mut recv, MAX_CLIENT_FRAME, &mut buf).await {
-                Ok(true) => match frame::decode::<ClientMsg>(&buf) {
-                    Ok(msg) => {
-                        meter.received(buf.len() + frame::HEADER_LEN);
+            match reader.next_batch(&mut recv).await {
+                Ok(Some(batch)) => {
+                    for body in frame::bodies(batch) {
+                        let msg = match frame::decode::<ClientMsg>(body) {
+                            Ok(msg) => msg,
+                            Err(e) => {
+                                return Some(ClientEvent::Bad(format!("undecodable frame: {e}")))
+                            }
+                        };
+                        meter.received(body.len() + frame::HEADER_LEN);
                         if events
                             .send((id, ClientEvent::Input(ClientInput::Msg(msg))))
                             .is_err()
@@ -448,9 +454,8 @@ async fn client_conn(
                             return None;
                         }
                     }
-                    Err(e) => return Some(ClientEvent::Bad(format!("undecodable frame: {e}"))),
-                },
-                Ok(false) => {
+                }
+                Ok(None) => {
                     return Some(ClientEvent::Input(ClientInput::Gone(
                         "stream finished".into(),
                     )))

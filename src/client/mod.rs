@@ -152,7 +152,8 @@ pub struct Traffic {
 }
 
 enum Inbound {
-    Frame(Vec<u8>),
+    /// Whole frames, each with its length prefix.
+    Frames(Vec<u8>),
     Datagram(bytes::Bytes),
     Closed(String),
 }
@@ -279,6 +280,11 @@ pub struct Client {
     conn: quinn::Connection,
     send: quinn::SendStream,
     inbound: mpsc::Receiver<Inbound>,
+    /// Whole frames received and not all applied yet, and how far they are.
+    pending: Vec<u8>,
+    pending_at: usize,
+    /// Whether the connection may still bring datagrams.
+    datagrams: bool,
     setup: Setup,
     seq: u32,
     /// Where to resume a lost session, and with what, once known.
@@ -372,6 +378,9 @@ impl Client {
             conn,
             send,
             inbound,
+            pending: Vec::new(),
+            pending_at: 0,
+            datagrams: true,
             setup: setup.clone(),
             seq: 0,
             resume: None,
@@ -500,90 +509,124 @@ impl Client {
             return self.finish_resume().await;
         }
         loop {
-            let inbound = self
-                .inbound
-                .recv()
-                .await
-                .unwrap_or_else(|| Inbound::Closed("connection task ended".into()));
-            if let Inbound::Closed(reason) = inbound {
-                if !self.resumable() {
-                    return Err(ClientError::Lost(reason));
-                }
-                self.start_resume(reason)?;
-                return self.finish_resume().await;
-            }
-            if let Some(event) = self.take(inbound)? {
+            if let Some(event) = self.take_pending()? {
                 return Ok(event);
+            }
+            // Datagrams are read here, not through the connection task:
+            // one wake-up a datagram instead of two. Both reads may be
+            // cancelled by a caller's `select!` without losing anything.
+            let inbound = tokio::select! {
+                d = self.conn.read_datagram(), if self.datagrams => match d {
+                    Ok(bytes) => Inbound::Datagram(bytes),
+                    // The connection task says why the connection ended.
+                    Err(_) => {
+                        self.datagrams = false;
+                        continue;
+                    }
+                },
+                i = self.inbound.recv() => {
+                    i.unwrap_or_else(|| Inbound::Closed("connection task ended".into()))
+                }
+            };
+            match inbound {
+                Inbound::Closed(reason) => {
+                    if !self.resumable() {
+                        return Err(ClientError::Lost(reason));
+                    }
+                    self.start_resume(reason)?;
+                    return self.finish_resume().await;
+                }
+                Inbound::Datagram(bytes) => return self.take_datagram(&bytes),
+                Inbound::Frames(batch) => {
+                    self.pending = batch;
+                    self.pending_at = 0;
+                }
             }
         }
     }
 
-    /// Applies one inbound message; `None` for one that is not an event.
-    fn take(&mut self, inbound: Inbound) -> Result<Option<Event>, ClientError> {
+    /// Applies a datagram.
+    fn take_datagram(&mut self, bytes: &[u8]) -> Result<Event, ClientError> {
         let now = Time::now().0;
-        match inbound {
-            Inbound::Closed(reason) => Err(ClientError::Lost(reason)),
-            Inbound::Datagram(bytes) => {
-                self.traffic.bytes_in += bytes.len() as u64;
-                let d: ServerDatagram = frame::decode(&bytes)?;
-                self.view.apply_datagram(&d);
-                let ServerDatagram::Positions {
-                    sent_us, updates, ..
-                } = &d;
-                Ok(Some(Event::Positions {
-                    count: updates.len(),
-                    latency_us: now.saturating_sub(*sent_us),
-                }))
-            }
-            Inbound::Frame(bytes) => {
-                self.traffic.bytes_in += bytes.len() as u64 + 4;
-                let msg: ServerMsg = frame::decode(&bytes)?;
-                self.view.apply(&msg);
-                let event = match msg {
-                    ServerMsg::Enter {
-                        entity, sent_us, ..
-                    } => Event::Entered {
-                        entity,
-                        latency_us: now.saturating_sub(sent_us),
-                    },
-                    ServerMsg::Leave { entity } => Event::Left(entity),
-                    ServerMsg::Props { entity, .. } => Event::Props(entity),
-                    ServerMsg::Rest { .. } => Event::Rested { count: 1 },
-                    ServerMsg::Rests { updates, .. } => Event::Rested {
-                        count: updates.len(),
-                    },
-                    ServerMsg::Corrected { reason, .. } => Event::Corrected { reason },
-                    ServerMsg::Restored { .. } => Event::Restored,
-                    ServerMsg::Call {
-                        entity,
-                        method,
-                        args,
-                    } => {
-                        let name = self
-                            .setup
-                            .defs
-                            .get(self.view.my_type)
-                            .and_then(|t| t.methods.get(method as usize))
-                            .map(|m| m.name.clone())
-                            .unwrap_or_else(|| format!("#{method}"));
-                        Event::Called {
-                            entity,
-                            method: name,
-                            args,
-                        }
-                    }
-                    ServerMsg::Refused { reason } => return Err(ClientError::Refused(reason)),
-                    ServerMsg::Welcome { .. } => {
-                        return Err(ClientError::Protocol("second welcome".into()))
-                    }
-                    ServerMsg::Session { token } => {
-                        self.token = Some(token);
-                        return Ok(None);
-                    }
-                };
-                Ok(Some(event))
+        self.traffic.bytes_in += bytes.len() as u64;
+        let d: ServerDatagram = frame::decode(bytes)?;
+        self.view.apply_datagram(&d);
+        let ServerDatagram::Positions {
+            sent_us, updates, ..
+        } = &d;
+        Ok(Event::Positions {
+            count: updates.len(),
+            latency_us: now.saturating_sub(*sent_us),
+        })
+    }
+
+    /// Applies the frames of the last batch not yet applied, up to the
+    /// first that makes an event.
+    fn take_pending(&mut self) -> Result<Option<Event>, ClientError> {
+        let batch = std::mem::take(&mut self.pending);
+        let mut at = self.pending_at;
+        let mut taken = Ok(None);
+        for body in frame::bodies(&batch[at.min(batch.len())..]) {
+            at += frame::HEADER_LEN + body.len();
+            taken = self.take_frame(body);
+            if !matches!(taken, Ok(None)) {
+                break;
             }
         }
+        self.pending = batch;
+        self.pending_at = at;
+        taken
+    }
+
+    /// Applies one stream message; `None` for one that is not an event.
+    fn take_frame(&mut self, bytes: &[u8]) -> Result<Option<Event>, ClientError> {
+        let now = Time::now().0;
+        self.traffic.bytes_in += bytes.len() as u64 + 4;
+        let msg: ServerMsg = frame::decode(bytes)?;
+        self.view.apply(&msg);
+        let event = match msg {
+            ServerMsg::Enter {
+                entity, sent_us, ..
+            } => Event::Entered {
+                entity,
+                latency_us: now.saturating_sub(sent_us),
+            },
+            ServerMsg::Leave { entity } => Event::Left(entity),
+            ServerMsg::Props { entity, .. } => Event::Props(entity),
+            ServerMsg::Rest { .. } => Event::Rested { count: 1 },
+            ServerMsg::Rests { updates, .. } => Event::Rested {
+                count: updates.len(),
+            },
+            ServerMsg::Corrected { reason, .. } => Event::Corrected { reason },
+            ServerMsg::Restored { .. } => Event::Restored,
+            ServerMsg::Call {
+                entity,
+                method,
+                args,
+            } => {
+                let name = self
+                    .setup
+                    .defs
+                    .get(self.view.my_type)
+                    .and_then(|t| t.methods.get(method as usize))
+                    .map(|m| m.name.clone())
+                    .unwrap_or_else(|| format!("#{method}"));
+                Event::Called {
+                    entity,
+                    method: name,
+                    args,
+                }
+            }
+            ServerMsg::Refused { reason } => return Err(ClientError::Refused(reason)),
+            ServerMsg::Welcome { .. } => {
+                return Err(ClientError::Protocol("second welcome".into()))
+            }
+            ServerMsg::Session { token } => {
+                self.token = Some(token);
+                return Ok(None);
+            }
+        };
+        Ok(Some(event))
     }
 
     /// Why the connection closed, if it has.
@@ -606,51 +649,25 @@ impl Client {
     }
 }
 
+/// The connection's task: reads the stream's frames and hands them to the
+/// client in batches, then says why the connection ended.
 async fn pump(
     conn: quinn::Connection,
     mut recv: quinn::RecvStream,
     tx: mpsc::Sender<Inbound>,
     max_frame: usize,
 ) {
-    let frames = {
-        let tx = tx.clone();
-        async move {
-            let mut buf = Vec::new();
-            loop {
-                match frame::read_frame(&mut recv, max_frame, &mut buf).await {
-                    Ok(true) => {
-                        if tx
-                            .send(Inbound::Frame(std::mem::take(&mut buf)))
-                            .await
-                            .is_err()
-                        {
-                            return String::from("client dropped");
-                        }
-                    }
-                    Ok(false) => return String::from("server closed the stream"),
-                    Err(e) => return e.to_string(),
+    let mut reader = frame::Reader::new(max_frame);
+    let reason = loop {
+        match reader.next_batch(&mut recv).await {
+            Ok(Some(batch)) => {
+                if tx.send(Inbound::Frames(batch.to_vec())).await.is_err() {
+                    break String::from("client dropped");
                 }
             }
+            Ok(None) => break String::from("server closed the stream"),
+            Err(e) => break e.to_string(),
         }
-    };
-    let datagrams = {
-        let conn = conn.clone();
-        let tx = tx.clone();
-        async move {
-            loop {
-                match conn.read_datagram().await {
-                    Ok(d) => {
-                        // Positions are latest-wins: drop rather than block when the app lags.
-                        let _ = tx.try_send(Inbound::Datagram(d));
-                    }
-                    Err(e) => return e.to_string(),
-                }
-            }
-        }
-    };
-    let reason = tokio::select! {
-        r = frames => r,
-        r = datagrams => r,
     };
     // A server that closes the connection ends the stream first; wait briefly
     // for the close itself, which carries the reason.

@@ -316,29 +316,35 @@ async fn run(
         // connection without closing it.
         let _ = send.finish();
     });
-    let mut buf = Vec::new();
-    let reason = loop {
-        match frame::read_msg::<AppMsg>(&mut recv, MAX_APP_FRAME, &mut buf).await {
-            Ok(Some(msg)) => {
-                meter.received(buf.len() + frame::HEADER_LEN);
-                if events
-                    .send(Internal::Event(id, ConnEvent::Msg(msg)))
-                    .is_err()
-                {
-                    writer.abort();
-                    return;
-                }
-            }
+    // A frame that breaks the rules closes the connection.
+    let broken = |e: frame::FrameError| {
+        if !matches!(e, frame::FrameError::Read(_)) {
+            conn.close(
+                crate::proto::close::PROTOCOL.into(),
+                e.to_string().as_bytes(),
+            );
+        }
+        e.to_string()
+    };
+    let mut reader = frame::Reader::new(MAX_APP_FRAME);
+    let reason = 'read: loop {
+        let batch = match reader.next_batch(&mut recv).await {
+            Ok(Some(batch)) => batch,
             Ok(None) => break "the peer closed the link".to_string(),
-            Err(e) => {
-                // A frame that breaks the rules closes the connection.
-                if !matches!(e, frame::FrameError::Read(_)) {
-                    conn.close(
-                        crate::proto::close::PROTOCOL.into(),
-                        e.to_string().as_bytes(),
-                    );
-                }
-                break e.to_string();
+            Err(e) => break broken(e),
+        };
+        for body in frame::bodies(batch) {
+            let msg = match frame::decode::<AppMsg>(body) {
+                Ok(msg) => msg,
+                Err(e) => break 'read broken(e),
+            };
+            meter.received(body.len() + frame::HEADER_LEN);
+            if events
+                .send(Internal::Event(id, ConnEvent::Msg(msg)))
+                .is_err()
+            {
+                writer.abort();
+                return;
             }
         }
     };
