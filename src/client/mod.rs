@@ -158,6 +158,30 @@ enum Inbound {
     Closed(String),
 }
 
+/// Handshakes a client tries before it gives up on a server that does not
+/// answer. A server taking a burst of logins may drop a handshake's
+/// packets, and within the idle timeout QUIC sends a lost handshake again
+/// only once.
+const CONNECT_TRIES: u32 = 3;
+
+/// Connects to a public port, trying a handshake that went unanswered
+/// again, up to `tries` handshakes in all.
+async fn connect_patiently(
+    endpoint: &quinn::Endpoint,
+    cfg: quinn::ClientConfig,
+    addr: SocketAddr,
+    name: &str,
+    tries: u32,
+) -> Result<quinn::Connection, NetError> {
+    let mut tried = 1;
+    loop {
+        match net::connect_as(endpoint, cfg.clone(), addr, name).await {
+            Err(NetError::TimedOut { .. }) if tried < tries => tried += 1,
+            done => return done,
+        }
+    }
+}
+
 /// A client endpoint on an ephemeral loopback-or-any port.
 pub fn endpoint() -> Result<quinn::Endpoint, NetError> {
     net::endpoint(SocketAddr::from(([0, 0, 0, 0], 0)), None)
@@ -185,6 +209,7 @@ pub async fn login(
         login_addr,
         ALPN_LOGIN,
         &frame::encode(&req),
+        CONNECT_TRIES,
     )
     .await
 }
@@ -210,6 +235,7 @@ pub async fn resume(
         login_addr,
         ALPN_RESUME,
         &frame::encode(&req),
+        1,
     )
     .await
 }
@@ -221,9 +247,10 @@ async fn ask_manager(
     login_addr: SocketAddr,
     alpn: &[u8],
     req: &[u8],
+    tries: u32,
 ) -> Result<(SocketAddr, Ticket), ClientError> {
     let cfg = net::client_config(&setup.trust, alpn)?;
-    let conn = net::connect_as(endpoint, cfg, login_addr, &setup.server_name).await?;
+    let conn = connect_patiently(endpoint, cfg, login_addr, &setup.server_name, tries).await?;
     let lost = |e: &dyn std::fmt::Display| ClientError::Lost(e.to_string());
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
     send.write_all(req).await.map_err(|e| lost(&e))?;
@@ -311,7 +338,9 @@ impl Client {
         create: bool,
     ) -> Result<Client, ClientError> {
         let (baseapp, ticket) = login(endpoint, setup, login_addr, name, password, create).await?;
-        let mut client = Client::connect(endpoint, setup, baseapp, ticket).await?;
+        let digest = setup.defs.digest;
+        let mut client =
+            Client::connect_tries(endpoint, setup, baseapp, ticket, digest, CONNECT_TRIES).await?;
         client.resume = Some((endpoint.clone(), login_addr));
         Ok(client)
     }
@@ -334,8 +363,22 @@ impl Client {
         ticket: Ticket,
         defs_digest: [u8; 32],
     ) -> Result<Client, ClientError> {
+        Client::connect_tries(endpoint, setup, baseapp, ticket, defs_digest, 1).await
+    }
+
+    /// Connects, with up to `tries` handshakes (the ticket is presented
+    /// only once a handshake succeeds, so a handshake that went unanswered
+    /// may be tried again with it).
+    async fn connect_tries(
+        endpoint: &quinn::Endpoint,
+        setup: &Setup,
+        baseapp: SocketAddr,
+        ticket: Ticket,
+        defs_digest: [u8; 32],
+        tries: u32,
+    ) -> Result<Client, ClientError> {
         let cfg = net::client_config(&setup.trust, ALPN_CLIENT)?;
-        let conn = net::connect_as(endpoint, cfg, baseapp, &setup.server_name).await?;
+        let conn = connect_patiently(endpoint, cfg, baseapp, &setup.server_name, tries).await?;
         let lost = |e: &dyn std::fmt::Display| ClientError::Lost(e.to_string());
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
         let hello = frame::encode(&ClientMsg::Hello {

@@ -127,6 +127,12 @@ pub enum NetError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The server did not answer the handshake within the idle timeout.
+    #[error("cannot connect to {addr}: timed out")]
+    TimedOut {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// Connecting failed.
     #[error("cannot connect to {addr}: {reason}")]
     Connect {
@@ -498,9 +504,12 @@ async fn connect_named(
             addr,
             reason: e.to_string(),
         })?;
-    connecting.await.map_err(|e| NetError::Connect {
-        addr,
-        reason: e.to_string(),
+    connecting.await.map_err(|e| match e {
+        quinn::ConnectionError::TimedOut => NetError::TimedOut { addr },
+        e => NetError::Connect {
+            addr,
+            reason: e.to_string(),
+        },
     })
 }
 
