@@ -131,7 +131,11 @@ pub fn run(game: Game) -> anyhow::Result<()> {
         }
         Command::Cellapp(a) => {
             let s = config::load(file, &a)?.settings;
-            serve(json, roles::cellapp(s, a.common.stop_on_eof, game))
+            serve_on(
+                json,
+                Threads::One,
+                roles::cellapp(s, a.common.stop_on_eof, game),
+            )
         }
         Command::Baseapp(a) => {
             let s = config::load(file, &a)?.settings;
@@ -168,15 +172,37 @@ pub fn run(game: Game) -> anyhow::Result<()> {
     }
 }
 
-/// Runs a networked command on a multi-threaded runtime.
+/// The threads a networked command's runtime runs its tasks on.
+enum Threads {
+    /// The calling thread alone. A cellapp is one core's work (a machine
+    /// runs one per core), so its tick and its links share one thread and
+    /// never hand work across threads.
+    One,
+    /// A worker per core: a baseapp relays every client of its share, and
+    /// the bots and the manager's logins spread over the cores.
+    PerCore,
+}
+
+/// Runs a networked command with a worker per core.
 fn serve(
     json: bool,
     run: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
+    serve_on(json, Threads::PerCore, run)
+}
+
+/// Runs a networked command on the threads given.
+fn serve_on(
+    json: bool,
+    threads: Threads,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     init_logs(json, "info");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut builder = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::PerCore => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = builder.enable_all().build()?;
     let result = runtime.block_on(run);
     // A read of standard input still waiting (`--stop-on-eof`, when the
     // process was asked to stop by a signal instead) must not hold the exit.
