@@ -50,6 +50,7 @@ pub struct Rect {
 
 impl Rect {
     /// A rectangle from its corners.
+    #[inline]
     pub fn new(x0: f32, z0: f32, x1: f32, z1: f32) -> Rect {
         Rect { x0, z0, x1, z1 }
     }
@@ -70,11 +71,13 @@ impl Rect {
     }
 
     /// Whether the two closed rectangles overlap with positive area or touch.
+    #[inline]
     pub fn meets(&self, o: &Rect) -> bool {
         self.x0 <= o.x1 && o.x0 <= self.x1 && self.z0 <= o.z1 && o.z0 <= self.z1
     }
 
     /// Whether the closed rectangle holds the point.
+    #[inline]
     pub fn holds(&self, x: f32, z: f32) -> bool {
         self.x0 <= x && x <= self.x1 && self.z0 <= z && z <= self.z1
     }
