@@ -19,15 +19,15 @@ pub const MOVE_BYTES: usize = 32;
 
 /// Packs `moves` into one byte string.
 pub fn serialize<S: Serializer>(moves: &[GhostMove], s: S) -> Result<S::Ok, S::Error> {
-    let mut buf = Vec::with_capacity(moves.len() * MOVE_BYTES);
-    for m in moves {
-        buf.extend_from_slice(&m.entity.0.to_le_bytes());
-        buf.extend_from_slice(&m.stamp.0.to_le_bytes());
-        buf.extend_from_slice(&m.stamp.1.to_le_bytes());
-        for v in m.pos {
-            buf.extend_from_slice(&v.to_le_bytes());
+    let mut buf = vec![0; moves.len() * MOVE_BYTES];
+    for (m, out) in moves.iter().zip(buf.chunks_exact_mut(MOVE_BYTES)) {
+        out[..8].copy_from_slice(&m.entity.0.to_le_bytes());
+        out[8..12].copy_from_slice(&m.stamp.0.to_le_bytes());
+        out[12..16].copy_from_slice(&m.stamp.1.to_le_bytes());
+        for (v, at) in m.pos.iter().zip([16, 20, 24]) {
+            out[at..at + 4].copy_from_slice(&v.to_le_bytes());
         }
-        buf.extend_from_slice(&m.yaw.to_le_bytes());
+        out[28..].copy_from_slice(&m.yaw.to_le_bytes());
     }
     s.serialize_bytes(&buf)
 }
