@@ -669,6 +669,11 @@ impl Cell {
                 seq,
             } => self.rebase(entity, base, dead, seq),
             AppMsg::GhostCreate(g) => self.ghost_create(*g),
+            AppMsg::GhostCreates(states) => {
+                for g in states {
+                    self.ghost_create(g);
+                }
+            }
             AppMsg::GhostUpdate {
                 entity,
                 stamp,

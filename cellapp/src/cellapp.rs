@@ -96,7 +96,7 @@ pub struct Traffic {
 
 fn ghost_kind(msg: &AppMsg) -> Option<usize> {
     match msg {
-        AppMsg::GhostCreate(_) => Some(0),
+        AppMsg::GhostCreate(_) | AppMsg::GhostCreates(_) => Some(0),
         AppMsg::GhostUpdate { .. } => Some(1),
         AppMsg::GhostDelete { .. } => Some(2),
         AppMsg::GhostMoves(_) => Some(3),

@@ -470,7 +470,20 @@ pub enum AppMsg {
     /// Cellapp → manager, after its load report while recording: each
     /// real's id, position (x, z) and whether a client plays it.
     Positions(Vec<(EntityId, [f32; 2], bool)>),
+    /// Real's cell → a ghost's cell, once a tick per neighbour that needs
+    /// any: the tick's new ghosts and whole refreshes at once, each taken
+    /// as a [`AppMsg::GhostCreate`] of it, in order. At most
+    /// [`MAX_GHOST_STATES`] states, and a frame of them past
+    /// [`GHOST_STATES_BYTES`] is not added to (one large state goes alone).
+    GhostCreates(Vec<GhostState>),
 }
+
+/// Most ghost states in one [`AppMsg::GhostCreates`].
+pub const MAX_GHOST_STATES: usize = 256;
+
+/// Once the states of an [`AppMsg::GhostCreates`] reach this many encoded
+/// bytes, the next go in another message.
+pub const GHOST_STATES_BYTES: usize = 256 << 10;
 
 /// The longest unique name of a named entity, in bytes.
 pub const MAX_ENTITY_NAME: usize = 64;
@@ -522,6 +535,7 @@ impl AppMsg {
             | ToClients(_)
             | ClientDatagrams(_)
             | GhostCreate(_)
+            | GhostCreates(_)
             | GhostUpdate { .. }
             | GhostDelete { .. }
             | GhostMoves(_)

@@ -9,7 +9,7 @@ use super::login::{LoginReply, LoginRequest, RefuseReason};
 use super::Ticket;
 use crate::defs::TypeId;
 use crate::frame::{decode, encode, encode_body};
-use crate::ids::EntityId;
+use crate::ids::{AppId, EntityId};
 use crate::value::Value;
 
 fn roundtrip<T>(msg: &T, bytes: &[u8])
@@ -223,6 +223,32 @@ fn app_ghost_moves() {
             "{len} bytes"
         );
     }
+}
+
+#[test]
+fn app_ghost_creates() {
+    roundtrip(
+        &AppMsg::GhostCreates(vec![crate::proto::app::GhostState {
+            entity: EntityId(7),
+            stamp: (1, 2),
+            type_id: TypeId(3),
+            real: AppId(4),
+            pos: [1.0, 0.0, -2.0],
+            yaw: 0.5,
+            props: vec![(0, Value::Int(5))],
+        }]),
+        &[
+            0x35, // variant 53, GhostCreates
+            0x01, // one state
+            0x07, // entity 7
+            0x01, 0x02, // stamp (1, 2)
+            0x03, // type 3
+            0x04, // real: app 4
+            0, 0, 0x80, 0x3f, 0, 0, 0, 0, 0, 0, 0, 0xc0, // pos 1, 0, -2
+            0, 0, 0, 0x3f, // yaw 0.5
+            0x01, 0x00, 0x01, 0x0a, // one prop: index 0, Value::Int, zigzag(5) = 10
+        ],
+    );
 }
 
 #[test]

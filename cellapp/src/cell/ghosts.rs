@@ -15,7 +15,9 @@ use glam::Vec3;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use tessera::layout::Rect;
-use tessera::proto::app::{AppMsg, GhostMove, GhostState, Stamp, MAX_GHOST_MOVES};
+use tessera::proto::app::{
+    AppMsg, GhostMove, GhostState, Stamp, GHOST_STATES_BYTES, MAX_GHOST_MOVES, MAX_GHOST_STATES,
+};
 use tessera::proto::client::PropValue;
 use tessera::{AppId, EntityId, Time};
 
@@ -294,6 +296,28 @@ impl Cell {
         }
     }
 
+    /// Sends `states` to `app` in [`AppMsg::GhostCreates`] batches of at
+    /// most [`MAX_GHOST_STATES`] and about [`GHOST_STATES_BYTES`].
+    fn send_ghost_states(&mut self, app: AppId, states: Vec<GhostState>) {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for g in states {
+            let size = postcard::experimental::serialized_size(&g).unwrap_or(GHOST_STATES_BYTES);
+            if !batch.is_empty()
+                && (batch.len() == MAX_GHOST_STATES || bytes + size > GHOST_STATES_BYTES)
+            {
+                let full = std::mem::take(&mut batch);
+                self.outbox.push((app, AppMsg::GhostCreates(full)));
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(g);
+        }
+        if !batch.is_empty() {
+            self.outbox.push((app, AppMsg::GhostCreates(batch)));
+        }
+    }
+
     /// The other apps whose cells meet the square of half-side `d` around
     /// `pos` (`needed`), and those whose cells meet the one of half-side
     /// `reach` (`keep`; `reach` ≥ `d`), closed (touching counts), each
@@ -379,6 +403,7 @@ impl Cell {
             .collect();
         let (mut needed, mut keep, mut now) = (Vec::new(), Vec::new(), Vec::new());
         let mut moves: BTreeMap<AppId, Vec<GhostMove>> = BTreeMap::new();
+        let mut creates: BTreeMap<AppId, Vec<GhostState>> = BTreeMap::new();
         for i in 0..self.entries.len() {
             if self.entries[i].is_ghost() {
                 continue;
@@ -414,8 +439,10 @@ impl Cell {
                 if keep.contains(&app) {
                     if refresh && !self.faulty(|f| f.no_ghost_updates) {
                         let stamp = self.entries[i].next_stamp();
-                        let g = self.ghost_state(i, stamp);
-                        self.outbox.push((app, AppMsg::GhostCreate(Box::new(g))));
+                        creates
+                            .entry(app)
+                            .or_default()
+                            .push(self.ghost_state(i, stamp));
                     } else if (moved || !dirty.is_empty()) && !self.faulty(|f| f.no_ghost_updates) {
                         let r = &mut self.entries[i];
                         let stamp = r.next_stamp();
@@ -452,8 +479,10 @@ impl Cell {
             for &app in &needed {
                 if !now.contains(&app) {
                     let stamp = self.entries[i].next_stamp();
-                    let g = self.ghost_state(i, stamp);
-                    self.outbox.push((app, AppMsg::GhostCreate(Box::new(g))));
+                    creates
+                        .entry(app)
+                        .or_default()
+                        .push(self.ghost_state(i, stamp));
                     now.push(app);
                 }
             }
@@ -461,6 +490,9 @@ impl Cell {
             haunts.clear();
             haunts.extend_from_slice(&now);
             self.entries[i].haunts = haunts;
+        }
+        for (app, states) in creates {
+            self.send_ghost_states(app, states);
         }
         for (app, mut list) in moves {
             while list.len() > MAX_GHOST_MOVES {

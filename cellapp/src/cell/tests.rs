@@ -7,7 +7,7 @@ use super::*;
 use crate::behavior::{motion, Ctx};
 use std::path::Path;
 use std::time::Duration;
-use tessera::proto::app::GhostState;
+use tessera::proto::app::{GhostState, MAX_GHOST_STATES};
 
 fn defs() -> Definitions {
     let text = r#"
@@ -269,9 +269,12 @@ fn a_still_real_sends_its_ghosts_their_whole_state_now_and_then() {
     let out = ticks(&mut c, 3 * GHOST_REFRESH_TICKS);
     let creates = out
         .iter()
-        .filter(|(to, m)| {
-            *to == AppId(2) && matches!(m, AppMsg::GhostCreate(g) if g.entity == entity)
+        .filter(|(to, _)| *to == AppId(2))
+        .flat_map(|(_, m)| match m {
+            AppMsg::GhostCreates(states) => states.as_slice(),
+            _ => &[],
         })
+        .filter(|g| g.entity == entity)
         .count();
     let moves = out
         .iter()
@@ -282,6 +285,40 @@ fn a_still_real_sends_its_ghosts_their_whole_state_now_and_then() {
         creates >= 3,
         "created once and refreshed every {GHOST_REFRESH_TICKS} ticks: {creates}"
     );
+}
+
+#[test]
+fn a_tick_of_new_ghosts_goes_in_batches_of_at_most_the_limit() {
+    let mut c = halved();
+    c.set_frozen(true);
+    let npc = defs().by_name("Npc").map_or(TypeId(0), |t| t.id);
+    let n = MAX_GHOST_STATES + 44;
+    for k in 0..n {
+        c.handle(
+            Time(0),
+            AppId(9),
+            AppMsg::CreateEntity {
+                entity: EntityId(100 + k as u64),
+                type_id: npc,
+                state: CellState {
+                    pos: [145.0, 0.0, (k % 300) as f32],
+                    yaw: 0.0,
+                    props: Vec::new(),
+                },
+                version: 0,
+            },
+        );
+    }
+    let out = ticks(&mut c, 1);
+    let batches: Vec<usize> = out
+        .iter()
+        .filter_map(|(to, m)| match m {
+            AppMsg::GhostCreates(states) if *to == AppId(2) => Some(states.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(batches, vec![MAX_GHOST_STATES, 44], "{batches:?}");
+    assert!(!out.iter().any(|(_, m)| matches!(m, AppMsg::GhostCreate(_))));
 }
 
 #[test]
