@@ -195,23 +195,40 @@ pub fn bound_levels(points: &[(f32, f32, f32)], load: f32) -> [[Option<f32>; 5];
             }
         }
     };
-    // One sort per axis serves both of its edges.
-    let by = |key: fn(&(f32, f32, f32)) -> f32| {
-        let mut sorted: Vec<(f32, f32)> = points
+    // An edge's walk reads only the entities nearest it, up to the largest
+    // level: the nearest eighth are picked out and sorted, and the rest
+    // only if those fall short. Equal places keep their order in `points`
+    // (reversed for a high edge), as one stable sort of all would.
+    let nearest = |key: fn(&(f32, f32, f32)) -> f32, high: bool| -> Vec<(f32, f32)> {
+        let mut all: Vec<(f32, usize, f32)> = points
             .iter()
-            .map(|p| (key(p), p.2.max(0.0) * scale))
+            .enumerate()
+            .map(|(i, p)| (key(p), i, p.2.max(0.0) * scale))
             .collect();
-        // Stable: walked backwards, equal places keep the order a sort
-        // for the high edge would give them.
-        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-        sorted
+        let order = |a: &(f32, usize, f32), b: &(f32, usize, f32)| {
+            let o = a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+            if high {
+                o.reverse()
+            } else {
+                o
+            }
+        };
+        let some = all.len() / 8;
+        if some > 0 {
+            all.select_nth_unstable_by(some, order);
+            let head = &mut all[..some];
+            head.sort_unstable_by(order);
+            if head.iter().map(|p| p.2).sum::<f32>() >= LEVELS[0] {
+                return head.iter().map(|p| (p.0, p.2)).collect();
+            }
+        }
+        all.sort_unstable_by(order);
+        all.into_iter().map(|p| (p.0, p.2)).collect()
     };
-    let xs = by(|p| p.0);
-    walk(Edge::XLow, &mut xs.iter());
-    walk(Edge::XHigh, &mut xs.iter().rev());
-    let zs = by(|p| p.1);
-    walk(Edge::ZLow, &mut zs.iter());
-    walk(Edge::ZHigh, &mut zs.iter().rev());
+    walk(Edge::XLow, &mut nearest(|p| p.0, false).iter());
+    walk(Edge::XHigh, &mut nearest(|p| p.0, true).iter());
+    walk(Edge::ZLow, &mut nearest(|p| p.1, false).iter());
+    walk(Edge::ZHigh, &mut nearest(|p| p.1, true).iter());
     out
 }
 
@@ -246,6 +263,61 @@ mod tests {
             .copied()
             .collect();
         assert!(low.windows(2).all(|w| w[0] >= w[1]), "{low:?}");
+    }
+
+    /// The levels as one stable sort of every entity per axis gives them.
+    fn levels_by_full_sort(points: &[(f32, f32, f32)], load: f32) -> [[Option<f32>; 5]; 4] {
+        let total: f32 = points.iter().map(|p| p.2.max(0.0)).sum();
+        let mut out = [[None; 5]; 4];
+        if total <= 0.0 || load <= 0.0 {
+            return out;
+        }
+        let scale = load / total;
+        for (axis, key) in [|p: &(f32, f32, f32)| p.0, |p: &(f32, f32, f32)| p.1]
+            .into_iter()
+            .enumerate()
+        {
+            let mut sorted: Vec<(f32, f32)> = points
+                .iter()
+                .map(|p| (key(p), p.2.max(0.0) * scale))
+                .collect();
+            sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let walks: [Vec<(f32, f32)>; 2] =
+                [sorted.clone(), sorted.iter().rev().copied().collect()];
+            for (side, walk) in walks.iter().enumerate() {
+                let (mut acc, mut level) = (0.0, LEVELS.len());
+                for &(coord, cost) in walk {
+                    acc += cost;
+                    while level > 0 && acc >= LEVELS[level - 1] {
+                        level -= 1;
+                        out[axis * 2 + side][level] = Some(coord);
+                    }
+                    if level == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn levels_are_those_of_a_full_sort(
+            // Coarse places, so many entities share one; mixed costs.
+            cells in proptest::collection::vec((0u8..20, 0u8..20, 0u8..4), 0..400),
+            // Light loads need nearly every entity; heavy ones a few.
+            load in proptest::sample::select(vec![0.001f32, 0.01, 0.05, 0.3, 1.0]),
+        ) {
+            let points: Vec<(f32, f32, f32)> = cells
+                .iter()
+                .map(|&(x, z, c)| (f32::from(x), f32::from(z), f32::from(c)))
+                .collect();
+            proptest::prop_assert_eq!(
+                bound_levels(&points, load),
+                levels_by_full_sort(&points, load)
+            );
+        }
     }
 
     #[test]

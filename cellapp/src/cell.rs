@@ -436,12 +436,26 @@ impl Cell {
 
     /// Counts for load reports.
     pub fn stats(&self) -> CellStats {
-        CellStats {
-            reals: self.entries.iter().filter(|r| !r.is_ghost()).count(),
-            ghosts: self.entries.iter().filter(|r| r.is_ghost()).count(),
-            witnesses: self.entries.iter().filter(|r| r.witness.is_some()).count(),
-            ..self.stats
+        let mut stats = self.stats;
+        for r in &self.entries {
+            if r.is_ghost() {
+                stats.ghosts += 1;
+            } else {
+                stats.reals += 1;
+            }
+            stats.witnesses += usize::from(r.witness.is_some());
         }
+        stats
+    }
+
+    /// Every real's id, place on the ground (x, z) and whether a client
+    /// plays it, in no particular order: what a recording samples and a
+    /// density map counts.
+    pub fn spots(&self) -> impl Iterator<Item = (EntityId, [f32; 2], bool)> + '_ {
+        self.entries
+            .iter()
+            .filter(|r| !r.is_ghost())
+            .map(|r| (r.id, [r.pos.x, r.pos.z], r.witness.is_some()))
     }
 
     /// Ticks run so far.
@@ -1003,12 +1017,7 @@ impl Cell {
         self.outbox
             .push((MANAGER, AppMsg::CellLoad(Box::new(report))));
         if self.recording {
-            let spots = self
-                .entries
-                .iter()
-                .filter(|r| !r.is_ghost())
-                .map(|r| (r.id, [r.pos.x, r.pos.z], r.witness.is_some()))
-                .collect();
+            let spots = self.spots().collect();
             self.outbox.push((MANAGER, AppMsg::Positions(spots)));
         }
     }
@@ -1157,19 +1166,20 @@ impl Cell {
                 census.reals += 1;
                 census.witnesses += u32::from(r.witness.is_some());
             }
-            // Spread over the period: each real has its own phase.
-            if r.id.0.wrapping_add(tick).is_multiple_of(period) {
-                if let Some(base) = r.base {
-                    let state = self.cell_state(r);
-                    self.outbox.push((
-                        base,
-                        AppMsg::Backup {
-                            entity: r.id,
-                            state,
-                            applied: r.channel.applied(),
-                        },
-                    ));
-                }
+            // Spread over the period: each real has its own phase. (The
+            // base is in the entry's first lines; the division is not
+            // made for the many without one.)
+            let due = |r: &Entry| r.id.0.wrapping_add(tick).is_multiple_of(period);
+            if let Some(base) = r.base.filter(|_| due(r)) {
+                let state = self.cell_state(r);
+                self.outbox.push((
+                    base,
+                    AppMsg::Backup {
+                        entity: r.id,
+                        state,
+                        applied: r.channel.applied(),
+                    },
+                ));
             }
             // Only a changed entry is written to.
             self.entries[i].clear_dirty();

@@ -35,13 +35,14 @@ pub enum Kind {
 /// One entity as a cell holds it: its real or a ghost of it.
 ///
 /// The fields every tick reads for every entry (identity, place, ghost
-/// state, witness pointer, changes, haunts, goal) come first and fill the
-/// first two cache lines; the timers and traps, which the behaviours' pass
-/// looks at for every real, fill the third; `repr(C)` keeps that order,
-/// and the alignment starts every entry on a line of its own.
-/// The tick's passes and the ghost updates then touch one to three lines
-/// per entity of its six, which is most of what a tick of a crowded cell
-/// costs. The witness is boxed for the same reason: only client
+/// state, witness pointer, whether anything changed, haunts, goal, the
+/// stamp's numbers, when a ghost last heard from its real, its base) come
+/// first and fill the first two cache lines; the timers and traps, which
+/// the behaviours' pass looks at for every armed real, fill the third;
+/// `repr(C)` keeps that order, and the alignment starts every entry on a
+/// line of its own. The tick's passes and the ghost moves then touch two
+/// lines per entity of its six, which is most of what a tick of a crowded
+/// cell costs. The witness is boxed for the same reason: only client
 /// entities have one.
 #[derive(Debug)]
 #[repr(C, align(64))]
@@ -66,24 +67,11 @@ pub struct Entry {
     changed: bool,
     /// Its AoI, if a client controls it.
     pub witness: Option<Box<Witness>>,
-    /// Properties changed this tick.
-    dirty: Vec<u16>,
     /// Cellapps holding a ghost of this real (kept inline: the ghosting
     /// pass reads it for every real near an edge, every tick).
     pub haunts: Haunts,
     /// Where a server-driven entity is heading.
     pub goal: Option<Vec3>,
-    /// The timers its behaviour set (they move with it).
-    timers: Timers,
-    /// Its proximity traps and who is inside them (they move with it).
-    traps: Traps,
-    /// Every property by index (base-side ones hold their defaults, unused).
-    pub props: Vec<Value>,
-    /// The baseapp holding its base, if it has one.
-    pub base: Option<AppId>,
-    /// Its client's moves so far: the newest applied and the metres it
-    /// may still move.
-    pub pace: Pace,
     /// How many times the real has moved cell.
     pub version: u32,
     /// Counter of ghost messages sent at this version.
@@ -91,6 +79,19 @@ pub struct Entry {
     /// For a ghost: when it last heard newer news from its real (a create,
     /// a refresh, a move), or the real left from here.
     pub refreshed: Time,
+    /// The baseapp holding its base, if it has one.
+    pub base: Option<AppId>,
+    /// The timers its behaviour set (they move with it).
+    timers: Timers,
+    /// Its proximity traps and who is inside them (they move with it).
+    traps: Traps,
+    /// Every property by index (base-side ones hold their defaults, unused).
+    pub props: Vec<Value>,
+    /// Properties changed this tick.
+    dirty: Vec<u16>,
+    /// Its client's moves so far: the newest applied and the metres it
+    /// may still move.
+    pub pace: Pace,
     /// The real's end of the entity channel: its base's messages in order,
     /// and the numbering of its client's stream frames.
     pub channel: RealChannel,

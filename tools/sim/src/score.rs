@@ -288,11 +288,7 @@ fn frame(world: &SimWorld, layout: &tessera::layout::Layout, second: u32, imbala
         let Some(cell) = cells.get(&c.view.app) else {
             continue;
         };
-        let points: Vec<(f32, f32, f32)> = cell
-            .snapshot()
-            .iter()
-            .map(|e| (e.pos.x, e.pos.z, 1.0))
-            .collect();
+        let points: Vec<(f32, f32, f32)> = cell.spots().map(|(_, [x, z], _)| (x, z, 1.0)).collect();
         c.load = cell.load();
         c.reals = points.len() as u32;
         c.ghosts = cell.stats().ghosts as u32;
