@@ -13,7 +13,6 @@
 
 use glam::Vec3;
 use rustc_hash::FxHashMap;
-use std::collections::BTreeMap;
 use tessera::layout::Rect;
 use tessera::proto::app::{
     AppMsg, GhostMove, GhostState, Stamp, GHOST_STATES_BYTES, MAX_GHOST_MOVES, MAX_GHOST_STATES,
@@ -85,6 +84,37 @@ impl Tombs {
 /// crowd, is left for the rest.
 #[derive(Debug, Default)]
 pub(super) struct MoveHints(FxHashMap<AppId, Vec<usize>>);
+
+/// What the ghosting pass sends each neighbour, by cellapp: a real near
+/// an edge has two or three, so a short list searched in turn finds one
+/// sooner than a map; the lists go out in cellapp order.
+struct ByApp<T>(Vec<(AppId, Vec<T>)>);
+
+impl<T> Default for ByApp<T> {
+    fn default() -> Self {
+        ByApp(Vec::new())
+    }
+}
+
+impl<T> ByApp<T> {
+    /// The list for `app`, made with room for `first` if it is new.
+    fn to(&mut self, app: AppId, first: usize) -> &mut Vec<T> {
+        let k = match self.0.iter().position(|(a, _)| *a == app) {
+            Some(k) => k,
+            None => {
+                self.0.push((app, Vec::with_capacity(first)));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[k].1
+    }
+
+    /// Every list, in cellapp order.
+    fn by_app(mut self) -> impl Iterator<Item = (AppId, Vec<T>)> {
+        self.0.sort_unstable_by_key(|(a, _)| *a);
+        self.0.into_iter()
+    }
+}
 
 impl MoveHints {
     /// `app` is dead: it sends no more moves.
@@ -402,8 +432,8 @@ impl Cell {
             .map(|c| (c.rect, c.app))
             .collect();
         let (mut needed, mut keep, mut now) = (Vec::new(), Vec::new(), Vec::new());
-        let mut moves: BTreeMap<AppId, Vec<GhostMove>> = BTreeMap::new();
-        let mut creates: BTreeMap<AppId, Vec<GhostState>> = BTreeMap::new();
+        let mut moves: ByApp<GhostMove> = ByApp::default();
+        let mut creates: ByApp<GhostState> = ByApp::default();
         for i in 0..self.entries.len() {
             if self.entries[i].is_ghost() {
                 continue;
@@ -433,31 +463,28 @@ impl Cell {
             let refresh = tick
                 .wrapping_add(entity.0)
                 .is_multiple_of(GHOST_REFRESH_TICKS);
-            let mut haunts = std::mem::take(&mut self.entries[i].haunts);
+            let haunts = self.entries[i].haunts.clone();
+            // Whether a ghost goes or comes: else the haunts stay as they are.
+            let mut changed = false;
             now.clear();
             for &app in &haunts {
                 if keep.contains(&app) {
                     if refresh && !self.faulty(|f| f.no_ghost_updates) {
                         let stamp = self.entries[i].next_stamp();
-                        creates
-                            .entry(app)
-                            .or_default()
-                            .push(self.ghost_state(i, stamp));
+                        let g = self.ghost_state(i, stamp);
+                        creates.to(app, 0).push(g);
                     } else if (moved || !dirty.is_empty()) && !self.faulty(|f| f.no_ghost_updates) {
                         let r = &mut self.entries[i];
                         let stamp = r.next_stamp();
                         if dirty.is_empty() {
                             // Plain moves travel together, one message per
                             // neighbour per tick.
-                            moves
-                                .entry(app)
-                                .or_insert_with(|| Vec::with_capacity(MOVES_FIRST))
-                                .push(GhostMove {
-                                    entity,
-                                    stamp,
-                                    pos: r.pos.to_array(),
-                                    yaw: r.yaw,
-                                });
+                            moves.to(app, MOVES_FIRST).push(GhostMove {
+                                entity,
+                                stamp,
+                                pos: r.pos.to_array(),
+                                yaw: r.yaw,
+                            });
                         } else {
                             let msg = AppMsg::GhostUpdate {
                                 entity,
@@ -474,27 +501,29 @@ impl Cell {
                     let stamp = self.entries[i].next_stamp();
                     self.outbox
                         .push((app, AppMsg::GhostDelete { entity, stamp }));
+                    changed = true;
                 }
             }
             for &app in &needed {
                 if !now.contains(&app) {
                     let stamp = self.entries[i].next_stamp();
-                    creates
-                        .entry(app)
-                        .or_default()
-                        .push(self.ghost_state(i, stamp));
+                    let g = self.ghost_state(i, stamp);
+                    creates.to(app, 0).push(g);
                     now.push(app);
+                    changed = true;
                 }
             }
-            now.sort();
-            haunts.clear();
-            haunts.extend_from_slice(&now);
-            self.entries[i].haunts = haunts;
+            if changed {
+                now.sort();
+                let haunts = &mut self.entries[i].haunts;
+                haunts.clear();
+                haunts.extend_from_slice(&now);
+            }
         }
-        for (app, states) in creates {
+        for (app, states) in creates.by_app() {
             self.send_ghost_states(app, states);
         }
-        for (app, mut list) in moves {
+        for (app, mut list) in moves.by_app() {
             while list.len() > MAX_GHOST_MOVES {
                 let rest = list.split_off(MAX_GHOST_MOVES);
                 self.outbox.push((app, AppMsg::GhostMoves(list)));
