@@ -154,13 +154,56 @@ pub(crate) struct Clock {
 #[derive(Debug, Default)]
 pub(crate) struct Overlay {
     props: FxHashMap<(EntityId, u16), Value>,
-    /// Moves asked for, by slot (every entity of a crowd may move each
-    /// tick: an array, not a map), and the slots set.
-    moved: Vec<Option<(Vec3, f32)>>,
-    moved_slots: Vec<usize>,
-    goals: FxHashMap<EntityId, Option<Vec3>>,
+    /// Moves asked for (every entity of a crowd may move each tick).
+    moved: BySlot<(Vec3, f32)>,
+    /// Goals set or cleared (a wandering crowd picks new ones all the time).
+    goals: BySlot<Option<Vec3>>,
     /// Timers and traps added, per entity.
     added: FxHashMap<EntityId, (u32, u32)>,
+}
+
+/// Values asked for in a round, by the asker's slot in the entry table: an
+/// array, not a map, for what most entities of a crowd ask every tick; the
+/// slots set are listed so that forgetting the round costs only those.
+#[derive(Debug)]
+struct BySlot<T> {
+    values: Vec<Option<T>>,
+    set: Vec<usize>,
+}
+
+impl<T> Default for BySlot<T> {
+    fn default() -> Self {
+        BySlot {
+            values: Vec::new(),
+            set: Vec::new(),
+        }
+    }
+}
+
+impl<T: Copy> BySlot<T> {
+    /// What slot `i` asked for this round, if anything.
+    fn get(&self, i: usize) -> Option<T> {
+        self.values.get(i).copied().flatten()
+    }
+
+    /// Slot `i` asks for `value`, instead of anything before.
+    fn set(&mut self, i: usize, value: T) {
+        if self.values.len() <= i {
+            self.values.resize(i + 1, None);
+        }
+        if self.values[i].replace(value).is_none() {
+            self.set.push(i);
+        }
+    }
+
+    /// Forgets the round.
+    fn clear(&mut self) {
+        for i in self.set.drain(..) {
+            if let Some(v) = self.values.get_mut(i) {
+                *v = None;
+            }
+        }
+    }
 }
 
 impl Overlay {
@@ -171,14 +214,8 @@ impl Overlay {
         if !self.props.is_empty() {
             self.props.clear();
         }
-        for i in self.moved_slots.drain(..) {
-            if let Some(m) = self.moved.get_mut(i) {
-                *m = None;
-            }
-        }
-        if !self.goals.is_empty() {
-            self.goals.clear();
-        }
+        self.moved.clear();
+        self.goals.clear();
         if !self.added.is_empty() {
             self.added.clear();
         }
@@ -318,16 +355,12 @@ impl Ctx<'_> {
 
     /// The move it asked for this round, if any.
     fn moved(&self) -> Option<(Vec3, f32)> {
-        self.overlay.moved.get(self.me_slot).copied().flatten()
+        self.overlay.moved.get(self.me_slot)
     }
 
     /// Where it is heading, if it has been given a goal.
     pub fn goal(&self) -> Option<Vec3> {
-        self.overlay
-            .goals
-            .get(&self.me.id)
-            .copied()
-            .unwrap_or(self.me.goal)
+        self.overlay.goals.get(self.me_slot).unwrap_or(self.me.goal)
     }
 
     /// It has a base (it is persistent, or a player).
@@ -395,13 +428,7 @@ impl Ctx<'_> {
     /// Moves it (the cell keeps it inside the space).
     pub fn move_to(&mut self, pos: Vec3, yaw: f32) {
         if pos.is_finite() && yaw.is_finite() {
-            let moved = &mut self.overlay.moved;
-            if moved.len() <= self.me_slot {
-                moved.resize(self.me_slot + 1, None);
-            }
-            if moved[self.me_slot].replace((pos, yaw)).is_none() {
-                self.overlay.moved_slots.push(self.me_slot);
-            }
+            self.overlay.moved.set(self.me_slot, (pos, yaw));
             self.push(Effect::Move { pos, yaw });
         }
     }
@@ -409,7 +436,7 @@ impl Ctx<'_> {
     /// Sets or clears where it is heading.
     pub fn set_goal(&mut self, goal: Option<Vec3>) {
         if goal.is_none_or(|g| g.is_finite()) {
-            self.overlay.goals.insert(self.me.id, goal);
+            self.overlay.goals.set(self.me_slot, goal);
             self.push(Effect::Goal(goal));
         }
     }

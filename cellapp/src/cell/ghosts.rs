@@ -195,7 +195,10 @@ impl Cell {
         // goes to ghosts and the value has its type (the last, if given
         // twice), or the property's default.
         let props = &info.def.properties;
-        let mut given: Vec<&tessera::Value> = props.iter().map(|p| &p.default).collect();
+        // (Kept inline for the few properties most types have: every
+        // ghost's refresh comes here.)
+        let mut given: smallvec::SmallVec<[&tessera::Value; 16]> =
+            props.iter().map(|p| &p.default).collect();
         for (i, v) in &g.props {
             if let Some(def) = props.get(*i as usize) {
                 if def.flags.on_ghosts() && v.check(&def.ty).is_ok() {
