@@ -91,9 +91,10 @@ pub(crate) enum Effect {
     /// Set one of its own properties (checked).
     Set { prop: u16, value: Value },
     /// Move (server-side moves are trusted; the cell clamps to the space).
+    /// Only put in the list ahead of a client call, whose audience depends
+    /// on where the entity stands; the round's last move of each entity is
+    /// applied from the [`Overlay`] after the list.
     Move { pos: Vec3, yaw: f32 },
-    /// Where it is heading.
-    Goal(Option<Vec3>),
     /// Set a timer.
     AddTimer(TimerState),
     /// Cancel a timer.
@@ -150,7 +151,9 @@ pub(crate) struct Clock {
 
 /// What the entities of a round have asked to change in themselves so far,
 /// so that each reads its own writes (and numbers its timers and traps on)
-/// while the others still read it as it stood when the round began.
+/// while the others still read it as it stood when the round began. Its
+/// moves and goals are also what the cell applies of them, after the
+/// round's list of other effects: each entity's last.
 #[derive(Debug, Default)]
 pub(crate) struct Overlay {
     props: FxHashMap<(EntityId, u16), Value>,
@@ -196,6 +199,25 @@ impl<T: Copy> BySlot<T> {
         }
     }
 
+    /// Every slot's value, in the order the slots were first set.
+    fn iter(&self) -> impl Iterator<Item = (usize, T)> + '_ {
+        self.set
+            .iter()
+            .filter_map(|&i| Some((i, self.values.get(i).copied().flatten()?)))
+    }
+
+    /// Slot `i` holds `value` again (`None`: as if never set).
+    fn restore(&mut self, i: usize, value: Option<T>) {
+        match value {
+            Some(v) => self.set(i, v),
+            None => {
+                if let Some(v) = self.values.get_mut(i) {
+                    *v = None;
+                }
+            }
+        }
+    }
+
     /// Forgets the round.
     fn clear(&mut self) {
         for i in self.set.drain(..) {
@@ -206,7 +228,32 @@ impl<T: Copy> BySlot<T> {
     }
 }
 
+/// What one entity had asked to move to and head for, before a hook ran.
+pub(crate) type Mark = (Option<(Vec3, f32)>, Option<Option<Vec3>>);
+
 impl Overlay {
+    /// Each entity's last move of the round, by slot.
+    pub(crate) fn moves(&self) -> impl Iterator<Item = (usize, (Vec3, f32))> + '_ {
+        self.moved.iter()
+    }
+
+    /// Each entity's last goal of the round, by slot.
+    pub(crate) fn goals(&self) -> impl Iterator<Item = (usize, Option<Vec3>)> + '_ {
+        self.goals.iter()
+    }
+
+    /// What slot `i` has asked to move to and head for so far.
+    pub(crate) fn mark(&self, i: usize) -> Mark {
+        (self.moved.get(i), self.goals.get(i))
+    }
+
+    /// Puts slot `i`'s move and goal back as they were at `mark` (its
+    /// hook panicked: what it asked for is dropped).
+    pub(crate) fn restore(&mut self, i: usize, (moved, goal): Mark) {
+        self.moved.restore(i, moved);
+        self.goals.restore(i, goal);
+    }
+
     /// Forgets the round.
     pub(crate) fn clear(&mut self) {
         // Clearing a map costs its capacity: rounds between ticks (a
@@ -429,7 +476,6 @@ impl Ctx<'_> {
     pub fn move_to(&mut self, pos: Vec3, yaw: f32) {
         if pos.is_finite() && yaw.is_finite() {
             self.overlay.moved.set(self.me_slot, (pos, yaw));
-            self.push(Effect::Move { pos, yaw });
         }
     }
 
@@ -437,7 +483,6 @@ impl Ctx<'_> {
     pub fn set_goal(&mut self, goal: Option<Vec3>) {
         if goal.is_none_or(|g| g.is_finite()) {
             self.overlay.goals.set(self.me_slot, goal);
-            self.push(Effect::Goal(goal));
         }
     }
 
@@ -584,6 +629,11 @@ impl Ctx<'_> {
         let method = self.def.callable(method, Side::Client, &args)?.index;
         if audience == Audience::Own && self.me.witness.is_none() {
             return Err(GameError::NoClient(self.me.id));
+        }
+        // The audience is found where the entity stands when the call is
+        // applied: where it asked to be by now.
+        if let Some((pos, yaw)) = self.moved() {
+            self.push(Effect::Move { pos, yaw });
         }
         self.push(Effect::Client {
             audience,

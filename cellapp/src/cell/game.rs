@@ -55,13 +55,14 @@ fn guarded(
     let Some(b) = info.behavior.as_deref() else {
         return;
     };
-    let mark = stage.fx.len();
+    let (mark, before) = (stage.fx.len(), stage.overlay.mark(i));
     let Some(mut ctx) = stage.ctx(i) else {
         return;
     };
     let ok = catch_unwind(AssertUnwindSafe(|| f(b, &mut ctx))).is_ok();
     if !ok {
         stage.fx.truncate(mark);
+        stage.overlay.restore(i, before);
         stage.panics += 1;
         tracing::error!(entity = %e.id, ty = %info.def.name, hook, "game code panicked; what it asked for is dropped");
     }
@@ -346,11 +347,6 @@ impl Cell {
                         r.set_prop(prop, value);
                     }
                 }
-                Effect::Goal(g) => {
-                    if let Some(r) = self.real_at(hint, id) {
-                        r.goal = g;
-                    }
-                }
                 Effect::AddTimer(t) => {
                     if let Some(r) = self.real_at(hint, id) {
                         r.hooks_mut(|timers, _| timers.add(t));
@@ -383,6 +379,22 @@ impl Cell {
                 }
             }
         }
+        // Each entity's last move and goal of the round. Slots have not
+        // changed: the round's new entities went after the others, and
+        // those destroyed go below.
+        let overlay = std::mem::take(&mut self.overlay);
+        for (i, (pos, yaw)) in overlay.moves() {
+            let pos = self.clamp(pos);
+            if let Some(r) = self.entries.get_mut(i).filter(|r| !r.is_ghost()) {
+                r.move_to(pos, yaw, tick);
+            }
+        }
+        for (i, goal) in overlay.goals() {
+            if let Some(r) = self.entries.get_mut(i).filter(|r| !r.is_ghost()) {
+                r.goal = goal;
+            }
+        }
+        self.overlay = overlay;
         for id in destroyed {
             if self.real_mut(id).is_some_and(|r| r.base.is_none()) {
                 self.destroy(id);

@@ -231,14 +231,16 @@ impl CellBehavior for Mote {
     }
 }
 
-/// Counts its ticks, but panics on every fifth tick of the cell after
-/// asking to count it.
+/// Counts its ticks and steps 10 cm east each, but panics on every fifth
+/// tick of the cell after asking for both.
 struct Fragile;
 
 impl CellBehavior for Fragile {
     fn tick(&self, ctx: &mut Ctx<'_>) {
         let n = ctx.get_int("n") + 1;
         assert!(ctx.set("n", Value::Int(n)).is_ok());
+        let (pos, yaw) = (ctx.pos(), ctx.yaw());
+        ctx.move_to(pos + glam::Vec3::X * 0.1, yaw);
         if ctx.tick() % 5 == 0 {
             panic!("a game bug");
         }
@@ -433,15 +435,20 @@ fn spawned_entities_live_and_die_by_their_own_timers() {
 fn a_panicking_hook_fails_alone() {
     let (mut a, b) = pair();
     a.spawn("Fragile", 2);
+    let before = a.snapshot();
     for t in 1..=12u64 {
         a.tick(Time(t * 100_000));
     }
-    // Ticks 5 and 10 panicked and what they asked for was dropped; the
-    // cell ticked on, and so did the entities.
+    // Ticks 5 and 10 panicked and what they asked for was dropped, their
+    // steps too; the cell ticked on, and so did the entities.
     assert_eq!(a.stats().game_panics, 4, "two entities, two panics each");
     assert_eq!(a.stats().ticks, 12);
     let n = ints(prop(&defs(), [&a, &b], "Fragile", "n"));
     assert_eq!(n, vec![10, 10]);
+    for (was, is) in before.iter().zip(a.snapshot()) {
+        assert_eq!(was.id, is.id);
+        assert!((is.pos.x - was.pos.x - 1.0).abs() < 1e-3, "{was:?} {is:?}");
+    }
 }
 
 #[test]
