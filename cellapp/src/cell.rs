@@ -321,6 +321,8 @@ pub struct Cell {
     scratch_places: Vec<u32>,
     /// Slots of the entries with a witness, gathered each tick.
     scratch_watchers: Vec<usize>,
+    /// Bytes a ghost's refresh encodes its properties into to digest them.
+    scratch_bytes: Vec<u8>,
     stats: CellStats,
     meter: Meter,
     /// Migrations counted into the load so far.
@@ -402,6 +404,7 @@ impl Cell {
             briefs: Vec::new(),
             scratch_places: Vec::new(),
             scratch_watchers: Vec::new(),
+            scratch_bytes: Vec::new(),
             stats: CellStats::default(),
             meter: Meter::default(),
             migrations_seen: 0,

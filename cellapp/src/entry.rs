@@ -85,6 +85,10 @@ pub struct Entry {
     timers: Timers,
     /// Its proximity traps and who is inside them (they move with it).
     traps: Traps,
+    /// A digest of `props` as a ghost's refresh last set them, if nothing
+    /// has changed them since: a refresh that brings the same digest
+    /// leaves them alone without reading them (see [`Entry::props_digest`]).
+    props_digest: Option<u64>,
     /// Every property by index (base-side ones hold their defaults, unused).
     pub props: Vec<Value>,
     /// Properties changed this tick.
@@ -102,9 +106,11 @@ pub struct Entry {
 }
 
 // The hot fields end within the first two cache lines, the timers and
-// traps within the third.
+// traps within the third; a refresh's digest and the properties share the
+// fourth.
 const _: () = assert!(std::mem::offset_of!(Entry, timers) == 128);
-const _: () = assert!(std::mem::offset_of!(Entry, props) <= 192);
+const _: () = assert!(std::mem::offset_of!(Entry, props_digest) == 192);
+const _: () = assert!(std::mem::offset_of!(Entry, props) < 256);
 
 impl Entry {
     /// A real with nothing but its identity, place and properties.
@@ -122,6 +128,7 @@ impl Entry {
             pos,
             yaw,
             props,
+            props_digest: None,
             dirty: Vec::new(),
             base: None,
             witness: None,
@@ -153,8 +160,20 @@ impl Entry {
         self.changed
     }
 
+    /// The digest of the properties a refresh last set, unless one has
+    /// changed since.
+    pub fn props_digest(&self) -> Option<u64> {
+        self.props_digest
+    }
+
+    /// The properties are now those whose digest is `digest`.
+    pub fn set_props_digest(&mut self, digest: u64) {
+        self.props_digest = Some(digest);
+    }
+
     /// Marks property `index` changed this tick.
     pub fn mark(&mut self, index: u16) {
+        self.props_digest = None;
         if !self.dirty.contains(&index) {
             self.dirty.push(index);
         }

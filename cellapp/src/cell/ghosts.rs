@@ -85,6 +85,22 @@ impl Tombs {
 #[derive(Debug, Default)]
 pub(super) struct MoveHints(FxHashMap<AppId, Vec<usize>>);
 
+/// A 64-bit digest of a whole list of property values (their encoding,
+/// hashed with SipHash; `buf` is scratch). Two lists with one digest are
+/// taken to be equal: a ghost's refresh then reads none of the properties
+/// it holds, which in a crowd are a cache miss or two each. Kept only in
+/// memory, never sent.
+fn props_digest(values: &[&tessera::Value], buf: &mut Vec<u8>) -> u64 {
+    use std::hash::Hasher;
+    buf.clear();
+    let mut bytes = std::mem::take(buf);
+    bytes = postcard::to_extend(values, bytes).unwrap_or_default();
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(&bytes);
+    *buf = bytes;
+    h.finish()
+}
+
 /// What the ghosting pass sends each neighbour, by cellapp: a real near
 /// an edge has two or three, so a short list searched in turn finds one
 /// sooner than a map; the lists go out in cellapp order.
@@ -206,10 +222,12 @@ impl Cell {
                 }
             }
         }
+        let digest = props_digest(&given, &mut self.scratch_bytes);
         match self.slot.get(&g.entity).copied() {
             Some(i) => {
                 // A refresh (every few seconds for every ghost): the
-                // changed properties are written in place.
+                // changed properties are written in place, and none is
+                // read if they are what the last refresh set.
                 let r = &mut self.entries[i];
                 let Some((_, stamp)) = r.ghost() else {
                     return; // The real is here: a stale ghost message.
@@ -222,10 +240,13 @@ impl Cell {
                     stamp: g.stamp,
                 };
                 r.refreshed = now;
-                for (idx, new) in given.into_iter().enumerate() {
-                    if r.props.get(idx).is_some_and(|old| old != new) {
-                        r.set_prop(idx as u16, new.clone());
+                if r.props_digest() != Some(digest) {
+                    for (idx, new) in given.into_iter().enumerate() {
+                        if r.props.get(idx).is_some_and(|old| old != new) {
+                            r.set_prop(idx as u16, new.clone());
+                        }
                     }
+                    r.set_props_digest(digest);
                 }
                 r.move_to(Vec3::from_array(g.pos), g.yaw, tick);
             }
@@ -249,6 +270,7 @@ impl Cell {
                     stamp: g.stamp,
                 };
                 r.refreshed = now;
+                r.set_props_digest(digest);
                 r.set_dirty(renewed);
                 self.add_real(r);
             }

@@ -321,21 +321,60 @@ fn a_tick_of_new_ghosts_goes_in_batches_of_at_most_the_limit() {
     assert!(!out.iter().any(|(_, m)| matches!(m, AppMsg::GhostCreate(_))));
 }
 
+/// The whole state of the ghost of NPC 77, real on app 2 just across the
+/// line, as its real's `n`-th ghost message.
+fn npc_77(n: u32, props: Vec<(u16, Value)>) -> AppMsg {
+    AppMsg::GhostCreate(Box::new(GhostState {
+        entity: EntityId(77),
+        stamp: (1, n),
+        type_id: defs().by_name("Npc").map_or(TypeId(0), |t| t.id),
+        real: AppId(2),
+        pos: [155.0, 0.0, 150.0],
+        yaw: 0.0,
+        props,
+    }))
+}
+
+#[test]
+fn a_refresh_puts_back_a_property_an_update_changed_since_the_last_one() {
+    let mut c = halved();
+    let mood = |m: i64| vec![(0u16, Value::Int(m))];
+    let state = npc_77;
+    let held = |c: &Cell| {
+        c.ghosts()
+            .into_iter()
+            .find(|(s, _)| s.id == EntityId(77))
+            .map(|(s, _)| s.props)
+    };
+    c.handle(Time(0), AppId(2), state(1, mood(3)));
+    assert_eq!(held(&c), Some(vec![Value::Int(3)]));
+    // The same state again: nothing to change.
+    c.handle(Time(0), AppId(2), state(2, mood(3)));
+    assert_eq!(held(&c), Some(vec![Value::Int(3)]));
+    c.handle(
+        Time(0),
+        AppId(2),
+        AppMsg::GhostUpdate {
+            entity: EntityId(77),
+            stamp: (1, 3),
+            pos: [155.0, 0.0, 150.0],
+            yaw: 0.0,
+            props: mood(5),
+        },
+    );
+    assert_eq!(held(&c), Some(vec![Value::Int(5)]));
+    // A refresh with the properties the last one brought still writes
+    // them: the update changed them in between.
+    c.handle(Time(0), AppId(2), state(4, mood(3)));
+    assert_eq!(held(&c), Some(vec![Value::Int(3)]));
+    c.handle(Time(0), AppId(2), state(5, mood(4)));
+    assert_eq!(held(&c), Some(vec![Value::Int(4)]));
+}
+
 #[test]
 fn a_ghost_no_real_refreshes_is_dropped() {
     let mut c = halved();
-    let npc = defs().by_name("Npc").map_or(TypeId(0), |t| t.id);
-    let g = |n: u32| {
-        AppMsg::GhostCreate(Box::new(GhostState {
-            entity: EntityId(77),
-            stamp: (1, n),
-            type_id: npc,
-            real: AppId(2),
-            pos: [155.0, 0.0, 150.0],
-            yaw: 0.0,
-            props: Vec::new(),
-        }))
-    };
+    let g = |n: u32| npc_77(n, Vec::new());
     let held = |c: &Cell| c.ghosts().iter().any(|(s, _)| s.id == EntityId(77));
     c.handle(Time(0), AppId(2), g(1));
     // Refreshed in time, it stays.
