@@ -321,8 +321,6 @@ pub struct Cell {
     scratch_places: Vec<u32>,
     /// Slots of the entries with a witness, gathered each tick.
     scratch_watchers: Vec<usize>,
-    /// Bytes a ghost's refresh encodes its properties into to digest them.
-    scratch_bytes: Vec<u8>,
     stats: CellStats,
     meter: Meter,
     /// Migrations counted into the load so far.
@@ -404,7 +402,6 @@ impl Cell {
             briefs: Vec::new(),
             scratch_places: Vec::new(),
             scratch_watchers: Vec::new(),
-            scratch_bytes: Vec::new(),
             stats: CellStats::default(),
             meter: Meter::default(),
             migrations_seen: 0,
@@ -686,6 +683,8 @@ impl Cell {
                 seq,
             } => self.rebase(entity, base, dead, seq),
             AppMsg::GhostCreate(g) => self.ghost_create(*g),
+            AppMsg::GhostChecks(checks) => self.ghost_checks(from, &checks),
+            AppMsg::GhostsStale(entities) => self.ghosts_stale(from, &entities),
             AppMsg::GhostCreates(states) => {
                 for g in states {
                     self.ghost_create(g);

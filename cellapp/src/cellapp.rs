@@ -88,10 +88,10 @@ pub enum Output {
 /// Counts of app messages by kind, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
-    /// Ghost messages received: create, update, delete, moves.
-    pub ghosts_in: [u64; 4],
+    /// Ghost messages received: create, update, delete, moves, checks.
+    pub ghosts_in: [u64; 5],
     /// Ghost messages sent, by the same kinds.
-    pub ghosts_out: [u64; 4],
+    pub ghosts_out: [u64; 5],
 }
 
 fn ghost_kind(msg: &AppMsg) -> Option<usize> {
@@ -100,6 +100,7 @@ fn ghost_kind(msg: &AppMsg) -> Option<usize> {
         AppMsg::GhostUpdate { .. } => Some(1),
         AppMsg::GhostDelete { .. } => Some(2),
         AppMsg::GhostMoves(_) => Some(3),
+        AppMsg::GhostChecks(_) => Some(4),
         _ => None,
     }
 }

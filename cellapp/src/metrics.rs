@@ -8,7 +8,7 @@ use crate::cellapp::Traffic;
 use tessera::metrics::{Counter, Gauge, LinkMeter, Registry, SessionMeter, TickMeter};
 
 /// The kinds of ghost message, in the order of the counters.
-const GHOST_KINDS: [&str; 4] = ["create", "update", "delete", "moves"];
+const GHOST_KINDS: [&str; 5] = ["create", "update", "delete", "moves", "checks"];
 
 /// The cellapp's metric handles.
 #[derive(Clone, Debug)]
@@ -40,9 +40,9 @@ pub struct Metrics {
     /// entities they have not been shown.
     refused: [Counter; 3],
     /// Ghost messages received, by kind.
-    ghosts_in: [Counter; 4],
+    ghosts_in: [Counter; 5],
     /// Ghost messages sent, by kind.
-    ghosts_out: [Counter; 4],
+    ghosts_out: [Counter; 5],
     /// App links.
     pub link: LinkMeter,
     /// What the app links' sessions did.

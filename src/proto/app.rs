@@ -471,11 +471,21 @@ pub enum AppMsg {
     /// real's id, position (x, z) and whether a client plays it.
     Positions(Vec<(EntityId, [f32; 2], bool)>),
     /// Real's cell → a ghost's cell, once a tick per neighbour that needs
-    /// any: the tick's new ghosts and whole refreshes at once, each taken
-    /// as a [`AppMsg::GhostCreate`] of it, in order. At most
+    /// any: the tick's new ghosts, and the whole state of those asked for
+    /// in [`AppMsg::GhostsStale`], each taken as a [`AppMsg::GhostCreate`]
+    /// of it, in order. At most
     /// [`MAX_GHOST_STATES`] states, and a frame of them past
     /// [`GHOST_STATES_BYTES`] is not added to (one large state goes alone).
     GhostCreates(Vec<GhostState>),
+    /// Real's cell → a ghost's cell, once a tick per neighbour that needs
+    /// any: the tick's refreshes. Each brings the real's position and a
+    /// digest of its ghosted properties; a ghost that holds other
+    /// properties, or no ghost at all, is asked for in [`AppMsg::GhostsStale`].
+    GhostChecks(Vec<GhostCheck>),
+    /// A ghost's cell → the real's cell, answering [`AppMsg::GhostChecks`]:
+    /// send these entities' whole state (their ghosts here are missing or
+    /// hold other properties).
+    GhostsStale(Vec<EntityId>),
 }
 
 /// Most ghost states in one [`AppMsg::GhostCreates`].
@@ -536,6 +546,8 @@ impl AppMsg {
             | ClientDatagrams(_)
             | GhostCreate(_)
             | GhostCreates(_)
+            | GhostChecks(_)
+            | GhostsStale(_)
             | GhostUpdate { .. }
             | GhostDelete { .. }
             | GhostMoves(_)
@@ -653,6 +665,37 @@ pub struct BaseCopy {
 
 /// Most ghost moves in one [`AppMsg::GhostMoves`].
 pub const MAX_GHOST_MOVES: usize = 1024;
+
+/// A real's refresh of one of its ghosts: its position, and a digest of
+/// its ghosted properties for the ghost to compare with its own.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GhostCheck {
+    /// The entity.
+    pub entity: EntityId,
+    /// Orders ghost messages across real moves.
+    pub stamp: Stamp,
+    /// Position.
+    pub pos: Pos,
+    /// Facing.
+    pub yaw: f32,
+    /// Digest of every property of the entity's type as its ghost holds
+    /// them: the ghosted ones, and the defaults of the rest.
+    pub digest: u64,
+}
+
+impl GhostCheck {
+    /// The digest of a type's property values in index order (each
+    /// ghosted property's value and the default of the rest): the first
+    /// 8 bytes, little-endian, of the SHA-256 of their encoding as a
+    /// `Vec<Value>`.
+    pub fn digest(values: &[&Value]) -> u64 {
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::digest(crate::frame::encode_body(&values));
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        u64::from_le_bytes(first)
+    }
+}
 
 /// A ghost's new position.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

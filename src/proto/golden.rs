@@ -252,6 +252,50 @@ fn app_ghost_creates() {
 }
 
 #[test]
+fn app_ghost_checks_and_stale() {
+    roundtrip(
+        &AppMsg::GhostChecks(vec![crate::proto::app::GhostCheck {
+            entity: EntityId(7),
+            stamp: (1, 2),
+            pos: [1.0, 0.0, -2.0],
+            yaw: 0.5,
+            digest: 0x0102,
+        }]),
+        &[
+            0x36, // variant 54, GhostChecks
+            0x01, // one check
+            0x07, // entity 7
+            0x01, 0x02, // stamp (1, 2)
+            0, 0, 0x80, 0x3f, 0, 0, 0, 0, 0, 0, 0, 0xc0, // pos 1, 0, -2
+            0, 0, 0, 0x3f, // yaw 0.5
+            0x82, 0x02, // digest 0x0102 as varint
+        ],
+    );
+    roundtrip(
+        &AppMsg::GhostsStale(vec![EntityId(7), EntityId(300)]),
+        &[
+            0x37, // variant 55, GhostsStale
+            0x02, // two entities
+            0x07, 0xac, 0x02, // 7, 300
+        ],
+    );
+    // The digest: the first 8 bytes of the SHA-256 of the values' encoding.
+    use sha2::{Digest, Sha256};
+    let values = [&Value::Int(5), &Value::String("x".into())];
+    let hash = Sha256::digest(encode_body(&values.to_vec()));
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    assert_eq!(
+        crate::proto::app::GhostCheck::digest(&values),
+        u64::from_le_bytes(first)
+    );
+    assert_ne!(
+        crate::proto::app::GhostCheck::digest(&values),
+        crate::proto::app::GhostCheck::digest(&[&Value::Int(5)])
+    );
+}
+
+#[test]
 fn app_mail() {
     roundtrip(
         &AppMsg::Mail(Box::new(crate::proto::app::Mail {

@@ -8,14 +8,17 @@
 //! because messages from an old and a new real travel on different links;
 //! a ghost applies only what is newer than what it has. A deletion leaves a
 //! tombstone ([`Tombs`]) so that a late create cannot bring a ghost back.
-//! Every few seconds each real sends its ghosts their whole state again
-//! ([`GHOST_REFRESH_TICKS`]), so no ghost stays wrong for longer.
+//! Every few seconds ([`GHOST_REFRESH_TICKS`]) each real checks its ghosts:
+//! its position and a digest of its ghosted properties; a ghost whose
+//! properties differ, or that is missing, is sent the whole state again, so
+//! no ghost stays wrong for longer.
 
 use glam::Vec3;
 use rustc_hash::FxHashMap;
 use tessera::layout::Rect;
 use tessera::proto::app::{
-    AppMsg, GhostMove, GhostState, Stamp, GHOST_STATES_BYTES, MAX_GHOST_MOVES, MAX_GHOST_STATES,
+    AppMsg, GhostCheck, GhostMove, GhostState, Stamp, GHOST_STATES_BYTES, MAX_GHOST_MOVES,
+    MAX_GHOST_STATES,
 };
 use tessera::proto::client::PropValue;
 use tessera::{AppId, EntityId, Time};
@@ -30,8 +33,9 @@ const MOVES_FIRST: usize = 64;
 /// Extra distance before a ghost is dropped.
 const GHOST_HYSTERESIS: f32 = 20.0;
 
-/// Every this many ticks (staggered by entity id) a real sends each of its
-/// ghosts its whole state again. Ghost messages travel exactly once on a
+/// Every this many ticks (staggered by entity id) a real checks each of
+/// its ghosts ([`AppMsg::GhostChecks`]), and sends the whole state to those
+/// that turn out wrong or missing. Ghost messages travel exactly once on a
 /// live link, but a cellapp that was declared dead, a full link backlog or
 /// a purge on a stale pointer can still leave a ghost behind or take it
 /// away, and a still real sends nothing else: the refresh bounds how long
@@ -84,22 +88,6 @@ impl Tombs {
 /// crowd, is left for the rest.
 #[derive(Debug, Default)]
 pub(super) struct MoveHints(FxHashMap<AppId, Vec<usize>>);
-
-/// A 64-bit digest of a whole list of property values (their encoding,
-/// hashed with SipHash; `buf` is scratch). Two lists with one digest are
-/// taken to be equal: a ghost's refresh then reads none of the properties
-/// it holds, which in a crowd are a cache miss or two each. Kept only in
-/// memory, never sent.
-fn props_digest(values: &[&tessera::Value], buf: &mut Vec<u8>) -> u64 {
-    use std::hash::Hasher;
-    buf.clear();
-    let mut bytes = std::mem::take(buf);
-    bytes = postcard::to_extend(values, bytes).unwrap_or_default();
-    let mut h = std::hash::DefaultHasher::new();
-    h.write(&bytes);
-    *buf = bytes;
-    h.finish()
-}
 
 /// What the ghosting pass sends each neighbour, by cellapp: a real near
 /// an edge has two or three, so a short list searched in turn finds one
@@ -222,7 +210,7 @@ impl Cell {
                 }
             }
         }
-        let digest = props_digest(&given, &mut self.scratch_bytes);
+        let digest = GhostCheck::digest(&given);
         match self.slot.get(&g.entity).copied() {
             Some(i) => {
                 // A refresh (every few seconds for every ghost): the
@@ -351,6 +339,81 @@ impl Cell {
         }
     }
 
+    /// The digest of entry `i`'s properties as its ghosts hold them
+    /// ([`GhostCheck::digest`]: the ghosted values, the defaults of the
+    /// rest), kept in the entry until one of them changes.
+    fn view_digest(&mut self, i: usize) -> u64 {
+        let Some(r) = self.entries.get(i) else {
+            return 0;
+        };
+        if let Some(d) = r.props_digest() {
+            return d;
+        }
+        let Some(info) = self.types.get(r.type_id.0 as usize) else {
+            return 0;
+        };
+        let view: smallvec::SmallVec<[&tessera::Value; 16]> = info
+            .def
+            .properties
+            .iter()
+            .enumerate()
+            .map(|(idx, p)| match r.props.get(idx) {
+                Some(v) if p.flags.on_ghosts() && v.check(&p.ty).is_ok() => v,
+                _ => &p.default,
+            })
+            .collect();
+        let d = GhostCheck::digest(&view);
+        drop(view);
+        self.entries[i].set_props_digest(d);
+        d
+    }
+
+    /// A tick's refreshes from `from`'s reals: each ghost moves, and one
+    /// that is missing or holds other properties is asked for whole.
+    pub(super) fn ghost_checks(&mut self, from: AppId, checks: &[GhostCheck]) {
+        let mut stale = Vec::new();
+        for c in checks {
+            if self.tombs.bars(c.entity, c.stamp) {
+                continue;
+            }
+            let Some(&i) = self.slot.get(&c.entity) else {
+                stale.push(c.entity);
+                continue;
+            };
+            // Not a ghost (the real is here), or not newer: nothing to do.
+            if !self.ghost_move_at(i, c.stamp, Vec3::from_array(c.pos), c.yaw) {
+                continue;
+            }
+            self.entries[i].kind = Kind::Ghost {
+                real: from,
+                stamp: c.stamp,
+            };
+            if self.view_digest(i) != c.digest {
+                stale.push(c.entity);
+            }
+        }
+        if !stale.is_empty() {
+            self.outbox.push((from, AppMsg::GhostsStale(stale)));
+        }
+    }
+
+    /// `from` asks for the whole state of these reals' ghosts: those still
+    /// real here and ghosted there get it.
+    pub(super) fn ghosts_stale(&mut self, from: AppId, entities: &[EntityId]) {
+        let mut states = Vec::new();
+        for e in entities {
+            let Some(&i) = self.slot.get(e) else {
+                continue;
+            };
+            if self.entries[i].is_ghost() || !self.entries[i].haunts.contains(&from) {
+                continue;
+            }
+            let stamp = self.entries[i].next_stamp();
+            states.push(self.ghost_state(i, stamp));
+        }
+        self.send_ghost_states(from, states);
+    }
+
     /// Sends `states` to `app` in [`AppMsg::GhostCreates`] batches of at
     /// most [`MAX_GHOST_STATES`] and about [`GHOST_STATES_BYTES`].
     fn send_ghost_states(&mut self, app: AppId, states: Vec<GhostState>) {
@@ -459,6 +522,7 @@ impl Cell {
         let (mut needed, mut keep, mut now) = (Vec::new(), Vec::new(), Vec::new());
         let mut moves: ByApp<GhostMove> = ByApp::default();
         let mut creates: ByApp<GhostState> = ByApp::default();
+        let mut checks: ByApp<GhostCheck> = ByApp::default();
         for i in 0..self.entries.len() {
             if self.entries[i].is_ghost() {
                 continue;
@@ -495,9 +559,16 @@ impl Cell {
             for &app in &haunts {
                 if keep.contains(&app) {
                     if refresh && !self.faulty(|f| f.no_ghost_updates) {
-                        let stamp = self.entries[i].next_stamp();
-                        let g = self.ghost_state(i, stamp);
-                        creates.to(app, 0).push(g);
+                        let digest = self.view_digest(i);
+                        let r = &mut self.entries[i];
+                        let stamp = r.next_stamp();
+                        checks.to(app, 0).push(GhostCheck {
+                            entity,
+                            stamp,
+                            pos: r.pos.to_array(),
+                            yaw: r.yaw,
+                            digest,
+                        });
                     } else if (moved || !dirty.is_empty()) && !self.faulty(|f| f.no_ghost_updates) {
                         let r = &mut self.entries[i];
                         let stamp = r.next_stamp();
@@ -547,6 +618,11 @@ impl Cell {
         }
         for (app, states) in creates.by_app() {
             self.send_ghost_states(app, states);
+        }
+        for (app, list) in checks.by_app() {
+            for some in list.chunks(MAX_GHOST_MOVES) {
+                self.outbox.push((app, AppMsg::GhostChecks(some.to_vec())));
+            }
         }
         for (app, mut list) in moves.by_app() {
             while list.len() > MAX_GHOST_MOVES {

@@ -7,7 +7,7 @@ use super::*;
 use crate::behavior::{motion, Ctx};
 use std::path::Path;
 use std::time::Duration;
-use tessera::proto::app::{GhostState, MAX_GHOST_STATES};
+use tessera::proto::app::{GhostCheck, GhostState, MAX_GHOST_STATES};
 
 fn defs() -> Definitions {
     let text = r#"
@@ -247,7 +247,7 @@ fn ticks(c: &mut Cell, n: u64) -> Vec<(AppId, AppMsg)> {
 }
 
 #[test]
-fn a_still_real_sends_its_ghosts_their_whole_state_now_and_then() {
+fn a_still_real_checks_its_ghosts_now_and_then_and_sends_its_state_when_asked() {
     let mut c = halved();
     c.set_frozen(true);
     let npc = defs().by_name("Npc").map_or(TypeId(0), |t| t.id);
@@ -266,25 +266,82 @@ fn a_still_real_sends_its_ghosts_their_whole_state_now_and_then() {
             version: 0,
         },
     );
+    let creates = |out: &[(AppId, AppMsg)]| {
+        out.iter()
+            .filter(|(to, _)| *to == AppId(2))
+            .flat_map(|(_, m)| match m {
+                AppMsg::GhostCreates(states) => states.as_slice(),
+                _ => &[],
+            })
+            .filter(|g| g.entity == entity)
+            .count()
+    };
     let out = ticks(&mut c, 3 * GHOST_REFRESH_TICKS);
-    let creates = out
+    let checks: Vec<u64> = out
         .iter()
         .filter(|(to, _)| *to == AppId(2))
         .flat_map(|(_, m)| match m {
-            AppMsg::GhostCreates(states) => states.as_slice(),
+            AppMsg::GhostChecks(checks) => checks.as_slice(),
             _ => &[],
         })
-        .filter(|g| g.entity == entity)
-        .count();
+        .filter(|k| k.entity == entity)
+        .map(|k| k.digest)
+        .collect();
     let moves = out
         .iter()
         .filter(|(_, m)| matches!(m, AppMsg::GhostMoves(_) | AppMsg::GhostUpdate { .. }))
         .count();
     assert_eq!(moves, 0, "it does not move");
-    assert!(
-        creates >= 3,
-        "created once and refreshed every {GHOST_REFRESH_TICKS} ticks: {creates}"
+    assert_eq!(creates(&out), 1, "its whole state goes once");
+    // Checked every GHOST_REFRESH_TICKS ticks, with the digest of what its
+    // ghost holds: its one property, at its default.
+    let digest = GhostCheck::digest(&[&Value::Int(0)]);
+    assert!(checks.len() >= 2, "{checks:?}");
+    assert!(checks.iter().all(|d| *d == digest), "{checks:?}");
+    // Asked by the cellapp holding the ghost, it sends the whole state;
+    // asked by one that has no business with it, nothing.
+    c.handle(Time(0), AppId(2), AppMsg::GhostsStale(vec![entity]));
+    assert_eq!(creates(&c.drain()), 1);
+    c.handle(Time(0), AppId(3), AppMsg::GhostsStale(vec![entity]));
+    assert!(c.drain().is_empty());
+}
+
+#[test]
+fn a_ghost_asks_for_the_whole_state_when_its_properties_differ_or_it_is_missing() {
+    let mut c = halved();
+    c.handle(Time(0), AppId(2), npc_77(1, vec![(0, Value::Int(3))]));
+    let check = |entity: u64, n: u32, mood: i64| GhostCheck {
+        entity: EntityId(entity),
+        stamp: (1, n),
+        pos: [156.0, 0.0, 150.0],
+        yaw: 0.0,
+        digest: GhostCheck::digest(&[&Value::Int(mood)]),
+    };
+    let asked = |c: &mut Cell, checks: Vec<GhostCheck>| -> Vec<EntityId> {
+        c.handle(Time(0), AppId(2), AppMsg::GhostChecks(checks));
+        c.drain()
+            .into_iter()
+            .flat_map(|(to, m)| match m {
+                AppMsg::GhostsStale(list) if to == AppId(2) => list,
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+    // The same properties: it only moves.
+    assert!(asked(&mut c, vec![check(77, 2, 3)]).is_empty());
+    let x = c
+        .ghosts()
+        .iter()
+        .find(|(s, _)| s.id == EntityId(77))
+        .map(|(s, _)| s.pos.x);
+    assert_eq!(x, Some(156.0));
+    // Other properties, and a ghost it does not hold: both asked for.
+    assert_eq!(
+        asked(&mut c, vec![check(77, 3, 4), check(78, 1, 0)]),
+        vec![EntityId(77), EntityId(78)]
     );
+    // An older check than what it has applied: nothing.
+    assert!(asked(&mut c, vec![check(77, 2, 4)]).is_empty());
 }
 
 #[test]
