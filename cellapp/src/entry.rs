@@ -85,9 +85,10 @@ pub struct Entry {
     timers: Timers,
     /// Its proximity traps and who is inside them (they move with it).
     traps: Traps,
-    /// A digest of `props` as a ghost's refresh last set them, if nothing
-    /// has changed them since: a refresh that brings the same digest
-    /// leaves them alone without reading them (see [`Entry::props_digest`]).
+    /// The digest of its properties as its ghosts hold them
+    /// ([`tessera::proto::app::GhostCheck::digest`]), if none has changed
+    /// since it was taken: a real's refresh sends it, and a ghost compares
+    /// it, without reading a property.
     props_digest: Option<u64>,
     /// Every property by index (base-side ones hold their defaults, unused).
     pub props: Vec<Value>,
@@ -106,8 +107,8 @@ pub struct Entry {
 }
 
 // The hot fields end within the first two cache lines, the timers and
-// traps within the third; a refresh's digest and the properties share the
-// fourth.
+// traps within the third; the properties' digest and the properties share
+// the fourth.
 const _: () = assert!(std::mem::offset_of!(Entry, timers) == 128);
 const _: () = assert!(std::mem::offset_of!(Entry, props_digest) == 192);
 const _: () = assert!(std::mem::offset_of!(Entry, props) < 256);
@@ -160,13 +161,13 @@ impl Entry {
         self.changed
     }
 
-    /// The digest of the properties a refresh last set, unless one has
-    /// changed since.
+    /// The digest of its properties as its ghosts hold them, unless one
+    /// has changed since it was taken.
     pub fn props_digest(&self) -> Option<u64> {
         self.props_digest
     }
 
-    /// The properties are now those whose digest is `digest`.
+    /// Its properties, as its ghosts hold them, have the digest `digest`.
     pub fn set_props_digest(&mut self, digest: u64) {
         self.props_digest = Some(digest);
     }

@@ -199,8 +199,8 @@ impl Cell {
         // goes to ghosts and the value has its type (the last, if given
         // twice), or the property's default.
         let props = &info.def.properties;
-        // (Kept inline for the few properties most types have: every
-        // ghost's refresh comes here.)
+        // (Kept inline for the few properties most types have: every new
+        // ghost comes here.)
         let mut given: smallvec::SmallVec<[&tessera::Value; 16]> =
             props.iter().map(|p| &p.default).collect();
         for (i, v) in &g.props {
@@ -213,9 +213,10 @@ impl Cell {
         let digest = GhostCheck::digest(&given);
         match self.slot.get(&g.entity).copied() {
             Some(i) => {
-                // A refresh (every few seconds for every ghost): the
-                // changed properties are written in place, and none is
-                // read if they are what the last refresh set.
+                // The whole state for a ghost held here (asked for after a
+                // check, or sent ahead of a real coming here): the changed
+                // properties are written in place, and none is read if
+                // their digest is the one the ghost keeps.
                 let r = &mut self.entries[i];
                 let Some((_, stamp)) = r.ghost() else {
                     return; // The real is here: a stale ghost message.
