@@ -436,7 +436,12 @@ impl Cell {
 
     /// Counts for load reports.
     pub fn stats(&self) -> CellStats {
-        let mut stats = self.stats;
+        let mut stats = CellStats {
+            reals: 0,
+            ghosts: 0,
+            witnesses: 0,
+            ..self.stats
+        };
         for r in &self.entries {
             if r.is_ghost() {
                 stats.ghosts += 1;

@@ -210,13 +210,10 @@ impl Cell {
                 }
             }
         }
-        let digest = GhostCheck::digest(&given);
         match self.slot.get(&g.entity).copied() {
             Some(i) => {
                 // The whole state for a ghost held here (asked for after a
-                // check, or sent ahead of a real coming here): the changed
-                // properties are written in place, and none is read if
-                // their digest is the one the ghost keeps.
+                // check): the changed properties are written in place.
                 let r = &mut self.entries[i];
                 let Some((_, stamp)) = r.ghost() else {
                     return; // The real is here: a stale ghost message.
@@ -229,13 +226,10 @@ impl Cell {
                     stamp: g.stamp,
                 };
                 r.refreshed = now;
-                if r.props_digest() != Some(digest) {
-                    for (idx, new) in given.into_iter().enumerate() {
-                        if r.props.get(idx).is_some_and(|old| old != new) {
-                            r.set_prop(idx as u16, new.clone());
-                        }
+                for (idx, new) in given.into_iter().enumerate() {
+                    if r.props.get(idx).is_some_and(|old| old != new) {
+                        r.set_prop(idx as u16, new.clone());
                     }
-                    r.set_props_digest(digest);
                 }
                 r.move_to(Vec3::from_array(g.pos), g.yaw, tick);
             }
@@ -259,7 +253,6 @@ impl Cell {
                     stamp: g.stamp,
                 };
                 r.refreshed = now;
-                r.set_props_digest(digest);
                 r.set_dirty(renewed);
                 self.add_real(r);
             }
@@ -399,10 +392,18 @@ impl Cell {
     }
 
     /// `from` asks for the whole state of these reals' ghosts: those still
-    /// real here and ghosted there get it.
+    /// real here and ghosted there get it, once each. More than one check
+    /// message's worth is refused: `from` could not have been sent so many.
     pub(super) fn ghosts_stale(&mut self, from: AppId, entities: &[EntityId]) {
+        if entities.len() > MAX_GHOST_MOVES {
+            tracing::warn!(%from, asked = entities.len(), "more ghosts asked for than one check message holds; refused");
+            return;
+        }
+        let mut asked = entities.to_vec();
+        asked.sort_unstable();
+        asked.dedup();
         let mut states = Vec::new();
-        for e in entities {
+        for e in &asked {
             let Some(&i) = self.slot.get(e) else {
                 continue;
             };
@@ -413,6 +414,18 @@ impl Cell {
             states.push(self.ghost_state(i, stamp));
         }
         self.send_ghost_states(from, states);
+    }
+
+    /// Sends `list` to `app` in messages of at most [`MAX_GHOST_MOVES`].
+    fn send_in_parts<T>(&mut self, app: AppId, mut list: Vec<T>, wrap: fn(Vec<T>) -> AppMsg) {
+        while list.len() > MAX_GHOST_MOVES {
+            let rest = list.split_off(MAX_GHOST_MOVES);
+            self.outbox.push((app, wrap(list)));
+            list = rest;
+        }
+        if !list.is_empty() {
+            self.outbox.push((app, wrap(list)));
+        }
     }
 
     /// Sends `states` to `app` in [`AppMsg::GhostCreates`] batches of at
@@ -621,19 +634,10 @@ impl Cell {
             self.send_ghost_states(app, states);
         }
         for (app, list) in checks.by_app() {
-            for some in list.chunks(MAX_GHOST_MOVES) {
-                self.outbox.push((app, AppMsg::GhostChecks(some.to_vec())));
-            }
+            self.send_in_parts(app, list, AppMsg::GhostChecks);
         }
-        for (app, mut list) in moves.by_app() {
-            while list.len() > MAX_GHOST_MOVES {
-                let rest = list.split_off(MAX_GHOST_MOVES);
-                self.outbox.push((app, AppMsg::GhostMoves(list)));
-                list = rest;
-            }
-            if !list.is_empty() {
-                self.outbox.push((app, AppMsg::GhostMoves(list)));
-            }
+        for (app, list) in moves.by_app() {
+            self.send_in_parts(app, list, AppMsg::GhostMoves);
         }
     }
 }

@@ -298,10 +298,14 @@ fn a_still_real_checks_its_ghosts_now_and_then_and_sends_its_state_when_asked() 
     let digest = GhostCheck::digest(&[&Value::Int(0)]);
     assert!(checks.len() >= 2, "{checks:?}");
     assert!(checks.iter().all(|d| *d == digest), "{checks:?}");
-    // Asked by the cellapp holding the ghost, it sends the whole state;
-    // asked by one that has no business with it, nothing.
-    c.handle(Time(0), AppId(2), AppMsg::GhostsStale(vec![entity]));
+    // Asked by the cellapp holding the ghost, it sends the whole state,
+    // once however often asked; asked by one that has no business with
+    // it, or for more than a check message holds, nothing.
+    c.handle(Time(0), AppId(2), AppMsg::GhostsStale(vec![entity, entity]));
     assert_eq!(creates(&c.drain()), 1);
+    let flood = vec![entity; tessera::proto::app::MAX_GHOST_MOVES + 1];
+    c.handle(Time(0), AppId(2), AppMsg::GhostsStale(flood));
+    assert!(c.drain().is_empty());
     c.handle(Time(0), AppId(3), AppMsg::GhostsStale(vec![entity]));
     assert!(c.drain().is_empty());
 }
@@ -342,6 +346,25 @@ fn a_ghost_asks_for_the_whole_state_when_its_properties_differ_or_it_is_missing(
     );
     // An older check than what it has applied: nothing.
     assert!(asked(&mut c, vec![check(77, 2, 4)]).is_empty());
+    // Its property changed by an update since its digest was taken: a
+    // check with the digest of the old value asks, one with the new does not.
+    let update = |c: &mut Cell, n: u32, mood: i64| {
+        let props = vec![(0, Value::Int(mood))];
+        let (pos, yaw) = ([156.0, 0.0, 150.0], 0.0);
+        let (entity, stamp) = (EntityId(77), (1, n));
+        let msg = AppMsg::GhostUpdate {
+            entity,
+            stamp,
+            pos,
+            yaw,
+            props,
+        };
+        c.handle(Time(0), AppId(2), msg);
+    };
+    update(&mut c, 4, 5);
+    assert!(asked(&mut c, vec![check(77, 5, 5)]).is_empty());
+    update(&mut c, 6, 6);
+    assert_eq!(asked(&mut c, vec![check(77, 7, 5)]), vec![EntityId(77)]);
 }
 
 #[test]
@@ -393,7 +416,7 @@ fn npc_77(n: u32, props: Vec<(u16, Value)>) -> AppMsg {
 }
 
 #[test]
-fn a_refresh_puts_back_a_property_an_update_changed_since_the_last_one() {
+fn a_whole_state_puts_back_a_property_an_update_changed_since_the_last_one() {
     let mut c = halved();
     let mood = |m: i64| vec![(0u16, Value::Int(m))];
     let state = npc_77;
@@ -420,7 +443,7 @@ fn a_refresh_puts_back_a_property_an_update_changed_since_the_last_one() {
         },
     );
     assert_eq!(held(&c), Some(vec![Value::Int(5)]));
-    // A refresh with the properties the last one brought still writes
+    // A whole state with the properties the last one brought still writes
     // them: the update changed them in between.
     c.handle(Time(0), AppId(2), state(4, mood(3)));
     assert_eq!(held(&c), Some(vec![Value::Int(3)]));
