@@ -5,10 +5,11 @@
 //! seeds. Unreliable sends may be lost.
 //!
 //! App links are connections as the QUIC transport has them: dialled to an
-//! address, carrying whole frames (encoded by the cores and decoded here
-//! with the same bound as the driver), closed by either side, or cut by a
+//! address, carrying whole frames (encoded by the cores, and decoded on
+//! arrival with the same bound as the driver), closed by either side, or cut by a
 //! crash or a planted fault, which loses whatever was in flight on them.
 
+use bytes::Bytes;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap};
@@ -53,6 +54,10 @@ pub fn cert_of(node: Node) -> CertId {
 pub enum Payload {
     /// Something happened to an app-link connection of the receiver.
     Conn(ConnId, ConnEvent, u64),
+    /// A frame arriving on an app-link connection of the receiver, decoded
+    /// when it arrives (as the transport's driver does), not when it is
+    /// sent: what is in flight stays in the compact form a core made.
+    Frame(ConnId, Bytes, u64),
     /// Client → manager.
     Login(LoginRequest),
     /// Client → manager: get back into a session.
@@ -300,23 +305,17 @@ impl Net {
         Some((key, other))
     }
 
-    /// `node` sends a message on its connection `conn`.
+    /// `node` sends a frame on its connection `conn`.
     pub fn send_on(
         &mut self,
         rng: &mut ChaCha8Rng,
         now: u64,
         node: Node,
         conn: ConnId,
-        msg: tessera::proto::app::AppMsg,
+        frame: Bytes,
     ) {
         if let Some((key, (to, theirs))) = self.peer(node, conn) {
-            self.send(
-                rng,
-                now,
-                node,
-                to,
-                Payload::Conn(theirs, ConnEvent::Msg(msg), key),
-            );
+            self.send(rng, now, node, to, Payload::Frame(theirs, frame, key));
         }
     }
 

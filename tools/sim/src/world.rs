@@ -738,8 +738,17 @@ impl SimWorld {
         self.net.timer(at, node);
     }
 
-    fn deliver(&mut self, d: Delivery) {
+    fn deliver(&mut self, mut d: Delivery) {
         let now = Time(d.at);
+        if let Payload::Frame(conn, frame, key) = d.payload {
+            match decode(&frame) {
+                Ok(msg) => d.payload = Payload::Conn(conn, ConnEvent::Msg(msg), key),
+                Err(e) => {
+                    self.broken = Some(format!("{:?} sent {e}", d.from));
+                    return;
+                }
+            }
+        }
         match d.to {
             Node::Manager => self.deliver_manager(d, now),
             Node::Store => match d.payload {
@@ -998,10 +1007,7 @@ impl SimWorld {
                 }
             }
             Transmit::Send { conn, frame } | Transmit::SendLossy { conn, frame } => {
-                match decode(&frame) {
-                    Ok(msg) => self.net.send_on(&mut self.rng, now, node, conn, msg),
-                    Err(e) => self.broken = Some(format!("{node:?} sent {e}")),
-                }
+                self.net.send_on(&mut self.rng, now, node, conn, frame)
             }
             Transmit::Close { conn, reason, .. } => {
                 self.net.close(&mut self.rng, now, node, conn, reason)
