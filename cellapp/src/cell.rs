@@ -1169,13 +1169,15 @@ impl Cell {
             let r = &self.entries[i];
             if r.is_ghost() {
                 census.ghosts += 1;
-            } else {
-                census.reals += 1;
-                census.witnesses += u32::from(r.witness.is_some());
+                // A ghost has nothing to back up: its second line is not
+                // read.
+                self.entries[i].clear_dirty();
+                continue;
             }
+            census.reals += 1;
+            census.witnesses += u32::from(r.witness.is_some());
             // Spread over the period: each real has its own phase. (The
-            // base is in the entry's first lines; the division is not
-            // made for the many without one.)
+            // division is not made for the many without a base.)
             let due = |r: &Entry| r.id.0.wrapping_add(tick).is_multiple_of(period);
             if let Some(base) = r.base.filter(|_| due(r)) {
                 let state = self.cell_state(r);

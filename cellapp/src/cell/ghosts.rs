@@ -573,11 +573,12 @@ impl Cell {
             let refresh = tick
                 .wrapping_add(entity.0)
                 .is_multiple_of(GHOST_REFRESH_TICKS);
-            let haunts = self.entries[i].haunts.clone();
-            // Whether a ghost goes or comes: else the haunts stay as they are.
+            // Whether a ghost goes or comes: else the haunts stay as they are
+            // (they are read in place, and only replaced after the loop).
             let mut changed = false;
             now.clear();
-            for &app in &haunts {
+            for k in 0..self.entries[i].haunts.len() {
+                let app = self.entries[i].haunts[k];
                 if keep.contains(&app) {
                     if refresh && !self.faulty(|f| f.no_ghost_updates) {
                         let digest = self.view_digest(i);
