@@ -52,8 +52,11 @@ pub fn step_toward(ctx: &mut Ctx<'_>, goal: Vec3, speed: f32) -> bool {
         }
         return true;
     }
+    // Facing from `to` itself (its direction is `dir`'s), so that it need
+    // not wait for the square root and the division.
+    let yaw = facing(to.x, to.z);
     let dir = to / dist;
-    ctx.move_to(pos + dir * step, facing(dir.x, dir.z));
+    ctx.move_to(pos + dir * step, yaw);
     false
 }
 
