@@ -20,7 +20,8 @@ pub const MOVE_BYTES: usize = 32;
 /// Packs `moves` into one byte string.
 pub fn serialize<S: Serializer>(moves: &[GhostMove], s: S) -> Result<S::Ok, S::Error> {
     let mut buf = vec![0; moves.len() * MOVE_BYTES];
-    for (m, out) in moves.iter().zip(buf.chunks_exact_mut(MOVE_BYTES)) {
+    let (chunks, _) = buf.as_chunks_mut::<MOVE_BYTES>();
+    for (m, out) in moves.iter().zip(chunks) {
         out[..8].copy_from_slice(&m.entity.0.to_le_bytes());
         out[8..12].copy_from_slice(&m.stamp.0.to_le_bytes());
         out[12..16].copy_from_slice(&m.stamp.1.to_le_bytes());
@@ -53,12 +54,14 @@ impl Visitor<'_> for Packed {
         if !bytes.len().is_multiple_of(MOVE_BYTES) || bytes.len() / MOVE_BYTES > MAX_GHOST_MOVES {
             return Err(E::invalid_length(bytes.len(), &self));
         }
-        Ok(bytes.chunks_exact(MOVE_BYTES).map(unpack).collect())
+        let (moves, _) = bytes.as_chunks::<MOVE_BYTES>();
+        Ok(moves.iter().map(unpack).collect())
     }
 }
 
-/// One move from its 32 bytes.
-fn unpack(b: &[u8]) -> GhostMove {
+/// One move from its 32 bytes (a fixed-size array: the reads need no
+/// bounds checks).
+fn unpack(b: &[u8; MOVE_BYTES]) -> GhostMove {
     let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let f32_at = |i: usize| f32::from_bits(u32_at(i));
     let mut id = [0; 8];
