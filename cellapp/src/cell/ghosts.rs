@@ -33,6 +33,11 @@ const MOVES_FIRST: usize = 64;
 /// Extra distance before a ghost is dropped.
 const GHOST_HYSTERESIS: f32 = 20.0;
 
+/// How far outside its app's cells the ghosting pass expects a real to
+/// stand at most (it leaves beyond [`super::OFFLOAD_HYSTERESIS`]); one
+/// farther out is checked against every other cell.
+const NEAR_OWN: f32 = 2.0 * super::OFFLOAD_HYSTERESIS;
+
 /// Every this many ticks (staggered by entity id) a real checks each of
 /// its ghosts ([`AppMsg::GhostChecks`]), and sends the whole state to those
 /// that turn out wrong or missing. Ghost messages travel exactly once on a
@@ -540,6 +545,19 @@ impl Cell {
             .filter(|c| c.app != self.cfg.app && !self.dead.contains(&c.app))
             .map(|c| (c.rect, c.app))
             .collect();
+        // A real within NEAR_OWN of one of this app's cells can only meet
+        // the other cells near that one (a metre spare for rounding): most
+        // reals look through those alone.
+        let near_own: Vec<Rect> = interior.iter().map(|r| r.grow(NEAR_OWN)).collect();
+        let neighbours: Vec<(Rect, AppId)> = others
+            .iter()
+            .filter(|(r, _)| {
+                interior
+                    .iter()
+                    .any(|o| o.grow(NEAR_OWN + reach + 1.0).meets(r))
+            })
+            .copied()
+            .collect();
         let (mut needed, mut keep, mut now) = (Vec::new(), Vec::new(), Vec::new());
         let mut moves: ByApp<GhostMove> = ByApp::default();
         let mut creates: ByApp<GhostState> = ByApp::default();
@@ -559,7 +577,12 @@ impl Cell {
             {
                 continue;
             }
-            Self::apps_near(&others, pos, (d, reach), &mut needed, &mut keep);
+            let candidates = if near_own.iter().any(|r| r.holds(pos.x, pos.z)) {
+                &neighbours
+            } else {
+                &others
+            };
+            Self::apps_near(candidates, pos, (d, reach), &mut needed, &mut keep);
             if keep.is_empty() && self.entries[i].haunts.is_empty() {
                 continue;
             }
