@@ -930,8 +930,8 @@ impl Cell {
         if tick % REORDER_TICKS == 1 {
             self.reorder();
         }
-        self.run_ghosting();
-        self.run_offload(tick);
+        let outside = self.run_ghosting();
+        self.run_offload(tick, &outside);
         if self.witnessed {
             self.run_witnesses(tick, now);
             self.run_aoi_hooks(now);

@@ -521,10 +521,14 @@ impl Cell {
         }
     }
 
-    /// Creates, refreshes and drops ghosts of every real.
-    pub(super) fn run_ghosting(&mut self) {
+    /// Creates, refreshes and drops ghosts of every real. Returns the slots
+    /// of the reals that stand more than [`super::OFFLOAD_HYSTERESIS`]
+    /// outside this app's cells, for the offload that follows: it reads
+    /// every real's position, so the offload need not read them again.
+    pub(super) fn run_ghosting(&mut self) -> Vec<usize> {
+        let mut outside = Vec::new();
         if self.layout.is_none() {
-            return;
+            return outside;
         }
         let tick = self.tick;
         if tick.is_multiple_of(GHOST_REFRESH_TICKS) {
@@ -549,6 +553,11 @@ impl Cell {
         // the other cells near that one (a metre spare for rounding): most
         // reals look through those alone.
         let near_own: Vec<Rect> = interior.iter().map(|r| r.grow(NEAR_OWN)).collect();
+        let staying: Vec<Rect> = interior
+            .iter()
+            .filter(|r| r.area() > 0.0)
+            .map(|r| r.grow(super::OFFLOAD_HYSTERESIS))
+            .collect();
         let neighbours: Vec<(Rect, AppId)> = others
             .iter()
             .filter(|(r, _)| {
@@ -576,6 +585,9 @@ impl Cell {
                 })
             {
                 continue;
+            }
+            if !staying.iter().any(|r| r.holds(pos.x, pos.z)) {
+                outside.push(i);
             }
             let candidates = if near_own.iter().any(|r| r.holds(pos.x, pos.z)) {
                 &neighbours
@@ -670,5 +682,6 @@ impl Cell {
         for (app, list) in moves.by_app() {
             self.send_in_parts(app, list, AppMsg::GhostMoves);
         }
+        outside
     }
 }

@@ -10,7 +10,6 @@
 use glam::Vec3;
 use rustc_hash::FxHashMap;
 use tessera::channel::RealChannel;
-use tessera::layout::Rect;
 use tessera::proto::app::{AppMsg, Onload};
 use tessera::{AppId, EntityId, Time};
 
@@ -200,23 +199,15 @@ impl Cell {
     }
 
     /// Moves every real that is more than the hysteresis outside its cell
-    /// (or outside a cell shrunk to nothing) to the cellapp that covers it.
-    pub(super) fn run_offload(&mut self, tick: u64) {
+    /// (or outside a cell shrunk to nothing) to the cellapp that covers it:
+    /// those in `outside`, the slots the ghosting pass found there.
+    pub(super) fn run_offload(&mut self, tick: u64, outside: &[usize]) {
         if self.faulty(|f| f.no_offload) {
             return;
         }
         let Some(layout) = &self.layout else { return };
-        let own: Vec<Rect> = self
-            .cells
-            .iter()
-            .filter(|c| c.app == self.cfg.app && c.rect.area() > 0.0)
-            .map(|c| c.rect.grow(OFFLOAD_HYSTERESIS))
-            .collect();
         let mut leaving = Vec::new();
-        for r in &self.entries {
-            if r.is_ghost() || own.iter().any(|rect| rect.holds(r.pos.x, r.pos.z)) {
-                continue;
-            }
+        for r in outside.iter().filter_map(|&i| self.entries.get(i)) {
             let dest = layout.app_at(r.pos.x, r.pos.z);
             if dest != self.cfg.app && dest.0 != 0 && !self.dead.contains(&dest) {
                 leaving.push((r.id, dest));
