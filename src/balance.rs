@@ -198,38 +198,72 @@ pub fn bound_levels(points: &[(f32, f32, f32)], load: f32) -> [[Option<f32>; 5];
     // An edge's walk reads only the entities nearest it, up to the largest
     // level: the nearest eighth are picked out and sorted, and the rest
     // only if those fall short. Equal places keep their order in `points`
-    // (reversed for a high edge), as one stable sort of all would.
-    let nearest = |key: fn(&(f32, f32, f32)) -> f32, high: bool| -> Vec<(f32, f32)> {
-        let mut all: Vec<(f32, usize, f32)> = points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (key(p), i, p.2.max(0.0) * scale))
-            .collect();
-        let order = |a: &(f32, usize, f32), b: &(f32, usize, f32)| {
-            let o = a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-            if high {
-                o.reverse()
-            } else {
-                o
-            }
+    // (reversed for a high edge), as one stable sort of all would: each
+    // entity is a key of its place's bits in `f32::total_cmp` order over
+    // its index, and a high edge's keys are these inverted.
+    let nearest = |keys: &mut [u64], high: bool| -> Vec<(f32, f32)> {
+        let some = keys.len() / 8;
+        let take = |keys: &[u64]| -> Vec<(f32, f32)> {
+            keys.iter()
+                .map(|&k| {
+                    let k = if high { !k } else { k };
+                    let p = points[(k & u64::from(u32::MAX)) as usize];
+                    (f32::from_bits(unordered(k >> 32)), p.2.max(0.0) * scale)
+                })
+                .collect()
         };
-        let some = all.len() / 8;
         if some > 0 {
-            all.select_nth_unstable_by(some, order);
-            let head = &mut all[..some];
-            head.sort_unstable_by(order);
-            if head.iter().map(|p| p.2).sum::<f32>() >= LEVELS[0] {
-                return head.iter().map(|p| (p.0, p.2)).collect();
+            keys.select_nth_unstable(some);
+            let head = &mut keys[..some];
+            head.sort_unstable();
+            let picked = take(head);
+            if picked.iter().map(|p| p.1).sum::<f32>() >= LEVELS[0] {
+                return picked;
             }
         }
-        all.sort_unstable_by(order);
-        all.into_iter().map(|p| (p.0, p.2)).collect()
+        keys.sort_unstable();
+        take(keys)
     };
-    walk(Edge::XLow, &mut nearest(|p| p.0, false).iter());
-    walk(Edge::XHigh, &mut nearest(|p| p.0, true).iter());
-    walk(Edge::ZLow, &mut nearest(|p| p.1, false).iter());
-    walk(Edge::ZHigh, &mut nearest(|p| p.1, true).iter());
+    for (axis, edges) in [
+        (0, [Edge::XLow, Edge::XHigh]),
+        (1, [Edge::ZLow, Edge::ZHigh]),
+    ] {
+        let mut keys: Vec<u64> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let v = if axis == 0 { p.0 } else { p.1 };
+                (u64::from(ordered(v)) << 32) | i as u64
+            })
+            .collect();
+        walk(edges[0], &mut nearest(&mut keys, false).iter());
+        for k in keys.iter_mut() {
+            *k = !*k;
+        }
+        walk(edges[1], &mut nearest(&mut keys, true).iter());
+    }
     out
+}
+
+/// The bits of `v` as an unsigned number in the order of
+/// [`f32::total_cmp`].
+fn ordered(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b >> 31 == 1 {
+        !b
+    } else {
+        b | 1 << 31
+    }
+}
+
+/// The `f32` bits [`ordered`] made `o` from (the low 32 bits of `o`).
+fn unordered(o: u64) -> u32 {
+    let o = o as u32;
+    if o >> 31 == 1 {
+        o & !(1 << 31)
+    } else {
+        !o
+    }
 }
 
 #[cfg(test)]
@@ -318,6 +352,29 @@ mod tests {
                 levels_by_full_sort(&points, load)
             );
         }
+    }
+
+    #[test]
+    fn ordered_bits_sort_as_total_cmp_and_come_back() {
+        let mut vs = [
+            3.5f32,
+            -0.0,
+            0.0,
+            -7.25,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e-30,
+            -1e-30,
+            f32::MAX,
+            f32::MIN,
+        ];
+        for v in vs {
+            assert_eq!(unordered(u64::from(ordered(v))), v.to_bits(), "{v}");
+        }
+        let mut by_bits = vs;
+        by_bits.sort_by_key(|v| ordered(*v));
+        vs.sort_by(|a, b| a.total_cmp(b));
+        assert_eq!(by_bits.map(f32::to_bits), vs.map(f32::to_bits));
     }
 
     #[test]
