@@ -41,9 +41,13 @@ pub enum Kind {
 /// the behaviours' pass looks at for every armed real, fill the third;
 /// `repr(C)` keeps that order, and the alignment starts every entry on a
 /// line of its own. The tick's passes and the ghost moves then touch two
-/// lines per entity of its six, which is most of what a tick of a crowded
-/// cell costs. The witness is boxed for the same reason: only client
-/// entities have one.
+/// lines per entity of its five, which is most of what a tick of a crowded
+/// cell costs. Five, an odd number: the first lines of consecutive entries
+/// then fall in every set of the cache, where with four or six they share
+/// a quarter or a half of them (the simulator's crowd ran 3-5 % slower at
+/// four or six lines). What only some entities use is boxed to keep it at
+/// five: the witness (client entities), the channel from the base, the
+/// mailboxes.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub struct Entry {
@@ -100,19 +104,20 @@ pub struct Entry {
     pub pace: Pace,
     /// The real's end of the entity channel: its base's messages in order,
     /// and the numbering of its client's stream frames.
-    pub channel: RealChannel,
+    pub channel: Box<RealChannel>,
     /// Messages for its own client, flushed at the end of the tick.
     pub to_own_client: Vec<Vec<u8>>,
     /// Its mailboxes' numbering (it moves with it).
-    pub mail: Mailbox,
+    pub mail: Box<Mailbox>,
 }
 
 // The hot fields end within the first two cache lines, the timers and
 // traps within the third; the properties' digest and the properties share
-// the fourth.
+// the fourth; five lines in all.
 const _: () = assert!(std::mem::offset_of!(Entry, timers) == 128);
 const _: () = assert!(std::mem::offset_of!(Entry, props_digest) == 192);
 const _: () = assert!(std::mem::offset_of!(Entry, props) < 256);
+const _: () = assert!(std::mem::size_of::<Entry>() == 320);
 
 impl Entry {
     /// A real with nothing but its identity, place and properties.
@@ -143,9 +148,9 @@ impl Entry {
             version: 0,
             ghost_n: 0,
             refreshed: Time(0),
-            channel: RealChannel::default(),
+            channel: Box::default(),
             timers: Timers::default(),
-            mail: Mailbox::default(),
+            mail: Box::default(),
             traps: Traps::default(),
             armed: false,
             changed: false,
