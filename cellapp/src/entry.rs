@@ -80,9 +80,8 @@ pub struct Entry {
     pub version: u32,
     /// Counter of ghost messages sent at this version.
     pub ghost_n: u32,
-    /// For a ghost: when it last heard newer news from its real other than
-    /// a plain move (its whole state, a check, an update), or the real
-    /// left from here.
+    /// For a ghost: when it last heard newer news from its real (a create,
+    /// a refresh, a move), or the real left from here.
     pub refreshed: Time,
     /// The baseapp holding its base, if it has one.
     pub base: Option<AppId>,

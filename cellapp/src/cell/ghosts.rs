@@ -47,12 +47,11 @@ const NEAR_OWN: f32 = 2.0 * super::OFFLOAD_HYSTERESIS;
 /// any ghost can be wrong.
 pub(super) const GHOST_REFRESH_TICKS: u64 = 50;
 
-/// A ghost that has heard nothing newer from its real (no check, no
-/// whole state, no update of its properties) for this long is dropped:
-/// its real no longer counts this cellapp among its ghosts' holders.
-/// Measured in time, not in this cellapp's ticks, and several refresh
-/// periods long, so a real whose cellapp ticks slowly under load keeps
-/// its ghosts.
+/// A ghost that has heard nothing newer from its real (no refresh, no
+/// move) for this long is dropped: its real no longer counts this cellapp
+/// among its ghosts' holders. Measured in time, not in this cellapp's
+/// ticks, and several refresh periods long, so a real whose cellapp ticks
+/// slowly under load keeps its ghosts.
 pub(super) const GHOST_ORPHAN_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The newest stamp of every ghost deleted here, so that an older ghost
@@ -282,13 +281,9 @@ impl Cell {
         self.move_hints.0.insert(from, hints);
     }
 
-    /// Moves the ghost in slot `i` if `stamp` is newer than its last. A
-    /// plain move does not count as hearing from the real
-    /// ([`Entry::refreshed`]): the real's checks, every
-    /// [`GHOST_REFRESH_TICKS`], do, and a move then touches only the
-    /// entry's first cache line.
+    /// Moves the ghost in slot `i` if `stamp` is newer than its last.
     fn ghost_move_at(&mut self, i: usize, stamp: Stamp, pos: Vec3, yaw: f32) -> bool {
-        let tick = self.tick;
+        let (tick, now) = (self.tick, self.last_tick.unwrap_or(Time(0)));
         let r = &mut self.entries[i];
         let Some((real, old)) = r.ghost() else {
             return false;
@@ -300,6 +295,9 @@ impl Cell {
             return false;
         }
         r.kind = Kind::Ghost { real, stamp };
+        // Only the current real sends newer news, and only while it counts
+        // this cellapp among its ghosts' holders.
+        r.refreshed = now;
         if pos.is_finite() && yaw.is_finite() {
             r.move_to(pos, yaw, tick);
         }
@@ -321,7 +319,6 @@ impl Cell {
             return;
         }
         let r = &mut self.entries[i];
-        r.refreshed = self.last_tick.unwrap_or(Time(0));
         let Some(info) = self.types.get(r.type_id.0 as usize) else {
             return;
         };
@@ -386,14 +383,10 @@ impl Cell {
             if !self.ghost_move_at(i, c.stamp, Vec3::from_array(c.pos), c.yaw) {
                 continue;
             }
-            // Only the current real sends newer news, and only while it
-            // counts this cellapp among its ghosts' holders.
-            let r = &mut self.entries[i];
-            r.kind = Kind::Ghost {
+            self.entries[i].kind = Kind::Ghost {
                 real: from,
                 stamp: c.stamp,
             };
-            r.refreshed = self.last_tick.unwrap_or(Time(0));
             if self.view_digest(i) != c.digest {
                 stale.push(c.entity);
             }
