@@ -44,10 +44,12 @@ pub enum Kind {
 /// lines per entity of its five, which is most of what a tick of a crowded
 /// cell costs. Five, an odd number: the first lines of consecutive entries
 /// then fall in every set of the cache, where with four or six they share
-/// a quarter or a half of them (the simulator's crowd ran 3-5 % slower at
-/// four or six lines). What only some entities use is boxed to keep it at
-/// five: the witness (client entities), the channel from the base, the
-/// mailboxes.
+/// a quarter or a half of them (in a build without whole-program
+/// optimisation the simulator's crowd ran 3-5 % slower at four or six
+/// lines; with it, the difference was within the noise). To keep it at
+/// five, the channel from the base and the mailboxes are boxed (a small
+/// allocation each per entry), and the witness, which only client
+/// entities have, is an optional box.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub struct Entry {

@@ -151,7 +151,7 @@ impl Cell {
         };
         r.goal = o.goal.map(Vec3::from_array);
         r.version = o.version;
-        r.channel = Box::new(RealChannel::resume(o.next_seq, o.pending, o.out_seq));
+        *r.channel = RealChannel::resume(o.next_seq, o.pending, o.out_seq);
         let mut timers = o.timers;
         if self.faulty(|f| f.refire_timers) {
             for t in &mut timers {
@@ -162,7 +162,7 @@ impl Cell {
             *t = Timers::from_parts(timers, o.next_timer);
             *p = Traps::from_parts(o.traps, o.next_trap);
         });
-        r.mail = Box::new(Mailbox::import(o.mail));
+        *r.mail = Mailbox::import(o.mail);
         r.set_dirty(dirty);
         r.haunts = o
             .haunts
