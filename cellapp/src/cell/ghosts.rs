@@ -87,10 +87,10 @@ impl Tombs {
 }
 
 /// Where the ghosts of each cellapp's last [`AppMsg::GhostMoves`] were in
-/// the entries, move by move. A real's cell sends its moves in the same
-/// order tick after tick, so the slot found last time is nearly always
-/// right (it is checked by id); the map lookup, a cache miss per move in a
-/// crowd, is left for the rest.
+/// the entries, move by move, tried (and checked by id) before the map.
+/// It finds a slot only while the sender's list of moves keeps its order
+/// from one message to the next: in moving-hotspot, where a crowd's moves
+/// to one neighbour split into several messages, about one move in ten.
 #[derive(Debug, Default)]
 pub(super) struct MoveHints(FxHashMap<AppId, Vec<usize>>);
 

@@ -6,8 +6,9 @@
 //!
 //! App links are connections as the QUIC transport has them: dialled to an
 //! address, carrying whole frames (encoded by the cores, and decoded on
-//! arrival with the same bound as the driver), closed by either side, or cut by a
-//! crash or a planted fault, which loses whatever was in flight on them.
+//! arrival with the same bound as the driver), closed by either side, or
+//! cut by a crash or a planted fault, which loses whatever was in flight
+//! on them.
 
 use bytes::Bytes;
 use rand::RngExt;
