@@ -357,7 +357,13 @@ fn resolve(g: &GroupSpec, duration: u32, side: f32) -> Result<Group, String> {
                 })
                 .collect();
             if track.windows(2).any(|w| w[1].0 < w[0].0) {
-                return Err("waypoints must be in time order".into());
+                // Shares of the run and seconds can cross when the run is
+                // short: say where they fell.
+                let at: Vec<String> = track.iter().map(|w| format!("{} s", w.0)).collect();
+                return Err(format!(
+                    "waypoints must be in time order; in a run of {duration} s they fall at {}",
+                    at.join(", ")
+                ));
             }
             Motion::Gather {
                 track,

@@ -150,3 +150,17 @@ fn a_name_that_is_neither_built_in_nor_a_file_is_refused() {
         "{text}"
     );
 }
+
+#[test]
+fn waypoints_that_a_short_run_puts_out_of_order_are_refused_saying_where_they_fell() {
+    // moving-hotspot's centre waits at 5 s, then at 20 % and 90 % of the
+    // run: in a 5-second run those are 1 s and 4.5 s (rounded to 5 s).
+    let mut s = Scenario::load("moving-hotspot").expect("built in");
+    s.duration = 5;
+    let e = crate::scenario::Spec::new(s, 1, 1, None).expect_err("refused");
+    let text = e.to_string();
+    assert!(
+        text.contains("group (line 10)") && text.contains("in a run of 5 s they fall at 5 s, 1 s"),
+        "{text}"
+    );
+}
