@@ -195,7 +195,9 @@ pub(crate) struct IndexSync {
     /// the index.
     indexed_tick: u64,
     /// Slots were reordered since the index was last brought up to date:
-    /// it is rebuilt whole.
+    /// it is rebuilt whole before the next query, and entries coming and
+    /// going are not written to it until then (in a cell where nobody
+    /// asks, ghosts come and go every tick).
     stale: bool,
 }
 
@@ -513,7 +515,9 @@ impl Cell {
     fn add_real(&mut self, mut real: Entry) {
         real.pos = self.clamp(real.pos);
         let i = self.entries.len();
-        self.index.insert(key(i), xz(real.pos));
+        if !self.index_sync.stale {
+            self.index.insert(key(i), xz(real.pos));
+        }
         self.slot.insert(real.id, i);
         self.entries.push(real);
     }
@@ -522,12 +526,17 @@ impl Cell {
         let i = self.slot.remove(&id)?;
         let last = self.entries.len() - 1;
         let real = self.entries.swap_remove(i);
-        self.index.remove(key(last));
+        let indexed = !self.index_sync.stale;
+        if indexed {
+            self.index.remove(key(last));
+        }
         if let Some(moved) = self.entries.get(i) {
             // The last real took slot i: re-key it in the index.
             self.slot.insert(moved.id, i);
-            self.index.remove(key(i));
-            self.index.insert(key(i), xz(moved.pos));
+            if indexed {
+                self.index.remove(key(i));
+                self.index.insert(key(i), xz(moved.pos));
+            }
         }
         Some(real)
     }
