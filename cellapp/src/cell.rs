@@ -309,9 +309,6 @@ pub struct Cell {
     /// Cellapps known dead: nothing from them is taken any more.
     dead: std::collections::BTreeSet<AppId>,
     tombs: ghosts::Tombs,
-    /// Where each cellapp's last ghost moves were found (see
-    /// [`ghosts::MoveHints`]).
-    move_hints: ghosts::MoveHints,
     handoffs_us: Vec<u32>,
     /// Messages refused for who sent them.
     refusals: channel::Refusals,
@@ -394,7 +391,6 @@ impl Cell {
             forward: Default::default(),
             dead: Default::default(),
             tombs: Default::default(),
-            move_hints: Default::default(),
             handoffs_us: Vec::new(),
             refusals: Default::default(),
             outbox: Vec::new(),
@@ -712,7 +708,7 @@ impl Cell {
                 props,
             } => self.ghost_update(entity, stamp, Vec3::from_array(pos), yaw, props),
             AppMsg::GhostDelete { entity, stamp } => self.ghost_delete(entity, stamp),
-            AppMsg::GhostMoves(moves) => self.ghost_moves(from, &moves),
+            AppMsg::GhostMoves(moves) => self.ghost_moves(&moves),
             AppMsg::Onload(o) => self.onload(now, *o),
             AppMsg::Forget { entity } => self.forget(entity),
             AppMsg::Record(on) if from == MANAGER => self.recording = on,

@@ -86,14 +86,6 @@ impl Tombs {
     }
 }
 
-/// Where the ghosts of each cellapp's last [`AppMsg::GhostMoves`] were in
-/// the entries, move by move, tried (and checked by id) before the map.
-/// It finds a slot only while the sender's list of moves keeps its order
-/// from one message to the next: in moving-hotspot, where a crowd's moves
-/// to one neighbour split into several messages, about one move in ten.
-#[derive(Debug, Default)]
-pub(super) struct MoveHints(FxHashMap<AppId, Vec<usize>>);
-
 /// What the ghosting pass sends each neighbour, by cellapp: a real near
 /// an edge has two or three, so a short list searched in turn finds one
 /// sooner than a map; the lists go out in cellapp order.
@@ -122,13 +114,6 @@ impl<T> ByApp<T> {
     fn by_app(mut self) -> impl Iterator<Item = (AppId, Vec<T>)> {
         self.0.sort_unstable_by_key(|(a, _)| *a);
         self.0.into_iter()
-    }
-}
-
-impl MoveHints {
-    /// `app` is dead: it sends no more moves.
-    pub(super) fn forget(&mut self, app: AppId) {
-        self.0.remove(&app);
     }
 }
 
@@ -264,21 +249,13 @@ impl Cell {
         }
     }
 
-    /// A tick's plain moves of `from`'s reals.
-    pub(super) fn ghost_moves(&mut self, from: AppId, moves: &[GhostMove]) {
-        let mut hints = self.move_hints.0.remove(&from).unwrap_or_default();
-        hints.resize(moves.len(), usize::MAX);
-        for (m, hint) in moves.iter().zip(hints.iter_mut()) {
-            let at = match self.entries.get(*hint) {
-                Some(e) if e.id == m.entity => Some(*hint),
-                _ => self.slot.get(&m.entity).copied(),
-            };
-            *hint = at.unwrap_or(usize::MAX);
-            if let Some(i) = at {
+    /// A tick's plain moves of another cellapp's reals.
+    pub(super) fn ghost_moves(&mut self, moves: &[GhostMove]) {
+        for m in moves {
+            if let Some(&i) = self.slot.get(&m.entity) {
                 self.ghost_move_at(i, m.stamp, Vec3::from_array(m.pos), m.yaw);
             }
         }
-        self.move_hints.0.insert(from, hints);
     }
 
     /// Moves the ghost in slot `i` if `stamp` is newer than its last.

@@ -35,7 +35,6 @@ impl Cell {
             return;
         }
         if self.dead.insert(app) {
-            self.move_hints.forget(app);
             self.purge(app);
         }
         if from != MANAGER {
