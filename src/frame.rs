@@ -39,7 +39,14 @@ pub enum FrameError {
 /// Encodes a message as a frame (length prefix and body), in one buffer:
 /// the body is written after a placeholder for its length.
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
+    encode_sized(msg, 64)
+}
+
+/// [`encode`] into a buffer that starts with room for `capacity` bytes: a
+/// large message whose size is known ahead is written without the buffer
+/// growing (and copying itself) on the way.
+pub fn encode_sized<T: Serialize>(msg: &T, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity.max(HEADER_LEN));
     out.extend_from_slice(&[0; HEADER_LEN]);
     let mut out = postcard::to_extend(msg, out).unwrap_or_else(|_| vec![0; HEADER_LEN]);
     let len = (out.len() - HEADER_LEN) as u32;

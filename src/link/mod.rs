@@ -175,7 +175,7 @@ impl Transmit {
 
 /// Encodes a message as a frame to transmit.
 pub fn encode(msg: &AppMsg) -> Bytes {
-    Bytes::from(frame::encode(msg))
+    Bytes::from(frame::encode_sized(msg, msg.frame_size_hint()))
 }
 
 /// Timing and bounds of a link table.

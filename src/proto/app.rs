@@ -499,6 +499,19 @@ pub const GHOST_STATES_BYTES: usize = 256 << 10;
 pub const MAX_ENTITY_NAME: usize = 64;
 
 impl AppMsg {
+    /// Room to start its frame with: the whole frame of a tick's ghost
+    /// moves (the bulk of what cellapps send each other; known from their
+    /// count), a small buffer for anything else.
+    pub fn frame_size_hint(&self) -> usize {
+        match self {
+            AppMsg::GhostMoves(moves) => {
+                // Length prefix, variant and the byte string's varint length.
+                16 + moves.len() * super::ghost_moves::MOVE_BYTES
+            }
+            _ => 64,
+        }
+    }
+
     /// The message's kind, for logs (`"ToEntity"`). Formats the whole
     /// message to find it: for the rare log line, not per message.
     pub fn kind_name(&self) -> String {

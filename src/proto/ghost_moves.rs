@@ -19,18 +19,24 @@ pub const MOVE_BYTES: usize = 32;
 
 /// Packs `moves` into one byte string.
 pub fn serialize<S: Serializer>(moves: &[GhostMove], s: S) -> Result<S::Ok, S::Error> {
-    let mut buf = vec![0; moves.len() * MOVE_BYTES];
-    let (chunks, _) = buf.as_chunks_mut::<MOVE_BYTES>();
-    for (m, out) in moves.iter().zip(chunks) {
-        out[..8].copy_from_slice(&m.entity.0.to_le_bytes());
-        out[8..12].copy_from_slice(&m.stamp.0.to_le_bytes());
-        out[12..16].copy_from_slice(&m.stamp.1.to_le_bytes());
-        for (v, at) in m.pos.iter().zip([16, 20, 24]) {
-            out[at..at + 4].copy_from_slice(&v.to_le_bytes());
-        }
-        out[28..].copy_from_slice(&m.yaw.to_le_bytes());
+    let mut buf = Vec::with_capacity(moves.len() * MOVE_BYTES);
+    for m in moves {
+        buf.extend_from_slice(&pack(m));
     }
     s.serialize_bytes(&buf)
+}
+
+/// The 32 bytes of one move.
+fn pack(m: &GhostMove) -> [u8; MOVE_BYTES] {
+    let mut out = [0; MOVE_BYTES];
+    out[..8].copy_from_slice(&m.entity.0.to_le_bytes());
+    out[8..12].copy_from_slice(&m.stamp.0.to_le_bytes());
+    out[12..16].copy_from_slice(&m.stamp.1.to_le_bytes());
+    for (v, at) in m.pos.iter().zip([16, 20, 24]) {
+        out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    out[28..].copy_from_slice(&m.yaw.to_le_bytes());
+    out
 }
 
 /// Unpacks a byte string of whole moves, at most [`MAX_GHOST_MOVES`].
