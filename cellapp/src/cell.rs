@@ -309,6 +309,9 @@ pub struct Cell {
     /// Cellapps known dead: nothing from them is taken any more.
     dead: std::collections::BTreeSet<AppId>,
     tombs: ghosts::Tombs,
+    /// The cells as the last ghosting pass read them (the reals' leeway
+    /// holds while they stay so).
+    ghost_geometry: ghosts::Geometry,
     handoffs_us: Vec<u32>,
     /// Messages refused for who sent them.
     refusals: channel::Refusals,
@@ -391,6 +394,7 @@ impl Cell {
             forward: Default::default(),
             dead: Default::default(),
             tombs: Default::default(),
+            ghost_geometry: Default::default(),
             handoffs_us: Vec::new(),
             refusals: Default::default(),
             outbox: Vec::new(),

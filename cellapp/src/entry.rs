@@ -71,6 +71,10 @@ pub struct Entry {
     /// A property changed this tick: the passes that only ask whether
     /// look here, in the first line, not at `dirty`.
     changed: bool,
+    /// For a real: how much farther it may move (along x or z) before the
+    /// ghosting pass must work out again which cellapps need its ghost
+    /// (see `cell::ghosts::leeway`); each move spends it.
+    leeway: f32,
     /// Its AoI, if a client controls it.
     pub witness: Option<Box<Witness>>,
     /// Cellapps holding a ghost of this real (kept inline: the ghosting
@@ -115,6 +119,7 @@ pub struct Entry {
 // The hot fields end within the first two cache lines, the timers and
 // traps within the third; the properties' digest and the properties share
 // the fourth; five lines in all.
+const _: () = assert!(std::mem::offset_of!(Entry, leeway) < 64);
 const _: () = assert!(std::mem::offset_of!(Entry, timers) == 128);
 const _: () = assert!(std::mem::offset_of!(Entry, props_digest) == 192);
 const _: () = assert!(std::mem::offset_of!(Entry, props) < 256);
@@ -155,6 +160,7 @@ impl Entry {
             traps: Traps::default(),
             armed: false,
             changed: false,
+            leeway: 0.0,
         }
     }
 
@@ -259,9 +265,22 @@ impl Entry {
         }
     }
 
+    /// How much farther it may move before the ghosting pass looks at
+    /// where it stands again.
+    pub(crate) fn leeway(&self) -> f32 {
+        self.leeway
+    }
+
+    /// The ghosting pass has looked at where it stands: it may move this
+    /// far before the pass must look again.
+    pub(crate) fn set_leeway(&mut self, leeway: f32) {
+        self.leeway = leeway;
+    }
+
     /// Moves the entity (server-side moves are trusted).
     pub fn move_to(&mut self, pos: Vec3, yaw: f32, tick: u64) {
         if pos != self.pos || yaw != self.yaw {
+            self.leeway -= (pos.x - self.pos.x).abs().max((pos.z - self.pos.z).abs());
             self.pos = pos;
             self.yaw = yaw;
             self.moved_tick = tick;

@@ -25,6 +25,10 @@ use tessera::{AppId, EntityId, Time};
 
 use super::{Cell, EntitySnapshot};
 use crate::entry::{Entry, Kind};
+pub(super) use leeway::Geometry;
+use leeway::Lines;
+
+mod leeway;
 
 /// Room a tick's moves to one neighbour start with (a crowd near an edge
 /// sends hundreds; growing from nothing copies them seven times).
@@ -84,6 +88,17 @@ impl Tombs {
     pub(super) fn lift(&mut self, entity: EntityId) {
         self.0.remove(&entity);
     }
+}
+
+/// What a real's ghosts hear in a tick.
+struct News {
+    entity: EntityId,
+    /// Its turn to check its ghosts ([`GHOST_REFRESH_TICKS`]).
+    refresh: bool,
+    /// It moved in the last tick.
+    moved: bool,
+    /// Its ghosted properties that changed this tick, with their values.
+    dirty: Vec<PropValue>,
 }
 
 /// What the ghosting pass sends each neighbour, by cellapp: a real near
@@ -491,6 +506,74 @@ impl Cell {
         }
     }
 
+    /// What real `i`'s ghosts are to hear this tick.
+    fn news(&self, i: usize, tick: u64) -> News {
+        let r = &self.entries[i];
+        News {
+            entity: r.id,
+            refresh: tick
+                .wrapping_add(r.id.0)
+                .is_multiple_of(GHOST_REFRESH_TICKS),
+            moved: r.moved_tick + 1 >= tick,
+            dirty: if r.changed() {
+                self.ghosted(r, Some(r.dirty()))
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Tells real `i`'s ghost on `app` what `news` says: a check on its
+    /// turn, else its move (with the tick's other moves to `app`) or its
+    /// move and changed properties, if it has any.
+    fn tell(
+        &mut self,
+        i: usize,
+        app: AppId,
+        news: &News,
+        checks: &mut ByApp<GhostCheck>,
+        moves: &mut ByApp<GhostMove>,
+    ) {
+        if self.faulty(|f| f.no_ghost_updates) {
+            return;
+        }
+        let entity = news.entity;
+        if news.refresh {
+            let digest = self.view_digest(i);
+            let r = &mut self.entries[i];
+            let stamp = r.next_stamp();
+            checks.to(app, 0).push(GhostCheck {
+                entity,
+                stamp,
+                pos: r.pos.to_array(),
+                yaw: r.yaw,
+                digest,
+            });
+        } else if news.moved || !news.dirty.is_empty() {
+            let r = &mut self.entries[i];
+            let stamp = r.next_stamp();
+            if news.dirty.is_empty() {
+                // Plain moves travel together, one message per neighbour
+                // per tick.
+                moves.to(app, MOVES_FIRST).push(GhostMove {
+                    entity,
+                    stamp,
+                    pos: r.pos.to_array(),
+                    yaw: r.yaw,
+                });
+            } else {
+                let msg = AppMsg::GhostUpdate {
+                    entity,
+                    stamp,
+                    pos: r.pos.to_array(),
+                    yaw: r.yaw,
+                    props: news.dirty.clone(),
+                };
+                self.outbox.push((app, msg));
+            }
+        }
+    }
+
     /// Creates, refreshes and drops ghosts of every real. Returns the slots
     /// of the reals that stand more than [`super::OFFLOAD_HYSTERESIS`]
     /// outside this app's cells, for the offload that follows: it reads
@@ -509,16 +592,28 @@ impl Cell {
         // cells meets no other cell: with no ghosts out, nothing to do.
         let reach = d + GHOST_HYSTERESIS;
         let cells = &self.cells;
-        let interior: Vec<Rect> = cells
-            .iter()
-            .filter(|c| c.app == self.cfg.app)
-            .map(|c| c.rect)
-            .collect();
-        let others: Vec<(Rect, AppId)> = cells
-            .iter()
-            .filter(|c| c.app != self.cfg.app && !self.dead.contains(&c.app))
-            .map(|c| (c.rect, c.app))
-            .collect();
+        let geometry = Geometry::new(
+            cells
+                .iter()
+                .filter(|c| c.app == self.cfg.app)
+                .map(|c| c.rect)
+                .collect(),
+            cells
+                .iter()
+                .filter(|c| c.app != self.cfg.app && !self.dead.contains(&c.app))
+                .map(|c| (c.rect, c.app))
+                .collect(),
+        );
+        // The reals' leeway holds while the cells are as the last tick
+        // left them.
+        let settled = geometry == self.ghost_geometry;
+        let lines = Lines::new(
+            &geometry,
+            reach,
+            &[super::OFFLOAD_HYSTERESIS, NEAR_OWN],
+            &[d, reach],
+        );
+        let (interior, others) = (geometry.interior(), geometry.others());
         // A real within NEAR_OWN of one of this app's cells can only meet
         // the other cells near that one (a metre spare for rounding): most
         // reals look through those alone.
@@ -545,7 +640,21 @@ impl Cell {
             if self.entries[i].is_ghost() {
                 continue;
             }
+            if settled && self.entries[i].leeway() > 0.0 {
+                // Where it stands, nothing has changed: no ghost goes or
+                // comes, and it is not outside (those get no leeway).
+                if !self.entries[i].haunts.is_empty() {
+                    let news = self.news(i, tick);
+                    for k in 0..self.entries[i].haunts.len() {
+                        let app = self.entries[i].haunts[k];
+                        self.tell(i, app, &news, &mut checks, &mut moves);
+                    }
+                }
+                continue;
+            }
             let pos = self.entries[i].pos;
+            // Given now, spent by its moves until it is looked at again.
+            self.entries[i].set_leeway(lines.leeway(pos));
             if self.entries[i].haunts.is_empty()
                 && interior.iter().any(|r| {
                     pos.x - reach > r.x0
@@ -558,26 +667,19 @@ impl Cell {
             }
             if !staying.iter().any(|r| r.holds(pos.x, pos.z)) {
                 outside.push(i);
+                // The offload may not take it this tick: look again next.
+                self.entries[i].set_leeway(0.0);
             }
             let candidates = if near_own.iter().any(|r| r.holds(pos.x, pos.z)) {
-                &neighbours
+                neighbours.as_slice()
             } else {
-                &others
+                others
             };
             Self::apps_near(candidates, pos, (d, reach), &mut needed, &mut keep);
             if keep.is_empty() && self.entries[i].haunts.is_empty() {
                 continue;
             }
-            let moved = self.entries[i].moved_tick + 1 >= tick;
-            let dirty = if self.entries[i].changed() {
-                self.ghosted(&self.entries[i], Some(self.entries[i].dirty()))
-            } else {
-                Vec::new()
-            };
-            let entity = self.entries[i].id;
-            let refresh = tick
-                .wrapping_add(entity.0)
-                .is_multiple_of(GHOST_REFRESH_TICKS);
+            let news = self.news(i, tick);
             // Whether a ghost goes or comes: else the haunts stay as they are
             // (they are read in place, and only replaced after the loop).
             let mut changed = false;
@@ -585,45 +687,17 @@ impl Cell {
             for k in 0..self.entries[i].haunts.len() {
                 let app = self.entries[i].haunts[k];
                 if keep.contains(&app) {
-                    if refresh && !self.faulty(|f| f.no_ghost_updates) {
-                        let digest = self.view_digest(i);
-                        let r = &mut self.entries[i];
-                        let stamp = r.next_stamp();
-                        checks.to(app, 0).push(GhostCheck {
-                            entity,
-                            stamp,
-                            pos: r.pos.to_array(),
-                            yaw: r.yaw,
-                            digest,
-                        });
-                    } else if (moved || !dirty.is_empty()) && !self.faulty(|f| f.no_ghost_updates) {
-                        let r = &mut self.entries[i];
-                        let stamp = r.next_stamp();
-                        if dirty.is_empty() {
-                            // Plain moves travel together, one message per
-                            // neighbour per tick.
-                            moves.to(app, MOVES_FIRST).push(GhostMove {
-                                entity,
-                                stamp,
-                                pos: r.pos.to_array(),
-                                yaw: r.yaw,
-                            });
-                        } else {
-                            let msg = AppMsg::GhostUpdate {
-                                entity,
-                                stamp,
-                                pos: r.pos.to_array(),
-                                yaw: r.yaw,
-                                props: dirty.clone(),
-                            };
-                            self.outbox.push((app, msg));
-                        }
-                    }
+                    self.tell(i, app, &news, &mut checks, &mut moves);
                     now.push(app);
                 } else {
                     let stamp = self.entries[i].next_stamp();
-                    self.outbox
-                        .push((app, AppMsg::GhostDelete { entity, stamp }));
+                    self.outbox.push((
+                        app,
+                        AppMsg::GhostDelete {
+                            entity: news.entity,
+                            stamp,
+                        },
+                    ));
                     changed = true;
                 }
             }
@@ -652,6 +726,7 @@ impl Cell {
         for (app, list) in moves.by_app() {
             self.send_in_parts(app, list, AppMsg::GhostMoves);
         }
+        self.ghost_geometry = geometry;
         outside
     }
 }
