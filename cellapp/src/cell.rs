@@ -318,6 +318,8 @@ pub struct Cell {
     outbox: Vec<(AppId, AppMsg)>,
     to_clients: BTreeMap<AppId, Vec<ClientPacket>>,
     scratch_ids: Vec<EntityId>,
+    /// Where a message's ghost moves found their ghosts.
+    scratch_slots: Vec<Option<usize>>,
     scratch_out: WitnessOut,
     briefs: Vec<Brief>,
     scratch_places: Vec<u32>,
@@ -400,6 +402,7 @@ impl Cell {
             outbox: Vec::new(),
             to_clients: BTreeMap::new(),
             scratch_ids: Vec::new(),
+            scratch_slots: Vec::new(),
             scratch_out: WitnessOut::default(),
             briefs: Vec::new(),
             scratch_places: Vec::new(),
