@@ -611,16 +611,18 @@ impl Cell {
         Some(id)
     }
 
-    /// Puts reals that are near each other in space near each other in
+    /// Puts entries that are near each other in space near each other in
     /// memory (Z-order of their position), so a witness's candidates are read
     /// from a few cache lines instead of all over the cell. Entities move
     /// slowly, so doing it every [`REORDER_TICKS`] ticks keeps the order good.
+    /// The reals come first, then the ghosts: the passes that skip ghosts
+    /// meet them in one run, not at random (2-5 % of moving-hotspot).
     fn reorder(&mut self) {
         let [x0, z0, ..] = self.cfg.bounds;
         self.entries.sort_by_cached_key(|r| {
             let gx = ((r.pos.x - x0) / REORDER_CELL).clamp(0.0, 65535.0) as u32;
             let gz = ((r.pos.z - z0) / REORDER_CELL).clamp(0.0, 65535.0) as u32;
-            (morton(gx, gz), r.id)
+            (r.is_ghost(), morton(gx, gz), r.id)
         });
         for (i, r) in self.entries.iter().enumerate() {
             self.slot.insert(r.id, i);
