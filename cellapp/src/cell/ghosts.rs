@@ -264,19 +264,27 @@ impl Cell {
         }
     }
 
-    /// A tick's plain moves of another cellapp's reals.
-    pub(super) fn ghost_moves(&mut self, moves: &[GhostMove]) {
-        // The ghosts are found first, and the first cache line of each read
-        // in a loop that does nothing else: their misses then wait together
-        // (a loop that also applied each move had few in flight at once).
+    /// The slots of `entities` (`None` for one not here), with the first
+    /// cache line of each entry read in a loop that does nothing else: a
+    /// message's entries are scattered over the table, and their cache
+    /// misses then wait together (a loop that also applied each message
+    /// had few in flight at once). Give the slots back to
+    /// `scratch_slots` when done.
+    fn find_all(&mut self, entities: impl Iterator<Item = EntityId>) -> Vec<Option<usize>> {
         let mut slots = std::mem::take(&mut self.scratch_slots);
         slots.clear();
-        slots.extend(moves.iter().map(|m| self.slot.get(&m.entity).copied()));
+        slots.extend(entities.map(|e| self.slot.get(&e).copied()));
         let seen = slots
             .iter()
             .filter_map(|&i| self.entries.get(i?))
             .fold(0, |acc, e| acc ^ e.moved_tick);
         std::hint::black_box(seen);
+        slots
+    }
+
+    /// A tick's plain moves of another cellapp's reals.
+    pub(super) fn ghost_moves(&mut self, moves: &[GhostMove]) {
+        let slots = self.find_all(moves.iter().map(|m| m.entity));
         for (m, &i) in moves.iter().zip(&slots) {
             if let Some(i) = i {
                 self.ghost_move_at(i, m.stamp, Vec3::from_array(m.pos), m.yaw);
@@ -375,11 +383,12 @@ impl Cell {
     /// that is missing or holds other properties is asked for whole.
     pub(super) fn ghost_checks(&mut self, from: AppId, checks: &[GhostCheck]) {
         let mut stale = Vec::new();
-        for c in checks {
+        let slots = self.find_all(checks.iter().map(|c| c.entity));
+        for (c, &i) in checks.iter().zip(&slots) {
             if self.tombs.bars(c.entity, c.stamp) {
                 continue;
             }
-            let Some(&i) = self.slot.get(&c.entity) else {
+            let Some(i) = i else {
                 stale.push(c.entity);
                 continue;
             };
@@ -395,6 +404,7 @@ impl Cell {
                 stale.push(c.entity);
             }
         }
+        self.scratch_slots = slots;
         if !stale.is_empty() {
             self.outbox.push((from, AppMsg::GhostsStale(stale)));
         }
