@@ -35,7 +35,7 @@ mod leeway;
 const MOVES_FIRST: usize = 64;
 
 /// Extra distance before a ghost is dropped.
-const GHOST_HYSTERESIS: f32 = 20.0;
+pub(super) const GHOST_HYSTERESIS: f32 = 20.0;
 
 /// How far outside its app's cells the ghosting pass expects a real to
 /// stand at most (it leaves beyond [`super::OFFLOAD_HYSTERESIS`]); one

@@ -2,7 +2,7 @@
 //! is brought up to date only when a witness asks, and must then answer as
 //! if it had followed every move.
 
-use super::ghosts::{GHOST_ORPHAN_AFTER, GHOST_REFRESH_TICKS};
+use super::ghosts::{GHOST_HYSTERESIS, GHOST_ORPHAN_AFTER, GHOST_REFRESH_TICKS};
 use super::*;
 use crate::behavior::{motion, Ctx};
 use std::path::Path;
@@ -82,21 +82,31 @@ fn check_index(cell: &mut Cell) {
     }
 }
 
-fn watcher(cell: &mut Cell, n: u64) {
-    let ty = defs().by_name("Watcher").map_or(TypeId(1), |t| t.id);
+/// Its base (app 9) creates entity `entity` of type `ty` at `pos`.
+fn create(cell: &mut Cell, ty: &str, entity: EntityId, pos: [f32; 3]) {
+    let type_id = defs().by_name(ty).map_or(TypeId(0), |t| t.id);
     cell.handle(
         Time(0),
         AppId(9),
         AppMsg::CreateEntity {
-            entity: EntityId((1 << 40) + n),
-            type_id: ty,
+            entity,
+            type_id,
             state: CellState {
-                pos: [100.0 + n as f32, 0.0, 100.0],
+                pos,
                 yaw: 0.0,
-                props: vec![],
+                props: Vec::new(),
             },
             version: 0,
         },
+    );
+}
+
+fn watcher(cell: &mut Cell, n: u64) {
+    create(
+        cell,
+        "Watcher",
+        EntityId((1 << 40) + n),
+        [100.0 + n as f32, 0.0, 100.0],
     );
 }
 
@@ -225,6 +235,12 @@ fn halved() -> Cell {
     let mut c = cell(IndexKind::Grid);
     let bounds = tessera::layout::Rect::new(0.0, 0.0, 300.0, 300.0);
     let layout = Layout::equal(bounds, &[AppId(1), AppId(2)]).expect("two cells");
+    lay_out(&mut c, layout);
+    c
+}
+
+/// The manager sends the cell `layout`.
+fn lay_out(c: &mut Cell, layout: Layout) {
     c.handle(
         Time(0),
         tessera::MANAGER,
@@ -233,7 +249,6 @@ fn halved() -> Cell {
             cells: Vec::new(),
         },
     );
-    c
 }
 
 fn ticks(c: &mut Cell, n: u64) -> Vec<(AppId, AppMsg)> {
@@ -250,22 +265,8 @@ fn ticks(c: &mut Cell, n: u64) -> Vec<(AppId, AppMsg)> {
 fn a_still_real_checks_its_ghosts_now_and_then_and_sends_its_state_when_asked() {
     let mut c = halved();
     c.set_frozen(true);
-    let npc = defs().by_name("Npc").map_or(TypeId(0), |t| t.id);
     let entity = EntityId(5);
-    c.handle(
-        Time(0),
-        AppId(9),
-        AppMsg::CreateEntity {
-            entity,
-            type_id: npc,
-            state: CellState {
-                pos: [145.0, 0.0, 150.0],
-                yaw: 0.0,
-                props: Vec::new(),
-            },
-            version: 0,
-        },
-    );
+    create(&mut c, "Npc", entity, [145.0, 0.0, 150.0]);
     let creates = |out: &[(AppId, AppMsg)]| {
         out.iter()
             .filter(|(to, _)| *to == AppId(2))
@@ -371,22 +372,13 @@ fn a_ghost_asks_for_the_whole_state_when_its_properties_differ_or_it_is_missing(
 fn a_tick_of_new_ghosts_goes_in_batches_of_at_most_the_limit() {
     let mut c = halved();
     c.set_frozen(true);
-    let npc = defs().by_name("Npc").map_or(TypeId(0), |t| t.id);
     let n = MAX_GHOST_STATES + 44;
     for k in 0..n {
-        c.handle(
-            Time(0),
-            AppId(9),
-            AppMsg::CreateEntity {
-                entity: EntityId(100 + k as u64),
-                type_id: npc,
-                state: CellState {
-                    pos: [145.0, 0.0, (k % 300) as f32],
-                    yaw: 0.0,
-                    props: Vec::new(),
-                },
-                version: 0,
-            },
+        create(
+            &mut c,
+            "Npc",
+            EntityId(100 + k as u64),
+            [145.0, 0.0, (k % 300) as f32],
         );
     }
     let out = ticks(&mut c, 1);
@@ -472,4 +464,76 @@ fn a_ghost_no_real_refreshes_is_dropped() {
     assert!(!held(&c), "an orphaned ghost stays");
     c.handle(Time(0), AppId(2), g(5));
     assert!(!held(&c), "an old create brought it back");
+}
+
+/// A real walks toward the other cellapp's cell and back, a little each
+/// tick, and that cell's line moves under it: its ghost there must come
+/// the tick it is within the ghost distance and go the tick it is farther
+/// than the distance a ghost is kept to, however long the ghosting pass
+/// has left it alone (its leeway) before.
+#[test]
+fn a_ghost_comes_and_goes_the_tick_its_real_crosses_the_distances() {
+    let mut c = halved();
+    c.set_frozen(true);
+    let entity = EntityId(5);
+    let z = 150.0;
+    create(&mut c, "Npc", entity, [5.35, 0.0, z]);
+    let (near, keep) = (
+        c.cfg.ghost_distance,
+        c.cfg.ghost_distance + GHOST_HYSTERESIS,
+    );
+    let other = |c: &Cell| {
+        c.cells
+            .iter()
+            .find(|v| v.app == AppId(2))
+            .map(|v| v.rect)
+            .expect("the other cellapp's cell")
+    };
+    let move_line = |c: &mut Cell, to: f32| {
+        let mut layout = c.layout().cloned().expect("a layout");
+        let line = layout.lines()[0].line;
+        layout.move_line(line, to).expect("the line moves");
+        lay_out(c, layout);
+    };
+    // Where the real stands each tick (x; 0.7 m steps that never land on
+    // a line), and where the line between the cells goes before it.
+    let mut walk: Vec<(f32, Option<f32>)> = Vec::new();
+    let out_to = |from: usize, to: usize| (from..=to).map(|k| 5.35 + 0.7 * k as f32);
+    walk.extend(out_to(0, 57).map(|x| (x, None)));
+    // Standing at 45.25 m, its ghost made (the line is at 150): the line
+    // moves to 200, so it is 155 m from the other cell, beyond the 130 m
+    // a ghost is kept to, without itself moving.
+    walk.push((45.25, Some(200.0)));
+    walk.extend(out_to(57, 192).map(|x| (x, None)));
+    walk.extend(out_to(0, 192).rev().map(|x| (x, None)));
+    walk.push((5.35, Some(150.0)));
+    walk.extend(out_to(0, 60).map(|x| (x, None)));
+    let mut held = false;
+    let (mut made, mut dropped) = (0, 0);
+    for (x, line) in walk {
+        if let Some(to) = line {
+            move_line(&mut c, to);
+        }
+        let i = c.slot[&entity];
+        let tick = c.ticks();
+        c.entries[i].move_to(Vec3::new(x, 0.0, z), 0.0, tick);
+        ticks(&mut c, 1);
+        let other = other(&c);
+        if !held && other.grow(near).holds(x, z) {
+            held = true;
+            made += 1;
+        } else if held && !other.grow(keep).holds(x, z) {
+            held = false;
+            dropped += 1;
+        }
+        let i = c.slot[&entity];
+        assert!(!c.entries[i].is_ghost(), "still real at {x}");
+        assert_eq!(
+            c.entries[i].haunts.contains(&AppId(2)),
+            held,
+            "at x = {x}, the other cell at {other:?}"
+        );
+    }
+    // The walk made and dropped its ghost more than once.
+    assert!(made >= 3 && dropped >= 2, "made {made}, dropped {dropped}");
 }
